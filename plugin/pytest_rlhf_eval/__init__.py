@@ -1,0 +1,244 @@
+"""pytest glue for rlhf-eval: suite files become test files, questions become test items.
+
+Follows "Working with non-python tests": `pytest_collect_file` → `SuiteFile` → `QuestionItem`.
+Per-question results travel as `item.user_properties` (plain values), are gathered in
+`pytest_runtest_logreport`, and the report is built once on the process that saw every report
+(the xdist controller, or the only process), so it is the same under `pytest -n auto`.
+"""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tabulate import tabulate
+
+from rlhf_eval.evaluate import sample_question, sampler_for, score_question
+from rlhf_eval.recording import RECORD_MODES, CassetteProblem, find_cassette_mismatch
+from rlhf_eval.report import build_report, render_table, suite_settings, write_json
+from rlhf_eval.sampling import SamplingError, api_key_from_env
+from rlhf_eval.suite import SuiteError, load_suite, looks_like_suite
+
+RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
+SETTINGS_KEY = "rlhf_eval_suite"  # user_properties key of its suite's settings
+
+
+class RunState:
+    def __init__(self) -> None:
+        self.questions: list[dict] = []
+        self.suites: dict[str, dict] = {}
+        self.samplers: dict[str, Any] = {}
+        self.report: dict | None = None
+
+
+state_key = pytest.StashKey[RunState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rlhf-eval", "rlhf-eval: preference-signal evals from YAML suites")
+    group.addoption("--rlhf-record-mode", choices=RECORD_MODES, default=None,
+                    help="none (default: replay only, never touch the network) | once (record missing "
+                         "cassettes) | new_episodes | all | rewrite (re-record from scratch)")
+    group.addoption("--rlhf-cassette-dir", default=None,
+                    help="where cassettes live (default: <rootdir>/cassettes, or ini rlhf_cassette_dir)")
+    group.addoption("--rlhf-report-json", default=None, metavar="PATH",
+                    help="write the report, with every trace, as JSON to PATH")
+    parser.addini("rlhf_cassette_dir", "cassette directory, relative to the rootdir", default="cassettes")
+    parser.addini("rlhf_record_mode", "default record mode", default="none")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[state_key] = RunState()
+    if not _is_xdist_worker(config):
+        config.pluginmanager.register(ReportPlugin(config), "rlhf-eval-report")
+    mode = record_mode(config)
+    if mode not in RECORD_MODES:
+        raise pytest.UsageError(f"rlhf_record_mode = {mode!r}; expected one of {', '.join(RECORD_MODES)}")
+
+
+def record_mode(config: pytest.Config) -> str:
+    return config.getoption("--rlhf-record-mode") or config.getini("rlhf_record_mode")
+
+
+def cassette_dir(config: pytest.Config) -> Path:
+    chosen = config.getoption("--rlhf-cassette-dir")
+    if chosen:
+        return Path(chosen).resolve()
+    return config.rootpath / config.getini("rlhf_cassette_dir")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"rlhf-eval: record mode {record_mode(config)}, cassettes in {cassette_dir(config)}"
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    try:
+        head = file_path.read_bytes()[:65536].decode("utf-8", "replace")
+    except OSError:
+        return None
+    if looks_like_suite(head):
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None  # any other YAML file (a cassette, a CI config) is left alone
+
+
+class SuiteFile(pytest.File):
+    def collect(self):
+        suite = load_suite(self.path)
+        for question in suite.questions:
+            yield QuestionItem.from_parent(self, name=question.id, suite=suite, question=question)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, SuiteError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+
+class QuestionFailed(Exception):
+    """Raised by an item whose thresholds failed; carries the result for the failure text."""
+
+    def __init__(self, result) -> None:
+        super().__init__(f"{len(result.failures)} threshold(s) failed")
+        self.result = result
+
+
+class QuestionItem(pytest.Item):
+    def __init__(self, *, suite, question, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.suite = suite
+        self.question = question
+
+    def _rerecord_command(self, mode: str) -> str:
+        parts = ["pytest", self.nodeid, f"--rlhf-record-mode={mode}"]
+        if self.config.getoption("--rlhf-cassette-dir"):
+            parts.append(f"--rlhf-cassette-dir={self.config.getoption('--rlhf-cassette-dir')}")
+        key = "" if api_key_from_env() else "GEMINI_API_KEY=<your key> "
+        return key + " ".join(shlex.quote(p) for p in parts)
+
+    def _sampler(self):
+        samplers = self.config.stash[state_key].samplers
+        key = str(self.suite.path)
+        if key not in samplers:
+            samplers[key] = sampler_for(self.suite)
+        return samplers[key]
+
+    def runtest(self) -> None:
+        self.user_properties.append((SETTINGS_KEY, suite_settings(self.suite)))
+        mode = record_mode(self.config)
+        try:
+            if mode != "none" and not api_key_from_env():
+                raise SamplingError("recording needs an API key: set GEMINI_API_KEY (or GOOGLE_API_KEY); "
+                                    "replaying (--rlhf-record-mode=none) needs none")
+            traces = sample_question(
+                self.suite, self.question, self._sampler(), cassette_dir=cassette_dir(self.config),
+                record_mode=mode, rerecord_hint=self._rerecord_command("once" if mode == "none" else mode))
+        except CassetteProblem as exc:
+            self._record_error(str(exc).replace("--rlhf-record-mode=once", "--rlhf-record-mode=rewrite")
+                               if "stale" in str(exc) else str(exc))
+        except SamplingError as exc:
+            self._record_error(str(exc))
+        result = score_question(self.suite, self.question, traces)
+        self.user_properties.append((RESULT_KEY, result.to_dict()))
+        if result.failures:
+            raise QuestionFailed(result)
+
+    def _record_error(self, message: str):
+        self.user_properties.append((RESULT_KEY, {
+            "suite": self.suite.name, "id": self.question.id, "index": self.question.index, "passed": False,
+            "error": message, "metrics": None, "dpo_unavailable": None, "failures": [], "unchecked": [],
+            "traces": [], "pairs": []}))
+        raise ItemError(message)
+
+    def repr_failure(self, excinfo, style=None):
+        exc = excinfo.value
+        if isinstance(exc, ItemError):
+            return f"{self.nodeid}: {exc}"
+        if isinstance(exc, QuestionFailed):
+            return failure_text(self.nodeid, exc.result)
+        mismatch = find_cassette_mismatch(exc)
+        if mismatch is not None:  # raised somewhere we did not expect; still say it plainly
+            return f"{self.nodeid}: {mismatch}"
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, (self.question.line or 1) - 1, f"{self.suite.name}::{self.question.id}"
+
+
+class ItemError(Exception):
+    """A problem that stopped the item before scoring (cassette, API); its text is the whole story."""
+
+
+def failure_text(nodeid: str, result) -> str:
+    lines = [f"{nodeid}: {len(result.failures)} threshold(s) failed"]
+    lines += [f"  {f.reason}   (threshold: {f.metric} {f.bound})" for f in result.failures]
+    rows = []
+    for i, (t, v, r, a) in enumerate(zip(result.traces, result.verdicts, result.rewards, result.advantages)):
+        rows.append([i, t.seed, v.status, _short(v.extracted), f"{r:g}", f"{a:+.3f}",
+                     t.token_count if t.token_count is not None else "-",
+                     f"{t.logp:.2f}" if t.logp is not None else "-"])
+    lines.append(f"traces (k={len(result.traces)}, accuracy {result.metrics['accuracy']:.3f}, "
+                 f"spread {result.metrics['spread']:.3f}, pairs {result.metrics['pairs']}):")
+    table = tabulate(rows, headers=["#", "seed", "verdict", "extracted", "reward", "advantage", "tokens", "logp"],
+                     disable_numparse=True)
+    lines += ["  " + line for line in table.splitlines()]
+    return "\n".join(lines)
+
+
+def _short(text: str | None, width: int = 24) -> str:
+    if text is None:
+        return "-"
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+class ReportPlugin:
+    """Gathers question results and prints the report; registered only where every report arrives
+    (the xdist controller, or the single process) — never on an xdist worker."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @property
+    def state(self) -> RunState:
+        return self.config.stash[state_key]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == RESULT_KEY:
+                self.state.questions.append(value)
+            elif name == SETTINGS_KEY:
+                self.state.suites.setdefault(value["name"], value)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        yield
+        if not self.state.questions:
+            return
+        report = self.state.report = build_report(self.state.questions, self.state.suites)
+        if any(s["threshold_failures"] for s in report["suites"]):
+            session.testsfailed += 1  # like --cov-fail-under: the run fails after every item ran
+        path = self.config.getoption("--rlhf-report-json")
+        if path:
+            write_json(report, path)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        report = self.state.report
+        if report is None:
+            return
+        tr = terminalreporter
+        tr.write_sep("=", "rlhf-eval report")
+        tr.write_line(render_table(report))
+        for s in report["suites"]:
+            for line in s["threshold_failures"]:
+                tr.write_line(f"FAIL suite {s['name']}: {line}", red=True, bold=True)
+        path = self.config.getoption("--rlhf-report-json")
+        if path:
+            tr.write_line(f"rlhf-eval: JSON report written to {path}")

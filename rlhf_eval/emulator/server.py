@@ -1,0 +1,602 @@
+"""HTTP server of the Gemini emulator: routing, request parsing, responses, faults.
+
+The behaviour is documented in the package docstring (``rlhf_eval/emulator/__init__.py``).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .bank import Bank, load_bank, normalize_ws, stable_hash, tokenize
+
+MAX_CANDIDATES = 8
+MAX_TOP_LOGPROBS = 20
+
+_ROUTE_RE = re.compile(r"^/(v1|v1beta)/models/([^/:]+):([A-Za-z]+)$")
+MARKER_RE = re.compile(r"\[\[emulator:([^\]]*)\]\]", re.IGNORECASE)
+_ERR_MARKER_RE = re.compile(r"^(\d{3})(?:x(\d+))?$")
+_LATENCY_RE = re.compile(r"^latency=(\d+)$")
+_CHOICE_RE = re.compile(r"(?m)^[ \t]*(?:\(([A-J])\)|([A-J])[.)])[ \t]+\S")
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
+_CAMEL_RE = re.compile(r"_([a-z0-9])")
+
+# --------------------------------------------------------------------------------------
+# model families
+# --------------------------------------------------------------------------------------
+FAMILY_LOGPROBS = "logprobs"  # gemini-2.0*, gemini-1.5*
+FAMILY_25 = "gemini-2.5"  # gemini-2.5*
+FAMILY_NO_LOGPROBS = "gemini-3"  # gemini-3* and any other name
+
+
+def model_family(model: str) -> str:
+    m = model.lower()
+    if m.startswith("models/"):
+        m = m[len("models/") :]
+    if m.startswith(("gemini-2.0", "gemini-1.5")):
+        return FAMILY_LOGPROBS
+    if m.startswith("gemini-2.5"):
+        return FAMILY_25
+    return FAMILY_NO_LOGPROBS
+
+
+# --------------------------------------------------------------------------------------
+# errors (google.rpc.Status JSON)
+# --------------------------------------------------------------------------------------
+class ApiError(Exception):
+    def __init__(self, code: int, status: str, message: str, details: list | None = None):
+        super().__init__(message)
+        self.code, self.status, self.message, self.details = code, status, message, details
+
+    def body(self) -> dict:
+        err: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        if self.details:
+            err["details"] = self.details
+        return {"error": err}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "INVALID_ARGUMENT", message)
+
+
+def api_key_invalid() -> ApiError:
+    msg = "API key not valid. Please pass a valid API key."
+    return ApiError(
+        400,
+        "INVALID_ARGUMENT",
+        msg,
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            },
+            {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": msg},
+        ],
+    )
+
+
+def injected_error(code: int, model: str, version: str) -> ApiError:
+    if code == 429:
+        return ApiError(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "You exceeded your current quota, please check your plan and billing details. For more "
+            "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                            "quotaDimensions": {"location": "global", "model": model},
+                            "quotaValue": "15",
+                        }
+                    ],
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [
+                        {
+                            "description": "Learn more about Gemini API quotas",
+                            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                        }
+                    ],
+                },
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2s"},
+            ],
+        )
+    if code == 500:
+        return ApiError(
+            500,
+            "INTERNAL",
+            "An internal error has occurred. Please retry or report in "
+            "https://developers.generativeai.google/guide/troubleshooting",
+        )
+    if code == 503:
+        return ApiError(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+    if code == 504:
+        return ApiError(504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete.")
+    if code == 404:
+        return ApiError(
+            404,
+            "NOT_FOUND",
+            f"models/{model} is not found for API version {version}, or is not supported for "
+            "generateContent. Call ListModels to see the list of available models and their "
+            "supported methods.",
+        )
+    if code == 403:
+        return ApiError(403, "PERMISSION_DENIED", "The caller does not have permission")
+    if code == 400:
+        return invalid("Request contains an invalid argument.")
+    raise invalid(f"emulator marker: unsupported error code {code} (use one of {sorted(ERROR_CODES)})")
+
+
+ERROR_CODES = frozenset({400, 403, 404, 429, 500, 503, 504})
+
+# --------------------------------------------------------------------------------------
+# request parsing helpers
+# --------------------------------------------------------------------------------------
+
+
+def camelize(obj: Any) -> Any:
+    """Rewrite every dict key from snake_case to camelCase, recursively."""
+    if isinstance(obj, dict):
+        return {(_CAMEL_RE.sub(lambda m: m.group(1).upper(), k) if "_" in k else k): camelize(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [camelize(v) for v in obj]
+    return obj
+
+
+def _int(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    try:
+        f = float(value)
+        if f != f or f in (float("inf"), float("-inf")):
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value at 'generation_config.{field}' (TYPE_INT32), {json.dumps(value)}") from None
+
+
+def _float(value: Any, field: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value at 'generation_config.{field}' (TYPE_FLOAT), {json.dumps(value)}") from None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return bool(value)
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, dict):
+        return []
+    parts = content.get("parts")
+    if isinstance(parts, dict):
+        parts = [parts]
+    if not isinstance(parts, list):
+        return []
+    out = []
+    for p in parts:
+        if isinstance(p, str):
+            out.append(p)
+        elif isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought"):
+            out.append(p["text"])
+    return out
+
+
+def user_prompt(body: dict) -> str:
+    """All text parts of the user turns (role ``user`` or no role), joined with newlines."""
+    contents = body.get("contents")
+    if contents is None or contents == []:
+        raise invalid("* GenerateContentRequest.contents: contents is not specified\n")
+    if isinstance(contents, (dict, str)):
+        contents = [contents]
+    if not isinstance(contents, list):
+        raise invalid("Invalid JSON payload received. 'contents' must be a list of Content.")
+    texts: list[str] = []
+    for c in contents:
+        role = c.get("role") if isinstance(c, dict) else None
+        if role in (None, "", "user"):
+            texts.extend(_texts(c))
+    return "\n".join(texts)
+
+
+# --------------------------------------------------------------------------------------
+# the server state and the generation logic
+# --------------------------------------------------------------------------------------
+_HARM_CATEGORIES = (
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+)
+_ENUM_INT = {
+    "finishReason": {
+        "FINISH_REASON_UNSPECIFIED": 0, "STOP": 1, "MAX_TOKENS": 2, "SAFETY": 3, "RECITATION": 4, "OTHER": 5,
+    },
+    "blockReason": {"BLOCK_REASON_UNSPECIFIED": 0, "SAFETY": 1, "OTHER": 2, "BLOCKLIST": 3, "PROHIBITED_CONTENT": 4},
+    "category": {
+        "HARM_CATEGORY_HARASSMENT": 7, "HARM_CATEGORY_HATE_SPEECH": 8,
+        "HARM_CATEGORY_SEXUALLY_EXPLICIT": 9, "HARM_CATEGORY_DANGEROUS_CONTENT": 10,
+        "HARM_CATEGORY_CIVIC_INTEGRITY": 11,
+    },
+    "probability": {"HARM_PROBABILITY_UNSPECIFIED": 0, "NEGLIGIBLE": 1, "LOW": 2, "MEDIUM": 3, "HIGH": 4},
+    "modality": {"MODALITY_UNSPECIFIED": 0, "TEXT": 1},
+}
+
+
+def _safety_ratings(blocked_category: str | None) -> list[dict]:
+    out = []
+    for cat in _HARM_CATEGORIES:
+        if cat == blocked_category:
+            out.append({"category": cat, "probability": "HIGH", "blocked": True})
+        else:
+            out.append({"category": cat, "probability": "NEGLIGIBLE"})
+    return out
+
+
+def ints_for_enums(obj: Any) -> Any:
+    """Encode the response's enum values as integers (for ``$alt=json;enum-encoding=int``)."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            table = _ENUM_INT.get(k)
+            if table is not None and isinstance(v, str) and v in table:
+                out[k] = table[v]
+            else:
+                out[k] = ints_for_enums(v)
+        return out
+    if isinstance(obj, list):
+        return [ints_for_enums(v) for v in obj]
+    return obj
+
+
+_MC_TEMPLATES = (
+    "Let me compare the options one by one. Option ({x}) is the one most consistent with the question.",
+    "Checking each choice against the question, ({x}) fits best while the others do not.",
+    "Eliminating the options that contradict the question leaves ({x}).",
+)
+_NUM_TEMPLATES = (
+    "Let me work through the quantities in the question step by step. Combining them gives {n}.",
+    "I will reason about the numbers given in the problem. Putting them together, the result is {n}.",
+    "Step by step: identify what is asked, use the given values, and compute. This yields {n}.",
+)
+_UNKNOWN_TEXT = (
+    "I could not find enough information in the question to compute a result.\nThe answer is unknown."
+)
+
+
+def synthesize(prompt: str, h: int) -> str:
+    """The canned answer for a prompt that is not in the bank (never uses an answer key)."""
+    letters: list[str] = []
+    for m in _CHOICE_RE.finditer(prompt):
+        x = m.group(1) or m.group(2)
+        if x not in letters:
+            letters.append(x)
+    if len(letters) >= 2:
+        x = letters[h % len(letters)]
+        return _MC_TEMPLATES[(h >> 16) % len(_MC_TEMPLATES)].format(x=x) + f"\nThe answer is ({x})."
+    numbers = _NUMBER_RE.findall(prompt)
+    if numbers:
+        n = numbers[h % len(numbers)]
+        return _NUM_TEMPLATES[(h >> 16) % len(_NUM_TEMPLATES)].format(n=n) + f"\nThe answer is {n}."
+    return _UNKNOWN_TEXT
+
+
+def _response_id(model: str, canonical: str) -> str:
+    d = hashlib.blake2b(f"{model}\x1f{canonical}".encode("utf-8", "surrogatepass"), digest_size=17).digest()
+    return base64.urlsafe_b64encode(d).decode("ascii").rstrip("=")
+
+
+class EmulatorState:
+    """Shared, thread-safe state of one emulator server."""
+
+    def __init__(self, bank: Bank | None = None, latency_ms: float = 0.0, record_requests: bool = True):
+        self.bank = bank if bank is not None else load_bank()
+        self.latency_ms = float(latency_ms)
+        self.record_requests = record_requests
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._seen: dict[str, int] = {}
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._seen.clear()
+
+    def record(self, entry: dict) -> None:
+        if self.record_requests:
+            with self._lock:
+                self.requests.append(entry)
+
+    def times_seen(self, key: str) -> int:
+        """Count one more sighting of ``key``; returns how many times it was seen before."""
+        with self._lock:
+            n = self._seen.get(key, 0)
+            self._seen[key] = n + 1
+            return n
+
+    # ---------------------------------------------------------------------------------
+    def generate(self, model: str, version: str, body: dict) -> tuple[dict, float]:
+        """Answer one generateContent request. Returns (response JSON, extra delay in s);
+        raises ApiError for an error response."""
+        family = model_family(model)
+        gc = body.get("generationConfig") or {}
+        if not isinstance(gc, dict):
+            raise invalid("Invalid JSON payload received. 'generationConfig' must be an object.")
+
+        n = _int(gc.get("candidateCount"), "candidate_count")
+        n = 1 if n is None or n == 0 else n
+        if n < 0 or n > MAX_CANDIDATES:
+            raise invalid(f"candidateCount must be between 1 and {MAX_CANDIDATES}, got {n}.")
+        if n > 1 and family == FAMILY_NO_LOGPROBS:
+            raise invalid("Multiple candidates is not enabled for this model")
+
+        want_logprobs = _bool(gc.get("responseLogprobs", False))
+        top_k = _int(gc.get("logprobs"), "logprobs")
+        if want_logprobs and family == FAMILY_25:
+            raise invalid(f"Logprobs is not enabled for models/{model}")
+        if want_logprobs and family == FAMILY_NO_LOGPROBS:
+            raise invalid("Logprobs is not supported for this model.")
+        if top_k is not None:
+            if not 0 <= top_k <= MAX_TOP_LOGPROBS:
+                raise invalid(f"logprobs must be in the range of [0, {MAX_TOP_LOGPROBS}], got {top_k}.")
+            if not want_logprobs:
+                raise invalid("logprobs can only be set when responseLogprobs is true.")
+
+        temperature = _float(gc.get("temperature"), "temperature")
+        if temperature is not None and temperature < 0:
+            raise invalid(f"temperature must be in the range [0.0, 2.0], got {temperature}.")
+        greedy = temperature is not None and temperature == 0
+        seed = _int(gc.get("seed"), "seed") or 0
+        max_tokens = _int(gc.get("maxOutputTokens"), "max_output_tokens")
+        if max_tokens is not None and max_tokens <= 0:
+            max_tokens = None
+        stops = gc.get("stopSequences") or []
+        if isinstance(stops, str):
+            stops = [stops]
+        stops = [s for s in stops if isinstance(s, str) and s]
+
+        raw_prompt = user_prompt(body)
+        system = "\n".join(_texts(body.get("systemInstruction"))) if body.get("systemInstruction") else ""
+
+        # ---- markers ---------------------------------------------------------------
+        delay = 0.0
+        mode = None
+        error_code = None
+        error_times = None
+        for m in MARKER_RE.finditer(raw_prompt):
+            word = m.group(1).strip().lower()
+            em = _ERR_MARKER_RE.match(word)
+            lm = _LATENCY_RE.match(word)
+            if word in ("block", "safety", "max_tokens"):
+                mode = word
+            elif em:
+                error_code = int(em.group(1))
+                if error_code not in ERROR_CODES:
+                    raise invalid(f"emulator marker [[emulator:{word}]]: unsupported error code "
+                                  f"(use one of {sorted(ERROR_CODES)})")
+                error_times = int(em.group(2)) if em.group(2) else None
+            elif lm:
+                delay += int(lm.group(1)) / 1000.0
+            else:
+                raise invalid(
+                    f"unknown emulator marker [[emulator:{m.group(1)}]]; known: block, safety, max_tokens, "
+                    "429, 500, 503 (or 400/403/404/504), <code>x<N>, latency=<ms>"
+                )
+        clean = MARKER_RE.sub(" ", raw_prompt)
+        prompt = normalize_ws(clean)
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+        if error_code is not None:
+            if error_times is None or self.times_seen(f"{model}\x1f{canonical}") < error_times:
+                err = injected_error(error_code, model, version)
+                err.delay = delay  # type: ignore[attr-defined]
+                raise err
+
+        bank = self.bank
+        prompt_tokens = len(tokenize(raw_prompt)) + (len(tokenize(system)) if system else 0)
+        resp: dict[str, Any] = {}
+        usage: dict[str, Any] = {"promptTokenCount": prompt_tokens}
+
+        if mode == "block":
+            resp["promptFeedback"] = {
+                "blockReason": "SAFETY",
+                "safetyRatings": _safety_ratings("HARM_CATEGORY_DANGEROUS_CONTENT"),
+            }
+            usage["totalTokenCount"] = prompt_tokens
+        elif mode == "safety":
+            resp["candidates"] = [
+                {"finishReason": "SAFETY", "index": j, "safetyRatings": _safety_ratings("HARM_CATEGORY_DANGEROUS_CONTENT")}
+                for j in range(n)
+            ]
+            usage["totalTokenCount"] = prompt_tokens
+        elif mode == "max_tokens":
+            budget = max_tokens or 8192
+            resp["candidates"] = [
+                {"content": {"role": "model"}, "finishReason": "MAX_TOKENS", "index": j} for j in range(n)
+            ]
+            usage["thoughtsTokenCount"] = budget * n
+            usage["totalTokenCount"] = prompt_tokens + budget * n
+        else:
+            qi = bank.find(prompt)
+            model_lp = bank.model
+            cands = []
+            total = 0
+            for j in range(n):
+                h = stable_hash(model, prompt) if greedy else stable_hash(model, prompt, seed, j)
+                if qi is not None:
+                    options = bank.traces[qi]
+                    trace = options[h % len(options)]
+                else:
+                    trace = model_lp.make_trace(synthesize(clean, h))
+                text, tokens, chosen = trace.text, trace.tokens, trace.chosen
+                finish = "STOP"
+                if stops:
+                    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+                    if cut >= 0:
+                        t2 = model_lp.make_trace(text[:cut])
+                        text, tokens, chosen = t2.text, t2.tokens, t2.chosen
+                if max_tokens is not None and len(tokens) > max_tokens:
+                    tokens, chosen = tokens[:max_tokens], chosen[:max_tokens]
+                    text = "".join(tokens)
+                    finish = "MAX_TOKENS"
+                cand: dict[str, Any] = {
+                    "content": {"role": "model", "parts": [{"text": text}]} if text else {"role": "model"},
+                    "finishReason": finish,
+                }
+                ntok = len(tokens)
+                total += ntok
+                if family == FAMILY_LOGPROBS and ntok:
+                    lp_sum = 0.0
+                    for e in chosen:
+                        lp_sum += e["logProbability"]
+                    cand["avgLogprobs"] = lp_sum / ntok
+                    if want_logprobs:
+                        lr: dict[str, Any] = {}
+                        if top_k:
+                            lr["topCandidates"] = model_lp.top_candidates(chosen, top_k)
+                        lr["chosenCandidates"] = list(chosen)
+                        lr["logProbabilitySum"] = lp_sum
+                        cand["logprobsResult"] = lr
+                cand["index"] = j
+                cands.append(cand)
+            resp["candidates"] = cands
+            if total:
+                usage["candidatesTokenCount"] = total
+            usage["totalTokenCount"] = prompt_tokens + total
+            usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
+        if "promptTokensDetails" not in usage:
+            usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
+        resp["usageMetadata"] = usage
+        resp["modelVersion"] = f"{model}-emulator"
+        resp["responseId"] = _response_id(model, canonical)
+        return resp, delay
+
+
+# --------------------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the SDK's connection pool reuses sockets
+    server_version = "rlhf-eval-emulator/0.1"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    timeout = 120  # idle keep-alive connections are closed after this many seconds
+    server: "EmulatorHTTPServer"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_POST
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, code: int, payload: dict) -> None:
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Emulator", "rlhf-eval")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _dispatch(self) -> None:
+        state: EmulatorState = self.server.state
+        raw = self._read_body()
+        url = urlsplit(self.path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        entry: dict[str, Any] = {
+            "method": self.command,
+            "path": url.path,
+            "query": {k: (["<redacted>"] * len(v) if k == "key" else v) for k, v in query.items()},
+            "model": None,
+            "body": None,
+            "status": None,
+        }
+        try:
+            entry["body"] = json.loads(raw) if raw else None
+        except ValueError:
+            entry["body"] = raw.decode("utf-8", "replace")
+        state.record(entry)
+        delay = state.latency_ms / 1000.0
+        try:
+            m = _ROUTE_RE.match(url.path)
+            if m is None or self.command != "POST":
+                raise ApiError(404, "NOT_FOUND", f"The requested URL {url.path} was not found on this server.")
+            version, model, action = m.groups()
+            entry["model"] = model
+            if action == "streamGenerateContent":
+                raise ApiError(501, "UNIMPLEMENTED", "streamGenerateContent is not implemented by the rlhf-eval emulator.")
+            if action != "generateContent":
+                raise ApiError(404, "NOT_FOUND", f"Method not found: {action} (the emulator serves generateContent).")
+            key = self.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+            if not key.strip():
+                raise api_key_invalid()
+            if not isinstance(entry["body"], dict):
+                raise invalid("Invalid JSON payload received. Expected a JSON object as the request body.")
+            body = camelize(entry["body"])
+            payload, extra = state.generate(model, version, body)
+            if "enum-encoding=int" in query.get("$alt", [""])[0]:
+                payload = ints_for_enums(payload)
+            code = 200
+            delay += extra
+        except ApiError as e:
+            code, payload = e.code, e.body()
+            delay += getattr(e, "delay", 0.0)
+        except Exception as e:  # an emulator bug: answer 500 rather than drop the connection
+            code = 500
+            payload = ApiError(500, "INTERNAL", f"rlhf-eval emulator bug: {type(e).__name__}: {e}").body()
+        entry["status"] = code
+        if delay > 0:
+            time.sleep(delay)
+        self._send(code, payload)
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: EmulatorState):
+        self.state = state
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # quiet (client resets etc.)
+        pass

@@ -1,0 +1,213 @@
+"""One question end to end: traces → verdicts → rewards, pairs, margins, advantages → thresholds.
+
+`score_question` is pure (traces in, result out), so the JSON report can be re-scored from its
+recorded traces alone; `evaluate_question` adds sampling through a cassette.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import objectives as obj
+from .recording import use_cassette, cassette_path
+from .sampling import GeminiSampler, Sampler
+from .suite import DPO_METRICS, Bound, Question, Suite
+from .types import Trace, Verdict
+from .verify import verify
+
+# finishReasons that mean the API withheld the answer.
+_BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
+_FINISHED = {"STOP", "FINISH_REASON_UNSPECIFIED"}
+
+
+@dataclass(frozen=True)
+class ThresholdFailure:
+    metric: str
+    value: float | None
+    bound: str  # e.g. "min 0.5"
+    reason: str  # one line a person can act on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": self.value, "bound": self.bound, "reason": self.reason}
+
+
+@dataclass
+class QuestionResult:
+    suite: str
+    question_id: str
+    index: int
+    traces: list[Trace]
+    verdicts: list[Verdict]
+    rewards: np.ndarray
+    advantages: np.ndarray
+    chosen_idx: np.ndarray
+    rejected_idx: np.ndarray
+    margins: np.ndarray | None  # one per *scored* pair (both sides have logps); None when unavailable
+    scored_pairs: np.ndarray  # indices into the pair arrays that have margins
+    metrics: dict[str, float | int | None]
+    dpo_unavailable: str | None  # why DPO metrics are unavailable, or None
+    failures: list[ThresholdFailure] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # thresholds not applicable (e.g. no pairs)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values: travels through pytest-xdist and into the JSON report."""
+        margin_of = {}
+        if self.margins is not None:
+            margin_of = {int(p): float(m) for p, m in zip(self.scored_pairs, self.margins)}
+        return {
+            "suite": self.suite,
+            "id": self.question_id,
+            "index": self.index,
+            "passed": self.passed,
+            "metrics": dict(self.metrics),
+            "dpo_unavailable": self.dpo_unavailable,
+            "failures": [f.to_dict() for f in self.failures],
+            "unchecked": list(self.unchecked),
+            "traces": [
+                {**t.to_dict(), "verdict": v.status, "extracted": v.extracted, "detail": v.detail,
+                 "reward": float(r), "advantage": float(a)}
+                for t, v, r, a in zip(self.traces, self.verdicts, self.rewards, self.advantages)
+            ],
+            "pairs": [
+                {"chosen": int(w), "rejected": int(l), "margin": margin_of.get(p)}
+                for p, (w, l) in enumerate(zip(self.chosen_idx, self.rejected_idx))
+            ],
+        }
+
+
+def verdict_for(trace: Trace, question: Question, suite: Suite) -> Verdict:
+    """How the API finished decides first; only a finished answer goes to the verifier."""
+    reason = trace.finish_reason
+    if reason.startswith("PROMPT_BLOCKED") or reason in _BLOCKED:
+        return Verdict("blocked", None, f"finishReason {reason}")
+    if reason == "MAX_TOKENS":
+        return Verdict("truncated", None, "finishReason MAX_TOKENS (raise model.max_output_tokens?)")
+    if reason not in _FINISHED:
+        return Verdict("error", None, f"finishReason {reason}")
+    return verify(trace.text, question.answer, suite.spec.verifier.name, **question.verifier_options)
+
+
+def score_question(suite: Suite, question: Question, traces: list[Trace]) -> QuestionResult:
+    spec = suite.spec
+    verdicts = [verdict_for(t, question, suite) for t in traces]
+    rewards = np.array([getattr(spec.rewards, v.status) for v in verdicts], dtype=float)
+    correct = np.array([v.correct for v in verdicts], dtype=bool)
+    chosen_idx, rejected_idx = obj.preference_pairs(correct, rewards, spec.dpo.pairing)
+    advantages = obj.grpo_advantages(rewards, scale_rewards=spec.grpo.scale_rewards, epsilon=spec.grpo.epsilon)
+
+    counts = obj.verdict_counts([v.status for v in verdicts])
+    k = len(traces)
+    metrics: dict[str, Any] = {
+        "k": k, **counts,
+        "accuracy": obj.accuracy(correct),
+        "pass_at_k": obj.pass_at_k(k, int(correct.sum()), k),
+        "unparsable_rate": counts["unparsable"] / k,
+        "pairs": int(len(chosen_idx)),
+        "spread": obj.reward_spread(rewards),
+        "nonzero_advantages": obj.nonzero_advantages(advantages),
+        "mean_tokens": _mean([t.token_count for t in traces]),
+    }
+
+    logps = np.array([np.nan if t.logp is None else t.logp for t in traces], dtype=float)
+    tokens = np.array([t.token_count or 0 for t in traces], dtype=float)
+    has_logp = ~np.isnan(logps) & ((tokens > 0) | (not spec.dpo.length_normalized))
+    scored = np.flatnonzero(has_logp[chosen_idx] & has_logp[rejected_idx]) if len(chosen_idx) else np.array([], int)
+    margins = None
+    unavailable = None
+    if not has_logp.any():
+        unavailable = (f"{spec.model.name} returned no log-probabilities"
+                       + ("" if spec.model.logprobs else " (the suite has model.logprobs: false)"))
+    elif len(chosen_idx) and not len(scored):
+        unavailable = "no preference pair has log-probabilities on both sides"
+    if unavailable is None:
+        metrics["mean_logp"] = float(np.nanmean(np.where(has_logp, logps, np.nan)))
+        seq = obj.sequence_logps(np.where(has_logp, logps, 0.0), np.maximum(tokens, 1),
+                                 spec.dpo.length_normalized)
+        rewards_dpo = obj.dpo_implicit_rewards(seq, None, spec.dpo.beta)
+        margins = obj.dpo_margins(rewards_dpo[chosen_idx[scored]], rewards_dpo[rejected_idx[scored]])
+        metrics["pairs_scored"] = int(len(scored))
+        metrics.update(dpo_summary(margins, spec.dpo))
+    else:
+        metrics.update({"mean_logp": None, "pairs_scored": 0, "mean_margin": None,
+                        "reward_accuracy": None, "dpo_loss": None})
+
+    result = QuestionResult(
+        suite=suite.name, question_id=question.id, index=question.index, traces=list(traces),
+        verdicts=verdicts, rewards=rewards, advantages=advantages, chosen_idx=chosen_idx,
+        rejected_idx=rejected_idx, margins=margins, scored_pairs=scored, metrics=metrics,
+        dpo_unavailable=unavailable,
+    )
+    result.failures, result.unchecked = check_thresholds(metrics, question.thresholds, unavailable)
+    return result
+
+
+def dpo_summary(margins: np.ndarray, dpo) -> dict[str, float | None]:
+    """Mean margin, reward accuracy and loss over scored pairs (None when there are none)."""
+    if not len(margins):
+        return {"mean_margin": None, "reward_accuracy": None, "dpo_loss": None}
+    if dpo.length_normalized:
+        loss = obj.simpo_loss(margins, dpo.simpo_gamma)
+    else:
+        loss = obj.dpo_loss(margins, dpo.loss_type, dpo.label_smoothing, beta=dpo.beta)
+    return {"mean_margin": float(np.mean(margins)), "reward_accuracy": obj.reward_accuracy(margins),
+            "dpo_loss": float(loss)}
+
+
+def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailable: str | None):
+    """Failures for breached bounds, and the names of thresholds with nothing to measure."""
+    failures, unchecked = [], []
+    for name, bound in thresholds.items():
+        bound_text = " and ".join(f"{side} {getattr(bound, side):g}" for side in ("min", "max")
+                                  if getattr(bound, side) is not None)
+        value = metrics.get(name)
+        if name in DPO_METRICS and dpo_unavailable:
+            failures.append(ThresholdFailure(name, None, bound_text, f"{name} is unavailable: {dpo_unavailable}"))
+            continue
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            unchecked.append(f"{name} (no preference pairs to measure)")
+            continue
+        breach = bound.check(value)
+        if breach:
+            failures.append(ThresholdFailure(name, value, bound_text, f"{name} = {value:.4g} {breach}"))
+    return failures, unchecked
+
+
+def _mean(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+def sampler_for(suite: Suite, *, api_key: str | None = None, base_url: str | None = None) -> Sampler:
+    if suite.spec.model.provider == "gemini":
+        return GeminiSampler(suite.spec.model, api_key=api_key, base_url=base_url)
+    raise ValueError(f"unknown provider {suite.spec.model.provider!r}")  # pragma: no cover - schema forbids it
+
+
+def sample_question(suite: Suite, question: Question, sampler: Sampler, *,
+                    cassette_dir: str | Path | None = None, record_mode: str = "none",
+                    rerecord_hint: str = "") -> list[Trace]:
+    """Draw the question's k traces, through its cassette when `cassette_dir` is given."""
+    prompt = suite.render_prompt(question)
+    if cassette_dir is None:
+        return sampler.sample(prompt, suite.spec.samples, suite.spec.seed)
+    path = cassette_path(cassette_dir, suite.name, question.id)
+    with use_cassette(path, record_mode, rerecord_hint=rerecord_hint):
+        return sampler.sample(prompt, suite.spec.samples, suite.spec.seed)
+
+
+def evaluate_question(suite: Suite, question: Question | str, *, sampler: Sampler | None = None,
+                      cassette_dir: str | Path | None = None, record_mode: str = "none") -> QuestionResult:
+    """Sample, verify and score one question — the whole item, usable from a notebook."""
+    if isinstance(question, str):
+        question = suite.question(question)
+    sampler = sampler or sampler_for(suite)
+    traces = sample_question(suite, question, sampler, cassette_dir=cassette_dir, record_mode=record_mode)
+    return score_question(suite, question, traces)

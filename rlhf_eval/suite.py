@@ -1,0 +1,491 @@
+"""Suite files: YAML → validated `Suite` with its `Question`s; every error names file:line.
+
+The schema is a set of pydantic models (pydantic ships with google-genai), so types, ranges and
+unknown keys are checked declaratively; line numbers come from the YAML node marks.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .types import VERDICTS
+from .verify import VerifierError, check_options, extract_reference
+from .yamlines import YamlError, line_of, load_with_lines
+
+# Metrics a threshold may name. Question metrics are computed per item, suite metrics over the run.
+QUESTION_METRICS = (
+    "accuracy", "pass_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
+    "dpo_loss", "spread", "nonzero_advantages", "mean_logp", "mean_tokens",
+) + VERDICTS
+SUITE_METRICS = (
+    "accuracy", "pass_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
+    "dpo_loss", "frac_zero_spread", "mean_spread", "questions_failed",
+)
+# Metrics that need log-probabilities; without them they are "unavailable", never a number.
+DPO_METRICS = frozenset({"mean_margin", "reward_accuracy", "dpo_loss", "mean_logp"})
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PLACEHOLDER_RE = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
+
+
+class SuiteError(Exception):
+    """A problem with a suite file, as one line: `path:line: what is wrong; what to do`."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str):
+        self.path, self.line, self.message = str(path), line, message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    provider: Literal["gemini"] = "gemini"
+    name: str
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=1)
+    max_output_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    candidates_per_request: int = Field(1, ge=1, le=8)
+    system_instruction: str | None = None
+    thinking_budget: int | None = None
+
+    @model_validator(mode="after")
+    def _top_logprobs_needs_logprobs(self):
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
+
+class Rewards(_Strict):
+    correct: float = 1.0
+    incorrect: float = 0.0
+    unparsable: float = 0.0
+    blocked: float = 0.0
+    truncated: float = 0.0
+    error: float = 0.0
+
+
+class DPOConfig(_Strict):
+    beta: float = Field(0.1, gt=0.0)
+    pairing: Literal["all", "best_worst"] = "all"
+    length_normalized: bool = False
+    reference: Literal["none"] = "none"
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    simpo_gamma: float = 0.0
+
+
+class GRPOConfig(_Strict):
+    scale_rewards: Literal["group", "none"] = "group"
+    epsilon: float = Field(1e-4, ge=0.0)
+
+
+class Bound(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _sane(self):
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold needs min and/or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"impossible threshold: min {self.min} > max {self.max}")
+        return self
+
+    def check(self, value: float) -> str | None:
+        """The breached side as text, or None when `value` is within bounds."""
+        if self.min is not None and value < self.min:
+            return f"< min {self.min:g}"
+        if self.max is not None and value > self.max:
+            return f"> max {self.max:g}"
+        return None
+
+
+class VerifierConfig(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = "numeric"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class QuestionSpec(BaseModel):
+    """An inline question; keys beyond these are extra prompt fields (checked against the prompt)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    id: str
+    question: str
+    answer: str
+    thresholds: dict[str, Bound] = {}
+    verifier: dict[str, Any] = {}
+
+    @field_validator("id", "answer", mode="before")
+    @classmethod
+    def _scalar_to_str(cls, v):
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise ValueError("must be a string or a number")
+        return str(v)
+
+
+class QuestionSource(_Strict):
+    """Questions read from a JSONL file, so a dataset is referenced, never copied into the suite."""
+
+    source: str
+    question_field: str = "question"
+    answer_field: str = "answer"
+    id_field: str | None = None
+    id_prefix: str | None = None
+    answer_regex: str | None = None
+    offset: int = Field(0, ge=0)
+    limit: int | None = Field(None, ge=1)
+
+    @field_validator("answer_regex")
+    @classmethod
+    def _compiles(cls, v):
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"answer_regex does not compile: {exc}") from None
+        return v
+
+
+class SuiteSpec(_Strict):
+    suite: str
+    description: str = ""
+    model: ModelConfig
+    samples: int = Field(ge=1, le=1000)
+    seed: int = Field(0, ge=0, lt=2**31 - 1000)
+    prompt: str = "{question}"
+    verifier: VerifierConfig = VerifierConfig()
+    rewards: Rewards = Rewards()
+    dpo: DPOConfig = DPOConfig()
+    grpo: GRPOConfig = GRPOConfig()
+    thresholds: dict[str, Bound] = {}
+    suite_thresholds: dict[str, Bound] = {}
+    questions: list[QuestionSpec] | QuestionSource
+
+    @field_validator("suite")
+    @classmethod
+    def _name_is_a_folder_name(cls, v):
+        if not _ID_RE.match(v):
+            raise ValueError("must be letters, digits, '.', '_' or '-' (it names the cassette folder)")
+        return v
+
+    @field_validator("verifier", mode="before")
+    @classmethod
+    def _verifier_shorthand(cls, v):
+        return {"name": v} if isinstance(v, str) else v
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    answer: str  # the reference the verifier compares against
+    fields: dict[str, Any]  # every prompt field, `question` included
+    thresholds: dict[str, Bound]  # suite thresholds merged with this question's overrides
+    verifier_options: dict[str, Any]
+    index: int  # position in the suite, for stable report order
+    line: int | None  # where it is defined (suite file or JSONL source)
+
+
+@dataclass(frozen=True)
+class Suite:
+    spec: SuiteSpec
+    path: Path
+    questions: list[Question] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.suite
+
+    def render_prompt(self, question: Question) -> str:
+        return render(self.spec.prompt, question.fields)
+
+    def question(self, question_id: str) -> Question:
+        for q in self.questions:
+            if q.id == question_id:
+                return q
+        raise KeyError(question_id)
+
+
+def render(template: str, fields: dict[str, Any]) -> str:
+    """Fill `{name}` placeholders; `{{`/`}}` are literal braces, so LaTeX such as `\\boxed{}` is safe."""
+    out = _PLACEHOLDER_RE.sub(lambda m: str(fields[m.group(1)]), template)
+    return out.replace("{{", "{").replace("}}", "}")
+
+
+def placeholders(template: str) -> set[str]:
+    return set(_PLACEHOLDER_RE.findall(template))
+
+
+def looks_like_suite(text: str) -> bool:
+    """Cheap test used at collection: a suite is a YAML mapping with top-level `suite:` and `questions:`."""
+    return bool(re.search(r"(?m)^suite\s*:", text)) and bool(re.search(r"(?m)^questions\s*:", text))
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read, validate and expand one suite file. Raises `SuiteError` (one line) on any problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SuiteError(path, None, f"cannot read suite: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SuiteError(path, line, "not UTF-8 text; save the suite as UTF-8") from None
+    try:
+        data, lines = load_with_lines(text)
+    except YamlError as exc:
+        raise SuiteError(path, exc.line, exc.message) from None
+    if not isinstance(data, dict):
+        raise SuiteError(path, 1, "a suite must be a YAML mapping with `suite`, `model`, `samples` and `questions`")
+    try:
+        spec = SuiteSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(path, exc, lines, data) from None
+    return _expand(spec, path, lines)
+
+
+def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
+    def err(keypath, message):
+        return SuiteError(path, line_of(lines, keypath), message)
+
+    try:
+        check_options(spec.verifier.name, spec.verifier.options)
+    except VerifierError as exc:
+        raise err(("verifier",), f"verifier: {exc}") from None
+    _check_metric_names(spec.thresholds, QUESTION_METRICS, ("thresholds",), err)
+    _check_metric_names(spec.suite_thresholds, SUITE_METRICS, ("suite_thresholds",), err)
+
+    used = placeholders(spec.prompt)
+    if "question" not in used:
+        raise err(("prompt",), "prompt has no {question} placeholder; add it where the question goes")
+    if "answer" in used:
+        raise err(("prompt",), "prompt uses {answer}: the ground truth must never reach the model; "
+                  "write {{answer}} for literal braces")
+
+    if isinstance(spec.questions, QuestionSource):
+        raw_questions = _read_source(spec.questions, path, lines)
+    else:
+        raw_questions = [
+            (q, line_of(lines, ("questions", i)), ("questions", i)) for i, q in enumerate(spec.questions)
+        ]
+
+    questions: list[Question] = []
+    seen: dict[str, int | None] = {}
+    for index, (q, qline, keypath) in enumerate(raw_questions):
+        where_path = str(path) if isinstance(spec.questions, list) else str(_source_path(spec.questions, path))
+        if not _ID_RE.match(q.id):
+            raise SuiteError(where_path, qline, f"question id {q.id!r} must be letters, digits, '.', '_' or '-' "
+                             "(it names the cassette file)")
+        if q.id in seen:
+            raise SuiteError(where_path, qline, f"duplicate question id {q.id!r} (first at line {seen[q.id]}); "
+                             "ids must be unique within a suite")
+        seen[q.id] = qline
+        extra = dict(q.model_extra or {})
+        fields = {"question": q.question, **extra}
+        missing = used - set(fields)
+        if missing:
+            name = sorted(missing)[0]
+            raise SuiteError(where_path, qline, f"prompt uses {{{name}}} but question {q.id!r} has no field "
+                             f"{name!r}; add it to the question or remove it from the prompt")
+        if isinstance(spec.questions, list):
+            unused = sorted(set(extra) - used)
+            if unused:
+                bad = unused[0]
+                hint = _closest(bad, ["id", "question", "answer", "thresholds", "verifier"] + sorted(used))
+                raise SuiteError(where_path, line_of(lines, keypath + (bad,)),
+                                 f"questions[{index}] ({q.id}): unknown key {bad!r}{hint}; "
+                                 "extra question fields must appear in the prompt as {" + bad + "}")
+        _check_metric_names(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err)
+        options = {**spec.verifier.options, **q.verifier}
+        if q.verifier:
+            try:
+                check_options(spec.verifier.name, options)
+            except VerifierError as exc:
+                raise err(keypath + ("verifier",), f"questions[{index}] ({q.id}).verifier: {exc}") from None
+        if not q.answer.strip():
+            raise SuiteError(where_path, qline, f"question {q.id!r} has an empty answer")
+        questions.append(Question(
+            id=q.id, question=q.question, answer=q.answer, fields=fields,
+            thresholds={**spec.thresholds, **q.thresholds}, verifier_options=options,
+            index=index, line=qline,
+        ))
+    if not questions:
+        raise err(("questions",), "the suite has no questions")
+    return Suite(spec=spec, path=path, questions=questions)
+
+
+def _source_path(src: QuestionSource, suite_path: Path) -> Path:
+    return (suite_path.parent / src.source).resolve()
+
+
+def _read_source(src: QuestionSource, suite_path: Path, lines: dict) -> list:
+    """Rows of a JSONL question file as (QuestionSpec, line, keypath) — nothing copied into the suite."""
+    file = _source_path(src, suite_path)
+    if not file.is_file():
+        raise SuiteError(suite_path, line_of(lines, ("questions", "source")),
+                         f"questions.source: no file {src.source!r} (looked for {file})")
+    answer_re = re.compile(src.answer_regex, re.MULTILINE) if src.answer_regex else None
+    prefix = src.id_prefix or file.stem
+    out = []
+    try:
+        handle = file.open(encoding="utf-8")
+    except OSError as exc:
+        raise SuiteError(file, None, f"cannot read question file: {exc.strerror}") from None
+    with handle:
+        row_index = -1
+        try:
+            for lineno, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                row_index += 1
+                if row_index < src.offset:
+                    continue
+                if src.limit is not None and len(out) >= src.limit:
+                    break
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise SuiteError(file, lineno, f"not valid JSON: {exc.msg}") from None
+                if not isinstance(row, dict):
+                    raise SuiteError(file, lineno, "each line must be a JSON object")
+                for name in (src.question_field, src.answer_field):
+                    if name not in row:
+                        raise SuiteError(file, lineno, f"no field {name!r}{_closest(name, list(row))}; "
+                                         f"set questions.{'question' if name == src.question_field else 'answer'}"
+                                         "_field in the suite")
+                answer = str(row[src.answer_field])
+                if answer_re:
+                    m = answer_re.search(answer)
+                    if not m:
+                        raise SuiteError(file, lineno, f"answer_regex {src.answer_regex!r} does not match "
+                                         f"the answer {answer[-60:]!r}")
+                    answer = (m.group(1) if m.groups() else m.group(0)).strip()
+                else:
+                    answer = extract_reference(answer)
+                qid = str(row[src.id_field]) if src.id_field else f"{prefix}-{row_index:04d}"
+                extra = {k: v for k, v in row.items()
+                         if k not in (src.question_field, src.answer_field, src.id_field)}
+                spec = QuestionSpec.model_validate(
+                    {**{k: v for k, v in extra.items() if k not in ("thresholds", "verifier", "id")},
+                     "id": qid, "question": row[src.question_field], "answer": answer})
+                out.append((spec, lineno, ("questions",)))
+        except UnicodeDecodeError:
+            raise SuiteError(file, None, "not UTF-8 text") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise SuiteError(file, lineno, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return out
+
+
+def _check_metric_names(thresholds: dict, allowed, keypath, err) -> None:
+    for name in thresholds:
+        if name not in allowed:
+            raise err(keypath + (name,), f"{'.'.join(map(str, keypath + (name,)))}: unknown metric"
+                      f"{_closest(name, allowed)}; known: {', '.join(allowed)}")
+
+
+def _closest(word: str, candidates) -> str:
+    match = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+_EXPECTED = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "string_type": "a string", "dict_type": "a mapping",
+    "list_type": "a list", "model_type": "a mapping", "model_attributes_type": "a mapping",
+}
+
+
+def _first_error(path: Path, exc: ValidationError, lines: dict, data: dict) -> SuiteError:
+    """Turn pydantic's first error into one line with the YAML line and a suggestion."""
+    errors = exc.errors()
+    # `questions` is a union (inline list | JSONL source): report against the shape the user wrote.
+    wanted = "list" if isinstance(data.get("questions"), list) else "QuestionSource"
+    errors = [e for e in errors if not (len(e["loc"]) > 1 and e["loc"][0] == "questions"
+                                        and isinstance(e["loc"][1], str)
+                                        and not e["loc"][1].startswith(wanted))] or errors
+    # A typo'd key also makes the real key "missing"; the typo is the useful report.
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    e = errors[0]
+    loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and (
+        x.startswith(("list[", "function-")) or x == "QuestionSource")))
+    shown = _dotted(loc, data)
+    kind, line = e["type"], line_of(lines, loc)
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        hint = _closest(loc[-1], list(parent.model_fields)) if parent else ""
+        msg = f"{shown}: unknown key{hint}"
+    elif kind == "missing":
+        msg = f"{shown}: required key is missing"
+        line = line_of(lines, loc[:-1])
+    elif kind in _EXPECTED:
+        msg = f"{shown}: expected {_EXPECTED[kind]}, got {e.get('input')!r}"
+    elif kind == "literal_error":
+        msg = f"{shown}: {e['msg'].replace('Input should be', 'expected')}, got {e.get('input')!r}"
+    else:
+        msg = f"{shown}: {e['msg'].removeprefix('Value error, ')}"
+    others = errors[1:]
+    if kind == "extra_forbidden":
+        others = [o for o in others if o["type"] != "missing"]
+    more = len(others)
+    return SuiteError(path, line, msg + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
+
+
+def _dotted(loc: tuple, data: Any) -> str:
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            qid = node[part].get("id") if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) else None
+            out += f"[{part}]" + (f" ({qid})" if qid is not None and out == "questions" else "")
+        else:
+            out += ("." if out else "") + str(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return out
+
+
+def _model_at(loc: tuple):
+    """The pydantic model class that owns the keys at `loc` (for typo suggestions)."""
+    model: Any = SuiteSpec
+    pending_dict_value = None
+    for part in loc:
+        if pending_dict_value is not None:  # `part` is a key of a dict[str, Model]
+            model, pending_dict_value = pending_dict_value, None
+            continue
+        if isinstance(part, int):
+            continue
+        if model is SuiteSpec and part == "questions":
+            model = QuestionSpec
+            continue
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        ann = fields[part].annotation
+        if get_origin(ann) is dict:
+            pending_dict_value = get_args(ann)[1]
+            model = None
+        else:
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return model
