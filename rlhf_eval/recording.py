@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +18,8 @@ from vcr.errors import CannotOverwriteExistingCassetteException
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.record_mode import RecordMode
 from vcr.serialize import deserialize, serialize
+
+from .atomic import atomic_write_text
 
 RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
 SECRET_HEADERS = ["x-goog-api-key", "authorization", "x-goog-api-client", "user-agent", "cookie"]
@@ -76,20 +77,7 @@ class _AtomicPersister:
     def save_cassette(self, cassette_path, cassette_dict, serializer):
         if self.discard:
             return
-        path = Path(cassette_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = serialize(cassette_dict, serializer)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(cassette_path, serialize(cassette_dict, serializer))
 
 
 def _make_vcr(mode: str, persister: _AtomicPersister) -> vcr.VCR:

@@ -1,14 +1,12 @@
 """The run report: question dicts → suite aggregates → table rows → text or JSON.
 
 Each step is its own function (data → rows → rendering), and the JSON holds every trace with the
-settings used, so `rescore_report` can recompute every number from the file alone.
+settings used, so every number can be recomputed from the file alone (tests/test_report.py does).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,6 +14,7 @@ import numpy as np
 from tabulate import tabulate
 
 from . import objectives as obj
+from .atomic import atomic_write_text
 
 REPORT_VERSION = 1
 
@@ -126,13 +125,7 @@ def render_table(report: dict) -> str:
 
 def write_json(report: dict, path: str | Path) -> None:
     """Write atomically, so a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1, ensure_ascii=False, allow_nan=False, default=_jsonable)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False, default=_jsonable) + "\n")
 
 
 def _jsonable(value):

@@ -380,7 +380,7 @@ def check_options(verifier: str, options: dict) -> None:
             raise VerifierError(
                 f"{verifier} verifier: option {key!r} must be {_type_name(types)}, got {type(value).__name__} {value!r}"
             )
-        if types is _NUM_T and value < 0:
+        if isinstance(value, _NUM_T) and not isinstance(value, bool) and value < 0:
             raise VerifierError(f"{verifier} verifier: option {key!r} must be >= 0, got {value!r}")
     for key, (_, required) in v.options.items():
         if required and key not in options:
@@ -394,7 +394,8 @@ def check_options(verifier: str, options: dict) -> None:
 def verify(text: str, reference: str, verifier: str = "numeric", **options: Any) -> Verdict:
     """Judge `text`'s final answer against `reference`; see the module docstring."""
     check_options(verifier, options)
-    return VERIFIERS[verifier].run(text or "", reference, **options)
+    # Suites written in YAML give `answer: 18` as an int; a reference is text here.
+    return VERIFIERS[verifier].run(text or "", str(reference), **options)
 
 
 def extract_reference(answer: str, verifier: str = "numeric") -> str:

@@ -235,7 +235,8 @@ def test_regex():
     ],
 )
 def test_choice_forms(text, letter):
-    assert verify(text, "c", "choice") == Verdict("correct", letter, verify(text, "c", "choice").detail)
+    verdict = verify(text, "c", "choice")
+    assert (verdict.status, verdict.extracted) == ("correct", letter)
 
 
 def test_choice_incorrect_and_unparsable():

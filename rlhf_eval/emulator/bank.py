@@ -53,7 +53,7 @@ def stable_hash(*parts: object) -> int:
     return int.from_bytes(h.digest(), "big")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Trace:
     """One bank solution, pre-tokenised with its per-token log-probabilities."""
 
@@ -61,6 +61,18 @@ class Trace:
     tokens: tuple[str, ...]
     chosen: tuple[dict, ...]  # {"token", "tokenId", "logProbability"} per token (shared, never mutate)
     logps: tuple[float, ...]
+    chosen_json: tuple[str, ...]  # the compact JSON of each ``chosen`` entry
+    full_chosen_json: str  # the JSON array of all ``chosen`` entries
+
+    def chosen_json_prefix(self, n: int) -> str:
+        """The JSON array of the first ``n`` chosen entries."""
+        if n >= len(self.chosen_json):
+            return self.full_chosen_json
+        return "[" + ",".join(self.chosen_json[:n]) + "]"
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 class UnigramModel:
@@ -81,6 +93,8 @@ class UnigramModel:
         self.unknown_logp = -self.log_denominator
         self._logp = {t: math.log(c + 1) - self.log_denominator for t, c in counts.items()}
         self._entries: dict[str, dict] = {}
+        self._entry_json: dict[str, str] = {}
+        self._step_json: dict[tuple[str, int, int], str] = {}
         # the most frequent tokens, sorted by (logp desc, token) for deterministic ties
         top = sorted(counts, key=lambda t: (-counts[t], t))[:_ALT_POOL]
         self.pool = tuple(self.entry(t) for t in top)
@@ -97,6 +111,14 @@ class UnigramModel:
                 self._entries[token] = e
         return e
 
+    def entry_json(self, token: str) -> str:
+        s = self._entry_json.get(token)
+        if s is None:
+            s = _dumps(self.entry(token))
+            if token in self._logp:
+                self._entry_json[token] = s
+        return s
+
     def text_logp(self, text: str) -> float:
         """Sequence log-probability of ``text``: the sum of its tokens' logps, left to right."""
         total = 0.0
@@ -107,27 +129,46 @@ class UnigramModel:
     def make_trace(self, text: str) -> Trace:
         tokens = tuple(tokenize(text))
         chosen = tuple(self.entry(t) for t in tokens)
-        return Trace(text, tokens, chosen, tuple(e["logProbability"] for e in chosen))
+        cj = tuple(self.entry_json(t) for t in tokens)
+        return Trace(text, tokens, chosen, tuple(e["logProbability"] for e in chosen), cj, "[" + ",".join(cj) + "]")
 
-    def top_candidates(self, chosen: tuple[dict, ...] | list[dict], k: int) -> list[dict]:
-        """``k`` candidates per step, sorted by logProbability desc, always containing the
-        chosen token; the other ``k - 1`` are taken from the pool of the most frequent
-        corpus tokens, starting at an offset derived from (chosen token id, step)."""
+    def top_step(self, c: dict, step: int, k: int) -> list[dict]:
+        """The ``k`` top candidates of one decoding step whose chosen entry is ``c``: sorted by
+        logProbability desc (ties by token), always containing ``c``; the other ``k - 1``
+        are taken from the pool of the 64 most frequent corpus tokens, starting at offset
+        ``(tokenId * 31 + step * 7) % 64`` and skipping the chosen token."""
         pool = self.pool
         n = len(pool)
-        out = []
+        alts = [c]
+        start = (c["tokenId"] * 31 + step * 7) % n
+        i = 0
+        while len(alts) < k and i < n:
+            e = pool[(start + i) % n]
+            if e["token"] != c["token"]:
+                alts.append(e)
+            i += 1
+        alts.sort(key=lambda e: (-e["logProbability"], e["token"]))
+        return alts
+
+    def top_candidates(self, chosen: tuple[dict, ...] | list[dict], k: int) -> list[dict]:
+        """``topCandidates`` JSON (one ``{"candidates": [...]}`` per step), see :meth:`top_step`."""
+        return [{"candidates": self.top_step(c, step, k)} for step, c in enumerate(chosen)]
+
+    def top_candidates_json(self, chosen: tuple[dict, ...] | list[dict], k: int) -> str:
+        """The compact JSON of :meth:`top_candidates`, from a cache of per-step strings."""
+        cache = self._step_json
+        n = len(self.pool)
+        parts = []
         for step, c in enumerate(chosen):
-            alts = [c]
-            start = (c["tokenId"] * 31 + step * 7) % n
-            i = 0
-            while len(alts) < k and i < n:
-                e = pool[(start + i) % n]
-                if e["token"] != c["token"]:
-                    alts.append(e)
-                i += 1
-            alts.sort(key=lambda e: (-e["logProbability"], e["token"]))
-            out.append({"candidates": alts})
-        return out
+            key = (c["token"], (c["tokenId"] * 31 + step * 7) % n if n else 0, k)
+            sj = cache.get(key)
+            if sj is None:
+                sj = '{"candidates":' + _dumps(self.top_step(c, step, k)) + "}"
+                if len(cache) > 500_000:
+                    cache.clear()
+                cache[key] = sj
+            parts.append(sj)
+        return "[" + ",".join(parts) + "]"
 
 
 class Bank:

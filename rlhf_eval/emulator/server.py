@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import re
+import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +27,35 @@ _LATENCY_RE = re.compile(r"^latency=(\d+)$")
 _CHOICE_RE = re.compile(r"(?m)^[ \t]*(?:\(([A-J])\)|([A-J])[.)])[ \t]+\S")
 _NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
 _CAMEL_RE = re.compile(r"_([a-z0-9])")
+
+class RawJSON:
+    """A pre-serialised JSON fragment to splice into a response (see :func:`render`)."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json_text: str):
+        self.json = json_text
+
+
+_RAW_NONCE = secrets.token_hex(6)  # placeholders cannot collide with response text
+_RAW_RE = re.compile(r'"\\u0000' + _RAW_NONCE + r'(\d+)\\u0000"')
+
+
+def render(payload: Any) -> bytes:
+    """Compact UTF-8 JSON of ``payload``, with every :class:`RawJSON` spliced in verbatim."""
+    raws: list[str] = []
+
+    def default(o: Any) -> str:
+        if isinstance(o, RawJSON):
+            raws.append(o.json)
+            return f"\x00{_RAW_NONCE}{len(raws) - 1}\x00"
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=default)
+    if raws:
+        text = _RAW_RE.sub(lambda m: raws[int(m.group(1))], text)
+    return text.encode("utf-8")
+
 
 # --------------------------------------------------------------------------------------
 # model families
@@ -450,13 +480,13 @@ class EmulatorState:
                     trace = options[h % len(options)]
                 else:
                     trace = model_lp.make_trace(synthesize(clean, h))
-                text, tokens, chosen = trace.text, trace.tokens, trace.chosen
-                finish = "STOP"
                 if stops:
-                    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+                    cut = min((i for i in (trace.text.find(s) for s in stops) if i >= 0), default=-1)
                     if cut >= 0:
-                        t2 = model_lp.make_trace(text[:cut])
-                        text, tokens, chosen = t2.text, t2.tokens, t2.chosen
+                        trace = model_lp.make_trace(trace.text[:cut])
+                text, tokens, chosen = trace.text, trace.tokens, trace.chosen
+                trace_json = trace.chosen_json_prefix
+                finish = "STOP"
                 if max_tokens is not None and len(tokens) > max_tokens:
                     tokens, chosen = tokens[:max_tokens], chosen[:max_tokens]
                     text = "".join(tokens)
@@ -475,8 +505,8 @@ class EmulatorState:
                     if want_logprobs:
                         lr: dict[str, Any] = {}
                         if top_k:
-                            lr["topCandidates"] = model_lp.top_candidates(chosen, top_k)
-                        lr["chosenCandidates"] = list(chosen)
+                            lr["topCandidates"] = RawJSON(model_lp.top_candidates_json(chosen, top_k))
+                        lr["chosenCandidates"] = RawJSON(trace_json(ntok))
                         lr["logProbabilitySum"] = lp_sum
                         cand["logprobsResult"] = lr
                 cand["index"] = j
@@ -529,7 +559,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _send(self, code: int, payload: dict) -> None:
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        data = render(payload)
         self.send_response(code)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
