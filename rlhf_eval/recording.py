@@ -20,6 +20,7 @@ from vcr.record_mode import RecordMode
 from vcr.serialize import deserialize, serialize
 
 from .atomic import atomic_write_text
+from .paths import shown_path
 
 RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
 SECRET_HEADERS = ["x-goog-api-key", "authorization", "x-goog-api-client", "user-agent", "cookie"]
@@ -107,7 +108,7 @@ def use_cassette(path: str | Path, mode: str = "none", *, rerecord_hint: str = "
         raise ValueError(f"record mode {mode!r}; expected one of {', '.join(RECORD_MODES)}")
     path = Path(path)
     if mode == "none" and not path.is_file():
-        raise CassetteProblem(f"no cassette at {path}; record it with: {rerecord_hint}".rstrip(": "))
+        raise CassetteProblem(f"no cassette at {shown_path(path)}; record it with: {rerecord_hint}".rstrip(": "))
     persister = _AtomicPersister()
     my_vcr = _make_vcr(mode, persister)
     try:
@@ -141,6 +142,7 @@ def _seed_of(body: Any) -> Any:
 def explain_mismatch(exc: CannotOverwriteExistingCassetteException, path: Path, hint: str) -> str:
     """Say which part of the request changed since the cassette was recorded."""
     new = exc.failed_request
+    path = shown_path(path)
     recorded = list(exc.cassette.requests)
     fix = f"; re-record with: {hint}" if hint else ""
     if not recorded:

@@ -14,8 +14,9 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .paths import shown_path
 from .types import VERDICTS
-from .verify import VerifierError, check_options, extract_reference
+from .verify import VerifierError, check_options, extract_reference, verify
 from .yamlines import YamlError, line_of, load_with_lines
 
 # Metrics a threshold may name. Question metrics are computed per item, suite metrics over the run.
@@ -38,7 +39,7 @@ class SuiteError(Exception):
     """A problem with a suite file, as one line: `path:line: what is wrong; what to do`."""
 
     def __init__(self, path: str | Path, line: int | None, message: str):
-        self.path, self.line, self.message = str(path), line, message
+        self.path, self.line, self.message = shown_path(path), line, message
         where = f"{self.path}:{line}" if line else self.path
         super().__init__(f"{where}: {message}")
 
@@ -233,8 +234,8 @@ def placeholders(template: str) -> set[str]:
 
 
 def looks_like_suite(text: str) -> bool:
-    """Cheap test used at collection: a suite is a YAML mapping with top-level `suite:` and `questions:`."""
-    return bool(re.search(r"(?m)^suite\s*:", text)) and bool(re.search(r"(?m)^questions\s*:", text))
+    """Cheap test used at collection: a suite is a YAML file with a top-level `suite:` key."""
+    return bool(re.search(r"(?m)^suite\s*:", text))
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -281,7 +282,7 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
                   "write {{answer}} for literal braces")
 
     if isinstance(spec.questions, QuestionSource):
-        raw_questions = _read_source(spec.questions, path, lines)
+        raw_questions = _read_source(spec.questions, path, lines, spec.verifier.name)
     else:
         raw_questions = [
             (q, line_of(lines, ("questions", i)), ("questions", i)) for i, q in enumerate(spec.questions)
@@ -322,6 +323,10 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
                 raise err(keypath + ("verifier",), f"questions[{index}] ({q.id}).verifier: {exc}") from None
         if not q.answer.strip():
             raise SuiteError(where_path, qline, f"question {q.id!r} has an empty answer")
+        try:  # a reference the verifier cannot read is a data bug, not a model failure: catch it now
+            verify("", q.answer, spec.verifier.name, **options)
+        except VerifierError as exc:
+            raise SuiteError(where_path, qline, f"question {q.id!r}: answer {q.answer!r}: {exc}") from None
         questions.append(Question(
             id=q.id, question=q.question, answer=q.answer, fields=fields,
             thresholds={**spec.thresholds, **q.thresholds}, verifier_options=options,
@@ -336,7 +341,7 @@ def _source_path(src: QuestionSource, suite_path: Path) -> Path:
     return (suite_path.parent / src.source).resolve()
 
 
-def _read_source(src: QuestionSource, suite_path: Path, lines: dict) -> list:
+def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: str) -> list:
     """Rows of a JSONL question file as (QuestionSpec, line, keypath) — nothing copied into the suite."""
     file = _source_path(src, suite_path)
     if not file.is_file():
@@ -379,7 +384,7 @@ def _read_source(src: QuestionSource, suite_path: Path, lines: dict) -> list:
                                          f"the answer {answer[-60:]!r}")
                     answer = (m.group(1) if m.groups() else m.group(0)).strip()
                 else:
-                    answer = extract_reference(answer)
+                    answer = extract_reference(answer, verifier)
                 qid = str(row[src.id_field]) if src.id_field else f"{prefix}-{row_index:04d}"
                 extra = {k: v for k, v in row.items()
                          if k not in (src.question_field, src.answer_field, src.id_field)}

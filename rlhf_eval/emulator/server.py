@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import secrets
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -627,6 +628,13 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: EmulatorState):
         self.state = state
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (socket.getfqdn), which can stall
+        # for seconds on machines with a broken resolver; the emulator has no use for it.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), port
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # quiet (client resets etc.)
         pass

@@ -1,0 +1,37 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from rlhf_eval.emulator import Emulator
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[1]
+GSM8K_TEST = REPO / "suites" / "data" / "gsm8k" / "test.jsonl"
+SHARED = Path(os.environ.get("RLHF_EVAL_SHARED_DIR", REPO.parent / "shared"))
+TEST_KEY = "AIzaTEST-key-that-must-never-be-recorded-0123"
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """A real local Gemini emulator (HTTP on 127.0.0.1, free port) for the whole test session."""
+    with Emulator(port=0) as emu:
+        yield emu
+
+
+@pytest.fixture
+def live(emulator, monkeypatch):
+    """Environment for recording: the emulator's URL and a key (which must never reach a cassette)."""
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    return emulator
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Environment for replay: no key, and a base URL where nothing listens."""
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)

@@ -1,0 +1,308 @@
+"""The pytest plugin end to end: in-process pytest runs (pytester) against the real emulator."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import GSM8K_TEST, TEST_KEY
+
+
+def suite_yaml(name="demo", *, model="gemini-2.0-flash", logprobs=True, samples=4, temperature=1.0,
+               thresholds=None, suite_thresholds=None, limit=3, offset=0, prompt=None, extra=None, questions=None):
+    doc = {
+        "suite": name,
+        "description": "test suite",
+        "model": {"name": model, "temperature": temperature, "max_output_tokens": 400, "logprobs": logprobs},
+        "samples": samples,
+        "seed": 100,
+        "prompt": prompt or "Solve it and end with 'A: <number>'.\n\nQuestion: {question}",
+        "verifier": "numeric",
+        "thresholds": thresholds or {},
+        "suite_thresholds": suite_thresholds or {},
+        "questions": questions or {"source": str(GSM8K_TEST), "id_prefix": "q", "answer_regex": r"####\s*(.+)$",
+                                   "offset": offset, "limit": limit},
+    }
+    doc.update(extra or {})
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makeini("[pytest]\n")  # pins the rootdir, so cassettes go to <tmp>/cassettes
+    return pytester
+
+
+def run(pytester, *args):
+    return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+
+def report_json(pytester, *args):
+    out = pytester.path / "report.json"
+    result = run(pytester, *args, f"--rlhf-report-json={out}")
+    return result, json.loads(out.read_text())
+
+
+def metrics_of(report):
+    return {(s["name"], q["id"]): q["metrics"] for s in report["suites"] for q in s["questions"]}
+
+
+def test_record_then_replay_offline_gives_identical_metrics_and_no_key(project, live, monkeypatch):
+    project.makefile(".yaml", demo=suite_yaml(samples=4, limit=3))
+    recorded, rec_report = report_json(project, "--rlhf-record-mode=once")
+    recorded.assert_outcomes(passed=3)
+    cassettes = sorted((project.path / "cassettes" / "demo").glob("*.yaml"))
+    assert [c.name for c in cassettes] == ["q-0000.yaml", "q-0001.yaml", "q-0002.yaml"]
+    for c in cassettes:
+        assert TEST_KEY not in c.read_text()
+
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("GEMINI_API_KEY")
+    requests_before = len(live.requests)
+    replayed, rep_report = report_json(project)
+    replayed.assert_outcomes(passed=3)
+    assert len(live.requests) == requests_before
+    assert metrics_of(rep_report) == metrics_of(rec_report)
+    assert "rlhf-eval report" in replayed.stdout.str()
+    replayed.stdout.fnmatch_lines(["*demo*q-0000*4*pass*", "*demo*(suite: 3 questions)*"])
+
+
+def test_question_threshold_failure_names_metric_value_bound_and_traces(project, live):
+    # GSM8K test question 0: the emulator's bank holds two right and two wrong solutions for it.
+    project.makefile(".yaml", demo=suite_yaml(samples=8, limit=1, thresholds={"accuracy": {"min": 0.9}}))
+    result = run(project, "--rlhf-record-mode=once")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "demo.yaml::q-0000: 1 threshold(s) failed" in text
+    assert re.search(r"accuracy = 0\.\d+ < min 0\.9", text)
+    result.stdout.fnmatch_lines(["*seed*verdict*extracted*reward*advantage*tokens*logp*",
+                                 "*100*correct*18*", "*incorrect*"])
+    assert "Traceback" not in text
+
+
+def test_suite_threshold_breach_fails_the_run_after_all_items(project, live):
+    project.makefile(".yaml", demo=suite_yaml(limit=2, suite_thresholds={"accuracy": {"min": 0.99}}))
+    result = run(project, "--rlhf-record-mode=once")
+    result.assert_outcomes(passed=2)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["FAIL suite demo: accuracy = * < min 0.99"])
+
+
+def test_suite_threshold_failure_holds_under_xdist(project, live):
+    pytest.importorskip("xdist")
+    project.makefile(".yaml", demo=suite_yaml(limit=4, suite_thresholds={"accuracy": {"min": 0.99}}))
+    assert run(project, "--rlhf-record-mode=once").ret == 1
+    result = run(project, "-n", "2")
+    result.assert_outcomes(passed=4)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["FAIL suite demo: accuracy = * < min 0.99"])
+
+
+def test_xdist_report_equals_serial_report(project, live):
+    pytest.importorskip("xdist")
+    project.makefile(".yaml", demo=suite_yaml(limit=5), other=suite_yaml("other", offset=10, limit=3))
+    run(project, "--rlhf-record-mode=once").assert_outcomes(passed=8)
+    serial, serial_json = report_json(project)
+    parallel, parallel_json = report_json(project, "-n", "2")
+    parallel.assert_outcomes(passed=8)
+    assert parallel_json == serial_json
+
+    def table(result):
+        lines = result.stdout.lines
+        start = next(i for i, line in enumerate(lines) if "rlhf-eval report" in line)
+        return [line for line in lines[start:] if line.startswith(("suite", "demo", "other", "---"))]
+
+    assert table(parallel) == table(serial) and len(table(serial)) == 2 + 5 + 1 + 3 + 1
+
+
+def test_missing_cassette_fails_with_the_record_command(project, offline):
+    project.makefile(".yaml", demo=suite_yaml(limit=1))
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "no cassette at" in text and "q-0000.yaml" in text
+    assert "record it with: GEMINI_API_KEY=<your key> pytest demo.yaml::q-0000 --rlhf-record-mode=once" in text
+    assert "Traceback" not in text
+
+
+def test_changed_temperature_fails_with_the_diff_and_rerecord_command(project, live, monkeypatch):
+    suite = project.makefile(".yaml", demo=suite_yaml(limit=1, temperature=0.7))
+    run(project, "--rlhf-record-mode=once").assert_outcomes(passed=1)
+    suite.write_text(suite_yaml(limit=1, temperature=0.8))
+    monkeypatch.delenv("GEMINI_API_KEY")
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "generationConfig.temperature: 0.7 → 0.8" in text
+    assert "pytest demo.yaml::q-0000 --rlhf-record-mode=rewrite" in text
+
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    run(project, "demo.yaml::q-0000", "--rlhf-record-mode=rewrite").assert_outcomes(passed=1)
+    monkeypatch.delenv("GEMINI_API_KEY")
+    run(project).assert_outcomes(passed=1)
+
+
+def test_changed_prompt_shows_where_the_text_differs(project, live):
+    suite = project.makefile(".yaml", demo=suite_yaml(limit=1))
+    run(project, "--rlhf-record-mode=once").assert_outcomes(passed=1)
+    suite.write_text(suite_yaml(limit=1, prompt="Solve it and end with 'Answer: <number>'.\n\nQuestion: {question}"))
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*stale cassette*contents[[]0[]].parts[[]0[]].text changed at character 24:*"
+                                 "A: <number>*→*Answer: <number>*"])
+
+
+def test_more_samples_than_recorded_says_which_seeds_the_cassette_holds(project, live):
+    suite = project.makefile(".yaml", demo=suite_yaml(limit=1, samples=3))
+    run(project, "--rlhf-record-mode=once").assert_outcomes(passed=1)
+    suite.write_text(suite_yaml(limit=1, samples=4))
+    result = run(project)
+    result.stdout.fnmatch_lines(["*it holds seeds 100–102 (3 requests) but this run asks for seed 103*"])
+
+
+def test_changed_model_shows_the_path(project, live):
+    suite = project.makefile(".yaml", demo=suite_yaml(limit=1))
+    run(project, "--rlhf-record-mode=once").assert_outcomes(passed=1)
+    suite.write_text(suite_yaml(limit=1, model="gemini-1.5-flash"))
+    result = run(project)
+    result.stdout.fnmatch_lines(["*path: /v1beta/models/gemini-2.0-flash:generateContent → "
+                                 "/v1beta/models/gemini-1.5-flash:generateContent*"])
+
+
+def test_recording_without_a_key_is_one_clear_line(project, emulator, monkeypatch):
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", emulator.base_url)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    project.makefile(".yaml", demo=suite_yaml(limit=1))
+    result = run(project, "--rlhf-record-mode=once")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*recording needs an API key: set GEMINI_API_KEY*"])
+    assert not (project.path / "cassettes" / "demo" / "q-0000.yaml").exists()
+
+
+def test_dpo_threshold_on_a_model_without_logprobs_fails_with_the_reason(project, live):
+    project.makefile(".yaml", demo=suite_yaml(model="gemini-3-flash", logprobs=False, limit=1,
+                                              thresholds={"reward_accuracy": {"min": 0.5}}))
+    result = run(project, "--rlhf-record-mode=once")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*reward_accuracy is unavailable: gemini-3-flash returned no log-probabilities "
+        "(the suite has model.logprobs: false)*",
+        "*demo*q-0000*unavailable*unavailable*FAIL*",
+    ])
+
+
+def test_a_model_refusing_logprobs_is_one_clear_line(project, live):
+    project.makefile(".yaml", demo=suite_yaml(model="gemini-2.5-flash", logprobs=True, limit=1))
+    result = run(project, "--rlhf-record-mode=once")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*demo.yaml::q-0000: gemini-2.5-flash refuses log-probabilities "
+                                 "(Logprobs is not enabled for models/gemini-2.5-flash); "
+                                 "set model.logprobs: false in the suite"])
+    assert "Traceback" not in result.stdout.str()
+    assert not (project.path / "cassettes" / "demo" / "q-0000.yaml").exists()
+
+
+def test_blocked_and_truncated_traces_are_counted_not_crashed(project, live, pytester):
+    questions = [
+        {"id": "blocked", "question": "[[emulator:block]] What is 2+2?", "answer": 4},
+        {"id": "empty", "question": "[[emulator:max_tokens]] What is 3+3?", "answer": 6},
+        {"id": "safety", "question": "[[emulator:safety]] What is 4+4?", "answer": 8},
+    ]
+    project.makefile(".yaml", demo=suite_yaml(samples=2, questions=questions))
+    result, report = report_json(project, "--rlhf-record-mode=once")
+    result.assert_outcomes(passed=3)
+    m = metrics_of(report)
+    assert m[("demo", "blocked")]["blocked"] == 2
+    assert m[("demo", "empty")]["truncated"] == 2
+    assert m[("demo", "safety")]["blocked"] == 2
+    traces = report["suites"][0]["questions"][0]["traces"]
+    assert traces[0]["finish_reason"] == "PROMPT_BLOCKED:SAFETY" and traces[0]["reward"] == 0.0
+
+
+def test_candidates_per_request_falls_back_on_a_model_that_refuses_and_replays(project, live, monkeypatch):
+    project.makefile(".yaml", demo=suite_yaml(model="gemini-3-flash", logprobs=False, limit=1, samples=4,
+                                              extra={"model": {"name": "gemini-3-flash", "logprobs": False,
+                                                               "candidates_per_request": 4}}))
+    recorded, rec = report_json(project, "--rlhf-record-mode=once")
+    recorded.assert_outcomes(passed=1)
+    cassette = yaml.safe_load((project.path / "cassettes/demo/q-0000.yaml").read_text())
+    statuses = [i["response"]["status"]["code"] for i in cassette["interactions"]]
+    assert statuses == [400, 200, 200, 200, 200]
+    monkeypatch.delenv("GEMINI_API_KEY")
+    replayed, rep = report_json(project)
+    replayed.assert_outcomes(passed=1)
+    assert metrics_of(rep) == metrics_of(rec)
+
+
+def test_candidates_per_request_batches_on_a_model_that_allows_it(project, live):
+    project.makefile(".yaml", demo=suite_yaml(limit=1, samples=6, extra={
+        "model": {"name": "gemini-2.0-flash", "logprobs": True, "candidates_per_request": 4}}))
+    _, report = report_json(project, "--rlhf-record-mode=once")
+    cassette = yaml.safe_load((project.path / "cassettes/demo/q-0000.yaml").read_text())
+    counts = [json.loads(i["request"]["body"])["generationConfig"].get("candidateCount", 1)
+              for i in cassette["interactions"]]
+    assert counts == [4, 2]
+    traces = report["suites"][0]["questions"][0]["traces"]
+    assert [(t["seed"], t["candidate_index"]) for t in traces] == [(100, 0), (100, 1), (100, 2), (100, 3),
+                                                                   (104, 0), (104, 1)]
+
+
+def test_selection_k_x_and_last_failed(project, live):
+    # With accuracy >= 0.99 required, exactly the questions with a wrong trace fail.
+    project.makefile(".yaml", demo=suite_yaml(limit=4, thresholds={"accuracy": {"min": 0.99}}))
+    first = project.runpytest("--rlhf-record-mode=once")
+    outcomes = first.parseoutcomes()
+    assert outcomes["failed"] >= 2 and outcomes.get("passed", 0) >= 1
+    failed_ids = sorted(re.findall(r"FAILED demo.yaml::(q-\d+)", first.stdout.str()))
+
+    run(project, "-k", failed_ids[0]).assert_outcomes(failed=1)
+    stopped = run(project, "-x")
+    assert stopped.parseoutcomes()["failed"] == 1 and "stopping after 1 failures" in stopped.stdout.str()
+    last_failed = project.runpytest("--lf", "-rf")
+    last_failed.assert_outcomes(failed=len(failed_ids))
+    assert sorted(re.findall(r"FAILED demo.yaml::(q-\d+)", last_failed.stdout.str())) == failed_ids
+
+
+def test_yaml_files_that_are_not_suites_are_left_alone(project, live):
+    project.makefile(".yaml", config="name: ci\nsteps:\n  - run: echo\n", demo=suite_yaml(limit=1))
+    result = run(project, "--rlhf-record-mode=once", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["demo.yaml::q-0000"])
+    assert "config.yaml" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("name,text,expected", [
+    ("bad_yaml", "suite: x\nmodel: [oops\n", r"bad_yaml\.yaml:3: invalid YAML: .*"),
+    ("typo", "suite: x\nmodel:\n  name: g\n  temprature: 0.5\nsamples: 2\nquestions:\n"
+             "  - {id: a, question: q, answer: 1}\n",
+     r"typo\.yaml:4: model\.temprature: unknown key \(did you mean 'temperature'\?\)"),
+    ("wrong_type", "suite: x\nmodel: {name: g}\nsamples: eight\nquestions:\n  - {id: a, question: q, answer: 1}\n",
+     r"wrong_type\.yaml:3: samples: expected an integer, got 'eight'"),
+    ("dup_id", "suite: x\nmodel: {name: g}\nsamples: 2\nquestions:\n  - {id: a, question: q, answer: 1}\n"
+               "  - {id: a, question: r, answer: 2}\n",
+     r"dup_id\.yaml:6: duplicate question id 'a' \(first at line 5\); ids must be unique within a suite"),
+    ("bad_verifier", "suite: x\nmodel: {name: g}\nsamples: 2\nverifier: numerik\nquestions:\n"
+                     "  - {id: a, question: q, answer: 1}\n",
+     r"bad_verifier\.yaml:4: verifier: unknown verifier 'numerik'.*'numeric'"),
+    ("no_answer", "suite: x\nmodel: {name: g}\nsamples: 2\nquestions:\n  - id: a\n    question: q\n",
+     r"no_answer\.yaml:5: questions\[0\] \(a\)\.answer: required key is missing"),
+    ("placeholder", "suite: x\nmodel: {name: g}\nsamples: 2\nprompt: '{question} {topic}'\nquestions:\n"
+                    "  - {id: a, question: q, answer: 1}\n",
+     r"placeholder\.yaml:6: prompt uses \{topic\} but question 'a' has no field 'topic'"),
+])
+def test_malformed_suites_give_one_clear_line(project, name, text, expected):
+    project.makefile(".yaml", **{name: text})
+    result = run(project)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    assert re.search(expected, out), out
+    assert "Traceback" not in out and "pydantic" not in out
+    error_lines = [line for line in result.stdout.lines if re.match(rf"{name}\.yaml:\d+: ", line)]
+    assert len(error_lines) == 1, out
+
+
+def test_item_reports_its_location(project, live):
+    project.makefile(".yaml", demo=suite_yaml(limit=1, thresholds={"accuracy": {"min": 0.99}}))
+    result = run(project, "--rlhf-record-mode=once", "-rf")
+    result.stdout.fnmatch_lines(["FAILED demo.yaml::q-0000*"])
