@@ -63,27 +63,27 @@ Tokenizer and log-probabilities
   ``logp(t) = log((count(t) + 1) / (N + V))`` with N the number of tokens and V the number
   of distinct tokens. A sequence's logp is the sum over its tokens, in order. It is a
   function of the text alone -- it knows nothing about correctness.
-  (:func:`rlhf_eval.emulator.bank.load_bank().model.text_logp(text)` computes it.)
+  (``rlhf_eval.emulator.load_bank().model.text_logp(text)`` computes it.)
 * ``topCandidates`` (``logprobs: K``): K entries per step sorted by logProbability desc,
   always including the chosen token; the other K-1 come from the 64 most frequent bank
   tokens at an offset derived from (chosen token id, step).
 
-Model families (by model-name prefix)
--------------------------------------
-============================ =============================== ============== ===========================
-model name                   ``responseLogprobs: true``      candidateCount ``avgLogprobs``
-============================ =============================== ============== ===========================
-``gemini-2.0*``, ``gemini-1.5*`` ``logprobsResult``: chosenCandidates, 1..8     on every candidate
-                             logProbabilitySum (+ topCandidates
-                             when ``logprobs`` 1..20)
-``gemini-2.5*``              400 "Logprobs is not enabled     1..8           never
-                             for models/<model>"
-``gemini-3*`` and any other  400 "Logprobs is not supported   1 (else 400    never
-                             for this model."                 "Multiple candidates is not enabled for this model")
-============================ =============================== ============== ===========================
+Model families (by model-name prefix; a leading ``models/`` is ignored)
+-----------------------------------------------------------------------
+* ``gemini-2.0*``, ``gemini-1.5*`` -- the "logprobs family": ``responseLogprobs: true`` returns
+  ``logprobsResult`` with ``chosenCandidates`` (token, tokenId, logProbability per token) and
+  ``logProbabilitySum``; ``logprobs: K`` (1..20) adds ``topCandidates``. Every candidate
+  carries ``avgLogprobs`` (= logProbabilitySum / tokens), even without ``responseLogprobs``.
+  ``candidateCount`` 1..8.
+* ``gemini-2.5*`` -- ``responseLogprobs: true`` gives 400 INVALID_ARGUMENT
+  "Logprobs is not enabled for models/<model>". ``candidateCount`` 1..8. No ``avgLogprobs``.
+* ``gemini-3*`` and any other name -- ``responseLogprobs: true`` gives 400 "Logprobs is not
+  supported for this model."; ``candidateCount`` > 1 gives 400 INVALID_ARGUMENT "Multiple
+  candidates is not enabled for this model". No ``avgLogprobs``.
 
-``candidateCount`` > 8 (or < 0) gives 400 INVALID_ARGUMENT; ``candidateCount: 0`` means 1.
-``logprobs`` outside [0, 20], or set without ``responseLogprobs: true``, gives 400.
+For every model: ``candidateCount`` > 8 (or < 0) gives 400 INVALID_ARGUMENT
+(``candidateCount: 0`` means 1); ``logprobs`` outside [0, 20], or set without
+``responseLogprobs: true``, gives 400.
 
 Response
 --------

@@ -1,0 +1,92 @@
+"""Cassettes: secrets filtered, atomic and all-or-nothing writes, clear errors; the library without pytest."""
+import json
+
+import httpx2
+import pytest
+
+from conftest import GSM8K_TEST, TEST_KEY
+from rlhf_eval import evaluate_question, load_suite
+from rlhf_eval.recording import CassetteProblem, json_diff, use_cassette
+
+BODY = {"contents": [{"role": "user", "parts": [{"text": "What is 6*7?"}]}], "generationConfig": {"seed": 1}}
+
+
+def test_key_in_header_and_query_never_reaches_the_cassette(tmp_path, emulator):
+    path = tmp_path / "c.yaml"
+    with use_cassette(path, "once"):
+        for params, headers in (({}, {"x-goog-api-key": TEST_KEY}), ({"key": TEST_KEY}, {})):
+            r = httpx2.post(f"{emulator.base_url}/v1beta/models/gemini-2.0-flash:generateContent",
+                            params=params, headers=headers, json=BODY)
+            assert r.status_code == 200
+    text = path.read_text()
+    assert TEST_KEY not in text and "x-goog-api-key" not in text
+    assert text.count("generateContent") == 2
+
+
+def test_a_failed_block_writes_nothing_and_keeps_the_old_cassette(tmp_path, emulator):
+    path = tmp_path / "c.yaml"
+    url = f"{emulator.base_url}/v1beta/models/gemini-2.0-flash:generateContent"
+    with use_cassette(path, "once"):
+        httpx2.post(url, headers={"x-goog-api-key": "k"}, json=BODY)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError):
+        with use_cassette(path, "all"):
+            httpx2.post(url, headers={"x-goog-api-key": "k"}, json={**BODY, "generationConfig": {"seed": 2}})
+            raise RuntimeError("sampling failed halfway")
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp")), "no temp file left behind"
+
+
+def test_rewrite_drops_what_is_not_asked_again(tmp_path, emulator):
+    path = tmp_path / "c.yaml"
+    url = f"{emulator.base_url}/v1beta/models/gemini-2.0-flash:generateContent"
+    with use_cassette(path, "once"):
+        for seed in (1, 2):
+            httpx2.post(url, headers={"x-goog-api-key": "k"}, json={**BODY, "generationConfig": {"seed": seed}})
+    with use_cassette(path, "rewrite"):
+        httpx2.post(url, headers={"x-goog-api-key": "k"}, json={**BODY, "generationConfig": {"seed": 3}})
+    seeds = [json.loads(line.split("body: '", 1)[1].rstrip("'"))["generationConfig"]["seed"]
+             for line in path.read_text().splitlines() if line.strip().startswith("body: '{")]
+    assert seeds == [3]
+
+
+@pytest.mark.parametrize("content", ["interactions:\n- request: {body: [unclosed\n", "just a string\n"])
+def test_corrupt_cassette_is_one_clear_line(tmp_path, content, offline):
+    suite = load_suite(_suite(tmp_path))
+    path = tmp_path / "cassettes" / "s" / "test-0000.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(CassetteProblem) as info:
+        evaluate_question(suite, "test-0000", cassette_dir=tmp_path / "cassettes")
+    assert "corrupt cassette" in str(info.value) and "delete it and re-record" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def _suite(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"suite: s\nmodel: {{name: gemini-2.0-flash, logprobs: true}}\nsamples: 3\nseed: 7\n"
+                    f"questions:\n  source: {GSM8K_TEST}\n  limit: 2\n")
+    return path
+
+
+def test_library_works_without_pytest_record_then_replay(tmp_path, live, monkeypatch):
+    """What a notebook does: load a suite, evaluate one question, get its metrics."""
+    suite = load_suite(_suite(tmp_path))
+    recorded = evaluate_question(suite, "test-0001", cassette_dir=tmp_path / "c", record_mode="once")
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("GEMINI_API_KEY")
+    replayed = evaluate_question(suite, "test-0001", cassette_dir=tmp_path / "c")
+    assert replayed.metrics == recorded.metrics and replayed.to_dict() == recorded.to_dict()
+    assert [t.seed for t in replayed.traces] == [7, 8, 9]
+    assert all(t.logp is not None and t.token_count for t in replayed.traces)
+
+
+def test_json_diff_reads_like_a_change_list():
+    old = {"generationConfig": {"temperature": 0.7, "seed": 1}, "contents": [{"parts": [{"text": "a"}]}]}
+    new = {"generationConfig": {"temperature": 0.8, "seed": 1, "topK": 40.0}, "contents": [{"parts": [{"text": "b"}]}]}
+    assert json_diff(old, new) == [
+        "generationConfig.temperature: 0.7 → 0.8",
+        "generationConfig.topK: (absent) → 40.0",
+        'contents[0].parts[0].text: "a" → "b"',
+    ]
+    assert json_diff({"a": 1}, {"a": 1.0}) == []

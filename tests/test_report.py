@@ -1,0 +1,87 @@
+"""The shipped suites replay offline, and every number in the JSON report recomputes from the file alone."""
+import json
+import math
+import statistics
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def shipped_report(tmp_path_factory):
+    """Replay the shipped suites from the shipped cassettes in a subprocess with no key and no network."""
+    out = tmp_path_factory.mktemp("report") / "report.json"
+    import subprocess
+    import sys
+    import os
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["RLHF_EVAL_GEMINI_BASE_URL"] = "http://127.0.0.1:9"  # nothing listens: any network use would fail
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "-q",
+                           f"--rlhf-report-json={out}"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_shipped_suites_pass_offline_and_print_the_report(shipped_report):
+    report, stdout = shipped_report
+    assert "rlhf-eval report" in stdout
+    names = [s["name"] for s in report["suites"]]
+    assert names == ["gsm8k_smoke", "science_choice"]
+    gsm8k = report["suites"][0]
+    assert len(gsm8k["questions"]) >= 25 and gsm8k["samples"] == 8
+    assert any(q["metrics"]["spread"] == 0 for q in gsm8k["questions"]), "a zero-spread question is shown"
+    assert all(t["logp"] is not None for q in gsm8k["questions"] for t in q["traces"])
+    assert all(t["model_version"] == "gemini-2.0-flash-emulator" for q in gsm8k["questions"] for t in q["traces"])
+    choice = report["suites"][1]
+    assert choice["aggregates"]["dpo_unavailable"] and choice["aggregates"]["mean_margin"] is None
+
+
+def _slow_logsigmoid(x):
+    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
+
+
+def test_every_number_recomputes_from_the_json_alone(shipped_report):
+    report, _ = shipped_report
+    for suite in report["suites"]:
+        rewards_table, dpo, grpo = suite["rewards"], suite["dpo"], suite["grpo"]
+        assert dpo["pairing"] == "all" and not dpo["length_normalized"] and dpo["loss_type"] == "sigmoid"
+        all_margins, all_correct, all_traces, spreads = [], 0, 0, []
+        for q in suite["questions"]:
+            traces, m = q["traces"], q["metrics"]
+            k = len(traces)
+            rewards = [rewards_table[t["verdict"]] for t in traces]
+            assert rewards == [t["reward"] for t in traces]
+            correct = [t["verdict"] == "correct" for t in traces]
+            assert m["k"] == k == suite["samples"]
+            assert m["accuracy"] == pytest.approx(sum(correct) / k)
+            assert m["unparsable_rate"] == pytest.approx(sum(t["verdict"] == "unparsable" for t in traces) / k)
+            mean = sum(rewards) / k
+            std = statistics.stdev(rewards)
+            assert m["spread"] == pytest.approx(std)
+            spreads.append(std)
+            for t, r in zip(traces, rewards):
+                expected = (r - mean) / (std + grpo["epsilon"]) if grpo["scale_rewards"] == "group" else r - mean
+                assert t["advantage"] == pytest.approx(expected)
+            pairs = [(w, l) for w in range(k) if correct[w] for l in range(k) if not correct[l]]
+            assert [(p["chosen"], p["rejected"]) for p in q["pairs"]] == pairs
+            assert m["pairs"] == len(pairs)
+            if q["dpo_unavailable"]:
+                assert all(t["logp"] is None for t in traces)
+                assert m["mean_margin"] is None and all(p["margin"] is None for p in q["pairs"])
+            else:
+                margins = [dpo["beta"] * (traces[w]["logp"] - traces[l]["logp"]) for w, l in pairs]
+                assert [p["margin"] for p in q["pairs"]] == pytest.approx(margins)
+                if margins:
+                    assert m["mean_margin"] == pytest.approx(sum(margins) / len(margins))
+                    assert m["reward_accuracy"] == pytest.approx(sum(x > 0 for x in margins) / len(margins))
+                    assert m["dpo_loss"] == pytest.approx(-sum(map(_slow_logsigmoid, margins)) / len(margins))
+                all_margins += margins
+            all_correct += sum(correct)
+            all_traces += k
+        agg = suite["aggregates"]
+        assert agg["accuracy"] == pytest.approx(all_correct / all_traces)
+        assert agg["frac_zero_spread"] == pytest.approx(sum(s == 0 for s in spreads) / len(spreads))
+        if all_margins:
+            assert agg["mean_margin"] == pytest.approx(sum(all_margins) / len(all_margins))
+            assert agg["reward_accuracy"] == pytest.approx(sum(x > 0 for x in all_margins) / len(all_margins))
