@@ -15,6 +15,7 @@ from .suite import ModelConfig
 from .types import Trace
 
 BASE_URL_ENV = "RLHF_EVAL_GEMINI_BASE_URL"
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 # Replays never reach the network, but the SDK insists on a key; this one never leaves the process.
 REPLAY_KEY = "replay-without-a-key"
@@ -56,6 +57,7 @@ class GeminiSampler:
         self.model = model
         self._types = types
         base_url = base_url or os.environ.get(BASE_URL_ENV) or None
+        self.base_url = base_url or DEFAULT_BASE_URL
         self._client = genai.Client(
             vertexai=False,
             api_key=api_key or api_key_from_env() or REPLAY_KEY,
@@ -87,6 +89,11 @@ class GeminiSampler:
                 model=self.model.name, contents=prompt, config=self._config(seed, candidates))
         except errors.APIError as exc:
             raise SamplingError(describe_api_error(exc, self.model.name)) from exc
+        except Exception as exc:
+            if not _is_transport_error(exc):
+                raise
+            raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {exc}); check the network, "
+                                f"or {BASE_URL_ENV} if you set it") from exc
         body = json.loads(response.sdk_http_response.body or "{}")
         return traces_from_response(body, seed=seed, expected=candidates)
 
@@ -103,6 +110,12 @@ class GeminiSampler:
                     continue
                 raise
         return traces
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """Connection and timeout errors from whichever HTTP library the SDK uses (httpx, httpx2, …)."""
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in (
+        "httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
 
 
 def describe_api_error(exc, model: str) -> str:

@@ -306,3 +306,26 @@ def test_item_reports_its_location(project, live):
     project.makefile(".yaml", demo=suite_yaml(limit=1, thresholds={"accuracy": {"min": 0.99}}))
     result = run(project, "--rlhf-record-mode=once", "-rf")
     result.stdout.fnmatch_lines(["FAILED demo.yaml::q-0000*"])
+
+
+def test_unreachable_endpoint_while_recording_is_one_clear_line(project, monkeypatch):
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    project.makefile(".yaml", demo=suite_yaml(limit=1))
+    result = run(project, "--rlhf-record-mode=once")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["demo.yaml::q-0000: could not reach http://127.0.0.1:9 (ConnectError: *"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_math_verifier_runs_in_xdist_workers(project, live):
+    pytest.importorskip("xdist")
+    pytest.importorskip("math_verify")
+    project.makefile(".yaml", demo=suite_yaml(limit=4, extra={"verifier": "math"}),
+                     ref=suite_yaml("ref", limit=4))
+    run(project, "--rlhf-record-mode=once").assert_outcomes(passed=8)
+    result, report = report_json(project, "-n", "2")
+    result.assert_outcomes(passed=8)
+    by_suite = {s["name"]: s["aggregates"]["accuracy"] for s in report["suites"]}
+    # math-verify reads the same final numbers as the numeric verifier on these GSM8K traces
+    assert by_suite["demo"] == by_suite["ref"] and by_suite["demo"] > 0
