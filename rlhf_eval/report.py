@@ -15,6 +15,7 @@ from tabulate import tabulate
 
 from . import objectives as obj
 from .atomic import atomic_write_text
+from .paths import shown_path
 
 REPORT_VERSION = 1
 
@@ -23,7 +24,7 @@ def suite_settings(suite) -> dict[str, Any]:
     """The settings a reader needs to recompute the metrics of `suite` from its traces."""
     s = suite.spec
     return {
-        "name": s.suite, "path": str(suite.path), "description": s.description,
+        "name": s.suite, "path": shown_path(suite.path), "description": s.description,
         "model": s.model.model_dump(), "samples": s.samples, "seed": s.seed,
         "verifier": {"name": s.verifier.name, **s.verifier.options},
         "rewards": s.rewards.model_dump(), "dpo": s.dpo.model_dump(), "grpo": s.grpo.model_dump(),
@@ -42,7 +43,7 @@ def suite_aggregates(questions: list[dict], dpo: dict) -> dict[str, Any]:
     out: dict[str, Any] = {
         "questions": len(questions),
         "questions_failed": sum(not q["passed"] for q in questions),
-        "k": n,
+        "traces": n,
         "accuracy": correct / n if n else None,
         "pass_at_k": _mean(q["metrics"]["pass_at_k"] for q in scored),
         "unparsable_rate": sum(t["verdict"] == "unparsable" for t in traces) / n if n else None,
@@ -111,7 +112,7 @@ def report_rows(report: dict) -> list[list[Any]]:
                          _dpo(m.get("reward_accuracy"), q.get("dpo_unavailable")), _fmt(m.get("spread")),
                          _result(q)])
         a = s["aggregates"]
-        rows.append([s["name"], f"(suite: {a['questions']} questions)", a["k"], _fmt(a["accuracy"]),
+        rows.append([s["name"], f"(suite: {a['questions']} questions)", s.get("samples", "-"), _fmt(a["accuracy"]),
                      _fmt(a["unparsable_rate"]), a["pairs"], _dpo(a["mean_margin"], a["dpo_unavailable"]),
                      _dpo(a["reward_accuracy"], a["dpo_unavailable"]),
                      f"zero: {_fmt(a['frac_zero_spread'])}",
