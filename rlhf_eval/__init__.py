@@ -7,14 +7,14 @@ Usable without pytest:
     result = evaluate_question(suite, "gsm8k-0000", cassette_dir="cassettes")
     result.metrics["accuracy"], result.metrics["mean_margin"]
 """
-from .evaluate import QuestionResult, evaluate_question, sample_question, score_question
-from .sampling import GeminiSampler, Sampler, SamplingError
+from .evaluate import Backends, QuestionResult, evaluate_question, sample_question, score_question
+from .sampling import Sampler, SamplingError, Score, Scorer, ScoringError
 from .suite import Question, Suite, SuiteError, load_suite
 from .types import VERDICTS, Trace, Verdict
 from .verify import verify
 
 __all__ = [
-    "GeminiSampler", "Question", "QuestionResult", "Sampler", "SamplingError", "Suite", "SuiteError",
+    "Backends", "Question", "Score", "Scorer", "ScoringError", "QuestionResult", "Sampler", "SamplingError", "Suite", "SuiteError",
     "Trace", "VERDICTS", "Verdict", "evaluate_question", "load_suite", "sample_question", "score_question",
     "verify",
 ]

@@ -5,6 +5,7 @@ recorded traces alone; `evaluate_question` adds sampling through a cassette.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from . import objectives as obj
-from .recording import use_cassette, cassette_path
-from .sampling import GeminiSampler, Sampler
+from .backends import logprobs_note, make_sampler, make_scorer
+from .recording import cassette_path, use_cassette
+from .sampling import Sampler, Scorer
 from .suite import DPO_METRICS, Bound, Question, Suite
 from .types import Trace, Verdict
 from .verify import verify
@@ -116,22 +118,30 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         "mean_tokens": _mean([t.token_count for t in traces]),
     }
 
-    logps = np.array([np.nan if t.logp is None else t.logp for t in traces], dtype=float)
+    with_reference = spec.dpo.reference != "none"
+    logps = _array([t.logp for t in traces])
+    ref_logps = _array([t.ref_logp for t in traces])
     tokens = np.array([t.token_count or 0 for t in traces], dtype=float)
     has_logp = ~np.isnan(logps) & ((tokens > 0) | (not spec.dpo.length_normalized))
+    if with_reference:
+        has_logp &= ~np.isnan(ref_logps)
     scored = np.flatnonzero(has_logp[chosen_idx] & has_logp[rejected_idx]) if len(chosen_idx) else np.array([], int)
     margins = None
     unavailable = None
-    if not has_logp.any():
-        unavailable = (f"{spec.model.name} returned no log-probabilities"
-                       + ("" if spec.model.logprobs else " (the suite has model.logprobs: false)"))
+    if np.isnan(logps).all():
+        unavailable = logprobs_note(spec.model) or f"{spec.model.name} returned no log-probabilities"
+    elif with_reference and np.isnan(ref_logps).all():
+        unavailable = f"the reference model {spec.dpo.reference.name} scored no trace"
     elif len(chosen_idx) and not len(scored):
         unavailable = "no preference pair has log-probabilities on both sides"
     if unavailable is None:
         metrics["mean_logp"] = float(np.nanmean(np.where(has_logp, logps, np.nan)))
+        if with_reference:
+            metrics["mean_ref_logp"] = float(np.nanmean(np.where(has_logp, ref_logps, np.nan)))
         seq = obj.sequence_logps(np.where(has_logp, logps, 0.0), np.maximum(tokens, 1),
                                  spec.dpo.length_normalized)
-        rewards_dpo = obj.dpo_implicit_rewards(seq, None, spec.dpo.beta)
+        ref = np.where(has_logp, ref_logps, 0.0) if with_reference else None
+        rewards_dpo = obj.dpo_implicit_rewards(seq, ref, spec.dpo.beta)
         margins = obj.dpo_margins(rewards_dpo[chosen_idx[scored]], rewards_dpo[rejected_idx[scored]])
         metrics["pairs_scored"] = int(len(scored))
         metrics.update(dpo_summary(margins, spec.dpo))
@@ -180,34 +190,70 @@ def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailabl
     return failures, unchecked
 
 
+def _array(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
 def _mean(values) -> float | None:
     present = [v for v in values if v is not None]
     return float(np.mean(present)) if present else None
 
 
-def sampler_for(suite: Suite, *, api_key: str | None = None, base_url: str | None = None) -> Sampler:
-    if suite.spec.model.provider == "gemini":
-        return GeminiSampler(suite.spec.model, api_key=api_key, base_url=base_url)
-    raise ValueError(f"unknown provider {suite.spec.model.provider!r}")  # pragma: no cover - schema forbids it
+@dataclass
+class Backends:
+    """What a suite samples and scores with; built once per suite and reused for its questions."""
+
+    sampler: Sampler
+    policy_scorer: Scorer | None = None  # gives the policy's logps when the sampler returns none
+    reference: Scorer | None = None  # the DPO reference model
+
+    @classmethod
+    def for_suite(cls, suite: Suite, *, replay: bool = False) -> "Backends":
+        spec = suite.spec
+        return cls(
+            sampler=make_sampler(spec.model, replay=replay),
+            policy_scorer=make_scorer(spec.model.scorer, replay=replay) if spec.model.scorer else None,
+            reference=make_scorer(spec.dpo.reference, replay=replay) if spec.dpo.reference != "none" else None,
+        )
 
 
-def sample_question(suite: Suite, question: Question, sampler: Sampler, *,
+def draw_traces(prompt: str, k: int, seed: int, backends: Backends) -> list[Trace]:
+    """Sample k traces, then fill in scorer log-probabilities (policy where missing, reference for all)."""
+    traces = backends.sampler.sample(prompt, k, seed)
+    scorable = [i for i, t in enumerate(traces) if t.text]
+    if backends.policy_scorer is not None:
+        missing = [i for i in scorable if traces[i].logp is None]
+        if missing:
+            scores = backends.policy_scorer.score(prompt, [traces[i].text for i in missing])
+            for i, sc in zip(missing, scores):
+                # The scorer's token count goes with its logp, so a per-token mean stays consistent.
+                traces[i] = dataclasses.replace(
+                    traces[i], logp=sc.logp, token_count=sc.token_count, logp_source=f"scorer {backends.policy_scorer.name}",
+                    extra={**traces[i].extra, "api_token_count": traces[i].token_count})
+    if backends.reference is not None and scorable:
+        scores = backends.reference.score(prompt, [traces[i].text for i in scorable])
+        for i, sc in zip(scorable, scores):
+            traces[i] = dataclasses.replace(traces[i], ref_logp=sc.logp, ref_token_count=sc.token_count)
+    return traces
+
+
+def sample_question(suite: Suite, question: Question, backends: Backends, *,
                     cassette_dir: str | Path | None = None, record_mode: str = "none",
                     rerecord_hint: str = "") -> list[Trace]:
     """Draw the question's k traces, through its cassette when `cassette_dir` is given."""
     prompt = suite.render_prompt(question)
     if cassette_dir is None:
-        return sampler.sample(prompt, suite.spec.samples, suite.spec.seed)
+        return draw_traces(prompt, suite.spec.samples, suite.spec.seed, backends)
     path = cassette_path(cassette_dir, suite.name, question.id)
     with use_cassette(path, record_mode, rerecord_hint=rerecord_hint):
-        return sampler.sample(prompt, suite.spec.samples, suite.spec.seed)
+        return draw_traces(prompt, suite.spec.samples, suite.spec.seed, backends)
 
 
-def evaluate_question(suite: Suite, question: Question | str, *, sampler: Sampler | None = None,
+def evaluate_question(suite: Suite, question: Question | str, *, backends: Backends | None = None,
                       cassette_dir: str | Path | None = None, record_mode: str = "none") -> QuestionResult:
     """Sample, verify and score one question — the whole item, usable from a notebook."""
     if isinstance(question, str):
         question = suite.question(question)
-    sampler = sampler or sampler_for(suite)
-    traces = sample_question(suite, question, sampler, cassette_dir=cassette_dir, record_mode=record_mode)
+    backends = backends or Backends.for_suite(suite, replay=record_mode == "none" and cassette_dir is not None)
+    traces = sample_question(suite, question, backends, cassette_dir=cassette_dir, record_mode=record_mode)
     return score_question(suite, question, traces)

@@ -48,8 +48,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class VertexConfig(_Strict):
+    """Gemini on Vertex AI (google-genai's Vertex mode; credentials from Application Default Credentials)."""
+
+    project: str
+    location: str = "us-central1"
+
+
+class ScorerConfig(_Strict):
+    """A model that scores a given text by teacher forcing: a reference model, or the policy's scorer."""
+
+    provider: Literal["openai", "hf"]
+    name: str  # the served model id (openai), or a local checkpoint path / cached hub id (hf)
+    base_url: str | None = None  # openai: the server's /v1 URL (default: env OPENAI_BASE_URL)
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key, if any
+    # The text the completion is appended to when scoring; {prompt} is the rendered prompt.
+    # For a chat model, write its chat template here so the scored context matches sampling.
+    template: str = "{prompt}"
+    device: str = "cpu"  # hf
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # hf
+    batch_size: int = Field(8, ge=1)  # hf
+
+    @field_validator("template")
+    @classmethod
+    def _template_has_prompt(cls, v):
+        if "{prompt}" not in v:
+            raise ValueError("template must contain {prompt}")
+        return v
+
+
 class ModelConfig(_Strict):
-    provider: Literal["gemini"] = "gemini"
+    provider: Literal["gemini", "openai", "gemini-legacy"] = "gemini"
     name: str
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
@@ -60,11 +89,20 @@ class ModelConfig(_Strict):
     candidates_per_request: int = Field(1, ge=1, le=8)
     system_instruction: str | None = None
     thinking_budget: int | None = None
+    base_url: str | None = None  # openai: the server's /v1 URL (default: env OPENAI_BASE_URL)
+    api_key_env: str | None = None  # env var with the key (default GEMINI_API_KEY/GOOGLE_API_KEY, OPENAI_API_KEY)
+    endpoint: Literal["chat", "completions"] = "chat"  # openai: /v1/chat/completions or /v1/completions
+    vertex: VertexConfig | None = None  # gemini: use Vertex AI instead of the Gemini Developer API
+    scorer: ScorerConfig | None = None  # scores the policy's log-probabilities when the API returns none
 
     @model_validator(mode="after")
-    def _top_logprobs_needs_logprobs(self):
+    def _consistent(self):
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
+        if self.vertex is not None and self.provider != "gemini":
+            raise ValueError("vertex is only for provider gemini")
+        if self.thinking_budget is not None and self.provider == "gemini-legacy":
+            raise ValueError("google-generativeai cannot send thinking_budget; use provider gemini")
         return self
 
 
@@ -81,10 +119,17 @@ class DPOConfig(_Strict):
     beta: float = Field(0.1, gt=0.0)
     pairing: Literal["all", "best_worst"] = "all"
     length_normalized: bool = False
-    reference: Literal["none"] = "none"
+    reference: Literal["none"] | ScorerConfig = "none"  # a scorer: β·(ℓ − ℓ_ref), as DPO defines it
     loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
     simpo_gamma: float = 0.0
+
+
+    @model_validator(mode="after")
+    def _simpo_is_reference_free(self):
+        if self.length_normalized and self.reference != "none":
+            raise ValueError("length_normalized (SimPO) is reference-free; set reference: none")
+        return self
 
 
 class GRPOConfig(_Strict):

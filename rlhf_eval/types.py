@@ -31,7 +31,9 @@ class Trace:
     seed: int | None
     model_version: str | None
     candidate_index: int = 0
-    logp_source: str | None = None  # which response field `logp` came from
+    logp_source: str | None = None  # which response field (or scorer) `logp` came from
+    ref_logp: float | None = None  # the reference model's log-probability of `text`, when a reference is set
+    ref_token_count: int | None = None  # the reference tokenizer's count (it may differ from the policy's)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -187,21 +187,36 @@ def test_dpo_threshold_on_a_model_without_logprobs_fails_with_the_reason(project
     result = run(project, "--rlhf-record-mode=once")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*reward_accuracy is unavailable: gemini-3-flash returned no log-probabilities "
+        "*reward_accuracy is unavailable: gemini-3-flash was not asked for log-probabilities "
         "(the suite has model.logprobs: false)*",
         "*demo*q-0000*unavailable*unavailable*FAIL*",
     ])
 
 
-def test_a_model_refusing_logprobs_is_one_clear_line(project, live):
-    project.makefile(".yaml", demo=suite_yaml(model="gemini-2.5-flash", logprobs=True, limit=1))
+def test_a_model_known_to_refuse_logprobs_is_not_asked_and_dpo_says_why(project, live):
+    project.makefile(".yaml", demo=suite_yaml(model="gemini-2.5-flash", logprobs=True, limit=1,
+                                              thresholds={"mean_margin": {"min": 0.0}}))
     result = run(project, "--rlhf-record-mode=once")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*demo.yaml::q-0000: gemini-2.5-flash refuses log-probabilities "
-                                 "(Logprobs is not enabled for models/gemini-2.5-flash); "
-                                 "set model.logprobs: false in the suite"])
-    assert "Traceback" not in result.stdout.str()
-    assert not (project.path / "cassettes" / "demo" / "q-0000.yaml").exists()
+    result.stdout.fnmatch_lines(["*mean_margin is unavailable: gemini-2.5-flash returns no log-probabilities on "
+                                 "the Gemini Developer API, so none were requested*"])
+    cassette = yaml.safe_load((project.path / "cassettes/demo/q-0000.yaml").read_text())
+    assert all(i["response"]["status"]["code"] == 200 for i in cassette["interactions"])
+    assert not any("responseLogprobs" in i["request"]["body"] for i in cassette["interactions"])
+
+
+def test_an_unknown_model_refusing_logprobs_is_asked_again_without(project, live, monkeypatch):
+    # The emulator treats unknown names like Gemini 3.x: 400 to responseLogprobs.
+    project.makefile(".yaml", demo=suite_yaml(model="gemini-exp-1206", logprobs=True, limit=1, samples=3))
+    recorded, rec = report_json(project, "--rlhf-record-mode=once")
+    recorded.assert_outcomes(passed=1)
+    cassette = yaml.safe_load((project.path / "cassettes/demo/q-0000.yaml").read_text())
+    assert [i["response"]["status"]["code"] for i in cassette["interactions"]] == [400, 200, 200, 200]
+    monkeypatch.delenv("GEMINI_API_KEY")
+    replayed, rep = report_json(project)
+    replayed.assert_outcomes(passed=1)
+    assert metrics_of(rep) == metrics_of(rec)
+    assert rep["suites"][0]["questions"][0]["dpo_unavailable"] == "gemini-exp-1206 returned no log-probabilities"
 
 
 def test_blocked_and_truncated_traces_are_counted_not_crashed(project, live, pytester):

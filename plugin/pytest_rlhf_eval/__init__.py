@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from tabulate import tabulate
 
-from rlhf_eval.evaluate import sample_question, sampler_for, score_question
+from rlhf_eval.backends import credentials_problem, record_env_hint
+from rlhf_eval.evaluate import Backends, sample_question, score_question
 from rlhf_eval.recording import RECORD_MODES, CassetteProblem, find_cassette_mismatch
 from rlhf_eval.report import build_report, render_table, suite_settings, write_json
-from rlhf_eval.sampling import SamplingError, api_key_from_env
+from rlhf_eval.sampling import SamplingError
 from rlhf_eval.suite import SuiteError, load_suite, looks_like_suite
 
 RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
@@ -28,7 +29,7 @@ class RunState:
     def __init__(self) -> None:
         self.questions: list[dict] = []
         self.suites: dict[str, dict] = {}
-        self.samplers: dict[str, Any] = {}
+        self.backends: dict[str, Any] = {}  # suite path -> Backends
         self.report: dict | None = None
 
 
@@ -114,25 +115,24 @@ class QuestionItem(pytest.Item):
         parts = ["pytest", self.nodeid, f"--rlhf-record-mode={mode}"]
         if self.config.getoption("--rlhf-cassette-dir"):
             parts.append(f"--rlhf-cassette-dir={self.config.getoption('--rlhf-cassette-dir')}")
-        key = "" if api_key_from_env() else "GEMINI_API_KEY=<your key> "
-        return key + " ".join(shlex.quote(p) for p in parts)
+        return record_env_hint(self.suite.spec.model) + " ".join(shlex.quote(p) for p in parts)
 
-    def _sampler(self):
-        samplers = self.config.stash[state_key].samplers
+    def _backends(self, mode: str) -> Backends:
+        cache = self.config.stash[state_key].backends
         key = str(self.suite.path)
-        if key not in samplers:
-            samplers[key] = sampler_for(self.suite)
-        return samplers[key]
+        if key not in cache:
+            cache[key] = Backends.for_suite(self.suite, replay=mode == "none")
+        return cache[key]
 
     def runtest(self) -> None:
         self.user_properties.append((SETTINGS_KEY, suite_settings(self.suite)))
         mode = record_mode(self.config)
         try:
-            if mode != "none" and not api_key_from_env():
-                raise SamplingError("recording needs an API key: set GEMINI_API_KEY (or GOOGLE_API_KEY); "
-                                    "replaying (--rlhf-record-mode=none) needs none")
+            problem = credentials_problem(self.suite.spec.model) if mode != "none" else None
+            if problem:
+                raise SamplingError(problem)
             traces = sample_question(
-                self.suite, self.question, self._sampler(), cassette_dir=cassette_dir(self.config),
+                self.suite, self.question, self._backends(mode), cassette_dir=cassette_dir(self.config),
                 record_mode=mode, rerecord_hint=self._rerecord_command("once" if mode == "none" else mode))
         except CassetteProblem as exc:
             self._record_error(str(exc).replace("--rlhf-record-mode=once", "--rlhf-record-mode=rewrite")

@@ -1,0 +1,91 @@
+"""Backends: build the `Sampler`/`Scorer` a suite names, and say what each needs to record.
+
+Each backend module is imported only when a suite uses it, so an optional SDK (openai,
+google-generativeai, transformers) is needed only by the suites that ask for it.
+"""
+from __future__ import annotations
+
+import os
+
+from ..sampling import Sampler, SamplingError, Scorer
+from ..suite import ModelConfig, ScorerConfig
+
+_DEFAULT_KEY_ENVS = {"gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "gemini-legacy": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+                     "openai": ("OPENAI_API_KEY",)}
+_EXTRAS = {"openai": "openai", "gemini-legacy": "legacy", "hf": "hf"}
+
+
+def key_envs(provider: str, api_key_env: str | None = None) -> tuple[str, ...]:
+    return (api_key_env,) if api_key_env else _DEFAULT_KEY_ENVS.get(provider, ())
+
+
+def api_key(provider: str, api_key_env: str | None = None) -> str | None:
+    for name in key_envs(provider, api_key_env):
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def _require(module: str, provider: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        raise SamplingError(f"provider {provider!r} needs the {module!r} package: "
+                            f"pip install 'rlhf-eval[{_EXTRAS[provider]}]'") from None
+
+
+def make_sampler(model: ModelConfig, *, replay: bool = False) -> Sampler:
+    """The sampler for `model`; with `replay`, placeholder credentials (a cassette answers every request)."""
+    if model.provider == "gemini":
+        from .gemini import GeminiSampler
+        return GeminiSampler(model, replay=replay)
+    if model.provider == "openai":
+        _require("openai", "openai")
+        from .openai_compat import OpenAISampler
+        return OpenAISampler(model, replay=replay)
+    if model.provider == "gemini-legacy":
+        _require("google.generativeai", "gemini-legacy")
+        from .gemini_legacy import LegacyGeminiSampler
+        return LegacyGeminiSampler(model, replay=replay)
+    raise SamplingError(f"unknown provider {model.provider!r}")  # pragma: no cover - the schema forbids it
+
+
+def make_scorer(config: ScorerConfig, *, replay: bool = False) -> Scorer:
+    if config.provider == "openai":
+        _require("openai", "openai")
+        from .openai_compat import OpenAIScorer
+        return OpenAIScorer(config, replay=replay)
+    if config.provider == "hf":
+        _require("transformers", "hf")
+        from .hf import HFScorer
+        return HFScorer(config)
+    raise SamplingError(f"unknown scorer provider {config.provider!r}")  # pragma: no cover
+
+
+def credentials_problem(model: ModelConfig) -> str | None:
+    """Why recording with `model` cannot work from this environment, or None."""
+    if model.provider in ("gemini", "gemini-legacy") and model.vertex is None and not api_key(model.provider, model.api_key_env):
+        names = " (or ".join(key_envs(model.provider, model.api_key_env)) + ")" * (len(key_envs(model.provider, model.api_key_env)) - 1)
+        return (f"recording needs an API key: set {names}; "
+                "replaying (--rlhf-record-mode=none) needs none")
+    return None
+
+
+def record_env_hint(model: ModelConfig) -> str:
+    """What to put before the re-record command, e.g. `GEMINI_API_KEY=<your key> `."""
+    if model.provider in ("gemini", "gemini-legacy") and model.vertex is None and not api_key(model.provider, model.api_key_env):
+        return f"{key_envs(model.provider, model.api_key_env)[0]}=<your key> "
+    return ""
+
+
+def logprobs_note(model: ModelConfig) -> str | None:
+    """Why this model will return no log-probabilities, when that is known before asking."""
+    if not model.logprobs:
+        return f"{model.name} was not asked for log-probabilities (the suite has model.logprobs: false)"
+    if model.provider == "gemini":
+        from .gemini import logprobs_supported
+        if logprobs_supported(model.name, vertex=model.vertex is not None) is False:
+            where = "Vertex AI" if model.vertex else "the Gemini Developer API"
+            return (f"{model.name} returns no log-probabilities on {where}, so none were requested"
+                    + ("" if model.vertex else " (gemini-2.5 models return them on Vertex AI: set model.vertex)"))
+    return None

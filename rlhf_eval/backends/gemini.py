@@ -1,0 +1,208 @@
+"""The Gemini sampler (google-genai, pinned to `v1beta`; Vertex AI through its Vertex mode).
+
+The adapter asks the SDK for the raw HTTP body (`should_return_http_response`) and reads the JSON
+itself: every field stays optional (logprobs, avgLogprobs, usage), nothing the API did not send is
+filled in, and replay skips the SDK's pydantic response parsing, which dominates replay time when
+logprobs are on (see the appendix of the Gemini reference).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ..sampling import SamplingError
+from ..suite import ModelConfig
+from ..types import Trace
+
+BASE_URL_ENV = "RLHF_EVAL_GEMINI_BASE_URL"
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+# Replays never reach the network, but the SDK insists on a key; this one never leaves the process.
+REPLAY_KEY = "replay-without-a-key"
+
+# google-generativeai asks for integer enums; cassettes recorded with it hold numbers.
+_FINISH_REASONS = {
+    0: "FINISH_REASON_UNSPECIFIED", 1: "STOP", 2: "MAX_TOKENS", 3: "SAFETY", 4: "RECITATION", 5: "OTHER",
+    6: "LANGUAGE", 7: "BLOCKLIST", 8: "PROHIBITED_CONTENT", 9: "SPII", 10: "MALFORMED_FUNCTION_CALL",
+    11: "IMAGE_SAFETY",
+}
+_BLOCK_REASONS = {0: "BLOCK_REASON_UNSPECIFIED", 1: "SAFETY", 2: "OTHER", 3: "BLOCKLIST", 4: "PROHIBITED_CONTENT"}
+
+
+def logprobs_supported(model: str, *, vertex: bool) -> bool | None:
+    """Whether the API returns log-probabilities for `model` (reference §5, late 2026); None if unknown.
+
+    Asking a model that refuses costs a 400 per request, so known refusals are never asked."""
+    name = model.removeprefix("models/")
+    if name.startswith(("gemini-3", "gemini-1.0")):
+        return False
+    if name.startswith("gemini-2.5"):
+        return vertex  # "Logprobs is not enabled" on the Developer API; works on Vertex AI
+    if name.startswith("gemini-2.0"):
+        return True
+    return None
+
+
+class GeminiSampler:
+    """Samples through google-genai pinned to `v1beta` (`v1beta1` on Vertex AI), one request per
+    trace unless the suite asks for `candidates_per_request` > 1 (then it falls back to single
+    requests if the model refuses). Log-probabilities are requested only where the model gives them;
+    for a model not in the table, a refusal is answered by asking again without them."""
+
+    def __init__(self, model: ModelConfig, *, replay: bool = False, api_key: str | None = None,
+                 base_url: str | None = None):
+        from google import genai
+        from google.genai import types
+
+        from . import api_key as key_from_env
+
+        self.model = model
+        self._types = types
+        base_url = base_url or model.base_url or os.environ.get(BASE_URL_ENV) or None
+        self.vertex = model.vertex is not None
+        self.ask_logprobs = model.logprobs and logprobs_supported(model.name, vertex=self.vertex) is not False
+        if self.vertex:
+            credentials = None
+            if replay:  # a cassette answers every request: no Application Default Credentials needed
+                from google.oauth2.credentials import Credentials
+                credentials = Credentials(token=REPLAY_KEY)
+            self.base_url = base_url or f"https://{model.vertex.location}-aiplatform.googleapis.com"
+            self._client = genai.Client(
+                vertexai=True, project=model.vertex.project, location=model.vertex.location,
+                credentials=credentials,
+                http_options=types.HttpOptions(base_url=base_url, api_version="v1beta1"))
+        else:
+            self.base_url = base_url or DEFAULT_BASE_URL
+            self._client = genai.Client(
+                vertexai=False,
+                api_key=api_key or key_from_env("gemini", model.api_key_env) or REPLAY_KEY,
+                http_options=types.HttpOptions(base_url=base_url, api_version="v1beta"),
+            )
+
+    def _config(self, seed: int, candidates: int, logprobs: bool):
+        m, types = self.model, self._types
+        return types.GenerateContentConfig(
+            system_instruction=m.system_instruction,
+            temperature=m.temperature,
+            top_p=m.top_p,
+            top_k=m.top_k,
+            max_output_tokens=m.max_output_tokens,
+            seed=seed,
+            candidate_count=candidates if candidates > 1 else None,
+            response_logprobs=True if logprobs else None,
+            logprobs=m.top_logprobs if logprobs else None,
+            thinking_config=(types.ThinkingConfig(thinking_budget=m.thinking_budget)
+                             if m.thinking_budget is not None else None),
+            should_return_http_response=True,
+        )
+
+    def _request(self, prompt: str, seed: int, candidates: int, logprobs: bool) -> list[Trace]:
+        from google.genai import errors
+
+        try:
+            response = self._client.models.generate_content(
+                model=self.model.name, contents=prompt, config=self._config(seed, candidates, logprobs))
+        except errors.APIError as exc:
+            raise SamplingError(describe_api_error(exc, self.model.name)) from exc
+        except Exception as exc:
+            if not _is_transport_error(exc):
+                raise
+            raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {exc}); check the network, "
+                                f"or {BASE_URL_ENV} if you set it") from exc
+        body = json.loads(response.sdk_http_response.body or "{}")
+        return traces_from_response(body, seed=seed, expected=candidates)
+
+    def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
+        per_request = min(self.model.candidates_per_request, k)
+        logprobs = self.ask_logprobs
+        traces: list[Trace] = []
+        # Refusals are recorded like any answer, so a replay takes the same path.
+        while len(traces) < k:
+            n = min(per_request, k - len(traces))
+            try:
+                traces += self._request(prompt, seed + len(traces), n, logprobs)
+            except SamplingError as exc:
+                if n > 1 and "Multiple candidates" in str(exc):
+                    per_request = 1  # e.g. Gemini 3.x
+                    continue
+                if logprobs and "refuses log-probabilities" in str(exc):
+                    logprobs = False  # a model missing from `logprobs_supported`
+                    continue
+                raise
+        return traces
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """Connection and timeout errors from whichever HTTP library the SDK uses (httpx, httpx2, …)."""
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in (
+        "httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
+
+
+def describe_api_error(exc, model: str) -> str:
+    code, message = getattr(exc, "code", None), (getattr(exc, "message", None) or str(exc)).strip()
+    if code == 400 and "logprobs" in message.lower():
+        return f"{model} refuses log-probabilities ({message}); set model.logprobs: false in the suite"
+    if code == 400 and "api key" in message.lower():
+        return f"the API key was rejected ({message}); set GEMINI_API_KEY to a valid key"
+    if code == 404:
+        return f"model {model!r} not found ({message}); check model.name"
+    if code == 429:
+        return f"rate limited by the API ({message}); wait, or record fewer questions at a time"
+    return f"the API answered {code}: {message}"
+
+
+def _text_of(candidate: dict) -> str:
+    parts = (candidate.get("content") or {}).get("parts") or []
+    # Thought summaries are the model's scratchpad, not its answer.
+    return "".join(p.get("text", "") for p in parts if not p.get("thought"))
+
+
+def _enum(value: Any, table: dict[int, str], default: str) -> str:
+    if value is None:
+        return default
+    return table.get(value, str(value)) if isinstance(value, int) else str(value)
+
+
+def traces_from_response(body: dict, *, seed: int | None, expected: int) -> list[Trace]:
+    """Traces from one raw `generateContent` JSON body (camelCase, enums as names or ints)."""
+    version = body.get("modelVersion")
+    candidates = body.get("candidates") or []
+    if not candidates:
+        feedback = body.get("promptFeedback") or {}
+        reason = _enum(feedback.get("blockReason"), _BLOCK_REASONS, "NO_CANDIDATES")
+        return [Trace(text="", finish_reason=f"PROMPT_BLOCKED:{reason}", token_count=0, logp=None,
+                      seed=seed, model_version=version, candidate_index=j) for j in range(expected)]
+    usage = body.get("usageMetadata") or {}
+    traces = []
+    for j, cand in enumerate(sorted(candidates, key=lambda c: c.get("index", 0))):
+        chosen = (cand.get("logprobsResult") or {}).get("chosenCandidates")
+        if chosen:
+            tokens = len(chosen)
+        elif cand.get("tokenCount") is not None:
+            tokens = int(cand["tokenCount"])
+        elif len(candidates) == 1 and usage.get("candidatesTokenCount") is not None:
+            tokens = int(usage["candidatesTokenCount"])
+        else:
+            tokens = None
+        logp, source = _sequence_logp(cand, chosen, tokens)
+        traces.append(Trace(
+            text=_text_of(cand), finish_reason=_enum(cand.get("finishReason"), _FINISH_REASONS, "STOP"),
+            token_count=tokens, logp=logp, seed=seed, model_version=version,
+            candidate_index=cand.get("index", j), logp_source=source,
+        ))
+    for j in range(len(traces), expected):  # the API sent fewer candidates than asked for
+        traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None,
+                            seed=seed, model_version=version, candidate_index=j))
+    return traces
+
+
+def _sequence_logp(cand: dict, chosen: list | None, tokens: int | None) -> tuple[float | None, str | None]:
+    result = cand.get("logprobsResult") or {}
+    if result.get("logProbabilitySum") is not None:
+        return float(result["logProbabilitySum"]), "logProbabilitySum"
+    if chosen:
+        return float(sum(c.get("logProbability", 0.0) for c in chosen)), "chosenCandidates"
+    if cand.get("avgLogprobs") is not None and tokens:
+        # The API's own mean times the API's own token count: its sum, not an estimate of ours.
+        return float(cand["avgLogprobs"]) * tokens, "avgLogprobs*tokens"
+    return None, None
