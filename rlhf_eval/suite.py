@@ -101,6 +101,8 @@ class ModelConfig(_Strict):
             raise ValueError("top_logprobs needs logprobs: true")
         if self.vertex is not None and self.provider != "gemini":
             raise ValueError("vertex is only for provider gemini")
+        if self.provider == "openai" and self.endpoint == "completions" and self.max_output_tokens is None:
+            raise ValueError("endpoint completions needs max_output_tokens (servers default to 16 tokens)")
         if self.thinking_budget is not None and self.provider == "gemini-legacy":
             raise ValueError("google-generativeai cannot send thinking_budget; use provider gemini")
         return self

@@ -12,8 +12,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from importlib import resources
 
+import google.oauth2.credentials
 import pytest
 from google import genai
 from google.genai import errors, types
@@ -81,7 +83,7 @@ def raw_post(url: str, body: dict, headers: dict | None = None) -> tuple[int, di
             return e.code, json.loads(e.read())
 
 
-TOKEN_RE = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")  # the documented tokenizer
+TOKEN_RE = re.compile(r"\w+|[^\w\s]|\s+")  # the documented tokenizer: word, punctuation, whitespace run
 
 
 # --------------------------------------------------------------------------------------
@@ -116,7 +118,7 @@ def test_same_seed_same_text_and_seeds_vary(client, bank):
     assert texts == again
     assert all(t in sols for t in texts)
     assert len(set(texts)) >= 2
-    # no seed in the request means seed 0
+    # the first request without a seed gets implicit seed 0 (see the implicit-seed tests below)
     assert gen(client, MODEL_25, prompt_for(q)).text == texts[0]
 
 
@@ -201,7 +203,8 @@ def test_bad_logprobs_settings(client, cfg):
 
 
 def test_logprob_is_the_documented_unigram_model(client, bank):
-    """Recompute the unigram logp with a slow, independent loop over the shipped data file."""
+    """Recompute the unigram logp with a slow, independent loop over the shipped data file
+    (gemini models: tau = 1, i.e. the add-one smoothed base model over V seen tokens + "unseen")."""
     counts: dict[str, int] = {}
     n_tokens = 0
     for _, sols in bank:
@@ -209,22 +212,37 @@ def test_logprob_is_the_documented_unigram_model(client, bank):
             for tok in TOKEN_RE.findall(s):
                 counts[tok] = counts.get(tok, 0) + 1
                 n_tokens += 1
-    vocab = len(counts)
+    denom = n_tokens + len(counts) + 1  # N + V + 1: the "unseen" entry has count 0
 
     def logp(text):
         total = 0.0
         for tok in TOKEN_RE.findall(text):
-            total += math.log((counts.get(tok, 0) + 1) / (n_tokens + vocab))
+            total += math.log((counts.get(tok, 0) + 1) / denom)
         return total
 
     q, _ = bank[distinct_question(bank, 50)]
-    for contents in (prompt_for(q), "Alice has 3 apples and buys 12 more. How many now?"):
-        r = gen(client, MODEL_LP, contents, seed=2, response_logprobs=True)
-        c = r.candidates[0]
-        text = c.content.parts[0].text
-        assert c.logprobs_result.log_probability_sum == pytest.approx(logp(text), rel=1e-12, abs=1e-9)
-        for x in c.logprobs_result.chosen_candidates:
-            assert x.log_probability == pytest.approx(math.log((counts.get(x.token, 0) + 1) / (n_tokens + vocab)))
+    for model in (MODEL_LP, "gemini-1.5-pro-002"):
+        for contents in (prompt_for(q), "Alice has 3 apples and buys 12 more. How many now?"):
+            r = gen(client, model, contents, seed=2, response_logprobs=True, logprobs=4)
+            c = r.candidates[0]
+            text = c.content.parts[0].text
+            assert c.logprobs_result.log_probability_sum == pytest.approx(logp(text), rel=1e-12, abs=1e-9)
+            assert c.avg_logprobs == pytest.approx(logp(text) / len(TOKEN_RE.findall(text)), rel=1e-12)
+            for x in c.logprobs_result.chosen_candidates:
+                assert x.log_probability == pytest.approx(math.log((counts.get(x.token, 0) + 1) / denom), rel=1e-12)
+                assert x.token_id == zlib.crc32(x.token.encode("utf-8")) % 2**18
+            for step in c.logprobs_result.top_candidates:
+                for x in step.candidates:
+                    assert x.log_probability == pytest.approx(math.log((counts.get(x.token, 0) + 1) / denom), rel=1e-12)
+
+
+def test_whitespace_is_its_own_token(client):
+    r = gen(client, MODEL_LP, "Tom has 14 marbles and wins 23 more.", seed=0, response_logprobs=True)
+    c = r.candidates[0]
+    tokens = [x.token for x in c.logprobs_result.chosen_candidates]
+    text = c.content.parts[0].text
+    assert tokens == TOKEN_RE.findall(text) and "".join(tokens) == text
+    assert " " in tokens and all(t.isspace() or not any(ch.isspace() for ch in t) for t in tokens)
 
 
 # --------------------------------------------------------------------------------------
@@ -526,3 +544,113 @@ def test_command_line_serves_and_stops():
         proc.send_signal(2)  # SIGINT, i.e. Ctrl-C
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and err == ""  # quiet: no request log, no traceback
+
+
+# --------------------------------------------------------------------------------------
+# Vertex AI paths (google-genai in Vertex mode)
+# --------------------------------------------------------------------------------------
+def vertex_client(emu, api_version="v1beta1"):
+    return genai.Client(
+        vertexai=True, project="p", location="us-central1",
+        credentials=google.oauth2.credentials.Credentials(token="t"),
+        http_options=types.HttpOptions(base_url=emu.base_url, api_version=api_version),
+    )
+
+
+def test_vertex_path_and_same_answers_as_the_developer_api(emu, client, bank):
+    q, sols = bank[distinct_question(bank, 130)]
+    for version in ("v1beta1", "v1"):
+        r = gen(vertex_client(emu, version), MODEL_3, prompt_for(q), seed=2)
+        assert emu.requests[-1]["path"] == (
+            f"/{version}/projects/p/locations/us-central1/publishers/google/models/{MODEL_3}:generateContent")
+        assert emu.requests[-1]["model"] == MODEL_3 and emu.requests[-1]["status"] == 200
+        assert r.text in sols and r.text == gen(client, MODEL_3, prompt_for(q), seed=2).text
+        assert r.model_version == f"{MODEL_3}-emulator"
+
+
+def test_vertex_gives_logprobs_on_gemini_25_but_the_developer_api_refuses(emu, client, bank):
+    q, _ = bank[distinct_question(bank, 140)]
+    r = gen(vertex_client(emu), MODEL_25, prompt_for(q), seed=1, response_logprobs=True, logprobs=2, candidate_count=2)
+    for c in r.candidates:
+        lr = c.logprobs_result
+        assert "".join(x.token for x in lr.chosen_candidates) == c.content.parts[0].text
+        assert c.avg_logprobs == pytest.approx(lr.log_probability_sum / len(lr.chosen_candidates))
+        assert all(len(step.candidates) == 2 for step in lr.top_candidates)
+    # the same text as the Developer API answers (without logprobs there)
+    assert gen(client, MODEL_25, prompt_for(q), seed=1).text == r.candidates[0].content.parts[0].text
+    with pytest.raises(errors.ClientError) as ei:
+        gen(client, MODEL_25, prompt_for(q), seed=1, response_logprobs=True)
+    assert ei.value.code == 400 and "Logprobs is not enabled" in ei.value.message
+    # gemini-3 refuses on Vertex too, in Vertex's words
+    with pytest.raises(errors.ClientError) as ei:
+        gen(vertex_client(emu), MODEL_3, "What is 6 times 7?", response_logprobs=True)
+    assert ei.value.code == 400 and ei.value.status == "INVALID_ARGUMENT"
+    assert ei.value.message == "Unable to submit request because Logprobs is not supported for this model."
+
+
+def test_vertex_needs_a_bearer_token(emu):
+    body = {"contents": [{"role": "user", "parts": [{"text": "What is 6 times 7?"}]}]}
+    url = f"{emu.base_url}/v1beta1/projects/p/locations/us-central1/publishers/google/models/{MODEL_25}:generateContent"
+    for headers in ({}, {"x-goog-api-key": KEY}, {"Authorization": "Bearer "}):
+        status, err = raw_post(url, body, headers)
+        assert status == 401, headers
+        assert err["error"]["code"] == 401 and err["error"]["status"] == "UNAUTHENTICATED"
+        assert err["error"]["message"].startswith("Request is missing required authentication credential.")
+    status, ok = raw_post(url, body, {"Authorization": "Bearer anything"})
+    assert status == 200 and ok["candidates"][0]["content"]["parts"][0]["text"]
+
+
+def test_vertex_express_mode_and_vertex_faults(emu):
+    express = genai.Client(vertexai=True, api_key=KEY,
+                           http_options=types.HttpOptions(base_url=emu.base_url, api_version="v1beta1"))
+    assert gen(express, MODEL_25, "What is 6 times 7?").text
+    assert emu.requests[-1]["path"] == f"/v1beta1/publishers/google/models/{MODEL_25}:generateContent"
+    with pytest.raises(errors.ClientError) as ei:
+        gen(vertex_client(emu), MODEL_25, "[[emulator:429]] What is 6 times 7?")
+    assert ei.value.code == 429 and ei.value.status == "RESOURCE_EXHAUSTED"
+    with pytest.raises(errors.ServerError) as ei:
+        gen(vertex_client(emu), MODEL_25, "[[emulator:503]] What is 6 times 7?")
+    assert ei.value.code == 503
+
+
+# --------------------------------------------------------------------------------------
+# requests without a seed (the legacy google-generativeai SDK cannot send one)
+# --------------------------------------------------------------------------------------
+@pytest.fixture
+def private_emu():
+    """An emulator of our own: these tests reset it."""
+    with Emulator(port=0) as e:
+        yield e
+
+
+def test_no_seed_gives_seed_n_to_the_nth_identical_request(private_emu, bank):
+    c = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=private_emu.base_url, api_version="v1beta"))
+    q, sols = bank[distinct_question(bank, 150)]
+    first = [gen(c, MODEL_LP, prompt_for(q), response_logprobs=True) for _ in range(3)]
+    seeded = [gen(c, MODEL_LP, prompt_for(q), response_logprobs=True, seed=s).text for s in range(6)]
+    # requests with a seed do not move the counter: the 4th unseeded request gets seed 3
+    first += [gen(c, MODEL_LP, prompt_for(q), response_logprobs=True) for _ in range(3)]
+    texts = [r.text for r in first]
+    assert texts == seeded
+    assert len(set(texts)) >= 2 and set(texts) <= set(sols)
+    assert len({r.response_id for r in first}) == 6
+    # another body has its own counter
+    assert gen(c, MODEL_LP, prompt_for(q)).text == texts[0]
+    private_emu.reset()
+    again = [gen(c, MODEL_LP, prompt_for(q), response_logprobs=True) for _ in range(6)]
+    assert [r.text for r in again] == texts
+    assert [r.response_id for r in again] == [r.response_id for r in first]
+
+
+def test_failed_requests_do_not_use_up_implicit_seeds(private_emu, bank):
+    q, _ = bank[distinct_question(bank, 160)]
+    url = f"{private_emu.base_url}/v1beta/models/{MODEL_25}:generateContent"
+    faulty = {"contents": [{"parts": [{"text": "[[emulator:503x1]] " + prompt_for(q)}]}]}
+    status, _ = raw_post(url, faulty, {"x-goog-api-key": KEY})
+    assert status == 503
+    answers = [raw_post(url, faulty, {"x-goog-api-key": KEY})[1]["candidates"][0]["content"]["parts"][0]["text"]
+               for _ in range(3)]
+    clean = {"contents": [{"parts": [{"text": prompt_for(q)}]}]}
+    for s, text in enumerate(answers):
+        assert raw_post(url, {**clean, "generationConfig": {"seed": s}}, {"x-goog-api-key": KEY})[1][
+            "candidates"][0]["content"]["parts"][0]["text"] == text

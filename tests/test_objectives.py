@@ -483,3 +483,34 @@ def test_nonzero_advantages_and_frac_zero_spread():
         for g in groups:
             n_ref = sum(1 for x in ref_advantages(g) if abs(x) > 1e-12)
             assert obj.nonzero_advantages(obj.grpo_advantages(g)) == n_ref
+
+
+def test_trl_published_formulas_with_a_reference_model():
+    """One pair with a reference model, every loss type, values derived by hand from TRL's formulas.
+
+    TRL DPOTrainer.dpo_loss (trl/trainer/dpo_trainer.py):
+        logits = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
+        sigmoid: -logsigmoid(beta*logits)*(1-label_smoothing) - logsigmoid(-beta*logits)*label_smoothing
+        ipo:     (logits - 1/(2*beta))**2
+        hinge:   relu(1 - beta*logits)
+        rewards/chosen = beta*(policy_chosen_logps - ref_chosen_logps), likewise rejected;
+        rewards/margins = chosen - rejected = beta*logits
+    Pair: policy -10 (chosen) / -12 (rejected); reference -11 / -11.5; beta 0.1.
+        logits = (-10 - -12) - (-11 - -11.5) = 2 - 0.5 = 1.5 ; margin = 0.1*1.5 = 0.15
+        rewards/chosen = 0.1*(-10 - -11) = 0.1 ; rewards/rejected = 0.1*(-12 - -11.5) = -0.05
+        sigmoid, ls 0:   log(1 + e^-0.15)                                   = 0.6209570477895321
+        sigmoid, ls 0.2: 0.8*log(1 + e^-0.15) + 0.2*log(1 + e^0.15)
+                         = 0.8*0.62095704779 + 0.2*0.77095704779          = 0.6509570477895321
+        ipo:   (1.5 - 1/(2*0.1))^2 = (1.5 - 5)^2                            = 12.25
+        hinge: relu(1 - 0.15)                                               = 0.85
+    """
+    beta = 0.1
+    rewards = obj.dpo_implicit_rewards([-10.0, -12.0], [-11.0, -11.5], beta)
+    assert rewards.tolist() == pytest.approx([0.1, -0.05], rel=1e-12)
+    margins = obj.dpo_margins(rewards[[0]], rewards[[1]])
+    assert margins.tolist() == pytest.approx([0.15], rel=1e-12)
+    assert obj.dpo_loss(margins, "sigmoid") == pytest.approx(0.6209570477895321, rel=1e-12)
+    assert obj.dpo_loss(margins, "sigmoid", label_smoothing=0.2) == pytest.approx(0.6509570477895321, rel=1e-12)
+    assert obj.dpo_loss(margins, "ipo", beta=beta) == pytest.approx(12.25, rel=1e-12)
+    assert obj.dpo_loss(margins, "hinge") == pytest.approx(0.85, rel=1e-12)
+    assert obj.reward_accuracy(margins) == 1.0

@@ -5,6 +5,7 @@ google-generativeai, transformers) is needed only by the suites that ask for it.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from ..sampling import Sampler, SamplingError, Scorer
@@ -27,9 +28,11 @@ def api_key(provider: str, api_key_env: str | None = None) -> str | None:
 
 
 def _require(module: str, provider: str) -> None:
-    try:
-        __import__(module)
+    try:  # find_spec imports nothing (google.generativeai warns on import)
+        found = importlib.util.find_spec(module) is not None
     except ImportError:
+        found = False
+    if not found:
         raise SamplingError(f"provider {provider!r} needs the {module!r} package: "
                             f"pip install 'rlhf-eval[{_EXTRAS[provider]}]'") from None
 

@@ -17,6 +17,7 @@ from ..types import Trace
 
 BASE_URL_ENV = "RLHF_EVAL_GEMINI_BASE_URL"
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+VERTEX_TOKEN_ENV = "RLHF_EVAL_VERTEX_ACCESS_TOKEN"
 # Replays never reach the network, but the SDK insists on a key; this one never leaves the process.
 REPLAY_KEY = "replay-without-a-key"
 
@@ -62,10 +63,11 @@ class GeminiSampler:
         self.vertex = model.vertex is not None
         self.ask_logprobs = model.logprobs and logprobs_supported(model.name, vertex=self.vertex) is not False
         if self.vertex:
-            credentials = None
-            if replay:  # a cassette answers every request: no Application Default Credentials needed
+            credentials = None  # google-genai then uses Application Default Credentials
+            token = REPLAY_KEY if replay else os.environ.get(VERTEX_TOKEN_ENV)
+            if token:  # a replay needs none; a token from `gcloud auth print-access-token` also works
                 from google.oauth2.credentials import Credentials
-                credentials = Credentials(token=REPLAY_KEY)
+                credentials = Credentials(token=token)
             self.base_url = base_url or f"https://{model.vertex.location}-aiplatform.googleapis.com"
             self._client = genai.Client(
                 vertexai=True, project=model.vertex.project, location=model.vertex.location,

@@ -1,4 +1,6 @@
-"""A local emulator of the Gemini REST ``generateContent`` API, for tests and offline recording.
+"""A local emulator of the Gemini REST ``generateContent`` API (Developer API and Vertex AI
+paths) and of an OpenAI-compatible server (vLLM / SGLang / llama.cpp style), for tests and
+offline recording.
 
 Usage::
 
@@ -6,24 +8,41 @@ Usage::
     with Emulator(port=0, latency_ms=0) as emu:     # server thread on 127.0.0.1; port 0 = any free port
         client = genai.Client(api_key="any", http_options=types.HttpOptions(
             base_url=emu.base_url, api_version="v1beta"))
+        vertex = genai.Client(vertexai=True, project="p", location="us-central1",
+            credentials=google.oauth2.credentials.Credentials(token="t"),
+            http_options=types.HttpOptions(base_url=emu.base_url, api_version="v1beta1"))
+        oai = openai.OpenAI(base_url=f"{emu.base_url}/v1", api_key="x")
         ...
         emu.requests        # one dict per request received: method, path, query, model, body, status
+        emu.reset()         # forget requests, xN fault counters and implicit-seed counters
 
 or from a shell: ``python -m rlhf_eval.emulator --port 8765 [--host 127.0.0.1] [--latency-ms 0]``
 (also installed as ``rlhf-eval-emulator``).
 
-Every response says ``"modelVersion": "<model>-emulator"``: nothing it returns comes from a
-real model. It needs no network and no file outside this package.
+Every Gemini response says ``"modelVersion": "<model>-emulator"`` and every OpenAI-style one
+``"system_fingerprint": "<model>-emulator"``: nothing it returns comes from a real model. It
+needs no network and no file outside this package.
 
 Endpoints
 ---------
-``POST /v1beta/models/{model}:generateContent`` and ``POST /v1/models/{model}:generateContent``.
+* Gemini Developer API: ``POST /v1beta/models/{model}:generateContent`` and
+  ``POST /v1/models/{model}:generateContent``.
+* Gemini on Vertex AI: ``POST /{v1,v1beta1}/projects/{project}/locations/{location}/publishers/
+  google/models/{model}:generateContent`` (what google-genai posts with ``vertexai=True``), and
+  the express-mode form ``POST /{v1,v1beta1}/publishers/google/models/{model}:generateContent``.
+  See "Vertex AI" below.
+* OpenAI-compatible: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
+  ``GET /v1/models/{id}``. See "OpenAI-compatible endpoints" below. (No clash with Gemini:
+  its ``/v1/models/{m}:generateContent`` always has a colon.)
+
 ``:streamGenerateContent`` answers 501 UNIMPLEMENTED; any other path or method answers 404.
-Every error body is a ``google.rpc.Status`` JSON object (``{"error": {code, message, status[, details]}}``).
+Every Gemini error body is a ``google.rpc.Status`` JSON object (``{"error": {code, message,
+status[, details]}}``); OpenAI-style errors are described in their section.
 
 * **Auth**: the key is read from the ``x-goog-api-key`` header or the ``?key=`` query
   parameter. Any non-empty key is accepted; a missing or empty one gives the real 400
-  ``API_KEY_INVALID`` body (ErrorInfo + LocalizedMessage details).
+  ``API_KEY_INVALID`` body (ErrorInfo + LocalizedMessage details). (Vertex AI and the OpenAI
+  endpoints authenticate differently, see their sections.)
 * **Parsing** is tolerant: keys are normalised from snake_case to camelCase at every level;
   numbers may be floats (``topK: 40.0``) or numeric strings; enums may be ints or names.
   ``?$alt=json;enum-encoding=int`` (sent by the legacy google-generativeai SDK) makes the
@@ -40,8 +59,8 @@ Answers (deterministic from model, prompt, seed and candidate index)
   some right, some wrong). The bank holds no correctness labels and no ground truth: the
   emulator never consults an answer key.
 * If the prompt contains a bank question (whitespace-insensitive substring; if several
-  occur, the one starting last), candidate ``j`` of a request with ``seed`` ``s`` (default 0)
-  is solution ``blake2b(model, prompt, s, j) mod 4``. With ``temperature: 0`` the choice is
+  occur, the one starting last), candidate ``j`` of a request with ``seed`` ``s`` is solution
+  ``blake2b(model, prompt, s, j) mod 4``. With ``temperature: 0`` the choice is
   ``blake2b(model, prompt) mod 4``: every candidate and every seed get the same text
   (greedy decoding).
 * Otherwise, if the prompt has multiple-choice options (at least two distinct letters A-J
@@ -52,21 +71,53 @@ Answers (deterministic from model, prompt, seed and candidate index)
 * ``stopSequences``: the text is cut before the first occurrence of any of them (``STOP``).
   ``maxOutputTokens``: a longer text is truncated to that many tokens and gets
   ``finishReason: "MAX_TOKENS"``; otherwise ``"STOP"``.
+* **No seed** (``generationConfig.seed`` absent or null -- e.g. the legacy google-generativeai
+  SDK, which cannot send one): the n-th time (0-based) the server answers that exact request
+  -- same path, same canonical body (keys sorted; Gemini keys camelCased first) -- it uses
+  implicit seed ``n``, exactly as if ``seed: n`` had been sent. So k identical requests give k
+  different samples, like a real API, and the sequence is deterministic given the order of
+  requests: the first answer is the seed-0 answer, and :meth:`Emulator.reset` starts every
+  sequence again. Only answered requests count: one failed by a fault marker (below) does
+  not, so a retry after an injected 503 gets the sample the failed attempt would have got.
+  ``responseId`` (and OpenAI's ``id``) of the n-th answer, n >= 1, hashes n in as well.
+  Requests that carry a seed are unaffected. The same rule holds on every endpoint
+  (Developer API, Vertex AI, OpenAI-compatible; one counter per path and body).
 
 Tokenizer and log-probabilities
 -------------------------------
-* Tokens: ``re.findall(r"\\s*\\w+|\\s*[^\\w\\s]|\\s+", text)`` -- optional leading whitespace
-  plus a word or one punctuation character; trailing whitespace is a token of its own, so
-  the tokens join back to the text exactly. Token id = ``zlib.crc32(token.encode()) % 2**18``.
-* Log-probability of a token: an add-one smoothed **unigram** model over all tokens of all
-  bank solutions (questions excluded), counted once when the bank is loaded:
-  ``logp(t) = log((count(t) + 1) / (N + V))`` with N the number of tokens and V the number
-  of distinct tokens. A sequence's logp is the sum over its tokens, in order. It is a
-  function of the text alone -- it knows nothing about correctness.
-  (``rlhf_eval.emulator.load_bank().model.text_logp(text)`` computes it.)
-* ``topCandidates`` (``logprobs: K``): K entries per step sorted by logProbability desc,
-  always including the chosen token; the other K-1 come from the 64 most frequent bank
-  tokens at an offset derived from (chosen token id, step).
+* Tokens: ``re.findall(r"\\w+|[^\\w\\s]|\\s+", text)`` -- a word, one punctuation character,
+  or a run of whitespace (whitespace is a token of its own, never glued to a word). The tokens
+  join back to the text exactly, and ``tokens(a + b) == tokens(a) + tokens(b)`` whenever the
+  last character of ``a`` and the first of ``b`` are not both word characters and not both
+  whitespace -- e.g. a context ``a`` ending in ``"\\n"``, ``" "`` or ``":"`` and a completion
+  ``b`` starting with a word -- which is how a scorer finds where the completion starts.
+  Token id = ``zlib.crc32(token.encode("utf-8")) % 2**18``.
+* Base distribution: an add-one smoothed **unigram** model over all tokens of all bank
+  solutions (questions excluded), counted once when the bank is loaded. Its outcomes are the
+  V distinct corpus tokens plus one extra entry "unseen" with count 0, which every token not
+  in the corpus maps to; so with N the number of corpus tokens,
+  ``p(t) = (count(t) + 1) / (N + V + 1)`` (an unseen token: ``1 / (N + V + 1)``), and the
+  V + 1 entries sum to 1.
+* **Each model name m has a temperature** ``tau_m``: ``1.0`` for names starting ``gemini``
+  (case-insensitive, a leading ``models/`` ignored), and for any other name
+  ``tau_m = 0.8 + 0.4 * (zlib.crc32(m.encode("utf-8")) % 1000) / 999`` (in [0.8, 1.2]; the
+  name exactly as sent, e.g. ``Qwen/Qwen2.5-Math-7B-Instruct``). The model's token logp is the
+  properly normalised tempered unigram
+  ``log p_m(t) = log p(t) / tau_m - log Z(tau_m)``, ``Z(tau) = sum of p(u) ** (1 / tau)`` over
+  the same V + 1 entries (seen tokens and "unseen"; ``math.fsum``, computed once per tau;
+  ``Z(1) = 1``), so p_m sums to 1 over them and every unseen token gets the "unseen" entry's
+  probability. For ``gemini*`` this is the base model itself; two model names with different
+  ``crc32 % 1000`` get different logps for the same text (e.g. a policy and its reference
+  model give non-zero DPO margins), while the token order by probability is the same for all.
+* A sequence's logp under model m is the sum of ``log p_m`` over its tokens, in order. It is
+  a function of the text and the model name alone -- it knows nothing about correctness.
+  (``rlhf_eval.emulator.load_bank().model_for(m).text_logp(text)`` computes it;
+  ``load_bank().model`` is the tau = 1 model.) Everything reported for model m uses it:
+  Gemini ``logprobsResult``, ``avgLogprobs`` and ``topCandidates``; OpenAI chat and completion
+  logprobs, ``top_logprobs``, echoed-prompt logprobs and ``prompt_logprobs``.
+* ``topCandidates`` (``logprobs: K``): K entries per step sorted by the model's
+  logProbability desc (ties by token), always including the chosen token; the other K-1 come
+  from the 64 most frequent bank tokens at an offset derived from (chosen token id, step).
 
 Model families (by model-name prefix; a leading ``models/`` is ignored)
 -----------------------------------------------------------------------
@@ -81,6 +132,9 @@ Model families (by model-name prefix; a leading ``models/`` is ignored)
   supported for this model."; ``candidateCount`` > 1 gives 400 INVALID_ARGUMENT "Multiple
   candidates is not enabled for this model". No ``avgLogprobs``.
 
+(These are the Developer API's families; on Vertex AI ``gemini-2.5*`` joins the logprobs
+family, see below.)
+
 For every model: ``candidateCount`` > 8 (or < 0) gives 400 INVALID_ARGUMENT
 (``candidateCount: 0`` means 1); ``logprobs`` outside [0, 20], or set without
 ``responseLogprobs: true``, gives 400.
@@ -91,7 +145,129 @@ Response
 ``usageMetadata`` (``promptTokenCount`` = tokens of user text + system instruction,
 ``candidatesTokenCount`` = sum over candidates (omitted when 0, as proto3 JSON does),
 ``totalTokenCount``, ``promptTokensDetails``), ``modelVersion: "<model>-emulator"`` and a
-deterministic ``responseId`` (hash of model and request body).
+deterministic ``responseId`` (hash of model and request body, and of the implicit seed if
+there is one).
+
+Vertex AI
+---------
+Same request parsing, answers, seeds, usage, faults and response shape as the Developer API,
+except:
+
+* **Auth**: ``Authorization: Bearer <token>`` (any non-empty token) is required on the
+  ``projects/{p}/locations/{l}/...`` path; no API key is read there. Without one: 401
+  ``{"error": {"code": 401, "status": "UNAUTHENTICATED", "message": "Request is missing required
+  authentication credential. Expected OAuth 2 access token, ...", "details": [ErrorInfo
+  CREDENTIALS_MISSING]}}``. The express-mode path (no project/location) takes a bearer token or
+  an API key (``x-goog-api-key`` / ``?key=``), else the same 401.
+* **Capabilities**: ``gemini-2.5*`` models DO return logprobs on Vertex (``responseLogprobs``
+  -> ``logprobsResult``, ``logprobs: K`` -> ``topCandidates``, and ``avgLogprobs`` on every
+  candidate), i.e. they are in the logprobs family with ``gemini-2.0*``/``gemini-1.5*``.
+  ``gemini-3*`` (and other names) still refuse: 400 INVALID_ARGUMENT "Unable to submit request
+  because Logprobs is not supported for this model." (and ``candidateCount`` > 1 is refused as
+  on the Developer API).
+* Fault markers give the same errors as on the Developer API (``[[emulator:429]]`` included,
+  with its RetryInfo); the ``xN`` counters of Vertex requests are per path and body.
+
+OpenAI-compatible endpoints
+---------------------------
+One generic OpenAI-compatible server (as vLLM, SGLang or llama.cpp's ``llama-server`` expose
+it): **any model name works**, and every model behaves alike except the ``llama-cpp*``
+imitation below. ``Authorization: Bearer <anything>`` is accepted, and so is no header at
+all (local servers need no key). Request bodies are snake_case OpenAI JSON; numbers may be
+floats or numeric strings; unknown fields are ignored. ``stream: true`` gives 400 (no
+streaming). The official ``openai`` SDK parses every response unchanged
+(``OpenAI(base_url=f"{emu.base_url}/v1", api_key="x")``).
+
+**Same engine as the Gemini side.** Choice ``j`` of a request is chosen exactly like
+candidate ``j`` of a Gemini request with the same model name, prompt and seed (same bank, same
+``blake2b`` hash, same greedy rule for ``temperature: 0``, same :func:`synthesize` fallback),
+and every token's logprob is the model's context-independent tempered unigram ``log p_m(t)``
+(see "Tokenizer and log-probabilities"; a ``gemini*`` name gets the very same values on both
+sides) -- for a generated token and for a prompt token alike. Hence ``logp_m(text)`` is the
+same wherever the text appears, and **the scorer agrees with the sampler**: scoring a text the
+emulator generated under model m (``/v1/completions`` with ``model: m``, ``echo: true``,
+prompt = context + text) gives exactly the logp it reported when it sampled that text under
+m, provided the tokenisation splits cleanly at the boundary (the context's last character
+and the text's first are not both word characters nor both whitespace -- e.g. a context
+ending in ``"A:"``, ``"A: "`` or ``"\\n"`` before a text starting with a word), just as a real
+tokenizer needs. Scoring under another model name gives that model's (different) logps. Echoed prompt tokens and generated tokens
+are separate sequences (never re-tokenised together), as on real servers.
+
+``GET /v1/models`` -> ``{"object": "list", "data": [{"id", "object": "model", "created": 0,
+"owned_by": "rlhf-eval-emulator"}]}`` listing ``Qwen/Qwen2.5-Math-7B-Instruct``,
+``meta-llama/Llama-3.1-8B-Instruct``, ``llama-cpp``, ``llama-cpp-strict``;
+``GET /v1/models/{id}`` -> that card for any id.
+
+``POST /v1/chat/completions``
+
+* Request: ``model`` (required), ``messages`` (required, non-empty; ``content`` a string or
+  a list of ``{"type": "text", "text"}`` parts). **Prompt** = the text of every ``user``
+  message/part, joined with ``"\n"`` (as the Gemini side joins user parts); ``system`` /
+  ``developer`` text only counts towards ``prompt_tokens``; ``assistant``/``tool`` turns are
+  ignored. ``temperature`` (0..2; 0 = greedy), ``top_p`` (0..1, accepted, no effect),
+  ``max_completion_tokens`` or ``max_tokens`` (>= 1; a longer answer is cut to that many
+  tokens with ``finish_reason: "length"``; default: no limit), ``stop`` (string or list: the
+  text is cut before the first occurrence), ``seed`` (absent: implicit seeds, above), ``n``
+  (1..8), ``logprobs`` (bool), ``top_logprobs`` (0..20, needs ``logprobs: true``).
+* Response: ``{"id": "chatcmpl-<hash>", "object": "chat.completion", "created": 0, "model",
+  "choices": [{"index", "message": {"role": "assistant", "content"}, "logprobs",
+  "finish_reason": "stop" | "length"}], "usage": {"prompt_tokens", "completion_tokens",
+  "total_tokens"}, "system_fingerprint": "<model>-emulator"}``. ``logprobs`` is null unless
+  asked, else ``{"content": [{"token", "logprob", "bytes", "top_logprobs": [{"token",
+  "logprob", "bytes"}, ...]}], "refusal": null}`` -- one entry per generated token;
+  ``top_logprobs`` holds N entries (``[]`` for N = 0): the same N alternatives, chosen token
+  included, that the Gemini side's ``topCandidates`` gives with ``logprobs: N``.
+
+``POST /v1/completions`` (legacy)
+
+* Request: ``model``, ``prompt`` (a string, or a list of strings: then choice
+  ``index = prompt_index * n + j`` and choice ``j`` of each prompt is what a single-prompt
+  request would get), ``max_tokens`` (default **16**, as OpenAI and vLLM; 0 is allowed only
+  with ``echo``), ``echo`` (bool), ``logprobs`` (int 0..5; 0 = chosen-token logprobs only),
+  ``seed``, ``n`` (1..8), ``temperature``, ``top_p``, ``stop``, and vLLM's extension
+  ``prompt_logprobs`` (int 0..20). Generation is the Gemini side's: a bank question in the
+  prompt gives a bank solution, anything else (e.g. a text sent for scoring) the generic answer.
+* Response: ``{"id": "cmpl-<hash>", "object": "text_completion", "created": 0, "model",
+  "choices": [{"text", "index", "logprobs", "finish_reason"[, "prompt_logprobs"]}], "usage",
+  "system_fingerprint"}``. ``logprobs`` (null unless asked) = ``{"tokens", "token_logprobs",
+  "top_logprobs", "text_offset"}``: ``top_logprobs[i]`` maps token -> logprob for the chosen
+  token plus N alternatives (OpenAI: "up to logprobs+1 elements"); ``text_offset`` are
+  character offsets into the returned ``text``. With ``echo: true`` the ``text`` is prompt +
+  generated text and the arrays cover the prompt's tokens first; the first prompt token has
+  ``token_logprobs[0] = null`` and ``top_logprobs[0] = null``, exactly as OpenAI and vLLM
+  answer. With ``max_tokens: 0`` and echo, only the echoed prompt is returned
+  (``finish_reason: "length"``). ``prompt_logprobs`` (vLLM's shape): ``null`` for the first
+  prompt token, then per prompt token ``{"<token_id>": {"logprob", "rank", "decoded_token"}}``
+  with the actual token first and N alternatives; ``rank`` is the token's true 1-based rank
+  under the model's unigram model (the same for every tau). ``usage.prompt_tokens`` counts each prompt once;
+  ``completion_tokens`` counts generated tokens only (not the echo).
+
+**llama.cpp imitation** (model names starting ``llama-cpp``, case-insensitive), as
+llama.cpp's server behaved in late 2026:
+
+* ``llama-cpp*``: chat completions sample as usual, logprobs included. ``/v1/completions``
+  **silently ignores** ``echo``: ``text`` is the generated text only and ``tokens`` /
+  ``token_logprobs`` / ``top_logprobs`` / ``text_offset`` cover the generated tokens only --
+  a scorer that trusts echo gets fewer logprobs than its text has tokens. ``prompt_logprobs``
+  is ignored too. ``max_tokens`` has no default limit, and 0 is accepted (nothing generated).
+* ``llama-cpp-strict*``: the same, but ``echo: true`` is refused:
+  400 ``{"error": {"code": 400, "message": "echo is not supported", "type": "invalid_request_error"}}``.
+* Every error for a ``llama-cpp*`` model has llama.cpp's shape ``{"error": {"code", "message",
+  "type"}}``.
+
+**Errors** otherwise have OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``:
+400 ``invalid_request_error`` for a bad request (``param`` names the field, e.g. ``n``,
+``temperature``, ``top_logprobs``, ``logprobs``, ``max_tokens``, ``prompt``, ``messages``;
+``code`` e.g. ``integer_above_max_value``, ``invalid_type``); ``GET``/``PUT`` on the POST
+paths: 404 "Invalid URL (GET /v1/chat/completions)". The fault markers below work on these
+endpoints too (read from the user messages / the prompts): ``429`` -> 429 ``{"type":
+"requests", "code": "rate_limit_exceeded"}`` with a ``retry-after: 2`` header; ``404`` ->
+``model_not_found``; ``500``/``503``/``504`` -> ``server_error``; ``400``/``403`` ->
+``invalid_request_error``; ``CODExN`` and ``latency=MS`` as below; ``block`` -> 400
+``{"param": "prompt", "code": "content_filter"}``; ``safety`` -> every choice has
+``finish_reason: "content_filter"`` (chat ``content: null``, legacy ``text`` = echo or "");
+``max_tokens`` -> every choice has ``finish_reason: "length"``, empty content, and
+``usage.completion_tokens_details.reasoning_tokens`` = the budget (``max_tokens`` or 8192).
 
 Fault injection (markers in the prompt text, case-insensitive, removed before answering)
 -----------------------------------------------------------------------------------------
@@ -112,9 +288,14 @@ An unknown marker gives 400 naming it. Markers are read from the user turns only
 Server
 ------
 ``http.server.ThreadingHTTPServer`` with HTTP/1.1 keep-alive; thread-safe (the bank is
-read-only, the request log and the ``xN`` counters are behind a lock); silent (no request
-log on stderr); the bank is loaded once per process (~0.15 s) and each solution is
-pre-tokenised with its logps, so a request costs well under a millisecond of CPU.
+read-only, the request log, the ``xN`` counters and the implicit-seed counters are behind a
+lock); silent (no request log on stderr); the bank is loaded once per process (~0.2 s) and
+each solution is pre-tokenised with its logps (and per-step logprob JSON is cached); a model
+name's tempered model is built on its first request (~3 ms; the last 32 temperatures are
+kept) and prices each bank solution the first time it is drawn. So a typical request costs
+well under a millisecond of CPU in the server (an 8-choice chat completion with
+``top_logprobs: 20`` -- 2.5 MB of JSON -- about 3 ms); client-side parsing of large logprob
+responses by the SDKs usually costs more than that.
 """
 from __future__ import annotations
 
@@ -122,9 +303,10 @@ import threading
 from typing import Any
 
 from .bank import Bank, load_bank
+from .openai_api import openai_quirks
 from .server import EmulatorHTTPServer, EmulatorState, model_family
 
-__all__ = ["Emulator", "load_bank", "model_family"]
+__all__ = ["Emulator", "load_bank", "model_family", "openai_quirks"]
 
 
 class Emulator:
@@ -169,7 +351,8 @@ class Emulator:
         self.state.latency_ms = float(value)
 
     def reset(self) -> None:
-        """Forget recorded requests and the ``[[emulator:CODExN]]`` counters."""
+        """Forget recorded requests, the ``[[emulator:CODExN]]`` counters and the implicit-seed
+        counters (so requests without a seed get seeds 0, 1, 2, ... again)."""
         self.state.reset()
 
     def start(self) -> "Emulator":

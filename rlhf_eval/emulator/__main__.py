@@ -1,4 +1,4 @@
-"""``python -m rlhf_eval.emulator``: serve the Gemini emulator until Ctrl-C."""
+"""``python -m rlhf_eval.emulator``: serve the emulator (Gemini + OpenAI-compatible) until Ctrl-C."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,9 @@ from . import Emulator
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="rlhf-eval-emulator",
-        description="Serve a local emulator of the Gemini generateContent REST API "
+        description="Serve a local emulator of the Gemini generateContent REST API (Developer API and "
+        "Vertex AI paths) and of an OpenAI-compatible server (/v1/chat/completions, /v1/completions, "
+        "/v1/models; vLLM/llama.cpp style) "
         "(see `python -c 'import rlhf_eval.emulator; help(rlhf_eval.emulator)'`).",
     )
     ap.add_argument("--port", type=int, default=8765, help="port to listen on (0 = any free port; default 8765)")

@@ -1,10 +1,12 @@
-"""The emulator's trace bank, tokenizer and unigram log-probability model.
+"""The emulator's trace bank, tokenizer and (tempered) unigram log-probability models.
 
-Everything here is read-only after :func:`load_bank` builds it (once per process), so it
-is shared freely between server threads. See the package docstring for the definitions.
+Everything here is read-only after :func:`load_bank` builds it (once per process), apart from
+caches, so it is shared freely between server threads. See the package docstring for the
+definitions.
 """
 from __future__ import annotations
 
+import bisect
 import gzip
 import hashlib
 import json
@@ -12,15 +14,17 @@ import math
 import re
 import threading
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 BANK_PATH = Path(__file__).with_name("data") / "bank.json.gz"
 
-#: The tokenizer: a run of optional whitespace followed by one word (``\w+``) or one
-#: punctuation character; trailing whitespace becomes a token of its own, so
-#: ``"".join(tokenize(t)) == t`` for every text ``t``.
-TOKEN_RE = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
+#: The tokenizer: one word (``\w+``), one punctuation character (``[^\w\s]``) or one run of
+#: whitespace (``\s+``) per token, so ``"".join(tokenize(t)) == t`` for every text ``t``, and
+#: ``tokenize(a + b) == tokenize(a) + tokenize(b)`` unless ``a`` ends and ``b`` starts with a
+#: word character, or both with whitespace (e.g. a context ending in ``"\n"`` splits cleanly).
+TOKEN_RE = re.compile(r"\w+|[^\w\s]|\s+")
 
 #: Token ids are ``zlib.crc32(token.encode("utf-8")) % TOKEN_ID_MOD`` (stable, vocabulary-free).
 TOKEN_ID_MOD = 2**18
@@ -30,6 +34,8 @@ _WS_RE = re.compile(r"\s+")
 _KEY_LEN = 32
 #: Size of the pool of frequent tokens from which ``topCandidates`` alternatives are drawn.
 _ALT_POOL = 64
+#: How many tempered models (one per temperature) a bank keeps built at once (LRU).
+_MAX_MODELS = 32
 
 
 def tokenize(text: str) -> list[str]:
@@ -39,6 +45,22 @@ def tokenize(text: str) -> list[str]:
 
 def token_id(token: str) -> int:
     return zlib.crc32(token.encode("utf-8")) % TOKEN_ID_MOD
+
+
+def model_tau(model: str) -> float:
+    """The temperature ``tau`` of a model name's tempered unigram model (see :class:`UnigramModel`).
+
+    1.0 for names starting ``gemini`` (case-insensitive, a leading ``models/`` ignored, as for
+    the Gemini model families); for any other name
+    ``0.8 + 0.4 * (zlib.crc32(model.encode("utf-8")) % 1000) / 999``, i.e. in [0.8, 1.2],
+    computed on the name exactly as sent.
+    """
+    m = model.lower()
+    if m.startswith("models/"):
+        m = m[len("models/") :]
+    if m.startswith("gemini"):
+        return 1.0
+    return 0.8 + 0.4 * (zlib.crc32(model.encode("utf-8")) % 1000) / 999
 
 
 def normalize_ws(text: str) -> str:
@@ -76,31 +98,72 @@ def _dumps(obj: object) -> str:
 
 
 class UnigramModel:
-    """Add-one smoothed unigram model: ``logp(t) = log((count(t) + 1) / (N + V))``.
+    """A tempered add-one smoothed unigram model (temperature ``tau``; 1.0 = the plain model).
 
-    ``N`` is the number of tokens and ``V`` the number of distinct tokens in the corpus.
-    A token never seen in the corpus gets ``log(1 / (N + V))``.
+    The outcomes are the ``V`` distinct corpus tokens plus one extra entry, "unseen", with
+    count 0 that stands for every token not in the corpus. The base model is add-one smoothed
+    over these ``V + 1`` entries: ``p(t) = (count(t) + 1) / (N + V + 1)`` (``N`` corpus tokens),
+    so an unseen token gets ``1 / (N + V + 1)`` and the ``V + 1`` probabilities sum to 1. The
+    tempered model is ``log p_tau(t) = log p(t) / tau - log Z_tau`` with
+    ``Z_tau = sum over the V + 1 entries u of p(u) ** (1 / tau)`` (``math.fsum`` of the terms,
+    computed once per model; ``Z_1 = 1`` exactly and is not computed), so it sums to 1 too.
+    ``tau < 1`` is sharper than the base model, ``tau > 1`` flatter; the order of the tokens
+    (and so :meth:`rank` and the pool of alternatives) is the same for every ``tau``.
     """
 
-    def __init__(self, corpus_tokens: list[str]):
-        counts: dict[str, int] = {}
-        for t in corpus_tokens:
-            counts[t] = counts.get(t, 0) + 1
+    def __init__(self, corpus_tokens: list[str], tau: float = 1.0, *, _counts: dict[str, int] | None = None):
+        if _counts is None:
+            counts: dict[str, int] = {}
+            for t in corpus_tokens:
+                counts[t] = counts.get(t, 0) + 1
+            n_tokens = len(corpus_tokens)
+        else:
+            counts, n_tokens = _counts, sum(_counts.values())
+        if not tau > 0:
+            raise ValueError(f"tau must be positive, got {tau}")
         self.counts = counts
-        self.n_tokens = len(corpus_tokens)
-        self.vocab_size = len(counts)
-        self.log_denominator = math.log(self.n_tokens + self.vocab_size)
-        self.unknown_logp = -self.log_denominator
-        self._logp = {t: math.log(c + 1) - self.log_denominator for t, c in counts.items()}
+        self.tau = float(tau)
+        self.n_tokens = n_tokens
+        self.vocab_size = len(counts)  # V (the "unseen" entry not included)
+        self.log_denominator = math.log(self.n_tokens + self.vocab_size + 1)
+        inv = 1.0 / self.tau
+        if self.tau == 1.0:
+            self.log_normalizer = 0.0
+        else:
+            terms = [math.exp((math.log(c + 1) - self.log_denominator) * inv) for c in counts.values()]
+            terms.append(math.exp(-self.log_denominator * inv))  # the "unseen" entry
+            self.log_normalizer = math.log(math.fsum(terms))
+        self.unknown_logp = self._tempered(-self.log_denominator)
+        self._logp = {t: self._tempered(math.log(c + 1) - self.log_denominator) for t, c in counts.items()}
         self._entries: dict[str, dict] = {}
         self._entry_json: dict[str, str] = {}
         self._step_json: dict[tuple[str, int, int], str] = {}
+        self._traces: dict[Trace, Trace] = {}  # bank trace (of the tau = 1 model) -> this model's
         # the most frequent tokens, sorted by (logp desc, token) for deterministic ties
         top = sorted(counts, key=lambda t: (-counts[t], t))[:_ALT_POOL]
         self.pool = tuple(self.entry(t) for t in top)
+        self._sorted_counts = sorted(counts.values())  # ascending, for :meth:`rank`
+
+    def _tempered(self, base_logp: float) -> float:
+        if self.tau == 1.0:
+            return base_logp
+        return base_logp / self.tau - self.log_normalizer
+
+    def tempered(self, tau: float) -> "UnigramModel":
+        """The model over the same counts at temperature ``tau`` (``self`` if it is already)."""
+        if float(tau) == self.tau:
+            return self
+        return UnigramModel([], tau, _counts=self.counts)
 
     def logp(self, token: str) -> float:
         return self._logp.get(token, self.unknown_logp)
+
+    def rank(self, token: str) -> int:
+        """1-based rank of ``token`` in the model's (context-independent) distribution:
+        1 + the number of corpus tokens that are strictly more probable. Tokens of equal
+        probability share a rank; a token never seen in the corpus ranks ``V + 1``."""
+        c = self.counts.get(token, 0)
+        return 1 + len(self._sorted_counts) - bisect.bisect_right(self._sorted_counts, c)
 
     def entry(self, token: str) -> dict:
         """The ``LogprobsResult.Candidate`` JSON for ``token`` (cached for corpus tokens)."""
@@ -127,10 +190,20 @@ class UnigramModel:
         return total
 
     def make_trace(self, text: str) -> Trace:
-        tokens = tuple(tokenize(text))
+        return self._trace(text, tuple(tokenize(text)))
+
+    def _trace(self, text: str, tokens: tuple[str, ...]) -> Trace:
         chosen = tuple(self.entry(t) for t in tokens)
         cj = tuple(self.entry_json(t) for t in tokens)
         return Trace(text, tokens, chosen, tuple(e["logProbability"] for e in chosen), cj, "[" + ",".join(cj) + "]")
+
+    def retrace(self, trace: Trace) -> Trace:
+        """``trace`` (a bank solution, built once by the bank's tau = 1 model) with this
+        model's logprobs; cached, so only call it with the bank's own long-lived traces."""
+        t = self._traces.get(trace)
+        if t is None:
+            t = self._traces[trace] = self._trace(trace.text, trace.tokens)
+        return t
 
     def top_step(self, c: dict, step: int, k: int) -> list[dict]:
         """The ``k`` top candidates of one decoding step whose chosen entry is ``c``: sorted by
@@ -172,7 +245,8 @@ class UnigramModel:
 
 
 class Bank:
-    """Bank questions -> pre-tokenised solutions, plus the unigram model over all solutions."""
+    """Bank questions -> pre-tokenised solutions, plus the unigram model over all solutions
+    (``model``, tau = 1) and its tempered variants, one per model name (:meth:`model_for`)."""
 
     def __init__(self, questions: list[tuple[str, list[str]]], meta: dict | None = None):
         self.meta = meta or {}
@@ -181,6 +255,8 @@ class Bank:
             for s in sols:
                 corpus.extend(tokenize(s))
         self.model = UnigramModel(corpus)
+        self._models: OrderedDict[float, UnigramModel] = OrderedDict()
+        self._models_lock = threading.Lock()
         self.questions: list[str] = []  # normalised question texts
         self.traces: list[tuple[Trace, ...]] = []
         self._by_key: dict[str, list[int]] = {}
@@ -194,6 +270,30 @@ class Bank:
 
     def __len__(self) -> int:
         return len(self.questions)
+
+    def model_for(self, model: str) -> UnigramModel:
+        """The unigram model of a model name: the bank's model tempered with :func:`model_tau`
+        (``self.model`` itself for tau = 1). Models are built on first use and kept (LRU)."""
+        tau = model_tau(model)
+        if tau == 1.0:
+            return self.model
+        with self._models_lock:
+            lm = self._models.get(tau)
+            if lm is not None:
+                self._models.move_to_end(tau)
+                return lm
+        lm = self.model.tempered(tau)  # built outside the lock (a few ms)
+        with self._models_lock:
+            lm = self._models.setdefault(tau, lm)
+            self._models.move_to_end(tau)
+            while len(self._models) > _MAX_MODELS:
+                self._models.popitem(last=False)
+        return lm
+
+    def solution(self, qi: int, i: int, lm: UnigramModel | None = None) -> Trace:
+        """Solution ``i`` of question ``qi``, with the logprobs of ``lm`` (default: ``self.model``)."""
+        t = self.traces[qi][i]
+        return t if lm is None or lm is self.model else lm.retrace(t)
 
     def find(self, prompt: str) -> int | None:
         """Index of the bank question whose (whitespace-normalised) text occurs in ``prompt``.

@@ -16,12 +16,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .bank import Bank, load_bank, normalize_ws, stable_hash, tokenize
+from .bank import Bank, Trace, UnigramModel, load_bank, normalize_ws, stable_hash, tokenize
 
 MAX_CANDIDATES = 8
 MAX_TOP_LOGPROBS = 20
 
 _ROUTE_RE = re.compile(r"^/(v1|v1beta)/models/([^/:]+):([A-Za-z]+)$")
+#: Vertex AI: ``/{v1,v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{m}:{action}``
+#: (and the express-mode form without ``projects/{p}/locations/{l}``).
+_VERTEX_ROUTE_RE = re.compile(
+    r"^/(v1|v1beta1)/(?:projects/([^/]+)/locations/([^/]+)/)?publishers/google/models/([^/:]+):([A-Za-z]+)$"
+)
 MARKER_RE = re.compile(r"\[\[emulator:([^\]]*)\]\]", re.IGNORECASE)
 _ERR_MARKER_RE = re.compile(r"^(\d{3})(?:x(\d+))?$")
 _LATENCY_RE = re.compile(r"^latency=(\d+)$")
@@ -66,14 +71,16 @@ FAMILY_25 = "gemini-2.5"  # gemini-2.5*
 FAMILY_NO_LOGPROBS = "gemini-3"  # gemini-3* and any other name
 
 
-def model_family(model: str) -> str:
+def model_family(model: str, *, vertex: bool = False) -> str:
+    """The capability family of a Gemini model name. On Vertex AI (``vertex=True``)
+    ``gemini-2.5*`` models are in the logprobs family too."""
     m = model.lower()
     if m.startswith("models/"):
         m = m[len("models/") :]
     if m.startswith(("gemini-2.0", "gemini-1.5")):
         return FAMILY_LOGPROBS
     if m.startswith("gemini-2.5"):
-        return FAMILY_25
+        return FAMILY_LOGPROBS if vertex else FAMILY_25
     return FAMILY_NO_LOGPROBS
 
 
@@ -110,6 +117,29 @@ def api_key_invalid() -> ApiError:
                 "metadata": {"service": "generativelanguage.googleapis.com"},
             },
             {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": msg},
+        ],
+    )
+
+
+def vertex_unauthenticated(path: str) -> ApiError:
+    """Vertex AI's answer to a request without an OAuth 2 bearer token."""
+    version = "v1beta1" if path.startswith("/v1beta1/") else "v1"
+    return ApiError(
+        401,
+        "UNAUTHENTICATED",
+        "Request is missing required authentication credential. Expected OAuth 2 access token, login "
+        "cookie or other valid authentication credential. See "
+        "https://developers.google.com/identity/sign-in/web/devconsole-project.",
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "CREDENTIALS_MISSING",
+                "domain": "googleapis.com",
+                "metadata": {
+                    "method": f"google.cloud.aiplatform.{version}.PredictionService.GenerateContent",
+                    "service": "aiplatform.googleapis.com",
+                },
+            }
         ],
     )
 
@@ -334,6 +364,66 @@ def synthesize(prompt: str, h: int) -> str:
     return _UNKNOWN_TEXT
 
 
+class Markers:
+    """The fault markers found in a prompt (see :func:`parse_markers`)."""
+
+    __slots__ = ("mode", "error_code", "error_times", "delay")
+
+    def __init__(self) -> None:
+        self.mode: str | None = None  # "block", "safety" or "max_tokens"
+        self.error_code: int | None = None
+        self.error_times: int | None = None  # the N of CODExN (None: always)
+        self.delay = 0.0  # seconds
+
+
+def parse_markers(raw_prompt: str) -> Markers:
+    """Read the ``[[emulator:...]]`` markers of ``raw_prompt``; raises a 400 :class:`ApiError`
+    naming an unknown marker or an unsupported error code."""
+    mk = Markers()
+    for m in MARKER_RE.finditer(raw_prompt):
+        word = m.group(1).strip().lower()
+        em = _ERR_MARKER_RE.match(word)
+        lm = _LATENCY_RE.match(word)
+        if word in ("block", "safety", "max_tokens"):
+            mk.mode = word
+        elif em:
+            mk.error_code = int(em.group(1))
+            if mk.error_code not in ERROR_CODES:
+                raise invalid(f"emulator marker [[emulator:{word}]]: unsupported error code "
+                              f"(use one of {sorted(ERROR_CODES)})")
+            mk.error_times = int(em.group(2)) if em.group(2) else None
+        elif lm:
+            mk.delay += int(lm.group(1)) / 1000.0
+        else:
+            raise invalid(
+                f"unknown emulator marker [[emulator:{m.group(1)}]]; known: block, safety, max_tokens, "
+                "429, 500, 503 (or 400/403/404/504), <code>x<N>, latency=<ms>"
+            )
+    return mk
+
+
+def pick_trace(bank: Bank, model: str, prompt: str, clean: str, qi: int | None, seed: int, j: int, greedy: bool) -> Trace:
+    """The answer of candidate/choice ``j``: a bank solution of question ``qi`` if the prompt
+    has one, else :func:`synthesize` of the marker-free prompt ``clean``. ``prompt`` is
+    ``clean`` whitespace-normalised (the hash input). The trace carries the logprobs of
+    ``model``'s tempered unigram model (:meth:`Bank.model_for`)."""
+    h = stable_hash(model, prompt) if greedy else stable_hash(model, prompt, seed, j)
+    lm = bank.model_for(model)
+    if qi is not None:
+        return bank.solution(qi, h % len(bank.traces[qi]), lm)
+    return lm.make_trace(synthesize(clean, h))
+
+
+def cut_at_stops(lm: UnigramModel, trace: Trace, stops: list[str]) -> Trace:
+    """``trace`` cut before the first occurrence of any stop sequence (re-tokenised, with the
+    logprobs of ``lm``, the model ``trace`` was made with)."""
+    if stops:
+        cut = min((i for i in (trace.text.find(s) for s in stops) if i >= 0), default=-1)
+        if cut >= 0:
+            return lm.make_trace(trace.text[:cut])
+    return trace
+
+
 def _response_id(model: str, canonical: str) -> str:
     d = hashlib.blake2b(f"{model}\x1f{canonical}".encode("utf-8", "surrogatepass"), digest_size=17).digest()
     return base64.urlsafe_b64encode(d).decode("ascii").rstrip("=")
@@ -349,11 +439,14 @@ class EmulatorState:
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._seen: dict[str, int] = {}
+        self._implicit: dict[str, int] = {}
 
     def reset(self) -> None:
+        """Forget the request log, the ``xN`` fault counters and the implicit-seed counters."""
         with self._lock:
             self.requests.clear()
             self._seen.clear()
+            self._implicit.clear()
 
     def record(self, entry: dict) -> None:
         if self.record_requests:
@@ -367,11 +460,24 @@ class EmulatorState:
             self._seen[key] = n + 1
             return n
 
+    def implicit_seed(self, key: str) -> int:
+        """The seed of a request that carries none: how many times this exact request
+        (``key`` = path and canonical body) was answered before (counted, thread-safe)."""
+        with self._lock:
+            n = self._implicit.get(key, 0)
+            self._implicit[key] = n + 1
+            return n
+
     # ---------------------------------------------------------------------------------
-    def generate(self, model: str, version: str, body: dict) -> tuple[dict, float]:
+    def generate(
+        self, model: str, version: str, body: dict, *, path: str = "", vertex_resource: str | None = None
+    ) -> tuple[dict, float]:
         """Answer one generateContent request. Returns (response JSON, extra delay in s);
-        raises ApiError for an error response."""
-        family = model_family(model)
+        raises ApiError for an error response. ``path`` is the request path (the key of the
+        implicit-seed counter, with the body); ``vertex_resource`` (the publisher-model
+        resource name) marks a Vertex AI request."""
+        vertex = vertex_resource is not None
+        family = model_family(model, vertex=vertex)
         gc = body.get("generationConfig") or {}
         if not isinstance(gc, dict):
             raise invalid("Invalid JSON payload received. 'generationConfig' must be an object.")
@@ -388,6 +494,8 @@ class EmulatorState:
         if want_logprobs and family == FAMILY_25:
             raise invalid(f"Logprobs is not enabled for models/{model}")
         if want_logprobs and family == FAMILY_NO_LOGPROBS:
+            if vertex:
+                raise invalid("Unable to submit request because Logprobs is not supported for this model.")
             raise invalid("Logprobs is not supported for this model.")
         if top_k is not None:
             if not 0 <= top_k <= MAX_TOP_LOGPROBS:
@@ -399,7 +507,7 @@ class EmulatorState:
         if temperature is not None and temperature < 0:
             raise invalid(f"temperature must be in the range [0.0, 2.0], got {temperature}.")
         greedy = temperature is not None and temperature == 0
-        seed = _int(gc.get("seed"), "seed") or 0
+        seed = _int(gc.get("seed"), "seed")
         max_tokens = _int(gc.get("maxOutputTokens"), "max_output_tokens")
         if max_tokens is not None and max_tokens <= 0:
             max_tokens = None
@@ -412,38 +520,25 @@ class EmulatorState:
         system = "\n".join(_texts(body.get("systemInstruction"))) if body.get("systemInstruction") else ""
 
         # ---- markers ---------------------------------------------------------------
-        delay = 0.0
-        mode = None
-        error_code = None
-        error_times = None
-        for m in MARKER_RE.finditer(raw_prompt):
-            word = m.group(1).strip().lower()
-            em = _ERR_MARKER_RE.match(word)
-            lm = _LATENCY_RE.match(word)
-            if word in ("block", "safety", "max_tokens"):
-                mode = word
-            elif em:
-                error_code = int(em.group(1))
-                if error_code not in ERROR_CODES:
-                    raise invalid(f"emulator marker [[emulator:{word}]]: unsupported error code "
-                                  f"(use one of {sorted(ERROR_CODES)})")
-                error_times = int(em.group(2)) if em.group(2) else None
-            elif lm:
-                delay += int(lm.group(1)) / 1000.0
-            else:
-                raise invalid(
-                    f"unknown emulator marker [[emulator:{m.group(1)}]]; known: block, safety, max_tokens, "
-                    "429, 500, 503 (or 400/403/404/504), <code>x<N>, latency=<ms>"
-                )
+        markers = parse_markers(raw_prompt)
+        delay, mode, error_code, error_times = markers.delay, markers.mode, markers.error_code, markers.error_times
         clean = MARKER_RE.sub(" ", raw_prompt)
         prompt = normalize_ws(clean)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
         if error_code is not None:
-            if error_times is None or self.times_seen(f"{model}\x1f{canonical}") < error_times:
+            fault_key = f"{model}\x1f{canonical}" if not vertex else f"{path}\x1f{canonical}"
+            if error_times is None or self.times_seen(fault_key) < error_times:
                 err = injected_error(error_code, model, version)
                 err.delay = delay  # type: ignore[attr-defined]
                 raise err
+
+        # ---- no seed: the n-th answer to this exact request uses seed n --------------
+        id_salt = ""
+        if seed is None:
+            seed = self.implicit_seed(f"{path}\x1f{canonical}")
+            if seed:
+                id_salt = f"\x1fimplicit-seed={seed}"
 
         bank = self.bank
         prompt_tokens = len(tokenize(raw_prompt)) + (len(tokenize(system)) if system else 0)
@@ -471,20 +566,11 @@ class EmulatorState:
             usage["totalTokenCount"] = prompt_tokens + budget * n
         else:
             qi = bank.find(prompt)
-            model_lp = bank.model
+            model_lp = bank.model_for(model)
             cands = []
             total = 0
             for j in range(n):
-                h = stable_hash(model, prompt) if greedy else stable_hash(model, prompt, seed, j)
-                if qi is not None:
-                    options = bank.traces[qi]
-                    trace = options[h % len(options)]
-                else:
-                    trace = model_lp.make_trace(synthesize(clean, h))
-                if stops:
-                    cut = min((i for i in (trace.text.find(s) for s in stops) if i >= 0), default=-1)
-                    if cut >= 0:
-                        trace = model_lp.make_trace(trace.text[:cut])
+                trace = cut_at_stops(model_lp, pick_trace(bank, model, prompt, clean, qi, seed, j, greedy), stops)
                 text, tokens, chosen = trace.text, trace.tokens, trace.chosen
                 trace_json = trace.chosen_json_prefix
                 finish = "STOP"
@@ -521,7 +607,7 @@ class EmulatorState:
             usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
         resp["usageMetadata"] = usage
         resp["modelVersion"] = f"{model}-emulator"
-        resp["responseId"] = _response_id(model, canonical)
+        resp["responseId"] = _response_id(model, canonical + id_salt)
         return resp, delay
 
 
@@ -559,12 +645,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send(self, code: int, payload: dict) -> None:
+    def _send(self, code: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         data = render(payload)
         self.send_response(code)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Emulator", "rlhf-eval")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -588,23 +676,47 @@ class _Handler(BaseHTTPRequestHandler):
             entry["body"] = raw.decode("utf-8", "replace")
         state.record(entry)
         delay = state.latency_ms / 1000.0
+        if openai_api.is_openai_route(self.command, url.path):
+            code, payload, headers, extra = openai_api.handle(state, self.command, url.path, entry)
+            entry["status"] = code
+            delay += extra
+            if delay > 0:
+                time.sleep(delay)
+            self._send(code, payload, headers)
+            return
         try:
             m = _ROUTE_RE.match(url.path)
-            if m is None or self.command != "POST":
+            vm = _VERTEX_ROUTE_RE.match(url.path) if m is None else None
+            if (m is None and vm is None) or self.command != "POST":
                 raise ApiError(404, "NOT_FOUND", f"The requested URL {url.path} was not found on this server.")
-            version, model, action = m.groups()
+            if m is not None:
+                version, model, action = m.groups()
+                project = location = None
+            else:
+                version, project, location, model, action = vm.groups()
             entry["model"] = model
             if action == "streamGenerateContent":
                 raise ApiError(501, "UNIMPLEMENTED", "streamGenerateContent is not implemented by the rlhf-eval emulator.")
             if action != "generateContent":
                 raise ApiError(404, "NOT_FOUND", f"Method not found: {action} (the emulator serves generateContent).")
             key = self.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
-            if not key.strip():
-                raise api_key_invalid()
+            resource = None
+            if vm is None:
+                if not key.strip():
+                    raise api_key_invalid()
+            else:
+                auth = (self.headers.get("Authorization") or "").strip()
+                bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+                # the project-scoped path needs an OAuth 2 token; express mode also takes a key
+                if not bearer and (project is not None or not key.strip()):
+                    raise vertex_unauthenticated(url.path)
+                resource = f"publishers/google/models/{model}"
+                if project is not None:
+                    resource = f"projects/{project}/locations/{location}/{resource}"
             if not isinstance(entry["body"], dict):
                 raise invalid("Invalid JSON payload received. Expected a JSON object as the request body.")
             body = camelize(entry["body"])
-            payload, extra = state.generate(model, version, body)
+            payload, extra = state.generate(model, version, body, path=url.path, vertex_resource=resource)
             if "enum-encoding=int" in query.get("$alt", [""])[0]:
                 payload = ints_for_enums(payload)
             code = 200
@@ -638,3 +750,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # quiet (client resets etc.)
         pass
+
+
+# the OpenAI-compatible endpoints use the helpers above (imported last: no import cycle)
+from . import openai_api  # noqa: E402

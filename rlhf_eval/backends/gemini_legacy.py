@@ -1,0 +1,213 @@
+"""The Gemini sampler through the legacy `google-generativeai` SDK (0.8.x, protos pinned at 0.6.15).
+
+Use it only where that SDK is required; `provider: gemini` (google-genai) can send a seed and a
+thinking budget, this one cannot. What the adapter does about the SDK's limits:
+
+* **REST, not gRPC**: vcrpy can only record HTTP, so the client is built with `transport="rest"`.
+* **Its own client**: `genai.configure` is process-wide; each sampler builds a dedicated
+  `GenerativeServiceClient` (key, endpoint) and hands it to its `GenerativeModel`, so two samplers
+  (or the user's own `genai.configure`) never overwrite each other.
+* **Raw JSON**: the pinned protos silently drop newer response fields (`logProbabilitySum`,
+  `responseId`, `thought` flags), so the HTTP body is read from a `requests` response hook and parsed by
+  `gemini.traces_from_response`. The SDK asks for `$alt=json;enum-encoding=int`, so enums arrive as ints.
+* **No seed**: `GenerationConfig` has no `seed` field in these protos. Every trace has `seed=None`, and a
+  `LegacySeedWarning` is emitted once per process. The k requests of a question have identical bodies;
+  a cassette replays them in recorded order, so replays are still deterministic.
+* **No retries**: `request_options={"retry": None}`, so a 503 is an error at once and every
+  HTTP exchange reaches the cassette (the SDK's default retries 503s for up to 600 s).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from typing import Any
+
+from ..sampling import SamplingError
+from ..suite import ModelConfig
+from ..types import Trace
+from .gemini import BASE_URL_ENV, DEFAULT_BASE_URL, REPLAY_KEY, describe_api_error, logprobs_supported, traces_from_response
+
+PROVIDER = "gemini-legacy"
+REQUEST_TIMEOUT_S = 60.0
+
+
+class LegacySeedWarning(UserWarning):
+    """google-generativeai cannot send a seed (filter it with `-W ignore::rlhf_eval.backends.gemini_legacy.LegacySeedWarning`)."""
+
+
+SEED_WARNING = (
+    "provider gemini-legacy: the google-generativeai SDK cannot send a seed (its pinned protos have no "
+    "GenerationConfig.seed), so samples are not reproducible against a real API and every trace has "
+    "seed None; cassettes still replay deterministically (identical requests replay in recorded order). "
+    "Use provider: gemini for seeded sampling."
+)
+_seed_warning_given = False
+
+
+def _warn_no_seed() -> None:
+    global _seed_warning_given
+    if not _seed_warning_given:
+        _seed_warning_given = True
+        warnings.warn(SEED_WARNING, LegacySeedWarning, stacklevel=3)
+
+
+def _import_genai():
+    """`google.generativeai` and its low-level package, without their import-time FutureWarnings
+    (end of support; google.api_core's Python-version notice), so `-W error` runs still work."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import google.generativeai as genai
+        from google.ai import generativelanguage as glm
+    return genai, glm
+
+
+def _wire(model: Any, client: Any, on_response) -> bool:
+    """Make `model` (a `genai.GenerativeModel`) send through `client`, and call `on_response` with each
+    `requests.Response` that client receives. Returns False if the hook could not be attached.
+
+    The only place that touches private attributes (google-generativeai 0.8.6 is final, so they will
+    not move): `GenerativeModel._client` is the client it calls, otherwise taken lazily from the
+    process-wide `genai.configure` state; `client._transport._session` is the REST transport's
+    `AuthorizedSession` (a `requests.Session`), the one place where the unparsed body is visible.
+    """
+    model._client = client
+    session = getattr(getattr(client, "_transport", None), "_session", None)
+    hooks = getattr(session, "hooks", None)
+    if not isinstance(hooks, dict) or not isinstance(hooks.get("response"), list):
+        return False
+    hooks["response"].append(lambda response, *args, **kwargs: on_response(response))
+    return True
+
+
+class LegacyGeminiSampler:
+    """Samples through google-generativeai over REST, one request per trace unless the suite asks for
+    `candidates_per_request` > 1 (falling back to single requests if the model refuses). Traces carry
+    `seed=None`: this SDK cannot send one. Log-probabilities are requested only where the model gives
+    them; for a model not in `logprobs_supported`, a refusal is answered by asking again without them."""
+
+    def __init__(self, model: ModelConfig, *, replay: bool = False, api_key: str | None = None,
+                 base_url: str | None = None):
+        genai, glm = _import_genai()  # first: it imports google.api_core without its warnings
+        from google.api_core.client_options import ClientOptions
+        from google.api_core.gapic_v1.client_info import ClientInfo
+
+        from . import api_key as key_from_env
+
+        self.model = model
+        self.base_url = (base_url or model.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+        if not re.match(r"^https?://", self.base_url):
+            # Without a scheme the transport silently assumes https.
+            raise SamplingError(f"base URL {self.base_url!r} needs a scheme (http:// or https://)")
+        self.ask_logprobs = model.logprobs and logprobs_supported(model.name, vertex=False) is not False
+        key = api_key or (REPLAY_KEY if replay else None) or key_from_env(PROVIDER, model.api_key_env)
+        # No key while recording: send the placeholder and let the API's 400 say which variable to set
+        # (as the google-genai sampler does); a cassette may still answer in record mode "once".
+        self._client = glm.GenerativeServiceClient(
+            transport="rest",
+            client_options=ClientOptions(api_key=key or REPLAY_KEY, api_endpoint=self.base_url),
+            client_info=ClientInfo(user_agent=f"genai-py/{genai.__version__}"),  # what genai.configure sends
+        )
+        self._generative_model = genai.GenerativeModel(model.name, system_instruction=model.system_instruction)
+        self._responses: list[Any] = []
+        self._raw = _wire(self._generative_model, self._client, self._responses.append)
+
+    def _generation_config(self, candidates: int, logprobs: bool) -> dict[str, Any]:
+        # A dict: the `genai.GenerationConfig` dataclass has no logprob fields.
+        m = self.model
+        config = {
+            "temperature": m.temperature,
+            "top_p": m.top_p,
+            "top_k": m.top_k,
+            "max_output_tokens": m.max_output_tokens,
+            "candidate_count": candidates if candidates > 1 else None,
+            "response_logprobs": True if logprobs else None,
+            "logprobs": m.top_logprobs if logprobs else None,
+        }
+        return {k: v for k, v in config.items() if v is not None}
+
+    def _request(self, prompt: str, candidates: int, logprobs: bool) -> list[Trace]:
+        import requests
+        from google.api_core import exceptions as core_exceptions
+
+        self._responses.clear()
+        try:
+            response = self._generative_model.generate_content(
+                prompt, generation_config=self._generation_config(candidates, logprobs),
+                request_options={"retry": None, "timeout": REQUEST_TIMEOUT_S})
+        except core_exceptions.GoogleAPICallError as exc:
+            raise SamplingError(_describe(exc, self.model.name)) from exc
+        except requests.exceptions.RequestException as exc:  # not vcrpy's refusal: that is no RequestException
+            raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {_one_line(str(exc))}); "
+                                f"check the network, or {BASE_URL_ENV} / model.base_url if you set it") from exc
+        return traces_from_response(self._body(response), seed=None, expected=candidates)
+
+    def _body(self, response: Any) -> dict:
+        """The generateContent JSON as received; the parsed proto (minus the fields it drops) as a fallback."""
+        for raw in reversed(self._responses):
+            if raw.status_code == 200 and ":generateContent" in raw.url:
+                try:
+                    return json.loads(raw.content or b"{}")
+                except ValueError:
+                    break
+        # `to_dict()` gives snake_case names and int enums; the parser reads the wire's camelCase.
+        return _camel_keys(response.to_dict())
+
+    def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
+        """k traces for `prompt`; `seed` cannot be sent (see `LegacySeedWarning`) and is not recorded."""
+        _warn_no_seed()
+        per_request = min(self.model.candidates_per_request, k)
+        logprobs = self.ask_logprobs
+        traces: list[Trace] = []
+        # Refusals are recorded like any answer, so a replay takes the same path.
+        while len(traces) < k:
+            n = min(per_request, k - len(traces))
+            try:
+                traces += self._request(prompt, n, logprobs)
+            except SamplingError as exc:
+                if n > 1 and "Multiple candidates" in str(exc):
+                    per_request = 1  # e.g. Gemini 3.x
+                    continue
+                if logprobs and "refuses log-probabilities" in str(exc):
+                    logprobs = False  # a model missing from `logprobs_supported`
+                    continue
+                raise
+        return traces
+
+
+def _camel_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), k): _camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class _ApiError:
+    """An api_core exception reduced to what `describe_api_error` reads: the HTTP code and the API's message."""
+
+    def __init__(self, exc: Any):
+        self.code = exc.code if isinstance(exc.code, int) else None
+        self.message = _api_message(exc)
+
+
+def _api_message(exc: Any) -> str:
+    response = getattr(exc, "response", None)
+    try:
+        message = response.json()["error"]["message"]
+    except Exception:
+        # api_core prefixes "POST https://…?$alt=…: "; the URL adds nothing to a one-line error.
+        message = re.sub(r"^[A-Z]+ \S+: ", "", getattr(exc, "message", None) or str(exc))
+    for detail in getattr(exc, "details", None) or ():
+        if isinstance(detail, dict) and detail.get("retryDelay"):
+            message = f"{message} [retryDelay {detail['retryDelay']}]"
+    return _one_line(str(message))
+
+
+def _describe(exc: Any, model: str) -> str:
+    return _one_line(describe_api_error(_ApiError(exc), model))

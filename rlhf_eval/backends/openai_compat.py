@@ -1,0 +1,207 @@
+"""OpenAI-compatible servers (vLLM, SGLang, llama.cpp's server, OpenAI): a sampler and a scorer.
+
+Both go through the official `openai` SDK (so vcrpy records the real HTTP) with retries off, and
+read the raw JSON body, which keeps server extensions and treats every logprob field as optional.
+
+The scorer asks `/v1/completions` to echo `context + completion` with `logprobs` and keeps only
+the tokens whose character offset falls inside the completion. It checks that the server really
+scored the given text — one logprob per completion token, offsets tiling the text — because some
+servers (llama.cpp's, late 2026) ignore `echo` and return logprobs for generated tokens only, which
+would otherwise turn into plausible-looking, meaningless numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+from ..sampling import SamplingError, Score, ScoringError
+from ..suite import ModelConfig, ScorerConfig
+from ..types import Trace
+
+BASE_URL_ENV = "OPENAI_BASE_URL"
+REPLAY_KEY = "replay-without-a-key"
+# Local servers (vLLM, llama.cpp) usually want no key, but the SDK insists on one.
+NO_KEY = "EMPTY"
+# Cassettes match on path, not host: a replay needs no server, only the usual /v1 prefix.
+REPLAY_URL = "http://openai-compatible.invalid/v1"
+_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY", "tool_calls": "OTHER",
+           "function_call": "OTHER", None: "STOP"}
+
+
+def _client(base_url: str | None, api_key_env: str | None, replay: bool):
+    import openai
+
+    from . import api_key
+
+    url = base_url or os.environ.get(BASE_URL_ENV) or (REPLAY_URL if replay else None)
+    if not url:
+        raise SamplingError("no server URL for the openai provider: set base_url in the suite "
+                            f"(e.g. http://localhost:8000/v1) or {BASE_URL_ENV}")
+    key = REPLAY_KEY if replay else (api_key("openai", api_key_env) or NO_KEY)
+    # Retries off: vcrpy must see (and a cassette keep) exactly the exchanges that happened.
+    return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=300.0), url
+
+
+def _raw_json(raw) -> dict:
+    return json.loads(raw.http_response.text or "{}")
+
+
+def _describe(exc, model: str, url: str) -> str:
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError):
+        return f"could not reach {url} ({type(exc).__name__}: {exc}); is the server running?"
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    message = (body.get("message") if isinstance(body, dict) else None) or getattr(exc, "message", str(exc))
+    if status == 400 and "logprob" in message.lower():
+        return f"{model} refuses log-probabilities ({message}); set model.logprobs: false in the suite"
+    if status == 401:
+        return f"the server rejected the key ({message}); set the key's environment variable"
+    if status == 404:
+        return f"model {model!r} not found at {url} ({message}); check the name the server serves"
+    if status == 429:
+        return f"rate limited by {url} ({message}); wait, or record fewer questions at a time"
+    return f"{url} answered {status}: {message}"
+
+
+class OpenAISampler:
+    """Samples from `/v1/chat/completions` (default) or `/v1/completions`, one request per trace
+    (or `candidates_per_request` choices per request via `n`), with seed `seed + i`."""
+
+    def __init__(self, model: ModelConfig, *, replay: bool = False):
+        self.model = model
+        self._client, self.base_url = _client(model.base_url, model.api_key_env, replay)
+
+    def _request(self, prompt: str, seed: int, n: int) -> dict:
+        import openai
+
+        m = self.model
+        common: dict[str, Any] = {"model": m.name, "temperature": m.temperature, "seed": seed}
+        if n > 1:
+            common["n"] = n
+        if m.top_p is not None:
+            common["top_p"] = m.top_p
+        if m.max_output_tokens is not None:
+            common["max_tokens"] = m.max_output_tokens
+        if m.top_k is not None:
+            common["extra_body"] = {"top_k": m.top_k}  # a vLLM/SGLang extension
+        try:
+            if m.endpoint == "chat":
+                messages = ([{"role": "system", "content": m.system_instruction}] if m.system_instruction else [])
+                messages.append({"role": "user", "content": prompt})
+                if m.logprobs:
+                    common["logprobs"] = True
+                    if m.top_logprobs:
+                        common["top_logprobs"] = m.top_logprobs
+                raw = self._client.chat.completions.with_raw_response.create(messages=messages, **common)
+            else:
+                text = f"{m.system_instruction}\n\n{prompt}" if m.system_instruction else prompt
+                if m.logprobs:
+                    common["logprobs"] = m.top_logprobs or 0
+                raw = self._client.completions.with_raw_response.create(prompt=text, **common)
+        except openai.APIError as exc:
+            raise SamplingError(_describe(exc, m.name, self.base_url)) from exc
+        return _raw_json(raw)
+
+    def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
+        per_request = min(self.model.candidates_per_request, k)
+        traces: list[Trace] = []
+        while len(traces) < k:
+            n = min(per_request, k - len(traces))
+            request_seed = seed + len(traces)
+            traces += traces_from_openai(self._request(prompt, request_seed, n), seed=request_seed, expected=n)
+        return traces
+
+
+def traces_from_openai(body: dict, *, seed: int | None, expected: int) -> list[Trace]:
+    """Traces from one chat.completion or text_completion JSON body."""
+    version = body.get("system_fingerprint") or body.get("model")
+    choices = sorted(body.get("choices") or [], key=lambda c: c.get("index", 0))
+    usage = body.get("usage") or {}
+    traces = []
+    for j, choice in enumerate(choices):
+        message = choice.get("message")
+        text = (message or {}).get("content") if message is not None else choice.get("text")
+        logprobs = choice.get("logprobs") or {}
+        if message is not None:
+            values = [t.get("logprob") for t in (logprobs.get("content") or [])]
+            source = "logprobs.content"
+        else:
+            values = list(logprobs.get("token_logprobs") or [])
+            source = "logprobs.token_logprobs"
+        if values and all(v is not None for v in values):
+            logp, tokens = float(sum(values)), len(values)
+        else:
+            logp, source = None, None
+            tokens = usage.get("completion_tokens") if len(choices) == 1 else None
+        traces.append(Trace(text=text or "", finish_reason=_FINISH.get(choice.get("finish_reason"), "OTHER"),
+                            token_count=tokens, logp=logp, seed=seed, model_version=version,
+                            candidate_index=choice.get("index", j), logp_source=source))
+    for j in range(len(traces), expected):
+        traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None, seed=seed,
+                            model_version=version, candidate_index=j))
+    return traces
+
+
+class OpenAIScorer:
+    """Teacher-forced log-probabilities from `/v1/completions` with `echo` (vLLM, SGLang)."""
+
+    def __init__(self, config: ScorerConfig, *, replay: bool = False):
+        self.config = config
+        self.name = f"openai:{config.name}"
+        self._client, self.base_url = _client(config.base_url, config.api_key_env, replay)
+
+    def score(self, prompt: str, completions: Sequence[str]) -> list[Score]:
+        import openai
+
+        if not completions:
+            return []
+        context = self.config.template.replace("{prompt}", prompt)
+        texts = [context + c for c in completions]
+        try:
+            # One request for the whole group; max_tokens 1 because some servers refuse 0 with echo.
+            raw = self._client.completions.with_raw_response.create(
+                model=self.config.name, prompt=texts, echo=True, logprobs=0, max_tokens=1, temperature=0.0)
+        except openai.APIError as exc:
+            message = _describe(exc, self.config.name, self.base_url)
+            if "echo" in message.lower():
+                message += ("; this server cannot score given text (llama.cpp's server rejects `echo`): "
+                            "score with vLLM or SGLang, or provider: hf")
+            raise ScoringError(f"scorer {self.name}: {message}") from exc
+        choices = sorted(_raw_json(raw).get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) != len(texts):
+            raise ScoringError(f"scorer {self.name}: asked to score {len(texts)} texts, the server answered "
+                               f"{len(choices)} choices")
+        return [self._completion_score(choice, len(context), text) for choice, text in zip(choices, texts)]
+
+    def _completion_score(self, choice: dict, start: int, text: str) -> Score:
+        lp = choice.get("logprobs") or {}
+        tokens, values, offsets = lp.get("tokens") or [], lp.get("token_logprobs") or [], lp.get("text_offset") or []
+        where = f"scorer {self.name} at {self.base_url}"
+        if not (len(tokens) == len(values) == len(offsets)):
+            raise ScoringError(f"{where}: logprobs has {len(tokens)} tokens, {len(values)} logprobs and "
+                               f"{len(offsets)} offsets; expected one of each per token")
+        echoed = choice.get("text") or ""
+        if not echoed.startswith(text) or not offsets or offsets[0] != 0:
+            raise ScoringError(
+                f"{where}: the server did not score the given text — it returned {len(values)} logprobs for a "
+                f"{len(text)}-character text{' and did not echo it' if not echoed.startswith(text) else ''}. "
+                "It ignores `echo` and reports generated tokens only (llama.cpp's server does this); "
+                "score with vLLM or SGLang, or provider: hf")
+        inside = [i for i, off in enumerate(offsets) if start <= off < len(text)]
+        if not text[start:]:
+            return Score(0.0, 0)
+        if not inside or offsets[inside[0]] != start:
+            raise ScoringError(f"{where}: no token starts where the completion starts (character {start}); "
+                               "a token straddles the context and the completion — end the scorer template "
+                               "with a newline")
+        missing = [i for i in inside if values[i] is None]
+        if missing:
+            raise ScoringError(f"{where}: {len(missing)} of {len(inside)} completion tokens have no logprob "
+                               "(the first token of a text has none: give the scorer a non-empty template)")
+        if any(b < a for a, b in zip(offsets, offsets[1:])):
+            raise ScoringError(f"{where}: token offsets do not tile the text; cannot tell which logprobs "
+                               "belong to the completion")
+        return Score(float(sum(values[i] for i in inside)), len(inside))

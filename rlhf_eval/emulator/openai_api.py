@@ -1,0 +1,613 @@
+"""OpenAI-compatible endpoints of the emulator, as vLLM, SGLang and llama.cpp's server expose them.
+
+``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` and
+``GET /v1/models/{id}``. The behaviour is documented in the package docstring
+(``rlhf_eval/emulator/__init__.py``, section "OpenAI-compatible endpoints"); the answers come
+from the same trace bank, hash and (per-model tempered) unigram model as the Gemini endpoints
+(see ``server.py`` and ``bank.py``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import weakref
+from typing import Any
+from urllib.parse import unquote
+
+from .bank import Bank, UnigramModel, normalize_ws, tokenize
+from .server import (
+    MARKER_RE,
+    ApiError,
+    EmulatorState,
+    RawJSON,
+    cut_at_stops,
+    parse_markers,
+    pick_trace,
+)
+
+MAX_CHOICES = 8  # n
+MAX_CHAT_TOP_LOGPROBS = 20  # chat ``top_logprobs``
+MAX_COMPLETION_LOGPROBS = 5  # legacy completions ``logprobs`` (OpenAI's limit)
+MAX_PROMPT_LOGPROBS = 20  # vLLM's ``prompt_logprobs`` (its default ``max_logprobs``)
+#: ``max_tokens`` of ``/v1/completions`` when the request has none (OpenAI's and vLLM's default;
+#: llama.cpp has no limit).
+DEFAULT_COMPLETION_MAX_TOKENS = 16
+OWNED_BY = "rlhf-eval-emulator"
+#: What ``GET /v1/models`` lists. Any other model name works just as well.
+LISTED_MODELS = (
+    "Qwen/Qwen2.5-Math-7B-Instruct",
+    "meta-llama/Llama-3.1-8B-Instruct",
+    "llama-cpp",
+    "llama-cpp-strict",
+)
+
+QUIRK_LLAMA_CPP = "llama.cpp"  # model names starting "llama-cpp": echo silently ignored
+QUIRK_LLAMA_CPP_STRICT = "llama.cpp-strict"  # "llama-cpp-strict*": echo refused with 400
+
+_PATHS = ("/v1/chat/completions", "/v1/completions")
+_MODEL_PATH_RE = re.compile(r"^/v1/models(?:/([^:]+))?$")
+# llama.cpp's error "type" per HTTP status (its error body is {"error": {code, message, type}})
+_LLAMA_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 500: "server_error", 501: "not_supported_error", 503: "unavailable_error",
+}
+
+
+def openai_quirks(model: str) -> str | None:
+    """Which server the model name asks the emulator to imitate: llama.cpp (``llama-cpp*``),
+    llama.cpp refusing echo (``llama-cpp-strict*``), or None (vLLM/SGLang/OpenAI-like)."""
+    m = model.lower()
+    if m.startswith("llama-cpp-strict"):
+        return QUIRK_LLAMA_CPP_STRICT
+    if m.startswith("llama-cpp"):
+        return QUIRK_LLAMA_CPP
+    return None
+
+
+def is_openai_route(method: str, path: str) -> bool:
+    """True for the paths this module answers (none of them clashes with a Gemini path:
+    Gemini's ``/v1/models/{m}:generateContent`` has a colon, which a model id here cannot)."""
+    if path in _PATHS:
+        return True
+    return method == "GET" and _MODEL_PATH_RE.match(path) is not None
+
+
+# --------------------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------------------
+class OpenAIError(Exception):
+    """An error response: ``{"error": {"message", "type", "param", "code"}}`` (OpenAI's shape),
+    or ``{"error": {"code", "message", "type"}}`` for the llama.cpp imitation."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str | None = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers or {}
+        self.delay = 0.0
+
+    def body(self, quirk: str | None = None) -> dict:
+        if quirk is not None:
+            return {"error": {"code": self.status, "message": self.message,
+                              "type": _LLAMA_TYPES.get(self.status, self.type)}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def _bad(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:
+    return OpenAIError(400, message, "invalid_request_error", param, code)
+
+
+def injected_error(status: int, model: str) -> OpenAIError:
+    """The error a ``[[emulator:CODE]]`` marker asks for, worded as OpenAI words it."""
+    if status == 429:
+        return OpenAIError(
+            429,
+            f"Rate limit reached for {model} in organization org-emulator on requests per min (RPM): "
+            "Limit 15, Used 15, Requested 1. Please try again in 2s.",
+            "requests", None, "rate_limit_exceeded", {"retry-after": "2"},
+        )
+    if status == 404:
+        return OpenAIError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                           "invalid_request_error", None, "model_not_found")
+    if status == 403:
+        return OpenAIError(403, "You are not allowed to sample from this model", "invalid_request_error")
+    if status == 500:
+        return OpenAIError(500, "The server had an error while processing your request. Sorry about that!",
+                           "server_error")
+    if status == 503:
+        return OpenAIError(503, "The engine is currently overloaded, please try again later", "server_error")
+    if status == 504:
+        return OpenAIError(504, "Request timed out.", "server_error")
+    return _bad("Request contains an invalid argument.")
+
+
+# --------------------------------------------------------------------------------------
+# request parameters (tolerant of floats and numeric strings, like the Gemini side)
+# --------------------------------------------------------------------------------------
+def _type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, (list, tuple)):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return "a number"
+
+
+def _int(body: dict, name: str) -> int | None:
+    v = body.get(name)
+    if v is None:
+        return None
+    try:
+        if isinstance(v, bool):
+            raise ValueError
+        f = float(v)
+        if not f.is_integer():
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError, OverflowError):
+        raise _bad(f"Invalid type for '{name}': expected an integer, but got {_type_name(v)} instead.",
+                   name, "invalid_type") from None
+
+
+def _float(body: dict, name: str) -> float | None:
+    v = body.get(name)
+    if v is None:
+        return None
+    try:
+        if isinstance(v, bool):
+            raise ValueError
+        f = float(v)
+        if f != f:
+            raise ValueError
+        return f
+    except (TypeError, ValueError):
+        raise _bad(f"Invalid type for '{name}': expected a decimal, but got {_type_name(v)} instead.",
+                   name, "invalid_type") from None
+
+
+def _bool(body: dict, name: str) -> bool:
+    v = body.get(name)
+    if v is None:
+        return False
+    if isinstance(v, bool):
+        return v
+    if v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
+    raise _bad(f"Invalid type for '{name}': expected a boolean, but got {_type_name(v)} instead.",
+               name, "invalid_type")
+
+
+def _in_range(name: str, v: float | int | None, lo: float, hi: float) -> None:
+    if v is None:
+        return
+    kind = "integer" if isinstance(v, int) else "decimal"
+    if v < lo:
+        raise _bad(f"Invalid '{name}': {kind} below minimum value. Expected a value >= {lo}, but got {v} instead.",
+                   name, f"{kind}_below_min_value")
+    if v > hi:
+        raise _bad(f"Invalid '{name}': {kind} above maximum value. Expected a value <= {hi}, but got {v} instead.",
+                   name, f"{kind}_above_max_value")
+
+
+def _stops(body: dict) -> list[str]:
+    stops = body.get("stop")
+    if stops is None:
+        return []
+    if isinstance(stops, str):
+        stops = [stops]
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise _bad("Invalid type for 'stop': expected a string or an array of strings.", "stop", "invalid_type")
+    return [s for s in stops if s]
+
+
+def _model(body: dict) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise _bad("you must provide a model parameter")
+    return model
+
+
+class _Sampling:
+    """The sampling settings shared by both endpoints."""
+
+    def __init__(self, body: dict, *, max_tokens: int | None, allow_zero_tokens: bool):
+        self.n = _int(body, "n")
+        self.n = 1 if self.n is None else self.n
+        _in_range("n", self.n, 1, MAX_CHOICES)
+        temperature = _float(body, "temperature")
+        _in_range("temperature", temperature, 0, 2)
+        _in_range("top_p", _float(body, "top_p"), 0, 1)
+        self.greedy = temperature == 0
+        self.seed = _int(body, "seed")
+        if max_tokens is not None and max_tokens < (0 if allow_zero_tokens else 1):
+            raise _bad(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens", "invalid_value")
+        self.max_tokens = max_tokens
+        self.stops = _stops(body)
+        if _bool(body, "stream"):
+            raise _bad("stream: true is not supported by the rlhf-eval emulator; send stream: false.",
+                       "stream", "unsupported_value")
+
+
+# --------------------------------------------------------------------------------------
+# the shared generation step
+# --------------------------------------------------------------------------------------
+class _Gen:
+    """One generated choice: tokens, their chosen entries, text and finish reason."""
+
+    __slots__ = ("tokens", "chosen", "text", "finish")
+
+    def __init__(self, tokens: tuple, chosen: tuple, text: str, finish: str):
+        self.tokens, self.chosen, self.text, self.finish = tokens, chosen, text, finish
+
+
+class _Prompt:
+    """A raw prompt as the generator sees it: markers removed (``clean``), whitespace
+    collapsed (``norm``, the hash input) and its bank question (``qi``), as on the Gemini side."""
+
+    __slots__ = ("clean", "norm", "qi")
+
+    def __init__(self, bank: Bank, raw_prompt: str):
+        self.clean = MARKER_RE.sub(" ", raw_prompt)
+        self.norm = normalize_ws(self.clean)
+        self.qi = bank.find(self.norm)
+
+
+def _generate(bank: Bank, model: str, p: _Prompt, j: int, sp: _Sampling, seed: int) -> _Gen:
+    """Choice ``j`` for one prompt: exactly the text the Gemini side would give for the same
+    model, prompt, seed and candidate index (stop sequences, then ``max_tokens``)."""
+    trace = pick_trace(bank, model, p.norm, p.clean, p.qi, seed, j, sp.greedy)
+    trace = cut_at_stops(bank.model_for(model), trace, sp.stops)
+    tokens, chosen, text, finish = trace.tokens, trace.chosen, trace.text, "stop"
+    if sp.max_tokens is not None and (len(tokens) > sp.max_tokens or sp.max_tokens == 0):
+        tokens, chosen = tokens[: sp.max_tokens], chosen[: sp.max_tokens]
+        text = "".join(tokens)
+        finish = "length"
+    return _Gen(tokens, chosen, text, finish)
+
+
+def _prepare(state: EmulatorState, path: str, body: dict, model: str, raw_prompts: list[str], param: str,
+             seed: int | None):
+    """Markers, injected faults and the implicit seed. Returns (markers, seed, response-id hash)."""
+    try:
+        markers = parse_markers("\n".join(raw_prompts))
+    except ApiError as e:
+        raise _bad(e.message, param) from None
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if markers.error_code is not None:
+        if markers.error_times is None or state.times_seen(f"openai\x1f{path}\x1f{canonical}") < markers.error_times:
+            err = injected_error(markers.error_code, model)
+            err.delay = markers.delay
+            raise err
+    if markers.mode == "block":
+        err = _bad("The response was filtered due to the prompt triggering the content management policy. "
+                   "Please modify your prompt and retry.", "prompt", "content_filter")
+        err.delay = markers.delay
+        raise err
+    salt = ""
+    if seed is None:  # the n-th answer to this exact request uses seed n
+        seed = state.implicit_seed(f"{path}\x1f{canonical}")
+        if seed:
+            salt = f"\x1fimplicit-seed={seed}"
+    return markers, seed, hashlib.blake2b(f"{model}\x1f{canonical}{salt}".encode("utf-8", "surrogatepass"),
+                                          digest_size=12).hexdigest()
+
+
+def _usage(prompt_tokens: int, completion_tokens: int, reasoning: int | None = None) -> dict:
+    u: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if reasoning is not None:
+        u["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return u
+
+
+# --------------------------------------------------------------------------------------
+# logprob shapes (each step's JSON is cached: a step's alternatives depend only on the
+# token, its pool offset and k -- see UnigramModel.top_step)
+# --------------------------------------------------------------------------------------
+_CACHES: "weakref.WeakKeyDictionary[UnigramModel, dict]" = weakref.WeakKeyDictionary()
+_CACHE_MAX = 500_000
+
+
+def _cache(lm: UnigramModel) -> dict:
+    c = _CACHES.get(lm)
+    if c is None:
+        c = _CACHES.setdefault(lm, {})
+    elif len(c) > _CACHE_MAX:
+        c.clear()
+    return c
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _step_key(lm: UnigramModel, kind: str, c: dict, step: int, k: int) -> tuple:
+    n = len(lm.pool)
+    return (kind, c["token"], (c["tokenId"] * 31 + step * 7) % n if n and k else 0, k)
+
+
+def _chat_logprobs(lm: UnigramModel, chosen: tuple, k: int) -> dict:
+    """``choices[i].logprobs`` of a chat completion: one entry per token, ``top_logprobs``
+    holding ``k`` alternatives (those of the Gemini side's ``topCandidates``, chosen included)."""
+    cache = _cache(lm)
+    parts = []
+    for step, c in enumerate(chosen):
+        key = _step_key(lm, "chat", c, step, k)
+        sj = cache.get(key)
+        if sj is None:
+            tok = c["token"]
+            tops = []
+            if k:
+                tops = [{"token": a["token"], "logprob": a["logProbability"],
+                         "bytes": list(a["token"].encode("utf-8"))} for a in lm.top_step(c, step, k)]
+            sj = _dumps({"token": tok, "logprob": c["logProbability"], "bytes": list(tok.encode("utf-8")),
+                         "top_logprobs": tops})
+            cache[key] = sj
+        parts.append(sj)
+    return {"content": RawJSON("[" + ",".join(parts) + "]"), "refusal": None}
+
+
+def _legacy_logprobs(lm: UnigramModel, prompt_chosen: tuple | None, gen_chosen: tuple, k: int) -> dict:
+    """``choices[i].logprobs`` of a legacy completion: the echoed prompt's tokens (if any; the
+    first has ``null`` logprob and top_logprobs, as OpenAI and vLLM answer), then the
+    generated ones. ``top_logprobs[i]`` maps token -> logprob for the chosen token and ``k``
+    alternatives (OpenAI: "up to logprobs+1 elements")."""
+    cache = _cache(lm)
+    tokens: list[str] = []
+    token_logprobs: list[float | None] = []
+    top: list[str] = []
+    offsets: list[int] = []
+    off = 0
+    for seq, is_prompt in ((prompt_chosen or (), True), (gen_chosen, False)):
+        for step, c in enumerate(seq):
+            tok = c["token"]
+            tokens.append(tok)
+            offsets.append(off)
+            off += len(tok)
+            if is_prompt and step == 0:
+                token_logprobs.append(None)
+                top.append("null")
+            else:
+                token_logprobs.append(c["logProbability"])
+                key = _step_key(lm, "legacy", c, step, k + 1)
+                sj = cache.get(key)
+                if sj is None:
+                    sj = cache[key] = _dumps({a["token"]: a["logProbability"] for a in lm.top_step(c, step, k + 1)})
+                top.append(sj)
+    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": RawJSON("[" + ",".join(top) + "]"),
+            "text_offset": offsets}
+
+
+def _prompt_logprobs(lm: UnigramModel, prompt_chosen: tuple, k: int) -> RawJSON:
+    """vLLM's ``prompt_logprobs``: ``null`` for the first prompt token, then per token a dict
+    ``{token_id: {logprob, rank, decoded_token}}`` with the actual token first and ``k``
+    alternatives; ``rank`` is the token's true rank under the model's unigram model."""
+    cache = _cache(lm)
+    out: list[str] = []
+    for step, c in enumerate(prompt_chosen):
+        if step == 0:
+            out.append("null")
+            continue
+        key = _step_key(lm, "prompt", c, step, k + 1)
+        sj = cache.get(key)
+        if sj is None:
+            d: dict[str, dict] = {}
+            alts = [a for a in lm.top_step(c, step, k + 1) if a["token"] != c["token"]][:k]
+            for a in [c, *alts]:
+                d.setdefault(str(a["tokenId"]), {"logprob": a["logProbability"], "rank": lm.rank(a["token"]),
+                                                 "decoded_token": a["token"]})
+            sj = cache[key] = _dumps(d)
+        out.append(sj)
+    return RawJSON("[" + ",".join(out) + "]")
+
+
+# --------------------------------------------------------------------------------------
+# endpoints
+# --------------------------------------------------------------------------------------
+def _message_texts(content: Any, i: int) -> list[str]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        out = []
+        for part in content:
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+                out.append(part["text"])
+        return out
+    raise _bad(f"Invalid type for 'messages[{i}].content': expected one of a string or array of objects, "
+               f"but got {_type_name(content)} instead.", f"messages[{i}].content", "invalid_type")
+
+
+def chat_completions(state: EmulatorState, path: str, body: dict) -> tuple[dict, float]:
+    model = _model(body)
+    quirk = openai_quirks(model)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' is a required property" if messages is None else
+                   "Invalid 'messages': expected a non-empty array of message objects.", "messages")
+    user: list[str] = []
+    system: list[str] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise _bad(f"Invalid type for 'messages[{i}]': expected an object, but got {_type_name(msg)} instead.",
+                       f"messages[{i}]", "invalid_type")
+        role = msg.get("role")
+        if role not in ("system", "developer", "user", "assistant", "tool", "function"):
+            raise _bad(f"Invalid value: '{role}'. Supported values are: 'system', 'developer', 'user', "
+                       "'assistant', 'tool', and 'function'.", f"messages[{i}].role", "invalid_value")
+        texts = _message_texts(msg.get("content"), i)
+        if role == "user":
+            user.extend(texts)
+        elif role in ("system", "developer"):
+            system.extend(texts)
+    raw_prompt = "\n".join(user)
+
+    mt = body.get("max_completion_tokens")
+    max_tokens = _int(body, "max_completion_tokens" if mt is not None else "max_tokens")
+    sp = _Sampling(body, max_tokens=max_tokens, allow_zero_tokens=quirk is not None)
+    want_lp = _bool(body, "logprobs")
+    k = _int(body, "top_logprobs")
+    _in_range("top_logprobs", k, 0, MAX_CHAT_TOP_LOGPROBS)
+    if k is not None and not want_lp:
+        raise _bad("Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
+                   "top_logprobs", "invalid_value")
+
+    markers, seed, rid = _prepare(state, path, body, model, [raw_prompt], "messages", sp.seed)
+    bank = state.bank
+    lm = bank.model_for(model)
+    prompt_tokens = len(tokenize(raw_prompt)) + (len(tokenize("\n".join(system))) if system else 0)
+    choices = []
+    completion_tokens = 0
+    reasoning = None
+    prompt = _Prompt(bank, raw_prompt)
+    for j in range(sp.n):
+        if markers.mode == "safety":
+            choices.append({"index": j, "message": {"role": "assistant", "content": None}, "logprobs": None,
+                            "finish_reason": "content_filter"})
+            continue
+        if markers.mode == "max_tokens":  # a reasoning model that spent its whole budget
+            budget = sp.max_tokens or 8192
+            completion_tokens += budget
+            reasoning = (reasoning or 0) + budget
+            choices.append({"index": j, "message": {"role": "assistant", "content": ""}, "logprobs": None,
+                            "finish_reason": "length"})
+            continue
+        g = _generate(bank, model, prompt, j, sp, seed)
+        completion_tokens += len(g.tokens)
+        choices.append({
+            "index": j,
+            "message": {"role": "assistant", "content": g.text},
+            "logprobs": _chat_logprobs(lm, g.chosen, k or 0) if want_lp else None,
+            "finish_reason": g.finish,
+        })
+    resp = {
+        "id": f"chatcmpl-{rid}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": choices,
+        "usage": _usage(prompt_tokens, completion_tokens, reasoning),
+        "system_fingerprint": f"{model}-emulator",
+    }
+    return resp, markers.delay
+
+
+def completions(state: EmulatorState, path: str, body: dict) -> tuple[dict, float]:
+    model = _model(body)
+    quirk = openai_quirks(model)
+    prompts = body.get("prompt")
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if prompts is None:
+        raise _bad("'prompt' is a required property", "prompt")
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise _bad("Invalid 'prompt': the rlhf-eval emulator takes a string or a non-empty array of strings "
+                   "(token-id prompts are not supported).", "prompt", "invalid_type")
+
+    echo = _bool(body, "echo")
+    if echo and quirk == QUIRK_LLAMA_CPP_STRICT:
+        raise _bad("echo is not supported", "echo")
+    if quirk is not None:
+        echo = False  # llama.cpp: echo is silently ignored
+    k = _int(body, "logprobs")
+    _in_range("logprobs", k, 0, MAX_COMPLETION_LOGPROBS)
+    pk = _int(body, "prompt_logprobs") if quirk is None else None  # vLLM's extension
+    _in_range("prompt_logprobs", pk, 0, MAX_PROMPT_LOGPROBS)
+    max_tokens = _int(body, "max_tokens")
+    if max_tokens is None and quirk is None:
+        max_tokens = DEFAULT_COMPLETION_MAX_TOKENS
+    sp = _Sampling(body, max_tokens=max_tokens, allow_zero_tokens=echo or quirk is not None)
+
+    markers, seed, rid = _prepare(state, path, body, model, prompts, "prompt", sp.seed)
+    bank = state.bank
+    lm = bank.model_for(model)  # the same model scores the echoed prompt and the generated text
+    choices = []
+    prompt_tokens = 0
+    completion_tokens = 0
+    reasoning = None
+    for raw in prompts:
+        p_trace = lm.make_trace(raw) if (echo and k is not None) or pk is not None else None
+        prompt_tokens += len(p_trace.tokens) if p_trace is not None else len(tokenize(raw))
+        prompt = _Prompt(bank, raw)
+        for j in range(sp.n):
+            prefix = raw if echo else ""
+            if markers.mode in ("safety", "max_tokens"):
+                if markers.mode == "max_tokens":
+                    budget = sp.max_tokens or 8192
+                    completion_tokens += budget
+                    reasoning = (reasoning or 0) + budget
+                choice = {"text": prefix, "index": len(choices), "logprobs": None,
+                          "finish_reason": "content_filter" if markers.mode == "safety" else "length"}
+            else:
+                g = _generate(bank, model, prompt, j, sp, seed)
+                completion_tokens += len(g.tokens)
+                lp = None
+                if k is not None:
+                    lp = _legacy_logprobs(lm, p_trace.chosen if echo else None, g.chosen, k)
+                choice = {"text": prefix + g.text, "index": len(choices), "logprobs": lp, "finish_reason": g.finish}
+            if pk is not None:
+                choice["prompt_logprobs"] = _prompt_logprobs(lm, p_trace.chosen, pk)
+            choices.append(choice)
+    resp = {
+        "id": f"cmpl-{rid}",
+        "object": "text_completion",
+        "created": 0,
+        "model": model,
+        "choices": choices,
+        "usage": _usage(prompt_tokens, completion_tokens, reasoning),
+        "system_fingerprint": f"{model}-emulator",
+    }
+    return resp, markers.delay
+
+
+def _model_card(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": OWNED_BY}
+
+
+def handle(state: EmulatorState, method: str, path: str, entry: dict) -> tuple[int, dict, dict[str, str], float]:
+    """Answer one request on an OpenAI path: (status, JSON body, extra headers, delay in s).
+    Any ``Authorization`` header is accepted, and so is none (as local servers do)."""
+    body = entry["body"]
+    quirk = None
+    try:
+        m = _MODEL_PATH_RE.match(path)
+        if m is not None and method == "GET":
+            if m.group(1) is None:
+                return 200, {"object": "list", "data": [_model_card(x) for x in LISTED_MODELS]}, {}, 0.0
+            return 200, _model_card(unquote(m.group(1))), {}, 0.0  # the SDK sends "a/b" as "a%2Fb"
+        if method != "POST":
+            raise OpenAIError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+        if not isinstance(body, dict):
+            raise _bad("We could not parse the JSON body of your request. The emulator expects a JSON object.")
+        if isinstance(body.get("model"), str):
+            entry["model"] = body["model"]
+            quirk = openai_quirks(body["model"])
+        if path == "/v1/chat/completions":
+            payload, delay = chat_completions(state, path, body)
+        else:
+            payload, delay = completions(state, path, body)
+        return 200, payload, {}, delay
+    except OpenAIError as e:
+        return e.status, e.body(quirk), e.headers, e.delay
+    except Exception as e:  # an emulator bug: answer 500 rather than drop the connection
+        err = OpenAIError(500, f"rlhf-eval emulator bug: {type(e).__name__}: {e}", "server_error")
+        return 500, err.body(quirk), {}, 0.0

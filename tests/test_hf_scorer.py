@@ -1,0 +1,228 @@
+"""HFScorer against a tiny tokenizer and a tiny random GPT-2 built here: nothing is downloaded."""
+import copy
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast  # noqa: E402
+
+from rlhf_eval.backends.hf import HFScorer  # noqa: E402
+from rlhf_eval.sampling import Score, Scorer, ScoringError  # noqa: E402
+from rlhf_eval.suite import ScorerConfig  # noqa: E402
+
+CORPUS = [
+    "Question: what is two plus two\nAnswer:\nThe answer is four.",
+    "Question: where is the cat\nAnswer:\nThe cat sat on the mat.",
+    "the answer is the answer, and the cat is the cat",
+    "hello world, two plus three is five, answer answer answer",
+] * 20
+TEMPLATE = "Question: {prompt}\nAnswer:\n"
+PROMPTS = ["what is two plus two", "where is the cat"]
+COMPLETIONS = ["The answer is four.", " four", "4", "The cat sat on the mat, hello world!", "é ünï ☃", "\n\nanswer"]
+
+
+def _tokenizer(*, bos_template: bool = True) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on CORPUS; with `bos_template`, it puts <s> before every text (like
+    Llama's), otherwise it adds nothing and trims offsets (like GPT-2's)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=360, special_tokens=["<s>", "</s>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    if bos_template:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+
+
+def _model(vocab_size: int) -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=vocab_size, n_positions=128,
+                     bos_token_id=0, eos_token_id=1)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return _tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return _model(len(tok))
+
+
+def _scorer(model, tok, **kw):
+    return HFScorer(ScorerConfig(provider="hf", name="tiny", template=kw.pop("template", TEMPLATE), **kw),
+                    model=model, tokenizer=tok)
+
+
+def _reference(model, prefix: list[int], completion: list[int]) -> float:
+    """Σ log_softmax over the completion, one unpadded forward pass per token on the growing prefix."""
+    total = 0.0
+    with torch.no_grad():
+        for t, token in enumerate(completion):
+            ids = torch.tensor([prefix + completion[:t]])
+            logits = model(input_ids=ids).logits[0, -1]
+            total += float(torch.log_softmax(logits.double(), dim=-1)[token])
+    return total
+
+
+def _ids(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def test_matches_per_token_loop(model, tok):
+    scorer = _scorer(model, tok, batch_size=3)
+    assert isinstance(scorer, Scorer) and scorer.name == "hf:tiny"
+    assert _ids(tok, "answer") != [tok.convert_tokens_to_ids(c) for c in "answer"]  # the BPE did merge
+    for prompt in PROMPTS:
+        context = TEMPLATE.replace("{prompt}", prompt)
+        scores = scorer.score(prompt, COMPLETIONS)
+        assert len(scores) == len(COMPLETIONS)
+        for completion, got in zip(COMPLETIONS, scores):
+            # The template ends with a newline, so the texts tokenize apart exactly as together.
+            assert _ids(tok, context + completion) == _ids(tok, context) + _ids(tok, completion)
+            want_ids = _ids(tok, completion)
+            assert got.token_count == len(want_ids)
+            want = _reference(model, [tok.bos_token_id] + _ids(tok, context), want_ids)
+            assert got.logp == pytest.approx(want, abs=1e-5)
+            assert got.logp < 0
+
+
+def test_batch_size_and_padding_do_not_change_scores(model, tok):
+    runs = [_scorer(model, tok, batch_size=b).score(PROMPTS[0], COMPLETIONS) for b in (1, 3, 8)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert a.token_count == b.token_count
+            assert a.logp == pytest.approx(b.logp, abs=1e-6)
+    # alone (no padding at all) vs in a batch padded to the longest completion
+    alone = [_scorer(model, tok, batch_size=8).score(PROMPTS[0], [c])[0] for c in COMPLETIONS]
+    for a, b in zip(alone, runs[2]):
+        assert a.logp == pytest.approx(b.logp, abs=1e-6)
+
+
+def test_left_context_changes_the_score(model, tok):
+    scorer = _scorer(model, tok)
+    a, b = (scorer.score(p, ["The answer is four."])[0] for p in PROMPTS)
+    assert a.token_count == b.token_count
+    assert abs(a.logp - b.logp) > 1e-4
+
+
+def test_empty_completion(model, tok):
+    scores = _scorer(model, tok).score(PROMPTS[0], ["", " four", ""])
+    assert scores[0] == Score(0.0, 0) and scores[2] == Score(0.0, 0)
+    assert scores[1] == _scorer(model, tok).score(PROMPTS[0], [" four"])[0]
+    assert _scorer(model, tok).score(PROMPTS[0], []) == []
+
+
+def test_token_straddling_the_boundary_is_refused(model, tok):
+    assert len(_ids(tok, " answer")) == 1
+    scorer = _scorer(model, tok, template="Question: {prompt}\nThe ans")
+    with pytest.raises(ScoringError, match="spans the end of the context") as e:
+        scorer.score(PROMPTS[0], ["wer is four."])
+    assert "\n" not in str(e.value) and "newline" in str(e.value)
+    # A trailing space merges with the completion's first word in byte-level BPE.
+    with pytest.raises(ScoringError, match="newline"):
+        _scorer(model, tok, template="Question: {prompt}\nAnswer: ").score(PROMPTS[0], ["the answer"])
+
+
+def test_trimmed_offsets_still_catch_the_boundary_and_empty_context_gets_bos(model):
+    tok = _tokenizer(bos_template=False)  # adds no BOS; offsets trimmed of leading spaces
+    with pytest.raises(ScoringError, match="tokenized differently"):
+        _scorer(model, tok, template="Question: {prompt}\nAnswer: ").score(PROMPTS[0], ["the answer"])
+    # Non-empty context: no BOS is added (the tokenizer adds none), the context alone conditions.
+    got = _scorer(model, tok).score(PROMPTS[0], ["The answer is four."])[0]
+    context = TEMPLATE.replace("{prompt}", PROMPTS[0])
+    assert got.logp == pytest.approx(_reference(model, _ids(tok, context), _ids(tok, "The answer is four.")), abs=1e-5)
+    # Empty context: the first completion token is conditioned on BOS.
+    got = _scorer(model, tok, template="{prompt}").score("", ["The answer is four."])[0]
+    assert got.token_count == len(_ids(tok, "The answer is four."))
+    assert got.logp == pytest.approx(_reference(model, [0], _ids(tok, "The answer is four.")), abs=1e-5)
+    no_bos = copy.deepcopy(tok)
+    no_bos.bos_token = None
+    with pytest.raises(ScoringError, match="no BOS"):
+        _scorer(model, no_bos, template="{prompt}").score("", ["four"])
+
+
+class _SlowTokenizer:
+    """The fast tokenizer seen as a slow one: no offsets."""
+    is_fast = False
+
+    def __init__(self, tok):
+        self._tok = tok
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+    def __call__(self, text, **kwargs):
+        assert "return_offsets_mapping" not in kwargs
+        return self._tok(text, **kwargs)
+
+
+def test_slow_tokenizer_without_offsets(model, tok):
+    slow = _SlowTokenizer(tok)
+    got = _scorer(model, slow).score(PROMPTS[0], COMPLETIONS)
+    assert got == _scorer(model, tok).score(PROMPTS[0], COMPLETIONS)
+    with pytest.raises(ScoringError, match="tokenized differently"):
+        _scorer(model, slow, template="Question: {prompt}\nThe ans").score(PROMPTS[0], ["wer is four."])
+
+
+def test_bos_in_the_template_is_not_doubled(model, tok):
+    got = _scorer(model, tok, template="<s>" + TEMPLATE).score(PROMPTS[0], [" four"])[0]
+    want = _scorer(model, tok).score(PROMPTS[0], [" four"])[0]
+    assert got == want
+
+
+def test_too_long_is_refused(model, tok):
+    with pytest.raises(ScoringError, match="128 positions"):
+        _scorer(model, tok).score(PROMPTS[0], ["é" * 100])
+
+
+def test_dtype_from_config(model, tok):
+    half = copy.deepcopy(model)
+    scorer = _scorer(half, tok, dtype="bfloat16")
+    assert next(scorer.model.parameters()).dtype == torch.bfloat16
+    got = scorer.score(PROMPTS[0], COMPLETIONS[:3])
+    want = _scorer(model, tok).score(PROMPTS[0], COMPLETIONS[:3])
+    for g, w in zip(got, want):
+        assert g.token_count == w.token_count
+        assert math.isfinite(g.logp) and g.logp == pytest.approx(w.logp, rel=0.05, abs=0.5)
+
+
+def test_save_and_load_round_trip(model, tok, tmp_path):
+    from rlhf_eval.backends import make_scorer
+
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    config = ScorerConfig(provider="hf", name=str(tmp_path), template=TEMPLATE, batch_size=2)
+    loaded = HFScorer(config)
+    assert loaded.name == f"hf:{tmp_path}"
+    want = _scorer(model, tok).score(PROMPTS[1], COMPLETIONS)
+    for got in (loaded.score(PROMPTS[1], COMPLETIONS), make_scorer(config).score(PROMPTS[1], COMPLETIONS)):
+        for g, w in zip(got, want):
+            assert g.token_count == w.token_count
+            assert g.logp == pytest.approx(w.logp, abs=1e-6)
+
+
+def test_missing_checkpoint_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    missing = tmp_path / "no-such-checkpoint"
+    with pytest.raises(ScoringError) as e:
+        HFScorer(ScorerConfig(provider="hf", name=str(missing)))
+    msg = str(e.value)
+    assert "\n" not in msg and str(missing) in msg and "download" in msg
+    with pytest.raises(ScoringError) as e:
+        HFScorer(ScorerConfig(provider="hf", name="no-such-org/no-such-model-xyz"))
+    msg = str(e.value)
+    assert "\n" not in msg and "huggingface-cli download no-such-org/no-such-model-xyz" in msg
+    with pytest.raises(ScoringError) as e:  # a directory without a checkpoint in it
+        HFScorer(ScorerConfig(provider="hf", name=str(tmp_path)))
+    assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
