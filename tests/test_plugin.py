@@ -77,7 +77,8 @@ def test_question_threshold_failure_names_metric_value_bound_and_traces(project,
     assert "demo.yaml::q-0000: 1 threshold(s) failed" in text
     assert re.search(r"accuracy = 0\.\d+ < min 0\.9", text)
     result.stdout.fnmatch_lines(["*seed*verdict*extracted*reward*advantage*tokens*logp*"])
-    rows = [line.split() for line in result.stdout.lines if re.match(r"\s+\d+\s+1\d\d\s", line)]
+    failures = result.stdout.str().split("FAILURES")[1].split("short test summary")[0]  # CI=true repeats it there
+    rows = [line.split() for line in failures.splitlines() if re.match(r"\s+\d+\s+1\d\d\s", line)]
     assert len(rows) == 8 and [r[1] for r in rows] == [str(100 + i) for i in range(8)]
     assert {(r[2], r[3]) for r in rows if r[2] == "correct"} == {("correct", "18")}
     assert any(r[2] == "incorrect" for r in rows)
