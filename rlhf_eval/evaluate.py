@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from . import objectives as obj
+from . import stats
 from .backends import logprobs_note, make_sampler, make_scorer
 from .recording import cassette_path, use_cassette
 from .sampling import Sampler, Scorer
 from .suite import DPO_METRICS, Bound, Question, Suite
 from .types import Trace, Verdict
-from .verify import verify
+from .verify import equivalent, verify
 
 # finishReasons that mean the API withheld the answer.
 _BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
@@ -52,8 +53,11 @@ class QuestionResult:
     scored_pairs: np.ndarray  # indices into the pair arrays that have margins
     metrics: dict[str, float | int | None]
     dpo_unavailable: str | None  # why DPO metrics are unavailable, or None
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # 95% intervals of some metrics
     failures: list[ThresholdFailure] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)  # thresholds not applicable (e.g. no pairs)
+    prompt: str = ""  # as sent (rendered from the suite's template)
+    answer: str = ""  # the reference the verifier compared against
 
     @property
     def passed(self) -> bool:
@@ -69,7 +73,10 @@ class QuestionResult:
             "id": self.question_id,
             "index": self.index,
             "passed": self.passed,
+            "prompt": self.prompt,
+            "answer": self.answer,
             "metrics": dict(self.metrics),
+            "intervals": dict(self.intervals),
             "dpo_unavailable": self.dpo_unavailable,
             "failures": [f.to_dict() for f in self.failures],
             "unchecked": list(self.unchecked),
@@ -149,14 +156,35 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         metrics.update({"mean_logp": None, "pairs_scored": 0, "mean_margin": None,
                         "reward_accuracy": None, "dpo_loss": None})
 
+    metrics["maj_at_k"] = majority_vote_accuracy(verdicts, question, suite)
+    intervals = question_intervals(correct, rewards, margins)
     result = QuestionResult(
         suite=suite.name, question_id=question.id, index=question.index, traces=list(traces),
         verdicts=verdicts, rewards=rewards, advantages=advantages, chosen_idx=chosen_idx,
         rejected_idx=rejected_idx, margins=margins, scored_pairs=scored, metrics=metrics,
-        dpo_unavailable=unavailable,
+        dpo_unavailable=unavailable, intervals=intervals, prompt=suite.render_prompt(question),
+        answer=question.answer,
     )
-    result.failures, result.unchecked = check_thresholds(metrics, question.thresholds, unavailable)
+    result.failures, result.unchecked = check_thresholds(metrics, question.thresholds, unavailable, intervals)
     return result
+
+
+def question_intervals(correct: np.ndarray, rewards: np.ndarray, margins: np.ndarray | None) -> dict:
+    """95% intervals: Wilson for proportions, seeded percentile bootstrap for margin and spread."""
+    out = {"accuracy": list(stats.wilson_interval(int(correct.sum()), len(correct))),
+           "spread": list(stats.bootstrap_interval(rewards, "std"))}
+    if margins is not None and len(margins):
+        out["reward_accuracy"] = list(stats.wilson_interval(int((margins > 0).sum()), len(margins)))
+        out["mean_margin"] = list(stats.bootstrap_interval(margins, "mean"))
+    return out
+
+
+def majority_vote_accuracy(verdicts: list[Verdict], question: Question, suite: Suite) -> float:
+    """maj@k with k = samples: answers grouped by the verifier's equivalence, unparsable ones excluded."""
+    name, options = suite.spec.verifier.name, question.verifier_options
+    answers = [v.extracted if v.status in ("correct", "incorrect") else None for v in verdicts]
+    classes = stats.answer_classes(answers, lambda a, b: equivalent(a, b, name, **options))
+    return stats.maj_at_k(classes, [v.correct for v in verdicts], len(verdicts))
 
 
 def dpo_summary(margins: np.ndarray, dpo) -> dict[str, float | None]:
@@ -171,22 +199,29 @@ def dpo_summary(margins: np.ndarray, dpo) -> dict[str, float | None]:
             "dpo_loss": float(loss)}
 
 
-def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailable: str | None):
-    """Failures for breached bounds, and the names of thresholds with nothing to measure."""
+def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailable: str | None,
+                     intervals: dict | None = None, *, unmeasured: str = "unchecked"):
+    """Failures for breached bounds, and the thresholds with nothing to measure.
+
+    A metric with no value (no preference pairs) is listed as unchecked, or fails with
+    `unmeasured="fail"` (suite thresholds: a run with no pairs at all cannot pass a margin gate)."""
     failures, unchecked = [], []
     for name, bound in thresholds.items():
-        bound_text = " and ".join(f"{side} {getattr(bound, side):g}" for side in ("min", "max")
-                                  if getattr(bound, side) is not None)
-        value = metrics.get(name)
         if name in DPO_METRICS and dpo_unavailable:
-            failures.append(ThresholdFailure(name, None, bound_text, f"{name} is unavailable: {dpo_unavailable}"))
+            failures.append(ThresholdFailure(name, None, bound.describe(), f"{name} is unavailable: {dpo_unavailable}"))
             continue
+        value = bound.pick(metrics.get(name), (intervals or {}).get(name))
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            unchecked.append(f"{name} (no preference pairs to measure)")
+            if unmeasured == "fail":
+                failures.append(ThresholdFailure(name, None, bound.describe(),
+                                                 f"{name} could not be measured (no preference pairs in the run)"))
+            else:
+                unchecked.append(f"{name} (no preference pairs to measure)")
             continue
         breach = bound.check(value)
         if breach:
-            failures.append(ThresholdFailure(name, value, bound_text, f"{name} = {value:.4g} {breach}"))
+            shown = name if bound.on == "point" else f"{name} ({bound.on} bound of its interval)"
+            failures.append(ThresholdFailure(name, value, bound.describe(), f"{shown} = {value:.4g} {breach}"))
     return failures, unchecked
 
 

@@ -14,6 +14,8 @@ import numpy as np
 from tabulate import tabulate
 
 from . import objectives as obj
+from .evaluate import check_thresholds
+from .suite import Bound
 from .atomic import atomic_write_text
 from .paths import shown_path
 
@@ -53,6 +55,7 @@ def suite_aggregates(questions: list[dict], dpo: dict) -> dict[str, Any]:
         "dpo_unavailable": (unavailable[0]["dpo_unavailable"] if scored and len(unavailable) == len(scored)
                             else None),
     }
+    out["maj_at_k"] = _mean(q["metrics"].get("maj_at_k") for q in scored)
     if out["dpo_unavailable"] or not len(margins):
         out.update({"mean_margin": None, "reward_accuracy": None, "dpo_loss": None})
     else:
@@ -60,7 +63,67 @@ def suite_aggregates(questions: list[dict], dpo: dict) -> dict[str, Any]:
         out["reward_accuracy"] = obj.reward_accuracy(margins)
         out["dpo_loss"] = (obj.simpo_loss(margins, dpo["simpo_gamma"]) if dpo["length_normalized"]
                            else obj.dpo_loss(margins, dpo["loss_type"], dpo["label_smoothing"], beta=dpo["beta"]))
+    out["intervals"] = suite_intervals(scored, with_margins=out["mean_margin"] is not None)
     return out
+
+
+def suite_intervals(questions: list[dict], *, with_margins: bool, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """95% intervals of suite aggregates by a cluster bootstrap: resample *questions* (traces of one
+    question are not independent), recompute each pooled statistic, take percentiles."""
+    if not questions:
+        return {}
+    n_traces = np.array([len(q["traces"]) for q in questions], float)
+    n_correct = np.array([sum(t["verdict"] == "correct" for t in q["traces"]) for q in questions], float)
+    spread = np.array([q["metrics"]["spread"] for q in questions], float)
+    margins = [np.array([p["margin"] for p in q["pairs"] if p["margin"] is not None], float) for q in questions]
+    m_count = np.array([len(m) for m in margins], float)
+    m_sum = np.array([m.sum() for m in margins])
+    m_pos = np.array([(m > 0).sum() for m in margins], float)
+    idx = np.random.default_rng(seed).integers(0, len(questions), size=(n_resamples, len(questions)))
+
+    def pct(samples):
+        samples = samples[np.isfinite(samples)]
+        return [float(x) for x in np.percentile(samples, [2.5, 97.5])] if len(samples) else None
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "accuracy": pct(n_correct[idx].sum(1) / n_traces[idx].sum(1)),
+            "mean_spread": pct(spread[idx].mean(1)),
+            "frac_zero_spread": pct((spread[idx] < obj.ZERO_TOL).mean(1)),
+        }
+        if with_margins:
+            out["mean_margin"] = pct(m_sum[idx].sum(1) / m_count[idx].sum(1))
+            out["reward_accuracy"] = pct(m_pos[idx].sum(1) / m_count[idx].sum(1))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+class ReportError(ValueError):
+    """A report file that cannot be used; the message is one line."""
+
+
+def load_report(path: str | Path, what: str = "report", hint: str | None = None) -> dict[str, Any]:
+    """Read a JSON report written by ``pytest --rlhf-report-json``; any problem is a one-line ReportError."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such {what} file ({hint or f'write one with pytest --rlhf-report-json={path}'})") from None
+    except IsADirectoryError:
+        raise ReportError(f"{path}: is a directory, not a JSON {what}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("suites"), list):
+        raise ReportError(f"{path}: not an rlhf-eval report (no 'suites' list); "
+                       "write one with pytest --rlhf-report-json=PATH")
+    for i, s in enumerate(data["suites"]):
+        if not (isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("questions"), list)
+                and all(isinstance(q, dict) and isinstance(q.get("id"), str) for q in s["questions"])):
+            raise ReportError(f"{path}: suites[{i}] is not a suite of the report (needs 'name' and 'questions' with ids)")
+    return data
 
 
 def build_report(questions: Iterable[dict], suites: dict[str, dict]) -> dict[str, Any]:
@@ -81,21 +144,10 @@ def build_report(questions: Iterable[dict], suites: dict[str, dict]) -> dict[str
 
 def suite_threshold_failures(aggregates: dict, settings: dict) -> list[str]:
     """One line per breached suite threshold (like --cov-fail-under)."""
-    from .suite import DPO_METRICS, Bound
-
-    lines = []
-    for name, raw in (settings.get("suite_thresholds") or {}).items():
-        bound = Bound(**raw)
-        value = aggregates.get(name)
-        if name in DPO_METRICS and aggregates.get("dpo_unavailable"):
-            lines.append(f"{name} is unavailable: {aggregates['dpo_unavailable']}")
-        elif value is None:
-            lines.append(f"{name} could not be measured (no preference pairs in the run)")
-        else:
-            breach = bound.check(value)
-            if breach:
-                lines.append(f"{name} = {value:.4g} {breach}")
-    return lines
+    thresholds = {name: Bound(**raw) for name, raw in (settings.get("suite_thresholds") or {}).items()}
+    failures, _ = check_thresholds(aggregates, thresholds, aggregates.get("dpo_unavailable"),
+                                   aggregates.get("intervals"), unmeasured="fail")
+    return [f.reason for f in failures]
 
 
 COLUMNS = ["suite", "question", "k", "accuracy", "unparsable", "pairs", "mean margin", "reward acc",
@@ -156,3 +208,37 @@ def _dpo(value, unavailable) -> str:
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
+
+
+def comparison_rows(comparison: dict) -> list[list[Any]]:
+    rows = []
+    for s in comparison["suites"]:
+        for metric, e in s["aggregates"].items():
+            mark = ("WORSE" if e["worse"] else "better") if e["significant"] else ""
+            rows.append([s["name"], metric, _fmt(e["baseline"]), _fmt(e["current"]),
+                         "-" if e["delta"] is None else f"{e['delta']:+.3f}",
+                         "-" if e["p_value"] is None else f"{e['p_value']:.3g}", mark])
+    return rows
+
+
+def render_comparison(comparison: dict, max_flips: int = 10) -> str:
+    """Suite deltas with significance, then where preference flipped and GRPO signal changed."""
+    lines = []
+    if comparison.get("note"):
+        lines.append(f"note: {comparison['note']}")
+    lines.append(tabulate(comparison_rows(comparison), disable_numparse=True,
+                          headers=["suite", "metric", "baseline", "current", "delta", "p", "significant"]))
+    drift = []
+    for s in comparison["suites"]:
+        for qid, q in s["questions"].items():
+            for f in q["flips"]:
+                drift.append(f"{s['name']}::{qid}: {f['chosen']} over {f['rejected']} {f['direction']} "
+                             f"(margin {f['baseline_margin']:+.3f} → {f['current_margin']:+.3f})")
+            if q["grpo_signal"]:
+                drift.append(f"{s['name']}::{qid}: GRPO signal {q['grpo_signal']}")
+    if drift:
+        lines.append(f"preference drift ({len(drift)}):")
+        lines += ["  " + d for d in drift[:max_flips]]
+        if len(drift) > max_flips:
+            lines.append(f"  … and {len(drift) - max_flips} more in the JSON report (comparison.suites[].questions)")
+    return "\n".join(lines)

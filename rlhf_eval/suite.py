@@ -21,7 +21,7 @@ from .yamlines import YamlError, line_of, load_with_lines
 
 # Metrics a threshold may name. Question metrics are computed per item, suite metrics over the run.
 QUESTION_METRICS = (
-    "accuracy", "pass_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
+    "accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
     "dpo_loss", "spread", "nonzero_advantages", "mean_logp", "mean_tokens",
 ) + VERDICTS
 SUITE_METRICS = (
@@ -30,6 +30,9 @@ SUITE_METRICS = (
 )
 # Metrics that need log-probabilities; without them they are "unavailable", never a number.
 DPO_METRICS = frozenset({"mean_margin", "reward_accuracy", "dpo_loss", "mean_logp"})
+# Metrics with a 95% interval, which a threshold may gate on with `on: lower|upper`.
+QUESTION_INTERVALS = ("accuracy", "reward_accuracy", "mean_margin", "spread")
+SUITE_INTERVALS = ("accuracy", "reward_accuracy", "mean_margin", "mean_spread", "frac_zero_spread")
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PLACEHOLDER_RE = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
@@ -142,6 +145,8 @@ class GRPOConfig(_Strict):
 class Bound(_Strict):
     min: float | None = None
     max: float | None = None
+    # Which number is compared: the estimate, or a bound of its 95% interval (see README "Statistics").
+    on: Literal["point", "lower", "upper"] = "point"
 
     @model_validator(mode="after")
     def _sane(self):
@@ -150,6 +155,17 @@ class Bound(_Strict):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"impossible threshold: min {self.min} > max {self.max}")
         return self
+
+    def describe(self) -> str:
+        sides = " and ".join(f"{side} {getattr(self, side):g}" for side in ("min", "max")
+                             if getattr(self, side) is not None)
+        return sides if self.on == "point" else f"{sides} on the interval's {self.on} bound"
+
+    def pick(self, value: float | None, interval: list | tuple | None) -> float | None:
+        """The number this bound is compared with: the estimate or one end of its interval."""
+        if self.on == "point":
+            return value
+        return None if interval is None else interval[0 if self.on == "lower" else 1]
 
     def check(self, value: float) -> str | None:
         """The breached side as text, or None when `value` is within bounds."""
@@ -318,8 +334,8 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
         check_options(spec.verifier.name, spec.verifier.options)
     except VerifierError as exc:
         raise err(("verifier",), f"verifier: {exc}") from None
-    _check_metric_names(spec.thresholds, QUESTION_METRICS, ("thresholds",), err)
-    _check_metric_names(spec.suite_thresholds, SUITE_METRICS, ("suite_thresholds",), err)
+    _check_metric_names(spec.thresholds, QUESTION_METRICS, ("thresholds",), err, QUESTION_INTERVALS)
+    _check_metric_names(spec.suite_thresholds, SUITE_METRICS, ("suite_thresholds",), err, SUITE_INTERVALS)
 
     used = placeholders(spec.prompt)
     if "question" not in used:
@@ -361,7 +377,7 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
                 raise SuiteError(where_path, line_of(lines, keypath + (bad,)),
                                  f"questions[{index}] ({q.id}): unknown key {bad!r}{hint}; "
                                  "extra question fields must appear in the prompt as {" + bad + "}")
-        _check_metric_names(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err)
+        _check_metric_names(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err, QUESTION_INTERVALS)
         options = {**spec.verifier.options, **q.verifier}
         if q.verifier:
             try:
@@ -447,8 +463,11 @@ def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: s
     return out
 
 
-def _check_metric_names(thresholds: dict, allowed, keypath, err) -> None:
-    for name in thresholds:
+def _check_metric_names(thresholds: dict, allowed, keypath, err, with_interval) -> None:
+    for name, bound in thresholds.items():
+        if name in allowed and bound.on != "point" and name not in with_interval:
+            raise err(keypath + (name, "on"), f"{'.'.join(map(str, keypath + (name,)))}.on: {name} has no "
+                      f"interval; `on: {bound.on}` works for {', '.join(with_interval)}")
         if name not in allowed:
             raise err(keypath + (name,), f"{'.'.join(map(str, keypath + (name,)))}: unknown metric"
                       f"{_closest(name, allowed)}; known: {', '.join(allowed)}")

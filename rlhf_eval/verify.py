@@ -415,3 +415,95 @@ def extract_reference(answer: str, verifier: str = "numeric") -> str:
     if _NUMBER.fullmatch(answer):
         answer = answer.replace(",", "").replace("$", "").replace("\\", "").replace(" ", "")
     return answer
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivalence of two extracted answers (for majority voting; see rlhf_eval.stats.answer_classes)
+# ---------------------------------------------------------------------------------------------
+
+
+def _equivalent_numeric(a: str, b: str, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> bool:
+    # Each side is read the way a numeric reference is ("$18", "1,000", "1/2", "1.5e3", and
+    # "\frac{1}{2}" via the same LaTeX rewrite boxed answers get), then compared as `_numeric` does.
+    found_a = _find_number(_latex_to_plain(a))
+    found_b = _find_number(_latex_to_plain(b))
+    if found_a is None or found_b is None:
+        return False
+    return math.isclose(found_a[1], found_b[1], rel_tol=rel_tol, abs_tol=abs_tol)
+
+
+def _equivalent_text(
+    a: str, b: str, case_sensitive: bool = False, strip_punctuation: bool = True, pattern: str = "", flags: str = ""
+) -> bool:
+    # exact and regex: the answers are already extracted, so a regex's pattern/flags play no part.
+    na = _normalize(a, case_sensitive, strip_punctuation)
+    return bool(na) and na == _normalize(b, case_sensitive, strip_punctuation)
+
+
+def _equivalent_choice(a: str, b: str, choices: str = "ABCDE") -> bool:
+    la, lb = (s.strip().strip("()").strip().upper() for s in (a, b))
+    return len(la) == 1 and la in choices.upper() and la == lb
+
+
+def _equivalent_math(a: str, b: str, timeout: float | None = 10.0, float_rounding: int = 6, strict: bool = True) -> bool:
+    try:
+        import math_verify
+    except ImportError:
+        raise VerifierError("math verifier needs math-verify: pip install 'rlhf-eval[math]'") from None
+
+    parsed = []
+    for s in (a, b):
+        # The same signal-free path `_math` uses: parsing_timeout=None inside a timed daemon thread.
+        finished, p = _run_with_timeout(lambda s=s: math_verify.parse(_as_math_input(s), parsing_timeout=None), timeout)
+        if not finished or not p:
+            return False
+        parsed.append(p)
+    pa, pb = parsed
+    for gold, pred in ((pa, pb), (pb, pa)):
+        finished, ok = _run_with_timeout(
+            lambda gold=gold, pred=pred: math_verify.verify(
+                gold, pred, float_rounding=float_rounding, strict=strict, timeout_seconds=None
+            ),
+            timeout,
+        )
+        if not (finished and ok):
+            return False
+    return True
+
+
+_EQUIVALENCE: dict[str, Callable[..., bool]] = {
+    "numeric": _equivalent_numeric,
+    "exact": _equivalent_text,
+    "regex": _equivalent_text,
+    "choice": _equivalent_choice,
+    "math": _equivalent_math,
+}
+
+
+def equivalent(a: str, b: str, verifier: str = "numeric", **options: Any) -> bool:
+    """Whether two *extracted* answers (`Verdict.extracted` strings) are the same answer under `verifier`.
+
+    Takes the verifier's own options (a suite's `verifier_options` can be passed straight through;
+    a regex `pattern` may be omitted, since the answers are already extracted):
+
+    * numeric: both contain a number (read as a numeric reference is: "$18", "1,000", "1/2",
+      "\\frac{1}{2}"; the final number if there are several) and the two are within
+      `rel_tol`/`abs_tol` (`math.isclose`, as the verifier compares). So "18" ~ "18.0" ~ "$18", "0.5" ~ "1/2".
+    * exact, regex: equal and non-empty after the verifier's normalisation (`case_sensitive`,
+      `strip_punctuation`).
+    * choice: the same single letter from `choices`, case and parentheses ignored: "c" ~ "(C)".
+    * math: math_verify parses both (as `verify` does: signal-free, each step under `timeout`) and
+      `math_verify.verify` holds in *both* directions (gold/prediction swapped), so the relation is symmetric.
+
+    Unparsable input (None, empty, no number, no letter, math_verify finds nothing or times out)
+    gives False, so such an answer is not even equivalent to itself. A bad verifier name or option
+    raises VerifierError, as `verify` does. Numeric closeness is not transitive: group answers with
+    `rlhf_eval.stats.answer_classes`, which compares each answer against each class's first member.
+    """
+    check_options(verifier, {"pattern": "", **options} if verifier == "regex" else options)
+    if a is None or b is None:
+        return False
+    return _EQUIVALENCE[verifier](str(a), str(b), **options)
+
+
+__all__.append("equivalent")

@@ -15,9 +15,13 @@ import pytest
 from tabulate import tabulate
 
 from rlhf_eval.backends import credentials_problem, record_env_hint
+from rlhf_eval.compare import compare_reports, parse_fail_rules, regressions
 from rlhf_eval.evaluate import Backends, sample_question, score_question
+from rlhf_eval.export import export_report
+from rlhf_eval.html_report import write_html
 from rlhf_eval.recording import RECORD_MODES, CassetteProblem, find_cassette_mismatch
-from rlhf_eval.report import build_report, render_table, suite_settings, write_json
+from rlhf_eval.report import (build_report, load_report, render_comparison, render_table, suite_settings,
+                              write_json)
 from rlhf_eval.sampling import SamplingError
 from rlhf_eval.suite import SuiteError, load_suite, looks_like_suite
 
@@ -31,6 +35,9 @@ class RunState:
         self.suites: dict[str, dict] = {}
         self.backends: dict[str, Any] = {}  # suite path -> Backends
         self.report: dict | None = None
+        self.baseline: dict | None = None
+        self.fail_rules: dict[str, float] = {}
+        self.written: list[str] = []  # files this run wrote, for the summary
 
 
 state_key = pytest.StashKey[RunState]()
@@ -45,7 +52,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where cassettes live (default: <rootdir>/cassettes, or ini rlhf_cassette_dir)")
     group.addoption("--rlhf-report-json", default=None, metavar="PATH",
                     help="write the report, with every trace, as JSON to PATH")
+    group.addoption("--rlhf-save", default=None, metavar="NAME",
+                    help="save this run's JSON report as baseline NAME (in the baseline directory)")
+    group.addoption("--rlhf-compare", default=None, metavar="NAME",
+                    help="compare with baseline NAME (or a report .json path): deltas, significance, drift")
+    group.addoption("--rlhf-compare-fail", action="append", default=[], metavar="METRIC:DELTA",
+                    help="with --rlhf-compare: fail when METRIC got worse by more than DELTA and the change is "
+                         "significant, e.g. accuracy:0.05 (repeatable)")
+    group.addoption("--rlhf-baseline-dir", default=None,
+                    help="where baselines live (default: <rootdir>/baselines, or ini rlhf_baseline_dir)")
+    group.addoption("--rlhf-export", default=None, metavar="DIR",
+                    help="write TRL-ready datasets (DPO pairs, GRPO prompts and groups, SFT) under DIR/<suite>/")
+    group.addoption("--rlhf-html", default=None, metavar="PATH",
+                    help="write a self-contained HTML report (tables, every trace, plots) to PATH")
     parser.addini("rlhf_cassette_dir", "cassette directory, relative to the rootdir", default="cassettes")
+    parser.addini("rlhf_baseline_dir", "baseline directory, relative to the rootdir", default="baselines")
     parser.addini("rlhf_record_mode", "default record mode", default="none")
 
 
@@ -53,6 +74,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[state_key] = RunState()
     if not _is_xdist_worker(config):
         config.pluginmanager.register(ReportPlugin(config), "rlhf-eval-report")
+        name = config.getoption("--rlhf-compare")
+        try:  # bad comparison settings stop the run before anything is sampled
+            config.stash[state_key].fail_rules = parse_fail_rules(config.getoption("--rlhf-compare-fail"))
+            if name:
+                config.stash[state_key].baseline = load_report(baseline_path(config, name), "baseline report",
+                                                               "save one with --rlhf-save NAME")
+        except ValueError as exc:  # a bad rule, or a ReportError
+            raise pytest.UsageError(str(exc)) from None
+        if config.stash[state_key].fail_rules and not name:
+            raise pytest.UsageError("--rlhf-compare-fail needs --rlhf-compare NAME")
     mode = record_mode(config)
     if mode not in RECORD_MODES:
         raise pytest.UsageError(f"rlhf_record_mode = {mode!r}; expected one of {', '.join(RECORD_MODES)}")
@@ -67,6 +98,15 @@ def cassette_dir(config: pytest.Config) -> Path:
     if chosen:
         return Path(chosen).resolve()
     return config.rootpath / config.getini("rlhf_cassette_dir")
+
+
+def baseline_path(config: pytest.Config, name: str) -> Path:
+    """A baseline NAME lives at <baseline dir>/NAME.json; a path ending in .json is taken as is."""
+    if name.endswith(".json"):
+        return Path(name)
+    chosen = config.getoption("--rlhf-baseline-dir")
+    directory = Path(chosen).resolve() if chosen else config.rootpath / config.getini("rlhf_baseline_dir")
+    return directory / f"{name}.json"
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -227,12 +267,24 @@ class ReportPlugin:
         yield
         if not self.state.questions:
             return
-        report = self.state.report = build_report(self.state.questions, self.state.suites)
+        state, opt = self.state, self.config.getoption
+        report = state.report = build_report(state.questions, state.suites)
         if any(s["threshold_failures"] for s in report["suites"]):
             session.testsfailed += 1  # like --cov-fail-under: the run fails after every item ran
-        path = self.config.getoption("--rlhf-report-json")
-        if path:
-            write_json(report, path)
+        if state.baseline is not None:
+            comparison = report["comparison"] = compare_reports(report, state.baseline, opt("--rlhf-compare"))
+            comparison["failures"] = regressions(comparison, state.fail_rules)
+            if comparison["failures"]:
+                session.testsfailed += 1
+        outputs = [(opt("--rlhf-report-json"), write_json), (opt("--rlhf-html"), write_html)]
+        if opt("--rlhf-save"):
+            outputs.append((baseline_path(self.config, opt("--rlhf-save")), write_json))
+        for path, write in outputs:
+            if path:
+                write(report, path)
+                state.written.append(str(path))
+        if opt("--rlhf-export"):
+            state.written += [str(p) for p in export_report(report, opt("--rlhf-export"))]
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         report = self.state.report
@@ -244,6 +296,10 @@ class ReportPlugin:
         for s in report["suites"]:
             for line in s["threshold_failures"]:
                 tr.write_line(f"FAIL suite {s['name']}: {line}", red=True, bold=True)
-        path = self.config.getoption("--rlhf-report-json")
-        if path:
-            tr.write_line(f"rlhf-eval: JSON report written to {path}")
+        if "comparison" in report:
+            tr.write_sep("-", f"compared with baseline {report['comparison']['baseline']}")
+            tr.write_line(render_comparison(report["comparison"]))
+            for line in report["comparison"]["failures"]:
+                tr.write_line(f"FAIL regression: {line}", red=True, bold=True)
+        for path in self.state.written:
+            tr.write_line(f"rlhf-eval: wrote {path}")

@@ -1,0 +1,172 @@
+"""This run against a saved baseline: deltas, which changes are significant, and where preference moved.
+
+Everything is computed from the two JSON reports alone. A change counts as significant at
+`ALPHA`: proportions (accuracy, unparsable rate, reward accuracy, fraction of zero-spread
+questions) by a two-proportion z-test, the mean margin by a bootstrap test on the two runs' pair
+margins, and the mean spread by a paired bootstrap over the questions both runs have.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import stats
+
+ALPHA = 0.05
+# metric -> does a higher value mean better?
+HIGHER_IS_BETTER = {"accuracy": True, "reward_accuracy": True, "mean_margin": True, "mean_spread": True,
+                    "spread": True, "unparsable_rate": False, "frac_zero_spread": False, "maj_at_k": True,
+                    "pass_at_k": True}
+
+
+def _traces(questions):
+    return [t for q in questions for t in q.get("traces", [])]
+
+
+def _margins(questions) -> np.ndarray:
+    return np.array([p["margin"] for q in questions for p in q.get("pairs", []) if p.get("margin") is not None],
+                    float)
+
+
+def _entry(metric: str, base, cur, p_value: float | None, test: str | None) -> dict[str, Any]:
+    delta = None if base is None or cur is None else cur - base
+    worse = None if delta is None else (delta < 0 if HIGHER_IS_BETTER.get(metric, True) else delta > 0)
+    return {"baseline": base, "current": cur, "delta": delta, "p_value": p_value, "test": test,
+            "significant": bool(p_value is not None and p_value < ALPHA and delta not in (None, 0)),
+            "worse": bool(worse) and bool(delta)}
+
+
+def _proportion(metric, x1, n1, x2, n2):
+    if not n1 or not n2:
+        return _entry(metric, x1 / n1 if n1 else None, x2 / n2 if n2 else None, None, None)
+    return _entry(metric, x1 / n1, x2 / n2, stats.two_proportion_test(x1, n1, x2, n2), "two-proportion z-test")
+
+
+def compare_suite(cur: dict, base: dict) -> dict[str, Any]:
+    """Suite-level deltas with tests, and per-question deltas with drift."""
+    cq = [q for q in cur["questions"] if q.get("metrics")]
+    bq = [q for q in base["questions"] if q.get("metrics")]
+    ct, bt = _traces(cq), _traces(bq)
+    cm, bm = _margins(cq), _margins(bq)
+    aggregates = {
+        "accuracy": _proportion("accuracy", sum(t["verdict"] == "correct" for t in bt), len(bt),
+                                sum(t["verdict"] == "correct" for t in ct), len(ct)),
+        "unparsable_rate": _proportion("unparsable_rate", sum(t["verdict"] == "unparsable" for t in bt), len(bt),
+                                       sum(t["verdict"] == "unparsable" for t in ct), len(ct)),
+        "frac_zero_spread": _proportion("frac_zero_spread", sum(q["metrics"]["spread"] == 0 for q in bq), len(bq),
+                                        sum(q["metrics"]["spread"] == 0 for q in cq), len(cq)),
+        "reward_accuracy": _proportion("reward_accuracy", int((bm > 0).sum()), len(bm), int((cm > 0).sum()), len(cm)),
+    }
+    if len(bm) > 1 and len(cm) > 1:
+        aggregates["mean_margin"] = _entry("mean_margin", float(bm.mean()), float(cm.mean()),
+                                           stats.bootstrap_difference_test(bm, cm), "bootstrap difference of means")
+    else:
+        aggregates["mean_margin"] = _entry("mean_margin", float(bm.mean()) if len(bm) else None,
+                                           float(cm.mean()) if len(cm) else None, None, None)
+    base_by_id = {q["id"]: q for q in bq}
+    shared = [(base_by_id[q["id"]], q) for q in cq if q["id"] in base_by_id]
+    if len(shared) > 1:
+        b_spread = [b["metrics"]["spread"] for b, _ in shared]
+        c_spread = [c["metrics"]["spread"] for _, c in shared]
+        aggregates["mean_spread"] = _entry("mean_spread", float(np.mean(b_spread)), float(np.mean(c_spread)),
+                                           stats.paired_bootstrap_test(b_spread, c_spread), "paired bootstrap over questions")
+    questions = {c["id"]: compare_question(c, b) for b, c in shared}
+    return {"name": cur["name"], "aggregates": aggregates, "questions": questions,
+            "only_in_baseline": sorted(set(base_by_id) - {q["id"] for q in cq}),
+            "only_in_current": sorted({q["id"] for q in cq} - set(base_by_id))}
+
+
+def compare_question(cur: dict, base: dict) -> dict[str, Any]:
+    ct, bt = cur["traces"], base["traces"]
+    cm, bm = _margins([cur]), _margins([base])
+    metrics = {
+        "accuracy": _proportion("accuracy", sum(t["verdict"] == "correct" for t in bt), len(bt),
+                                sum(t["verdict"] == "correct" for t in ct), len(ct)),
+        "reward_accuracy": _proportion("reward_accuracy", int((bm > 0).sum()), len(bm), int((cm > 0).sum()), len(cm)),
+        "spread": _entry("spread", base["metrics"]["spread"], cur["metrics"]["spread"], None, None),
+        "mean_margin": _entry("mean_margin", base["metrics"].get("mean_margin"), cur["metrics"].get("mean_margin"),
+                              stats.bootstrap_difference_test(bm, cm) if len(bm) > 1 and len(cm) > 1 else None,
+                              "bootstrap difference of means" if len(bm) > 1 and len(cm) > 1 else None),
+    }
+    b_spread, c_spread = base["metrics"]["spread"], cur["metrics"]["spread"]
+    signal = None
+    if b_spread > 0 and c_spread == 0:
+        signal = "lost: every trace now gets the same reward (no GRPO signal)"
+    elif b_spread == 0 and c_spread > 0:
+        signal = "gained: traces now get different rewards"
+    return {"metrics": metrics, "flips": preference_flips(cur, base), "grpo_signal": signal}
+
+
+def _answer_margins(question: dict) -> dict[tuple[str, str], float]:
+    """Mean margin per (chosen answer, rejected answer): how the model's implicit reward ranks them."""
+    traces = question["traces"]
+    sums: dict[tuple[str, str], list[float]] = {}
+    for p in question.get("pairs", []):
+        if p.get("margin") is None:
+            continue
+        key = (str(traces[p["chosen"]].get("extracted")), str(traces[p["rejected"]].get("extracted")))
+        sums.setdefault(key, []).append(p["margin"])
+    return {k: float(np.mean(v)) for k, v in sums.items()}
+
+
+def preference_flips(cur: dict, base: dict) -> list[dict[str, Any]]:
+    """Answer pairs whose preference changed side: the model's implicit reward used to favour the
+    correct answer over that wrong one and now does not (or the reverse)."""
+    before, after = _answer_margins(base), _answer_margins(cur)
+    flips = []
+    for key in sorted(set(before) & set(after)):
+        b, a = before[key], after[key]
+        if (b > 0) != (a > 0):
+            flips.append({"chosen": key[0], "rejected": key[1], "baseline_margin": b, "current_margin": a,
+                          "direction": "now rejected" if b > 0 else "now preferred"})
+    return flips
+
+
+def _versions(suite: dict) -> list[str]:
+    return sorted({str(t.get("model_version")) for q in suite["questions"] for t in q.get("traces", [])})
+
+
+def compare_reports(current: dict, baseline: dict, baseline_name: str) -> dict[str, Any]:
+    base_suites = {s["name"]: s for s in baseline["suites"]}
+    suites, notes = [], []
+    changed = False
+    for s in current["suites"]:
+        b = base_suites.get(s["name"])
+        if b is None:
+            notes.append(f"suite {s['name']} is not in baseline {baseline_name}")
+            continue
+        was, now = _versions(b), _versions(s)
+        if was != now:
+            changed = True
+            notes.append(f"suite {s['name']}: model version changed: {', '.join(was)} → {', '.join(now)}")
+        suites.append(compare_suite(s, b))
+    return {"baseline": baseline_name, "model_version_changed": changed, "note": "; ".join(notes),
+            "suites": suites, "failures": []}
+
+
+def parse_fail_rules(values: list[str]) -> dict[str, float]:
+    """`accuracy:0.05` → {"accuracy": 0.05}; raises ValueError with one line for a bad rule."""
+    rules = {}
+    for value in values:
+        metric, sep, delta = value.partition(":")
+        if not sep or metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"--rlhf-compare-fail {value!r}: expected METRIC:DELTA with METRIC one of "
+                             f"{', '.join(sorted(HIGHER_IS_BETTER))}")
+        try:
+            rules[metric] = abs(float(delta))
+        except ValueError:
+            raise ValueError(f"--rlhf-compare-fail {value!r}: DELTA must be a number") from None
+    return rules
+
+
+def regressions(comparison: dict, rules: dict[str, float]) -> list[str]:
+    """Suite-level changes that are worse by more than the allowed delta *and* significant."""
+    lines = []
+    for s in comparison["suites"]:
+        for metric, allowed in rules.items():
+            e = s["aggregates"].get(metric)
+            if e and e["worse"] and e["significant"] and abs(e["delta"]) > allowed:
+                lines.append(f"suite {s['name']}: {metric} {e['baseline']:.4g} → {e['current']:.4g} "
+                             f"(Δ {e['delta']:+.4g}, allowed {allowed:g}; p = {e['p_value']:.3g}, {e['test']})")
+    return lines

@@ -1,0 +1,58 @@
+"""What the eval found, as datasets TRL's trainers read without conversion (one folder per suite).
+
+- `dpo.jsonl` — DPOTrainer: `prompt`, `chosen`, `rejected`; exactly the report's preference pairs.
+- `grpo_prompts.jsonl` — GRPOTrainer: `prompt` plus `answer`, the column a reward function receives.
+- `grpo_groups.jsonl` — the recorded groups: `prompt`, `completions`, `rewards`, `advantages`.
+- `sft.jsonl` — SFTTrainer (prompt-completion): every verified-correct trace (rejection sampling).
+
+When the suite has a system instruction, prompts are conversational (lists of messages, TRL's
+"conversational" format), so the system turn is not lost; otherwise plain strings ("standard").
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_text
+
+
+def _prompt(suite: dict, question: dict) -> Any:
+    system = (suite.get("model") or {}).get("system_instruction")
+    if system:
+        return [{"role": "system", "content": system}, {"role": "user", "content": question["prompt"]}]
+    return question["prompt"]
+
+
+def _completion(suite: dict, text: str) -> Any:
+    return [{"role": "assistant", "content": text}] if (suite.get("model") or {}).get("system_instruction") else text
+
+
+def suite_records(suite: dict) -> dict[str, list[dict]]:
+    """The four datasets of one suite from its report section."""
+    dpo, prompts, groups, sft = [], [], [], []
+    for q in suite["questions"]:
+        if not q.get("metrics"):
+            continue  # an item that errored has no traces to export
+        prompt, traces = _prompt(suite, q), q["traces"]
+        for p in q["pairs"]:
+            dpo.append({"prompt": prompt, "chosen": _completion(suite, traces[p["chosen"]]["text"]),
+                        "rejected": _completion(suite, traces[p["rejected"]]["text"])})
+        prompts.append({"prompt": prompt, "answer": q["answer"], "question_id": q["id"]})
+        groups.append({"prompt": prompt, "question_id": q["id"],
+                       "completions": [_completion(suite, t["text"]) for t in traces],
+                       "rewards": [t["reward"] for t in traces], "advantages": [t["advantage"] for t in traces]})
+        sft += [{"prompt": prompt, "completion": _completion(suite, t["text"])}
+                for t in traces if t["verdict"] == "correct"]
+    return {"dpo": dpo, "grpo_prompts": prompts, "grpo_groups": groups, "sft": sft}
+
+
+def export_report(report: dict, directory: str | Path) -> list[Path]:
+    """Write every suite's datasets under `directory/<suite>/`; returns the files written."""
+    written = []
+    for suite in report["suites"]:
+        for name, rows in suite_records(suite).items():
+            path = Path(directory) / suite["name"] / f"{name}.jsonl"
+            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            written.append(path)
+    return written
