@@ -19,6 +19,7 @@ from .backends import logprobs_note, make_sampler, make_scorer
 from .recording import cassette_path, use_cassette
 from .sampling import Sampler, Scorer
 from .suite import DPO_METRICS, Bound, Question, Suite
+from .throttle import SERIAL, RequestPolicy
 from .types import Trace, Verdict
 from .verify import equivalent, verify
 
@@ -243,12 +244,14 @@ class Backends:
     reference: Scorer | None = None  # the DPO reference model
 
     @classmethod
-    def for_suite(cls, suite: Suite, *, replay: bool = False) -> "Backends":
+    def for_suite(cls, suite: Suite, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> "Backends":
         spec = suite.spec
         return cls(
-            sampler=make_sampler(spec.model, replay=replay),
-            policy_scorer=make_scorer(spec.model.scorer, replay=replay) if spec.model.scorer else None,
-            reference=make_scorer(spec.dpo.reference, replay=replay) if spec.dpo.reference != "none" else None,
+            sampler=make_sampler(spec.model, replay=replay, policy=policy),
+            policy_scorer=(make_scorer(spec.model.scorer, replay=replay, policy=policy)
+                           if spec.model.scorer else None),
+            reference=(make_scorer(spec.dpo.reference, replay=replay, policy=policy)
+                       if spec.dpo.reference != "none" else None),
         )
 
 

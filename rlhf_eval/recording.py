@@ -2,19 +2,31 @@
 
 Requests match on method, path and the *canonical JSON body* (never host or port), so a changed
 prompt, model or sampling setting can never replay a stale answer, and a cassette recorded against
-the emulator replays against any base URL. Secrets never reach a cassette, and cassettes are
-written atomically (temp file + rename) and only when the whole question was sampled.
+the emulator replays against any base URL.
+
+Cassettes are written atomically (temp file + rename), only when the whole question was sampled,
+and never with a secret in them: known keys are filtered, and the text is scanned for any key or
+token before it is written. Only the final exchange of a retried request is kept.
+
+vcrpy patches HTTP libraries process-wide, so two cassettes open at once would see each other's
+requests. Here one patch, the `_Router`, is shared: each thread sends its requests to the
+cassette it is working on, which is what lets questions and their traces be recorded concurrently.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import vcr
+import yaml
+from vcr.cassette import Cassette
 from vcr.errors import CannotOverwriteExistingCassetteException
+from vcr.patch import CassettePatcherBuilder
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.record_mode import RecordMode
 from vcr.serialize import deserialize, serialize
@@ -25,10 +37,25 @@ from .paths import shown_path
 RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
 SECRET_HEADERS = ["x-goog-api-key", "authorization", "x-goog-api-client", "user-agent", "cookie"]
 SECRET_QUERY = ["key"]
+KEPT_REQUEST_HEADERS = {"content-type"}  # the rest (host:port, lengths, agents) only make re-recordings noisy
+KEPT_RESPONSE_HEADERS = {"content-type"}
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# Shapes of credentials that must never be written, whatever variable they came from.
+SECRET_PATTERNS = {
+    "a Google API key": re.compile(r"AIza[0-9A-Za-z_\-]{35}"),
+    "a Google OAuth token": re.compile(r"ya29\.[0-9A-Za-z_\-]{20,}"),
+    "a bearer token": re.compile(r"(?i)bearer\s+[0-9A-Za-z._~+/\-]{16,}=*"),
+    "an OpenAI-style key": re.compile(r"\bsk-[0-9A-Za-z_\-]{20,}"),
+}
+SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_ACCESS_TOKEN", "_SECRET")
 
 
 class CassetteProblem(Exception):
     """A cassette is missing, stale or unreadable; the message says what and how to fix it."""
+
+
+class SecretInCassette(CassetteProblem):
+    """A cassette about to be written contains a secret; it is not written."""
 
 
 def cassette_path(cassette_dir: str | Path, suite: str, question_id: str) -> Path:
@@ -47,16 +74,118 @@ def _body_json(request) -> Any:
 
 def json_body(r1, r2) -> None:
     """vcrpy matcher: the bodies are equal as JSON values (key order and spacing do not matter)."""
+    if r1.body == r2.body:  # the usual case on replay; skips parsing
+        return
     b1, b2 = _body_json(r1), _body_json(r2)
     if b1 != b2:
         raise AssertionError("\n".join(json_diff(b2, b1)[:5]) or "bodies differ")
 
 
-class _AtomicPersister:
-    """vcrpy persister that writes via a temp file + rename, and can be told to write nothing."""
+# ---------------------------------------------------------------------------------------------
+# On disk: compact JSON (which is also YAML), one interaction per line, in seed order
+# ---------------------------------------------------------------------------------------------
 
-    def __init__(self) -> None:
-        self.discard = False
+def _interaction_order(interaction: dict) -> tuple:
+    """Seeded requests by seed, the others (scorers, seedless SDKs) after them in recorded order."""
+    try:
+        body = json.loads(interaction["request"]["body"] or "null")
+    except (TypeError, ValueError):
+        body = None
+    seed = None
+    if isinstance(body, dict):
+        seed = (body.get("generationConfig") or {}).get("seed", body.get("seed"))
+    return (0, seed) if isinstance(seed, int) else (1, 0)
+
+
+class CompactJSONSerializer:
+    """vcrpy serializer: compact JSON, one interaction per line, interactions in seed order.
+
+    JSON is a subset of YAML, so the files keep their `.yaml` name and stay readable by YAML
+    tools; reading them with `json` is several times faster than YAML, and cassettes written as
+    YAML (by hand or by older versions) still load."""
+
+    @staticmethod
+    def serialize(data: dict) -> str:
+        interactions = sorted(data["interactions"], key=_interaction_order)
+        head = {k: v for k, v in data.items() if k != "interactions"}
+        lines = [json.dumps(i, ensure_ascii=False, separators=(",", ":")) for i in interactions]
+        return (json.dumps(head, separators=(",", ":"))[:-1] + ',"interactions":[\n'
+                + ",\n".join(lines) + "\n]}\n")
+
+    @staticmethod
+    def deserialize(text: str) -> dict:
+        try:
+            return json.loads(text)
+        except ValueError:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            return yaml.load(text, Loader=loader)
+
+
+def _shape_problem(data: Any) -> str | None:
+    """What is wrong with a parsed cassette's structure (before vcrpy or an SDK trips over it)."""
+    if not isinstance(data, dict):
+        kind = {str: "a string", list: "a list", int: "a number", float: "a number", bool: "a boolean"}.get(
+            type(data), "nothing")
+        return f"it holds {kind}, not a mapping with 'interactions'"
+    interactions = data.get("interactions")
+    if not isinstance(interactions, list):
+        return "no 'interactions' list"
+    for n, item in enumerate(interactions, start=1):
+        if not isinstance(item, dict) or not isinstance(item.get("request"), dict) \
+                or not isinstance(item.get("response"), dict):
+            return f"interaction {n} lacks a request or a response"
+        code = (item["response"].get("status") or {}).get("code") if isinstance(item["response"].get("status"), dict) else None
+        if not isinstance(code, int):
+            return f"interaction {n}: response status code {code!r} is not a number"
+        body = (item["response"].get("body") or {}).get("string")
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        if isinstance(body, str) and body.strip() and body.lstrip()[:1] not in "{[":
+            return f"the response to request {n} is not JSON: {body.strip()[:60]!r}"
+    return None
+
+
+def _compact_response(response: dict) -> dict:
+    """Keep the body's content but not its indentation (the real API pretty-prints), and only the
+    headers a replay needs."""
+    response["headers"] = {k: v for k, v in response.get("headers", {}).items()
+                           if k.lower() in KEPT_RESPONSE_HEADERS}
+    body = response.get("body", {}).get("string")
+    if isinstance(body, (bytes, str)) and body[:1] in ("{", "[", b"{", b"["):
+        try:
+            response["body"]["string"] = json.dumps(json.loads(body), ensure_ascii=False,
+                                                    separators=(",", ":")).encode("utf-8")
+        except ValueError:
+            pass
+    return response
+
+
+def _trim_request(request):
+    for name in list(request.headers):
+        if name.lower() not in KEPT_REQUEST_HEADERS:
+            del request.headers[name]
+    return request
+
+
+def secrets_in_use() -> dict[str, str]:
+    """Values of credential-looking environment variables (name → value), to scan cassettes for."""
+    return {name: value for name, value in os.environ.items()
+            if name.upper().endswith(SECRET_ENV_SUFFIXES) and len(value) >= 8}
+
+
+def find_secret(text: str, extra: dict[str, str] | None = None) -> str | None:
+    """What secret `text` contains (never the secret itself), or None."""
+    for name, value in {**secrets_in_use(), **(extra or {})}.items():
+        if value and value in text:
+            return f"the value of ${name}"
+    for what, pattern in SECRET_PATTERNS.items():
+        if pattern.search(text):
+            return what
+    return None
+
+
+class _AtomicPersister:
+    """vcrpy persister: atomic writes, secret scan before writing, one clear line for a bad file."""
 
     @staticmethod
     def load_cassette(cassette_path, serializer):
@@ -66,22 +195,33 @@ class _AtomicPersister:
         try:
             data = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError) as exc:
-            raise CassetteProblem(f"{path}: cannot read cassette ({exc}); delete it and re-record") from None
+            raise CassetteProblem(f"{shown_path(path)}: cannot read cassette ({exc}); delete it and re-record") from None
         if not data.strip():
             raise CassetteNotFoundError()
         try:
-            return deserialize(data, serializer)
-        except Exception as exc:  # vcrpy raises yaml, KeyError or ValueError for a damaged file
-            raise CassetteProblem(f"{path}: corrupt cassette ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it and re-record") from None
+            parsed = serializer.deserialize(data)
+        except Exception as exc:  # yaml's or json's own error for a damaged file
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise CassetteProblem(f"{shown_path(path)}: corrupt cassette ({type(exc).__name__}: {first}); "
+                                  "delete it and re-record") from None
+        problem = _shape_problem(parsed)
+        if problem:
+            raise CassetteProblem(f"{shown_path(path)}: corrupt cassette ({problem}); delete it and re-record")
+        if not parsed["interactions"]:
+            raise CassetteNotFoundError()  # like an empty file: recorded again in mode once
+        return deserialize(data, serializer)
 
-    def save_cassette(self, cassette_path, cassette_dict, serializer):
-        if self.discard:
-            return
-        atomic_write_text(cassette_path, serialize(cassette_dict, serializer))
+    @staticmethod
+    def save_cassette(cassette_path, cassette_dict, serializer):
+        text = serialize(cassette_dict, serializer)
+        leaked = find_secret(text)
+        if leaked:
+            raise SecretInCassette(f"refusing to write {shown_path(cassette_path)}: it would contain {leaked}; "
+                                   "nothing was written (report this: a secret reached a request or response)")
+        atomic_write_text(cassette_path, text)
 
 
-def _make_vcr(mode: str, persister: _AtomicPersister) -> vcr.VCR:
+def _make_vcr(mode: str) -> vcr.VCR:
     record_mode = {"none": RecordMode.NONE, "once": RecordMode.ONCE, "new_episodes": RecordMode.NEW_EPISODES,
                    "all": RecordMode.ALL, "rewrite": RecordMode.ALL}[mode]
     v = vcr.VCR(
@@ -89,17 +229,121 @@ def _make_vcr(mode: str, persister: _AtomicPersister) -> vcr.VCR:
         match_on=["method", "path", "json_body"],
         filter_headers=SECRET_HEADERS,
         filter_query_parameters=SECRET_QUERY,
+        before_record_request=_trim_request,
+        before_record_response=_compact_response,
         decode_compressed_response=True,
         drop_unused_requests=(mode == "rewrite"),
+        serializer="compact-json",
     )
+    v.register_serializer("compact-json", CompactJSONSerializer)
     v.register_matcher("json_body", json_body)
-    v.register_persister(persister)
+    v.register_persister(_AtomicPersister)
     return v
 
 
+_VCRS = {mode: _make_vcr(mode) for mode in RECORD_MODES}
+
+
+class _Router:
+    """The one vcrpy patch of this process: routes each thread's requests to its own cassette.
+
+    vcrpy's stubs call these methods on "the" cassette; a thread with no cassette bound passes
+    through to the network untouched (the emulator's own tests, a Gradio client)."""
+
+    _path = "rlhf-eval"  # vcrpy names its patched classes after the cassette path
+    custom_patches = ()
+    skip_patchers = ()
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._install_lock = threading.Lock()
+        self._users = 0
+        self._patches: contextlib.ExitStack | None = None
+        self._cassette_locks: dict[int, threading.Lock] = {}
+
+    @property
+    def current(self) -> Cassette | None:
+        return getattr(self._local, "cassette", None)
+
+    def _lock(self, cassette) -> threading.Lock:
+        return self._cassette_locks.setdefault(id(cassette), threading.Lock())
+
+    # -- what vcrpy's stubs call --------------------------------------------------------------
+    def can_play_response_for(self, request) -> bool:
+        c = self.current
+        if c is None:
+            return False
+        with self._lock(c):
+            return c.can_play_response_for(request)
+
+    def play_response(self, request):
+        c = self.current
+        with self._lock(c):
+            return c.play_response(request)
+
+    @property
+    def write_protected(self) -> bool:
+        c = self.current
+        return c.write_protected if c is not None else False
+
+    def filter_request(self, request):
+        c = self.current
+        return c.filter_request(request) if c is not None else request
+
+    def append(self, request, response) -> None:
+        c = self.current
+        if c is None or response.get("status", {}).get("code") in RETRYABLE_STATUS:
+            return  # no cassette, or an attempt that will be retried: only the final exchange is kept
+        with self._lock(c):
+            c.append(request, response)
+
+    def __getattr__(self, name):  # the rest (for vcrpy's error messages) is the current cassette's
+        return getattr(self.current, name)
+
+    def __len__(self) -> int:
+        return len(self.current) if self.current is not None else 0
+
+    def __contains__(self, request) -> bool:
+        return self.current is not None and request in self.current
+
+    # -- binding --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def bound(self, cassette: Cassette) -> Iterator[Cassette]:
+        """Send this thread's HTTP to `cassette` (with the patch installed) inside the block."""
+        with self._install_lock:
+            if self._users == 0:
+                stack = contextlib.ExitStack()
+                for patcher in CassettePatcherBuilder(self).build():
+                    stack.enter_context(patcher)
+                self._patches = stack
+            self._users += 1
+        previous = self.current
+        self._local.cassette = cassette
+        try:
+            yield cassette
+        finally:
+            self._local.cassette = previous
+            with self._install_lock:
+                self._users -= 1
+                if self._users == 0 and self._patches is not None:
+                    self._patches.close()
+                    self._patches = None
+
+
+ROUTER = _Router()
+
+
+def open_cassette(path: str | Path, mode: str) -> Cassette:
+    config = _VCRS[mode].get_merged_config(path=str(path))
+    for key in ("path_transformer", "func_path_generator", "record_on_exception"):
+        config.pop(key, None)
+    return Cassette.load(**config)
+
+
 @contextlib.contextmanager
-def use_cassette(path: str | Path, mode: str = "none", *, rerecord_hint: str = "") -> Iterator[Any]:
-    """Record or replay everything inside the block into the cassette at `path`.
+def use_cassette(path: str | Path, mode: str = "none", *, rerecord_hint: str = "") -> Iterator[Cassette]:
+    """Record or replay everything this thread (and threads it binds with `bind`) sends inside the
+    block, into the cassette at `path`.
 
     Raises `CassetteProblem` for a missing cassette in mode `none` and for a request the cassette
     does not hold (explaining what differs). Nothing is written if the block raises.
@@ -109,17 +353,22 @@ def use_cassette(path: str | Path, mode: str = "none", *, rerecord_hint: str = "
     path = Path(path)
     if mode == "none" and not path.is_file():
         raise CassetteProblem(f"no cassette at {shown_path(path)}; record it with: {rerecord_hint}".rstrip(": "))
-    persister = _AtomicPersister()
-    my_vcr = _make_vcr(mode, persister)
+    cassette = open_cassette(path, mode)
     try:
-        with my_vcr.use_cassette(str(path)) as cassette:
-            try:
-                yield cassette
-            except BaseException:
-                persister.discard = True
-                raise
+        with ROUTER.bound(cassette):
+            yield cassette
     except CannotOverwriteExistingCassetteException as exc:
-        raise CassetteProblem(explain_mismatch(exc, path, rerecord_hint)) from None
+        raise CassetteProblem(explain_mismatch(exc.failed_request, cassette.requests, path, rerecord_hint)) from None
+    cassette._save()
+
+
+def bind(cassette: Cassette | None):
+    """For a worker thread: send its HTTP to `cassette` (the one its caller is recording into)."""
+    return ROUTER.bound(cassette) if cassette is not None else contextlib.nullcontext()
+
+
+def current_cassette() -> Cassette | None:
+    return ROUTER.current
 
 
 def find_cassette_mismatch(exc: BaseException | None) -> CannotOverwriteExistingCassetteException | None:
@@ -139,11 +388,9 @@ def _seed_of(body: Any) -> Any:
     return None
 
 
-def explain_mismatch(exc: CannotOverwriteExistingCassetteException, path: Path, hint: str) -> str:
-    """Say which part of the request changed since the cassette was recorded."""
-    new = exc.failed_request
+def explain_mismatch(new, recorded: list, path: Path, hint: str) -> str:
+    """Say which part of request `new` changed since the cassette (holding `recorded`) was recorded."""
     path = shown_path(path)
-    recorded = list(exc.cassette.requests)
     fix = f"; re-record with: {hint}" if hint else ""
     if not recorded:
         return f"cassette {path} holds no requests{fix}"

@@ -7,17 +7,58 @@ a local transformers model, the legacy google-generativeai SDK); `backends.make_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 from .types import Trace
 
 
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
 class SamplingError(Exception):
-    """The API refused or failed a request; the message is one actionable line."""
+    """The API refused or failed a request; the message is one actionable line.
+
+    `status` is the HTTP status when there was one; `retry_after` the delay the server asked for
+    (RetryInfo, Retry-After); `transient` marks a failure worth retrying without a status (a
+    dropped connection, a timeout); `permanent` one never worth retrying (a per-day quota)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 transient: bool = False, permanent: bool = False):
+        super().__init__(message)
+        self.status, self.retry_after, self.transient, self.permanent = status, retry_after, transient, permanent
+
+    @property
+    def retryable(self) -> bool:
+        return not self.permanent and (self.transient or self.status in RETRYABLE_STATUS)
 
 
 class ScoringError(SamplingError):
     """A scorer could not give an honest log-probability (e.g. the server does not score prompt tokens)."""
+
+
+def sample_in_units(request: Callable[[int, int, bool], list[Trace]], *, k: int, seed: int, per_request: int,
+                    logprobs: bool, policy, parallel: bool = True) -> list[Trace]:
+    """Draw k traces as requests of `per_request` candidates, request i seeded `seed + first trace`.
+
+    `request(seed, n, logprobs)` sends one request. Each request falls back on its own when the
+    model refuses several candidates (then one request per trace) or log-probabilities (then it
+    asks without) — so the requests made, and the cassette they are replayed from, do not depend
+    on how many ran at once. Refusals are recorded like any answer, so a replay takes the same path."""
+
+    def unit(s: int, n: int, lp: bool) -> list[Trace]:
+        try:
+            return policy.call(lambda: request(s, n, lp))
+        except SamplingError as exc:
+            if n > 1 and "Multiple candidates" in str(exc):  # e.g. Gemini 3.x
+                return [t for j in range(n) for t in unit(s + j, 1, lp)]
+            if lp and "refuses log-probabilities" in str(exc):  # a model not known to refuse
+                return unit(s, n, False)
+            raise
+
+    per_request = max(1, min(per_request, k))
+    units = [(seed + i, min(per_request, k - i)) for i in range(0, k, per_request)]
+    run = policy.map if parallel else (lambda fn, xs: [fn(x) for x in xs])
+    return [t for traces in run(lambda u: unit(u[0], u[1], logprobs), units) for t in traces]
 
 
 @dataclass(frozen=True)

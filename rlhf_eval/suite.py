@@ -377,7 +377,8 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
                 raise SuiteError(where_path, line_of(lines, keypath + (bad,)),
                                  f"questions[{index}] ({q.id}): unknown key {bad!r}{hint}; "
                                  "extra question fields must appear in the prompt as {" + bad + "}")
-        _check_metric_names(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err, QUESTION_INTERVALS)
+        _check_metric_names(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err, QUESTION_INTERVALS,
+                            f"questions[{index}] ({q.id}).thresholds")
         options = {**spec.verifier.options, **q.verifier}
         if q.verifier:
             try:
@@ -414,13 +415,17 @@ def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: s
     prefix = src.id_prefix or file.stem
     out = []
     try:
-        handle = file.open(encoding="utf-8")
+        handle = file.open("rb")  # bytes, decoded line by line, so a bad byte gets its line number
     except OSError as exc:
         raise SuiteError(file, None, f"cannot read question file: {exc.strerror}") from None
     with handle:
         row_index = -1
         try:
-            for lineno, raw in enumerate(handle, start=1):
+            for lineno, raw_bytes in enumerate(handle, start=1):
+                try:
+                    raw = raw_bytes.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise SuiteError(file, lineno, "not UTF-8 text; save the file as UTF-8") from None
                 if not raw.strip():
                     continue
                 row_index += 1
@@ -455,21 +460,22 @@ def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: s
                     {**{k: v for k, v in extra.items() if k not in ("thresholds", "verifier", "id")},
                      "id": qid, "question": row[src.question_field], "answer": answer})
                 out.append((spec, lineno, ("questions",)))
-        except UnicodeDecodeError:
-            raise SuiteError(file, None, "not UTF-8 text") from None
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise SuiteError(file, lineno, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            what = (f"expected {_EXPECTED[first['type']]}, got {_short(first.get('input'))}"
+                    if first["type"] in _EXPECTED else first["msg"])
+            raise SuiteError(file, lineno, f"{'.'.join(map(str, first['loc']))}: {what}") from None
     return out
 
 
-def _check_metric_names(thresholds: dict, allowed, keypath, err, with_interval) -> None:
+def _check_metric_names(thresholds: dict, allowed, keypath, err, with_interval, shown_key: str = "") -> None:
+    prefix = shown_key or ".".join(map(str, keypath))
     for name, bound in thresholds.items():
         if name in allowed and bound.on != "point" and name not in with_interval:
-            raise err(keypath + (name, "on"), f"{'.'.join(map(str, keypath + (name,)))}.on: {name} has no "
+            raise err(keypath + (name, "on"), f"{prefix}.{name}.on: {name} has no "
                       f"interval; `on: {bound.on}` works for {', '.join(with_interval)}")
         if name not in allowed:
-            raise err(keypath + (name,), f"{'.'.join(map(str, keypath + (name,)))}: unknown metric"
+            raise err(keypath + (name,), f"{prefix}.{name}: unknown metric"
                       f"{_closest(name, allowed)}; known: {', '.join(allowed)}")
 
 
@@ -489,29 +495,34 @@ _EXPECTED = {
 def _first_error(path: Path, exc: ValidationError, lines: dict, data: dict) -> SuiteError:
     """Turn pydantic's first error into one line with the YAML line and a suggestion."""
     errors = exc.errors()
-    # `questions` is a union (inline list | JSONL source): report against the shape the user wrote.
-    wanted = "list" if isinstance(data.get("questions"), list) else "QuestionSource"
-    errors = [e for e in errors if not (len(e["loc"]) > 1 and e["loc"][0] == "questions"
-                                        and isinstance(e["loc"][1], str)
-                                        and not e["loc"][1].startswith(wanted))] or errors
+    # Unions (questions: a list | a JSONL source; dpo.reference: "none" | a scorer): report
+    # against the branch whose shape the user wrote.
+    wanted = {("questions",): "list" if isinstance(data.get("questions"), list) else "QuestionSource",
+              ("dpo", "reference"): "literal" if isinstance((data.get("dpo") or {}).get("reference"), str)
+              else "ScorerConfig"}
+    for prefix, branch in wanted.items():
+        n = len(prefix)
+        errors = [e for e in errors if not (tuple(e["loc"][:n]) == prefix and len(e["loc"]) > n
+                                            and isinstance(e["loc"][n], str)
+                                            and not e["loc"][n].startswith(branch))] or errors
     # A typo'd key also makes the real key "missing"; the typo is the useful report.
     errors.sort(key=lambda e: e["type"] != "extra_forbidden")
     e = errors[0]
     loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and (
-        x.startswith(("list[", "function-")) or x == "QuestionSource")))
+        x.startswith(("list[", "function-", "literal[")) or x in ("QuestionSource", "ScorerConfig"))))
     shown = _dotted(loc, data)
     kind, line = e["type"], line_of(lines, loc)
     if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
+        parent = _model_at(loc[:-1], data)
         hint = _closest(loc[-1], list(parent.model_fields)) if parent else ""
         msg = f"{shown}: unknown key{hint}"
     elif kind == "missing":
         msg = f"{shown}: required key is missing"
         line = line_of(lines, loc[:-1])
     elif kind in _EXPECTED:
-        msg = f"{shown}: expected {_EXPECTED[kind]}, got {e.get('input')!r}"
+        msg = f"{shown}: expected {_EXPECTED[kind]}, got {_short(e.get('input'))}"
     elif kind == "literal_error":
-        msg = f"{shown}: {e['msg'].replace('Input should be', 'expected')}, got {e.get('input')!r}"
+        msg = f"{shown}: {e['msg'].replace('Input should be', 'expected')}, got {_short(e.get('input'))}"
     else:
         msg = f"{shown}: {e['msg'].removeprefix('Value error, ')}"
     others = errors[1:]
@@ -519,6 +530,11 @@ def _first_error(path: Path, exc: ValidationError, lines: dict, data: dict) -> S
         others = [o for o in others if o["type"] != "missing"]
     more = len(others)
     return SuiteError(path, line, msg + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _dotted(loc: tuple, data: Any) -> str:
@@ -537,8 +553,12 @@ def _dotted(loc: tuple, data: Any) -> str:
     return out
 
 
-def _model_at(loc: tuple):
+def _model_at(loc: tuple, data: Any = None):
     """The pydantic model class that owns the keys at `loc` (for typo suggestions)."""
+    if tuple(loc) == ("questions",) and isinstance((data or {}).get("questions"), dict):
+        return QuestionSource
+    if tuple(loc) == ("dpo", "reference"):
+        return ScorerConfig
     model: Any = SuiteSpec
     pending_dict_value = None
     for part in loc:

@@ -28,9 +28,15 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or "invalid YAML"
+        if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+            problem = "a tab character indents this line; indent with spaces"
         raise YamlError(line, f"invalid YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; it has no line, only a position
+        line = text[: exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise YamlError(line, f"invalid YAML: unacceptable character #x{char:04x}: {exc.reason}") from None
     except yaml.YAMLError as exc:
-        raise YamlError(None, f"invalid YAML: {exc}") from None
+        raise YamlError(None, f"invalid YAML: {str(exc).splitlines()[0]}") from None
     lines: dict[Path_, int] = {}
     if node is None:
         return None, lines
@@ -45,7 +51,9 @@ def _build(node, path: Path_, lines: dict, constructor) -> Any:
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise YamlError(key_node.start_mark.line + 1, "YAML merge keys (<<) are not supported in suites")
-            key = constructor.construct_object(key_node, deep=True)
+            # YAML 1.1 reads the keys on/off/yes/no as booleans; a suite's keys are names (`on: lower`).
+            key = (key_node.value if key_node.tag == "tag:yaml.org,2002:bool"
+                   else constructor.construct_object(key_node, deep=True))
             if isinstance(key, (list, dict)):
                 raise YamlError(key_node.start_mark.line + 1, "a mapping key must be a plain value")
             if key in out:
@@ -57,6 +65,15 @@ def _build(node, path: Path_, lines: dict, constructor) -> Any:
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, path + (i,), lines, constructor) for i, item in enumerate(node.value)]
     return constructor.construct_object(node, deep=True)
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.split("\n", line + 1)
+    if line < len(lines):
+        row = lines[line]
+        # The scanner stops at the tab, or at the start of the line the tab indents.
+        return "\t" if "\t" in row[: max(column, 0) + 1] or row.startswith("\t") else row[column:column + 1]
+    return ""
 
 
 def line_of(lines: dict[Path_, int], path: Path_) -> int | None:

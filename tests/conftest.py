@@ -1,11 +1,17 @@
 import os
 from pathlib import Path
 
+import google.genai  # noqa: F401  (see below)
+import numpy.fft  # noqa: F401
 import pytest
 
 from rlhf_eval.emulator import Emulator
 
 pytest_plugins = ["pytester"]
+# pytester's in-process runs drop the modules first imported inside them. A C extension such as
+# numpy.fft (pulled in lazily by torch, pandas, datasets) cannot be loaded twice, and an SDK loaded
+# half before and half after a run raises exception classes its own `except` clauses do not know:
+# load both here, once.
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_TEST = REPO / "suites" / "data" / "gsm8k" / "test.jsonl"

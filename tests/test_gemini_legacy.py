@@ -172,7 +172,7 @@ def test_server_error_is_one_line_and_not_retried(record_env):
     assert [r["status"] for r in record_env.requests[before:]] == [503]
 
 
-@pytest.mark.parametrize("marker, words", [("429", ["rate limited", "retryDelay 2s"]), ("404", ["not found", "model.name"])])
+@pytest.mark.parametrize("marker, words", [("429", ["rate limited", "retry after 2s"]), ("404", ["not found", "model.name"])])
 def test_client_errors_are_one_line(record_env, marker, words):
     with pytest.raises(SamplingError) as info:
         LegacyGeminiSampler(_model()).sample(f"What is 6*7? [[emulator:{marker}]]", 1, 0)

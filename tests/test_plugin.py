@@ -210,12 +210,13 @@ def test_a_model_known_to_refuse_logprobs_is_not_asked_and_dpo_says_why(project,
 
 
 def test_an_unknown_model_refusing_logprobs_is_asked_again_without(project, live, monkeypatch):
-    # The emulator treats unknown names like Gemini 3.x: 400 to responseLogprobs.
+    # The emulator treats unknown names like Gemini 3.x: 400 to responseLogprobs. Each request
+    # falls back on its own, so what is sent does not depend on how many requests ran at once.
     project.makefile(".yaml", demo=suite_yaml(model="gemini-exp-1206", logprobs=True, limit=1, samples=3))
     recorded, rec = report_json(project, "--rlhf-record-mode=once")
     recorded.assert_outcomes(passed=1)
     cassette = yaml.safe_load((project.path / "cassettes/demo/q-0000.yaml").read_text())
-    assert [i["response"]["status"]["code"] for i in cassette["interactions"]] == [400, 200, 200, 200]
+    assert [i["response"]["status"]["code"] for i in cassette["interactions"]] == [400, 200] * 3
     monkeypatch.delenv("GEMINI_API_KEY")
     replayed, rep = report_json(project)
     replayed.assert_outcomes(passed=1)

@@ -3,6 +3,7 @@ import json
 
 import httpx2
 import pytest
+import yaml
 
 from conftest import GSM8K_TEST, TEST_KEY
 from rlhf_eval import evaluate_question, load_suite
@@ -45,9 +46,8 @@ def test_rewrite_drops_what_is_not_asked_again(tmp_path, emulator):
             httpx2.post(url, headers={"x-goog-api-key": "k"}, json={**BODY, "generationConfig": {"seed": seed}})
     with use_cassette(path, "rewrite"):
         httpx2.post(url, headers={"x-goog-api-key": "k"}, json={**BODY, "generationConfig": {"seed": 3}})
-    seeds = [json.loads(line.split("body: '", 1)[1].rstrip("'"))["generationConfig"]["seed"]
-             for line in path.read_text().splitlines() if line.strip().startswith("body: '{")]
-    assert seeds == [3]
+    cassette = yaml.safe_load(path.read_text())  # compact JSON, which is YAML too
+    assert [json.loads(i["request"]["body"])["generationConfig"]["seed"] for i in cassette["interactions"]] == [3]
 
 
 @pytest.mark.parametrize("content", ["interactions:\n- request: {body: [unclosed\n", "just a string\n"])

@@ -8,6 +8,9 @@ Per-question results travel as `item.user_properties` (plain values), are gather
 from __future__ import annotations
 
 import shlex
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from rlhf_eval.recording import RECORD_MODES, CassetteProblem, find_cassette_mis
 from rlhf_eval.report import (build_report, load_report, render_comparison, render_table, suite_settings,
                               write_json)
 from rlhf_eval.sampling import SamplingError
+from rlhf_eval.throttle import RequestPolicy, RetryPolicy
 from rlhf_eval.suite import SuiteError, load_suite, looks_like_suite
 
 RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
@@ -31,6 +35,10 @@ SETTINGS_KEY = "rlhf_eval_suite"  # user_properties key of its suite's settings
 
 class RunState:
     def __init__(self) -> None:
+        self.policy: RequestPolicy | None = None
+        self.prefetch: Prefetcher | None = None
+        self.backends_lock = threading.Lock()
+        self.collected = 0
         self.questions: list[dict] = []
         self.suites: dict[str, dict] = {}
         self.backends: dict[str, Any] = {}  # suite path -> Backends
@@ -52,6 +60,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where cassettes live (default: <rootdir>/cassettes, or ini rlhf_cassette_dir)")
     group.addoption("--rlhf-report-json", default=None, metavar="PATH",
                     help="write the report, with every trace, as JSON to PATH")
+    group.addoption("--rlhf-concurrency", type=int, default=8, metavar="N",
+                    help="while recording: requests in flight at once, across the traces of a question and "
+                         "across questions (default 8; under xdist, shared among the workers)")
+    group.addoption("--rlhf-rate-limit", type=float, default=None, metavar="RPM",
+                    help="while recording: at most RPM requests a minute (under xdist, shared among the workers)")
+    group.addoption("--rlhf-retries", type=int, default=5, metavar="N",
+                    help="retries of a request that got 429, 5xx or a timeout, with exponential backoff and "
+                         "jitter, honouring the API's RetryInfo (default 5)")
+    group.addoption("--rlhf-retry-timeout", type=float, default=600.0, metavar="SECONDS",
+                    help="give up retrying a request after this long (default 600)")
     group.addoption("--rlhf-save", default=None, metavar="NAME",
                     help="save this run's JSON report as baseline NAME (in the baseline directory)")
     group.addoption("--rlhf-compare", default=None, metavar="NAME",
@@ -70,8 +88,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("rlhf_record_mode", "default record mode", default="none")
 
 
+def request_policy(config: pytest.Config) -> RequestPolicy:
+    """One policy per process; under xdist each worker gets its share of the concurrency and rate."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    rate = config.getoption("--rlhf-rate-limit")
+    return RequestPolicy(
+        concurrency=max(1, config.getoption("--rlhf-concurrency") // workers),
+        rate_limit_rpm=rate / workers if rate else None,
+        retry=RetryPolicy(attempts=1 + max(0, config.getoption("--rlhf-retries")),
+                          max_total=config.getoption("--rlhf-retry-timeout")),
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[state_key] = RunState()
+    config.stash[state_key].policy = request_policy(config)
+    if record_mode(config) != "none" and not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") == "no":
+        config.pluginmanager.register(Progress(config), "rlhf-eval-progress")
     if not _is_xdist_worker(config):
         config.pluginmanager.register(ReportPlugin(config), "rlhf-eval-report")
         name = config.getoption("--rlhf-compare")
@@ -117,9 +150,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     if file_path.suffix not in (".yaml", ".yml"):
         return None
     try:
-        head = file_path.read_bytes()[:65536].decode("utf-8", "replace")
+        raw = file_path.read_bytes()[:65536]
     except OSError:
         return None
+    # A suite saved as UTF-16 is still a suite: collect it, so loading says it is not UTF-8.
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+    head = raw.decode(encoding, "replace")
     if looks_like_suite(head):
         return SuiteFile.from_parent(parent, path=file_path)
     return None  # any other YAML file (a cassette, a CI config) is left alone
@@ -158,22 +194,28 @@ class QuestionItem(pytest.Item):
         return record_env_hint(self.suite.spec.model) + " ".join(shlex.quote(p) for p in parts)
 
     def _backends(self, mode: str) -> Backends:
-        cache = self.config.stash[state_key].backends
+        state = self.config.stash[state_key]
         key = str(self.suite.path)
-        if key not in cache:
-            cache[key] = Backends.for_suite(self.suite, replay=mode == "none")
-        return cache[key]
+        with state.backends_lock:  # prefetch threads ask too
+            if key not in state.backends:
+                state.backends[key] = Backends.for_suite(self.suite, replay=mode == "none", policy=state.policy)
+            return state.backends[key]
+
+    def sample(self) -> list:
+        """This question's traces, through its cassette (raises CassetteProblem / SamplingError)."""
+        mode = record_mode(self.config)
+        problem = credentials_problem(self.suite.spec.model) if mode != "none" else None
+        if problem:
+            raise SamplingError(problem)
+        return sample_question(
+            self.suite, self.question, self._backends(mode), cassette_dir=cassette_dir(self.config),
+            record_mode=mode, rerecord_hint=self._rerecord_command("once" if mode == "none" else mode))
 
     def runtest(self) -> None:
         self.user_properties.append((SETTINGS_KEY, suite_settings(self.suite)))
-        mode = record_mode(self.config)
+        prefetch = self.config.stash[state_key].prefetch
         try:
-            problem = credentials_problem(self.suite.spec.model) if mode != "none" else None
-            if problem:
-                raise SamplingError(problem)
-            traces = sample_question(
-                self.suite, self.question, self._backends(mode), cassette_dir=cassette_dir(self.config),
-                record_mode=mode, rerecord_hint=self._rerecord_command("once" if mode == "none" else mode))
+            traces = prefetch.result(self) if prefetch else self.sample()
         except CassetteProblem as exc:
             self._record_error(str(exc).replace("--rlhf-record-mode=once", "--rlhf-record-mode=rewrite")
                                if "stale" in str(exc) else str(exc))
@@ -240,6 +282,75 @@ def _short(text: str | None, width: int = 24) -> str:
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+class Prefetcher:
+    """While recording, samples the questions ahead of the one pytest is running, so requests of
+    different questions overlap (each question still writes only its own cassette). Items then
+    only collect their results, in pytest's order."""
+
+    def __init__(self, items: list[QuestionItem], workers: int) -> None:
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rlhf-eval-question")
+        self._futures = {item.nodeid: self._pool.submit(item.sample) for item in items}
+        self.total = len(items)
+
+    def result(self, item: QuestionItem):
+        future = self._futures.pop(item.nodeid, None)
+        return future.result() if future else item.sample()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)  # a started question finishes its cassette
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session: pytest.Session):
+    """Start the prefetcher when recording in a single process (an xdist worker is handed its
+    questions one at a time, so there it is the traces of a question that run concurrently)."""
+    config = session.config
+    state = config.stash[state_key]
+    items = [i for i in session.items if isinstance(i, QuestionItem)]
+    distributed = getattr(config.option, "dist", "no") != "no" or _is_xdist_worker(config)
+    if (record_mode(config) != "none" and not distributed and len(items) > 1
+            and state.policy.concurrency > 1 and not config.option.collectonly):
+        state.prefetch = Prefetcher(items, state.policy.concurrency)
+    try:
+        yield
+    finally:
+        if state.prefetch is not None:
+            state.prefetch.close()
+        state.policy.close()
+
+
+class Progress:
+    """A progress line while recording, at most every few seconds: questions done of total,
+    requests sent, retries, and an estimate of the time left."""
+
+    EVERY = 3.0
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.last = time.monotonic()
+        self.started = self.last
+        self.done = 0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        self.done += 1
+        state = self.config.stash[state_key]
+        total = state.prefetch.total if state.prefetch else self.config.stash[state_key].collected
+        now = time.monotonic()
+        if now - self.last < self.EVERY and self.done < total:
+            return
+        self.last = now
+        eta = (now - self.started) / self.done * (total - self.done)
+        writer = self.config.pluginmanager.get_plugin("terminalreporter")
+        if writer is not None:
+            writer.write_line(f"rlhf-eval recording: {self.done}/{total} questions · {state.policy.requests} "
+                              f"requests · {state.policy.retries} retries · ETA {eta:.0f}s")
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.config.stash[state_key].collected = sum(isinstance(i, QuestionItem) for i in session.items)
 
 
 class ReportPlugin:

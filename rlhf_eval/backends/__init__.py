@@ -10,6 +10,7 @@ import os
 
 from ..sampling import Sampler, SamplingError, Scorer
 from ..suite import ModelConfig, ScorerConfig
+from ..throttle import SERIAL, RequestPolicy
 
 _DEFAULT_KEY_ENVS = {"gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "gemini-legacy": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
                      "openai": ("OPENAI_API_KEY",)}
@@ -37,27 +38,27 @@ def _require(module: str, provider: str) -> None:
                             f"pip install 'rlhf-eval[{_EXTRAS[provider]}]'") from None
 
 
-def make_sampler(model: ModelConfig, *, replay: bool = False) -> Sampler:
+def make_sampler(model: ModelConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> Sampler:
     """The sampler for `model`; with `replay`, placeholder credentials (a cassette answers every request)."""
     if model.provider == "gemini":
         from .gemini import GeminiSampler
-        return GeminiSampler(model, replay=replay)
+        return GeminiSampler(model, replay=replay, policy=policy)
     if model.provider == "openai":
         _require("openai", "openai")
         from .openai_compat import OpenAISampler
-        return OpenAISampler(model, replay=replay)
+        return OpenAISampler(model, replay=replay, policy=policy)
     if model.provider == "gemini-legacy":
         _require("google.generativeai", "gemini-legacy")
         from .gemini_legacy import LegacyGeminiSampler
-        return LegacyGeminiSampler(model, replay=replay)
+        return LegacyGeminiSampler(model, replay=replay, policy=policy)
     raise SamplingError(f"unknown provider {model.provider!r}")  # pragma: no cover - the schema forbids it
 
 
-def make_scorer(config: ScorerConfig, *, replay: bool = False) -> Scorer:
+def make_scorer(config: ScorerConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> Scorer:
     if config.provider == "openai":
         _require("openai", "openai")
         from .openai_compat import OpenAIScorer
-        return OpenAIScorer(config, replay=replay)
+        return OpenAIScorer(config, replay=replay, policy=policy)
     if config.provider == "hf":
         _require("transformers", "hf")
         from .hf import HFScorer

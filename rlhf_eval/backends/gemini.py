@@ -11,7 +11,8 @@ import json
 import os
 from typing import Any
 
-from ..sampling import SamplingError
+from ..sampling import SamplingError, sample_in_units
+from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig
 from ..types import Trace
 
@@ -51,13 +52,14 @@ class GeminiSampler:
     for a model not in the table, a refusal is answered by asking again without them."""
 
     def __init__(self, model: ModelConfig, *, replay: bool = False, api_key: str | None = None,
-                 base_url: str | None = None):
+                 base_url: str | None = None, policy: RequestPolicy = SERIAL):
         from google import genai
         from google.genai import types
 
         from . import api_key as key_from_env
 
         self.model = model
+        self.policy = policy
         self._types = types
         base_url = base_url or model.base_url or os.environ.get(BASE_URL_ENV) or None
         self.vertex = model.vertex is not None
@@ -105,33 +107,20 @@ class GeminiSampler:
             response = self._client.models.generate_content(
                 model=self.model.name, contents=prompt, config=self._config(seed, candidates, logprobs))
         except errors.APIError as exc:
-            raise SamplingError(describe_api_error(exc, self.model.name)) from exc
+            details = (exc.details or {}).get("error", {}).get("details") if isinstance(exc.details, dict) else None
+            raise api_error(exc.code, exc.message or str(exc), details, self.model.name) from exc
         except Exception as exc:
             if not _is_transport_error(exc):
                 raise
             raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {exc}); check the network, "
-                                f"or {BASE_URL_ENV} if you set it") from exc
+                                f"or {BASE_URL_ENV} if you set it", transient=True) from exc
         body = json.loads(response.sdk_http_response.body or "{}")
         return traces_from_response(body, seed=seed, expected=candidates)
 
     def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
-        per_request = min(self.model.candidates_per_request, k)
-        logprobs = self.ask_logprobs
-        traces: list[Trace] = []
-        # Refusals are recorded like any answer, so a replay takes the same path.
-        while len(traces) < k:
-            n = min(per_request, k - len(traces))
-            try:
-                traces += self._request(prompt, seed + len(traces), n, logprobs)
-            except SamplingError as exc:
-                if n > 1 and "Multiple candidates" in str(exc):
-                    per_request = 1  # e.g. Gemini 3.x
-                    continue
-                if logprobs and "refuses log-probabilities" in str(exc):
-                    logprobs = False  # a model missing from `logprobs_supported`
-                    continue
-                raise
-        return traces
+        return sample_in_units(lambda s, n, lp: self._request(prompt, s, n, lp), k=k, seed=seed,
+                               per_request=self.model.candidates_per_request, logprobs=self.ask_logprobs,
+                               policy=self.policy)
 
 
 def _is_transport_error(exc: BaseException) -> bool:
@@ -140,8 +129,36 @@ def _is_transport_error(exc: BaseException) -> bool:
         "httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
 
 
+def api_error(code: int | None, message: str, details: list | None, model: str) -> SamplingError:
+    """A SamplingError for a google.rpc error: one line, the status, the RetryInfo delay, and
+    whether retrying can help (a per-day quota resets at midnight Pacific: it cannot)."""
+    details = details if isinstance(details, list) else []
+    retry_after = None
+    permanent = False
+    for d in details:
+        if not isinstance(d, dict):
+            continue
+        if d.get("retryDelay"):
+            try:
+                retry_after = float(str(d["retryDelay"]).rstrip("s"))
+            except ValueError:
+                pass
+        for v in d.get("violations") or ():
+            if "PerDay" in str(v.get("quotaId", "")):
+                permanent = True
+    text = _describe(code, message.strip(), model)
+    if retry_after is not None:
+        text += f" (the API asks to retry after {retry_after:g}s)"
+    if permanent:
+        text += " (a per-day quota: it resets at midnight Pacific time)"
+    return SamplingError(text, status=code, retry_after=retry_after, permanent=permanent)
+
+
 def describe_api_error(exc, model: str) -> str:
-    code, message = getattr(exc, "code", None), (getattr(exc, "message", None) or str(exc)).strip()
+    return _describe(getattr(exc, "code", None), (getattr(exc, "message", None) or str(exc)).strip(), model)
+
+
+def _describe(code: int | None, message: str, model: str) -> str:
     if code == 400 and "logprobs" in message.lower():
         return f"{model} refuses log-probabilities ({message}); set model.logprobs: false in the suite"
     if code == 400 and "api key" in message.lower():

@@ -21,13 +21,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import warnings
 from typing import Any
 
-from ..sampling import SamplingError
+from ..sampling import SamplingError, sample_in_units
 from ..suite import ModelConfig
+from ..throttle import SERIAL, RequestPolicy
 from ..types import Trace
-from .gemini import BASE_URL_ENV, DEFAULT_BASE_URL, REPLAY_KEY, describe_api_error, logprobs_supported, traces_from_response
+from .gemini import BASE_URL_ENV, DEFAULT_BASE_URL, REPLAY_KEY, api_error, logprobs_supported, traces_from_response
 
 PROVIDER = "gemini-legacy"
 REQUEST_TIMEOUT_S = 60.0
@@ -88,7 +90,7 @@ class LegacyGeminiSampler:
     them; for a model not in `logprobs_supported`, a refusal is answered by asking again without them."""
 
     def __init__(self, model: ModelConfig, *, replay: bool = False, api_key: str | None = None,
-                 base_url: str | None = None):
+                 base_url: str | None = None, policy: RequestPolicy = SERIAL):
         genai, glm = _import_genai()  # first: it imports google.api_core without its warnings
         from google.api_core.client_options import ClientOptions
         from google.api_core.gapic_v1.client_info import ClientInfo
@@ -96,6 +98,8 @@ class LegacyGeminiSampler:
         from . import api_key as key_from_env
 
         self.model = model
+        self.policy = policy
+        self._lock = threading.Lock()
         self.base_url = (base_url or model.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
         if not re.match(r"^https?://", self.base_url):
             # Without a scheme the transport silently assumes https.
@@ -128,6 +132,12 @@ class LegacyGeminiSampler:
         return {k: v for k, v in config.items() if v is not None}
 
     def _request(self, prompt: str, candidates: int, logprobs: bool) -> list[Trace]:
+        # The response hook's list is per sampler: one request at a time, even when questions are
+        # recorded concurrently.
+        with self._lock:
+            return self._request_locked(prompt, candidates, logprobs)
+
+    def _request_locked(self, prompt: str, candidates: int, logprobs: bool) -> list[Trace]:
         import requests
         from google.api_core import exceptions as core_exceptions
 
@@ -137,10 +147,13 @@ class LegacyGeminiSampler:
                 prompt, generation_config=self._generation_config(candidates, logprobs),
                 request_options={"retry": None, "timeout": REQUEST_TIMEOUT_S})
         except core_exceptions.GoogleAPICallError as exc:
-            raise SamplingError(_describe(exc, self.model.name)) from exc
+            code = exc.code if isinstance(exc.code, int) else None
+            raise api_error(code, _api_message(exc), list(getattr(exc, "details", None) or ()),
+                            self.model.name) from exc
         except requests.exceptions.RequestException as exc:  # not vcrpy's refusal: that is no RequestException
             raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {_one_line(str(exc))}); "
-                                f"check the network, or {BASE_URL_ENV} / model.base_url if you set it") from exc
+                                f"check the network, or {BASE_URL_ENV} / model.base_url if you set it",
+                                transient=True) from exc
         return traces_from_response(self._body(response), seed=None, expected=candidates)
 
     def _body(self, response: Any) -> dict:
@@ -157,23 +170,11 @@ class LegacyGeminiSampler:
     def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
         """k traces for `prompt`; `seed` cannot be sent (see `LegacySeedWarning`) and is not recorded."""
         _warn_no_seed()
-        per_request = min(self.model.candidates_per_request, k)
-        logprobs = self.ask_logprobs
-        traces: list[Trace] = []
-        # Refusals are recorded like any answer, so a replay takes the same path.
-        while len(traces) < k:
-            n = min(per_request, k - len(traces))
-            try:
-                traces += self._request(prompt, n, logprobs)
-            except SamplingError as exc:
-                if n > 1 and "Multiple candidates" in str(exc):
-                    per_request = 1  # e.g. Gemini 3.x
-                    continue
-                if logprobs and "refuses log-probabilities" in str(exc):
-                    logprobs = False  # a model missing from `logprobs_supported`
-                    continue
-                raise
-        return traces
+        # One at a time: the requests of a question are identical (no seed), so they must replay
+        # in the order they were recorded.
+        return sample_in_units(lambda s, n, lp: self._request(prompt, n, lp), k=k, seed=seed,
+                               per_request=self.model.candidates_per_request, logprobs=self.ask_logprobs,
+                               policy=self.policy, parallel=False)
 
 
 def _camel_keys(value: Any) -> Any:
@@ -188,14 +189,6 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-class _ApiError:
-    """An api_core exception reduced to what `describe_api_error` reads: the HTTP code and the API's message."""
-
-    def __init__(self, exc: Any):
-        self.code = exc.code if isinstance(exc.code, int) else None
-        self.message = _api_message(exc)
-
-
 def _api_message(exc: Any) -> str:
     response = getattr(exc, "response", None)
     try:
@@ -203,11 +196,4 @@ def _api_message(exc: Any) -> str:
     except Exception:
         # api_core prefixes "POST https://…?$alt=…: "; the URL adds nothing to a one-line error.
         message = re.sub(r"^[A-Z]+ \S+: ", "", getattr(exc, "message", None) or str(exc))
-    for detail in getattr(exc, "details", None) or ():
-        if isinstance(detail, dict) and detail.get("retryDelay"):
-            message = f"{message} [retryDelay {detail['retryDelay']}]"
     return _one_line(str(message))
-
-
-def _describe(exc: Any, model: str) -> str:
-    return _one_line(describe_api_error(_ApiError(exc), model))

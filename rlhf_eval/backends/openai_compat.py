@@ -15,7 +15,8 @@ import json
 import os
 from typing import Any, Sequence
 
-from ..sampling import SamplingError, Score, ScoringError
+from ..sampling import SamplingError, Score, ScoringError, sample_in_units
+from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig, ScorerConfig
 from ..types import Trace
 
@@ -47,6 +48,23 @@ def _raw_json(raw) -> dict:
     return json.loads(raw.http_response.text or "{}")
 
 
+def _error(exc, model: str, url: str) -> SamplingError:
+    """A SamplingError with the status and the delay the server asked for (Retry-After)."""
+    import openai
+
+    status = getattr(exc, "status_code", None)
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    retry_after = None
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            retry_after = float(headers[name]) * scale
+            break
+        except (KeyError, TypeError, ValueError):
+            continue
+    return SamplingError(_describe(exc, model, url), status=status, retry_after=retry_after,
+                         transient=isinstance(exc, openai.APIConnectionError))
+
+
 def _describe(exc, model: str, url: str) -> str:
     import openai
 
@@ -70,11 +88,12 @@ class OpenAISampler:
     """Samples from `/v1/chat/completions` (default) or `/v1/completions`, one request per trace
     (or `candidates_per_request` choices per request via `n`), with seed `seed + i`."""
 
-    def __init__(self, model: ModelConfig, *, replay: bool = False):
+    def __init__(self, model: ModelConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL):
         self.model = model
+        self.policy = policy
         self._client, self.base_url = _client(model.base_url, model.api_key_env, replay)
 
-    def _request(self, prompt: str, seed: int, n: int) -> dict:
+    def _request(self, prompt: str, seed: int, n: int, logprobs: bool) -> list[Trace]:
         import openai
 
         m = self.model
@@ -91,28 +110,24 @@ class OpenAISampler:
             if m.endpoint == "chat":
                 messages = ([{"role": "system", "content": m.system_instruction}] if m.system_instruction else [])
                 messages.append({"role": "user", "content": prompt})
-                if m.logprobs:
+                if logprobs:
                     common["logprobs"] = True
                     if m.top_logprobs:
                         common["top_logprobs"] = m.top_logprobs
                 raw = self._client.chat.completions.with_raw_response.create(messages=messages, **common)
             else:
                 text = f"{m.system_instruction}\n\n{prompt}" if m.system_instruction else prompt
-                if m.logprobs:
+                if logprobs:
                     common["logprobs"] = m.top_logprobs or 0
                 raw = self._client.completions.with_raw_response.create(prompt=text, **common)
         except openai.APIError as exc:
-            raise SamplingError(_describe(exc, m.name, self.base_url)) from exc
-        return _raw_json(raw)
+            raise _error(exc, m.name, self.base_url) from exc
+        return traces_from_openai(_raw_json(raw), seed=seed, expected=n)
 
     def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
-        per_request = min(self.model.candidates_per_request, k)
-        traces: list[Trace] = []
-        while len(traces) < k:
-            n = min(per_request, k - len(traces))
-            request_seed = seed + len(traces)
-            traces += traces_from_openai(self._request(prompt, request_seed, n), seed=request_seed, expected=n)
-        return traces
+        return sample_in_units(lambda s, n, lp: self._request(prompt, s, n, lp), k=k, seed=seed,
+                               per_request=self.model.candidates_per_request, logprobs=self.model.logprobs,
+                               policy=self.policy)
 
 
 def traces_from_openai(body: dict, *, seed: int | None, expected: int) -> list[Trace]:
@@ -148,8 +163,9 @@ def traces_from_openai(body: dict, *, seed: int | None, expected: int) -> list[T
 class OpenAIScorer:
     """Teacher-forced log-probabilities from `/v1/completions` with `echo` (vLLM, SGLang)."""
 
-    def __init__(self, config: ScorerConfig, *, replay: bool = False):
+    def __init__(self, config: ScorerConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL):
         self.config = config
+        self.policy = policy
         self.name = f"openai:{config.name}"
         self._client, self.base_url = _client(config.base_url, config.api_key_env, replay)
 
@@ -160,16 +176,21 @@ class OpenAIScorer:
             return []
         context = self.config.template.replace("{prompt}", prompt)
         texts = [context + c for c in completions]
-        try:
-            # One request for the whole group; max_tokens 1 because some servers refuse 0 with echo.
-            raw = self._client.completions.with_raw_response.create(
-                model=self.config.name, prompt=texts, echo=True, logprobs=0, max_tokens=1, temperature=0.0)
-        except openai.APIError as exc:
-            message = _describe(exc, self.config.name, self.base_url)
-            if "echo" in message.lower():
-                message += ("; this server cannot score given text (llama.cpp's server rejects `echo`): "
-                            "score with vLLM or SGLang, or provider: hf")
-            raise ScoringError(f"scorer {self.name}: {message}") from exc
+        def send():
+            try:
+                # One request for the whole group; max_tokens 1 because some servers refuse 0 with echo.
+                return self._client.completions.with_raw_response.create(
+                    model=self.config.name, prompt=texts, echo=True, logprobs=0, max_tokens=1, temperature=0.0)
+            except openai.APIError as exc:
+                err = _error(exc, self.config.name, self.base_url)
+                message = str(err)
+                if "echo" in message.lower():
+                    message += ("; this server cannot score given text (llama.cpp's server rejects `echo`): "
+                                "score with vLLM or SGLang, or provider: hf")
+                raise ScoringError(f"scorer {self.name}: {message}", status=err.status, retry_after=err.retry_after,
+                                   transient=err.transient) from exc
+
+        raw = self.policy.call(send)
         choices = sorted(_raw_json(raw).get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) != len(texts):
             raise ScoringError(f"scorer {self.name}: asked to score {len(texts)} texts, the server answered "

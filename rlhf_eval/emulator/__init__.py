@@ -14,10 +14,14 @@ Usage::
         oai = openai.OpenAI(base_url=f"{emu.base_url}/v1", api_key="x")
         ...
         emu.requests        # one dict per request received: method, path, query, model, body, status
-        emu.reset()         # forget requests, xN fault counters and implicit-seed counters
+        emu.stats           # counters: requests, failures_injected, rate_limited, marker_errors, by_status
+        emu.reset()         # forget requests, xN fault counters, implicit-seed counters and stats
 
 or from a shell: ``python -m rlhf_eval.emulator --port 8765 [--host 127.0.0.1] [--latency-ms 0]``
-(also installed as ``rlhf-eval-emulator``).
+(also installed as ``rlhf-eval-emulator``). Server-wide knobs for failure and load tests
+(``fail_rate``, ``rate_limit_rpm``, ``pad_to_tokens``, ...) are keyword arguments of
+``Emulator(...)`` and flags of the command: see "Server-wide knobs" below. All are off by
+default, and then every answer is exactly what it was without them.
 
 Every Gemini response says ``"modelVersion": "<model>-emulator"`` and every OpenAI-style one
 ``"system_fingerprint": "<model>-emulator"``: nothing it returns comes from a real model. It
@@ -77,8 +81,9 @@ Answers (deterministic from model, prompt, seed and candidate index)
   implicit seed ``n``, exactly as if ``seed: n`` had been sent. So k identical requests give k
   different samples, like a real API, and the sequence is deterministic given the order of
   requests: the first answer is the seed-0 answer, and :meth:`Emulator.reset` starts every
-  sequence again. Only answered requests count: one failed by a fault marker (below) does
-  not, so a retry after an injected 503 gets the sample the failed attempt would have got.
+  sequence again. Only answered requests count: one failed by a fault marker or by a
+  server-wide knob (``fail_rate``, ``rate_limit_rpm``; below) does not, so a retry after an
+  injected 503 gets the sample the failed attempt would have got.
   ``responseId`` (and OpenAI's ``id``) of the n-th answer, n >= 1, hashes n in as well.
   Requests that carry a seed are unaffected. The same rule holds on every endpoint
   (Developer API, Vertex AI, OpenAI-compatible; one counter per path and body).
@@ -282,17 +287,122 @@ Fault injection (markers in the prompt text, case-insensitive, removed before an
 ``[[emulator:503x2]]``       fails the first 2 times this exact (model, request body) is seen, then
                              answers normally (any code, any count: ``429x1``, ``500x3``...)
 ``[[emulator:latency=200]]`` sleep 200 ms before answering (adds to the server-wide ``latency_ms``)
+``[[emulator:echo_key]]``    every answer text starts with the line ``The API key of this request is <key>``
+                             (or ``This request carried no API key.``), followed by the usual answer
 
 An unknown marker gives 400 naming it. Markers are read from the user turns only.
 
+``echo_key`` exists **only** to test that a recorder refuses to write (or redacts) a cassette
+whose response contains a secret: it copies the credential the request carried into the
+response body. The key is the one the endpoint authenticates with: on the Developer API the
+``x-goog-api-key`` header, else the ``?key=`` query parameter; on Vertex AI the bearer token,
+else (express mode) the API key; on the OpenAI-compatible endpoints the ``Authorization:
+Bearer`` token. It works on every generation endpoint (Gemini candidate text, chat
+``content``, completion ``text``). The line is part of the answer text for token counts,
+logprobs, stop sequences and ``max_tokens``; it is put before the (possibly padded, see
+``pad_to_tokens``) answer and does not count towards the padding target.
+
+Server-wide knobs
+-----------------
+Keyword arguments of ``Emulator(...)`` (also settable later as attributes, e.g.
+``emu.fail_rate = 0.1``) and flags of ``python -m rlhf_eval.emulator``. "Generation requests"
+below are the POSTs to ``...:generateContent`` (Developer API and Vertex AI),
+``/v1/chat/completions`` and ``/v1/completions``; ``GET /v1/models``, unknown paths and
+``:streamGenerateContent`` are never rate-limited nor failed. For a Gemini request both knobs
+are checked after the route and the authentication (a missing key is still the 400/401) and
+before anything else; for an OpenAI-style request, before the body is validated. The rate
+limit is checked first: a request it refuses is not counted as an attempt by ``fail_rate``.
+
+* ``fail_rate`` / ``--fail-rate P`` (default 0; in [0, 1]), ``fail_status`` /
+  ``--fail-status CODE`` (default 503; one of 400, 403, 404, 429, 500, 503, 504) and
+  ``fault_seed`` / ``--fault-seed SEED`` (default 0; hashed as text, so ``7`` and ``"7"`` are
+  the same seed): a fraction P of generation requests fail
+  with that status and exactly the body the ``[[emulator:CODE]]`` marker gives (e.g. 503:
+  ``{"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
+  "status": "UNAVAILABLE"}}``; OpenAI-style: ``{"error": {"message": "The engine is currently
+  overloaded, please try again later", "type": "server_error", "param": null, "code": null}}``).
+  The decision is deterministic: request number ``a`` (0-based) with a given path and
+  canonical body (keys sorted; Gemini keys camelCased first) fails iff
+  ``blake2b("fail", fault_seed, path, canonical body, a) / 2**64 < P`` (:func:`stable_hash`
+  of those parts). So the same sequence of requests meets the same failures in every run, a
+  retry of a failed request is a fresh draw (it succeeds with probability 1 - P), and over
+  many requests the realised fraction is about P. The attempt counters restart with
+  :meth:`Emulator.reset`. A failure consumes no implicit seed.
+* ``rate_limit_rpm`` / ``--rate-limit-rpm RPM`` (default 0 = no limit) and
+  ``rate_limit_burst`` / ``--rate-limit-burst N`` (default ``max(1, RPM / 60)``): one **token
+  bucket** for the whole server (all endpoints and models together), holding at most N
+  tokens, full at the start, refilled **continuously** at RPM/60 tokens per second. Each
+  generation request takes a token; with less than one left it is refused (and takes
+  nothing). This is not a sliding 60-second window: a real per-minute quota would admit RPM
+  requests at once and then nothing for the rest of the minute, while the bucket paces them
+  evenly, so a benchmark sees a steady RPM/60 requests per second after the first N (e.g.
+  ``--rate-limit-rpm 600``: 10 at once, then 10 per second). The wait
+  ``w = (1 - tokens) / (RPM / 60)`` until a token is available is rounded up to whole
+  milliseconds (``ms``). Refused Gemini requests get the real 429 body::
+
+      {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": "You exceeded your current quota, please check your plan and billing details.
+                    For more information on this error, head to:
+                    https://ai.google.dev/gemini-api/docs/rate-limits.\\n* Quota exceeded for
+                    metric: generativelanguage.googleapis.com/generate_content_free_tier_requests,
+                    limit: <RPM>, model: <model>\\nPlease retry in 0.083s.",   (one line)
+        "details": [
+          {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            "quotaDimensions": {"location": "global", "model": "<model>"}, "quotaValue": "<RPM>"}]},
+          {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
+            "description": "Learn more about Gemini API quotas",
+            "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+          {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.083s"}]}}
+
+  ``retryDelay`` is a ``google.protobuf.Duration`` in its JSON form: whole seconds print as
+  ``"2s"``, others with 3 fractional digits (``"0.400s"``, ``"1.250s"``), as proto3 JSON
+  prints a millisecond duration. (Real Gemini usually sends whole seconds there, but any
+  Duration string is valid: a client should parse it as a float.) ``<RPM>`` prints without a
+  fractional part when it is whole (``"600"``). Refused OpenAI-style requests get 429
+  ``{"error": {"message": "Rate limit reached for <model> in organization org-emulator on
+  requests per min (RPM): Limit <RPM>, Used <RPM>, Requested 1. Please try again in 83ms.",
+  "type": "requests", "param": null, "code": "rate_limit_exceeded"}}`` (the llama.cpp shape
+  for ``llama-cpp*`` models) with the headers ``retry-after`` (whole seconds, rounded up, as
+  OpenAI sends it), ``retry-after-ms`` (the milliseconds, which the openai SDK reads first),
+  ``x-ratelimit-limit-requests: <RPM>``, ``x-ratelimit-remaining-requests: 0`` and
+  ``x-ratelimit-reset-requests`` (``"83ms"``, ``"1.5s"``). :meth:`Emulator.reset` and setting
+  ``emu.rate_limit_rpm`` or ``emu.rate_limit_burst`` refill the bucket.
+* ``pad_to_tokens`` / ``--pad-to-tokens N`` (default 0 = off): realistic long traces for
+  benchmarks. A chosen answer (bank solution or synthesised) with fewer than N tokens whose
+  last line is a final answer line (``A: ...`` or ``The answer is ...``) is lengthened to
+  about N tokens by inserting lines before that last line, one at a time until the count
+  (each line's tokens plus one for its line break) reaches N, so it overshoots by less than
+  one line: first ``Let me double-check the reasoning step by step.``, then, cyclically, the
+  answer's own reasoning lines (all but the last) followed by those of the question's other
+  bank solutions (the next ones in bank order, each without its last line) -- or, for a
+  synthesised answer, the other reasoning templates worded for the same option or number.
+  Lines saying "answer is", starting ``A:`` or containing ``####`` are never inserted. The
+  final answer line, and so the answer's correctness, is unchanged; the padding depends only
+  on the chosen answer (not on the seed), so greedy decoding and the seed rules are as
+  before. Padding comes before stop sequences and ``max_tokens``/``maxOutputTokens``, and
+  usage and logprobs are computed on the padded text as always (the scorer still agrees with
+  the sampler). A bank solution without a final answer line (a few run-away ones) is not
+  padded.
+* ``latency_ms`` / ``--latency-ms MS``: a delay before every response, slept in the
+  request's own thread, so parallel requests wait concurrently (20 parallel requests with
+  ``latency_ms=200`` take about 0.2 s in all, not 4 s).
+* ``emu.stats``: a snapshot (a new dict, thread-safe) of the counters since the start or the
+  last :meth:`Emulator.reset`: ``requests`` (every HTTP request answered), ``failures_injected``
+  (by ``fail_rate``), ``rate_limited`` (429s of ``rate_limit_rpm``), ``marker_errors``
+  (errors asked for by ``[[emulator:CODE]]`` markers) and ``by_status`` (``{status: count}``
+  over all requests, ints as keys).
+
 Server
 ------
-``http.server.ThreadingHTTPServer`` with HTTP/1.1 keep-alive; thread-safe (the bank is
-read-only, the request log, the ``xN`` counters and the implicit-seed counters are behind a
-lock); silent (no request log on stderr); the bank is loaded once per process (~0.2 s) and
-each solution is pre-tokenised with its logps (and per-step logprob JSON is cached); a model
-name's tempered model is built on its first request (~3 ms; the last 32 temperatures are
-kept) and prices each bank solution the first time it is drawn. So a typical request costs
+``http.server.ThreadingHTTPServer`` with HTTP/1.1 keep-alive (one thread per connection,
+listen backlog 128); thread-safe (the bank is read-only, the request log, the ``xN``
+counters, the implicit-seed and ``fail_rate`` attempt counters, the stats and the rate-limit
+bucket are behind locks); silent (no request log on stderr); the bank is loaded once per
+process (~0.2 s) and each solution is pre-tokenised with its logps (and per-step logprob JSON
+is cached); a model name's tempered model is built on its first request (~3 ms; the last 32
+temperatures are kept) and prices each bank solution the first time it is drawn. So a typical request costs
 well under a millisecond of CPU in the server (an 8-choice chat completion with
 ``top_logprobs: 20`` -- 2.5 MB of JSON -- about 3 ms); client-side parsing of large logprob
 responses by the SDKs usually costs more than that.
@@ -324,8 +434,18 @@ class Emulator:
         *,
         bank: Bank | None = None,
         record_requests: bool = True,
+        fail_rate: float = 0.0,
+        fail_status: int = 503,
+        fault_seed: int | str = 0,
+        rate_limit_rpm: float = 0.0,
+        rate_limit_burst: float | None = None,
+        pad_to_tokens: int = 0,
     ):
-        self.state = EmulatorState(bank=bank, latency_ms=latency_ms, record_requests=record_requests)
+        self.state = EmulatorState(
+            bank=bank, latency_ms=latency_ms, record_requests=record_requests,
+            fail_rate=fail_rate, fail_status=fail_status, fault_seed=fault_seed,
+            rate_limit_rpm=rate_limit_rpm, rate_limit_burst=rate_limit_burst, pad_to_tokens=pad_to_tokens,
+        )
         self._server = EmulatorHTTPServer((host, port), self.state)
         self.host = host
         self.port: int = self._server.server_address[1]
@@ -350,9 +470,65 @@ class Emulator:
     def latency_ms(self, value: float) -> None:
         self.state.latency_ms = float(value)
 
+    @property
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the server's counters (see "Server-wide knobs"): ``requests``,
+        ``failures_injected``, ``rate_limited``, ``marker_errors``, ``by_status``."""
+        return self.state.stats()
+
+    # server-wide knobs (settable while serving; see "Server-wide knobs")
+    @property
+    def fail_rate(self) -> float:
+        return self.state.fail_rate
+
+    @fail_rate.setter
+    def fail_rate(self, value: float) -> None:
+        self.state.configure(fail_rate=value)
+
+    @property
+    def fail_status(self) -> int:
+        return self.state.fail_status
+
+    @fail_status.setter
+    def fail_status(self, value: int) -> None:
+        self.state.configure(fail_status=value)
+
+    @property
+    def fault_seed(self) -> int | str:
+        return self.state.fault_seed
+
+    @fault_seed.setter
+    def fault_seed(self, value: int | str) -> None:
+        self.state.configure(fault_seed=value)
+
+    @property
+    def rate_limit_rpm(self) -> float:
+        return self.state.rate_limit_rpm
+
+    @rate_limit_rpm.setter
+    def rate_limit_rpm(self, value: float) -> None:
+        self.state.configure(rate_limit_rpm=value)
+
+    @property
+    def rate_limit_burst(self) -> float | None:
+        return self.state.rate_limit_burst
+
+    @rate_limit_burst.setter
+    def rate_limit_burst(self, value: float | None) -> None:
+        self.state.configure(rate_limit_burst=value)
+
+    @property
+    def pad_to_tokens(self) -> int:
+        return self.state.pad_to_tokens
+
+    @pad_to_tokens.setter
+    def pad_to_tokens(self, value: int) -> None:
+        self.state.configure(pad_to_tokens=value)
+
     def reset(self) -> None:
-        """Forget recorded requests, the ``[[emulator:CODExN]]`` counters and the implicit-seed
-        counters (so requests without a seed get seeds 0, 1, 2, ... again)."""
+        """Forget recorded requests, the ``[[emulator:CODExN]]`` counters, the implicit-seed
+        counters (so requests without a seed get seeds 0, 1, 2, ... again), the ``fail_rate``
+        attempt counters and :attr:`stats`; refill the rate-limit bucket."""
         self.state.reset()
 
     def start(self) -> "Emulator":

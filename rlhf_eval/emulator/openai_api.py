@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import weakref
 from typing import Any
@@ -21,9 +22,12 @@ from .server import (
     ApiError,
     EmulatorState,
     RawJSON,
+    _number,
     cut_at_stops,
+    echo_key_text,
     parse_markers,
     pick_trace,
+    wait_ms,
 )
 
 MAX_CHOICES = 8  # n
@@ -103,6 +107,31 @@ class OpenAIError(Exception):
 
 def _bad(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:
     return OpenAIError(400, message, "invalid_request_error", param, code)
+
+
+def _go_duration(ms: int) -> str:
+    """A wait as OpenAI's ``x-ratelimit-reset-requests`` header words it: ``"400ms"``, ``"1.5s"``."""
+    return f"{ms}ms" if ms < 1000 else f"{ms / 1000:g}s"
+
+
+def rate_limited(model: str, rpm: float, wait_s: float) -> OpenAIError:
+    """The 429 of the server-wide rate limit (``rate_limit_rpm``), with ``retry-after`` (whole
+    seconds, rounded up) and ``retry-after-ms`` (milliseconds, rounded up) headers, which the
+    openai SDK reads (``retry-after-ms`` first), and the ``x-ratelimit-*-requests`` headers."""
+    ms = wait_ms(wait_s)
+    return OpenAIError(
+        429,
+        f"Rate limit reached for {model} in organization org-emulator on requests per min (RPM): "
+        f"Limit {_number(rpm)}, Used {_number(rpm)}, Requested 1. Please try again in {_go_duration(ms)}.",
+        "requests", None, "rate_limit_exceeded",
+        {
+            "retry-after": str(math.ceil(ms / 1000)),
+            "retry-after-ms": str(ms),
+            "x-ratelimit-limit-requests": _number(rpm),
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": _go_duration(ms),
+        },
+    )
 
 
 def injected_error(status: int, model: str) -> OpenAIError:
@@ -265,11 +294,16 @@ class _Prompt:
         self.qi = bank.find(self.norm)
 
 
-def _generate(bank: Bank, model: str, p: _Prompt, j: int, sp: _Sampling, seed: int) -> _Gen:
+def _generate(bank: Bank, model: str, p: _Prompt, j: int, sp: _Sampling, seed: int, pad_to: int = 0,
+              prefix: str = "") -> _Gen:
     """Choice ``j`` for one prompt: exactly the text the Gemini side would give for the same
-    model, prompt, seed and candidate index (stop sequences, then ``max_tokens``)."""
-    trace = pick_trace(bank, model, p.norm, p.clean, p.qi, seed, j, sp.greedy)
-    trace = cut_at_stops(bank.model_for(model), trace, sp.stops)
+    model, prompt, seed and candidate index (padding to ``pad_to`` tokens, the ``echo_key``
+    ``prefix``, stop sequences, then ``max_tokens``)."""
+    trace = pick_trace(bank, model, p.norm, p.clean, p.qi, seed, j, sp.greedy, pad_to)
+    lm = bank.model_for(model)
+    if prefix:
+        trace = lm.make_trace(prefix + trace.text)
+    trace = cut_at_stops(lm, trace, sp.stops)
     tokens, chosen, text, finish = trace.tokens, trace.chosen, trace.text, "stop"
     if sp.max_tokens is not None and (len(tokens) > sp.max_tokens or sp.max_tokens == 0):
         tokens, chosen = tokens[: sp.max_tokens], chosen[: sp.max_tokens]
@@ -290,6 +324,7 @@ def _prepare(state: EmulatorState, path: str, body: dict, model: str, raw_prompt
         if markers.error_times is None or state.times_seen(f"openai\x1f{path}\x1f{canonical}") < markers.error_times:
             err = injected_error(markers.error_code, model)
             err.delay = markers.delay
+            state.note_marker_error()
             raise err
     if markers.mode == "block":
         err = _bad("The response was filtered due to the prompt triggering the content management policy. "
@@ -437,7 +472,7 @@ def _message_texts(content: Any, i: int) -> list[str]:
                f"but got {_type_name(content)} instead.", f"messages[{i}].content", "invalid_type")
 
 
-def chat_completions(state: EmulatorState, path: str, body: dict) -> tuple[dict, float]:
+def chat_completions(state: EmulatorState, path: str, body: dict, api_key: str = "") -> tuple[dict, float]:
     model = _model(body)
     quirk = openai_quirks(model)
     messages = body.get("messages")
@@ -491,7 +526,8 @@ def chat_completions(state: EmulatorState, path: str, body: dict) -> tuple[dict,
             choices.append({"index": j, "message": {"role": "assistant", "content": ""}, "logprobs": None,
                             "finish_reason": "length"})
             continue
-        g = _generate(bank, model, prompt, j, sp, seed)
+        g = _generate(bank, model, prompt, j, sp, seed, state.pad_to_tokens,
+                      echo_key_text(api_key) if markers.echo_key else "")
         completion_tokens += len(g.tokens)
         choices.append({
             "index": j,
@@ -511,7 +547,7 @@ def chat_completions(state: EmulatorState, path: str, body: dict) -> tuple[dict,
     return resp, markers.delay
 
 
-def completions(state: EmulatorState, path: str, body: dict) -> tuple[dict, float]:
+def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") -> tuple[dict, float]:
     model = _model(body)
     quirk = openai_quirks(model)
     prompts = body.get("prompt")
@@ -558,7 +594,8 @@ def completions(state: EmulatorState, path: str, body: dict) -> tuple[dict, floa
                 choice = {"text": prefix, "index": len(choices), "logprobs": None,
                           "finish_reason": "content_filter" if markers.mode == "safety" else "length"}
             else:
-                g = _generate(bank, model, prompt, j, sp, seed)
+                g = _generate(bank, model, prompt, j, sp, seed, state.pad_to_tokens,
+                              echo_key_text(api_key) if markers.echo_key else "")
                 completion_tokens += len(g.tokens)
                 lp = None
                 if k is not None:
@@ -583,9 +620,11 @@ def _model_card(model_id: str) -> dict:
     return {"id": model_id, "object": "model", "created": 0, "owned_by": OWNED_BY}
 
 
-def handle(state: EmulatorState, method: str, path: str, entry: dict) -> tuple[int, dict, dict[str, str], float]:
+def handle(state: EmulatorState, method: str, path: str, entry: dict, *, api_key: str = ""
+           ) -> tuple[int, dict, dict[str, str], float]:
     """Answer one request on an OpenAI path: (status, JSON body, extra headers, delay in s).
-    Any ``Authorization`` header is accepted, and so is none (as local servers do)."""
+    Any ``Authorization`` header is accepted, and so is none (as local servers do);
+    ``api_key`` is its bearer token (only used by ``[[emulator:echo_key]]``)."""
     body = entry["body"]
     quirk = None
     try:
@@ -596,15 +635,24 @@ def handle(state: EmulatorState, method: str, path: str, entry: dict) -> tuple[i
             return 200, _model_card(unquote(m.group(1))), {}, 0.0  # the SDK sends "a/b" as "a%2Fb"
         if method != "POST":
             raise OpenAIError(404, f"Invalid URL ({method} {path})", "invalid_request_error")
-        if not isinstance(body, dict):
-            raise _bad("We could not parse the JSON body of your request. The emulator expects a JSON object.")
-        if isinstance(body.get("model"), str):
+        if isinstance(body, dict) and isinstance(body.get("model"), str):
             entry["model"] = body["model"]
             quirk = openai_quirks(body["model"])
+        if state.server_faults:  # rate limit, then fail rate (see EmulatorState.admit)
+            canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False) \
+                if isinstance(body, dict) else None
+            verdict = state.admit(path, canonical)
+            if verdict is not None:
+                model = entry["model"] or "unknown"
+                if verdict[0] == "rate_limited":
+                    raise rate_limited(model, state.rate_limit_rpm, verdict[1])
+                raise injected_error(int(verdict[1]), model)
+        if not isinstance(body, dict):
+            raise _bad("We could not parse the JSON body of your request. The emulator expects a JSON object.")
         if path == "/v1/chat/completions":
-            payload, delay = chat_completions(state, path, body)
+            payload, delay = chat_completions(state, path, body, api_key)
         else:
-            payload, delay = completions(state, path, body)
+            payload, delay = completions(state, path, body, api_key)
         return 200, payload, {}, delay
     except OpenAIError as e:
         return e.status, e.body(quirk), e.headers, e.delay

@@ -7,11 +7,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import secrets
 import socketserver
 import threading
 import time
+import weakref
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -203,6 +205,63 @@ def injected_error(code: int, model: str, version: str) -> ApiError:
 
 ERROR_CODES = frozenset({400, 403, 404, 429, 500, 503, 504})
 
+
+def wait_ms(seconds: float) -> int:
+    """A wait in whole milliseconds, rounded up (at least 1 ms), so that a client that waits
+    exactly this long finds a token in the bucket."""
+    return max(1, math.ceil(seconds * 1000 - 1e-6))
+
+
+def duration_json(ms: int) -> str:
+    """A ``google.protobuf.Duration`` in its JSON form: whole seconds as ``"2s"``, otherwise 3
+    fractional digits (``"0.400s"``, ``"1.250s"``), as the proto3 JSON mapping prints a
+    millisecond-precision duration (0, 3, 6 or 9 fractional digits)."""
+    sec, rem = divmod(ms, 1000)
+    return f"{sec}s" if rem == 0 else f"{sec}.{rem:03d}s"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def quota_exceeded(model: str, rpm: float, wait_s: float) -> ApiError:
+    """The 429 of the server-wide rate limit (``rate_limit_rpm``): the real Gemini quota body,
+    with ``quotaValue`` = the limit and ``RetryInfo.retryDelay`` = the time until the next
+    request is admitted (rounded up to the millisecond)."""
+    ms = wait_ms(wait_s)
+    metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+    return ApiError(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details. For more "
+        "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n"
+        f"* Quota exceeded for metric: {metric}, limit: {_number(rpm)}, model: {model}\n"
+        f"Please retry in {ms / 1000:g}s.",
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": metric,
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                        "quotaDimensions": {"location": "global", "model": model},
+                        "quotaValue": _number(rpm),
+                    }
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {
+                        "description": "Learn more about Gemini API quotas",
+                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                    }
+                ],
+            },
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": duration_json(ms)},
+        ],
+    )
+
 # --------------------------------------------------------------------------------------
 # request parsing helpers
 # --------------------------------------------------------------------------------------
@@ -349,6 +408,12 @@ _UNKNOWN_TEXT = (
 
 def synthesize(prompt: str, h: int) -> str:
     """The canned answer for a prompt that is not in the bank (never uses an answer key)."""
+    return _synthesize(prompt, h)[0]
+
+
+def _synthesize(prompt: str, h: int) -> tuple[str, list[str]]:
+    """:func:`synthesize`'s text, and the lines :func:`pad_text` may add to it: the other
+    reasoning templates, worded for the same answer."""
     letters: list[str] = []
     for m in _CHOICE_RE.finditer(prompt):
         x = m.group(1) or m.group(2)
@@ -356,24 +421,71 @@ def synthesize(prompt: str, h: int) -> str:
             letters.append(x)
     if len(letters) >= 2:
         x = letters[h % len(letters)]
-        return _MC_TEMPLATES[(h >> 16) % len(_MC_TEMPLATES)].format(x=x) + f"\nThe answer is ({x})."
+        t = (h >> 16) % len(_MC_TEMPLATES)
+        return (_MC_TEMPLATES[t].format(x=x) + f"\nThe answer is ({x}).",
+                [_MC_TEMPLATES[(t + i) % len(_MC_TEMPLATES)].format(x=x) for i in range(1, len(_MC_TEMPLATES))])
     numbers = _NUMBER_RE.findall(prompt)
     if numbers:
         n = numbers[h % len(numbers)]
-        return _NUM_TEMPLATES[(h >> 16) % len(_NUM_TEMPLATES)].format(n=n) + f"\nThe answer is {n}."
-    return _UNKNOWN_TEXT
+        t = (h >> 16) % len(_NUM_TEMPLATES)
+        return (_NUM_TEMPLATES[t].format(n=n) + f"\nThe answer is {n}.",
+                [_NUM_TEMPLATES[(t + i) % len(_NUM_TEMPLATES)].format(n=n) for i in range(1, len(_NUM_TEMPLATES))])
+    return _UNKNOWN_TEXT, []
+
+
+#: The last line of a text is its final answer line when it matches this (bank: ``A: 26``;
+#: synthesised answers: ``The answer is ...``). Lines matching it, or saying "answer is"
+#: anywhere, are never used as padding.
+_FINAL_LINE_RE = re.compile(r"^\s*(?:A:|The answer is\b)")
+_ANSWERISH_RE = re.compile(r"answer is|^\s*A:|####", re.IGNORECASE)
+PAD_INTRO = "Let me double-check the reasoning step by step."
+_PAD_FILLER = "I will verify each step once more before giving the final answer."
+
+
+def pad_text(text: str, target: int, extra_lines: list[str] | tuple[str, ...] = ()) -> str:
+    """``text`` lengthened to about ``target`` tokens (``pad_to_tokens``), its final answer
+    line unchanged and still last.
+
+    Unchanged if it already has ``target`` tokens or more, or if its last line is not a final
+    answer line (:data:`_FINAL_LINE_RE`). Otherwise the line :data:`PAD_INTRO` and then lines
+    taken in turn, cyclically, from its own reasoning lines (every line but the last) followed
+    by ``extra_lines`` (skipping blank lines and answer-like ones) are inserted before the last
+    line, until the text has at least ``target`` tokens (counting one token per line break).
+    """
+    if target <= 0:
+        return text
+    n = len(tokenize(text))
+    if n >= target:
+        return text
+    lines = text.split("\n")
+    if not _FINAL_LINE_RE.match(lines[-1]):
+        return text
+    body, final = lines[:-1], lines[-1]
+    pool = [ln for ln in (*body, *extra_lines) if ln.strip() and not _ANSWERISH_RE.search(ln)]
+    if not pool:
+        pool = [_PAD_FILLER]
+    added = [PAD_INTRO]
+    n += len(tokenize(PAD_INTRO)) + 1
+    i = 0
+    while n < target:
+        ln = pool[i % len(pool)]
+        added.append(ln)
+        n += len(tokenize(ln)) + 1
+        i += 1
+    return "\n".join([*body, *added, final])
 
 
 class Markers:
     """The fault markers found in a prompt (see :func:`parse_markers`)."""
 
-    __slots__ = ("mode", "error_code", "error_times", "delay")
+    __slots__ = ("mode", "error_code", "error_times", "delay", "echo_key")
 
     def __init__(self) -> None:
         self.mode: str | None = None  # "block", "safety" or "max_tokens"
         self.error_code: int | None = None
         self.error_times: int | None = None  # the N of CODExN (None: always)
         self.delay = 0.0  # seconds
+        self.echo_key = False  # [[emulator:echo_key]]: the answer quotes the request's API key
 
 
 def parse_markers(raw_prompt: str) -> Markers:
@@ -386,6 +498,8 @@ def parse_markers(raw_prompt: str) -> Markers:
         lm = _LATENCY_RE.match(word)
         if word in ("block", "safety", "max_tokens"):
             mk.mode = word
+        elif word == "echo_key":
+            mk.echo_key = True
         elif em:
             mk.error_code = int(em.group(1))
             if mk.error_code not in ERROR_CODES:
@@ -402,16 +516,54 @@ def parse_markers(raw_prompt: str) -> Markers:
     return mk
 
 
-def pick_trace(bank: Bank, model: str, prompt: str, clean: str, qi: int | None, seed: int, j: int, greedy: bool) -> Trace:
+def pick_trace(bank: Bank, model: str, prompt: str, clean: str, qi: int | None, seed: int, j: int, greedy: bool,
+               pad_to: int = 0) -> Trace:
     """The answer of candidate/choice ``j``: a bank solution of question ``qi`` if the prompt
     has one, else :func:`synthesize` of the marker-free prompt ``clean``. ``prompt`` is
     ``clean`` whitespace-normalised (the hash input). The trace carries the logprobs of
-    ``model``'s tempered unigram model (:meth:`Bank.model_for`)."""
+    ``model``'s tempered unigram model (:meth:`Bank.model_for`). ``pad_to`` > 0 lengthens a
+    shorter answer with :func:`pad_text` (``pad_to_tokens``)."""
     h = stable_hash(model, prompt) if greedy else stable_hash(model, prompt, seed, j)
     lm = bank.model_for(model)
     if qi is not None:
-        return bank.solution(qi, h % len(bank.traces[qi]), lm)
-    return lm.make_trace(synthesize(clean, h))
+        i = h % len(bank.traces[qi])
+        trace = bank.solution(qi, i, lm)
+        if pad_to > 0 and len(trace.tokens) < pad_to:
+            return _padded_solution(bank, lm, qi, i, pad_to)
+        return trace
+    text, extra = _synthesize(clean, h)
+    if pad_to > 0:
+        text = pad_text(text, pad_to, extra)
+    return lm.make_trace(text)
+
+
+_PADDED: "weakref.WeakKeyDictionary[UnigramModel, dict]" = weakref.WeakKeyDictionary()
+
+
+def _padded_solution(bank: Bank, lm: UnigramModel, qi: int, i: int, pad_to: int) -> Trace:
+    """Solution ``i`` of question ``qi`` padded to ``pad_to`` tokens: its own reasoning lines,
+    then those of the question's other solutions (``i+1``, ``i+2``, ... mod 4; each without its
+    last line); cached per model."""
+    cache = _PADDED.get(lm)
+    if cache is None:
+        cache = _PADDED.setdefault(lm, {})
+    key = (qi, i, pad_to)
+    t = cache.get(key)
+    if t is None:
+        sols = bank.traces[qi]
+        extra = [ln for k in range(1, len(sols)) for ln in sols[(i + k) % len(sols)].text.split("\n")[:-1]]
+        t = lm.make_trace(pad_text(sols[i].text, pad_to, extra))
+        if len(cache) > 20_000:
+            cache.clear()
+        cache[key] = t
+    return t
+
+
+def echo_key_text(api_key: str) -> str:
+    """The line ``[[emulator:echo_key]]`` puts before every answer."""
+    if not api_key:
+        return "This request carried no API key.\n"
+    return f"The API key of this request is {api_key}\n"
 
 
 def cut_at_stops(lm: UnigramModel, trace: Trace, stops: list[str]) -> Trace:
@@ -429,10 +581,57 @@ def _response_id(model: str, canonical: str) -> str:
     return base64.urlsafe_b64encode(d).decode("ascii").rstrip("=")
 
 
+class TokenBucket:
+    """The server-wide rate limiter: a bucket of ``capacity`` tokens (full at the start) refilled
+    continuously at ``rpm / 60`` tokens per second. A request takes one token, or is refused
+    (and takes nothing) when less than one is left; :meth:`take` then returns the seconds until
+    a whole token is there. Thread-safe."""
+
+    def __init__(self, rpm: float, burst: float | None = None, clock=time.monotonic):
+        if not rpm > 0:
+            raise ValueError(f"rate_limit_rpm must be positive, got {rpm}")
+        self.rpm = float(rpm)
+        self.rate = self.rpm / 60.0
+        self.capacity = float(burst) if burst else max(1.0, self.rate)
+        if self.capacity < 1:
+            raise ValueError(f"rate_limit_burst must be at least 1, got {burst}")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.tokens = self.capacity
+        self._t = clock()
+
+    def take(self) -> float:
+        """0.0 if a token was taken, else the wait in seconds until one is available."""
+        with self._lock:
+            now = self._clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self._t) * self.rate)
+            self._t = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return 0.0
+            return (1.0 - self.tokens) / self.rate
+
+
+def _new_stats() -> dict[str, Any]:
+    return {"requests": 0, "failures_injected": 0, "rate_limited": 0, "marker_errors": 0, "by_status": {}}
+
+
 class EmulatorState:
     """Shared, thread-safe state of one emulator server."""
 
-    def __init__(self, bank: Bank | None = None, latency_ms: float = 0.0, record_requests: bool = True):
+    def __init__(
+        self,
+        bank: Bank | None = None,
+        latency_ms: float = 0.0,
+        record_requests: bool = True,
+        *,
+        fail_rate: float = 0.0,
+        fail_status: int = 503,
+        fault_seed: int | str = 0,
+        rate_limit_rpm: float = 0.0,
+        rate_limit_burst: float | None = None,
+        pad_to_tokens: int = 0,
+    ):
         self.bank = bank if bank is not None else load_bank()
         self.latency_ms = float(latency_ms)
         self.record_requests = record_requests
@@ -440,13 +639,117 @@ class EmulatorState:
         self._lock = threading.Lock()
         self._seen: dict[str, int] = {}
         self._implicit: dict[str, int] = {}
+        self._attempts: dict[str, int] = {}  # fail_rate: attempts per path and canonical body
+        self._stats = _new_stats()
+        self.fail_rate = 0.0
+        self.fail_status = 503
+        self.fault_seed: int | str = 0
+        self.rate_limit_rpm = 0.0
+        self.rate_limit_burst: float | None = None
+        self.bucket: TokenBucket | None = None
+        self.pad_to_tokens = 0
+        self.configure(fail_rate=fail_rate, fail_status=fail_status, fault_seed=fault_seed,
+                       rate_limit_rpm=rate_limit_rpm, rate_limit_burst=rate_limit_burst, pad_to_tokens=pad_to_tokens)
+
+    _UNSET: Any = object()
+
+    def configure(self, *, fail_rate: Any = _UNSET, fail_status: Any = _UNSET, fault_seed: Any = _UNSET,
+                  rate_limit_rpm: Any = _UNSET, rate_limit_burst: Any = _UNSET, pad_to_tokens: Any = _UNSET) -> None:
+        """Set server-wide knobs (validated; ValueError for a bad value). A new rate limit or
+        burst starts with a full bucket."""
+        unset = self._UNSET
+        if fail_rate is not unset:
+            fr = float(fail_rate or 0.0)
+            if not 0.0 <= fr <= 1.0:
+                raise ValueError(f"fail_rate must be in [0, 1], got {fail_rate}")
+            self.fail_rate = fr
+        if fail_status is not unset:
+            fs = int(fail_status)
+            if fs not in ERROR_CODES:
+                raise ValueError(f"fail_status must be one of {sorted(ERROR_CODES)}, got {fail_status}")
+            self.fail_status = fs
+        if fault_seed is not unset:
+            self.fault_seed = fault_seed
+        if rate_limit_rpm is not unset or rate_limit_burst is not unset:
+            rpm = self.rate_limit_rpm if rate_limit_rpm is unset else float(rate_limit_rpm or 0.0)
+            burst = self.rate_limit_burst if rate_limit_burst is unset else (
+                float(rate_limit_burst) if rate_limit_burst else None)
+            if rpm < 0:
+                raise ValueError(f"rate_limit_rpm must be >= 0 (0 = no limit), got {rpm}")
+            self.bucket = TokenBucket(rpm, burst) if rpm > 0 else None
+            self.rate_limit_rpm, self.rate_limit_burst = rpm, burst
+        if pad_to_tokens is not unset:
+            pt = int(pad_to_tokens or 0)
+            if pt < 0:
+                raise ValueError(f"pad_to_tokens must be >= 0 (0 = off), got {pad_to_tokens}")
+            self.pad_to_tokens = pt
 
     def reset(self) -> None:
-        """Forget the request log, the ``xN`` fault counters and the implicit-seed counters."""
+        """Forget the request log, the ``xN`` fault counters, the implicit-seed counters, the
+        ``fail_rate`` attempt counters and the stats; refill the rate-limit bucket."""
         with self._lock:
             self.requests.clear()
             self._seen.clear()
             self._implicit.clear()
+            self._attempts.clear()
+            self._stats = _new_stats()
+        if self.bucket is not None:
+            self.bucket = TokenBucket(self.rate_limit_rpm, self.rate_limit_burst)
+
+    # ---------------------------------------------------------------------------------
+    # server-wide faults and counters
+    # ---------------------------------------------------------------------------------
+    @property
+    def server_faults(self) -> bool:
+        """True when a rate limit or a fail rate is set (else :meth:`admit` is a no-op)."""
+        return self.bucket is not None or self.fail_rate > 0
+
+    def admit(self, path: str, canonical: str | None) -> tuple[str, float] | None:
+        """The server-wide faults for one generation request, checked in this order:
+
+        * the rate limit: ``("rate_limited", seconds until a token is available)``;
+        * the fail rate: ``("fail", fail_status)`` when
+          ``stable_hash("fail", fault_seed, path, canonical, attempt) / 2**64 < fail_rate``,
+          ``attempt`` being how many times this path and canonical body reached this check
+          before (so a retry of a failed request is a new draw);
+        * else None. ``canonical`` None (not a JSON object) skips the fail rate.
+        """
+        bucket = self.bucket
+        if bucket is not None:
+            wait = bucket.take()
+            if wait > 0:
+                with self._lock:
+                    self._stats["rate_limited"] += 1
+                return ("rate_limited", wait)
+        rate = self.fail_rate
+        if rate > 0 and canonical is not None:
+            key = f"{path}\x1f{canonical}"
+            with self._lock:
+                attempt = self._attempts.get(key, 0)
+                self._attempts[key] = attempt + 1
+            if rate >= 1.0 or stable_hash("fail", self.fault_seed, path, canonical, attempt) / 2.0**64 < rate:
+                with self._lock:
+                    self._stats["failures_injected"] += 1
+                return ("fail", float(self.fail_status))
+        return None
+
+    def note_marker_error(self) -> None:
+        with self._lock:
+            self._stats["marker_errors"] += 1
+
+    def count(self, status: int) -> None:
+        """Count one answered HTTP request and its status."""
+        with self._lock:
+            st = self._stats
+            st["requests"] += 1
+            st["by_status"][status] = st["by_status"].get(status, 0) + 1
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot (a new dict) of the counters."""
+        with self._lock:
+            out = dict(self._stats)
+            out["by_status"] = dict(sorted(self._stats["by_status"].items()))
+            return out
 
     def record(self, entry: dict) -> None:
         if self.record_requests:
@@ -470,12 +773,14 @@ class EmulatorState:
 
     # ---------------------------------------------------------------------------------
     def generate(
-        self, model: str, version: str, body: dict, *, path: str = "", vertex_resource: str | None = None
+        self, model: str, version: str, body: dict, *, path: str = "", vertex_resource: str | None = None,
+        api_key: str = "",
     ) -> tuple[dict, float]:
         """Answer one generateContent request. Returns (response JSON, extra delay in s);
         raises ApiError for an error response. ``path`` is the request path (the key of the
         implicit-seed counter, with the body); ``vertex_resource`` (the publisher-model
-        resource name) marks a Vertex AI request."""
+        resource name) marks a Vertex AI request; ``api_key`` is the key or bearer token the
+        request carried (only used by ``[[emulator:echo_key]]``)."""
         vertex = vertex_resource is not None
         family = model_family(model, vertex=vertex)
         gc = body.get("generationConfig") or {}
@@ -531,6 +836,7 @@ class EmulatorState:
             if error_times is None or self.times_seen(fault_key) < error_times:
                 err = injected_error(error_code, model, version)
                 err.delay = delay  # type: ignore[attr-defined]
+                self.note_marker_error()
                 raise err
 
         # ---- no seed: the n-th answer to this exact request uses seed n --------------
@@ -569,8 +875,12 @@ class EmulatorState:
             model_lp = bank.model_for(model)
             cands = []
             total = 0
+            pad_to = self.pad_to_tokens
             for j in range(n):
-                trace = cut_at_stops(model_lp, pick_trace(bank, model, prompt, clean, qi, seed, j, greedy), stops)
+                trace = pick_trace(bank, model, prompt, clean, qi, seed, j, greedy, pad_to)
+                if markers.echo_key:
+                    trace = model_lp.make_trace(echo_key_text(api_key) + trace.text)
+                trace = cut_at_stops(model_lp, trace, stops)
                 text, tokens, chosen = trace.text, trace.tokens, trace.chosen
                 trace_json = trace.chosen_json_prefix
                 finish = "STOP"
@@ -677,8 +987,11 @@ class _Handler(BaseHTTPRequestHandler):
         state.record(entry)
         delay = state.latency_ms / 1000.0
         if openai_api.is_openai_route(self.command, url.path):
-            code, payload, headers, extra = openai_api.handle(state, self.command, url.path, entry)
+            auth = (self.headers.get("Authorization") or "").strip()
+            code, payload, headers, extra = openai_api.handle(
+                state, self.command, url.path, entry, api_key=auth[7:].strip() if auth[:7].lower() == "bearer " else "")
             entry["status"] = code
+            state.count(code)
             delay += extra
             if delay > 0:
                 time.sleep(delay)
@@ -701,6 +1014,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, "NOT_FOUND", f"Method not found: {action} (the emulator serves generateContent).")
             key = self.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
             resource = None
+            credential = key
             if vm is None:
                 if not key.strip():
                     raise api_key_invalid()
@@ -710,13 +1024,23 @@ class _Handler(BaseHTTPRequestHandler):
                 # the project-scoped path needs an OAuth 2 token; express mode also takes a key
                 if not bearer and (project is not None or not key.strip()):
                     raise vertex_unauthenticated(url.path)
+                credential = bearer or key
                 resource = f"publishers/google/models/{model}"
                 if project is not None:
                     resource = f"projects/{project}/locations/{location}/{resource}"
-            if not isinstance(entry["body"], dict):
+            body = camelize(entry["body"]) if isinstance(entry["body"], dict) else None
+            if state.server_faults:  # rate limit, then fail rate (see EmulatorState.admit)
+                canonical = None if body is None else json.dumps(
+                    body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                verdict = state.admit(url.path, canonical)
+                if verdict is not None:
+                    if verdict[0] == "rate_limited":
+                        raise quota_exceeded(model, state.rate_limit_rpm, verdict[1])
+                    raise injected_error(int(verdict[1]), model, version)
+            if body is None:
                 raise invalid("Invalid JSON payload received. Expected a JSON object as the request body.")
-            body = camelize(entry["body"])
-            payload, extra = state.generate(model, version, body, path=url.path, vertex_resource=resource)
+            payload, extra = state.generate(model, version, body, path=url.path, vertex_resource=resource,
+                                            api_key=credential)
             if "enum-encoding=int" in query.get("$alt", [""])[0]:
                 payload = ints_for_enums(payload)
             code = 200
@@ -728,6 +1052,7 @@ class _Handler(BaseHTTPRequestHandler):
             code = 500
             payload = ApiError(500, "INTERNAL", f"rlhf-eval emulator bug: {type(e).__name__}: {e}").body()
         entry["status"] = code
+        state.count(code)
         if delay > 0:
             time.sleep(delay)
         self._send(code, payload)
@@ -736,6 +1061,7 @@ class _Handler(BaseHTTPRequestHandler):
 class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog: many clients may connect at once (default 5)
 
     def __init__(self, address: tuple[str, int], state: EmulatorState):
         self.state = state

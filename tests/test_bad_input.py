@@ -1,0 +1,543 @@
+"""A corpus of bad input (tests/bad_input/): every mistake reads as ONE line naming file:line, what
+is wrong and what to do, and the run stops before sampling anything. Never a traceback, never a
+pydantic dump.
+
+Each case is a small real file. The expected message is compared for equality, after a chdir to
+tests/bad_input (messages show paths relative to the working directory).
+
+Messages the corpus found inadequate are in INADEQUATE: their expected line is the *proposed*
+one and the case is a strict xfail, so it starts failing (XPASS) the moment the product says it,
+and the mark can be removed.
+"""
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import GSM8K_TEST, TEST_KEY
+from rlhf_eval import Backends, SuiteError, evaluate_question, load_suite, sample_question
+from rlhf_eval.recording import CassetteProblem
+from rlhf_eval.suite import looks_like_suite
+
+BAD = Path(__file__).resolve().parent / "bad_input"
+ABS = "<BAD>"  # stands for the absolute path of tests/bad_input in a few messages
+HAVE_LIBYAML = hasattr(yaml, "CSafeLoader")  # PyYAML's wording of syntax errors depends on it
+WORDED_BY_LIBYAML = {"yaml_unclosed_bracket.yaml", "yaml_bad_indentation.yaml", "yaml_tab_indentation.yaml",
+                     "yaml_unterminated_quote.yaml", "control_character.yaml"}
+
+# file under tests/bad_input → the exact line load_suite raises
+CASES = {
+    # --- YAML syntax (wording from libyaml) ---
+    "yaml_unclosed_bracket.yaml": "yaml_unclosed_bracket.yaml:3: invalid YAML: did not find expected ',' or ']'",
+    "yaml_bad_indentation.yaml":
+        "yaml_bad_indentation.yaml:4: invalid YAML: mapping values are not allowed in this context",
+    "yaml_tab_indentation.yaml":
+        "yaml_tab_indentation.yaml:3: invalid YAML: a tab character indents this line; indent with spaces",
+    "yaml_unterminated_quote.yaml":
+        "yaml_unterminated_quote.yaml:5: invalid YAML: the quoted string that starts here is never closed "
+        "(the parser ran on to line 7); close the quote",
+    "duplicate_yaml_key.yaml": "duplicate_yaml_key.yaml:5: duplicate key 'temperature'",
+    "control_character.yaml":
+        "control_character.yaml:5: invalid YAML: unacceptable character #x001b: control characters are not allowed",
+    # --- not a mapping at all ---
+    "doc_is_list.yaml":
+        "doc_is_list.yaml:1: a suite must be a YAML mapping with `suite`, `model`, `samples` and `questions`",
+    "doc_is_scalar.yaml":
+        "doc_is_scalar.yaml:1: a suite must be a YAML mapping with `suite`, `model`, `samples` and `questions`",
+    "empty.yaml": "empty.yaml:1: a suite must be a YAML mapping with `suite`, `model`, `samples` and `questions`",
+    "comments_only.yaml":
+        "comments_only.yaml:1: a suite must be a YAML mapping with `suite`, `model`, `samples` and `questions`",
+    # --- wrong types ---
+    "type_samples_word.yaml": "type_samples_word.yaml:4: samples: expected an integer, got 'eight'",
+    "type_samples_float.yaml": "type_samples_float.yaml:4: samples: expected an integer, got 2.5",
+    "type_temperature_word.yaml": "type_temperature_word.yaml:4: model.temperature: expected a number, got 'hot'",
+    "type_logprobs_word.yaml": "type_logprobs_word.yaml:4: model.logprobs: expected true or false, got 'maybe'",
+    "type_model_is_string.yaml": "type_model_is_string.yaml:2: model: expected a mapping, got 'gemini-2.0-flash'",
+    "type_questions_is_string.yaml":
+        "type_questions_is_string.yaml:5: questions: expected a mapping, got 'data/questions.jsonl'",
+    "type_answer_is_list.yaml": "type_answer_is_list.yaml:8: questions[0] (a).answer: must be a string or a number",
+    "threshold_bound_not_mapping.yaml":
+        "threshold_bound_not_mapping.yaml:6: thresholds.accuracy: expected a mapping, got 0.5",
+    # --- out of range ---
+    "range_temperature_3.yaml":
+        "range_temperature_3.yaml:4: model.temperature: Input should be less than or equal to 2",
+    "range_samples_0.yaml": "range_samples_0.yaml:4: samples: Input should be greater than or equal to 1",
+    "range_top_logprobs_25.yaml":
+        "range_top_logprobs_25.yaml:5: model.top_logprobs: Input should be less than or equal to 20",
+    "range_candidates_9.yaml":
+        "range_candidates_9.yaml:4: model.candidates_per_request: Input should be less than or equal to 8",
+    # --- unknown keys, with the suggestion ---
+    "unknown_key_top.yaml": "unknown_key_top.yaml:4: sampels: unknown key (did you mean 'samples'?)",
+    "unknown_key_model.yaml": "unknown_key_model.yaml:4: model.temprature: unknown key (did you mean 'temperature'?)",
+    "unknown_key_dpo.yaml": "unknown_key_dpo.yaml:7: dpo.pairng: unknown key (did you mean 'pairing'?)",
+    "unknown_key_grpo.yaml": "unknown_key_grpo.yaml:6: grpo.scale_reward: unknown key (did you mean 'scale_rewards'?)",
+    "unknown_key_bound.yaml": "unknown_key_bound.yaml:7: thresholds.accuracy.mn: unknown key (did you mean 'min'?)",
+    "unknown_key_question.yaml":
+        "unknown_key_question.yaml:9: questions[0] (a): unknown key 'threshholds' (did you mean 'thresholds'?); "
+        "extra question fields must appear in the prompt as {threshholds}",
+    "unknown_key_source.yaml":
+        "unknown_key_source.yaml:7: questions.answer_feild: unknown key (did you mean 'answer_field'?)",
+    "unknown_provider.yaml":
+        "unknown_provider.yaml:3: model.provider: expected 'gemini', 'openai' or 'gemini-legacy', got 'anthropic'",
+    # --- missing required fields ---
+    "missing_suite.yaml": "missing_suite.yaml:1: suite: required key is missing",
+    "missing_model.yaml": "missing_model.yaml:1: model: required key is missing",
+    "missing_model_name.yaml": "missing_model_name.yaml:2: model.name: required key is missing",
+    "missing_samples.yaml": "missing_samples.yaml:1: samples: required key is missing",
+    "missing_questions.yaml": "missing_questions.yaml:1: questions: required key is missing",
+    "missing_question_answer.yaml": "missing_question_answer.yaml:9: questions[1] (b).answer: required key is missing",
+    "missing_question_question.yaml":
+        "missing_question_question.yaml:6: questions[0] (a).question: required key is missing",
+    "missing_question_id.yaml": "missing_question_id.yaml:6: questions[0].id: required key is missing",
+    "empty_questions.yaml": "empty_questions.yaml:5: the suite has no questions",
+    # --- duplicates ---
+    "duplicate_id_inline.yaml":
+        "duplicate_id_inline.yaml:9: duplicate question id 'ducks' (first at line 6); ids must be unique within a suite",
+    "duplicate_id_jsonl.yaml":
+        "data/duplicate_ids.jsonl:4: duplicate question id 'q1' (first at line 1); ids must be unique within a suite",
+    # --- thresholds ---
+    "threshold_min_gt_max.yaml": "threshold_min_gt_max.yaml:6: thresholds.accuracy: impossible threshold: min 0.9 > max 0.1",
+    "threshold_empty_bound.yaml": "threshold_empty_bound.yaml:6: thresholds.spread: a threshold needs min and/or max",
+    "threshold_on_sideways.yaml":
+        "threshold_on_sideways.yaml:6: thresholds.accuracy.on: expected 'point', 'lower' or 'upper', got 'middle'",
+    "unknown_metric_question.yaml":
+        "unknown_metric_question.yaml:10: questions[0] (a).thresholds.acuracy: unknown metric (did you mean 'accuracy'?); "
+        "known: accuracy, pass_at_k, maj_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, spread, "
+        "nonzero_advantages, mean_logp, mean_tokens, correct, incorrect, unparsable, blocked, truncated, error",
+    "unknown_metric_suite.yaml":
+        "unknown_metric_suite.yaml:6: suite_thresholds.frac_zero_sprd: unknown metric (did you mean 'frac_zero_spread'?); "
+        "known: accuracy, pass_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, frac_zero_spread, "
+        "mean_spread, questions_failed",
+    "question_metric_in_suite_thresholds.yaml":
+        "question_metric_in_suite_thresholds.yaml:6: suite_thresholds.spread: unknown metric (did you mean "
+        "'mean_spread'?); known: accuracy, pass_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, "
+        "frac_zero_spread, mean_spread, questions_failed",
+    "on_lower_no_interval.yaml":
+        "on_lower_no_interval.yaml:6: thresholds.pairs.on: pairs has no interval; `on: lower` works for accuracy, "
+        "reward_accuracy, mean_margin, spread",
+    "on_lower_quoted.yaml":
+        "on_lower_quoted.yaml:6: thresholds.pairs.on: pairs has no interval; `on: lower` works for accuracy, "
+        "reward_accuracy, mean_margin, spread",
+    # --- verifiers ---
+    "unknown_verifier.yaml": "unknown_verifier.yaml:5: verifier: unknown verifier 'numerik'; did you mean 'numeric'?",
+    "unknown_verifier_option.yaml":
+        "unknown_verifier_option.yaml:5: verifier: numeric verifier: unknown option 'tolerence'; known: abs_tol, rel_tol",
+    "unknown_question_verifier_option.yaml":
+        "unknown_question_verifier_option.yaml:9: questions[0] (a).verifier: numeric verifier: unknown option "
+        "'abs_tolerance'; did you mean 'abs_tol'?",
+    "verifier_option_wrong_type.yaml":
+        "verifier_option_wrong_type.yaml:5: verifier: numeric verifier: option 'rel_tol' must be int or float, "
+        "got str 'tiny'",
+    "regex_bad_pattern.yaml":
+        "regex_bad_pattern.yaml:5: verifier: regex verifier: bad pattern 'Answer: (?P<answer>[A-D]': missing ), "
+        "unterminated subpattern at position 8",
+    "regex_missing_pattern.yaml": "regex_missing_pattern.yaml:5: verifier: regex verifier: option 'pattern' is required",
+    "bad_answer_regex.yaml":
+        "bad_answer_regex.yaml:7: questions.answer_regex: answer_regex does not compile: missing ), unterminated "
+        "subpattern at position 7",
+    "numeric_answer_unreadable.yaml":
+        "numeric_answer_unreadable.yaml:7: question 'b': answer 'lots': numeric verifier: reference 'lots' contains "
+        "no number",
+    "empty_answer.yaml": "empty_answer.yaml:6: question 'a' has an empty answer",
+    # --- JSONL sources ---
+    "jsonl_missing_file.yaml":
+        f"jsonl_missing_file.yaml:6: questions.source: no file 'data/no_such_file.jsonl' "
+        f"(looked for {ABS}/data/no_such_file.jsonl)",
+    "jsonl_malformed_line.yaml": "data/malformed.jsonl:3: not valid JSON: Expecting ',' delimiter",
+    "jsonl_missing_question_field.yaml":
+        "data/no_question_field.jsonl:2: no field 'question'; set questions.question_field in the suite",
+    "jsonl_missing_answer_field.yaml":
+        "data/no_answer_field.jsonl:1: no field 'solution' (did you mean 'solutions'?); set questions.answer_field "
+        "in the suite",
+    "jsonl_row_not_object.yaml": "data/row_not_object.jsonl:2: each line must be a JSON object",
+    "jsonl_question_not_string.yaml":
+        "data/question_not_string.jsonl:2: question: expected a string, got {'text': 'What is 2+2?'}",
+    "jsonl_answer_regex_no_match.yaml":
+        "data/good.jsonl:1: answer_regex '####\\\\s*(.+)' does not match the answer '2'",
+    "jsonl_id_with_slash.yaml":
+        "data/slash_ids.jsonl:2: question id '../q2' must be letters, digits, '.', '_' or '-' (it names the cassette file)",
+    "jsonl_prompt_missing_field.yaml":
+        "data/good.jsonl:1: prompt uses {topic} but question 'good-0000' has no field 'topic'; add it to the question "
+        "or remove it from the prompt",
+    "jsonl_empty.yaml": "jsonl_empty.yaml:5: the suite has no questions",
+    # --- prompts ---
+    "prompt_missing_field.yaml":
+        "prompt_missing_field.yaml:8: prompt uses {topic} but question 'b' has no field 'topic'; add it to the "
+        "question or remove it from the prompt",
+    "prompt_without_question.yaml":
+        "prompt_without_question.yaml:5: prompt has no {question} placeholder; add it where the question goes",
+    "prompt_uses_answer.yaml":
+        "prompt_uses_answer.yaml:5: prompt uses {answer}: the ground truth must never reach the model; write "
+        "{{answer}} for literal braces",
+    # --- ids and names ---
+    "id_with_space.yaml":
+        "id_with_space.yaml:6: question id 'question one' must be letters, digits, '.', '_' or '-' (it names the "
+        "cassette file)",
+    "id_with_slash.yaml":
+        "id_with_slash.yaml:7: question id 'gsm8k/0001' must be letters, digits, '.', '_' or '-' (it names the "
+        "cassette file)",
+    "suite_name_with_space.yaml":
+        "suite_name_with_space.yaml:1: suite: must be letters, digits, '.', '_' or '-' (it names the cassette folder)",
+    # --- provider-specific ---
+    "openai_completions_no_max_tokens.yaml":
+        "openai_completions_no_max_tokens.yaml:2: model: endpoint completions needs max_output_tokens (servers "
+        "default to 16 tokens)",
+    "vertex_non_gemini.yaml": "vertex_non_gemini.yaml:2: model: vertex is only for provider gemini",
+    "top_logprobs_without_logprobs.yaml": "top_logprobs_without_logprobs.yaml:2: model: top_logprobs needs logprobs: true",
+    "length_normalized_with_reference.yaml":
+        "length_normalized_with_reference.yaml:6: dpo: length_normalized (SimPO) is reference-free; set reference: none",
+    "legacy_thinking_budget.yaml":
+        "legacy_thinking_budget.yaml:2: model: google-generativeai cannot send thinking_budget; use provider gemini",
+    "reference_template_without_prompt.yaml":
+        "reference_template_without_prompt.yaml:10: dpo.reference.template: template must contain {prompt}",
+    "dpo_reference_unknown_provider.yaml":
+        "dpo_reference_unknown_provider.yaml:8: dpo.reference.provider: expected 'openai' or 'hf', got 'vllm'",
+    # --- encodings ---
+    "non_utf8_suite.yaml": "non_utf8_suite.yaml:5: not UTF-8 text; save the suite as UTF-8",
+    "utf16_suite.yaml": "utf16_suite.yaml:1: not UTF-8 text; save the suite as UTF-8",
+    "non_utf8_jsonl.yaml": "data/latin1.jsonl:3: not UTF-8 text; save the file as UTF-8",
+}
+
+# Cases whose current message is inadequate (see the module docstring): file → what is wrong today.
+INADEQUATE = {
+    "yaml_unterminated_quote.yaml": "says line 7 'did not find expected key'; the unclosed quote is on line 5",
+}
+
+# Files that look wrong but are accepted: what YAML and pydantic make of them.
+ACCEPTED = {
+    "accepted_logprobs_yes_unquoted.yaml": True,  # `logprobs: yes` is a YAML 1.1 boolean
+    "accepted_logprobs_yes_quoted.yaml": True,  # `logprobs: "yes"` is a string pydantic (lax mode) reads as true
+}
+
+# question id of tests/bad_input/corrupt_cassettes.yaml → the CassetteProblem line (replay, mode none)
+CASSETTE = "cassettes/corrupt_cassettes"
+CASSETTE_CASES = {
+    "truncated": f"{CASSETTE}/truncated.yaml: corrupt cassette (ScannerError: while scanning a quoted scalar); "
+                 "delete it and re-record",
+    "truncated_json": f"{CASSETTE}/truncated_json.yaml: corrupt cassette (ParserError: while parsing a flow node); "
+                      "delete it and re-record",
+    "string_content": f"{CASSETTE}/string_content.yaml: corrupt cassette (it holds a string, not a mapping with "
+                      "'interactions'); delete it and re-record",
+    "no_response": f"{CASSETTE}/no_response.yaml: corrupt cassette (interaction 1 lacks a request or a response); "
+                   "delete it and re-record",
+    "non_utf8": f"{CASSETTE}/non_utf8.yaml: cannot read cassette ('utf-8' codec can't decode byte 0xe9 in position "
+                "230: invalid continuation byte); delete it and re-record",
+    "no_interactions_key": f"{CASSETTE}/no_interactions_key.yaml: corrupt cassette (no 'interactions' list); "
+                           "delete it and re-record",
+    "empty_interactions": f"cassette {CASSETTE}/empty_interactions.yaml holds no requests",
+    "body_not_json": f"{CASSETTE}/body_not_json.yaml: corrupt cassette (the response to request 1 is not JSON: "
+                     "'<html><body>502 Bad Gateway</body></html>'); delete it and re-record",
+    "status_not_int": f"{CASSETTE}/status_not_int.yaml: corrupt cassette (interaction 1: response status code 'OK' "
+                      "is not a number); delete it and re-record",
+}
+CASSETTE_INADEQUATE: dict[str, str] = {}
+
+
+def expected(name: str, base: Path = BAD) -> str:
+    return CASES[name].replace(ABS, str(base))
+
+
+def _param(name, inadequate):
+    if name in inadequate:
+        return pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
+                                                          reason=f"inadequate message: {inadequate[name]}"))
+    return name
+
+
+@pytest.fixture
+def in_bad_input(monkeypatch):
+    monkeypatch.chdir(BAD)
+
+
+def suite_error(path) -> str:
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    return str(info.value)
+
+
+def assert_one_plain_line(message: str) -> None:
+    assert "\n" not in message and "\r" not in message, message
+    assert "Traceback" not in message and "pydantic" not in message.lower(), message
+    assert len(message) < 600, f"{len(message)} characters: {message[:200]}…"
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus through load_suite
+# ---------------------------------------------------------------------------------------------
+
+def test_the_corpus_is_complete():
+    files = {p.name for p in BAD.glob("*.yaml")} - {"corrupt_cassettes.yaml"}
+    assert files == set(CASES) | set(ACCEPTED), "every file in tests/bad_input needs an expected line"
+    assert len(CASES) >= 36
+    assert set(INADEQUATE) <= set(CASES) and set(CASSETTE_INADEQUATE) <= set(CASSETTE_CASES)
+    referenced = {m for p in BAD.glob("*.yaml")
+                  for m in re.findall(r"data/[\w.]+\.jsonl", p.read_bytes().decode("latin-1"))}
+    assert {f"data/{p.name}" for p in (BAD / "data").glob("*.jsonl")} <= referenced, "an unused data file"
+    cassettes = {p.stem for p in (BAD / CASSETTE).glob("*.yaml")}
+    assert cassettes == set(CASSETTE_CASES)
+
+
+@pytest.mark.parametrize("name", [_param(n, INADEQUATE) for n in CASES])
+def test_bad_suite_gives_its_exact_line(name, in_bad_input):
+    if name in WORDED_BY_LIBYAML and not HAVE_LIBYAML:
+        pytest.skip("PyYAML without libyaml words syntax errors differently")
+    assert suite_error(name) == expected(name)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_message_is_one_plain_line_naming_the_file(name, in_bad_input):
+    message = suite_error(name)
+    assert_one_plain_line(message)
+    where = expected(name).split(": ", 1)[0].split(":")[0]  # the file the expected line names
+    assert message.startswith(where + ":"), message
+
+
+@pytest.mark.parametrize("name", ACCEPTED)
+def test_what_yaml_makes_of_yes(name, in_bad_input):
+    assert load_suite(name).spec.model.logprobs is ACCEPTED[name]
+
+
+def test_messages_do_not_depend_on_the_working_directory(monkeypatch, tmp_path):
+    """From elsewhere, the same line with the path as given (relative to that directory)."""
+    monkeypatch.chdir(BAD.parent)
+    assert suite_error("bad_input/unknown_key_model.yaml") == "bad_input/" + CASES["unknown_key_model.yaml"]
+    assert suite_error("bad_input/duplicate_id_jsonl.yaml") == "bad_input/" + CASES["duplicate_id_jsonl.yaml"]
+    monkeypatch.chdir(tmp_path)  # not under the working directory: the path as given
+    assert suite_error(BAD / "unknown_key_model.yaml") == f"{BAD}/" + CASES["unknown_key_model.yaml"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Huge files: the right line, and quickly
+# ---------------------------------------------------------------------------------------------
+
+HEAD = "suite: huge\nmodel:\n  name: gemini-2.0-flash\nsamples: 2\nquestions:\n"
+QUESTION = ('  - id: q{i:06d}\n    question: "Natalia sold clips to {i} of her friends in April, and then she sold '
+            'half as many clips in May. How many clips did Natalia sell altogether in April and May?"\n'
+            '    answer: {a}\n')
+
+
+def huge_suite(size: int = 5_000_000) -> tuple[list[str], int]:
+    """The lines of a valid suite of about `size` bytes, and its number of questions."""
+    parts, total, i = [HEAD], len(HEAD), 0
+    while total < size:
+        parts.append(QUESTION.format(i=i, a=i * 3 // 2))
+        total += len(parts[-1])
+        i += 1
+    return "".join(parts).splitlines(), i
+
+
+def timed_error(path: Path, measured: Path | None = None) -> tuple[str, float]:
+    """The error and the CPU seconds load_suite took (CPU, not wall time: a busy CI machine or
+    parallel workers would otherwise make the bound flaky)."""
+    start, wall = time.process_time(), time.perf_counter()
+    message = suite_error(path)
+    seconds = time.process_time() - start
+    measured = measured or path
+    print(f"\n{measured.name} ({measured.stat().st_size / 1e6:.1f} MB): error after {seconds:.2f} s CPU, "
+          f"{time.perf_counter() - wall:.2f} s wall")
+    return message, seconds
+
+
+def test_huge_suite_names_the_right_line_quickly(tmp_path, monkeypatch, record_property):
+    monkeypatch.chdir(tmp_path)
+    lines, n = huge_suite()
+    first = lines.index("  - id: q000010") + 1
+    dup = lines.index(f"  - id: q{n - 3:06d}")  # 0-based: near the end
+    lines[dup] = "  - id: q000010"
+    path = tmp_path / "huge.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size >= 5_000_000
+    message, seconds = timed_error(path)
+    record_property("huge_suite_cpu_seconds", seconds)
+    assert message == (f"huge.yaml:{dup + 1}: duplicate question id 'q000010' (first at line {first}); "
+                       "ids must be unique within a suite")
+    assert seconds < 5.0
+
+
+def test_huge_suite_schema_error_near_the_end(tmp_path, monkeypatch):
+    """An error pydantic finds (not the expansion loop) is mapped back to its line too."""
+    monkeypatch.chdir(tmp_path)
+    lines, n = huge_suite()
+    bad = lines.index(f"  - id: q{n - 2:06d}")
+    assert lines[bad + 2].startswith("    answer: ")
+    lines[bad + 2] = lines[bad + 2].replace("answer:", "answr:")
+    (tmp_path / "huge.yaml").write_text("\n".join(lines) + "\n")
+    message, seconds = timed_error(tmp_path / "huge.yaml")
+    assert message == f"huge.yaml:{bad + 1}: questions[{n - 2}] (q{n - 2:06d}).answer: required key is missing"
+    assert seconds < 5.0
+
+
+def test_huge_jsonl_names_the_right_line_quickly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    row = '{{"question": "Natalia sold clips to {i} of her friends. How many clips in all?", "answer": "#### {i}"}}\n'
+    rows = [row.format(i=i) for i in range(60_000)]
+    rows[-7] = rows[-7].replace('", "answer"', '" "answer"')
+    (tmp_path / "rows.jsonl").write_text("".join(rows))
+    (tmp_path / "s.yaml").write_text("suite: s\nmodel: {name: gemini-2.0-flash}\nsamples: 2\n"
+                                     "questions: {source: rows.jsonl}\n")
+    assert (tmp_path / "rows.jsonl").stat().st_size >= 5_000_000
+    message, seconds = timed_error(tmp_path / "s.yaml", tmp_path / "rows.jsonl")
+    assert message == f"rows.jsonl:{60_000 - 6}: not valid JSON: Expecting ',' delimiter"
+    assert seconds < 5.0
+
+
+def test_a_huge_single_line_does_not_hide_the_next_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    long = "What is 1+1? " + "Consider it carefully. " * 100_000  # 2.3 MB on one line
+    (tmp_path / "s.yaml").write_text(
+        "suite: s\nmodel: {name: gemini-2.0-flash}\nsamples: 2\nquestions:\n"
+        f'  - {{id: a, question: "{long}", answer: 2}}\n  - {{id: a, question: q, answer: 3}}\n')
+    message, seconds = timed_error(tmp_path / "s.yaml")
+    assert message == "s.yaml:6: duplicate question id 'a' (first at line 5); ids must be unique within a suite"
+    assert seconds < 2.0
+
+
+def test_a_huge_wrong_value_is_shown_shortened(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text("suite: s\nmodel: {name: gemini-2.0-flash}\nsamples: '" + "x" * 2_000_000
+                                     + "'\nquestions:\n  - {id: a, question: q, answer: 1}\n")
+    message = suite_error(tmp_path / "s.yaml")
+    assert message.startswith("s.yaml:3: samples: expected an integer, got 'xxxxxxxx")
+    assert_one_plain_line(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Corrupt cassettes (replay, mode none)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("qid", [_param(q, CASSETTE_INADEQUATE) for q in CASSETTE_CASES])
+def test_corrupt_cassette_is_one_line(qid, in_bad_input, offline):
+    suite = load_suite("corrupt_cassettes.yaml")
+    try:
+        evaluate_question(suite, qid, cassette_dir="cassettes")
+    except CassetteProblem as exc:
+        message = str(exc)
+    except Exception as exc:  # anything else is a traceback under pytest
+        raise AssertionError(f"{type(exc).__name__} instead of CassetteProblem: {exc}") from exc
+    else:
+        raise AssertionError("the corrupt cassette replayed")
+    assert message == CASSETTE_CASES[qid]
+    assert_one_plain_line(message)
+
+
+def test_sample_question_reports_the_corrupt_cassette_too(in_bad_input, offline):
+    suite = load_suite("corrupt_cassettes.yaml")
+    backends = Backends.for_suite(suite, replay=True)
+    with pytest.raises(CassetteProblem) as info:
+        sample_question(suite, suite.question("truncated"), backends, cassette_dir=BAD / "cassettes")
+    assert str(info.value) == CASSETTE_CASES["truncated"]  # an absolute cassette dir is shown relative
+
+
+# ---------------------------------------------------------------------------------------------
+# Through pytest (pytester, in process)
+# ---------------------------------------------------------------------------------------------
+
+GOOD_SUITE = ("suite: good\nmodel: {name: gemini-2.0-flash, logprobs: true}\nsamples: 2\n"
+              f"questions:\n  source: {GSM8K_TEST}\n  limit: 2\n")
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makeini("[pytest]\n")  # pins the rootdir, so cassettes go to <tmp>/cassettes
+    return pytester
+
+
+def run(pytester, *args):
+    return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+
+def plugin_collects(path: Path) -> bool:
+    """What pytest_collect_file decides for a YAML file (a `suite:` key in its first 64 KiB)."""
+    return looks_like_suite(path.read_bytes()[:65536].decode("utf-8", "replace"))
+
+
+def test_collection_errors_one_line_each_then_interrupted(project):
+    (project.path / "data").mkdir()
+    for p in (BAD / "data").glob("*.jsonl"):
+        shutil.copy(p, project.path / "data" / p.name)
+    copied = [n for n in CASES if n not in INADEQUATE and n != "utf16_suite.yaml"]
+    for name in copied:
+        shutil.copy(BAD / name, project.path / name)
+    (project.path / "good.yaml").write_text(GOOD_SUITE)
+    collected = [n for n in copied if plugin_collects(BAD / n)]
+    ignored = [n for n in copied if n not in collected]
+    assert ignored == ["doc_is_list.yaml", "doc_is_scalar.yaml", "empty.yaml", "comments_only.yaml",
+                       "missing_suite.yaml"]  # no `suite:` key: not a suite, left alone like any YAML file
+    result = run(project)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    assert "Traceback" not in out and "pydantic" not in out.lower()
+    assert f"Interrupted: {len(collected)} errors during collection" in out
+    for name in collected:
+        line = expected(name, project.path.resolve())
+        assert result.stdout.lines.count(line) == 1, f"{name}: {line!r} not shown exactly once"
+    for name in ignored:
+        assert not re.search(rf"(?<![\w/]){re.escape(name)}", out), name
+    assert "good.yaml" not in out  # a good suite among them is collected without complaint
+
+
+def test_a_utf16_suite_is_reported_not_skipped(project):
+    shutil.copy(BAD / "utf16_suite.yaml", project.path / "utf16_suite.yaml")
+    result = run(project)
+    assert CASES["utf16_suite.yaml"] in result.stdout.lines
+
+
+def corrupt_cassette_project(project, names):
+    """corrupt_cassettes.yaml plus two good questions, recorded; then `names`' corrupt cassettes copied in."""
+    text = (BAD / "corrupt_cassettes.yaml").read_text()
+    text += ('  - {id: good-1, question: "What is 20 plus 22?", answer: 42}\n'
+             '  - {id: good-2, question: "What is 3 times 5?", answer: 15}\n')
+    project.makefile(".yaml", corrupt_cassettes=text)
+    run(project, "--rlhf-record-mode=once", "-k", "good").assert_outcomes(passed=2)
+    folder = project.path / CASSETTE
+    assert sorted(p.name for p in folder.iterdir()) == ["good-1.yaml", "good-2.yaml"]
+    for name in names:
+        shutil.copy(BAD / CASSETTE / f"{name}.yaml", folder / f"{name}.yaml")
+    return "good or " + " or ".join(names)
+
+
+def replay_offline(monkeypatch):
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("GEMINI_API_KEY")
+
+
+def test_a_corrupt_cassette_fails_its_item_only(project, live, monkeypatch):
+    names = [q for q in CASSETTE_CASES if q not in CASSETTE_INADEQUATE]
+    selection = corrupt_cassette_project(project, names)
+    replay_offline(monkeypatch)
+    result = run(project, "-k", selection)
+    result.assert_outcomes(passed=2, failed=len(names))
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    for qid in names:
+        line = f"corrupt_cassettes.yaml::{qid}: {CASSETTE_CASES[qid]}"
+        if qid == "empty_interactions":  # under pytest the line ends with the command that re-records
+            line += (f"; re-record with: GEMINI_API_KEY=<your key> pytest corrupt_cassettes.yaml::{qid} "
+                     "--rlhf-record-mode=once")
+        assert result.stdout.lines.count(line) == 1, f"{qid}: {line!r}\n{out}"
+    result.stdout.fnmatch_lines(["*corrupt_cassettes*good-1*pass*", "*corrupt_cassettes*good-2*pass*"])
+
+
+def test_a_damaged_response_in_a_cassette_is_one_line_under_pytest(project, live, monkeypatch):
+    names = ["body_not_json", "status_not_int"]
+    selection = corrupt_cassette_project(project, names)
+    replay_offline(monkeypatch)
+    result = run(project, "-k", selection)
+    result.assert_outcomes(passed=2, failed=2)
+    assert "Traceback" not in result.stdout.str() and "JSONDecodeError" not in result.stdout.str()
+    for qid in names:
+        assert f"corrupt_cassettes.yaml::{qid}: {CASSETTE_CASES[qid]}" in result.stdout.lines
+
+
+def test_following_the_hint_for_an_empty_cassette_fixes_it(project, live, monkeypatch):
+    selection = corrupt_cassette_project(project, ["empty_interactions"])
+    monkeypatch.delenv("GEMINI_API_KEY")
+    failed = run(project, "-k", selection)
+    failed.assert_outcomes(passed=2, failed=1)
+    hint = re.search(r"re-record with: GEMINI_API_KEY=<your key> pytest (\S+) (--rlhf-record-mode=\w+)",
+                     failed.stdout.str())
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    run(project, hint.group(1), hint.group(2)).assert_outcomes(passed=1)
