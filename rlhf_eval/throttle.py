@@ -54,10 +54,10 @@ class RateLimiter:
                 now = self._clock()
                 self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                if self._tokens >= 1.0 - 1e-9:  # a float hair short of a token is a token
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return
-                wait = (1.0 - self._tokens) / self.rate
+                wait = max((1.0 - self._tokens) / self.rate, 1e-6)
             self._sleep(wait)
 
 

@@ -1,6 +1,10 @@
 import os
 from pathlib import Path
 
+import json
+import subprocess
+import sys
+
 import google.genai  # noqa: F401  (see below)
 import numpy.fft  # noqa: F401
 import pytest
@@ -41,3 +45,23 @@ def offline(monkeypatch):
     monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+
+
+@pytest.fixture
+def project(pytester):
+    """An in-process pytest project; the ini file pins the rootdir, so cassettes go to <tmp>/cassettes."""
+    pytester.makeini("[pytest]\n")
+    return pytester
+
+
+@pytest.fixture(scope="session")
+def shipped_report(tmp_path_factory):
+    """The shipped suites replayed from the shipped cassettes in a subprocess, with no key and no
+    network (a base URL where nothing listens): (report JSON, stdout)."""
+    out = tmp_path_factory.mktemp("shipped") / "report.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["RLHF_EVAL_GEMINI_BASE_URL"] = "http://127.0.0.1:9"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "-q",
+                           f"--rlhf-report-json={out}"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout

@@ -439,12 +439,6 @@ GOOD_SUITE = ("suite: good\nmodel: {name: gemini-2.0-flash, logprobs: true}\nsam
               f"questions:\n  source: {GSM8K_TEST}\n  limit: 2\n")
 
 
-@pytest.fixture
-def project(pytester):
-    pytester.makeini("[pytest]\n")  # pins the rootdir, so cassettes go to <tmp>/cassettes
-    return pytester
-
-
 def run(pytester, *args):
     return pytester.runpytest("-p", "no:cacheprovider", *args)
 

@@ -6,12 +6,6 @@ import pytest
 from test_plugin import metrics_of, report_json, run, suite_yaml
 
 
-@pytest.fixture
-def project(pytester):
-    pytester.makeini("[pytest]\n")
-    return pytester
-
-
 def significant(comparison, suite="demo"):
     s = next(s for s in comparison["suites"] if s["name"] == suite)
     return {m: e["worse"] for m, e in s["aggregates"].items() if e["significant"]}

@@ -28,12 +28,6 @@ def suite_yaml(name="demo", *, model="gemini-2.0-flash", logprobs=True, samples=
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 
-@pytest.fixture
-def project(pytester):
-    pytester.makeini("[pytest]\n")  # pins the rootdir, so cassettes go to <tmp>/cassettes
-    return pytester
-
-
 def run(pytester, *args):
     return pytester.runpytest("-p", "no:cacheprovider", *args)
 

@@ -8,21 +8,6 @@ import pytest
 from conftest import REPO
 
 
-@pytest.fixture(scope="module")
-def shipped_report(tmp_path_factory):
-    """Replay the shipped suites from the shipped cassettes in a subprocess with no key and no network."""
-    out = tmp_path_factory.mktemp("report") / "report.json"
-    import subprocess
-    import sys
-    import os
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
-    env["RLHF_EVAL_GEMINI_BASE_URL"] = "http://127.0.0.1:9"  # nothing listens: any network use would fail
-    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "-q",
-                           f"--rlhf-report-json={out}"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(out.read_text()), proc.stdout
-
-
 def test_shipped_suites_pass_offline_and_print_the_report(shipped_report):
     report, stdout = shipped_report
     assert "rlhf-eval report" in stdout
