@@ -26,8 +26,8 @@ from rlhf_eval.recording import RECORD_MODES, CassetteProblem, find_cassette_mis
 from rlhf_eval.report import (build_report, load_report, render_comparison, render_table, suite_settings,
                               write_json)
 from rlhf_eval.sampling import SamplingError
-from rlhf_eval.throttle import RequestPolicy, RetryPolicy
 from rlhf_eval.suite import SuiteError, load_suite, looks_like_suite
+from rlhf_eval.throttle import RequestPolicy, RetryPolicy
 
 RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
 SETTINGS_KEY = "rlhf_eval_suite"  # user_properties key of its suite's settings
@@ -101,25 +101,26 @@ def request_policy(config: pytest.Config) -> RequestPolicy:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[state_key] = RunState()
-    config.stash[state_key].policy = request_policy(config)
-    if record_mode(config) != "none" and not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") == "no":
-        config.pluginmanager.register(Progress(config), "rlhf-eval-progress")
-    if not _is_xdist_worker(config):
-        config.pluginmanager.register(ReportPlugin(config), "rlhf-eval-report")
-        name = config.getoption("--rlhf-compare")
-        try:  # bad comparison settings stop the run before anything is sampled
-            config.stash[state_key].fail_rules = parse_fail_rules(config.getoption("--rlhf-compare-fail"))
-            if name:
-                config.stash[state_key].baseline = load_report(baseline_path(config, name), "baseline report",
-                                                               "save one with --rlhf-save NAME")
-        except ValueError as exc:  # a bad rule, or a ReportError
-            raise pytest.UsageError(str(exc)) from None
-        if config.stash[state_key].fail_rules and not name:
-            raise pytest.UsageError("--rlhf-compare-fail needs --rlhf-compare NAME")
     mode = record_mode(config)
     if mode not in RECORD_MODES:
         raise pytest.UsageError(f"rlhf_record_mode = {mode!r}; expected one of {', '.join(RECORD_MODES)}")
+    state = config.stash[state_key] = RunState()
+    state.policy = request_policy(config)
+    if mode != "none" and not _distributed(config):
+        config.pluginmanager.register(Progress(config), "rlhf-eval-progress")
+    if _is_xdist_worker(config):
+        return
+    config.pluginmanager.register(ReportPlugin(config), "rlhf-eval-report")
+    name = config.getoption("--rlhf-compare")
+    try:  # bad comparison settings stop the run before anything is sampled
+        state.fail_rules = parse_fail_rules(config.getoption("--rlhf-compare-fail"))
+        if name:
+            state.baseline = load_report(baseline_path(config, name), "baseline report",
+                                         "save one with --rlhf-save NAME")
+    except ValueError as exc:  # a bad rule, or a ReportError
+        raise pytest.UsageError(str(exc)) from None
+    if state.fail_rules and not name:
+        raise pytest.UsageError("--rlhf-compare-fail needs --rlhf-compare NAME")
 
 
 def record_mode(config: pytest.Config) -> str:
@@ -284,6 +285,11 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _distributed(config: pytest.Config) -> bool:
+    """Running under xdist, as its controller or one of its workers."""
+    return getattr(config.option, "dist", "no") != "no" or _is_xdist_worker(config)
+
+
 class Prefetcher:
     """While recording, samples the questions ahead of the one pytest is running, so requests of
     different questions overlap (each question still writes only its own cassette). Items then
@@ -309,8 +315,7 @@ def pytest_runtestloop(session: pytest.Session):
     config = session.config
     state = config.stash[state_key]
     items = [i for i in session.items if isinstance(i, QuestionItem)]
-    distributed = getattr(config.option, "dist", "no") != "no" or _is_xdist_worker(config)
-    if (record_mode(config) != "none" and not distributed and len(items) > 1
+    if (record_mode(config) != "none" and not _distributed(config) and len(items) > 1
             and state.policy.concurrency > 1 and not config.option.collectonly):
         state.prefetch = Prefetcher(items, state.policy.concurrency)
     try:
