@@ -5,9 +5,9 @@
 Writes into OUT_DIR (default /tmp/rlhf-bench):
 
     pytest.ini                     pins pytest's rootdir to OUT_DIR
-    bench.yaml                     the suite: N questions, k samples, gemini-2.0-flash, logprobs: true
-    data/questions.jsonl           its questions
-    cassettes/bench/<id>.yaml      one cassette per question
+    suites/bench.yaml              the suite: N questions, k samples, gemini-2.0-flash, logprobs: true
+    suites/data/questions.jsonl    its questions
+    cassettes/bench/<id>.yaml      one cassette per question (the repository's layout: `pytest suites/`)
 
 Questions: the 400 GSM8K test questions the emulator's trace bank covers (rows 0-399 of
 `suites/data/gsm8k/test.jsonl`), reused round-robin with a distinct "Problem set" line in the
@@ -76,14 +76,14 @@ questions:
 
 def write_suite(out: Path, n: int, k: int) -> Path:
     rows = [json.loads(line) for line in GSM8K.read_text(encoding="utf-8").splitlines()[:BANK_QUESTIONS]]
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    with open(out / "data" / "questions.jsonl", "w", encoding="utf-8") as f:
+    (out / "suites" / "data").mkdir(parents=True, exist_ok=True)
+    with open(out / "suites" / "data" / "questions.jsonl", "w", encoding="utf-8") as f:
         for i in range(n):
             row = rows[i % BANK_QUESTIONS]
             f.write(json.dumps({"question": row["question"], "answer": row["answer"],
                                 "problem_set": i // BANK_QUESTIONS + 1}) + "\n")
     (out / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    suite = out / f"{SUITE_NAME}.yaml"
+    suite = out / "suites" / f"{SUITE_NAME}.yaml"
     suite.write_text(SUITE_TEMPLATE.format(n=n, k=k, name=SUITE_NAME), encoding="utf-8")
     return suite
 

@@ -1,85 +1,350 @@
-"""Replay speed: the shipped suites through `pytest suites/`, against a bare vcrpy + SDK loop.
+"""Replay speed and memory: `pytest <suites>` against a bare vcrpy + google-genai loop, plus a profile.
 
-    python benchmarks/replay.py [--repeat 3]
+    python benchmarks/replay.py                      # the shipped suites/ and cassettes/
+    python benchmarks/replay.py /tmp/rlhf-bench      # a suite made by benchmarks/make_suite.py
+    python benchmarks/replay.py --suite-dir S --cassette-dir C [--repeat 3] [--profile-questions 200]
 
-Prints ms per question for (a) the whole harness in-process (collection, replay, verification,
-metrics, report) and (b) a baseline that only replays the same cassettes through vcrpy and
-google-genai's typed response (what a hand-written eval loop would do), and their ratio.
+(a) harness: `python -m pytest <suite dir> -q -p no:cacheprovider --rlhf-cassette-dir=<dir>` in a
+    subprocess, offline (no key, base URL where nothing listens); wall time from spawn to exit,
+    and the peak RSS of that process (os.wait4 → ru_maxrss).
+(b) baseline: a subprocess running a bare loop — for each question, `vcr.use_cassette` (vcrpy's own
+    JSON serializer, match on method + path + body, record mode none) around the k
+    `client.models.generate_content(...)` calls of google-genai with its typed response (as a
+    hand-written eval loop would: `response.text`, the logprob sum) — no verification, no metrics,
+    no report. Its prompts and configs are computed by this script beforehand, so it does no
+    suite parsing. Wall time from spawn to exit (same terms as (a)) and the time of the loop alone.
+(c) profile: cProfile of an in-process `pytest.main` over the first N questions, time grouped by
+    what it is spent on, and the top functions by cumulative and by own time.
+
+Prints ms per question, the ratio harness / baseline, and the peak RSS.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import io
+import json
 import os
+import pstats
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-import pytest
-import vcr
-from google import genai
-from google.genai import types
-
-from rlhf_eval import load_suite
-from rlhf_eval.recording import json_body
-
 REPO = Path(__file__).resolve().parents[1]
+OFFLINE_URL = "http://127.0.0.1:9"  # nothing listens there: a request that escapes vcrpy fails
 
 
-def harness_once() -> tuple[float, int]:
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = pytest.main([str(REPO / "suites"), "-q", "-p", "no:cacheprovider",
-                            f"--rlhf-cassette-dir={REPO / 'cassettes'}"])
-    assert code == 0, f"pytest exited {code}"
-    return time.perf_counter() - start, count_questions()
+def offline_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["RLHF_EVAL_GEMINI_BASE_URL"] = OFFLINE_URL
+    return env
 
 
-def count_questions() -> int:
-    return sum(len(load_suite(p).questions) for p in sorted((REPO / "suites").glob("*.yaml")))
+def run_measured(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, int, str]:
+    """Run `cmd`; (wall seconds, peak RSS in MB of that process, exit code, its output)."""
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        return seconds, usage.ru_maxrss / 1024, proc.returncode, out.read()
 
 
-def baseline_once() -> tuple[float, int]:
-    """Bare replay: vcrpy + google-genai's typed response, no verification, no metrics."""
-    client = genai.Client(api_key="bench", http_options=types.HttpOptions(base_url="http://127.0.0.1:9",
-                                                                           api_version="v1beta"))
-    my_vcr = vcr.VCR(record_mode="none", match_on=["method", "path", "json_body"])
-    my_vcr.register_matcher("json_body", json_body)
-    n = 0
-    start = time.perf_counter()
-    for path in sorted((REPO / "suites").glob("*.yaml")):
-        suite = load_suite(path)
+def suites_in(suite_dir: Path) -> list:
+    from rlhf_eval import load_suite
+    from rlhf_eval.suite import looks_like_suite
+
+    paths = [suite_dir] if suite_dir.is_file() else sorted(suite_dir.glob("*.y*ml"))
+    return [load_suite(p) for p in paths if looks_like_suite(p.read_text(encoding="utf-8")[:65536])]
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) the harness
+# ---------------------------------------------------------------------------------------------
+
+def harness_cmd(suite_dir: Path, cassette_dir: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", str(suite_dir), "-q", "-p", "no:cacheprovider",
+            f"--rlhf-cassette-dir={cassette_dir}", *extra]
+
+
+def run_harness(suite_dir: Path, cassette_dir: Path, extra: list[str]) -> tuple[float, float]:
+    cwd = suite_dir.parent if suite_dir.is_dir() else suite_dir.parent.parent
+    seconds, rss, code, output = run_measured(harness_cmd(suite_dir, cassette_dir, extra), cwd, offline_env())
+    if code != 0:
+        sys.stdout.write(output[-4000:])
+        raise SystemExit(f"pytest exited {code}")
+    return seconds, rss
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) the baseline: bare vcrpy + google-genai, typed responses
+# ---------------------------------------------------------------------------------------------
+
+def baseline_plan(suites: list, cassette_dir: Path) -> list[dict]:
+    """What the bare loop sends: per question its cassette, model, prompt and generation configs."""
+    from rlhf_eval.backends.gemini import logprobs_supported
+
+    plan = []
+    for suite in suites:
         m = suite.spec.model
+        if m.provider != "gemini" or m.vertex is not None or m.candidates_per_request != 1 \
+                or m.scorer is not None or suite.spec.dpo.reference != "none":
+            print(f"baseline: skipping suite {suite.name} (only plain Gemini suites are replayed by the bare loop)")
+            continue
+        logprobs = bool(m.logprobs and logprobs_supported(m.name, vertex=False) is not False)
+        config = {"system_instruction": m.system_instruction, "temperature": m.temperature, "top_p": m.top_p,
+                  "top_k": m.top_k, "max_output_tokens": m.max_output_tokens,
+                  "response_logprobs": True if logprobs else None,
+                  "logprobs": m.top_logprobs if logprobs else None}
+        if m.thinking_budget is not None:
+            config["thinking_config"] = {"thinking_budget": m.thinking_budget}
         for q in suite.questions:
-            with my_vcr.use_cassette(str(REPO / "cassettes" / suite.name / f"{q.id}.yaml")):
-                for i in range(suite.spec.samples):
-                    config = types.GenerateContentConfig(
-                        system_instruction=m.system_instruction, temperature=m.temperature, top_p=m.top_p,
-                        max_output_tokens=m.max_output_tokens, seed=suite.spec.seed + i,
-                        response_logprobs=True if m.logprobs else None)
-                    client.models.generate_content(model=m.name, contents=suite.render_prompt(q), config=config)
-            n += 1
-    return time.perf_counter() - start, n
+            plan.append({"cassette": str(cassette_dir / suite.name / f"{q.id}.yaml"), "model": m.name,
+                         "prompt": suite.render_prompt(q), "config": config,
+                         "seeds": [suite.spec.seed + i for i in range(suite.spec.samples)]})
+    return plan
 
+
+def baseline_child(plan_path: str, mode: str) -> None:
+    """The bare loop (runs in its own process; imports nothing from rlhf_eval).
+
+    mode "typed": google-genai's pydantic response, as a hand-written loop would use it;
+    mode "raw": the raw HTTP body (`should_return_http_response`) parsed with `json`, as the
+    harness does — the floor for any vcrpy + google-genai replay."""
+    started = time.perf_counter()
+    import vcr
+    from google import genai
+    from google.genai import types
+
+    plan = json.loads(Path(plan_path).read_text(encoding="utf-8"))
+    client = genai.Client(api_key="bench", http_options=types.HttpOptions(base_url=OFFLINE_URL,
+                                                                           api_version="v1beta"))
+    my_vcr = vcr.VCR(record_mode="none", serializer="json", match_on=["method", "path", "body"])
+    imported = time.perf_counter()
+    requests = 0
+    checksum = 0.0
+    for q in plan:
+        with my_vcr.use_cassette(q["cassette"]):
+            for seed in q["seeds"]:
+                config = types.GenerateContentConfig(seed=seed, should_return_http_response=mode == "raw" or None,
+                                                     **q["config"])
+                response = client.models.generate_content(model=q["model"], contents=q["prompt"], config=config)
+                if mode == "raw":
+                    cand = json.loads(response.sdk_http_response.body)["candidates"][0]
+                    text = "".join(p.get("text", "") for p in cand["content"]["parts"])
+                    checksum += (cand.get("logprobsResult") or {}).get("logProbabilitySum") or 0.0
+                else:
+                    text = response.text or ""
+                    cand = response.candidates[0]
+                    if cand.logprobs_result is not None and cand.logprobs_result.log_probability_sum is not None:
+                        checksum += cand.logprobs_result.log_probability_sum
+                checksum += len(text)
+                requests += 1
+    done = time.perf_counter()
+    print(json.dumps({"questions": len(plan), "requests": requests, "import_s": imported - started,
+                      "loop_s": done - imported, "checksum": checksum}))
+
+
+def run_baseline(plan: list[dict], mode: str) -> tuple[float, float, dict]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(plan, f)
+    try:
+        seconds, rss, code, output = run_measured(
+            [sys.executable, str(Path(__file__).resolve()), "--baseline-child", f.name, "--baseline-mode", mode],
+            REPO, offline_env())
+    finally:
+        os.unlink(f.name)
+    if code != 0:
+        sys.stdout.write(output[-4000:])
+        raise SystemExit(f"baseline exited {code}")
+    return seconds, rss, json.loads(output.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) the profile
+# ---------------------------------------------------------------------------------------------
+
+def _key_matches(key, path_end: str, func: str) -> bool:
+    filename, _, name = key
+    return name == func and filename.replace(os.sep, "/").endswith(path_end)
+
+
+class Profile:
+    def __init__(self, stats: pstats.Stats) -> None:
+        self.raw = stats.stats  # (file, line, func) -> (cc, nc, tt, ct, callers)
+        self.total = stats.total_tt
+
+    def cum(self, path_end: str, func: str) -> float:
+        return sum(v[3] for k, v in self.raw.items() if _key_matches(k, path_end, func))
+
+    def cum_from(self, path_end: str, func: str, caller_end: str, caller_func: str) -> float:
+        """Cumulative time of `func` when called from `caller_func`."""
+        total = 0.0
+        for k, v in self.raw.items():
+            if _key_matches(k, path_end, func):
+                for ck, cv in v[4].items():
+                    if _key_matches(ck, caller_end, caller_func):
+                        total += cv[3]
+        return total
+
+
+def profile_groups(p: Profile) -> list[tuple[str, float]]:
+    """Exclusive time per group (they add up to the total)."""
+    g = {}
+    g["collection: suite YAML + JSONL, items"] = p.cum("pytest_rlhf_eval/__init__.py", "collect")
+    g["cassette load: read + JSON parse + vcrpy Cassette"] = p.cum("rlhf_eval/recording.py", "open_cassette")
+    g["vcrpy patch install/remove"] = p.cum("rlhf_eval/recording.py", "bound")
+    vcr_stub = p.cum("vcr/stubs/httpx_stubs.py", "_vcr_handle_request")
+    g["vcrpy matching + playback (stub)"] = vcr_stub
+    parse = (p.cum("rlhf_eval/backends/gemini.py", "traces_from_response")
+             + p.cum_from("json/__init__.py", "loads", "rlhf_eval/backends/gemini.py", "_request")
+             + p.cum_from("rlhf_eval/recording.py", "loads_json", "rlhf_eval/backends/gemini.py", "_request"))
+    g["response parsing: JSON body → traces"] = parse
+    request = p.cum("rlhf_eval/backends/gemini.py", "_request")
+    g["SDK request building (google-genai, httpx)"] = max(0.0, request - vcr_stub - parse)
+    verification = p.cum("rlhf_eval/evaluate.py", "verdict_for") + p.cum("rlhf_eval/evaluate.py",
+                                                                         "majority_vote_accuracy")
+    g["verification: answer extraction + verifier"] = verification
+    g["metrics: pairs, DPO, GRPO, intervals, thresholds"] = max(
+        0.0, p.cum("rlhf_eval/evaluate.py", "score_question") - verification)
+    g["result → dict (user_properties)"] = p.cum("rlhf_eval/evaluate.py", "to_dict")
+    g["SDK client creation (once per suite)"] = p.cum("rlhf_eval/evaluate.py", "for_suite")
+    per_item = sum(g.values()) - g["collection: suite YAML + JSONL, items"]
+    g["report: aggregate + table"] = (p.cum("rlhf_eval/report.py", "build_report")
+                                      + p.cum("rlhf_eval/report.py", "render_table"))
+    runtest = p.cum("pytest_rlhf_eval/__init__.py", "runtest")
+    inside = per_item
+    g["rest of the item (plumbing, policy, cassette save)"] = max(0.0, runtest - inside)
+    g["pytest itself: start-up, collection, hooks, terminal"] = max(0.0, p.total - sum(g.values()))
+    return list(g.items())
+
+
+def _short(key) -> str:
+    filename, line, func = key
+    if filename == "~":
+        return func
+    path = filename.replace(os.sep, "/")
+    for marker in ("site-packages/", "/work/main/", str(REPO).replace(os.sep, "/") + "/", "lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{path}:{line}({func})"
+
+
+def profile_harness(suites: list, cassette_dir: Path, n: int, top: int) -> None:
+    import pytest
+
+    ids = []
+    for suite in suites:
+        for q in suite.questions:
+            if len(ids) < n:
+                ids.append(f"{suite.path}::{q.id}")
+    n = len(ids)
+    env = offline_env()
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    profiler = cProfile.Profile()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            start = time.perf_counter()
+            profiler.enable()
+            code = pytest.main([*ids, "-q", "-p", "no:cacheprovider", f"--rlhf-cassette-dir={cassette_dir}",
+                                "--rootdir", str(suites[0].path.parent.parent)])
+            profiler.disable()
+            seconds = time.perf_counter() - start
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if code != 0:
+        raise SystemExit(f"profiled pytest run exited {code}")
+    stats = pstats.Stats(profiler)
+    p = Profile(stats)
+    print(f"\n(c) profile: in-process pytest.main over {n} questions, {seconds:.2f} s wall under cProfile "
+          f"({p.total / n * 1000:.1f} ms/question profiled; cProfile inflates pure-Python code)")
+    print("    where the time goes (exclusive):")
+    for name, t in sorted(profile_groups(p), key=lambda x: -x[1]):
+        print(f"      {t / p.total * 100:5.1f}%  {t / n * 1000:7.2f} ms/q  {name}")
+    skip = ("_pytest/", "pluggy/", "<frozen", "<string>", "contextlib.py", "runpy.py")
+    rows = [(k, v) for k, v in p.raw.items() if not any(s in k[0] for s in skip) and k[0] != "~"
+            and not str(k[2]).startswith("<")]
+    print(f"    top {top} by cumulative time (ncalls, cum s, own s):")
+    for k, v in sorted(rows, key=lambda kv: -kv[1][3])[:top]:
+        print(f"      {v[1]:>8} {v[3]:7.2f} {v[2]:7.2f}  {_short(k)}")
+    print(f"    top {top} by own time:")
+    for k, v in sorted(p.raw.items(), key=lambda kv: -kv[1][2])[:top]:
+        print(f"      {v[1]:>8} {v[3]:7.2f} {v[2]:7.2f}  {_short(k)}")
+
+
+# ---------------------------------------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("root", nargs="?", type=Path,
+                        help="a directory with suites/ and cassettes/ (e.g. /tmp/rlhf-bench from make_suite.py); "
+                             "default: this repository")
+    parser.add_argument("--suite-dir", type=Path, help="suite directory or file (default ROOT/suites)")
+    parser.add_argument("--cassette-dir", type=Path, help="cassette directory (default ROOT/cassettes)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of (a) and (b) each; the median is shown")
+    parser.add_argument("--profile-questions", type=int, default=200, help="questions in the profiled run")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--pytest-arg", action="append", default=[], help="extra argument for (a), repeatable")
+    parser.add_argument("--baseline", choices=["typed", "raw", "both"], default="both",
+                        help="typed: the brief's bare loop (genai's typed response); raw: the same loop reading "
+                             "the raw JSON body, as the harness does; both (default)")
+    parser.add_argument("--baseline-child", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-mode", default="typed", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ.pop("GEMINI_API_KEY", None)
-    os.environ.pop("GOOGLE_API_KEY", None)
-    harness, baseline = [], []
+    if args.baseline_child:
+        return baseline_child(args.baseline_child, args.baseline_mode)
+
+    root = (args.root or REPO).resolve()
+    suite_dir = (args.suite_dir or root / "suites").resolve()
+    cassette_dir = (args.cassette_dir or root / "cassettes").resolve()
+    suites = suites_in(suite_dir)
+    n = sum(len(s.questions) for s in suites)
+    traces = sum(len(s.questions) * s.spec.samples for s in suites)
+    print(f"suites: {', '.join(s.name for s in suites)} — {n} questions, {traces} traces "
+          f"(cassettes in {cassette_dir}); {os.cpu_count()} CPUs")
+
+    plan = baseline_plan(suites, cassette_dir)
+    nb = len(plan)
+    modes = ["typed", "raw"] if args.baseline == "both" else [args.baseline]
+    harness, rss = [], []
+    base = {m: {"wall": [], "rss": [], "loop": []} for m in modes}
     for _ in range(args.repeat):
-        seconds, n = harness_once()
-        harness.append(seconds / n)
-        seconds, n = baseline_once()
-        baseline.append(seconds / n)
-    h, b = statistics.median(harness), statistics.median(baseline)
-    print(f"questions per run: {n} (k traces each, from the shipped cassettes)")
-    print(f"harness  (pytest suites/, in-process): {h * 1000:7.2f} ms/question  (median of {args.repeat})")
-    print(f"baseline (vcrpy + google-genai typed): {b * 1000:7.2f} ms/question")
-    print(f"ratio harness / baseline: {h / b:.2f}")
+        seconds, peak = run_harness(suite_dir, cassette_dir, args.pytest_arg)
+        harness.append(seconds)
+        rss.append(peak)
+        for m in modes:
+            seconds, peak, info = run_baseline(plan, m)
+            base[m]["wall"].append(seconds)
+            base[m]["rss"].append(peak)
+            base[m]["loop"].append(info["loop_s"])
+    h = statistics.median(harness)
+    shown = suite_dir.relative_to(root) if suite_dir.is_relative_to(root) else suite_dir
+    print(f"\n(a) $ {' '.join(harness_cmd(shown, cassette_dir, args.pytest_arg)[2:])}   (cwd {root})")
+    print(f"    harness, pytest subprocess:     {h:7.2f} s wall  {h / n * 1000:6.2f} ms/question  "
+          f"peak RSS {max(rss):5.0f} MB   (median of {args.repeat}: {', '.join(f'{x:.2f}' for x in harness)})")
+    labels = {"typed": "(b) baseline, vcrpy + genai typed: ", "raw": "(b') vcrpy + genai raw JSON body:  "}
+    for m in modes:
+        b, loop = statistics.median(base[m]["wall"]), statistics.median(base[m]["loop"])
+        print(f"{labels[m]}{b:7.2f} s wall  {b / nb * 1000:6.2f} ms/question  peak RSS {max(base[m]['rss']):5.0f} MB"
+              f"   (subprocess; loop alone {loop:.2f} s = {loop / nb * 1000:.2f} ms/question)")
+        if nb == n:
+            print(f"    ratio harness / {m} loop: {h / b:.2f} (both processes end to end); "
+                  f"{h / loop:.2f} against its loop alone")
+        else:
+            print(f"    ratio harness / {m} loop per question: {(h / n) / (b / nb):.2f} "
+                  f"(it replays {nb} of the {n} questions)")
+    if not args.no_profile:
+        profile_harness(suites, cassette_dir, args.profile_questions, args.top)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ cassette it is working on, which is what lets questions and their traces be reco
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -26,10 +27,15 @@ import vcr
 import yaml
 from vcr.cassette import Cassette
 from vcr.errors import CannotOverwriteExistingCassetteException
-from vcr.patch import CassettePatcherBuilder
+from vcr.patch import CassettePatcherBuilder, ConnectionRemover
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.record_mode import RecordMode
-from vcr.serialize import deserialize, serialize
+from vcr import filters
+from vcr import matchers as vcr_matchers
+from vcr.matchers import requests_match
+from vcr.request import HeadersDict, Request
+from vcr.serialize import serialize
+from vcr.serializers import compat
 
 from .atomic import atomic_write_text
 from .paths import shown_path
@@ -50,6 +56,33 @@ SECRET_PATTERNS = {
 SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_ACCESS_TOKEN", "_SECRET")
 
 
+try:  # optional: parses the same JSON to the same values as `json`, ~4x faster
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - then `json` does it all
+    _orjson = None
+
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_INT64_DIGITS = b"0" * 19  # an integer literal orjson could not keep exact has at least 19 digits
+
+
+def loads_json(text: str | bytes) -> Any:
+    """`json.loads(text)`, through orjson when it is installed and gives the very same value.
+
+    Replay parses every cassette and every response body (≈25 KB of JSON per trace with
+    chosen-token logprobs), which was a sixth of the replay time. orjson returns what `json` does
+    for every text it accepts, except integers beyond 64 bits, which it turns into floats: a text
+    with a run of 19 or more digits, and anything orjson rejects (NaN, lone surrogates, a BOM,
+    UTF-16 bytes, ...), goes to `json` — so the result, or the error, is always `json`'s."""
+    if _orjson is not None:
+        raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+        if isinstance(raw, bytes) and _INT64_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+            try:
+                return _orjson.loads(raw)
+            except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
+                pass
+    return json.loads(text)
+
+
 class CassetteProblem(Exception):
     """A cassette is missing, stale or unreadable; the message says what and how to fix it."""
 
@@ -63,13 +96,26 @@ def cassette_path(cassette_dir: str | Path, suite: str, question_id: str) -> Pat
 
 
 def _body_json(request) -> Any:
+    """The request body as a JSON value (the raw body if it is not JSON). Shared: never mutate it."""
     body = request.body
     if body is None or body == b"" or body == "":
         return None
+    if isinstance(body, (bytes, str)):
+        return _parse_body_cached(body)
+    return _parse_body(body)
+
+
+def _parse_body(body) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return body
+
+
+# vcrpy matches a request against every recorded one before it, in `can_play_response_for` and
+# again in `play_response`, and reports each mismatch: without this, a question of k requests
+# parsed ~k² request bodies on replay.
+_parse_body_cached = functools.lru_cache(maxsize=1024)(_parse_body)
 
 
 def json_body(r1, r2) -> None:
@@ -107,6 +153,8 @@ class CompactJSONSerializer:
     @staticmethod
     def serialize(data: dict) -> str:
         interactions = sorted(data["interactions"], key=_interaction_order)
+        for interaction in interactions:
+            _compact_body(interaction["response"])
         head = {k: v for k, v in data.items() if k != "interactions"}
         lines = [json.dumps(i, ensure_ascii=False, separators=(",", ":")) for i in interactions]
         return (json.dumps(head, separators=(",", ":"))[:-1] + ',"interactions":[\n'
@@ -115,7 +163,7 @@ class CompactJSONSerializer:
     @staticmethod
     def deserialize(text: str) -> dict:
         try:
-            return json.loads(text)
+            return loads_json(text)
         except ValueError:
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             return yaml.load(text, Loader=loader)
@@ -146,18 +194,25 @@ def _shape_problem(data: Any) -> str | None:
 
 
 def _compact_response(response: dict) -> dict:
-    """Keep the body's content but not its indentation (the real API pretty-prints), and only the
-    headers a replay needs."""
+    """Keep only the headers a replay needs (the body is compacted when the cassette is written)."""
     response["headers"] = {k: v for k, v in response.get("headers", {}).items()
                            if k.lower() in KEPT_RESPONSE_HEADERS}
-    body = response.get("body", {}).get("string")
+    return response
+
+
+def _compact_body(response: dict) -> None:
+    """Keep the body's content but not its indentation (the real API pretty-prints).
+
+    Done when a cassette is serialized rather than in `before_record_response`, which vcrpy also
+    runs on every interaction of every cassette it *loads*: re-encoding each (already compact)
+    body there was a third of the replay time of a suite with logprobs."""
+    body = (response.get("body") or {}).get("string") if isinstance(response.get("body"), dict) else None
     if isinstance(body, (bytes, str)) and body[:1] in ("{", "[", b"{", b"["):
         try:
-            response["body"]["string"] = json.dumps(json.loads(body), ensure_ascii=False,
-                                                    separators=(",", ":")).encode("utf-8")
+            compact = json.dumps(json.loads(body), ensure_ascii=False, separators=(",", ":"))
         except ValueError:
-            pass
-    return response
+            return
+        response["body"]["string"] = compact  # the text a serializer writes (vcrpy decoded what it could)
 
 
 def _trim_request(request):
@@ -209,7 +264,12 @@ class _AtomicPersister:
             raise CassetteProblem(f"{shown_path(path)}: corrupt cassette ({problem}); delete it and re-record")
         if not parsed["interactions"]:
             raise CassetteNotFoundError()  # like an empty file: recorded again in mode once
-        return deserialize(data, serializer)
+        # What vcr.serialize.deserialize returns, built from the text parsed above (not parsed twice).
+        requests = [Request._from_dict(r["request"]) for r in parsed["interactions"]]
+        responses = [compat.convert_to_bytes(r["response"]) for r in parsed["interactions"]]
+        if parsed.get("metadata"):
+            return requests, responses, parsed["metadata"]
+        return requests, responses
 
     @staticmethod
     def save_cassette(cassette_path, cassette_dict, serializer):
@@ -259,6 +319,10 @@ class _Router:
         self._install_lock = threading.Lock()
         self._users = 0
         self._patches: contextlib.ExitStack | None = None
+        # Built once and entered/exited around each use: building them (41 patchers, new classes)
+        # cost 6x more than entering them, once per question. Each `mock.patch` reads the current
+        # attribute when entered; the connection removers are emptied after each use.
+        self._patchers: list | None = None
         self._cassette_locks: dict[int, threading.Lock] = {}
 
     @property
@@ -312,8 +376,10 @@ class _Router:
         """Send this thread's HTTP to `cassette` (with the patch installed) inside the block."""
         with self._install_lock:
             if self._users == 0:
+                if self._patchers is None:
+                    self._patchers = list(CassettePatcherBuilder(self).build())
                 stack = contextlib.ExitStack()
-                for patcher in CassettePatcherBuilder(self).build():
+                for patcher in self._patchers:
                     stack.enter_context(patcher)
                 self._patches = stack
             self._users += 1
@@ -328,16 +394,117 @@ class _Router:
                 if self._users == 0 and self._patches is not None:
                     self._patches.close()
                     self._patches = None
+                    for patcher in self._patchers or ():
+                        if isinstance(patcher, ConnectionRemover):  # as good as new for the next use
+                            patcher._connection_pool_to_connections = {}
 
 
 ROUTER = _Router()
+
+
+def _copy_request(request: Request) -> Request:
+    """The same as `copy.deepcopy(request)` for a vcrpy Request (what vcrpy's filter chain starts
+    with), at a tenth of its cost: the body is bytes (immutable) and the headers are copied."""
+    return Request(request.method, request.uri, request.body, HeadersDict(request.headers))
+
+
+# vcrpy's `before_record_request` for the options of `_make_vcr` — filter_headers, then
+# filter_query_parameters, then `before_record_request`, in vcrpy's order — built without its
+# deepcopy. It runs 3 times per replayed request and 8 times per loaded cassette.
+_REQUEST_FILTERS = (
+    functools.partial(filters.replace_headers, replacements=[(h, None) for h in SECRET_HEADERS]),
+    functools.partial(filters.replace_query_parameters, replacements=[(q, None) for q in SECRET_QUERY]),
+    _trim_request,
+)
+
+
+def _filter_request(request):
+    request = _copy_request(request)
+    for function in _REQUEST_FILTERS:
+        if request is None:
+            break
+        request = function(request)
+    return request
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a parsed JSON value, equal (and hashing equal) exactly when the
+    values compare equal with `==`."""
+    if isinstance(value, dict):
+        return frozenset((k, _frozen(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _frozen_body(body: bytes | str) -> Any:
+    return _frozen(_parse_body_cached(body))
+
+
+_MATCHERS = (vcr_matchers.method, vcr_matchers.path, json_body)
+
+
+def _match_keys(request) -> tuple | None:
+    """Keys under which `request` matches with `_MATCHERS`: (method, path, raw body) and (method,
+    path, body as JSON) — two requests match iff they share one. None if the body is not bytes/str."""
+    body = request.body
+    if body is None or body == b"" or body == "":
+        body = b""
+    elif not isinstance(body, (bytes, str)):
+        return None
+    head = (request.method, request.path or "/")
+    return (*head, "raw", body), (*head, "json", _frozen_body(body) if body != b"" else None)
+
+
+class _IndexedCassette(Cassette):
+    """vcrpy's Cassette, except that a request is matched only against the recorded requests that
+    can match it (found through an index on method, path and body) instead of against every one.
+
+    vcrpy scans all recorded requests for each request, twice (`can_play_response_for`, then
+    `play_response`), and builds a diff message for every mismatch: k² work per question. The
+    index only skips requests that cannot match (`_match_keys` differs); the candidates still go
+    through vcrpy's matchers, in recorded order, so which response is played is unchanged."""
+
+    def _responses(self, request):
+        if tuple(self._match_on) != _MATCHERS or self._before_record_request is not _filter_request:
+            yield from super()._responses(request)
+            return
+        # vcrpy filters the request first; `_filter_request` only drops headers and query
+        # parameters, which `_MATCHERS` (method, path, body) never look at: skip the copy.
+        keys = _match_keys(request)
+        if keys is None:
+            candidates = range(len(self.data))
+        else:
+            index = self._match_index()
+            candidates = sorted(set(index.get(keys[0], ())) | set(index.get(keys[1], ())) | set(index[None]))
+        for i in candidates:
+            stored_request, response = self.data[i]
+            if requests_match(request, stored_request, self._match_on):
+                yield i, response
+
+    def _match_index(self) -> dict:
+        index = getattr(self, "_index", None)
+        if index is None or self._indexed > len(self.data):
+            index, self._indexed = {None: []}, 0
+            self._index = index
+        for i in range(self._indexed, len(self.data)):  # interactions are only ever appended
+            keys = _match_keys(self.data[i][0])
+            if keys is None:
+                index[None].append(i)  # always tried
+            else:
+                for key in keys:
+                    index.setdefault(key, []).append(i)
+        self._indexed = len(self.data)
+        return index
 
 
 def open_cassette(path: str | Path, mode: str) -> Cassette:
     config = _VCRS[mode].get_merged_config(path=str(path))
     for key in ("path_transformer", "func_path_generator", "record_on_exception"):
         config.pop(key, None)
-    return Cassette.load(**config)
+    config["before_record_request"] = _filter_request
+    return _IndexedCassette.load(**config)
 
 
 @contextlib.contextmanager

@@ -92,8 +92,11 @@ def request_policy(config: pytest.Config) -> RequestPolicy:
     """One policy per process; under xdist each worker gets its share of the concurrency and rate."""
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
     rate = config.getoption("--rlhf-rate-limit")
+    # A replay never waits on the network: it is pure CPU under one GIL, where a thread pool only
+    # adds hand-offs and contention (it made replay ~2x slower). Concurrency is for recording.
+    concurrency = config.getoption("--rlhf-concurrency") if record_mode(config) != "none" else 1
     return RequestPolicy(
-        concurrency=max(1, config.getoption("--rlhf-concurrency") // workers),
+        concurrency=max(1, concurrency // workers),
         rate_limit_rpm=rate / workers if rate else None,
         retry=RetryPolicy(attempts=1 + max(0, config.getoption("--rlhf-retries")),
                           max_total=config.getoption("--rlhf-retry-timeout")),

@@ -7,10 +7,10 @@ logprobs are on (see the appendix of the Gemini reference).
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
+from ..recording import loads_json
 from ..sampling import SamplingError, sample_in_units
 from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig
@@ -114,7 +114,7 @@ class GeminiSampler:
                 raise
             raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {exc}); check the network, "
                                 f"or {BASE_URL_ENV} if you set it", transient=True) from exc
-        body = json.loads(response.sdk_http_response.body or "{}")
+        body = loads_json(response.sdk_http_response.body or "{}")
         return traces_from_response(body, seed=seed, expected=candidates)
 
     def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
