@@ -73,9 +73,15 @@ def harness_cmd(suite_dir: Path, cassette_dir: Path, extra: list[str]) -> list[s
             f"--rlhf-cassette-dir={cassette_dir}", *extra]
 
 
-def run_harness(suite_dir: Path, cassette_dir: Path, extra: list[str]) -> tuple[float, float]:
+def run_harness(suite_dir: Path, cassette_dir: Path, extra: list[str], *, without_orjson: bool = False
+                ) -> tuple[float, float]:
     cwd = suite_dir.parent if suite_dir.is_dir() else suite_dir.parent.parent
-    seconds, rss, code, output = run_measured(harness_cmd(suite_dir, cassette_dir, extra), cwd, offline_env())
+    env = offline_env()
+    with tempfile.TemporaryDirectory(prefix="rlhf-no-orjson-") as blocker:
+        if without_orjson:  # a module named orjson that fails to import shadows the real one
+            Path(blocker, "orjson.py").write_text('raise ImportError("blocked by benchmarks/replay.py")\n')
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [blocker, env.get("PYTHONPATH")]))
+        seconds, rss, code, output = run_measured(harness_cmd(suite_dir, cassette_dir, extra), cwd, env)
     if code != 0:
         sys.stdout.write(output[-4000:])
         raise SystemExit(f"pytest exited {code}")
@@ -298,6 +304,8 @@ def main() -> None:
     parser.add_argument("--baseline", choices=["typed", "raw", "both"], default="both",
                         help="typed: the brief's bare loop (genai's typed response); raw: the same loop reading "
                              "the raw JSON body, as the harness does; both (default)")
+    parser.add_argument("--without-orjson", action="store_true",
+                        help="also time (a) with orjson hidden (rlhf-eval then parses JSON with the json module)")
     parser.add_argument("--baseline-child", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-mode", default="typed", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -332,6 +340,13 @@ def main() -> None:
     print(f"\n(a) $ {' '.join(harness_cmd(shown, cassette_dir, args.pytest_arg)[2:])}   (cwd {root})")
     print(f"    harness, pytest subprocess:     {h:7.2f} s wall  {h / n * 1000:6.2f} ms/question  "
           f"peak RSS {max(rss):5.0f} MB   (median of {args.repeat}: {', '.join(f'{x:.2f}' for x in harness)})")
+    if args.without_orjson:
+        runs = [run_harness(suite_dir, cassette_dir, args.pytest_arg, without_orjson=True)
+                for _ in range(args.repeat)]
+        w = statistics.median(r[0] for r in runs)
+        print(f"    the same without orjson:        {w:7.2f} s wall  {w / n * 1000:6.2f} ms/question  "
+              f"peak RSS {max(r[1] for r in runs):5.0f} MB   (median of {args.repeat}: "
+              f"{', '.join(f'{r[0]:.2f}' for r in runs)})")
     labels = {"typed": "(b) baseline, vcrpy + genai typed: ", "raw": "(b') vcrpy + genai raw JSON body:  "}
     for m in modes:
         b, loop = statistics.median(base[m]["wall"]), statistics.median(base[m]["loop"])
