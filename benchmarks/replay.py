@@ -13,6 +13,10 @@
     hand-written eval loop would: `response.text`, the logprob sum) — no verification, no metrics,
     no report. Its prompts and configs are computed by this script beforehand, so it does no
     suite parsing. Wall time from spawn to exit (same terms as (a)) and the time of the loop alone.
+(b') the same bare loop reading the raw JSON body (`should_return_http_response`, `json.loads`)
+    instead of the typed response, as the harness does: the floor of a vcrpy + google-genai
+    replay, to see the harness's own overhead (`--baseline typed|raw|both`, default both).
+    `--without-orjson` also times (a) with orjson hidden (rlhf-eval then parses with `json`).
 (c) profile: cProfile of an in-process `pytest.main` over the first N questions, time grouped by
     what it is spent on, and the top functions by cumulative and by own time.
 
