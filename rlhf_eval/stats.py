@@ -183,6 +183,9 @@ def bootstrap_interval(
         point = float(v[0]) if statistic == "mean" else 0.0
         return point, point
     stat = _statistic(statistic)
+    if (v == v[0]).all():  # every resample is v itself (a question with no spread, often): no draws
+        point = float(stat(v[None, :])[0])
+        return point, point
     rng = np.random.default_rng(seed)
     n = v.size
     boot = np.concatenate([stat(v[rng.integers(0, n, size=(rows, n))]) for rows in _blocks(n_resamples, n)])

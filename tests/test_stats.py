@@ -125,6 +125,8 @@ def slow_bootstrap_interval(values, statistic, confidence, n_resamples, seed):
     ([0.0, 1.0, 1.0, 0.0, 1.0], 0.95, 500, 7),
     ([2.5, -1.0], 0.8, 300, 3),
     (A, 0.9, 400, 11),
+    ([1.0] * 8, 0.95, 2000, 0),  # no spread: answered without drawing, the same numbers
+    ([0.1] * 7, 0.95, 50, 1),
 ])
 def test_bootstrap_matches_slow_loop(values, statistic, confidence, n_resamples, seed):
     got = stats.bootstrap_interval(values, statistic, confidence, n_resamples, seed)

@@ -22,7 +22,8 @@ from rlhf_eval.compare import compare_reports, parse_fail_rules, regressions
 from rlhf_eval.evaluate import Backends, sample_question, score_question
 from rlhf_eval.export import export_report
 from rlhf_eval.html_report import write_html
-from rlhf_eval.recording import RECORD_MODES, CassetteProblem, find_cassette_mismatch
+from rlhf_eval.recording import (RECORD_MODES, CassetteProblem, find_cassette_mismatch, hold_patch,
+                                 release_patch)
 from rlhf_eval.report import (build_report, load_report, render_comparison, render_table, suite_settings,
                               write_json)
 from rlhf_eval.sampling import SamplingError
@@ -46,6 +47,7 @@ class RunState:
         self.baseline: dict | None = None
         self.fail_rules: dict[str, float] = {}
         self.written: list[str] = []  # files this run wrote, for the summary
+        self.patch_held = False  # vcrpy's patch kept installed across consecutive questions
 
 
 state_key = pytest.StashKey[RunState]()
@@ -327,6 +329,25 @@ def pytest_runtestloop(session: pytest.Session):
         if state.prefetch is not None:
             state.prefetch.close()
         state.policy.close()
+        if state.patch_held:  # the run stopped early (-x, ^C) inside a row of questions
+            state.patch_held = False
+            release_patch()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Keep vcrpy's patch installed from the first to the last of consecutive questions (one
+    install per row of questions, not one per question); any other test runs without it."""
+    state = item.config.stash[state_key]
+    if isinstance(item, QuestionItem) and not state.patch_held:
+        hold_patch()
+        state.patch_held = True
+    try:
+        yield
+    finally:
+        if state.patch_held and not isinstance(nextitem, QuestionItem):
+            state.patch_held = False
+            release_patch()
 
 
 class Progress:

@@ -18,6 +18,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 BANK_PATH = Path(__file__).with_name("data") / "bank.json.gz"
 
 #: The tokenizer: one word (``\w+``), one punctuation character (``[^\w\s]``) or one run of
@@ -93,6 +95,13 @@ class Trace:
         return "[" + ",".join(self.chosen_json[:n]) + "]"
 
 
+def as_float32(x: float) -> float:
+    """`x` as the API sends a proto FLOAT: the shortest decimal that reads back as the same
+    float32 (`-13.375002`, `-1.5496514e-06`), not a 17-digit double. A cassette of chosen-token
+    logprobs is mostly these numbers, so the difference is a tenth of its size."""
+    return float(str(np.float32(x)))
+
+
 def _dumps(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
@@ -146,8 +155,8 @@ class UnigramModel:
 
     def _tempered(self, base_logp: float) -> float:
         if self.tau == 1.0:
-            return base_logp
-        return base_logp / self.tau - self.log_normalizer
+            return as_float32(base_logp)
+        return as_float32(base_logp / self.tau - self.log_normalizer)
 
     def tempered(self, tau: float) -> "UnigramModel":
         """The model over the same counts at temperature ``tau`` (``self`` if it is already)."""

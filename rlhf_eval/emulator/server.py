@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .bank import Bank, Trace, UnigramModel, load_bank, normalize_ws, stable_hash, tokenize
+from .bank import Bank, Trace, UnigramModel, as_float32, load_bank, normalize_ws, stable_hash, tokenize
 
 MAX_CANDIDATES = 8
 MAX_TOP_LOGPROBS = 20
@@ -904,7 +904,7 @@ class EmulatorState:
                         if top_k:
                             lr["topCandidates"] = RawJSON(model_lp.top_candidates_json(chosen, top_k))
                         lr["chosenCandidates"] = RawJSON(trace_json(ntok))
-                        lr["logProbabilitySum"] = lp_sum
+                        lr["logProbabilitySum"] = as_float32(lp_sum)  # a proto FLOAT, like each entry
                         cand["logprobsResult"] = lr
                 cand["index"] = j
                 cands.append(cand)
