@@ -90,3 +90,30 @@ def test_json_diff_reads_like_a_change_list():
         'contents[0].parts[0].text: "a" → "b"',
     ]
     assert json_diff({"a": 1}, {"a": 1.0}) == []
+
+
+def test_sampler_sends_what_the_sdk_makes_of_the_plain_call(tmp_path, live):
+    """The sampler builds its request from faster subclasses of google-genai's types; the bytes on
+    the wire must be what the SDK makes of the plain call (a string prompt, a plain config)."""
+    from google import genai
+    from google.genai import types
+
+    from rlhf_eval.backends.gemini import GeminiSampler
+    from rlhf_eval.suite import ModelConfig
+
+    prompt = "Tom has 14 marbles and wins 23 more. How many marbles does he have?\nA:"
+    settings = dict(system_instruction="Answer with a number.", temperature=0.7, top_p=0.9, top_k=40,
+                    max_output_tokens=64)
+    with use_cassette(tmp_path / "sampler.yaml", "all"):
+        GeminiSampler(ModelConfig(name="gemini-2.0-flash", logprobs=True, top_logprobs=2, **settings)).sample(
+            prompt, 1, 42)
+    client = genai.Client(api_key=TEST_KEY, http_options=types.HttpOptions(base_url=live.base_url,
+                                                                             api_version="v1beta"))
+    with use_cassette(tmp_path / "sdk.yaml", "all"):
+        client.models.generate_content(model="gemini-2.0-flash", contents=prompt, config=types.GenerateContentConfig(
+            seed=42, response_logprobs=True, logprobs=2, **settings))
+    sampler, sdk = (json.loads((tmp_path / name).read_text())["interactions"] for name in ("sampler.yaml", "sdk.yaml"))
+    assert len(sampler) == len(sdk) == 1
+    assert sampler[0]["request"]["uri"] == sdk[0]["request"]["uri"]
+    assert sampler[0]["request"]["body"] == sdk[0]["request"]["body"]
+    assert json.loads(sampler[0]["request"]["body"])["generationConfig"]["topK"] == 40  # the settings went out
