@@ -209,7 +209,8 @@ def profile_groups(p: Profile) -> list[tuple[str, float]]:
     g = {}
     g["collection: suite YAML + JSONL, items"] = p.cum("pytest_rlhf_eval/__init__.py", "collect")
     g["cassette load: read + JSON parse + vcrpy Cassette"] = p.cum("rlhf_eval/recording.py", "open_cassette")
-    g["vcrpy patch install/remove"] = p.cum("rlhf_eval/recording.py", "bound")
+    g["vcrpy patch install/remove"] = p.cum("rlhf_eval/recording.py", "hold") + p.cum("rlhf_eval/recording.py",
+                                                                                      "release")
     vcr_stub = p.cum("vcr/stubs/httpx_stubs.py", "_vcr_handle_request")
     g["vcrpy matching + playback (stub)"] = vcr_stub
     parse = (p.cum("rlhf_eval/backends/gemini.py", "traces_from_response")

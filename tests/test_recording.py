@@ -5,7 +5,7 @@ import httpx2
 import pytest
 import yaml
 
-from conftest import GSM8K_TEST, TEST_KEY
+from conftest import GSM8K_TEST, REPO, TEST_KEY
 from rlhf_eval import evaluate_question, load_suite
 from rlhf_eval.recording import CassetteProblem, json_diff, use_cassette
 
@@ -117,3 +117,37 @@ def test_sampler_sends_what_the_sdk_makes_of_the_plain_call(tmp_path, live):
     assert sampler[0]["request"]["uri"] == sdk[0]["request"]["uri"]
     assert sampler[0]["request"]["body"] == sdk[0]["request"]["body"]
     assert json.loads(sampler[0]["request"]["body"])["generationConfig"]["topK"] == 40  # the settings went out
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1, "b": [1.5, -0.0, 1e-7, -13.375002, 1.5496514e-06], "c": "é ✓ \\u00e9", "d": null, "e": true}',
+    "9223372036854775807", "-9223372036854775808",  # the ends of int64: orjson keeps them exact
+    "9223372036854775808", "18446744073709551616", "-9223372036854775809",  # beyond: json's ints, not floats
+    "[123456789012345678901234567890, 1]", '{"tokenId": 12345678901234567890}',
+    '"a run of 19 digits in a string 1234567890123456789"',
+    "NaN", "[Infinity, -Infinity]", '"\\ud800"', "1e400",  # json accepts these; orjson does not
+    "\ufeff{}", "{", '{"a": 1,}', "",  # errors: the same as json's
+])
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_loads_json_gives_what_json_gives(text, as_bytes):
+    from rlhf_eval.recording import loads_json
+
+    raw = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    try:
+        want = repr(json.loads(raw))  # repr tells 1 from 1.0 and keeps nan, inf and lone surrogates
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            loads_json(raw)
+    else:
+        assert repr(loads_json(raw)) == want
+
+
+def test_loads_json_on_a_shipped_cassette_and_its_bodies():
+    from rlhf_eval.recording import loads_json
+
+    path = sorted((REPO / "cassettes" / "gsm8k_smoke").glob("*.yaml"))[0]
+    text = path.read_text(encoding="utf-8")
+    assert loads_json(text) == json.loads(text)
+    for interaction in json.loads(text)["interactions"]:
+        body = interaction["response"]["body"]["string"]
+        assert repr(loads_json(body.encode())) == repr(json.loads(body))
