@@ -409,7 +409,7 @@ def _copy_request(request: Request) -> Request:
 
 # vcrpy's `before_record_request` for the options of `_make_vcr` — filter_headers, then
 # filter_query_parameters, then `before_record_request`, in vcrpy's order — built without its
-# deepcopy. It runs once per loaded interaction and once per replayed request.
+# deepcopy. It runs once per loaded interaction and once per recorded one.
 _REQUEST_FILTERS = (
     functools.partial(filters.replace_headers, replacements=[(h, None) for h in SECRET_HEADERS]),
     functools.partial(filters.replace_query_parameters, replacements=[(q, None) for q in SECRET_QUERY]),
