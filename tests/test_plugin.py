@@ -343,3 +343,21 @@ def test_math_verifier_runs_in_xdist_workers(project, live):
     by_suite = {s["name"]: s["aggregates"]["accuracy"] for s in report["suites"]}
     # math-verify reads the same final numbers as the numeric verifier on these GSM8K traces
     assert by_suite["demo"] == by_suite["ref"] and by_suite["demo"] > 0
+
+
+def test_vcrpy_is_patched_only_while_questions_run(project, live):
+    """The patch stays installed across a row of questions and is gone for any other test (here one
+    collected between two suites) and after the run, also when -x stops it inside a row."""
+    probe = ("import httpx2\n\n\ndef test_{name}():\n"
+             "    assert not hasattr(httpx2.HTTPTransport.handle_request, '__wrapped__')\n")
+    project.makefile(".yaml", a_demo=suite_yaml("a_demo", limit=2), z_demo=suite_yaml("z_demo", limit=2))
+    project.makepyfile(test_m=probe.format(name="between_suites"))
+    result = run(project, "--rlhf-record-mode=once", "-v")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*a_demo.yaml::q-0001 PASSED*", "*test_between_suites PASSED*",
+                                 "*z_demo.yaml::q-0000 PASSED*"])
+    import httpx2
+    assert not hasattr(httpx2.HTTPTransport.handle_request, "__wrapped__")
+    stopped = run(project, "-x", "--rlhf-record-mode=none", "--rlhf-cassette-dir=elsewhere")
+    assert "stopping after 1 failures" in stopped.stdout.str()
+    assert not hasattr(httpx2.HTTPTransport.handle_request, "__wrapped__")
