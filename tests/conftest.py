@@ -20,6 +20,11 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_TEST = REPO / "suites" / "data" / "gsm8k" / "test.jsonl"
 SHARED = Path(os.environ.get("RLHF_EVAL_SHARED_DIR", REPO.parent / "shared"))
+# logprobs travel as float32 (a proto FLOAT) written as their shortest decimal: within one
+# float32 ulp (1.2e-7 of the value) of the exact number; a sum of a few hundred such terms
+# stays within 1e-6 of the exact sum.
+F32 = 2.5e-7
+F32_SUM = 1e-6
 TEST_KEY = "AIzaTEST-key-that-must-never-be-recorded-0123"
 
 

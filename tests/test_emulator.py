@@ -20,13 +20,9 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
+from conftest import F32, F32_SUM
 from rlhf_eval.emulator import Emulator
 
-# logprobs travel as float32 (a proto FLOAT) written as their shortest decimal: within one
-# float32 ulp (1.2e-7 of the value) of the exact number; a sum of a few hundred such terms
-# stays within 1e-6 of the exact sum.
-F32 = 2.5e-7
-F32_SUM = 1e-6
 KEY = "emulator-test-key"
 MODEL_LP = "gemini-2.0-flash"  # the logprobs family
 MODEL_25 = "gemini-2.5-flash"

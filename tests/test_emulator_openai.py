@@ -15,13 +15,9 @@ from importlib import resources
 import openai
 import pytest
 
+from conftest import F32
 from rlhf_eval.emulator import Emulator
 
-# logprobs travel as float32 (a proto FLOAT) written as their shortest decimal: within one
-# float32 ulp (1.2e-7 of the value) of the exact number; a sum of a few hundred such terms
-# stays within 1e-6 of the exact sum.
-F32 = 2.5e-7
-F32_SUM = 1e-6
 MODEL = "Qwen/Qwen2.5-Math-7B-Instruct"
 REF_MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # e.g. a DPO reference model
 TOKEN_RE = re.compile(r"\w+|[^\w\s]|\s+")  # the documented tokenizer: word, punctuation, whitespace run
