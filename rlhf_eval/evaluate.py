@@ -16,17 +16,13 @@ import numpy as np
 from . import objectives as obj
 from . import stats
 from .backends import logprobs_note, make_sampler, make_scorer
+from .finish import finish_verdict, withheld
 from .recording import cassette_path, use_cassette
 from .sampling import Sampler, Scorer
 from .suite import DPO_METRICS, Bound, Question, Suite
 from .throttle import SERIAL, RequestPolicy
 from .types import Trace, Verdict
 from .verify import equivalent, verify
-
-# finishReasons that mean the API withheld the answer.
-_BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
-_FINISHED = {"STOP", "FINISH_REASON_UNSPECIFIED"}
-
 
 @dataclass(frozen=True)
 class ThresholdFailure:
@@ -94,14 +90,12 @@ class QuestionResult:
 
 
 def verdict_for(trace: Trace, question: Question, suite: Suite) -> Verdict:
-    """How the API finished decides first; only a finished answer goes to the verifier."""
-    reason = trace.finish_reason
-    if reason.startswith("PROMPT_BLOCKED") or reason in _BLOCKED:
-        return Verdict("blocked", None, f"finishReason {reason}")
-    if reason == "MAX_TOKENS":
-        return Verdict("truncated", None, "finishReason MAX_TOKENS (raise model.max_output_tokens?)")
-    if reason not in _FINISHED:
-        return Verdict("error", None, f"finishReason {reason}")
+    """How the API finished decides first (`rlhf_eval.finish`); only a finished answer goes to the verifier."""
+    decided = finish_verdict(trace.finish_reason)
+    if decided is not None:
+        return Verdict(decided[0], None, decided[1])
+    if trace.answer_missing:
+        return Verdict("unparsable", None, trace.answer_missing)
     return verify(trace.text, question.answer, suite.spec.verifier.name, **question.verifier_options)
 
 
@@ -124,6 +118,7 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         "spread": obj.reward_spread(rewards),
         "nonzero_advantages": obj.nonzero_advantages(advantages),
         "mean_tokens": _mean([t.token_count for t in traces]),
+        "mean_reasoning_tokens": _mean([t.reasoning_tokens for t in traces]),
     }
 
     with_reference = spec.dpo.reference != "none"
@@ -137,7 +132,8 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
     margins = None
     unavailable = None
     if np.isnan(logps).all():
-        unavailable = logprobs_note(spec.model) or f"{spec.model.name} returned no log-probabilities"
+        unavailable = (logprobs_note(spec.model) or next((t.logp_note for t in traces if t.logp_note), None)
+                       or f"{spec.model.name} returned no log-probabilities")
     elif with_reference and np.isnan(ref_logps).all():
         unavailable = f"the reference model {spec.dpo.reference.name} scored no trace"
     elif len(chosen_idx) and not len(scored):
@@ -258,7 +254,7 @@ class Backends:
 def draw_traces(prompt: str, k: int, seed: int, backends: Backends) -> list[Trace]:
     """Sample k traces, then fill in scorer log-probabilities (policy where missing, reference for all)."""
     traces = backends.sampler.sample(prompt, k, seed)
-    scorable = [i for i, t in enumerate(traces) if t.text]
+    scorable = [i for i, t in enumerate(traces) if t.text and not withheld(t.finish_reason)]
     if backends.policy_scorer is not None:
         missing = [i for i in scorable if traces[i].logp is None]
         if missing:

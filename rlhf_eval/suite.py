@@ -23,6 +23,7 @@ from .yamlines import YamlError, line_of, load_with_lines
 QUESTION_METRICS = (
     "accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
     "dpo_loss", "spread", "nonzero_advantages", "mean_logp", "mean_tokens",
+    "mean_reasoning_tokens",
 ) + VERDICTS
 SUITE_METRICS = (
     "accuracy", "pass_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
@@ -97,6 +98,9 @@ class ModelConfig(_Strict):
     endpoint: Literal["chat", "completions"] = "chat"  # openai: /v1/chat/completions or /v1/completions
     vertex: VertexConfig | None = None  # gemini: use Vertex AI instead of the Gemini Developer API
     scorer: ScorerConfig | None = None  # scores the policy's log-probabilities when the API returns none
+    # Inline reasoning in the answer text (DeepSeek-R1, Qwen3, GLM without a reasoning parser): the span
+    # between these tags is reasoning, never verified; null takes the whole text as the answer.
+    reasoning_tags: tuple[str, str] | None = ("<think>", "</think>")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -106,6 +110,8 @@ class ModelConfig(_Strict):
             raise ValueError("vertex is only for provider gemini")
         if self.provider == "openai" and self.endpoint == "completions" and self.max_output_tokens is None:
             raise ValueError("endpoint completions needs max_output_tokens (servers default to 16 tokens)")
+        if self.reasoning_tags is not None and not all(t.strip() for t in self.reasoning_tags):
+            raise ValueError("reasoning_tags must be two non-empty tags, e.g. ['<think>', '</think>'], or null")
         if self.thinking_budget is not None and self.provider == "gemini-legacy":
             raise ValueError("google-generativeai cannot send thinking_budget; use provider gemini")
         return self

@@ -22,18 +22,27 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Trace:
-    """One sampled completion, as the API reported it; nothing here is computed by us."""
+    """One sampled completion, as the API reported it; nothing here is computed by us.
 
-    text: str
+    For a reasoning model `text` is the answer only (what the verifier sees) and `reasoning` the
+    scratchpad, whichever way the API sent it (see `rlhf_eval.reasoning`); `token_count` and `logp`
+    are the answer's, `reasoning_tokens` the thinking tokens the API reported."""
+
+    text: str  # the answer
     finish_reason: str  # the API's name, e.g. "STOP", "MAX_TOKENS", "SAFETY"; "PROMPT_BLOCKED:<reason>"
-    token_count: int | None
-    logp: float | None  # sequence log-probability of the visible answer; None when the API gave none
+    token_count: int | None  # the answer's tokens; None when the API's count cannot be attributed to it
+    logp: float | None  # Σ of the answer's chosen-token log-probabilities; None when there is no honest one
     seed: int | None
-    model_version: str | None
+    model_version: str | None  # the model the API names (modelVersion / model)
     candidate_index: int = 0
     logp_source: str | None = None  # which response field (or scorer) `logp` came from
     ref_logp: float | None = None  # the reference model's log-probability of `text`, when a reference is set
     ref_token_count: int | None = None  # the reference tokenizer's count (it may differ from the policy's)
+    reasoning: str = ""  # thought parts, reasoning_content / reasoning, or the inline <think> span
+    reasoning_tokens: int | None = None  # thoughtsTokenCount / reasoning_tokens, when the API reports them
+    logp_note: str | None = None  # why `logp` is None although the API sent log-probabilities
+    answer_missing: str | None = None  # why there is no answer although the model stopped (e.g. <think> never closed)
+    system_fingerprint: str | None = None  # a backend build or cache id (OpenAI-compatible); never the model
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from pathlib import Path
 import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import google.genai  # noqa: F401  (see below)
 import numpy.fft  # noqa: F401
@@ -70,3 +72,41 @@ def shipped_report(tmp_path_factory):
                            f"--rlhf-report-json={out}"], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
+
+
+class FixedBody:
+    """A local server that answers every POST with one fixed JSON body (a real body from the wire
+    corpus, or one a test builds), and remembers each request's path."""
+
+    def __init__(self):
+        self.body = b"{}"
+        self.paths: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                owner.paths.append(self.path)
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(owner.body)))
+                self.end_headers()
+                self.wfile.write(owner.body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def serve(self, body: bytes | dict) -> dict:
+        self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return json.loads(self.body)
+
+
+@pytest.fixture(scope="session")
+def fixed_body():
+    server = FixedBody()
+    yield server
+    server.server.shutdown()

@@ -106,7 +106,7 @@ CASES = {
     "unknown_metric_question.yaml":
         "unknown_metric_question.yaml:10: questions[0] (a).thresholds.acuracy: unknown metric (did you mean 'accuracy'?); "
         "known: accuracy, pass_at_k, maj_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, spread, "
-        "nonzero_advantages, mean_logp, mean_tokens, correct, incorrect, unparsable, blocked, truncated, error",
+        "nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, correct, incorrect, unparsable, blocked, truncated, error",
     "unknown_metric_suite.yaml":
         "unknown_metric_suite.yaml:6: suite_thresholds.frac_zero_sprd: unknown metric (did you mean 'frac_zero_spread'?); "
         "known: accuracy, pass_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, frac_zero_spread, "

@@ -103,9 +103,11 @@ def test_logprobs_come_from_the_raw_json(tmp_path, monkeypatch, emu):
     for trace, it in zip(replayed, _interactions(path)):
         raw = json.loads(it["response"]["body"]["string"])["candidates"][0]["logprobsResult"]
         assert trace.token_count == len(raw["chosenCandidates"])
-        # logProbabilitySum is dropped by the SDK's pinned protos: reading it proves the raw body was used
-        assert trace.logp_source == "logProbabilitySum"
-        assert trace.logp == pytest.approx(raw["logProbabilitySum"])
+        # the answer's logp is the sum of its chosen tokens (float32 values summed in float64), never
+        # logProbabilitySum, which Vertex does not send
+        assert trace.logp_source == "logprobsResult.chosenCandidates"
+        assert trace.logp == sum(c["logProbability"] for c in raw["chosenCandidates"])
+        assert trace.logp == pytest.approx(raw["logProbabilitySum"], rel=1e-6)
 
 
 def test_without_the_hook_the_proto_fallback_still_reads_logprobs(record_env, monkeypatch):
@@ -115,7 +117,7 @@ def test_without_the_hook_the_proto_fallback_still_reads_logprobs(record_env, mo
     monkeypatch.setattr(gemini_legacy, "_wire", no_hook)
     (trace,) = LegacyGeminiSampler(_model(logprobs=True)).sample(PROMPT, 1, 0)
     assert trace.text and trace.finish_reason == "STOP" and trace.logp is not None
-    assert trace.logp_source == "chosenCandidates"  # logProbabilitySum was lost in the proto
+    assert trace.logp_source == "logprobsResult.chosenCandidates"
 
 
 def test_model_refusing_logprobs_is_never_asked(tmp_path, monkeypatch, emu):

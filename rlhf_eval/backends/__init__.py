@@ -91,5 +91,6 @@ def logprobs_note(model: ModelConfig) -> str | None:
         if logprobs_supported(model.name, vertex=model.vertex is not None) is False:
             where = "Vertex AI" if model.vertex else "the Gemini Developer API"
             return (f"{model.name} returns no log-probabilities on {where}, so none were requested"
-                    + ("" if model.vertex else " (gemini-2.5 models return them on Vertex AI: set model.vertex)"))
+                    + (" (gemini-2.5 models return them on Vertex AI: set model.vertex)"
+                       if not model.vertex and model.name.removeprefix("models/").startswith("gemini-2.5") else ""))
     return None

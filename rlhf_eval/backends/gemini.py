@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from ..recording import loads_json
 from ..sampling import SamplingError, sample_in_units
 from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig
+from ..finish import withheld
+from ..reasoning import DEFAULT_TAGS, split_reasoning, answer_logprobs
 from ..types import Trace
 
 BASE_URL_ENV = "RLHF_EVAL_GEMINI_BASE_URL"
@@ -131,7 +133,7 @@ class GeminiSampler:
             raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {exc}); check the network, "
                                 f"or {BASE_URL_ENV} if you set it", transient=True) from exc
         body = loads_json(response.sdk_http_response.body or "{}")
-        return traces_from_response(body, seed=seed, expected=candidates)
+        return traces_from_response(body, seed=seed, expected=candidates, tags=self.model.reasoning_tags)
 
     def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
         contents = self._contents(prompt)  # shared by the k requests (the SDK only reads it)
@@ -206,58 +208,79 @@ def _describe(code: int | None, message: str, model: str) -> str:
     return f"the API answered {code}: {message}"
 
 
-def _text_of(candidate: dict) -> str:
-    parts = (candidate.get("content") or {}).get("parts") or []
-    # Thought summaries are the model's scratchpad, not its answer.
-    return "".join(p.get("text", "") for p in parts if not p.get("thought"))
-
-
 def _enum(value: Any, table: dict[int, str], default: str) -> str:
     if value is None:
         return default
-    return table.get(value, str(value)) if isinstance(value, int) else str(value)
+    # An int the table lacks (a newer API) stays visible as a number; it then reads as an unknown reason.
+    return table.get(value, f"ENUM_{value}") if isinstance(value, int) else str(value)
 
 
-def traces_from_response(body: dict, *, seed: int | None, expected: int) -> list[Trace]:
-    """Traces from one raw `generateContent` JSON body (camelCase, enums as names or ints)."""
+# Why `avgLogprobs` never becomes a logp: it is a mean over tokens the API does not name. On the
+# real thinking-model bodies in the wire corpus (Vertex gemini-2.5-flash) it times
+# candidatesTokenCount is -7.60 and -5.01 where the answer's chosen tokens sum to -0.069 and -0.056;
+# no real body shows it agreeing with the answer's tokens on any model, so it is never used.
+_AVG_ONLY = ("the API sent only avgLogprobs, a mean over tokens it does not name (on thinking models not the "
+             "answer's), so no log-probability is derived from it")
+
+
+def traces_from_response(body: dict, *, seed: int | None, expected: int,
+                         tags: Sequence[str] | None = DEFAULT_TAGS) -> list[Trace]:
+    """Traces from one raw `generateContent` JSON body (camelCase, enums as names or ints).
+
+    Thought parts are the reasoning; so is an inline `tags` span in the answer parts. `logp` sums
+    the answer's `logprobsResult.chosenCandidates` (Vertex sends no `logProbabilitySum`), never
+    `avgLogprobs`; `token_count` is the answer's (`candidatesTokenCount` excludes thoughts, which
+    `thoughtsTokenCount` counts)."""
     version = body.get("modelVersion")
     candidates = body.get("candidates") or []
+    usage = body.get("usageMetadata")
     if not candidates:
         feedback = body.get("promptFeedback") or {}
         reason = _enum(feedback.get("blockReason"), _BLOCK_REASONS, "NO_CANDIDATES")
+        message = feedback.get("blockReasonMessage")
         return [Trace(text="", finish_reason=f"PROMPT_BLOCKED:{reason}", token_count=0, logp=None,
-                      seed=seed, model_version=version, candidate_index=j) for j in range(expected)]
-    usage = body.get("usageMetadata") or {}
-    traces = []
-    for j, cand in enumerate(sorted(candidates, key=lambda c: c.get("index", 0))):
-        chosen = (cand.get("logprobsResult") or {}).get("chosenCandidates")
-        if chosen:
-            tokens = len(chosen)
-        elif cand.get("tokenCount") is not None:
-            tokens = int(cand["tokenCount"])
-        elif len(candidates) == 1 and usage.get("candidatesTokenCount") is not None:
-            tokens = int(usage["candidatesTokenCount"])
-        else:
-            tokens = None
-        logp, source = _sequence_logp(cand, chosen, tokens)
-        traces.append(Trace(
-            text=_text_of(cand), finish_reason=_enum(cand.get("finishReason"), _FINISH_REASONS, "STOP"),
-            token_count=tokens, logp=logp, seed=seed, model_version=version,
-            candidate_index=cand.get("index", j), logp_source=source,
-        ))
+                      seed=seed, model_version=version, candidate_index=j,
+                      extra={"block_message": message} if message else {}) for j in range(expected)]
+    single = len(candidates) == 1
+    usage = usage or {}
+    traces = [_trace(cand, j, usage if single else {}, seed, version, tags)
+              for j, cand in enumerate(sorted(candidates, key=lambda c: c.get("index", 0)))]
     for j in range(len(traces), expected):  # the API sent fewer candidates than asked for
         traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None,
                             seed=seed, model_version=version, candidate_index=j))
     return traces
 
 
-def _sequence_logp(cand: dict, chosen: list | None, tokens: int | None) -> tuple[float | None, str | None]:
-    result = cand.get("logprobsResult") or {}
-    if result.get("logProbabilitySum") is not None:
-        return float(result["logProbabilitySum"]), "logProbabilitySum"
-    if chosen:
-        return float(sum(c.get("logProbability", 0.0) for c in chosen)), "chosenCandidates"
-    if cand.get("avgLogprobs") is not None and tokens:
-        # The API's own mean times the API's own token count: its sum, not an estimate of ours.
-        return float(cand["avgLogprobs"]) * tokens, "avgLogprobs*tokens"
-    return None, None
+def _trace(cand: dict, j: int, usage: dict, seed: int | None, version: str | None, tags) -> Trace:
+    """One candidate; `usage` is the response's usageMetadata when it describes this candidate alone."""
+    parts = (cand.get("content") or {}).get("parts") or []
+    thoughts = "".join(p.get("text", "") for p in parts if p.get("thought")).strip()
+    shown = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+    split = split_reasoning(shown, tags)
+    finish = _enum(cand.get("finishReason"), _FINISH_REASONS, "STOP")
+    reasoning_tokens = usage.get("thoughtsTokenCount")
+    has_reasoning = bool(thoughts or split.reasoning or split.unclosed or reasoning_tokens)
+
+    chosen = (cand.get("logprobsResult") or {}).get("chosenCandidates") or []
+    logp = tokens = note = source = None
+    if withheld(finish):
+        note = f"the API withheld the answer (finishReason {finish})"
+    elif chosen:
+        logp, tokens, note = answer_logprobs([c.get("token", "") for c in chosen],
+                                             [c.get("logProbability", 0.0) for c in chosen],
+                                             shown, split.answer_start, has_reasoning=has_reasoning)
+        source = "logprobsResult.chosenCandidates" if logp is not None else None
+    elif cand.get("avgLogprobs") is not None:
+        note = _AVG_ONLY
+    if tokens is None and not (split.reasoning or split.unclosed):
+        if cand.get("tokenCount") is not None:
+            tokens = int(cand["tokenCount"])
+        elif usage:  # proto3 JSON omits a zero count
+            tokens = int(usage.get("candidatesTokenCount") or 0)
+    return Trace(
+        text=split.answer, finish_reason=finish, token_count=tokens, logp=logp, seed=seed, model_version=version,
+        candidate_index=cand.get("index", j), logp_source=source,
+        reasoning="\n\n".join(r for r in (thoughts, split.reasoning) if r),
+        reasoning_tokens=int(reasoning_tokens) if reasoning_tokens is not None else None, logp_note=note,
+        answer_missing=(f"{tags[0]} was never closed: the model stopped before its answer" if split.unclosed else None),
+    )

@@ -154,7 +154,8 @@ class LegacyGeminiSampler:
             raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {_one_line(str(exc))}); "
                                 f"check the network, or {BASE_URL_ENV} / model.base_url if you set it",
                                 transient=True) from exc
-        return traces_from_response(self._body(response), seed=None, expected=candidates)
+        return traces_from_response(self._body(response), seed=None, expected=candidates,
+                                    tags=self.model.reasoning_tags)
 
     def _body(self, response: Any) -> dict:
         """The generateContent JSON as received; the parsed proto (minus the fields it drops) as a fallback."""

@@ -18,6 +18,8 @@ from typing import Any, Sequence
 from ..sampling import SamplingError, Score, ScoringError, sample_in_units
 from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig, ScorerConfig
+from ..finish import withheld
+from ..reasoning import DEFAULT_TAGS, answer_logprobs, split_reasoning
 from ..types import Trace
 
 BASE_URL_ENV = "OPENAI_BASE_URL"
@@ -26,8 +28,8 @@ REPLAY_KEY = "replay-without-a-key"
 NO_KEY = "EMPTY"
 # Cassettes match on path, not host: a replay needs no server, only the usual /v1 prefix.
 REPLAY_URL = "http://openai-compatible.invalid/v1"
-_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY", "tool_calls": "OTHER",
-           "function_call": "OTHER", None: "STOP"}
+_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY", "tool_calls": "UNEXPECTED_TOOL_CALL",
+           "function_call": "UNEXPECTED_TOOL_CALL", None: "STOP", "eos": "STOP"}
 
 
 def _client(base_url: str | None, api_key_env: str | None, replay: bool):
@@ -122,7 +124,7 @@ class OpenAISampler:
                 raw = self._client.completions.with_raw_response.create(prompt=text, **common)
         except openai.APIError as exc:
             raise _error(exc, m.name, self.base_url) from exc
-        return traces_from_openai(_raw_json(raw), seed=seed, expected=n)
+        return traces_from_openai(_raw_json(raw), seed=seed, expected=n, tags=m.reasoning_tags)
 
     def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
         return sample_in_units(lambda s, n, lp: self._request(prompt, s, n, lp), k=k, seed=seed,
@@ -130,34 +132,71 @@ class OpenAISampler:
                                policy=self.policy)
 
 
-def traces_from_openai(body: dict, *, seed: int | None, expected: int) -> list[Trace]:
-    """Traces from one chat.completion or text_completion JSON body."""
-    version = body.get("system_fingerprint") or body.get("model")
+def traces_from_openai(body: dict, *, seed: int | None, expected: int,
+                       tags: Sequence[str] | None = DEFAULT_TAGS) -> list[Trace]:
+    """Traces from one chat.completion or text_completion JSON body.
+
+    Reasoning is `message.reasoning_content` or `message.reasoning` (vLLM, SGLang, DeepSeek) or an
+    inline `tags` span in the text; `logp` and `token_count` are the answer's (logprobs that cover
+    the reasoning too are cut to the answer only where the token texts prove the boundary).
+    `model_version` is the `model` the server names; `system_fingerprint` (a build or cache id)
+    is kept apart."""
+    version, fingerprint = body.get("model"), body.get("system_fingerprint")
     choices = sorted(body.get("choices") or [], key=lambda c: c.get("index", 0))
-    usage = body.get("usage") or {}
-    traces = []
-    for j, choice in enumerate(choices):
-        message = choice.get("message")
-        text = (message or {}).get("content") if message is not None else choice.get("text")
-        logprobs = choice.get("logprobs") or {}
-        if message is not None:
-            values = [t.get("logprob") for t in (logprobs.get("content") or [])]
-            source = "logprobs.content"
-        else:
-            values = list(logprobs.get("token_logprobs") or [])
-            source = "logprobs.token_logprobs"
-        if values and all(v is not None for v in values):
-            logp, tokens = float(sum(values)), len(values)
-        else:
-            logp, source = None, None
-            tokens = usage.get("completion_tokens") if len(choices) == 1 else None
-        traces.append(Trace(text=text or "", finish_reason=_FINISH.get(choice.get("finish_reason"), "OTHER"),
-                            token_count=tokens, logp=logp, seed=seed, model_version=version,
-                            candidate_index=choice.get("index", j), logp_source=source))
+    usage = (body.get("usage") or {}) if len(choices) == 1 else {}
+    traces = [_trace(choice, j, usage, seed, version, fingerprint, tags) for j, choice in enumerate(choices)]
     for j in range(len(traces), expected):
         traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None, seed=seed,
-                            model_version=version, candidate_index=j))
+                            model_version=version, candidate_index=j, system_fingerprint=fingerprint))
     return traces
+
+
+def _token_logprobs(logprobs: dict) -> tuple[list[str], list[float | None], str | None]:
+    """(token texts, logprobs, source) in either shape: chat's and llama.cpp's `content` list, or
+    the legacy completions `tokens`/`token_logprobs`."""
+    if isinstance(logprobs.get("content"), list):
+        content = logprobs["content"]
+        return [t.get("token", "") for t in content], [t.get("logprob") for t in content], "logprobs.content"
+    values = logprobs.get("token_logprobs")
+    if isinstance(values, list):
+        tokens = logprobs.get("tokens") or []
+        return list(tokens) if len(tokens) == len(values) else [], values, "logprobs.token_logprobs"
+    return [], [], None
+
+
+def _trace(choice: dict, j: int, usage: dict, seed, version, fingerprint, tags) -> Trace:
+    """One choice; `usage` is the body's when it describes this choice alone."""
+    message = choice.get("message")
+    shown = ((message or {}).get("content") if message is not None else choice.get("text")) or ""
+    beside = ((message or {}).get("reasoning_content") or (message or {}).get("reasoning") or "").strip()
+    split = split_reasoning(shown, tags)
+    raw_finish = choice.get("finish_reason")
+    finish = _FINISH.get(raw_finish) or str(raw_finish).upper()
+    details = usage.get("completion_tokens_details") or {}
+    reasoning_tokens = details.get("reasoning_tokens")
+    has_reasoning = bool(beside or split.reasoning or split.unclosed or reasoning_tokens)
+
+    tokens, values, source = _token_logprobs(choice.get("logprobs") or {})
+    logp = count = note = None
+    if withheld(finish):
+        note = f"the server withheld the answer (finish_reason {raw_finish})"
+    elif values:
+        logp, count, note = answer_logprobs(tokens, values, shown, split.answer_start, has_reasoning=has_reasoning)
+    if reasoning_tokens is None and logp is not None and split.answer_start:
+        reasoning_tokens = len(tokens) - count  # the tokens before the answer spell the inline reasoning
+    if count is None and usage.get("completion_tokens") is not None:
+        if reasoning_tokens is not None:  # completion_tokens includes reasoning_tokens
+            count = max(0, int(usage["completion_tokens"]) - int(reasoning_tokens))
+        elif not (split.reasoning or split.unclosed):
+            count = int(usage["completion_tokens"])
+    return Trace(
+        text=split.answer, finish_reason=finish, token_count=count, logp=logp, seed=seed, model_version=version,
+        candidate_index=choice.get("index", j), logp_source=source if logp is not None else None,
+        reasoning="\n\n".join(r for r in (beside, split.reasoning) if r),
+        reasoning_tokens=int(reasoning_tokens) if reasoning_tokens is not None else None, logp_note=note,
+        answer_missing=(f"{tags[0]} was never closed: the model stopped before its answer" if split.unclosed else None),
+        system_fingerprint=fingerprint,
+    )
 
 
 class OpenAIScorer:
