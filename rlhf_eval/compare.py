@@ -123,8 +123,8 @@ def preference_flips(cur: dict, base: dict) -> list[dict[str, Any]]:
     return flips
 
 
-def _versions(suite: dict) -> list[str]:
-    return sorted({str(t.get("model_version")) for q in suite["questions"] for t in q.get("traces", [])})
+def _versions(suite: dict, key: str = "model_version") -> list[str]:
+    return sorted({str(t.get(key)) for q in suite["questions"] for t in q.get("traces", []) if t.get(key)})
 
 
 def compare_reports(current: dict, baseline: dict, baseline_name: str) -> dict[str, Any]:
@@ -140,6 +140,11 @@ def compare_reports(current: dict, baseline: dict, baseline_name: str) -> dict[s
         if was != now:
             changed = True
             notes.append(f"suite {s['name']}: model version changed: {', '.join(was)} → {', '.join(now)}")
+        # A server build or cache id (system_fingerprint) changes without the model changing.
+        fp_was, fp_now = _versions(b, "system_fingerprint"), _versions(s, "system_fingerprint")
+        if fp_was and fp_now and fp_was != fp_now:
+            notes.append(f"suite {s['name']}: backend fingerprint changed ({', '.join(fp_was)} → {', '.join(fp_now)}); "
+                         "the model is the same")
         suites.append(compare_suite(s, b))
     return {"baseline": baseline_name, "model_version_changed": changed, "note": "; ".join(notes),
             "suites": suites, "failures": []}

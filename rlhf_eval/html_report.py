@@ -384,6 +384,7 @@ mark.ok{background:#b6f0c4;outline-color:#2f9e52}mark.bad{background:#ffd0cc;out
 .qref{margin:2px 0 4px}.qref .ref{font-family:ui-monospace,Menlo,Consolas,monospace;background:var(--soft);padding:0 4px;border-radius:3px}
 details.prompt{display:inline-block;margin-left:14px;vertical-align:top}details.prompt>summary{cursor:pointer;color:var(--acc)}
 details.prompt[open]{display:block;margin:4px 0 0}
+details.rs{margin-bottom:4px;color:#555;white-space:pre-wrap}details.rs>summary{cursor:pointer}
 .pre{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;background:var(--soft);padding:4px 8px;border-radius:3px}
 .v{display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;font-weight:700;color:#fff}
 .v.correct{background:var(--ok)}.v.incorrect{background:var(--bad)}.v.unparsable{background:#8e44ad}
@@ -806,8 +807,11 @@ class _Page:
             w('<div class="muted">No traces recorded.</div>')
             return
         has_ref = any(t.get("ref_logp") is not None for t in traces)
+        has_reasoning = any(t.get("reasoning_tokens") is not None or t.get("reasoning") for t in traces)
         head = ['<th>#</th><th class="l">verdict</th><th class="l">answer</th><th>reward</th><th>advantage</th>'
-                '<th>tokens</th><th>logp</th>', "<th>ref logp</th>" if has_ref else "",
+                '<th title="the answer\'s tokens">tokens</th>',
+                '<th title="thinking tokens the API reported">reasoning tokens</th>' if has_reasoning else "",
+                "<th>logp</th>", "<th>ref logp</th>" if has_ref else "",
                 '<th class="l">finish</th><th>seed</th><th class="l">trace text — the extracted answer highlighted '
                 '(<mark class="ok">correct</mark> / <mark class="bad">not</mark>)</th>']
         w(f'<h3>Traces ({len(traces)})</h3><table class="tr"><thead><tr>{"".join(head)}</tr></thead><tbody>')
@@ -822,14 +826,19 @@ class _Page:
                 ans = f"<b>{_esc(ext)}</b>" + ("" if found else ' <span class="muted small">(not found verbatim)</span>')
             detail = f'<span class="vd">{_esc(t["detail"])}</span>' if t.get("detail") else ""
             logp = t.get("logp")
-            ltip = f' title="source: {_esc(t.get("logp_source"))}"' if t.get("logp_source") else ""
+            ltip = (f' title="source: {_esc(t.get("logp_source"))}"' if t.get("logp_source") else
+                    f' title="none: {_esc(t.get("logp_note"))}"' if t.get("logp_note") else "")
+            if t.get("reasoning"):  # shown apart from the answer, collapsed: it is never verified
+                text = (f'<details class="rs"><summary class="muted small">reasoning (not verified)</summary>'
+                        f'{_esc(t["reasoning"])}</details>{text}')
             adv = t.get("advantage")
             seed = t.get("seed")
             rows.append(
                 f'<tr><td>{i}</td><td class="l">{_verdict_badge(t.get("verdict", "?"))}{detail}</td>'
                 f'<td class="l">{ans}</td><td>{_fmt(t.get("reward"), 2)}</td>'
                 f'<td class="{_sign_cls(adv)}">{_signed(adv)}</td><td>{_fmt(t.get("token_count"))}</td>'
-                f'<td{ltip}>{_fmt(logp, 2)}</td>'
+                + (f'<td>{_fmt(t.get("reasoning_tokens"))}</td>' if has_reasoning else "")
+                + f'<td{ltip}>{_fmt(logp, 2)}</td>'
                 + (f'<td>{_fmt(t.get("ref_logp"), 2)}</td>' if has_ref else "")
                 + f'<td class="l">{_esc(t.get("finish_reason", "-"))}</td><td>{"-" if seed is None else _esc(seed)}</td>'
                 f'<td class="txt">{text}</td></tr>')

@@ -236,3 +236,23 @@ def test_the_json_report_keeps_answer_and_reasoning_apart(tmp_path):
     trace = d["traces"][0]
     assert (trace["text"], trace["reasoning"], trace["token_count"], trace["reasoning_tokens"]) == (ANSWER, REASONING, 6, 14)
     assert (d["metrics"]["mean_tokens"], d["metrics"]["mean_reasoning_tokens"]) == (6, 14)
+
+
+def test_a_new_backend_fingerprint_is_not_a_model_change(shipped_report):
+    import copy
+
+    from rlhf_eval.compare import compare_reports
+
+    report, _ = shipped_report
+    baseline, current = copy.deepcopy(report), copy.deepcopy(report)
+    for r, fp in ((baseline, "b4501-667d7284"), (current, "b6000-abcdef12")):
+        for s in r["suites"]:
+            for q in s["questions"]:
+                for t in q["traces"]:
+                    t["system_fingerprint"] = fp
+    comparison = compare_reports(current, baseline, "base")
+    assert comparison["model_version_changed"] is False
+    assert "backend fingerprint changed (b4501-667d7284 → b6000-abcdef12); the model is the same" in comparison["note"]
+    for t in (t for s in current["suites"] for q in s["questions"] for t in q["traces"]):
+        t["model_version"] = "other-model"
+    assert compare_reports(current, baseline, "base")["model_version_changed"] is True

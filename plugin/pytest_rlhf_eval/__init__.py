@@ -262,17 +262,23 @@ def failure_text(nodeid: str, result) -> str:
     lines = [f"{nodeid}: {len(result.failures)} threshold(s) failed"]
     lines += [f"  {f.reason}   (threshold: {f.metric} {f.bound})" for f in result.failures]
     with_ref = any(t.ref_logp is not None for t in result.traces)
+    with_reasoning = any(t.reasoning_tokens is not None for t in result.traces)
     rows = []
     for i, (t, v, r, a) in enumerate(zip(result.traces, result.verdicts, result.rewards, result.advantages)):
-        row = [i, t.seed, v.status, _short(v.extracted), f"{r:g}", f"{a:+.3f}",
-               t.token_count if t.token_count is not None else "-", _logp(t.logp)]
-        rows.append(row + [_logp(t.ref_logp)] if with_ref else row)
+        rows.append([i, t.seed, v.status, _short(v.extracted), f"{r:g}", f"{a:+.3f}", _count(t.token_count)]
+                    + ([_count(t.reasoning_tokens)] if with_reasoning else [])
+                    + [_logp(t.logp)] + ([_logp(t.ref_logp)] if with_ref else []))
     lines.append(f"traces (k={len(result.traces)}, accuracy {result.metrics['accuracy']:.3f}, "
                  f"spread {result.metrics['spread']:.3f}, pairs {result.metrics['pairs']}):")
-    headers = ["#", "seed", "verdict", "extracted", "reward", "advantage", "tokens", "logp"]
-    table = tabulate(rows, headers=headers + ["ref logp"] if with_ref else headers, disable_numparse=True)
+    headers = (["#", "seed", "verdict", "extracted", "reward", "advantage", "tokens"]
+               + (["reasoning tokens"] if with_reasoning else []) + ["logp"] + (["ref logp"] if with_ref else []))
+    table = tabulate(rows, headers=headers, disable_numparse=True)
     lines += ["  " + line for line in table.splitlines()]
     return "\n".join(lines)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _logp(value: float | None) -> str:
