@@ -102,6 +102,14 @@ class ModelConfig(_Strict):
     # between these tags is reasoning, never verified; null takes the whole text as the answer.
     reasoning_tags: tuple[str, str] | None = ("<think>", "</think>")
 
+    @field_validator("reasoning_tags", mode="before")
+    @classmethod
+    def _two_tags(cls, v):
+        if v is not None and not (isinstance(v, (list, tuple)) and len(v) == 2
+                                  and all(isinstance(t, str) and t.strip() for t in v)):
+            raise ValueError("must be an opening and a closing tag, e.g. ['<think>', '</think>'], or null")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self):
         if self.top_logprobs is not None and not self.logprobs:
@@ -110,8 +118,6 @@ class ModelConfig(_Strict):
             raise ValueError("vertex is only for provider gemini")
         if self.provider == "openai" and self.endpoint == "completions" and self.max_output_tokens is None:
             raise ValueError("endpoint completions needs max_output_tokens (servers default to 16 tokens)")
-        if self.reasoning_tags is not None and not all(t.strip() for t in self.reasoning_tags):
-            raise ValueError("reasoning_tags must be two non-empty tags, e.g. ['<think>', '</think>'], or null")
         if self.thinking_budget is not None and self.provider == "gemini-legacy":
             raise ValueError("google-generativeai cannot send thinking_budget; use provider gemini")
         return self
