@@ -39,8 +39,8 @@ DELTA_COLUMNS = [("Δ accuracy", "accuracy"), ("Δ unparsable", "unparsable"), (
 METRIC_ORDER = ["k", "correct", "incorrect", "unparsable", "blocked", "truncated", "error", "accuracy", "pass_at_k",
                 "maj_at_k", "unparsable_rate", "pairs", "pairs_scored", "spread", "nonzero_advantages", "mean_tokens",
                 "mean_logp", "mean_margin", "reward_accuracy", "dpo_loss"]
-TRACE_COLUMNS = ["#", "seed", "verdict", "extracted", "reward", "advantage", "logp", "ref logp", "tokens", "finish",
-                 "text"]
+TRACE_COLUMNS = ["#", "seed", "verdict", "extracted", "reward", "advantage", "logp", "ref logp", "tokens",
+                 "reasoning tokens", "finish", "text"]
 PAIR_COLUMNS = ["chosen", "rejected", "margin", "chosen answer", "rejected answer"]
 VERDICT_COLORS = {"correct": "#1a7f37", "incorrect": "#cf222e", "unparsable": "#9a6700", "truncated": "#8250df",
                   "blocked": "#57606a", "error": "#57606a"}
@@ -200,8 +200,9 @@ def question_detail(report: dict, suite: str, question_id: str, baseline: dict |
         traces.append({
             "index": i, "seed": t.get("seed"), "verdict": t.get("verdict"), "extracted": t.get("extracted"),
             "detail": t.get("detail"), "reward": t.get("reward"), "advantage": t.get("advantage"),
-            "logp": t.get("logp"), "ref_logp": t.get("ref_logp"), "token_count": t.get("token_count"),
-            "finish_reason": t.get("finish_reason"), "model_version": t.get("model_version"), "text": text,
+            "logp": t.get("logp"), "logp_note": t.get("logp_note"), "ref_logp": t.get("ref_logp"),
+            "token_count": t.get("token_count"), "reasoning_tokens": t.get("reasoning_tokens"),
+            "reasoning": t.get("reasoning") or "", "finish_reason": t.get("finish_reason"), "model_version": t.get("model_version"), "text": text,
             "answer_span": answer_span(text, t.get("extracted")),
         })
     pairs = [{"chosen": p.get("chosen"), "rejected": p.get("rejected"), "margin": p.get("margin")}
@@ -250,7 +251,7 @@ def verdict_flips(before: dict, after: dict) -> list[dict[str, Any]]:
 def traces_table(detail: dict) -> dict[str, Any]:
     rows = [[t["index"], _fmt(t["seed"]), t["verdict"] or "", t["extracted"] or "", _fmt(t["reward"]),
              _fmt(t["advantage"]), _fmt(t["logp"]), _fmt(t["ref_logp"]), _fmt(t["token_count"]),
-             t["finish_reason"] or "", _preview(t["text"])] for t in detail["traces"]]
+             _fmt(t["reasoning_tokens"]), t["finish_reason"] or "", _preview(t["text"])] for t in detail["traces"]]
     return {"headers": TRACE_COLUMNS, "data": rows}
 
 
