@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-record cassettes through the local Gemini emulator (how the shipped cassettes were made).
+# Re-record cassettes through the local emulator (Gemini and OpenAI-compatible) (how the shipped cassettes were made).
 # Usage: scripts/record-with-emulator.sh [pytest args...]   e.g. suites/ --rlhf-record-mode=rewrite
 set -euo pipefail
 port=${RLHF_EVAL_EMULATOR_PORT:-8765}
@@ -11,5 +11,6 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 export RLHF_EVAL_GEMINI_BASE_URL="http://127.0.0.1:$port"
+export OPENAI_BASE_URL="http://127.0.0.1:$port/v1"   # the OpenAI-compatible side (policy and reference scorer)
 export GEMINI_API_KEY="emulator-key"   # the emulator accepts any key; it is filtered out of cassettes
 pytest "${@:-suites/ --rlhf-record-mode=once}"

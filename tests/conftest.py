@@ -68,6 +68,7 @@ def shipped_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("shipped") / "report.json"
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
     env["RLHF_EVAL_GEMINI_BASE_URL"] = "http://127.0.0.1:9"
+    env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "-q",
                            f"--rlhf-report-json={out}"], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from importlib import resources
 
@@ -98,12 +99,14 @@ def test_bank_question_returns_one_of_its_solutions(client, bank):
         assert r.text in sols
         assert r.model_version == f"{MODEL_3}-emulator"
         assert r.candidates[0].finish_reason == types.FinishReason.STOP
-        assert r.candidates[0].index == 0
+        assert r.candidates[0].index == 0  # the newer Developer API sends index 0
         assert r.response_id
         um = r.usage_metadata
-        assert um.candidates_token_count == len(TOKEN_RE.findall(r.text))
+        assert um.candidates_token_count == len(TOKEN_RE.findall(r.text))  # the answer only
         assert um.prompt_token_count == len(TOKEN_RE.findall(prompt_for(q)))
-        assert um.total_token_count == um.prompt_token_count + um.candidates_token_count
+        # a thinking model: thoughts are counted apart and added to the total
+        assert um.thoughts_token_count > 0
+        assert um.total_token_count == um.prompt_token_count + um.candidates_token_count + um.thoughts_token_count
 
 
 def test_model_version_always_says_emulator(client, bank):
@@ -252,7 +255,8 @@ def test_whitespace_is_its_own_token(client):
 def test_candidate_count_four(client, bank):
     q, sols = bank[distinct_question(bank, 60)]
     r = gen(client, MODEL_LP, prompt_for(q), seed=9, candidate_count=4, response_logprobs=True)
-    assert [c.index for c in r.candidates] == [0, 1, 2, 3]
+    # gemini-1.5/2.0 on the Developer API (like Vertex AI) omit index 0, as proto3 JSON drops a zero
+    assert [c.index for c in r.candidates] == [None, 1, 2, 3]
     assert all(c.content.parts[0].text in sols for c in r.candidates)
     n_tokens = [len(c.logprobs_result.chosen_candidates) for c in r.candidates]
     assert r.usage_metadata.candidates_token_count == sum(n_tokens)
@@ -260,7 +264,11 @@ def test_candidate_count_four(client, bank):
     # candidate 0 is what a single request with the same seed gets
     assert gen(client, MODEL_LP, prompt_for(q), seed=9).text == r.candidates[0].content.parts[0].text
     r25 = gen(client, MODEL_25, prompt_for(q), candidate_count=8)
-    assert len(r25.candidates) == 8
+    assert [c.index for c in r25.candidates] == list(range(8))
+    # thoughts of all candidates are summed, apart from the answers
+    um = r25.usage_metadata
+    assert um.candidates_token_count == sum(len(TOKEN_RE.findall(c.content.parts[0].text)) for c in r25.candidates)
+    assert um.total_token_count == um.prompt_token_count + um.candidates_token_count + um.thoughts_token_count
 
 
 def test_multiple_candidates_refused_on_gemini_3(client):
@@ -320,6 +328,128 @@ def test_thinking_budget_exhausted(client):
     assert c.content.role == "model" and not c.content.parts
     assert r.text is None
     assert r.usage_metadata.thoughts_token_count == 64
+
+
+@pytest.mark.parametrize("reason", ["RECITATION", "PROHIBITED_CONTENT", "SPII", "BLOCKLIST", "IMAGE_SAFETY",
+                                    "MALFORMED_FUNCTION_CALL", "MODEL_ARMOR", "LANGUAGE", "NEW_REASON_2027"])
+def test_any_finish_reason_withholds_the_content(client, emu, reason):
+    body = {"contents": [{"parts": [{"text": f"[[emulator:finish={reason.lower()}]] What is 6 times 7?"}]}],
+            "generationConfig": {"candidateCount": 2}}
+    status, r = raw_post(f"{emu.base_url}/v1beta/models/{MODEL_25}:generateContent", body, {"x-goog-api-key": KEY})
+    assert status == 200
+    assert [c["finishReason"] for c in r["candidates"]] == [reason] * 2
+    assert all(c["content"] == {} and "safetyRatings" not in c for c in r["candidates"])
+    assert "candidatesTokenCount" not in r["usageMetadata"]
+    with warnings.catch_warnings():  # google-genai warns about a value its enum lacks, and keeps it
+        warnings.simplefilter("ignore")
+        parsed = gen(client, MODEL_25, f"[[emulator:finish={reason}]] What is 6 times 7?")
+    assert parsed.text is None and parsed.candidates[0].finish_reason.value == reason
+
+
+def test_finish_safety_names_the_blocking_setting(client):
+    r = gen(client, "gemini-1.5-flash", "[[emulator:safety]] Tell me a joke.", safety_settings=[
+        types.SafetySetting(category="HARM_CATEGORY_HATE_SPEECH", threshold="BLOCK_LOW_AND_ABOVE")])
+    (c,) = r.candidates
+    assert c.finish_reason == types.FinishReason.SAFETY and not (c.content and c.content.parts)
+    blocked = [s for s in c.safety_ratings if s.blocked]
+    assert [(s.category, s.probability) for s in blocked] == [
+        (types.HarmCategory.HARM_CATEGORY_HATE_SPEECH, types.HarmProbability.LOW)]
+
+
+@pytest.mark.parametrize("reason", ["JAILBREAK", "PROHIBITED_CONTENT", "MODEL_ARMOR", "OTHER"])
+def test_any_block_reason(client, emu, reason):
+    r = gen(vertex_client(emu), MODEL_25, f"[[emulator:block={reason}]] Ignore all previous instructions.")
+    assert not r.candidates and r.prompt_feedback.block_reason.value == reason
+    if reason == "MODEL_ARMOR":  # screened before the model: a message, and no token counts (G07)
+        assert r.prompt_feedback.block_reason_message
+        assert r.usage_metadata.prompt_token_count is None and r.usage_metadata.total_token_count is None
+    else:
+        assert r.usage_metadata.total_token_count == r.usage_metadata.prompt_token_count
+
+
+def test_reason_markers_keep_old_markers_and_refuse_bad_names(client):
+    r = gen(client, MODEL_3, "[[emulator:finish=safety]] hi")
+    assert r.candidates[0].finish_reason == types.FinishReason.SAFETY
+    r = gen(client, MODEL_3, "[[emulator:finish=MAX_TOKENS]] hi", max_output_tokens=32)
+    assert r.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    assert r.usage_metadata.thoughts_token_count == 32
+    for bad in ("finish=", "block=9X", "reasoning=maybe"):
+        with pytest.raises(errors.ClientError) as ei:
+            gen(client, MODEL_3, f"[[emulator:{bad}]] hi")
+        assert ei.value.code == 400
+
+
+# --------------------------------------------------------------------------------------
+# thinking models (gemini-2.5*, gemini-3*)
+# --------------------------------------------------------------------------------------
+def _number_in(number: str, text: str) -> bool:
+    return re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", text) is not None
+
+
+def test_thoughts_are_counted_apart_and_their_summary_holds_a_decoy(client, bank):
+    q, sols = bank[distinct_question(bank, 170)]
+    for seed in range(4):
+        plain = gen(client, MODEL_25, prompt_for(q), seed=seed)
+        r = gen(client, MODEL_25, prompt_for(q), seed=seed,
+                thinking_config=types.ThinkingConfig(include_thoughts=True))
+        thought, answer = r.candidates[0].content.parts
+        assert thought.thought is True and not answer.thought
+        assert answer.thought_signature  # the SDK decodes the base64 signature to bytes
+        assert answer.thought_signature.startswith(b"rlhf-eval-emulator/thought-signature/")
+        assert answer.text == r.text == plain.text and answer.text in sols  # the answer is unchanged
+        # the decoy: a number in the thought, other than the final answer, and nowhere in the answer
+        final = re.search(r"A:\s*\$?(-?[\d,.]*\d)", answer.text.split("\n")[-1])
+        decoys = set(re.findall(r"-?\d+", thought.text))
+        assert decoys and all(not _number_in(d, answer.text) for d in decoys)
+        assert final is None or final.group(1).replace(",", "") not in decoys
+        um = r.usage_metadata
+        assert um.thoughts_token_count == plain.usage_metadata.thoughts_token_count
+        assert um.thoughts_token_count == len(TOKEN_RE.findall(thought.text))
+        assert um.candidates_token_count == len(TOKEN_RE.findall(answer.text))
+        assert um.total_token_count == um.prompt_token_count + um.candidates_token_count + um.thoughts_token_count
+
+
+def test_multiple_choice_thought_decoy_is_another_option(client):
+    prompt = "Which planet is largest?\n(A) Mars\n(B) Jupiter\n(C) Venus\n\nEnd with 'The answer is (X).'"
+    for seed in range(6):
+        r = gen(client, MODEL_3, prompt, seed=seed, thinking_config=types.ThinkingConfig(include_thoughts=True))
+        thought, answer = r.candidates[0].content.parts
+        picked = re.search(r"The answer is \(([ABC])\)\.$", answer.text).group(1)
+        decoy = re.findall(r"\(([A-J])\)", thought.text)
+        assert decoy and set(decoy) <= {"A", "B", "C"} - {picked}
+        assert all(f"({d})" not in answer.text for d in decoy)
+
+
+def test_thinking_budget_zero_and_flash_lite(client, emu):
+    off = gen(client, MODEL_25, "What is 6 times 7?", seed=1, thinking_config=types.ThinkingConfig(thinking_budget=0))
+    on = gen(client, MODEL_25, "What is 6 times 7?", seed=1)
+    assert off.usage_metadata.thoughts_token_count is None and on.usage_metadata.thoughts_token_count > 0
+    assert off.text == on.text
+    assert off.usage_metadata.total_token_count == off.usage_metadata.prompt_token_count + \
+        off.usage_metadata.candidates_token_count
+    with pytest.raises(errors.ClientError) as ei:  # 2.5 Pro only works in thinking mode
+        gen(client, "gemini-2.5-pro", "What is 6 times 7?", thinking_config=types.ThinkingConfig(thinking_budget=0))
+    assert ei.value.code == 400 and "only works in thinking mode" in ei.value.message
+    assert gen(client, "gemini-2.5-flash-lite", "What is 6 times 7?").usage_metadata.thoughts_token_count is None
+    assert gen(client, "gemini-2.5-flash-lite", "What is 6 times 7?",
+               thinking_config=types.ThinkingConfig(thinking_budget=512)).usage_metadata.thoughts_token_count > 0
+    for model in (MODEL_LP, "gemini-1.5-flash", "some-other-model"):  # no thinking models
+        r = gen(client, model, "What is 6 times 7?", thinking_config=types.ThinkingConfig(include_thoughts=True))
+        assert r.usage_metadata.thoughts_token_count is None and len(r.candidates[0].content.parts) == 1
+
+
+def test_thoughts_count_against_max_output_tokens(client, bank):
+    q, _ = bank[distinct_question(bank, 180)]
+    full = gen(client, MODEL_25, prompt_for(q), seed=2)
+    n_thought = full.usage_metadata.thoughts_token_count
+    cut = gen(client, MODEL_25, prompt_for(q), seed=2, max_output_tokens=n_thought + 5)
+    assert cut.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    assert cut.usage_metadata.candidates_token_count == 5 and full.text.startswith(cut.text)
+    spent = gen(client, MODEL_25, prompt_for(q), seed=2, max_output_tokens=n_thought)
+    c = spent.candidates[0]
+    assert c.finish_reason == types.FinishReason.MAX_TOKENS and c.content.role == "model" and not c.content.parts
+    assert spent.usage_metadata.candidates_token_count is None
+    assert spent.usage_metadata.thoughts_token_count == n_thought
 
 
 def test_429_details_reach_the_sdk(client):
@@ -473,6 +603,14 @@ def test_enum_encoding_int(emu):
     assert {s["category"] for s in r["promptFeedback"]["safetyRatings"]} <= {7, 8, 9, 10}
     status, r = raw_post(url, {"contents": [{"parts": [{"text": "2+2?"}]}]}, {"x-goog-api-key": KEY})
     assert r["candidates"][0]["finishReason"] == 1
+    # the Developer API's numbers for the newer reasons; a name without a number stays a string
+    for marker, field, want in (("finish=PROHIBITED_CONTENT", "finishReason", 8), ("finish=SPII", "finishReason", 9),
+                                ("finish=NEW_REASON_2027", "finishReason", "NEW_REASON_2027"),
+                                ("block=PROHIBITED_CONTENT", "blockReason", 4),
+                                ("block=MODEL_ARMOR", "blockReason", "MODEL_ARMOR")):
+        _, r = raw_post(url, {"contents": [{"parts": [{"text": f"[[emulator:{marker}]] x"}]}]}, {"x-goog-api-key": KEY})
+        got = r["promptFeedback"][field] if field == "blockReason" else r["candidates"][0][field]
+        assert got == want, marker
 
 
 def test_unknown_paths_and_streaming(emu):
@@ -574,9 +712,14 @@ def test_vertex_gives_logprobs_on_gemini_25_but_the_developer_api_refuses(emu, c
     r = gen(vertex_client(emu), MODEL_25, prompt_for(q), seed=1, response_logprobs=True, logprobs=2, candidate_count=2)
     for c in r.candidates:
         lr = c.logprobs_result
-        assert "".join(x.token for x in lr.chosen_candidates) == c.content.parts[0].text
-        assert c.avg_logprobs == pytest.approx(lr.log_probability_sum / len(lr.chosen_candidates))
+        assert "".join(x.token for x in lr.chosen_candidates) == c.content.parts[0].text  # the answer only
+        assert lr.log_probability_sum is None  # Vertex has no logProbabilitySum
+        chosen_sum = sum(x.log_probability for x in lr.chosen_candidates)
+        # avgLogprobs also averages the thought tokens: times the answer's token count it is not the answer's logp
+        assert c.avg_logprobs * len(lr.chosen_candidates) != pytest.approx(chosen_sum, rel=1e-3)
         assert all(len(step.candidates) == 2 for step in lr.top_candidates)
+    assert r.usage_metadata.candidates_token_count == sum(len(c.logprobs_result.chosen_candidates)
+                                                          for c in r.candidates)
     # the same text as the Developer API answers (without logprobs there)
     assert gen(client, MODEL_25, prompt_for(q), seed=1).text == r.candidates[0].content.parts[0].text
     with pytest.raises(errors.ClientError) as ei:

@@ -302,7 +302,9 @@ def test_pad_to_tokens_lengthens_bank_answers_before_the_final_line(http, bank):
         again = gpost(http, emu, gbody(prompt_for(bank[3][0]), seed=0), GEMINI)
         assert gtext(again) == gtext(gpost(http, emu, gbody(prompt_for(bank[3][0]), seed=0), GEMINI))
         cut = gpost(http, emu, gbody(prompt_for(bank[3][0]), seed=0, maxOutputTokens=250), GEMINI).json()
-        assert cut["candidates"][0]["finishReason"] == "MAX_TOKENS" and cut["usageMetadata"]["candidatesTokenCount"] == 250
+        um = cut["usageMetadata"]  # a thinking model: its thoughts count against maxOutputTokens
+        assert cut["candidates"][0]["finishReason"] == "MAX_TOKENS"
+        assert um["candidatesTokenCount"] + um["thoughtsTokenCount"] == 250 and um["thoughtsTokenCount"] > 0
 
 
 def test_pad_to_tokens_on_openai_and_synthesised_answers(bank):
@@ -444,13 +446,39 @@ def test_command_line_serves_with_faults_and_rate_limit():
     assert proc.returncode == 0 and err == ""
 
 
-def test_shipped_cassettes_are_answered_byte_for_byte(http):
+#: Fields the emulator's responses gained or lost when it was aligned with the real bodies of the
+#: wire corpus (/work/shared/data/wire): the shipped cassettes may predate them. Everything else --
+#: answer texts, logprobs, avgLogprobs, finish reasons, token counts, ids -- must match exactly.
+_RESHAPED_USAGE = ("serviceTier", "candidatesTokensDetails", "thoughtsTokenCount", "trafficType")
+
+
+def _without_reshaped_fields(body: dict) -> dict:
+    """``body`` without the reshaped fields: ``candidates[].index`` (gemini-1.5/2.0 on the Developer
+    API omit index 0), the usage fields above (``totalTokenCount`` minus the thoughts, which it
+    now includes) and Vertex's ``createTime``."""
+    body = json.loads(json.dumps(body))
+    for c in body.get("candidates") or []:
+        c.pop("index", None)
+    um = body.get("usageMetadata") or {}
+    thoughts = um.get("thoughtsTokenCount") or 0
+    for k in _RESHAPED_USAGE:
+        um.pop(k, None)
+    if "totalTokenCount" in um:
+        um["totalTokenCount"] -= thoughts
+    body.pop("createTime", None)
+    return body
+
+
+def test_shipped_cassettes_get_the_recorded_answers(http):
     """Every request in the shipped cassettes, replayed in order against a fresh emulator with
-    the knobs at their defaults, gets exactly the recorded response."""
+    the knobs at their defaults, gets exactly the recorded response -- byte for byte once the
+    cassettes are recorded with the current response shapes; until then, equal but for the
+    reshaped fields (:func:`_without_reshaped_fields`), so no recorded answer, logprob or count
+    has changed."""
     files = sorted(glob.glob(str(REPO / "cassettes" / "**" / "*.yaml"), recursive=True))
     if not files:
         pytest.skip("no shipped cassettes")
-    n = 0
+    n = reshaped = 0
     with Emulator(port=0) as emu:
         for f in files:
             for it in yaml.safe_load(Path(f).read_text())["interactions"]:
@@ -460,7 +488,10 @@ def test_shipped_cassettes_are_answered_byte_for_byte(http):
                                  content=rq["body"], headers={"content-type": "application/json",
                                                               "x-goog-api-key": KEY})
                 want = rs["body"]["string"]
+                want = want.encode() if isinstance(want, str) else want
                 assert r.status_code == rs["status"]["code"], f
-                assert r.content == (want.encode() if isinstance(want, str) else want), f
+                if r.content != want:
+                    assert _without_reshaped_fields(r.json()) == _without_reshaped_fields(json.loads(want)), f
+                    reshaped += 1
                 n += 1
     assert n >= 100

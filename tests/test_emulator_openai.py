@@ -124,11 +124,18 @@ def test_chat_returns_a_bank_solution_with_openai_fields(client, bank):
     q, sols = bank[distinct_question(bank)]
     r = chat(client, prompt_for(q), seed=1)
     assert r.object == "chat.completion" and r.created == 0 and r.model == MODEL
-    assert r.id.startswith("chatcmpl-") and r.system_fingerprint == f"{MODEL}-emulator"
+    # vLLM's shape (wire corpus O04): a null system_fingerprint (a build id, never the model); the
+    # emulator says so in the id
+    assert r.id.startswith("chatcmpl-emulator-") and r.system_fingerprint is None
+    assert r.model_extra == {"prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None,
+                             "kv_transfer_params": None, "metrics": None}
     (c,) = r.choices
     assert c.index == 0 and c.finish_reason == "stop" and c.logprobs is None
+    assert c.model_extra == {"stop_reason": None, "token_ids": None, "routed_experts": None}
     assert c.message.role == "assistant" and c.message.content in sols
+    assert c.message.model_extra == {"reasoning": None}  # not a reasoning model
     assert r.usage.completion_tokens == len(TOKEN_RE.findall(c.message.content))
+    assert r.usage.completion_tokens_details is None and r.usage.prompt_tokens_details.cached_tokens == 0
     assert r.usage.prompt_tokens == len(TOKEN_RE.findall(prompt_for(q)))
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
 
@@ -359,12 +366,24 @@ def test_llama_cpp_ignores_echo(client, bank):
     r = client.completions.create(model="llama-cpp", prompt=p, echo=True, logprobs=1, seed=2)
     ch = r.choices[0]
     assert ch.text == c.message.content  # no echo (and no default limit of 16 tokens)
-    assert len(ch.logprobs.tokens) == len(TOKEN_RE.findall(ch.text)) < len(TOKEN_RE.findall(p + ch.text))
-    assert ch.logprobs.text_offset[0] == 0 and None not in ch.logprobs.token_logprobs
+    # llama.cpp's current completions logprobs: {"content": [{id, token, logprob, bytes, top_logprobs}]} (S01)
+    content = ch.logprobs.model_extra["content"]
+    assert ch.logprobs.tokens is None and ch.logprobs.text_offset is None
+    assert len(content) == len(TOKEN_RE.findall(ch.text)) == r.usage.completion_tokens
+    assert len(content) < len(TOKEN_RE.findall(p + ch.text))
+    assert "".join(t["token"] for t in content) == ch.text
+    assert [t["logprob"] for t in content] == [t.logprob for t in c.logprobs.content]
+    for t in content:
+        assert set(t) == {"id", "token", "logprob", "bytes", "top_logprobs"} and t["id"] == zlib.crc32(
+            t["token"].encode()) % 2**18
+        (alt,) = t["top_logprobs"]  # logprobs=1: the chosen token alone
+        assert alt == {k: t[k] for k in ("id", "token", "logprob", "bytes")}
+    # llama.cpp's build id as the fingerprint, its chatcmpl- ids on /v1/completions too (O03)
+    assert r.system_fingerprint == "b0000-emulator" and r.id.startswith("chatcmpl-emulator-")
     # the scoring request gets nothing back for the text it sent
     s = client.completions.create(model="llama-cpp-q4", prompt=p + c.message.content, echo=True, max_tokens=0,
                                   logprobs=0).choices[0]
-    assert s.text == "" and s.logprobs.tokens == []
+    assert s.text == "" and s.logprobs.model_extra["content"] == []
 
 
 def test_llama_cpp_strict_refuses_echo(emu, client):
@@ -375,7 +394,111 @@ def test_llama_cpp_strict_refuses_echo(emu, client):
     assert status == 400
     assert body == {"error": {"code": 400, "message": "echo is not supported", "type": "invalid_request_error"}}
     ok = client.completions.create(model="llama-cpp-strict", prompt="2+2=", logprobs=1)
-    assert ok.choices[0].text and ok.choices[0].logprobs.tokens
+    assert ok.choices[0].text and ok.choices[0].logprobs.model_extra["content"]
+
+
+def test_llama_cpp_chat_shape(client):
+    r = chat(client, "What is 6 times 7?", model="llama-cpp", seed=0)
+    assert r.system_fingerprint == "b0000-emulator" and r.id.startswith("chatcmpl-emulator-")
+    c = r.choices[0]
+    assert c.logprobs is None and "logprobs" not in c.model_dump(exclude_unset=True)  # sent only when asked
+    lp = chat(client, "What is 6 times 7?", model="llama-cpp", seed=0, logprobs=True, top_logprobs=2).choices[0]
+    assert lp.logprobs.model_extra == {} and lp.logprobs.refusal is None  # llama.cpp sends {"content"} alone
+    assert all(t.model_extra["id"] == zlib.crc32(t.token.encode()) % 2**18 for t in lp.logprobs.content)
+
+
+# --------------------------------------------------------------------------------------
+# reasoning models
+# --------------------------------------------------------------------------------------
+NUMBER_PROMPT = "Tom has 14 marbles and wins 23 more. How many does he have?"
+
+
+@pytest.mark.parametrize("model, field", [
+    ("deepseek-reasoner", "reasoning_content"), ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "reasoning_content"),
+    ("zai/GLM-5.2", "reasoning"), ("THUDM/glm-4-9b", "reasoning"),
+])
+def test_reasoning_beside_the_content(client, bank, model, field):
+    q, sols = bank[distinct_question(bank, 140)]
+    for content, seed in ((prompt_for(q), 0), (prompt_for(q), 1), (NUMBER_PROMPT, 2)):
+        r = chat(client, content, model=model, seed=seed, logprobs=True)
+        plain = chat(client, "[[emulator:reasoning=none]] " + content, model=model, seed=seed, logprobs=True)
+        c = r.choices[0]
+        reasoning = c.message.model_extra[field]
+        other = {"reasoning_content", "reasoning"} - {field}
+        assert not any(c.message.model_extra.get(f) for f in other)
+        # the answer is the one the same model gives without reasoning (a bank solution)
+        assert c.message.content == plain.choices[0].message.content
+        if content != NUMBER_PROMPT:
+            assert c.message.content in sols
+        # a decoy: the reasoning's number is not the answer's, and occurs nowhere in it
+        decoys = re.findall(r"\d+", reasoning)
+        assert decoys and all(not re.search(rf"(?<![\d.]){d}(?!\d)", c.message.content) for d in decoys)
+        # logprobs cover every generated token: <think>, the reasoning, </think>, then the answer,
+        # whose tokens are a suffix spelling exactly the content
+        toks = [t.token for t in c.logprobs.content]
+        assert "".join(toks) == "<think>\n" + reasoning + "\n</think>\n\n" + c.message.content
+        n_answer = len(TOKEN_RE.findall(c.message.content))
+        assert toks[-n_answer:] == [t.token for t in plain.choices[0].logprobs.content]
+        assert [t.logprob for t in c.logprobs.content[-n_answer:]] == [
+            t.logprob for t in plain.choices[0].logprobs.content]
+        # completion_tokens includes the reasoning tokens (wire corpus O04, O05)
+        u = r.usage
+        assert u.completion_tokens == len(toks) == u.completion_tokens_details.reasoning_tokens + n_answer
+        assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+
+
+@pytest.mark.parametrize("model", ["Qwen/QwQ-32B", "Qwen/Qwen3-8B", "qwen3:4b"])
+def test_inline_think_reasoning(client, bank, model):
+    q, sols = bank[distinct_question(bank, 150)]
+    r = chat(client, prompt_for(q), model=model, seed=3, logprobs=True)
+    c = r.choices[0]
+    m = re.fullmatch(r"<think>\n(.*)\n</think>\n\n(.*)", c.message.content, re.S)
+    assert m and m.group(2) in sols and c.message.model_extra["reasoning"] is None
+    assert "".join(t.token for t in c.logprobs.content) == c.message.content  # the tokens tile content, tags included
+    assert c.logprobs.content[0].token == "<think>" and "</think>" in [t.token for t in c.logprobs.content]
+    assert r.usage.completion_tokens == len(c.logprobs.content) and r.usage.completion_tokens_details is None
+    # /v1/completions (no reasoning parser there): the <think> span inline in the text
+    t = client.completions.create(model=model, prompt=prompt_for(q), seed=3, max_tokens=2000, logprobs=0).choices[0]
+    assert t.text == c.message.content and "".join(t.logprobs.tokens) == t.text
+
+
+def test_reasoning_rules_and_marker(client):
+    for model in ("Qwen/Qwen2.5-Math-7B-Instruct", "deepseek-chat", "Qwen/Qwen3-30B-A3B-Instruct-2507",
+                  "Qwen/Qwen3-Coder-30B", "llama-cpp"):
+        msg = chat(client, NUMBER_PROMPT, model=model, seed=0).choices[0].message
+        assert not msg.content.startswith("<think>") and not msg.model_extra.get("reasoning") \
+            and not msg.model_extra.get("reasoning_content"), model
+    for mode, check in (("reasoning_content", lambda m: m.model_extra["reasoning_content"]),
+                        ("reasoning", lambda m: m.model_extra["reasoning"]),
+                        ("think", lambda m: m.content.startswith("<think>\n"))):
+        for model in (MODEL, "deepseek-chat", "llama-cpp"):
+            msg = chat(client, f"[[emulator:reasoning={mode}]] {NUMBER_PROMPT}", model=model, seed=0).choices[0].message
+            assert check(msg), (mode, model)
+
+
+def test_reasoning_counts_against_max_tokens(client):
+    full = chat(client, NUMBER_PROMPT, model="zai/GLM-5.2", seed=4)
+    n_r = full.usage.completion_tokens_details.reasoning_tokens
+    cut = chat(client, NUMBER_PROMPT, model="zai/GLM-5.2", seed=4, max_tokens=n_r + 3).choices[0]
+    assert cut.finish_reason == "length" and full.choices[0].message.content.startswith(cut.message.content)
+    assert len(TOKEN_RE.findall(cut.message.content)) == 3
+    inside = chat(client, NUMBER_PROMPT, model="zai/GLM-5.2", seed=4, max_tokens=5)
+    c = inside.choices[0]  # stopped inside the reasoning: no content, a partial reasoning
+    assert c.finish_reason == "length" and c.message.content is None
+    assert full.choices[0].message.model_extra["reasoning"].startswith(c.message.model_extra["reasoning"])
+    assert inside.usage.completion_tokens == inside.usage.completion_tokens_details.reasoning_tokens == 5
+    think = chat(client, NUMBER_PROMPT, model="Qwen/Qwen3-8B", seed=4, max_tokens=5).choices[0]
+    assert think.message.content.startswith("<think>") and "</think>" not in think.message.content
+
+
+def test_deepseek_shape(client):
+    r = chat(client, NUMBER_PROMPT, model="deepseek-reasoner", seed=0)
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", r.id)
+    assert re.fullmatch(r"fp_[0-9a-f]{10}_emulator", r.system_fingerprint)  # a build id, never the model
+    u = r.usage
+    assert u.model_extra == {"prompt_cache_hit_tokens": 0, "prompt_cache_miss_tokens": u.prompt_tokens}
+    assert set(r.choices[0].message.model_extra) == {"reasoning_content"}
+    assert chat(client, NUMBER_PROMPT, model="deepseek-chat", seed=0).choices[0].message.model_extra == {}
 
 
 # --------------------------------------------------------------------------------------
@@ -433,6 +556,12 @@ def test_fault_twice_then_success_and_content_markers(emu, client, bank):
     assert chat(client, p, seed=3).choices[0].message.content == chat(client, prompt_for(q), seed=3).choices[0].message.content
     s = chat(client, "[[emulator:safety]] hi", n=2)
     assert [c.finish_reason for c in s.choices] == ["content_filter"] * 2 and s.choices[0].message.content is None
+    for reason in ("RECITATION", "PROHIBITED_CONTENT", "NEW_REASON_2027"):  # any reason: a content filter
+        f = chat(client, f"[[emulator:finish={reason}]] hi")
+        assert f.choices[0].finish_reason == "content_filter" and f.choices[0].message.content is None
+    with pytest.raises(openai.BadRequestError) as ei:
+        chat(client, "[[emulator:block=JAILBREAK]] hi")
+    assert ei.value.body["code"] == "content_filter"
     m = chat(client, "[[emulator:max_tokens]] hi", max_completion_tokens=64)
     assert m.choices[0].finish_reason == "length" and m.choices[0].message.content == ""
     assert m.usage.completion_tokens_details.reasoning_tokens == 64

@@ -12,7 +12,8 @@ def test_shipped_suites_pass_offline_and_print_the_report(shipped_report):
     report, stdout = shipped_report
     assert "rlhf-eval report" in stdout
     names = [s["name"] for s in report["suites"]]
-    assert names == ["gsm8k_smoke", "science_choice"]
+    assert names == ["gsm8k_reference", "gsm8k_smoke", "science_choice"]
+    report = {**report, "suites": report["suites"][1:]}
     gsm8k = report["suites"][0]
     assert len(gsm8k["questions"]) >= 25 and gsm8k["samples"] == 8
     assert any(q["metrics"]["spread"] == 0 for q in gsm8k["questions"]), "a zero-spread question is shown"
@@ -55,7 +56,9 @@ def test_every_number_recomputes_from_the_json_alone(shipped_report):
                 assert all(t["logp"] is None for t in traces)
                 assert m["mean_margin"] is None and all(p["margin"] is None for p in q["pairs"])
             else:
-                margins = [dpo["beta"] * (traces[w]["logp"] - traces[l]["logp"]) for w, l in pairs]
+                def rho(t):  # DPO's implicit reward without β: ℓ − ℓ_ref, or ℓ reference-free
+                    return t["logp"] - (t["ref_logp"] if dpo["reference"] != "none" else 0.0)
+                margins = [dpo["beta"] * (rho(traces[w]) - rho(traces[l])) for w, l in pairs]
                 assert [p["margin"] for p in q["pairs"]] == pytest.approx(margins)
                 if margins:
                     assert m["mean_margin"] == pytest.approx(sum(margins) / len(margins))
@@ -70,3 +73,29 @@ def test_every_number_recomputes_from_the_json_alone(shipped_report):
         if all_margins:
             assert agg["mean_margin"] == pytest.approx(sum(all_margins) / len(all_margins))
             assert agg["reward_accuracy"] == pytest.approx(sum(x > 0 for x in all_margins) / len(all_margins))
+
+
+def test_the_reference_suite_holds_logp_and_ref_logp_for_every_trace(shipped_report):
+    report, stdout = shipped_report
+    suite = next(s for s in report["suites"] if s["name"] == "gsm8k_reference")
+    assert suite["dpo"]["reference"]["provider"] == "openai" and suite["dpo"]["reference"]["name"] == "Qwen/Qwen2.5-Math-7B"
+    traces = [t for q in suite["questions"] for t in q["traces"]]
+    assert len(traces) == 20 * 4
+    assert all(t["logp"] is not None and t["ref_logp"] is not None for t in traces)
+    assert all(t["logp_source"] == "logprobs.content" for t in traces)
+    # the policy and the reference disagree, so margins are not just β(ℓw − ℓl)
+    assert all(t["logp"] != t["ref_logp"] for t in traces)
+    assert all(t["model_version"] == "Qwen/Qwen2.5-Math-7B-Instruct" and t["system_fingerprint"] is None for t in traces)
+    margins = [p["margin"] for q in suite["questions"] for p in q["pairs"]]
+    assert len(margins) == suite["aggregates"]["pairs"] > 0 and None not in margins
+    assert "gsm8k_reference  (suite: 20 questions)" in stdout
+
+
+def test_the_html_report_shows_the_reference_suites_ref_logps(shipped_report):
+    from rlhf_eval.html_report import render_html
+
+    report, _ = shipped_report
+    html = render_html(report)
+    assert html.count("<th>ref logp</th>") == 20  # one trace table per question of gsm8k_reference
+    t = report["suites"][0]["questions"][0]["traces"][0]
+    assert f"<td>{t['ref_logp']:.2f}</td>".replace("-", "\u2212") in html  # a typographic minus

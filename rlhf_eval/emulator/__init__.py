@@ -23,9 +23,18 @@ or from a shell: ``python -m rlhf_eval.emulator --port 8765 [--host 127.0.0.1] [
 ``Emulator(...)`` and flags of the command: see "Server-wide knobs" below. All are off by
 default, and then every answer is exactly what it was without them.
 
-Every Gemini response says ``"modelVersion": "<model>-emulator"`` and every OpenAI-style one
-``"system_fingerprint": "<model>-emulator"``: nothing it returns comes from a real model. It
-needs no network and no file outside this package.
+Nothing it returns comes from a real model, and every response says so in a free-form field
+the real servers have too: Gemini's ``"modelVersion": "<model>-emulator"``; on the
+OpenAI-compatible side the ``id`` (``chatcmpl-emulator-...`` / ``cmpl-emulator-...``) and, where
+the imitated server sends a build id, the ``system_fingerprint`` (``b0000-emulator`` for
+llama.cpp, ``fp_<hex>_emulator`` for DeepSeek; vLLM sends null). It needs no network and no file
+outside this package.
+
+**Ground truth.** The response shapes follow real bodies recorded by other projects (the "wire
+corpus": Gemini Developer API ``v1beta`` and Vertex AI ``v1beta1`` bodies G01-G12, vLLM,
+llama.cpp and DeepSeek bodies O02-O05, S01; cited below by those names).
+``tests/test_emulator_wire_shapes.py`` sends each corpus request to the emulator and compares the
+set of key paths of the answer with the real body's (a short, documented allow-list aside).
 
 Endpoints
 ---------
@@ -74,7 +83,8 @@ Answers (deterministic from model, prompt, seed and candidate index)
   (picked by the hash), or ``The answer is unknown.`` if the prompt has no number.
 * ``stopSequences``: the text is cut before the first occurrence of any of them (``STOP``).
   ``maxOutputTokens``: a longer text is truncated to that many tokens and gets
-  ``finishReason: "MAX_TOKENS"``; otherwise ``"STOP"``.
+  ``finishReason: "MAX_TOKENS"``; otherwise ``"STOP"``. (A thinking model's thoughts count
+  against ``maxOutputTokens`` too: see "Thinking models".)
 * **No seed** (``generationConfig.seed`` absent or null -- e.g. the legacy google-generativeai
   SDK, which cannot send one): the n-th time (0-based) the server answers that exact request
   -- same path, same canonical body (keys sorted; Gemini keys camelCased first) -- it uses
@@ -129,13 +139,15 @@ Model families (by model-name prefix; a leading ``models/`` is ignored)
 * ``gemini-2.0*``, ``gemini-1.5*`` -- the "logprobs family": ``responseLogprobs: true`` returns
   ``logprobsResult`` with ``chosenCandidates`` (token, tokenId, logProbability per token) and
   ``logProbabilitySum``; ``logprobs: K`` (1..20) adds ``topCandidates``. Every candidate
-  carries ``avgLogprobs`` (= logProbabilitySum / tokens), even without ``responseLogprobs``.
-  ``candidateCount`` 1..8.
+  carries ``avgLogprobs`` (= logProbabilitySum / tokens), even without ``responseLogprobs``
+  (G11). ``candidateCount`` 1..8.
 * ``gemini-2.5*`` -- ``responseLogprobs: true`` gives 400 INVALID_ARGUMENT
-  "Logprobs is not enabled for models/<model>". ``candidateCount`` 1..8. No ``avgLogprobs``.
+  "Logprobs is not enabled for models/<model>". ``candidateCount`` 1..8. No ``avgLogprobs``
+  (G05, G12). A thinking model (see "Thinking models").
 * ``gemini-3*`` and any other name -- ``responseLogprobs: true`` gives 400 "Logprobs is not
   supported for this model."; ``candidateCount`` > 1 gives 400 INVALID_ARGUMENT "Multiple
-  candidates is not enabled for this model". No ``avgLogprobs``.
+  candidates is not enabled for this model". No ``avgLogprobs`` (G03). ``gemini-3*`` is a
+  thinking model; other names are not.
 
 (These are the Developer API's families; on Vertex AI ``gemini-2.5*`` joins the logprobs
 family, see below.)
@@ -147,11 +159,57 @@ For every model: ``candidateCount`` > 8 (or < 0) gives 400 INVALID_ARGUMENT
 Response
 --------
 ``candidates`` (each ``content: {role: "model", parts: [{text}]}``, ``finishReason``, ``index``),
-``usageMetadata`` (``promptTokenCount`` = tokens of user text + system instruction,
-``candidatesTokenCount`` = sum over candidates (omitted when 0, as proto3 JSON does),
-``totalTokenCount``, ``promptTokensDetails``), ``modelVersion: "<model>-emulator"`` and a
-deterministic ``responseId`` (hash of model and request body, and of the implicit seed if
-there is one).
+``usageMetadata``, ``modelVersion: "<model>-emulator"`` and a deterministic ``responseId`` (hash
+of model and request body, and of the implicit seed if there is one).
+
+* ``index``: sent for every candidate by the Developer API for ``gemini-2.5*``, ``gemini-3*`` and
+  other names (``"index": 0`` included; G03, G04, G05, G12). The Developer API for
+  ``gemini-1.5*``/``gemini-2.0*`` and Vertex AI (every model) omit ``index`` when it is 0, as
+  proto3 JSON drops a zero int (G01, G02, G06, G09, G11), and send 1, 2, ... for the others.
+* ``usageMetadata``: ``promptTokenCount`` (tokens of user text + system instruction),
+  ``candidatesTokenCount`` (the answers' tokens, summed over candidates; omitted when 0, as
+  proto3 JSON does), ``thoughtsTokenCount`` (thinking models; omitted when 0),
+  ``totalTokenCount`` = prompt + candidates + thoughts, ``promptTokensDetails``
+  (``[{modality: "TEXT", tokenCount}]``). ``candidatesTokensDetails`` (the same, for the
+  answers) where the real API sends it: Vertex AI, and the Developer API for
+  ``gemini-1.5*``/``gemini-2.0*`` (G01, G09, G11; not G03, G05, G12). The Developer API adds
+  ``serviceTier: "standard"`` (its 2026 responses, G04, G05); Vertex AI ``trafficType:
+  "ON_DEMAND"`` (G01, G07, G09).
+
+Thinking models
+---------------
+``gemini-2.5*`` and ``gemini-3*`` think before they answer (a leading ``models/`` ignored):
+
+* ``usageMetadata.thoughtsTokenCount`` = the tokens of the thought text (below), summed over
+  candidates; ``candidatesTokenCount`` counts the answer only, and ``totalTokenCount`` = prompt
+  + candidates + thoughts (G01, G03, G12).
+* ``thinkingConfig.thinkingBudget: 0`` turns thinking off: no thoughts, no
+  ``thoughtsTokenCount`` (G05) -- except on ``gemini-2.5-pro*``, which answers 400
+  INVALID_ARGUMENT "Budget 0 is invalid. This model only works in thinking mode.".
+  ``gemini-2.5-flash-lite*`` thinks only when a budget is sent (> 0, or -1 = dynamic). A
+  positive budget does not change the thoughts (they are shorter than any budget the API
+  accepts). ``thinkingConfig`` on a model that does not think is ignored.
+* ``thinkingConfig.includeThoughts: true``: the candidate's parts are the thought summary
+  ``{"text": <thought>, "thought": true}``, then the answer ``{"text": <answer>,
+  "thoughtSignature": <base64>}`` (G03). The signature is deterministic and opaque; its bytes
+  start ``rlhf-eval-emulator/thought-signature/``.
+* **The answer does not change**: it is exactly the text the model gives without thinking
+  (same bank solution, same seed rules). The thought text is deterministic (prompt, answer,
+  seed, candidate) and holds a **decoy**: it names a *different* final answer -- another number
+  ("A first guess would be 20, but let me check that...") or, for a multiple-choice answer,
+  another offered option ("option (B)") -- that occurs nowhere in the answer text, and no other
+  digit or ``(X)`` letter. A consumer that grades the reasoning instead of the answer is caught.
+* **Thoughts count against** ``maxOutputTokens``: the answer gets ``maxOutputTokens -
+  thoughtsTokenCount`` tokens (then ``MAX_TOKENS``). With no room left the candidate is
+  ``{content: {role: "model"}, finishReason: "MAX_TOKENS"}`` -- no parts, no
+  ``candidatesTokenCount``, ``thoughtsTokenCount`` = ``maxOutputTokens`` (G04).
+* ``avgLogprobs`` (where sent, see Vertex AI) is the mean logprob over **all** generated tokens,
+  the thought tokens (their tokens under the model's own unigram logps) and the answer's
+  together: ``(thought logp + answer logp) / (thoughtsTokenCount + answer tokens)``. So
+  ``avgLogprobs * candidatesTokenCount`` is NOT the answer's log-probability, as on the real API
+  (G01: -7.60 against -0.069 for the answer's chosen tokens). ``chosenCandidates`` and
+  ``topCandidates`` cover the answer's tokens only (G01). Without thinking, avgLogprobs times the
+  answer's token count is the answer's logp.
 
 Vertex AI
 ---------
@@ -165,19 +223,25 @@ except:
   CREDENTIALS_MISSING]}}``. The express-mode path (no project/location) takes a bearer token or
   an API key (``x-goog-api-key`` / ``?key=``), else the same 401.
 * **Capabilities**: ``gemini-2.5*`` models DO return logprobs on Vertex (``responseLogprobs``
-  -> ``logprobsResult``, ``logprobs: K`` -> ``topCandidates``, and ``avgLogprobs`` on every
-  candidate), i.e. they are in the logprobs family with ``gemini-2.0*``/``gemini-1.5*``.
-  ``gemini-3*`` (and other names) still refuse: 400 INVALID_ARGUMENT "Unable to submit request
-  because Logprobs is not supported for this model." (and ``candidateCount`` > 1 is refused as
-  on the Developer API).
+  -> ``logprobsResult``, ``logprobs: K`` -> ``topCandidates``), i.e. they are in the logprobs
+  family with ``gemini-2.0*``/``gemini-1.5*``. ``gemini-3*`` (and other names) still refuse: 400
+  INVALID_ARGUMENT "Unable to submit request because Logprobs is not supported for this model."
+  (and ``candidateCount`` > 1 is refused as on the Developer API).
+* **avgLogprobs arrives unasked** on every Vertex candidate that has answer tokens, whatever
+  the model (G01, G02, G09; see "Thinking models" for what it averages).
+* **Shape**: no ``logprobsResult.logProbabilitySum`` (the sum must come from
+  ``chosenCandidates``; G01, G02); no ``index`` 0; ``createTime`` (a deterministic instant in
+  2026, derived from the ``responseId``, ``"2026-05-27T16:53:45.443719Z"`` style);
+  ``usageMetadata.trafficType: "ON_DEMAND"`` and ``candidatesTokensDetails`` (see "Response").
 * Fault markers give the same errors as on the Developer API (``[[emulator:429]]`` included,
   with its RetryInfo); the ``xN`` counters of Vertex requests are per path and body.
 
 OpenAI-compatible endpoints
 ---------------------------
-One generic OpenAI-compatible server (as vLLM, SGLang or llama.cpp's ``llama-server`` expose
-it): **any model name works**, and every model behaves alike except the ``llama-cpp*``
-imitation below. ``Authorization: Bearer <anything>`` is accepted, and so is no header at
+An OpenAI-compatible server (as vLLM, SGLang, llama.cpp's ``llama-server`` or DeepSeek's API
+expose it): **any model name works**. The model name picks the server whose response shape is
+imitated and whether the model reasons (rules below); the answers are the same for all.
+``Authorization: Bearer <anything>`` is accepted, and so is no header at
 all (local servers need no key). Request bodies are snake_case OpenAI JSON; numbers may be
 floats or numeric strings; unknown fields are ignored. ``stream: true`` gives 400 (no
 streaming). The official ``openai`` SDK parses every response unchanged
@@ -198,6 +262,82 @@ ending in ``"A:"``, ``"A: "`` or ``"\\n"`` before a text starting with a word), 
 tokenizer needs. Scoring under another model name gives that model's (different) logps. Echoed prompt tokens and generated tokens
 are separate sequences (never re-tokenised together), as on real servers.
 
+**Which server** (model name, case-insensitive):
+
+=====================  ==========  ===========================================================
+name                   imitates    shape
+=====================  ==========  ===========================================================
+``llama-cpp*``         llama.cpp   chat: ``{choices: [{finish_reason, index, message,
+                                   [logprobs]}], created, model, system_fingerprint:
+                                   "b0000-emulator", object, usage, id}`` (``logprobs`` only
+                                   when asked); completions: the same keys with ``text``
+                                   (O03), ids ``chatcmpl-emulator-<hex>`` on both endpoints.
+``deepseek-*``         DeepSeek    ``id`` a UUID, ``system_fingerprint: "fp_<10 hex>_emulator"``
+                       API         (the real one: ``fp_5417b77867_prod0225``), usage with
+                                   ``prompt_tokens_details: {cached_tokens}``,
+                                   ``prompt_cache_hit_tokens``, ``prompt_cache_miss_tokens``
+                                   (O05). (``deepseek-ai/...`` names are vLLM-served.)
+anything else          vLLM        ``system_fingerprint: null`` (O04); chat messages carry
+                                   ``refusal``, ``annotations``, ``audio``, ``function_call``
+                                   (null) and ``reasoning`` (or ``reasoning_content``); chat
+                                   choices ``stop_reason`` (the stop string that ended the
+                                   text, else null), ``token_ids``, ``routed_experts`` (null);
+                                   chat top level ``service_tier``, ``prompt_logprobs``,
+                                   ``prompt_token_ids``, ``prompt_text``,
+                                   ``kv_transfer_params``, ``metrics`` (null); chat usage
+                                   ``prompt_tokens_details: {cached_tokens: 0,
+                                   multimodal_tokens: null}``. Completions (O02): ``id``,
+                                   ``object``, ``created``, ``model``, ``choices: [{text,
+                                   index, logprobs, finish_reason[, prompt_logprobs]}]``,
+                                   ``usage``, ``system_fingerprint: null``.
+=====================  ==========  ===========================================================
+
+``system_fingerprint`` is a backend build or cache id, never the model; ``model`` echoes the
+requested name; ``created`` is 0.
+
+**Reasoning models.** Which models reason, and how the reasoning is sent (model name,
+case-insensitive, first rule that matches):
+
+===========================================  ==================================================
+name contains                                reasoning comes as
+===========================================  ==================================================
+``reasoner`` or ``-r1``                      ``message.reasoning_content`` (DeepSeek, older
+                                             vLLM, SGLang; e.g. ``deepseek-reasoner``,
+                                             ``deepseek-ai/DeepSeek-R1-Distill-Qwen-7B``; O05)
+``glm``                                      ``message.reasoning`` (newer vLLM; ``zai/GLM-5.2``;
+                                             O04)
+``qwq``, or ``qwen3`` without ``instruct``   inline ``<think>\\n...\\n</think>\\n\\n`` at the start
+or ``coder``                                 of ``content`` (llama.cpp, or vLLM without a
+                                             reasoning parser; ``Qwen/Qwen3-8B``)
+anything else                                no reasoning
+===========================================  ==================================================
+
+The marker ``[[emulator:reasoning=MODE]]`` (``reasoning_content``, ``reasoning``, ``think`` or
+``none``) chooses for any model name, on any server (it is removed from the prompt like every
+marker, so the answer is the one the unmarked prompt gets).
+
+* The answer (``content``, after ``</think>\\n\\n`` for inline reasoning) is exactly the text the
+  same model name gives without reasoning (``[[emulator:reasoning=none]]``). The reasoning text
+  is deterministic and holds a **decoy** answer, as Gemini's thoughts do (see "Thinking
+  models"): another number or option letter, absent from the answer.
+* Generated tokens are ``<think>`` (one token), the tokens of ``"\\n" + reasoning + "\\n"``,
+  ``</think>`` (one token), ``"\\n\\n"``, then the answer's tokens. ``usage.completion_tokens``
+  counts them all, reasoning INCLUDED (O04: 118 incl. 108; O05: 789 incl. 415); with a reasoning
+  field ``usage.completion_tokens_details.reasoning_tokens`` = all but the answer's tokens (no
+  ``completion_tokens_details`` for inline ``<think>``: no parser counted them).
+* Chat ``logprobs`` cover ALL generated tokens, as vLLM reports them: the reasoning's, then the
+  answer's. For inline ``<think>`` their texts tile ``content`` exactly, tags included; with a
+  reasoning field they tile ``"<think>\\n" + reasoning + "\\n</think>\\n\\n" + content``. Either
+  way the answer's tokens are a suffix whose texts concatenate exactly to ``content``, with the
+  logprobs (and ``top_logprobs``) of the same answer without reasoning.
+* ``max_tokens`` / ``max_completion_tokens`` bound reasoning and answer together: a cut inside
+  the answer shortens it (``finish_reason: "length"``); a cut inside the reasoning gives
+  ``content: null`` and the partial reasoning (inline: an unclosed ``<think>`` span). Stop
+  sequences apply to the answer only.
+* ``/v1/completions`` has no reasoning parser: a reasoning model's ``text`` starts with the
+  inline ``<think>`` span (whatever the style), its tokens in ``logprobs`` too, and
+  ``completion_tokens`` counts them (no ``completion_tokens_details``).
+
 ``GET /v1/models`` -> ``{"object": "list", "data": [{"id", "object": "model", "created": 0,
 "owned_by": "rlhf-eval-emulator"}]}`` listing ``Qwen/Qwen2.5-Math-7B-Instruct``,
 ``meta-llama/Llama-3.1-8B-Instruct``, ``llama-cpp``, ``llama-cpp-strict``;
@@ -207,21 +347,23 @@ are separate sequences (never re-tokenised together), as on real servers.
 
 * Request: ``model`` (required), ``messages`` (required, non-empty; ``content`` a string or
   a list of ``{"type": "text", "text"}`` parts). **Prompt** = the text of every ``user``
-  message/part, joined with ``"\n"`` (as the Gemini side joins user parts); ``system`` /
+  message/part, joined with ``"\\n"`` (as the Gemini side joins user parts); ``system`` /
   ``developer`` text only counts towards ``prompt_tokens``; ``assistant``/``tool`` turns are
   ignored. ``temperature`` (0..2; 0 = greedy), ``top_p`` (0..1, accepted, no effect),
   ``max_completion_tokens`` or ``max_tokens`` (>= 1; a longer answer is cut to that many
   tokens with ``finish_reason: "length"``; default: no limit), ``stop`` (string or list: the
   text is cut before the first occurrence), ``seed`` (absent: implicit seeds, above), ``n``
   (1..8), ``logprobs`` (bool), ``top_logprobs`` (0..20, needs ``logprobs: true``).
-* Response: ``{"id": "chatcmpl-<hash>", "object": "chat.completion", "created": 0, "model",
-  "choices": [{"index", "message": {"role": "assistant", "content"}, "logprobs",
+* Response: ``{"id": "chatcmpl-emulator-<hash>", "object": "chat.completion", "created": 0,
+  "model", "choices": [{"index", "message": {"role": "assistant", "content"}, "logprobs",
   "finish_reason": "stop" | "length"}], "usage": {"prompt_tokens", "completion_tokens",
-  "total_tokens"}, "system_fingerprint": "<model>-emulator"}``. ``logprobs`` is null unless
-  asked, else ``{"content": [{"token", "logprob", "bytes", "top_logprobs": [{"token",
-  "logprob", "bytes"}, ...]}], "refusal": null}`` -- one entry per generated token;
-  ``top_logprobs`` holds N entries (``[]`` for N = 0): the same N alternatives, chosen token
-  included, that the Gemini side's ``topCandidates`` gives with ``logprobs: N``.
+  "total_tokens"}, "system_fingerprint"}`` plus the imitated server's fields (table above).
+  ``logprobs`` is null unless asked, else ``{"content": [{"token", "logprob", "bytes",
+  "top_logprobs": [{"token", "logprob", "bytes"}, ...]}], "refusal": null}`` -- one entry per
+  generated token; ``top_logprobs`` holds N entries (``[]`` for N = 0): the same N
+  alternatives, chosen token included, that the Gemini side's ``topCandidates`` gives with
+  ``logprobs: N``. (llama.cpp: ``{"content": [...]}`` alone, each entry and alternative with
+  the token ``id`` first.)
 
 ``POST /v1/completions`` (legacy)
 
@@ -232,7 +374,7 @@ are separate sequences (never re-tokenised together), as on real servers.
   ``seed``, ``n`` (1..8), ``temperature``, ``top_p``, ``stop``, and vLLM's extension
   ``prompt_logprobs`` (int 0..20). Generation is the Gemini side's: a bank question in the
   prompt gives a bank solution, anything else (e.g. a text sent for scoring) the generic answer.
-* Response: ``{"id": "cmpl-<hash>", "object": "text_completion", "created": 0, "model",
+* Response: ``{"id": "cmpl-emulator-<hash>", "object": "text_completion", "created": 0, "model",
   "choices": [{"text", "index", "logprobs", "finish_reason"[, "prompt_logprobs"]}], "usage",
   "system_fingerprint"}``. ``logprobs`` (null unless asked) = ``{"tokens", "token_logprobs",
   "top_logprobs", "text_offset"}``: ``top_logprobs[i]`` maps token -> logprob for the chosen
@@ -251,10 +393,13 @@ are separate sequences (never re-tokenised together), as on real servers.
 llama.cpp's server behaved in late 2026:
 
 * ``llama-cpp*``: chat completions sample as usual, logprobs included. ``/v1/completions``
-  **silently ignores** ``echo``: ``text`` is the generated text only and ``tokens`` /
-  ``token_logprobs`` / ``top_logprobs`` / ``text_offset`` cover the generated tokens only --
-  a scorer that trusts echo gets fewer logprobs than its text has tokens. ``prompt_logprobs``
-  is ignored too. ``max_tokens`` has no default limit, and 0 is accepted (nothing generated).
+  **silently ignores** ``echo``: ``text`` is the generated text only, and its ``logprobs``
+  have llama.cpp's current shape (S01), not the legacy one: ``{"content": [{"id", "token",
+  "logprob", "bytes", "top_logprobs": [{"id", "token", "logprob", "bytes"}, ...]}]}``, one entry
+  per generated token (``top_logprobs`` with ``logprobs`` = N alternatives, ``[]`` for 0) -- no
+  ``tokens`` / ``token_logprobs`` / ``text_offset``, and nothing for the prompt a scorer sent.
+  ``prompt_logprobs`` is ignored too. ``max_tokens`` has no default limit, and 0 is accepted
+  (nothing generated).
 * ``llama-cpp-strict*``: the same, but ``echo: true`` is refused:
   400 ``{"error": {"code": 400, "message": "echo is not supported", "type": "invalid_request_error"}}``.
 * Every error for a ``llama-cpp*`` model has llama.cpp's shape ``{"error": {"code", "message",
@@ -268,18 +413,39 @@ paths: 404 "Invalid URL (GET /v1/chat/completions)". The fault markers below wor
 endpoints too (read from the user messages / the prompts): ``429`` -> 429 ``{"type":
 "requests", "code": "rate_limit_exceeded"}`` with a ``retry-after: 2`` header; ``404`` ->
 ``model_not_found``; ``500``/``503``/``504`` -> ``server_error``; ``400``/``403`` ->
-``invalid_request_error``; ``CODExN`` and ``latency=MS`` as below; ``block`` -> 400
-``{"param": "prompt", "code": "content_filter"}``; ``safety`` -> every choice has
-``finish_reason: "content_filter"`` (chat ``content: null``, legacy ``text`` = echo or "");
-``max_tokens`` -> every choice has ``finish_reason: "length"``, empty content, and
-``usage.completion_tokens_details.reasoning_tokens`` = the budget (``max_tokens`` or 8192).
+``invalid_request_error``; ``CODExN`` and ``latency=MS`` as below; ``block`` and
+``block=REASON`` -> 400 ``{"param": "prompt", "code": "content_filter"}``; ``safety`` and
+``finish=REASON`` -> every choice has ``finish_reason: "content_filter"`` (chat ``content:
+null``, legacy ``text`` = echo or ""; ``finish=STOP``: ``"stop"`` with empty content);
+``max_tokens`` (= ``finish=MAX_TOKENS``) -> every choice has ``finish_reason: "length"``, empty
+content, and ``usage.completion_tokens_details.reasoning_tokens`` = the budget (``max_tokens``
+or 8192); ``reasoning=MODE`` as above.
 
 Fault injection (markers in the prompt text, case-insensitive, removed before answering)
 -----------------------------------------------------------------------------------------
 ``[[emulator:block]]``       prompt blocked: no candidates, ``promptFeedback: {blockReason: "SAFETY", safetyRatings}``
-``[[emulator:safety]]``      every candidate has ``finishReason: "SAFETY"``, safety ratings and no content
-``[[emulator:max_tokens]]``  every candidate is ``{content: {role: "model"}, finishReason: "MAX_TOKENS"}``
-                             (a thinking model that spent its budget; ``thoughtsTokenCount`` is set)
+                             (the blocked rating is the first ``safetySettings`` category with a
+                             blocking threshold, at that threshold's level -- else
+                             HARM_CATEGORY_DANGEROUS_CONTENT, HIGH); usage: prompt tokens only
+``[[emulator:block=R]]``     prompt blocked with ``blockReason: R``, any name ``[A-Za-z][A-Za-z0-9_]*``
+                             (upper-cased): ``JAILBREAK``, ``PROHIBITED_CONTENT``, ``BLOCKLIST``,
+                             ``OTHER``, ... (``SAFETY`` = ``block``). ``MODEL_ARMOR`` is screened
+                             before the model, as on Vertex AI (G07): ``promptFeedback:
+                             {blockReason, blockReasonMessage: "The prompt violated Prompt Injection
+                             and Jailbreak filters."}`` and a usageMetadata without token counts
+``[[emulator:safety]]``      = ``finish=SAFETY``: every candidate is ``{content: {}, finishReason:
+                             "SAFETY", safetyRatings}`` (G06; the blocked rating as for ``block``)
+``[[emulator:finish=R]]``    every candidate is withheld with ``finishReason: R``, any name:
+                             ``RECITATION``, ``PROHIBITED_CONTENT``, ``SPII``, ``BLOCKLIST``,
+                             ``IMAGE_SAFETY``, ``MALFORMED_FUNCTION_CALL``, ``MODEL_ARMOR``, or an
+                             unknown future value (``NEW_REASON_2027``): ``content: {}`` (``STOP``:
+                             ``{role: "model"}``), no parts, no ``candidatesTokenCount``; thinking
+                             models still report their ``thoughtsTokenCount``
+``[[emulator:max_tokens]]``  = ``finish=MAX_TOKENS``: every candidate is ``{content: {role: "model"},
+                             finishReason: "MAX_TOKENS"}`` (a thinking model that spent its budget,
+                             G04; ``thoughtsTokenCount`` = ``maxOutputTokens`` or 8192, per candidate)
+``[[emulator:reasoning=M]]`` OpenAI-compatible endpoints: how the model reasons (``reasoning_content``,
+                             ``reasoning``, ``think`` or ``none``); accepted and ignored by Gemini
 ``[[emulator:429]]``         429 RESOURCE_EXHAUSTED with QuotaFailure, Help and ``RetryInfo {"retryDelay": "2s"}``
 ``[[emulator:500]]``         500 INTERNAL
 ``[[emulator:503]]``         503 UNAVAILABLE "The model is overloaded. Please try again later."
@@ -290,7 +456,10 @@ Fault injection (markers in the prompt text, case-insensitive, removed before an
 ``[[emulator:echo_key]]``    every answer text starts with the line ``The API key of this request is <key>``
                              (or ``This request carried no API key.``), followed by the usual answer
 
-An unknown marker gives 400 naming it. Markers are read from the user turns only.
+An unknown marker gives 400 naming it. Markers are read from the user turns only. With
+``$alt=json;enum-encoding=int`` a finish or block reason prints as the Developer API's number
+(``PROHIBITED_CONTENT``: 8 as a finishReason, 4 as a blockReason); a name without one
+(``MODEL_ARMOR``, ``JAILBREAK``, an unknown value) stays a string.
 
 ``echo_key`` exists **only** to test that a recorder refuses to write (or redacts) a cassette
 whose response contains a secret: it copies the credential the request carried into the
@@ -413,10 +582,11 @@ import threading
 from typing import Any
 
 from .bank import Bank, load_bank
-from .openai_api import openai_quirks
-from .server import EmulatorHTTPServer, EmulatorState, model_family
+from .openai_api import openai_quirks, openai_server, reasoning_style
+from .server import EmulatorHTTPServer, EmulatorState, is_thinking_model, model_family
 
-__all__ = ["Emulator", "load_bank", "model_family", "openai_quirks"]
+__all__ = ["Emulator", "is_thinking_model", "load_bank", "model_family", "openai_quirks", "openai_server",
+           "reasoning_style"]
 
 
 class Emulator:

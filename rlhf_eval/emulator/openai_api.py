@@ -29,6 +29,7 @@ from .server import (
     pick_trace,
     wait_ms,
 )
+from .thoughts import reasoning_hash, reasoning_text
 
 MAX_CHOICES = 8  # n
 MAX_CHAT_TOP_LOGPROBS = 20  # chat ``top_logprobs``
@@ -67,6 +68,72 @@ def openai_quirks(model: str) -> str | None:
     if m.startswith("llama-cpp"):
         return QUIRK_LLAMA_CPP
     return None
+
+
+SERVER_VLLM = "vllm"  # any other name: vLLM's response shape (wire corpus O02, O04)
+SERVER_LLAMA_CPP = "llama.cpp"  # names starting "llama-cpp" (O03, S01)
+SERVER_DEEPSEEK = "deepseek"  # names starting "deepseek-" (DeepSeek's own API: deepseek-chat, deepseek-reasoner; O05)
+
+#: How a reasoning model's reasoning reaches the client (see :func:`reasoning_style`).
+STYLE_REASONING_CONTENT = "reasoning_content"  # message.reasoning_content (DeepSeek, older vLLM, SGLang)
+STYLE_REASONING = "reasoning"  # message.reasoning (newer vLLM, O04)
+STYLE_THINK = "think"  # inline <think>...</think> at the start of content (no reasoning parser)
+THINK_OPEN, THINK_CLOSE, THINK_SEP = "<think>", "</think>", "\n\n"
+#: The emulator marker in llama.cpp's and DeepSeek's free-form build ids (vLLM sends null).
+LLAMA_CPP_FINGERPRINT = "b0000-emulator"
+
+
+def openai_server(model: str) -> str:
+    """Which server's response shape a model name gets: llama.cpp (``llama-cpp*``), DeepSeek's
+    API (``deepseek-*``, e.g. ``deepseek-reasoner``; not ``deepseek-ai/...``, a vLLM-served
+    checkpoint) or vLLM (every other name). Case-insensitive."""
+    m = model.lower()
+    if m.startswith("llama-cpp"):
+        return SERVER_LLAMA_CPP
+    if m.startswith("deepseek-"):
+        return SERVER_DEEPSEEK
+    return SERVER_VLLM
+
+
+def reasoning_style(model: str, override: str | None = None) -> str | None:
+    """How the model's reasoning is sent, or None for a model that does not reason.
+
+    ``override`` (the ``[[emulator:reasoning=MODE]]`` marker) wins: ``reasoning_content``,
+    ``reasoning``, ``think`` or ``none``. Otherwise by name, case-insensitive, first match:
+    ``reasoner`` or ``-r1`` -> ``reasoning_content``; ``glm`` -> ``reasoning``; ``qwq``, or
+    ``qwen3`` without ``instruct`` / ``coder`` -> ``think``; anything else does not reason."""
+    if override is not None:
+        return None if override == "none" else override
+    m = model.lower()
+    if "reasoner" in m or "-r1" in m:
+        return STYLE_REASONING_CONTENT
+    if "glm" in m:
+        return STYLE_REASONING
+    if "qwq" in m or ("qwen3" in m and "instruct" not in m and "coder" not in m):
+        return STYLE_THINK
+    return None
+
+
+def system_fingerprint(server: str, model: str) -> str | None:
+    """``system_fingerprint``: vLLM sends null (O04); llama.cpp its build ``b<N>-<commit>``
+    (O03) -- here ``b0000-emulator``; DeepSeek ``fp_<10 hex>_<deployment>`` (O05) -- here
+    ``fp_<10 hex of the model name>_emulator``. Never the model name."""
+    if server == SERVER_LLAMA_CPP:
+        return LLAMA_CPP_FINGERPRINT
+    if server == SERVER_DEEPSEEK:
+        return f"fp_{hashlib.blake2b(model.encode('utf-8', 'surrogatepass'), digest_size=5).hexdigest()}_emulator"
+    return None
+
+
+def _response_id(server: str, kind: str, rid: str) -> str:
+    """vLLM: ``chatcmpl-emulator-<hex>`` / ``cmpl-emulator-<hex>``; llama.cpp:
+    ``chatcmpl-emulator-<hex>`` on both endpoints (as llama.cpp names completions too, O03);
+    DeepSeek: a UUID (O05)."""
+    if server == SERVER_DEEPSEEK:
+        return f"{rid[:8]}-{rid[8:12]}-{rid[12:16]}-{rid[16:20]}-{rid[20:32]}"
+    if server == SERVER_LLAMA_CPP or kind == "chat":
+        return f"chatcmpl-emulator-{rid}"
+    return f"cmpl-emulator-{rid}"
 
 
 def is_openai_route(method: str, path: str) -> bool:
@@ -274,12 +341,22 @@ class _Sampling:
 # the shared generation step
 # --------------------------------------------------------------------------------------
 class _Gen:
-    """One generated choice: tokens, their chosen entries, text and finish reason."""
+    """One generated choice. ``r_chosen`` / ``a_chosen``: the chosen entries of the reasoning
+    tokens (``<think>``, the reasoning, ``</think>``, ``"\\n\\n"``; empty for a model that does not
+    reason) and of the answer tokens, as far as ``max_tokens`` let them through. ``answer`` is the
+    answer text (None when the reasoning never closed), ``reasoning`` the reasoning text as a
+    reasoning field carries it, ``inline`` everything generated as one text (``<think>`` inline)."""
 
-    __slots__ = ("tokens", "chosen", "text", "finish")
+    __slots__ = ("r_chosen", "a_chosen", "answer", "reasoning", "inline", "finish", "stop_reason")
 
-    def __init__(self, tokens: tuple, chosen: tuple, text: str, finish: str):
-        self.tokens, self.chosen, self.text, self.finish = tokens, chosen, text, finish
+    def __init__(self, r_chosen: tuple, a_chosen: tuple, answer: str | None, reasoning: str | None, inline: str,
+                 finish: str, stop_reason: str | None):
+        self.r_chosen, self.a_chosen, self.answer, self.reasoning = r_chosen, a_chosen, answer, reasoning
+        self.inline, self.finish, self.stop_reason = inline, finish, stop_reason
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.r_chosen) + len(self.a_chosen)
 
 
 class _Prompt:
@@ -294,22 +371,46 @@ class _Prompt:
         self.qi = bank.find(self.norm)
 
 
+def _first_stop(text: str, stops: list[str]) -> str | None:
+    hits = [(i, s) for s in stops for i in (text.find(s),) if i >= 0]
+    return min(hits)[1] if hits else None
+
+
 def _generate(bank: Bank, model: str, p: _Prompt, j: int, sp: _Sampling, seed: int, pad_to: int = 0,
-              prefix: str = "") -> _Gen:
-    """Choice ``j`` for one prompt: exactly the text the Gemini side would give for the same
-    model, prompt, seed and candidate index (padding to ``pad_to`` tokens, the ``echo_key``
-    ``prefix``, stop sequences, then ``max_tokens``)."""
+              prefix: str = "", style: str | None = None) -> _Gen:
+    """Choice ``j`` for one prompt: the answer is exactly the text the Gemini side would give for
+    the same model, prompt, seed and candidate index (padding to ``pad_to`` tokens, the
+    ``echo_key`` ``prefix``, stop sequences); a reasoning model (``style``) generates its
+    reasoning first. ``max_tokens`` then cuts reasoning and answer together."""
     trace = pick_trace(bank, model, p.norm, p.clean, p.qi, seed, j, sp.greedy, pad_to)
     lm = bank.model_for(model)
     if prefix:
         trace = lm.make_trace(prefix + trace.text)
+    stop_hit = _first_stop(trace.text, sp.stops)
     trace = cut_at_stops(lm, trace, sp.stops)
-    tokens, chosen, text, finish = trace.tokens, trace.chosen, trace.text, "stop"
-    if sp.max_tokens is not None and (len(tokens) > sp.max_tokens or sp.max_tokens == 0):
-        tokens, chosen = tokens[: sp.max_tokens], chosen[: sp.max_tokens]
-        text = "".join(tokens)
-        finish = "length"
-    return _Gen(tokens, chosen, text, finish)
+    r_chosen: tuple = ()
+    thought = None
+    n_reasoning = 0  # reasoning tokens before max_tokens
+    if style is not None:
+        thought = reasoning_text(p.clean, trace.text, reasoning_hash(model, p.norm, seed, j, sp.greedy),
+                                 style="raw")[0]
+        r_tokens = (THINK_OPEN, *tokenize("\n" + thought + "\n"), THINK_CLOSE, THINK_SEP)
+        r_chosen = tuple(lm.entry(t) for t in r_tokens)
+        n_reasoning = len(r_chosen)
+    a_chosen, finish = trace.chosen, "stop"
+    limit = sp.max_tokens
+    if limit is not None and (len(r_chosen) + len(a_chosen) > limit or limit == 0):
+        room = max(0, limit - len(r_chosen))
+        a_chosen, r_chosen = a_chosen[:room], r_chosen[:limit]
+        finish, stop_hit = "length", None
+    closed = len(r_chosen) == n_reasoning  # the reasoning (if any) ended: the answer started
+    answer = (trace.text if len(a_chosen) == len(trace.chosen) else "".join(c["token"] for c in a_chosen)) \
+        if closed else None
+    reasoning = None
+    if style is not None:
+        reasoning = thought if closed else "".join(c["token"] for c in r_chosen[1:]).strip()
+    inline = "".join(c["token"] for c in r_chosen) + (answer or "")
+    return _Gen(r_chosen, a_chosen, answer, reasoning, inline, finish, stop_hit)
 
 
 def _prepare(state: EmulatorState, path: str, body: dict, model: str, raw_prompts: list[str], param: str,
@@ -337,10 +438,11 @@ def _prepare(state: EmulatorState, path: str, body: dict, model: str, raw_prompt
         if seed:
             salt = f"\x1fimplicit-seed={seed}"
     return markers, seed, hashlib.blake2b(f"{model}\x1f{canonical}{salt}".encode("utf-8", "surrogatepass"),
-                                          digest_size=12).hexdigest()
+                                          digest_size=16).hexdigest()
 
 
-def _usage(prompt_tokens: int, completion_tokens: int, reasoning: int | None = None) -> dict:
+def _usage(server: str, prompt_tokens: int, completion_tokens: int, reasoning: int | None = None) -> dict:
+    """``usage``; ``completion_tokens`` includes the ``reasoning`` tokens (O04, O05)."""
     u: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -348,7 +450,19 @@ def _usage(prompt_tokens: int, completion_tokens: int, reasoning: int | None = N
     }
     if reasoning is not None:
         u["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    if server == SERVER_VLLM:
+        u["prompt_tokens_details"] = {"cached_tokens": 0, "multimodal_tokens": None}
+    elif server == SERVER_DEEPSEEK:
+        u["prompt_tokens_details"] = {"cached_tokens": 0}
+        u["prompt_cache_hit_tokens"] = 0
+        u["prompt_cache_miss_tokens"] = prompt_tokens
     return u
+
+
+def _withheld_finish(reason: str | None) -> str:
+    """The OpenAI finish_reason of a ``finish=REASON`` marker: ``stop`` for STOP, else
+    ``content_filter`` (``safety`` included; MAX_TOKENS is the ``max_tokens`` marker)."""
+    return "stop" if reason == "STOP" else "content_filter"
 
 
 # --------------------------------------------------------------------------------------
@@ -377,28 +491,44 @@ def _step_key(lm: UnigramModel, kind: str, c: dict, step: int, k: int) -> tuple:
     return (kind, c["token"], (c["tokenId"] * 31 + step * 7) % n if n and k else 0, k)
 
 
-def _chat_logprobs(lm: UnigramModel, chosen: tuple, k: int) -> dict:
-    """``choices[i].logprobs`` of a chat completion: one entry per token, ``top_logprobs``
-    holding ``k`` alternatives (those of the Gemini side's ``topCandidates``, chosen included)."""
+def _content_logprobs(lm: UnigramModel, segments: tuple, k: int, *, llama: bool = False) -> RawJSON:
+    """The ``content`` list of chat logprobs (and of llama.cpp's completions logprobs): one entry
+    per token of each segment (the reasoning's, then the answer's; each segment's steps count from
+    0, so the answer's alternatives are those of the same answer without reasoning), with ``k``
+    alternatives in ``top_logprobs`` (those of the Gemini side's ``topCandidates``, chosen
+    included). ``llama``: llama.cpp's entries, which carry the token ``id`` too (S01)."""
     cache = _cache(lm)
+    kind = "llama" if llama else "chat"
     parts = []
-    for step, c in enumerate(chosen):
-        key = _step_key(lm, "chat", c, step, k)
-        sj = cache.get(key)
-        if sj is None:
-            tok = c["token"]
-            tops = []
-            if k:
-                tops = [{"token": a["token"], "logprob": a["logProbability"],
-                         "bytes": list(a["token"].encode("utf-8"))} for a in lm.top_step(c, step, k)]
-            sj = _dumps({"token": tok, "logprob": c["logProbability"], "bytes": list(tok.encode("utf-8")),
-                         "top_logprobs": tops})
-            cache[key] = sj
-        parts.append(sj)
-    return {"content": RawJSON("[" + ",".join(parts) + "]"), "refusal": None}
+    for chosen in segments:
+        for step, c in enumerate(chosen):
+            key = _step_key(lm, kind, c, step, k)
+            sj = cache.get(key)
+            if sj is None:
+                tok = c["token"]
+                tops = []
+                for a in (lm.top_step(c, step, k) if k else ()):
+                    alt = {"id": a["tokenId"]} if llama else {}
+                    alt.update({"token": a["token"], "logprob": a["logProbability"],
+                                "bytes": list(a["token"].encode("utf-8"))})
+                    tops.append(alt)
+                entry = {"id": c["tokenId"]} if llama else {}
+                entry.update({"token": tok, "logprob": c["logProbability"], "bytes": list(tok.encode("utf-8")),
+                              "top_logprobs": tops})
+                sj = cache[key] = _dumps(entry)
+            parts.append(sj)
+    return RawJSON("[" + ",".join(parts) + "]")
 
 
-def _legacy_logprobs(lm: UnigramModel, prompt_chosen: tuple | None, gen_chosen: tuple, k: int) -> dict:
+def _chat_logprobs(lm: UnigramModel, segments: tuple, k: int, server: str) -> dict:
+    """``choices[i].logprobs`` of a chat completion: every generated token, the reasoning's
+    included (as vLLM reports them). llama.cpp sends ``{"content"}`` alone, with token ids."""
+    if server == SERVER_LLAMA_CPP:
+        return {"content": _content_logprobs(lm, segments, k, llama=True)}
+    return {"content": _content_logprobs(lm, segments, k), "refusal": None}
+
+
+def _legacy_logprobs(lm: UnigramModel, prompt_chosen: tuple | None, segments: tuple, k: int) -> dict:
     """``choices[i].logprobs`` of a legacy completion: the echoed prompt's tokens (if any; the
     first has ``null`` logprob and top_logprobs, as OpenAI and vLLM answer), then the
     generated ones. ``top_logprobs[i]`` maps token -> logprob for the chosen token and ``k``
@@ -409,7 +539,7 @@ def _legacy_logprobs(lm: UnigramModel, prompt_chosen: tuple | None, gen_chosen: 
     top: list[str] = []
     offsets: list[int] = []
     off = 0
-    for seq, is_prompt in ((prompt_chosen or (), True), (gen_chosen, False)):
+    for seq, is_prompt in ((prompt_chosen or (), True), *((s, False) for s in segments)):
         for step, c in enumerate(seq):
             tok = c["token"]
             tokens.append(tok)
@@ -472,9 +602,39 @@ def _message_texts(content: Any, i: int) -> list[str]:
                f"but got {_type_name(content)} instead.", f"messages[{i}].content", "invalid_type")
 
 
+def _message(server: str, style: str | None, content: str | None, reasoning: str | None) -> dict:
+    """``choices[i].message``. A reasoning field (``style`` reasoning_content / reasoning) sits
+    beside ``content``; vLLM also sends its null fields (O04), with ``reasoning: null`` when
+    nothing fills it."""
+    msg: dict[str, Any] = {"role": "assistant", "content": content}
+    if server == SERVER_VLLM:
+        msg.update({"refusal": None, "annotations": None, "audio": None, "function_call": None})
+        if style == STYLE_REASONING_CONTENT:
+            msg["reasoning_content"] = reasoning
+        else:
+            msg["reasoning"] = reasoning if style == STYLE_REASONING else None
+    elif style in (STYLE_REASONING_CONTENT, STYLE_REASONING):
+        msg[style] = reasoning
+    return msg
+
+
+def _chat_choice(server: str, j: int, message: dict, logprobs: dict | None, finish: str, stop_reason: str | None,
+                 want_lp: bool) -> dict:
+    if server == SERVER_LLAMA_CPP:  # llama.cpp: no logprobs key unless asked
+        choice: dict[str, Any] = {"finish_reason": finish, "index": j, "message": message}
+        if want_lp and logprobs is not None:
+            choice["logprobs"] = logprobs
+        return choice
+    choice = {"index": j, "message": message, "logprobs": logprobs, "finish_reason": finish}
+    if server == SERVER_VLLM:
+        choice.update({"stop_reason": stop_reason, "token_ids": None, "routed_experts": None})
+    return choice
+
+
 def chat_completions(state: EmulatorState, path: str, body: dict, api_key: str = "") -> tuple[dict, float]:
     model = _model(body)
     quirk = openai_quirks(model)
+    server = openai_server(model)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("'messages' is a required property" if messages is None else
@@ -507,49 +667,56 @@ def chat_completions(state: EmulatorState, path: str, body: dict, api_key: str =
                    "top_logprobs", "invalid_value")
 
     markers, seed, rid = _prepare(state, path, body, model, [raw_prompt], "messages", sp.seed)
+    style = reasoning_style(model, markers.reasoning)
     bank = state.bank
     lm = bank.model_for(model)
     prompt_tokens = len(tokenize(raw_prompt)) + (len(tokenize("\n".join(system))) if system else 0)
     choices = []
     completion_tokens = 0
-    reasoning = None
+    reasoning_tokens = None
     prompt = _Prompt(bank, raw_prompt)
     for j in range(sp.n):
-        if markers.mode == "safety":
-            choices.append({"index": j, "message": {"role": "assistant", "content": None}, "logprobs": None,
-                            "finish_reason": "content_filter"})
+        if markers.mode == "finish":  # withheld by a content policy
+            choices.append(_chat_choice(server, j, _message(server, style, None if markers.reason != "STOP" else "",
+                                                            None), None, _withheld_finish(markers.reason), None,
+                                        False))
             continue
         if markers.mode == "max_tokens":  # a reasoning model that spent its whole budget
             budget = sp.max_tokens or 8192
             completion_tokens += budget
-            reasoning = (reasoning or 0) + budget
-            choices.append({"index": j, "message": {"role": "assistant", "content": ""}, "logprobs": None,
-                            "finish_reason": "length"})
+            reasoning_tokens = (reasoning_tokens or 0) + budget
+            choices.append(_chat_choice(server, j, _message(server, style, "", None), None, "length", None, False))
             continue
         g = _generate(bank, model, prompt, j, sp, seed, state.pad_to_tokens,
-                      echo_key_text(api_key) if markers.echo_key else "")
-        completion_tokens += len(g.tokens)
-        choices.append({
-            "index": j,
-            "message": {"role": "assistant", "content": g.text},
-            "logprobs": _chat_logprobs(lm, g.chosen, k or 0) if want_lp else None,
-            "finish_reason": g.finish,
-        })
-    resp = {
-        "id": f"chatcmpl-{rid}",
-        "object": "chat.completion",
-        "created": 0,
-        "model": model,
-        "choices": choices,
-        "usage": _usage(prompt_tokens, completion_tokens, reasoning),
-        "system_fingerprint": f"{model}-emulator",
-    }
+                      echo_key_text(api_key) if markers.echo_key else "", style)
+        completion_tokens += g.n_tokens
+        if style in (STYLE_REASONING_CONTENT, STYLE_REASONING):  # a reasoning parser counts them
+            reasoning_tokens = (reasoning_tokens or 0) + len(g.r_chosen)
+            message = _message(server, style, g.answer, g.reasoning)
+        else:
+            message = _message(server, style, g.inline, None)
+        lp = _chat_logprobs(lm, (g.r_chosen, g.a_chosen), k or 0, server) if want_lp else None
+        choices.append(_chat_choice(server, j, message, lp, g.finish, g.stop_reason, want_lp))
+    usage = _usage(server, prompt_tokens, completion_tokens, reasoning_tokens)
+    fp = system_fingerprint(server, model)
+    rid_s = _response_id(server, "chat", rid)
+    if server == SERVER_LLAMA_CPP:
+        resp: dict[str, Any] = {"choices": choices, "created": 0, "model": model, "system_fingerprint": fp,
+                                "object": "chat.completion", "usage": usage, "id": rid_s}
+    else:
+        resp = {"id": rid_s, "object": "chat.completion", "created": 0, "model": model, "choices": choices}
+        if server == SERVER_VLLM:
+            resp.update({"service_tier": None, "system_fingerprint": fp, "usage": usage, "prompt_logprobs": None,
+                         "prompt_token_ids": None, "prompt_text": None, "kv_transfer_params": None, "metrics": None})
+        else:
+            resp.update({"usage": usage, "system_fingerprint": fp})
     return resp, markers.delay
 
 
 def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") -> tuple[dict, float]:
     model = _model(body)
     quirk = openai_quirks(model)
+    server = openai_server(model)
     prompts = body.get("prompt")
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -574,6 +741,8 @@ def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") 
     sp = _Sampling(body, max_tokens=max_tokens, allow_zero_tokens=echo or quirk is not None)
 
     markers, seed, rid = _prepare(state, path, body, model, prompts, "prompt", sp.seed)
+    # no reasoning parser on /v1/completions: a reasoning model's <think> span is part of the text
+    style = STYLE_THINK if reasoning_style(model, markers.reasoning) is not None else None
     bank = state.bank
     lm = bank.model_for(model)  # the same model scores the echoed prompt and the generated text
     choices = []
@@ -586,33 +755,39 @@ def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") 
         prompt = _Prompt(bank, raw)
         for j in range(sp.n):
             prefix = raw if echo else ""
-            if markers.mode in ("safety", "max_tokens"):
+            if markers.mode in ("finish", "max_tokens"):
                 if markers.mode == "max_tokens":
                     budget = sp.max_tokens or 8192
                     completion_tokens += budget
                     reasoning = (reasoning or 0) + budget
-                choice = {"text": prefix, "index": len(choices), "logprobs": None,
-                          "finish_reason": "content_filter" if markers.mode == "safety" else "length"}
+                    finish = "length"
+                else:
+                    finish = _withheld_finish(markers.reason)
+                choice = {"text": prefix, "index": len(choices), "logprobs": None, "finish_reason": finish}
             else:
                 g = _generate(bank, model, prompt, j, sp, seed, state.pad_to_tokens,
-                              echo_key_text(api_key) if markers.echo_key else "")
-                completion_tokens += len(g.tokens)
+                              echo_key_text(api_key) if markers.echo_key else "", style)
+                completion_tokens += g.n_tokens
                 lp = None
                 if k is not None:
-                    lp = _legacy_logprobs(lm, p_trace.chosen if echo else None, g.chosen, k)
-                choice = {"text": prefix + g.text, "index": len(choices), "logprobs": lp, "finish_reason": g.finish}
+                    if server == SERVER_LLAMA_CPP:  # llama.cpp's current shape (S01)
+                        lp = {"content": _content_logprobs(lm, (g.r_chosen, g.a_chosen), k, llama=True)}
+                    else:
+                        lp = _legacy_logprobs(lm, p_trace.chosen if echo else None, (g.r_chosen, g.a_chosen), k)
+                choice = {"text": prefix + g.inline, "index": len(choices), "logprobs": lp, "finish_reason": g.finish}
             if pk is not None:
                 choice["prompt_logprobs"] = _prompt_logprobs(lm, p_trace.chosen, pk)
             choices.append(choice)
-    resp = {
-        "id": f"cmpl-{rid}",
-        "object": "text_completion",
-        "created": 0,
-        "model": model,
-        "choices": choices,
-        "usage": _usage(prompt_tokens, completion_tokens, reasoning),
-        "system_fingerprint": f"{model}-emulator",
-    }
+    # vLLM's completions usage: the three counts (the O02 excerpt shows none; chat's details not assumed)
+    usage = _usage(server if server != SERVER_VLLM else "", prompt_tokens, completion_tokens, reasoning)
+    fp = system_fingerprint(server, model)
+    rid_s = _response_id(server, "completion", rid)
+    if server == SERVER_LLAMA_CPP:
+        resp: dict[str, Any] = {"choices": choices, "created": 0, "model": model, "system_fingerprint": fp,
+                                "object": "text_completion", "usage": usage, "id": rid_s}
+    else:
+        resp = {"id": rid_s, "object": "text_completion", "created": 0, "model": model, "choices": choices,
+                "usage": usage, "system_fingerprint": fp}
     return resp, markers.delay
 
 

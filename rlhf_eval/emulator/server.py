@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .bank import Bank, Trace, UnigramModel, as_float32, load_bank, normalize_ws, stable_hash, tokenize
+from .thoughts import reasoning_hash, reasoning_text, thought_signature
 
 MAX_CANDIDATES = 8
 MAX_TOP_LOGPROBS = 20
@@ -84,6 +85,48 @@ def model_family(model: str, *, vertex: bool = False) -> str:
     if m.startswith("gemini-2.5"):
         return FAMILY_LOGPROBS if vertex else FAMILY_25
     return FAMILY_NO_LOGPROBS
+
+
+def _bare(model: str) -> str:
+    m = model.lower()
+    return m[len("models/"):] if m.startswith("models/") else m
+
+
+def is_thinking_model(model: str) -> bool:
+    """``gemini-2.5*`` and ``gemini-3*`` (a leading ``models/`` ignored, case-insensitive)."""
+    return _bare(model).startswith(("gemini-2.5", "gemini-3"))
+
+
+def thinks(model: str, budget: int | None) -> bool:
+    """Whether a request with ``thinkingConfig.thinkingBudget`` ``budget`` (None: not sent) thinks.
+
+    Thinking models think unless the budget is 0, except ``gemini-2.5-flash-lite*``, which only
+    thinks with a budget (> 0, or -1 = dynamic). ``gemini-2.5-pro*`` refuses a budget of 0 (400)."""
+    if not is_thinking_model(model):
+        return False
+    m = _bare(model)
+    if budget == 0:
+        if m.startswith("gemini-2.5-pro"):
+            raise invalid("Budget 0 is invalid. This model only works in thinking mode.")
+        return False
+    if m.startswith("gemini-2.5-flash-lite"):
+        return budget is not None
+    return True
+
+
+def _indexed(cand: dict, j: int, omit_zero: bool) -> dict:
+    """``cand`` with its ``index``; Vertex AI and the gemini-1.5/2.0 Developer API omit index 0
+    (proto3 JSON drops a zero int; G01, G09, G11), the newer Developer API sends it (G03, G04)."""
+    if j or not omit_zero:
+        cand["index"] = j
+    return cand
+
+
+def _create_time(response_id: str) -> str:
+    """Vertex AI's ``createTime``: a deterministic instant in 2026 derived from the response id."""
+    h = stable_hash("createTime", response_id)
+    t = time.gmtime(1767225600 + h % 31_536_000)  # 2026-01-01T00:00:00Z + up to a year
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{(h >> 32) % 1_000_000:06d}Z"
 
 
 # --------------------------------------------------------------------------------------
@@ -351,10 +394,15 @@ _HARM_CATEGORIES = (
     "HARM_CATEGORY_SEXUALLY_EXPLICIT",
 )
 _ENUM_INT = {
+    # the Developer API's (google.ai.generativelanguage v1beta) numbers; a value without one
+    # (e.g. MODEL_ARMOR, JAILBREAK or an unknown future reason) stays a string
     "finishReason": {
         "FINISH_REASON_UNSPECIFIED": 0, "STOP": 1, "MAX_TOKENS": 2, "SAFETY": 3, "RECITATION": 4, "OTHER": 5,
+        "LANGUAGE": 6, "BLOCKLIST": 7, "PROHIBITED_CONTENT": 8, "SPII": 9, "MALFORMED_FUNCTION_CALL": 10,
+        "IMAGE_SAFETY": 11,
     },
-    "blockReason": {"BLOCK_REASON_UNSPECIFIED": 0, "SAFETY": 1, "OTHER": 2, "BLOCKLIST": 3, "PROHIBITED_CONTENT": 4},
+    "blockReason": {"BLOCK_REASON_UNSPECIFIED": 0, "SAFETY": 1, "OTHER": 2, "BLOCKLIST": 3, "PROHIBITED_CONTENT": 4,
+                    "IMAGE_SAFETY": 5},
     "category": {
         "HARM_CATEGORY_HARASSMENT": 7, "HARM_CATEGORY_HATE_SPEECH": 8,
         "HARM_CATEGORY_SEXUALLY_EXPLICIT": 9, "HARM_CATEGORY_DANGEROUS_CONTENT": 10,
@@ -363,13 +411,42 @@ _ENUM_INT = {
     "probability": {"HARM_PROBABILITY_UNSPECIFIED": 0, "NEGLIGIBLE": 1, "LOW": 2, "MEDIUM": 3, "HIGH": 4},
     "modality": {"MODALITY_UNSPECIFIED": 0, "TEXT": 1},
 }
+_CATEGORY_NAMES = {v: k for k, v in _ENUM_INT["category"].items()}
+#: HarmBlockThreshold (name or number) -> the probability a rating has when it is blocked at it
+_THRESHOLD_PROBABILITY = {
+    "BLOCK_LOW_AND_ABOVE": "LOW", 1: "LOW", "BLOCK_MEDIUM_AND_ABOVE": "MEDIUM", 2: "MEDIUM",
+    "BLOCK_ONLY_HIGH": "HIGH", 3: "HIGH",
+}
+#: Model Armor's message for a blocked prompt (wire corpus G07)
+MODEL_ARMOR_MESSAGE = "The prompt violated Prompt Injection and Jailbreak filters."
 
 
-def _safety_ratings(blocked_category: str | None) -> list[dict]:
+def _blocking_setting(body: dict) -> tuple[str, str]:
+    """(category, probability) of the rating that blocks: the first ``safetySettings`` entry
+    with a blocking threshold (its category, rated at that threshold's level), else
+    HARM_CATEGORY_DANGEROUS_CONTENT rated HIGH."""
+    settings = body.get("safetySettings")
+    if isinstance(settings, list):
+        for st in settings:
+            if not isinstance(st, dict):
+                continue
+            th = st.get("threshold")
+            if isinstance(th, float):
+                th = int(th)
+            prob = _THRESHOLD_PROBABILITY.get(th) if isinstance(th, (str, int)) else None
+            cat = st.get("category")
+            if isinstance(cat, (int, float)) and not isinstance(cat, bool):
+                cat = _CATEGORY_NAMES.get(int(cat))
+            if prob and isinstance(cat, str) and cat in _HARM_CATEGORIES:
+                return cat, prob
+    return "HARM_CATEGORY_DANGEROUS_CONTENT", "HIGH"
+
+
+def _safety_ratings(blocked_category: str | None, probability: str = "HIGH") -> list[dict]:
     out = []
     for cat in _HARM_CATEGORIES:
         if cat == blocked_category:
-            out.append({"category": cat, "probability": "HIGH", "blocked": True})
+            out.append({"category": cat, "probability": probability, "blocked": True})
         else:
             out.append({"category": cat, "probability": "NEGLIGIBLE"})
     return out
@@ -475,31 +552,57 @@ def pad_text(text: str, target: int, extra_lines: list[str] | tuple[str, ...] = 
     return "\n".join([*body, *added, final])
 
 
+_NAME_MARKER_RE = re.compile(r"^(block|finish|reasoning)=([a-z][a-z0-9_]*)$")
+#: ``[[emulator:reasoning=MODE]]`` modes (used by the OpenAI-compatible side; see openai_api.py)
+REASONING_MODES = ("reasoning_content", "reasoning", "think", "none")
+
+
 class Markers:
     """The fault markers found in a prompt (see :func:`parse_markers`)."""
 
-    __slots__ = ("mode", "error_code", "error_times", "delay", "echo_key")
+    __slots__ = ("mode", "reason", "error_code", "error_times", "delay", "echo_key", "reasoning")
 
     def __init__(self) -> None:
-        self.mode: str | None = None  # "block", "safety" or "max_tokens"
+        self.mode: str | None = None  # "block", "finish" or "max_tokens"
+        self.reason: str | None = None  # the blockReason ("block") or finishReason ("finish"), upper case
         self.error_code: int | None = None
         self.error_times: int | None = None  # the N of CODExN (None: always)
         self.delay = 0.0  # seconds
         self.echo_key = False  # [[emulator:echo_key]]: the answer quotes the request's API key
+        self.reasoning: str | None = None  # [[emulator:reasoning=MODE]] (OpenAI-compatible side only)
 
 
 def parse_markers(raw_prompt: str) -> Markers:
     """Read the ``[[emulator:...]]`` markers of ``raw_prompt``; raises a 400 :class:`ApiError`
-    naming an unknown marker or an unsupported error code."""
+    naming an unknown marker or an unsupported error code.
+
+    ``block`` = ``block=SAFETY``; ``safety`` = ``finish=SAFETY``; ``finish=MAX_TOKENS`` =
+    ``max_tokens``. A reason is any name ``[A-Za-z][A-Za-z0-9_]*`` (sent upper-cased)."""
     mk = Markers()
     for m in MARKER_RE.finditer(raw_prompt):
         word = m.group(1).strip().lower()
         em = _ERR_MARKER_RE.match(word)
         lm = _LATENCY_RE.match(word)
-        if word in ("block", "safety", "max_tokens"):
-            mk.mode = word
+        nm = _NAME_MARKER_RE.match(word)
+        if word == "block":
+            mk.mode, mk.reason = "block", "SAFETY"
+        elif word == "safety":
+            mk.mode, mk.reason = "finish", "SAFETY"
+        elif word == "max_tokens":
+            mk.mode, mk.reason = "max_tokens", "MAX_TOKENS"
         elif word == "echo_key":
             mk.echo_key = True
+        elif nm and nm.group(1) == "reasoning":
+            if nm.group(2) not in REASONING_MODES:
+                raise invalid(f"emulator marker [[emulator:{m.group(1).strip()}]]: the reasoning mode must be one "
+                              f"of {', '.join(REASONING_MODES)}")
+            mk.reasoning = nm.group(2)
+        elif nm:
+            reason = nm.group(2).upper()
+            if nm.group(1) == "finish" and reason == "MAX_TOKENS":
+                mk.mode, mk.reason = "max_tokens", reason
+            else:
+                mk.mode, mk.reason = nm.group(1), reason
         elif em:
             mk.error_code = int(em.group(1))
             if mk.error_code not in ERROR_CODES:
@@ -510,8 +613,9 @@ def parse_markers(raw_prompt: str) -> Markers:
             mk.delay += int(lm.group(1)) / 1000.0
         else:
             raise invalid(
-                f"unknown emulator marker [[emulator:{m.group(1)}]]; known: block, safety, max_tokens, "
-                "429, 500, 503 (or 400/403/404/504), <code>x<N>, latency=<ms>"
+                f"unknown emulator marker [[emulator:{m.group(1)}]]; known: block, block=<REASON>, safety, "
+                "finish=<REASON>, max_tokens, reasoning=<MODE>, echo_key, 429, 500, 503 (or 400/403/404/504), "
+                "<code>x<N>, latency=<ms>"
             )
     return mk
 
@@ -783,6 +887,9 @@ class EmulatorState:
         request carried (only used by ``[[emulator:echo_key]]``)."""
         vertex = vertex_resource is not None
         family = model_family(model, vertex=vertex)
+        # Vertex AI, and the Developer API for gemini-1.5/2.0: no index 0, candidatesTokensDetails,
+        # avgLogprobs unasked (G01, G02, G06, G07, G09, G11)
+        old_stack = vertex or family == FAMILY_LOGPROBS
         gc = body.get("generationConfig") or {}
         if not isinstance(gc, dict):
             raise invalid("Invalid JSON payload received. 'generationConfig' must be an object.")
@@ -821,6 +928,13 @@ class EmulatorState:
             stops = [stops]
         stops = [s for s in stops if isinstance(s, str) and s]
 
+        tc = gc.get("thinkingConfig") or {}
+        if not isinstance(tc, dict):
+            raise invalid("Invalid JSON payload received. 'thinkingConfig' must be an object.")
+        budget = _int(tc.get("thinkingBudget"), "thinking_config.thinking_budget")
+        include_thoughts = _bool(tc.get("includeThoughts", False))
+        thinking = thinks(model, budget)
+
         raw_prompt = user_prompt(body)
         system = "\n".join(_texts(body.get("systemInstruction"))) if body.get("systemInstruction") else ""
 
@@ -850,31 +964,34 @@ class EmulatorState:
         prompt_tokens = len(tokenize(raw_prompt)) + (len(tokenize(system)) if system else 0)
         resp: dict[str, Any] = {}
         usage: dict[str, Any] = {"promptTokenCount": prompt_tokens}
+        details = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
+        rid = _response_id(model, canonical + id_salt)
 
         if mode == "block":
-            resp["promptFeedback"] = {
-                "blockReason": "SAFETY",
-                "safetyRatings": _safety_ratings("HARM_CATEGORY_DANGEROUS_CONTENT"),
-            }
-            usage["totalTokenCount"] = prompt_tokens
-        elif mode == "safety":
-            resp["candidates"] = [
-                {"finishReason": "SAFETY", "index": j, "safetyRatings": _safety_ratings("HARM_CATEGORY_DANGEROUS_CONTENT")}
-                for j in range(n)
-            ]
-            usage["totalTokenCount"] = prompt_tokens
-        elif mode == "max_tokens":
-            budget = max_tokens or 8192
-            resp["candidates"] = [
-                {"content": {"role": "model"}, "finishReason": "MAX_TOKENS", "index": j} for j in range(n)
-            ]
-            usage["thoughtsTokenCount"] = budget * n
-            usage["totalTokenCount"] = prompt_tokens + budget * n
+            reason = markers.reason or "SAFETY"
+            if reason == "MODEL_ARMOR":  # screened before the model: no token counts at all (G07)
+                resp["promptFeedback"] = {"blockReason": reason, "blockReasonMessage": MODEL_ARMOR_MESSAGE}
+                usage = {}
+            else:
+                fb: dict[str, Any] = {"blockReason": reason}
+                if reason == "SAFETY":
+                    fb["safetyRatings"] = _safety_ratings(*_blocking_setting(body))
+                resp["promptFeedback"] = fb
+                usage["totalTokenCount"] = prompt_tokens
+                usage["promptTokensDetails"] = details
+        elif mode == "max_tokens":  # a thinking model that spent its whole budget (G04)
+            spent = max_tokens or 8192
+            resp["candidates"] = [_indexed({"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}, j, old_stack)
+                                  for j in range(n)]
+            usage["totalTokenCount"] = prompt_tokens + spent * n
+            usage["promptTokensDetails"] = details
+            usage["thoughtsTokenCount"] = spent * n
         else:
             qi = bank.find(prompt)
             model_lp = bank.model_for(model)
             cands = []
             total = 0
+            thoughts_total = 0
             pad_to = self.pad_to_tokens
             for j in range(n):
                 trace = pick_trace(bank, model, prompt, clean, qi, seed, j, greedy, pad_to)
@@ -883,41 +1000,75 @@ class EmulatorState:
                 trace = cut_at_stops(model_lp, trace, stops)
                 text, tokens, chosen = trace.text, trace.tokens, trace.chosen
                 trace_json = trace.chosen_json_prefix
+                thought, n_thought, thought_lp = "", 0, 0.0
+                if thinking:
+                    thought = reasoning_text(clean, text, reasoning_hash(model, prompt, seed, j, greedy))[0]
+                    tt = model_lp.make_trace(thought)
+                    n_thought, thought_lp = len(tt.tokens), math.fsum(tt.logps)
                 finish = "STOP"
-                if max_tokens is not None and len(tokens) > max_tokens:
-                    tokens, chosen = tokens[:max_tokens], chosen[:max_tokens]
-                    text = "".join(tokens)
-                    finish = "MAX_TOKENS"
-                cand: dict[str, Any] = {
-                    "content": {"role": "model", "parts": [{"text": text}]} if text else {"role": "model"},
-                    "finishReason": finish,
-                }
+                if max_tokens is not None:
+                    room = max_tokens - n_thought  # thinking tokens count against maxOutputTokens
+                    if room <= 0:  # out of budget while thinking: no parts at all (G04)
+                        n_thought, thought = max_tokens, ""
+                        tokens, chosen, text, finish = (), (), "", "MAX_TOKENS"
+                    elif len(tokens) > room:
+                        tokens, chosen = tokens[:room], chosen[:room]
+                        text = "".join(tokens)
+                        finish = "MAX_TOKENS"
+                if mode == "finish":  # withheld by a content policy
+                    thoughts_total += n_thought
+                    cand: dict[str, Any] = {"content": {"role": "model"} if markers.reason == "STOP" else {},
+                                            "finishReason": markers.reason}
+                    if markers.reason == "SAFETY":
+                        cand["safetyRatings"] = _safety_ratings(*_blocking_setting(body))
+                    cands.append(_indexed(cand, j, old_stack))
+                    continue
+                parts: list[dict[str, Any]] = []
+                if thought and include_thoughts:  # the thought summary first, then the signed answer (G03)
+                    parts.append({"text": thought, "thought": True})
+                    if text:
+                        parts.append({"text": text, "thoughtSignature": thought_signature(model, rid, j)})
+                elif text:
+                    parts.append({"text": text})
+                cand = {"content": {"role": "model", "parts": parts} if parts else {"role": "model"},
+                        "finishReason": finish}
                 ntok = len(tokens)
                 total += ntok
-                if family == FAMILY_LOGPROBS and ntok:
+                thoughts_total += n_thought
+                if old_stack and ntok:
                     lp_sum = 0.0
                     for e in chosen:
                         lp_sum += e["logProbability"]
-                    cand["avgLogprobs"] = lp_sum / ntok
-                    if want_logprobs:
+                    # the mean over every generated token, thoughts included: on a thinking model
+                    # avgLogprobs * candidatesTokenCount is NOT the answer's logp (G01, G02)
+                    cand["avgLogprobs"] = (lp_sum + thought_lp) / (ntok + n_thought)
+                    if want_logprobs:  # the answer's tokens only (G01)
                         lr: dict[str, Any] = {}
                         if top_k:
                             lr["topCandidates"] = RawJSON(model_lp.top_candidates_json(chosen, top_k))
                         lr["chosenCandidates"] = RawJSON(trace_json(ntok))
-                        lr["logProbabilitySum"] = as_float32(lp_sum)  # a proto FLOAT, like each entry
+                        if not vertex:  # Vertex has no logProbabilitySum (G01, G02)
+                            lr["logProbabilitySum"] = as_float32(lp_sum)  # a proto FLOAT, like each entry
                         cand["logprobsResult"] = lr
-                cand["index"] = j
-                cands.append(cand)
+                cands.append(_indexed(cand, j, old_stack))
             resp["candidates"] = cands
             if total:
                 usage["candidatesTokenCount"] = total
-            usage["totalTokenCount"] = prompt_tokens + total
-            usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
-        if "promptTokensDetails" not in usage:
-            usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
+            usage["totalTokenCount"] = prompt_tokens + total + thoughts_total
+            usage["promptTokensDetails"] = details
+            if old_stack and total:
+                usage["candidatesTokensDetails"] = [{"modality": "TEXT", "tokenCount": total}]
+            if thoughts_total:
+                usage["thoughtsTokenCount"] = thoughts_total
+        if vertex:
+            usage["trafficType"] = "ON_DEMAND"
+        else:
+            usage["serviceTier"] = "standard"
         resp["usageMetadata"] = usage
         resp["modelVersion"] = f"{model}-emulator"
-        resp["responseId"] = _response_id(model, canonical + id_salt)
+        if vertex:
+            resp["createTime"] = _create_time(rid)
+        resp["responseId"] = rid
         return resp, delay
 
 
