@@ -252,18 +252,19 @@ class Backends:
 
 
 def draw_traces(prompt: str, k: int, seed: int, backends: Backends) -> list[Trace]:
-    """Sample k traces, then fill in scorer log-probabilities (policy where missing, reference for all)."""
+    """Sample k traces, then add scorer log-probabilities: the policy scorer's for every trace when the
+    sampler's are missing for any, the reference's for all."""
     traces = backends.sampler.sample(prompt, k, seed)
     scorable = [i for i, t in enumerate(traces) if t.text and not withheld(t.finish_reason)]
-    if backends.policy_scorer is not None:
-        missing = [i for i in scorable if traces[i].logp is None]
-        if missing:
-            scores = backends.policy_scorer.score(prompt, [traces[i].text for i in missing])
-            for i, sc in zip(missing, scores):
-                # The scorer's token count goes with its logp, so a per-token mean stays consistent.
-                traces[i] = dataclasses.replace(
-                    traces[i], logp=sc.logp, token_count=sc.token_count, logp_source=f"scorer {backends.policy_scorer.name}",
-                    extra={**traces[i].extra, "api_token_count": traces[i].token_count})
+    if backends.policy_scorer is not None and any(traces[i].logp is None for i in scorable):
+        # The scorer then scores every trace of the question: a margin must never compare the
+        # sampler's logp (conditioned on any reasoning) with a scorer's (conditioned on the prompt).
+        scores = backends.policy_scorer.score(prompt, [traces[i].text for i in scorable])
+        for i, sc in zip(scorable, scores):
+            # The scorer's token count goes with its logp, so a per-token mean stays consistent.
+            traces[i] = dataclasses.replace(
+                traces[i], logp=sc.logp, token_count=sc.token_count, logp_source=f"scorer {backends.policy_scorer.name}",
+                logp_note=None, extra={**traces[i].extra, "api_token_count": traces[i].token_count})
     if backends.reference is not None and scorable:
         scores = backends.reference.score(prompt, [traces[i].text for i in scorable])
         for i, sc in zip(scorable, scores):

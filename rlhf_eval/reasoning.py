@@ -13,86 +13,114 @@ and the reason says why. Nothing is estimated.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 DEFAULT_TAGS = ("<think>", "</think>")
 
 
 @dataclass(frozen=True)
 class Split:
-    """`text` cut into reasoning and answer. `answer_start` indexes `text`; `unclosed` when an opening
-    tag has no closing one (the model never reached its answer)."""
+    """`text` cut into reasoning and answer. `answer_start` indexes `text`; `tagged` when a tag was
+    found (even around nothing); `unclosed` when an opening tag has no closing one (the model never
+    reached its answer)."""
 
     answer: str
     reasoning: str
     answer_start: int
+    tagged: bool = False
     unclosed: bool = False
 
 
-def split_reasoning(text: str, tags: Sequence[str] | None = DEFAULT_TAGS) -> Split:
+def split_reasoning(text: str, tags: Sequence[str] | None = DEFAULT_TAGS, *, reasoned: bool = False) -> Split:
     """Split inline reasoning (`<think>…</think>` by default) from the answer.
 
     Args:
         text: the content as the API sent it. Shape: one string.
         tags: (open, close), or None to take the whole text as the answer.
+        reasoned: the reasoning also came apart from `text` (thought parts, a reasoning field).
 
-    The answer is what follows the last closing tag, leading whitespace removed. A closing tag with
-    no opening one counts too: chat templates of DeepSeek-R1 and Qwen3 put `<think>` in the prompt,
-    so the model's text starts inside the reasoning. An opening tag never closed gives an empty
-    answer with `unclosed` set. Text with no tag is all answer."""
-    if not tags or not text:
-        return Split(text, "", 0)
-    open_tag, close_tag = tags
-    close = text.rfind(close_tag)
-    if close < 0:
-        opened = text.find(open_tag)
-        if opened < 0:
-            return Split(text, "", 0)
-        return Split("", text[opened + len(open_tag):].strip(), len(text), unclosed=True)
-    start = close + len(close_tag)
-    while start < len(text) and text[start].isspace():
-        start += 1
-    reasoning = text[:close].replace(open_tag, "").replace(close_tag, "").strip()
-    return Split(text[start:], reasoning, start)
+    Reasoning blocks are recognised where a reasoning model writes them: at the start of the text
+    (after whitespace), one or several in a row. A closing tag with no opening one counts too —
+    chat templates of DeepSeek-R1 put `<think>` in the prompt, so the model's text starts inside
+    the reasoning. An opening tag later in the text is the answer's own words. An opening tag never
+    closed gives an empty answer with `unclosed` set. When the model reasoned, the whitespace that
+    separates the answer from its reasoning is not part of the answer, so the answer is the same
+    whichever way the reasoning arrived."""
+    pos, blocks = _skip_space(text, 0), []
+    if tags and text:
+        open_tag, close_tag = tags
+        while text.startswith(open_tag, pos):
+            close = text.find(close_tag, pos + len(open_tag))
+            if close < 0:
+                blocks.append(text[pos + len(open_tag):])
+                return Split("", _join(blocks), len(text), tagged=True, unclosed=True)
+            blocks.append(text[pos + len(open_tag):close])
+            pos = _skip_space(text, close + len(close_tag))
+        if not blocks:
+            close = text.find(close_tag)
+            if close >= 0 and open_tag not in text[:close]:
+                blocks.append(text[:close])
+                pos = _skip_space(text, close + len(close_tag))
+    if not blocks:
+        start = pos if reasoned else 0
+        return Split(text[start:], "", start)
+    return Split(text[pos:], _join(blocks), pos, tagged=True)
 
 
-def answer_logprobs(tokens: Sequence[str], logprobs: Sequence[float | None], text: str, answer_start: int,
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _join(blocks: list[str]) -> str:
+    return "\n\n".join(b.strip() for b in blocks if b.strip())
+
+
+def answer_logprobs(tokens: Sequence[Any], logprobs: Sequence[Any], text: str, answer_start: int,
                     *, has_reasoning: bool) -> tuple[float | None, int | None, str | None]:
     """(logp, token count, why none) of the answer `text[answer_start:]` from per-token logprobs.
 
     Args:
-        tokens: the token texts the API returned. Shape: (n,).
+        tokens: the token texts the API returned (may be empty when it sent none). Shape: (n,).
         logprobs: each token's chosen log-probability (nats), None where the API gave none. Shape: (n,).
         text: the visible text the tokens end with (content, tags included). Shape: one string.
         answer_start: where the answer starts in `text`.
         has_reasoning: whether the model reasoned (thought parts, a reasoning field or tokens, tags).
 
-    Without reasoning every generated token is the answer's, so all are summed. With reasoning the
-    tokens may cover it as well, so the answer's tokens must be a suffix whose texts are exactly
-    `text[answer_start:]`: the concatenation of all token texts must end with `text`, and a token
-    must start exactly at the answer. Otherwise the result is (None, None, reason)."""
+    When the token texts spell `text` (their concatenation ends with it) and a token starts exactly
+    where the answer starts, the answer's logp is the sum over that suffix: whatever came before
+    (reasoning, tags, separators) is left out. Otherwise, without reasoning every generated token is
+    the answer's and all are summed; with reasoning there is no honest split: (None, None, reason)."""
     if not len(logprobs):
         return None, None, "the API returned no token logprobs"
-    if any(v is None for v in logprobs):
+    try:
+        values = [float(v) for v in logprobs]
+    except (TypeError, ValueError):
         return None, None, "some tokens have no logprob"
+    if not all(math.isfinite(v) for v in values):
+        return None, None, "the API sent a non-finite logprob"
     answer = text[answer_start:]
     if not answer:
         return None, None, "there is no answer to score"
+    why = "the API sent logprobs without their token texts"
+    if len(tokens) == len(values) and all(isinstance(t, str) for t in tokens):
+        spelled = "".join(tokens)
+        why = "the logprob tokens do not spell the text"
+        if spelled.endswith(text):
+            boundary, offset = len(spelled) - len(answer), 0
+            why = "a token straddles the reasoning and the answer"
+            for i, tok in enumerate(tokens):
+                if offset == boundary:
+                    if i and not tok:  # a zero-width token at the boundary belongs to either side
+                        why = "a zero-width token sits between the reasoning and the answer"
+                        break
+                    return sum(values[i:]), len(values) - i, None
+                offset += len(tok)
+                if offset > boundary:
+                    break
     if not has_reasoning:
-        return float(sum(logprobs)), len(logprobs), None  # type: ignore[arg-type]
-    if len(tokens) != len(logprobs):
-        return None, None, "the API sent logprobs without their token texts, so the answer's cannot be told apart"
-    spelled = "".join(tokens)
-    if not spelled.endswith(text):
-        return None, None, ("the logprob tokens do not spell the text, so the answer's tokens cannot be told "
-                            "from the reasoning's")
-    boundary = len(spelled) - len(answer)
-    offset = 0
-    for i, tok in enumerate(tokens):
-        if offset == boundary:
-            return float(sum(logprobs[i:])), len(tokens) - i, None  # type: ignore[arg-type]
-        offset += len(tok)
-        if offset > boundary:
-            break
-    return None, None, "a token straddles the reasoning and the answer"
+        return sum(values), len(values), None
+    return None, None, f"{why}, so the answer's tokens cannot be told from the reasoning's"

@@ -6,8 +6,9 @@ a local transformers model, the legacy google-generativeai SDK); `backends.make_
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from .types import Trace
 
@@ -34,6 +35,28 @@ class SamplingError(Exception):
 
 class ScoringError(SamplingError):
     """A scorer could not give an honest log-probability (e.g. the server does not score prompt tokens)."""
+
+
+def reads_body(parse: Callable[..., list[Trace]]) -> Callable[..., list[Trace]]:
+    """A response parser whose body, when not of the shape the API documents (a list where an
+    object belongs, a number as text, nulls inside lists), fails as one SamplingError line."""
+    @functools.wraps(parse)
+    def parse_or_explain(body: Any, **kwargs) -> list[Trace]:
+        try:
+            return parse(body, **kwargs)
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            raise SamplingError(f"the API answered with a body of an unexpected shape ({type(exc).__name__}: {exc}); "
+                                "re-record, or report it with the cassette") from exc
+    return parse_or_explain
+
+
+def ordered(items: list) -> list[tuple[int, Any]]:
+    """(index, item) sorted by the item's `index` field; an item without a usable one keeps its place
+    (Vertex omits `index`; some servers send it as null or text)."""
+    def index(j: int, item: Any) -> int:
+        value = item.get("index") if isinstance(item, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else j
+    return sorted(((index(j, it), it) for j, it in enumerate(items)), key=lambda p: p[0])
 
 
 def sample_in_units(request: Callable[[int, int, bool], list[Trace]], *, k: int, seed: int, per_request: int,

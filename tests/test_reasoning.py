@@ -167,7 +167,8 @@ def test_openai_logprobs_spanning_the_reasoning_keep_only_a_provable_answer_suff
     content = body["choices"][0]["logprobs"]["content"]
     content[13:15] = [{"token": "\n\nThe", "logprob": -0.5}]
     (s,) = traces_from_openai(body, seed=0, expected=1)
-    assert (s.logp, s.token_count) == (None, None) and s.logp_note == "a token straddles the reasoning and the answer"
+    assert (s.logp, s.token_count) == (None, None)
+    assert s.logp_note.startswith("a token straddles the reasoning and the answer, so the answer's tokens cannot be told")
     # token texts that do not spell the content (a detokenizer's byte tokens, say)
     body = openai_body(inline=False)
     body["choices"][0]["logprobs"]["content"][-1]["token"] = "bytes:\\x2e"
@@ -205,7 +206,7 @@ def test_an_unclosed_think_has_no_answer(tmp_path):
     ("plain answer 18", "plain answer 18", ""),
     ("<think>a</think>b", "b", "a"),
     ("a</think>\n\nb", "b", "a"),  # the template opened <think> in the prompt (DeepSeek-R1, Qwen3)
-    ("<think>a</think><think>c</think> b", "b", "ac"),
+    ("<think>a</think><think>c</think> b", "b", "a\n\nc"),
     ("  <think>\nx\n</think>\n", "", "x"),
 ])
 def test_split_reasoning(text, answer, reasoning):
@@ -256,3 +257,167 @@ def test_a_new_backend_fingerprint_is_not_a_model_change(shipped_report):
     for t in (t for s in current["suites"] for q in s["questions"] for t in q["traces"]):
         t["model_version"] = "other-model"
     assert compare_reports(current, baseline, "base")["model_version_changed"] is True
+
+
+# --- field reports: an attack on the parsers found these; each is a case with its right value ---------
+
+def _chat(content, *, tokens=None, logps=None, beside=None, finish="stop", usage=None, key="reasoning_content"):
+    message = {"role": "assistant", "content": content}
+    if beside is not None:
+        message[key] = beside
+    choice = {"index": 0, "message": message, "finish_reason": finish}
+    if tokens is not None:
+        choice["logprobs"] = {"content": [{"token": t, "logprob": v} for t, v in zip(tokens, logps)]}
+    return {"model": "m", "choices": [choice], **({"usage": usage} if usage else {})}
+
+
+EMPTY_THINK = ["<think>", "\n\n", "</think>", "\n\n", "42"]
+
+
+def test_an_empty_think_block_is_still_reasoning_and_its_tokens_not_the_answers():
+    (t,) = traces_from_openai(_chat("".join(EMPTY_THINK), tokens=EMPTY_THINK, logps=[-1, -1, -1, -1, -0.5]),
+                              seed=0, expected=1)
+    assert (t.text, t.logp, t.token_count, t.reasoning_tokens) == ("42", -0.5, 1, 4)
+    closing_only = ["</think>", "\n\n", "42"]
+    (c,) = traces_from_openai(_chat("".join(closing_only), tokens=closing_only, logps=[-1, -1, -0.5]), seed=0, expected=1)
+    assert (c.text, c.logp, c.token_count) == ("42", -0.5, 1)
+    # a reasoning parser that leaves an empty reasoning field, logprobs over every token
+    (v,) = traces_from_openai(_chat("42", tokens=EMPTY_THINK, logps=[-1, -1, -1, -1, -0.5], beside="\n\n"),
+                              seed=0, expected=1)
+    assert (v.text, v.logp, v.token_count) == ("42", -0.5, 1)
+    g = {"candidates": [{"content": {"parts": [{"text": "".join(EMPTY_THINK)}]}, "finishReason": "STOP",
+                         "logprobsResult": {"chosenCandidates": [{"token": t, "logProbability": p} for t, p in
+                                                                 zip(EMPTY_THINK, [-1, -1, -1, -1, -0.5])]}}]}
+    (gt,) = traces_from_response(g, seed=0, expected=1)
+    assert (gt.text, gt.logp, gt.token_count) == ("42", -0.5, 1)
+
+
+def test_a_reasoning_field_without_a_reasoning_count_leaves_the_answers_count_unknown():
+    (t,) = traces_from_openai(_chat("42", beside="long reasoning", usage={"completion_tokens": 500}), seed=0, expected=1)
+    assert (t.token_count, t.reasoning_tokens) == (None, None)  # not 500: that counts the reasoning too
+
+
+def test_a_reasoning_parsers_leading_newlines_are_not_the_answer():
+    # vLLM's deepseek_r1/qwen3 parsers leave the text after </think> as it is: content "\n\n42"
+    tokens = ["<think>", "r", "</think>", "\n\n", "42"]
+    (p,) = traces_from_openai(_chat("\n\n42", tokens=tokens, logps=[-1, -1, -1, -1, -0.5], beside="r"), seed=0, expected=1)
+    (i,) = traces_from_openai(_chat("".join(tokens), tokens=tokens, logps=[-1, -1, -1, -1, -0.5]), seed=0, expected=1)
+    assert (p.text, p.logp, p.token_count, p.reasoning) == (i.text, i.logp, i.token_count, i.reasoning) == ("42", -0.5, 1, "r")
+
+
+@pytest.mark.parametrize("content", ["The answer is 42. Some models wrap reasoning in <think> tags.",
+                                     "The answer is 42.\n<think>not reasoning, a quoted tag</think>"])
+def test_a_tag_inside_the_answer_is_the_answers_own_words(tmp_path, content):
+    from rlhf_eval.evaluate import verdict_for
+
+    suite = _suite(tmp_path, "  provider: openai\n  name: m\n  base_url: http://x/v1", "numeric")
+    (t,) = traces_from_openai(_chat(content), seed=0, expected=1)
+    assert (t.text, t.reasoning, t.answer_missing) == (content, "", None)
+    body = _chat(content)
+    body["choices"][0]["message"]["content"] = content.replace("42", "18")
+    (t18,) = traces_from_openai(body, seed=0, expected=1)
+    assert verdict_for(t18, suite.questions[0], suite).status == "correct"
+
+
+def test_a_zero_width_token_between_reasoning_and_answer_gives_no_logp():
+    (t,) = traces_from_openai(_chat("42", tokens=["r", "", "42"], logps=[-1, -3, -0.5], beside="r"), seed=0, expected=1)
+    assert t.logp is None and t.logp_note.startswith("a zero-width token sits between the reasoning and the answer")
+
+
+@pytest.mark.parametrize("value", ["NaN", "-Infinity", float("nan")])
+def test_a_non_finite_logprob_gives_no_logp(value):
+    (t,) = traces_from_openai(_chat("42", tokens=["42"], logps=[value]), seed=0, expected=1)
+    assert t.logp is None and t.logp_note == "the API sent a non-finite logprob"
+
+
+def test_mistral_thinking_chunks_are_reasoning():
+    content = [{"type": "thinking", "thinking": [{"type": "text", "text": "Maybe 20? No, 18."}]},
+               {"type": "text", "text": "The answer is 18."}]
+    (t,) = traces_from_openai(_chat(content), seed=0, expected=1)
+    assert (t.text, t.reasoning) == ("The answer is 18.", "Maybe 20? No, 18.")
+
+
+@pytest.mark.parametrize("raw, finish, verdict", [
+    ("eos_token", "STOP", None), ("stop_sequence", "STOP", None), ("", "STOP", None),  # TGI, and empty
+    ("model_length", "MAX_TOKENS", "truncated"),  # Mistral
+    ("abort", "ABORTED", "error"),  # vLLM
+    ("tool_calls", "UNEXPECTED_TOOL_CALL", "error"),
+    ("something_new", "SOMETHING_NEW", "error"),
+])
+def test_openai_finish_reasons(raw, finish, verdict):
+    from rlhf_eval.finish import finish_verdict
+
+    (t,) = traces_from_openai(_chat("42", finish=raw), seed=0, expected=1)
+    assert t.finish_reason == finish
+    assert (finish_verdict(finish) or (None,))[0] == verdict
+
+
+def test_every_google_genai_finish_and_block_reason_has_its_verdict():
+    from google.genai import types
+
+    from rlhf_eval.finish import ERRORS, FINISHED, TRUNCATED, WITHHELD, finish_verdict
+
+    for reason in types.FinishReason:
+        assert reason.value in FINISHED | TRUNCATED | WITHHELD | set(ERRORS), f"{reason.value} is not mapped"
+    for reason in types.BlockedReason:
+        assert finish_verdict(f"PROMPT_BLOCKED:{reason.value}")[0] == "blocked"
+    verdict, detail = finish_verdict("A_REASON_FROM_2027")
+    assert verdict == "error" and "A_REASON_FROM_2027" in detail
+    body = {"promptFeedback": {"blockReason": 5}}  # the legacy SDK's int enums
+    assert traces_from_response(body, seed=0, expected=1)[0].finish_reason == "PROMPT_BLOCKED:IMAGE_SAFETY"
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "m", "choices": [{"index": 0, "message": {"content": "42", "reasoning": {"x": 1}}}]},
+    {"model": "m", "choices": [{"index": 0, "message": {"content": "42"}, "logprobs": {"content": [None]}}]},
+    {"model": "m", "choices": [None]},
+    {"model": "m", "choices": [{"index": 0, "message": {"content": "42"}, "finish_reason": ["stop"]}]},
+    [1, 2],
+])
+def test_an_openai_body_of_another_shape_is_one_line(body):
+    from rlhf_eval.sampling import SamplingError
+
+    with pytest.raises(SamplingError, match=r"^the API answered with a body of an unexpected shape \(\w+: .*\); "
+                                            r"re-record, or report it with the cassette$"):
+        traces_from_openai(body, seed=0, expected=1)
+
+
+@pytest.mark.parametrize("body", [
+    {"candidates": [None]},
+    {"candidates": [{"content": {"parts": [None]}}]},
+    {"candidates": [{"content": {"parts": [{"text": "4"}]}, "logprobsResult": {"chosenCandidates": [None]}}]},
+])
+def test_a_gemini_body_of_another_shape_is_one_line(body):
+    from rlhf_eval.sampling import SamplingError
+
+    with pytest.raises(SamplingError, match="body of an unexpected shape"):
+        traces_from_response(body, seed=0, expected=1)
+
+
+def test_odd_but_valid_bodies_parse():
+    # index as null or text keeps the order the server sent; a null text part is no text
+    body = {"model": "m", "choices": [{"index": None, "message": {"content": "a"}},
+                                      {"index": "1", "message": {"content": "b"}}]}
+    assert [t.text for t in traces_from_openai(body, seed=0, expected=2)] == ["a", "b"]
+    g = {"candidates": [{"content": {"parts": [{"text": None}, {"text": "4"}]}, "finishReason": "STOP"}]}
+    assert traces_from_response(g, seed=0, expected=1)[0].text == "4"
+    # proto3 JSON omits a logProbability of 0 (probability 1): the token counts as 0, not as missing
+    g = {"candidates": [{"content": {"parts": [{"text": "4"}]}, "logprobsResult": {"chosenCandidates": [{"token": "4"}]}}]}
+    assert traces_from_response(g, seed=0, expected=1)[0].logp == 0.0
+
+
+def test_the_scorer_refuses_offsets_that_drift_from_the_text(fixed_body):
+    from rlhf_eval.backends.openai_compat import OpenAIScorer
+    from rlhf_eval.sampling import ScoringError
+    from rlhf_eval.suite import ScorerConfig
+
+    # tokens decoded one by one lose SentencePiece's leading space ("▁eggs" -> "eggs"), and the
+    # server's offsets are running sums of those lengths: they drift from the echoed text
+    context, completion = "Q: eggs?\n", "18 eggs"
+    tokens = ["Q", ":", "eggs", "?", "\n", "1", "8", "eggs", "."]
+    offsets = [sum(map(len, tokens[:i])) for i in range(len(tokens))]
+    fixed_body.serve({"model": "ref", "choices": [{"index": 0, "text": context + completion + ".", "logprobs": {
+        "tokens": tokens, "token_logprobs": [None, -1, -1, -1, -1, -0.25, -0.125, -0.5, -7.0], "text_offset": offsets}}]})
+    scorer = OpenAIScorer(ScorerConfig(provider="openai", name="ref", base_url=f"{fixed_body.url}/v1"))
+    with pytest.raises(ScoringError, match="token offsets do not tile the text"):
+        scorer.score(context, [completion])

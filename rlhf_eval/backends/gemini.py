@@ -12,7 +12,7 @@ import os
 from typing import Any, Sequence
 
 from ..recording import loads_json
-from ..sampling import SamplingError, sample_in_units
+from ..sampling import SamplingError, ordered, reads_body, sample_in_units
 from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig
 from ..finish import withheld
@@ -31,7 +31,8 @@ _FINISH_REASONS = {
     6: "LANGUAGE", 7: "BLOCKLIST", 8: "PROHIBITED_CONTENT", 9: "SPII", 10: "MALFORMED_FUNCTION_CALL",
     11: "IMAGE_SAFETY",
 }
-_BLOCK_REASONS = {0: "BLOCK_REASON_UNSPECIFIED", 1: "SAFETY", 2: "OTHER", 3: "BLOCKLIST", 4: "PROHIBITED_CONTENT"}
+_BLOCK_REASONS = {0: "BLOCK_REASON_UNSPECIFIED", 1: "SAFETY", 2: "OTHER", 3: "BLOCKLIST", 4: "PROHIBITED_CONTENT",
+                  5: "IMAGE_SAFETY"}
 
 
 def logprobs_supported(model: str, *, vertex: bool) -> bool | None:
@@ -223,6 +224,7 @@ _AVG_ONLY = ("the API sent only avgLogprobs, a mean over tokens it does not name
              "answer's), so no log-probability is derived from it")
 
 
+@reads_body
 def traces_from_response(body: dict, *, seed: int | None, expected: int,
                          tags: Sequence[str] | None = DEFAULT_TAGS) -> list[Trace]:
     """Traces from one raw `generateContent` JSON body (camelCase, enums as names or ints).
@@ -230,7 +232,7 @@ def traces_from_response(body: dict, *, seed: int | None, expected: int,
     Thought parts are the reasoning; so is an inline `tags` span in the answer parts. `logp` sums
     the answer's `logprobsResult.chosenCandidates` (Vertex sends no `logProbabilitySum`), never
     `avgLogprobs`; `token_count` is the answer's (`candidatesTokenCount` excludes thoughts, which
-    `thoughtsTokenCount` counts)."""
+    `thoughtsTokenCount` counts). Raises SamplingError for a body of another shape."""
     version = body.get("modelVersion")
     candidates = body.get("candidates") or []
     usage = body.get("usageMetadata")
@@ -241,10 +243,8 @@ def traces_from_response(body: dict, *, seed: int | None, expected: int,
         return [Trace(text="", finish_reason=f"PROMPT_BLOCKED:{reason}", token_count=0, logp=None,
                       seed=seed, model_version=version, candidate_index=j,
                       extra={"block_message": message} if message else {}) for j in range(expected)]
-    single = len(candidates) == 1
-    usage = usage or {}
-    traces = [_trace(cand, j, usage if single else {}, seed, version, tags)
-              for j, cand in enumerate(sorted(candidates, key=lambda c: c.get("index", 0)))]
+    usage = (usage or {}) if len(candidates) == 1 else {}
+    traces = [_trace(cand, j, usage, seed, version, tags) for j, cand in ordered(candidates)]
     for j in range(len(traces), expected):  # the API sent fewer candidates than asked for
         traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None,
                             seed=seed, model_version=version, candidate_index=j))
@@ -254,33 +254,33 @@ def traces_from_response(body: dict, *, seed: int | None, expected: int,
 def _trace(cand: dict, j: int, usage: dict, seed: int | None, version: str | None, tags) -> Trace:
     """One candidate; `usage` is the response's usageMetadata when it describes this candidate alone."""
     parts = (cand.get("content") or {}).get("parts") or []
-    thoughts = "".join(p.get("text", "") for p in parts if p.get("thought")).strip()
-    shown = "".join(p.get("text", "") for p in parts if not p.get("thought"))
-    split = split_reasoning(shown, tags)
-    finish = _enum(cand.get("finishReason"), _FINISH_REASONS, "STOP")
+    thoughts = "".join(p.get("text") or "" for p in parts if p.get("thought")).strip()
+    shown = "".join(p.get("text") or "" for p in parts if not p.get("thought"))
     reasoning_tokens = usage.get("thoughtsTokenCount")
-    has_reasoning = bool(thoughts or split.reasoning or split.unclosed or reasoning_tokens)
+    split = split_reasoning(shown, tags, reasoned=bool(thoughts or reasoning_tokens))
+    finish = _enum(cand.get("finishReason"), _FINISH_REASONS, "STOP")
+    has_reasoning = bool(thoughts or reasoning_tokens or split.tagged)
 
     chosen = (cand.get("logprobsResult") or {}).get("chosenCandidates") or []
     logp = tokens = note = source = None
     if withheld(finish):
         note = f"the API withheld the answer (finishReason {finish})"
     elif chosen:
+        # proto3 JSON omits a field at its default, so a token with probability 1 has no logProbability
         logp, tokens, note = answer_logprobs([c.get("token", "") for c in chosen],
                                              [c.get("logProbability", 0.0) for c in chosen],
                                              shown, split.answer_start, has_reasoning=has_reasoning)
         source = "logprobsResult.chosenCandidates" if logp is not None else None
     elif cand.get("avgLogprobs") is not None:
         note = _AVG_ONLY
-    if tokens is None and not (split.reasoning or split.unclosed):
+    if tokens is None and not split.tagged:  # an inline span is inside candidatesTokenCount
         if cand.get("tokenCount") is not None:
             tokens = int(cand["tokenCount"])
         elif usage:  # proto3 JSON omits a zero count
             tokens = int(usage.get("candidatesTokenCount") or 0)
     return Trace(
         text=split.answer, finish_reason=finish, token_count=tokens, logp=logp, seed=seed, model_version=version,
-        candidate_index=cand.get("index", j), logp_source=source,
-        reasoning="\n\n".join(r for r in (thoughts, split.reasoning) if r),
+        candidate_index=j, logp_source=source, reasoning="\n\n".join(r for r in (thoughts, split.reasoning) if r),
         reasoning_tokens=int(reasoning_tokens) if reasoning_tokens is not None else None, logp_note=note,
         answer_missing=(f"{tags[0]} was never closed: the model stopped before its answer" if split.unclosed else None),
     )

@@ -5,9 +5,10 @@ read the raw JSON body, which keeps server extensions and treats every logprob f
 
 The scorer asks `/v1/completions` to echo `context + completion` with `logprobs` and keeps only
 the tokens whose character offset falls inside the completion. It checks that the server really
-scored the given text — one logprob per completion token, offsets tiling the text — because some
-servers (llama.cpp's, late 2026) ignore `echo` and return logprobs for generated tokens only, which
-would otherwise turn into plausible-looking, meaningless numbers.
+scored the given text — one logprob per completion token, each token where its offset says, together
+spelling the completion exactly — because some servers (llama.cpp's, late 2026) ignore `echo` and
+return logprobs for generated tokens only, and others report offsets that drift from the text;
+either would otherwise turn into plausible-looking, meaningless numbers.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import json
 import os
 from typing import Any, Sequence
 
-from ..sampling import SamplingError, Score, ScoringError, sample_in_units
+from ..sampling import SamplingError, Score, ScoringError, ordered, reads_body, sample_in_units
 from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig, ScorerConfig
 from ..finish import withheld
@@ -28,8 +29,11 @@ REPLAY_KEY = "replay-without-a-key"
 NO_KEY = "EMPTY"
 # Cassettes match on path, not host: a replay needs no server, only the usual /v1 prefix.
 REPLAY_URL = "http://openai-compatible.invalid/v1"
-_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY", "tool_calls": "UNEXPECTED_TOOL_CALL",
-           "function_call": "UNEXPECTED_TOOL_CALL", None: "STOP", "eos": "STOP"}
+# OpenAI's values, and those vLLM, SGLang, TGI, llama.cpp and Mistral add; any other is kept in upper case
+# and reads as an error that names it.
+_FINISH = {"stop": "STOP", "eos": "STOP", "eos_token": "STOP", "stop_sequence": "STOP", "": "STOP", None: "STOP",
+           "length": "MAX_TOKENS", "model_length": "MAX_TOKENS", "content_filter": "SAFETY",
+           "tool_calls": "UNEXPECTED_TOOL_CALL", "function_call": "UNEXPECTED_TOOL_CALL", "abort": "ABORTED"}
 
 
 def _client(base_url: str | None, api_key_env: str | None, replay: bool):
@@ -132,26 +136,28 @@ class OpenAISampler:
                                policy=self.policy)
 
 
+@reads_body
 def traces_from_openai(body: dict, *, seed: int | None, expected: int,
                        tags: Sequence[str] | None = DEFAULT_TAGS) -> list[Trace]:
     """Traces from one chat.completion or text_completion JSON body.
 
-    Reasoning is `message.reasoning_content` or `message.reasoning` (vLLM, SGLang, DeepSeek) or an
-    inline `tags` span in the text; `logp` and `token_count` are the answer's (logprobs that cover
-    the reasoning too are cut to the answer only where the token texts prove the boundary).
-    `model_version` is the `model` the server names; `system_fingerprint` (a build or cache id)
-    is kept apart."""
+    Reasoning is `message.reasoning_content` or `message.reasoning` (vLLM, SGLang, DeepSeek),
+    `thinking` chunks of a list `content` (Mistral), or an inline `tags` span in the text; `logp`
+    and `token_count` are the answer's (logprobs that cover the reasoning too are cut to the answer
+    only where the token texts prove the boundary). `model_version` is the `model` the server
+    names; `system_fingerprint` (a build or cache id) is kept apart. Raises SamplingError for a
+    body of another shape."""
     version, fingerprint = body.get("model"), body.get("system_fingerprint")
-    choices = sorted(body.get("choices") or [], key=lambda c: c.get("index", 0))
+    choices = body.get("choices") or []
     usage = (body.get("usage") or {}) if len(choices) == 1 else {}
-    traces = [_trace(choice, j, usage, seed, version, fingerprint, tags) for j, choice in enumerate(choices)]
+    traces = [_trace(choice, j, usage, seed, version, fingerprint, tags) for j, choice in ordered(choices)]
     for j in range(len(traces), expected):
         traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None, seed=seed,
                             model_version=version, candidate_index=j, system_fingerprint=fingerprint))
     return traces
 
 
-def _token_logprobs(logprobs: dict) -> tuple[list[str], list[float | None], str | None]:
+def _token_logprobs(logprobs: dict) -> tuple[list, list, str | None]:
     """(token texts, logprobs, source) in either shape: chat's and llama.cpp's `content` list, or
     the legacy completions `tokens`/`token_logprobs`."""
     if isinstance(logprobs.get("content"), list):
@@ -159,22 +165,40 @@ def _token_logprobs(logprobs: dict) -> tuple[list[str], list[float | None], str 
         return [t.get("token", "") for t in content], [t.get("logprob") for t in content], "logprobs.content"
     values = logprobs.get("token_logprobs")
     if isinstance(values, list):
-        tokens = logprobs.get("tokens") or []
-        return list(tokens) if len(tokens) == len(values) else [], values, "logprobs.token_logprobs"
+        return list(logprobs.get("tokens") or []), values, "logprobs.token_logprobs"
     return [], [], None
+
+
+def _content(message: dict) -> tuple[str, str | None]:
+    """(answer text, reasoning beside it or None) of a chat message. `content` may be a list of
+    chunks: Mistral's reasoning models send `{"type": "thinking", "thinking": [...]}` before the text."""
+    content = message.get("content") or ""
+    beside = next((message[k] for k in ("reasoning_content", "reasoning") if message.get(k) is not None), None)
+    if isinstance(content, list):
+        texts = [c.get("text") or "" for c in content if c.get("type") == "text"]
+        thinking = [t.get("text") or "" for c in content if c.get("type") == "thinking" for t in c.get("thinking") or ()]
+        content = "".join(texts)
+        if thinking:
+            beside = "\n\n".join(filter(None, [beside, *thinking]))
+    if not isinstance(content, str) or not (beside is None or isinstance(beside, str)):
+        raise TypeError(f"message content of type {type(content).__name__}, reasoning {type(beside).__name__}")
+    return content, beside
 
 
 def _trace(choice: dict, j: int, usage: dict, seed, version, fingerprint, tags) -> Trace:
     """One choice; `usage` is the body's when it describes this choice alone."""
     message = choice.get("message")
-    shown = ((message or {}).get("content") if message is not None else choice.get("text")) or ""
-    beside = ((message or {}).get("reasoning_content") or (message or {}).get("reasoning") or "").strip()
-    split = split_reasoning(shown, tags)
-    raw_finish = choice.get("finish_reason")
-    finish = _FINISH.get(raw_finish) or str(raw_finish).upper()
+    if message is not None:
+        shown, beside = _content(message)
+    else:
+        shown, beside = choice.get("text") or "", None
     details = usage.get("completion_tokens_details") or {}
     reasoning_tokens = details.get("reasoning_tokens")
-    has_reasoning = bool(beside or split.reasoning or split.unclosed or reasoning_tokens)
+    reasoned = beside is not None or bool(reasoning_tokens)
+    split = split_reasoning(shown, tags, reasoned=reasoned)
+    raw_finish = choice.get("finish_reason")
+    finish = _FINISH.get(raw_finish) or str(raw_finish).upper()
+    has_reasoning = reasoned or split.tagged
 
     tokens, values, source = _token_logprobs(choice.get("logprobs") or {})
     logp = count = note = None
@@ -182,17 +206,17 @@ def _trace(choice: dict, j: int, usage: dict, seed, version, fingerprint, tags) 
         note = f"the server withheld the answer (finish_reason {raw_finish})"
     elif values:
         logp, count, note = answer_logprobs(tokens, values, shown, split.answer_start, has_reasoning=has_reasoning)
-    if reasoning_tokens is None and logp is not None and split.answer_start:
-        reasoning_tokens = len(tokens) - count  # the tokens before the answer spell the inline reasoning
+    if reasoning_tokens is None and logp is not None and split.tagged:
+        reasoning_tokens = len(values) - count  # the tokens before the answer spell the inline reasoning
     if count is None and usage.get("completion_tokens") is not None:
         if reasoning_tokens is not None:  # completion_tokens includes reasoning_tokens
             count = max(0, int(usage["completion_tokens"]) - int(reasoning_tokens))
-        elif not (split.reasoning or split.unclosed):
+        elif not has_reasoning:
             count = int(usage["completion_tokens"])
     return Trace(
         text=split.answer, finish_reason=finish, token_count=count, logp=logp, seed=seed, model_version=version,
-        candidate_index=choice.get("index", j), logp_source=source if logp is not None else None,
-        reasoning="\n\n".join(r for r in (beside, split.reasoning) if r),
+        candidate_index=j, logp_source=source if logp is not None else None,
+        reasoning="\n\n".join(r for r in ((beside or "").strip(), split.reasoning) if r),
         reasoning_tokens=int(reasoning_tokens) if reasoning_tokens is not None else None, logp_note=note,
         answer_missing=(f"{tags[0]} was never closed: the model stopped before its answer" if split.unclosed else None),
         system_fingerprint=fingerprint,
@@ -261,7 +285,12 @@ class OpenAIScorer:
         if missing:
             raise ScoringError(f"{where}: {len(missing)} of {len(inside)} completion tokens have no logprob "
                                "(the first token of a text has none: give the scorer a non-empty template)")
-        if any(b < a for a, b in zip(offsets, offsets[1:])):
-            raise ScoringError(f"{where}: token offsets do not tile the text; cannot tell which logprobs "
-                               "belong to the completion")
+        # Each completion token must sit in the echoed text where its offset says, and they must end
+        # where the completion ends: servers that decode tokens one by one (SentencePiece spaces,
+        # byte-fallback pieces) report offsets that drift, and a drifted sum would look plausible.
+        if any(echoed[offsets[i]:offsets[i] + len(tokens[i])] != tokens[i] for i in inside) or \
+                any(offsets[b] != offsets[a] + len(tokens[a]) for a, b in zip(inside, inside[1:])) or \
+                offsets[inside[-1]] + len(tokens[inside[-1]]) != len(text):
+            raise ScoringError(f"{where}: token offsets do not tile the text (the server's token texts and offsets "
+                               "disagree, e.g. for non-ASCII text); cannot tell which logprobs belong to the completion")
         return Score(float(sum(values[i] for i in inside)), len(inside))
