@@ -384,6 +384,9 @@ def _statement_readings(segment: str) -> list[str]:
 
 def _find_number(text: str) -> tuple[str, float, str] | None:
     """(as written, value, where found) for the final numeric answer in `text`, or None."""
+    bare = text.strip()
+    if not bare or bare.isdecimal():  # an empty text, or a bare reference such as "18": most of them
+        return (bare, float(bare), "last number") if bare else None
     for marker, segment in _marked_segments(text):
         bare = segment.strip()
         if bare.isdecimal():  # "A: 18", most answers: the full reading would give the same
