@@ -52,6 +52,9 @@ def suite_aggregates(questions: list[dict], dpo: dict) -> dict[str, Any]:
         "pairs": sum(q["metrics"]["pairs"] for q in scored),
         "mean_spread": _mean(q["metrics"]["spread"] for q in scored),
         "frac_zero_spread": obj.frac_zero_spread([q["metrics"]["spread"] for q in scored]) if scored else None,
+        # answer and reasoning tokens apart, over the traces whose API reported them
+        "mean_tokens": _mean(t.get("token_count") for t in traces),
+        "mean_reasoning_tokens": _mean(t.get("reasoning_tokens") for t in traces),
         "dpo_unavailable": (unavailable[0]["dpo_unavailable"] if scored and len(unavailable) == len(scored)
                             else None),
     }

@@ -27,7 +27,7 @@ QUESTION_METRICS = (
 ) + VERDICTS
 SUITE_METRICS = (
     "accuracy", "pass_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
-    "dpo_loss", "frac_zero_spread", "mean_spread", "questions_failed",
+    "dpo_loss", "frac_zero_spread", "mean_spread", "questions_failed", "mean_tokens", "mean_reasoning_tokens",
 )
 # Metrics that need log-probabilities; without them they are "unavailable", never a number.
 DPO_METRICS = frozenset({"mean_margin", "reward_accuracy", "dpo_loss", "mean_logp"})

@@ -99,3 +99,17 @@ def test_the_html_report_shows_the_reference_suites_ref_logps(shipped_report):
     assert html.count("<th>ref logp</th>") == 20  # one trace table per question of gsm8k_reference
     t = report["suites"][0]["questions"][0]["traces"][0]
     assert f"<td>{t['ref_logp']:.2f}</td>".replace("-", "\u2212") in html  # a typographic minus
+
+
+def test_suite_aggregates_keep_answer_and_reasoning_tokens_apart(shipped_report):
+    report, _ = shipped_report
+    for suite in report["suites"]:
+        traces = [t for q in suite["questions"] for t in q["traces"]]
+        for key in ("token_count", "reasoning_tokens"):
+            counts = [t[key] for t in traces if t[key] is not None]
+            metric = "mean_tokens" if key == "token_count" else "mean_reasoning_tokens"
+            assert suite["aggregates"][metric] == (pytest.approx(sum(counts) / len(counts)) if counts else None)
+    by_name = {s["name"]: s["aggregates"] for s in report["suites"]}
+    # gemini-3-flash thinks (thoughtsTokenCount); gemini-2.0-flash and the served Qwen model do not
+    assert by_name["science_choice"]["mean_reasoning_tokens"] > 0
+    assert by_name["gsm8k_smoke"]["mean_reasoning_tokens"] is None
