@@ -90,37 +90,48 @@ def answer_logprobs(tokens: Sequence[Any], logprobs: Sequence[Any], text: str, a
         answer_start: where the answer starts in `text`.
         has_reasoning: whether the model reasoned (thought parts, a reasoning field or tokens, tags).
 
-    When the token texts spell `text` (their concatenation ends with it) and a token starts exactly
-    where the answer starts, the answer's logp is the sum over that suffix: whatever came before
-    (reasoning, tags, separators) is left out. Otherwise, without reasoning every generated token is
-    the answer's and all are summed; with reasoning there is no honest split: (None, None, reason)."""
+    Without reasoning every generated token is the answer's and all are summed. With reasoning the
+    token texts must spell `text` (their concatenation ends with it) and a token must start exactly
+    where the answer starts; the answer's logp is then the sum over that suffix, and whatever came
+    before (reasoning, tags, separators) is left out. Otherwise (None, None, reason)."""
     if not len(logprobs):
         return None, None, "the API returned no token logprobs"
     try:
-        values = [float(v) for v in logprobs]
-    except (TypeError, ValueError):
-        return None, None, "some tokens have no logprob"
-    if not all(math.isfinite(v) for v in values):
+        total = sum(logprobs)
+    except TypeError:  # None, or proto3 JSON's "NaN" / "-Infinity" strings
+        try:
+            total = sum(float(v) for v in logprobs)
+        except (TypeError, ValueError):
+            return None, None, "some tokens have no logprob"
+    if not math.isfinite(total):
         return None, None, "the API sent a non-finite logprob"
-    answer = text[answer_start:]
-    if not answer:
+    if not text[answer_start:]:
         return None, None, "there is no answer to score"
-    why = "the API sent logprobs without their token texts"
-    if len(tokens) == len(values) and all(isinstance(t, str) for t in tokens):
-        spelled = "".join(tokens)
-        why = "the logprob tokens do not spell the text"
-        if spelled.endswith(text):
-            boundary, offset = len(spelled) - len(answer), 0
-            why = "a token straddles the reasoning and the answer"
-            for i, tok in enumerate(tokens):
-                if offset == boundary:
-                    if i and not tok:  # a zero-width token at the boundary belongs to either side
-                        why = "a zero-width token sits between the reasoning and the answer"
-                        break
-                    return sum(values[i:]), len(values) - i, None
-                offset += len(tok)
-                if offset > boundary:
-                    break
     if not has_reasoning:
-        return sum(values), len(values), None
-    return None, None, f"{why}, so the answer's tokens cannot be told from the reasoning's"
+        return float(total), len(logprobs), None
+    i, why = _answer_suffix(tokens, len(logprobs), text, answer_start)
+    if i is None:
+        return None, None, f"{why}, so the answer's tokens cannot be told from the reasoning's"
+    return float(sum(float(v) for v in logprobs[i:])), len(logprobs) - i, None
+
+
+def _answer_suffix(tokens: Sequence[Any], n: int, text: str, answer_start: int) -> tuple[int | None, str]:
+    """(index of the answer's first token, "") when the token texts prove it, else (None, why not)."""
+    if len(tokens) != n:
+        return None, "the API sent logprobs without their token texts"
+    try:
+        spelled = "".join(tokens)
+    except TypeError:
+        return None, "the API sent token texts that are not text"
+    if not spelled.endswith(text):
+        return None, "the logprob tokens do not spell the text"
+    boundary, offset = len(spelled) - len(text) + answer_start, 0
+    for i, tok in enumerate(tokens):
+        if offset == boundary:
+            if i and not tok:  # a zero-width token at the boundary belongs to either side
+                return None, "a zero-width token sits between the reasoning and the answer"
+            return i, ""
+        offset += len(tok)
+        if offset > boundary:
+            break
+    return None, "a token straddles the reasoning and the answer"

@@ -267,7 +267,7 @@ def _trace(cand: dict, j: int, usage: dict, seed: int | None, version: str | Non
         note = f"the API withheld the answer (finishReason {finish})"
     elif chosen:
         # proto3 JSON omits a field at its default, so a token with probability 1 has no logProbability
-        logp, tokens, note = answer_logprobs([c.get("token", "") for c in chosen],
+        logp, tokens, note = answer_logprobs([c.get("token", "") for c in chosen] if has_reasoning else (),
                                              [c.get("logProbability", 0.0) for c in chosen],
                                              shown, split.answer_start, has_reasoning=has_reasoning)
         source = "logprobsResult.chosenCandidates" if logp is not None else None
