@@ -224,8 +224,19 @@ def _trim_request(request):
 
 def secrets_in_use() -> dict[str, str]:
     """Values of credential-looking environment variables (name → value), to scan cassettes for."""
-    return {name: value for name, value in os.environ.items()
+    return {name: value for name, value in _environ()
             if name.upper().endswith(SECRET_ENV_SUFFIXES) and len(value) >= 8}
+
+
+def _environ() -> list[tuple[str, str]]:
+    """The environment's (name, value) pairs. Cassettes are saved on worker threads while the main
+    thread may set or unset a variable (pytest sets PYTEST_CURRENT_TEST around every test): a
+    plain `os.environ.items()` then raises KeyError or RuntimeError half way. Read it again."""
+    while True:
+        try:
+            return list(os.environ.items())
+        except (KeyError, RuntimeError):
+            continue
 
 
 def find_secret(text: str, extra: dict[str, str] | None = None) -> str | None:

@@ -151,3 +151,34 @@ def test_loads_json_on_a_shipped_cassette_and_its_bodies():
     for interaction in json.loads(text)["interactions"]:
         body = interaction["response"]["body"]["string"]
         assert repr(loads_json(body.encode())) == repr(json.loads(body))
+
+
+def test_the_secret_scan_holds_while_another_thread_changes_the_environment(monkeypatch):
+    # Cassettes are saved on worker threads while pytest's main thread sets and unsets
+    # PYTEST_CURRENT_TEST; iterating os.environ then failed with KeyError now and then.
+    import os
+    import threading
+
+    from rlhf_eval.recording import secrets_in_use
+
+    monkeypatch.setenv("RACE_TEST_API_KEY", "a-value-long-enough")
+    done = threading.Event()
+
+    def flip():
+        try:
+            for _ in range(100_000):
+                os.environ["RLHF_EVAL_RACE"] = "x"
+                del os.environ["RLHF_EVAL_RACE"]
+        finally:
+            done.set()
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    scans = 0
+    try:
+        while not done.is_set():
+            assert secrets_in_use()["RACE_TEST_API_KEY"] == "a-value-long-enough"
+            scans += 1
+    finally:
+        flipper.join()
+    assert scans > 100
