@@ -196,6 +196,14 @@ def dpo_summary(margins: np.ndarray, dpo) -> dict[str, float | None]:
             "dpo_loss": float(loss)}
 
 
+# Metrics that are None when the API reported no count; a threshold on one then fails saying so.
+_COUNTS_NOT_REPORTED = {
+    "mean_tokens": "no trace has an answer token count (the API reported none that is the answer's alone)",
+    "mean_reasoning_tokens": "no trace has a reasoning token count (the model did not reason, or the server "
+                             "does not count reasoning tokens)",
+}
+
+
 def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailable: str | None,
                      intervals: dict | None = None, *, unmeasured: str = "unchecked"):
     """Failures for breached bounds, and the thresholds with nothing to measure.
@@ -209,7 +217,10 @@ def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailabl
             continue
         value = bound.pick(metrics.get(name), (intervals or {}).get(name))
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            if unmeasured == "fail":
+            if name in _COUNTS_NOT_REPORTED:  # not a lack of signal: the gate cannot be checked at all
+                failures.append(ThresholdFailure(name, None, bound.describe(),
+                                                 f"{name} could not be measured: {_COUNTS_NOT_REPORTED[name]}"))
+            elif unmeasured == "fail":
                 failures.append(ThresholdFailure(name, None, bound.describe(),
                                                  f"{name} could not be measured (no preference pairs in the run)"))
             else:

@@ -108,6 +108,8 @@ class ModelConfig(_Strict):
         if v is not None and not (isinstance(v, (list, tuple)) and len(v) == 2
                                   and all(isinstance(t, str) and t.strip() for t in v)):
             raise ValueError("must be an opening and a closing tag, e.g. ['<think>', '</think>'], or null")
+        if v is not None and v[0] == v[1]:
+            raise ValueError(f"the opening and closing tags are both {v[0]!r}; the closing one is e.g. '</think>'")
         return v
 
     @model_validator(mode="after")

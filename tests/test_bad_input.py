@@ -30,6 +30,8 @@ WORDED_BY_LIBYAML = {"yaml_unclosed_bracket.yaml", "yaml_bad_indentation.yaml", 
 
 # file under tests/bad_input → the exact line load_suite raises
 CASES = {
+    "reasoning_tags_same.yaml": "reasoning_tags_same.yaml:4: model.reasoning_tags: the opening and closing tags are "
+                                "both '<think>'; the closing one is e.g. '</think>'",
     "reasoning_tags_one.yaml": "reasoning_tags_one.yaml:4: model.reasoning_tags: must be an opening and a closing tag, "
                                "e.g. ['<think>', '</think>'], or null",
     # --- YAML syntax (wording from libyaml) ---

@@ -421,3 +421,16 @@ def test_the_scorer_refuses_offsets_that_drift_from_the_text(fixed_body):
     scorer = OpenAIScorer(ScorerConfig(provider="openai", name="ref", base_url=f"{fixed_body.url}/v1"))
     with pytest.raises(ScoringError, match="token offsets do not tile the text"):
         scorer.score(context, [completion])
+
+
+def test_a_threshold_on_a_count_no_trace_reported_fails_saying_so(tmp_path):
+    from rlhf_eval.evaluate import check_thresholds
+    from rlhf_eval.suite import Bound
+
+    metrics = {"mean_reasoning_tokens": None, "mean_margin": None}
+    failures, unchecked = check_thresholds(metrics, {"mean_reasoning_tokens": Bound(max=2000),
+                                                     "mean_margin": Bound(min=0.0)}, None)
+    assert [f.reason for f in failures] == [
+        "mean_reasoning_tokens could not be measured: no trace has a reasoning token count (the model did not "
+        "reason, or the server does not count reasoning tokens)"]
+    assert unchecked == ["mean_margin (no preference pairs to measure)"]
