@@ -434,3 +434,14 @@ def test_a_threshold_on_a_count_no_trace_reported_fails_saying_so(tmp_path):
         "mean_reasoning_tokens could not be measured: no trace has a reasoning token count (the model did not "
         "reason, or the server does not count reasoning tokens)"]
     assert unchecked == ["mean_margin (no preference pairs to measure)"]
+
+
+def test_a_traces_dict_is_dataclasses_asdict():
+    from dataclasses import asdict
+
+    (t,) = traces_from_openai(openai_body(inline=True), seed=5, expected=1)
+    t = type(t)(**{**t.__dict__, "extra": {"api_token_count": 20, "nested": [{"a": 1}]}})
+    d = t.to_dict()
+    assert d == asdict(t) and list(d) == list(asdict(t))
+    d["extra"]["nested"][0]["a"] = 2  # a copy, as asdict's is
+    assert t.extra["nested"][0]["a"] == 1
