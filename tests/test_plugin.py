@@ -350,7 +350,9 @@ def test_vcrpy_is_patched_only_while_questions_run(project, live):
     collected between two suites) and after the run, also when -x stops it inside a row."""
     probe = ("import httpx2\n\n\ndef test_{name}():\n"
              "    assert not hasattr(httpx2.HTTPTransport.handle_request, '__wrapped__')\n")
-    project.makefile(".yaml", a_demo=suite_yaml("a_demo", limit=2), z_demo=suite_yaml("z_demo", limit=2))
+    # z_demo's answers come slowly: before rows, its questions were prefetched while test_m ran
+    slow = "[[emulator:latency=200]] Solve it and end with 'A: <number>'.\n\nQuestion: {question}"
+    project.makefile(".yaml", a_demo=suite_yaml("a_demo", limit=2), z_demo=suite_yaml("z_demo", limit=2, prompt=slow))
     project.makepyfile(test_m=probe.format(name="between_suites"))
     result = run(project, "--rlhf-record-mode=once", "-v")
     result.assert_outcomes(passed=5)

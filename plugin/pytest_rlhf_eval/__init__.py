@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -304,14 +304,24 @@ def _distributed(config: pytest.Config) -> bool:
 class Prefetcher:
     """While recording, samples the questions ahead of the one pytest is running, so requests of
     different questions overlap (each question still writes only its own cassette). Items then
-    only collect their results, in pytest's order."""
+    only collect their results, in pytest's order.
 
-    def __init__(self, items: list[QuestionItem], workers: int) -> None:
+    Prefetching stays within a row of consecutive questions, started by the row's first item: a
+    test that runs between two rows (any other test of the session) then runs with no question
+    recording in the background, and so without vcrpy's patch installed."""
+
+    def __init__(self, rows: list[list[QuestionItem]], workers: int) -> None:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rlhf-eval-question")
-        self._futures = {item.nodeid: self._pool.submit(item.sample) for item in items}
-        self.total = len(items)
+        self._rows = {item.nodeid: row for row in rows for item in row}
+        self._futures: dict[str, Future] = {}
+        self.total = len(self._rows)
 
     def result(self, item: QuestionItem):
+        row = self._rows.get(item.nodeid)
+        if row is not None:  # the first item of its row to run
+            for other in row:
+                del self._rows[other.nodeid]
+                self._futures[other.nodeid] = self._pool.submit(other.sample)
         future = self._futures.pop(item.nodeid, None)
         return future.result() if future else item.sample()
 
@@ -325,10 +335,16 @@ def pytest_runtestloop(session: pytest.Session):
     questions one at a time, so there it is the traces of a question that run concurrently)."""
     config = session.config
     state = config.stash[state_key]
-    items = [i for i in session.items if isinstance(i, QuestionItem)]
-    if (record_mode(config) != "none" and not _distributed(config) and len(items) > 1
+    rows: list[list[QuestionItem]] = []  # runs of consecutive questions in pytest's order
+    for previous, item in zip([None, *session.items], session.items):
+        if isinstance(item, QuestionItem):
+            if isinstance(previous, QuestionItem):
+                rows[-1].append(item)
+            else:
+                rows.append([item])
+    if (record_mode(config) != "none" and not _distributed(config) and sum(map(len, rows)) > 1
             and state.policy.concurrency > 1 and not config.option.collectonly):
-        state.prefetch = Prefetcher(items, state.policy.concurrency)
+        state.prefetch = Prefetcher(rows, state.policy.concurrency)
     try:
         yield
     finally:
