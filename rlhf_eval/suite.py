@@ -5,7 +5,9 @@ unknown keys are checked declaratively; line numbers come from the YAML node mar
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import json
 import re
 from dataclasses import dataclass, field
@@ -317,7 +319,24 @@ def looks_like_suite(text: str) -> bool:
 
 def load_suite(path: str | Path) -> Suite:
     """Read, validate and expand one suite file. Raises `SuiteError` (one line) on any problem."""
-    path = Path(path)
+    # A suite builds a few objects per line and no reference cycles: the cyclic collector would
+    # only walk the heap again and again (in a long pytest session, everything earlier tests left).
+    with _without_gc():
+        return _load_suite(Path(path))
+
+
+@contextlib.contextmanager
+def _without_gc():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_suite(path: Path) -> Suite:
     try:
         raw = path.read_bytes()
     except OSError as exc:
