@@ -525,13 +525,18 @@ _EXPECTED = {
 }
 
 
+def _get(value: Any, key: str) -> Any:
+    """`value[key]` where `value` is a mapping; None where the user wrote something else (`dpo: 5`)."""
+    return value.get(key) if isinstance(value, dict) else None
+
+
 def _first_error(path: Path, exc: ValidationError, lines: dict, data: dict) -> SuiteError:
     """Turn pydantic's first error into one line with the YAML line and a suggestion."""
     errors = exc.errors()
     # Unions (questions: a list | a JSONL source; dpo.reference: "none" | a scorer): report
     # against the branch whose shape the user wrote.
     wanted = {("questions",): "list" if isinstance(data.get("questions"), list) else "QuestionSource",
-              ("dpo", "reference"): "literal" if isinstance((data.get("dpo") or {}).get("reference"), str)
+              ("dpo", "reference"): "literal" if isinstance(_get(data.get("dpo"), "reference"), str)
               else "ScorerConfig"}
     for prefix, branch in wanted.items():
         n = len(prefix)

@@ -30,6 +30,7 @@ WORDED_BY_LIBYAML = {"yaml_unclosed_bracket.yaml", "yaml_bad_indentation.yaml", 
 
 # file under tests/bad_input → the exact line load_suite raises
 CASES = {
+    "dpo_scalar.yaml": "dpo_scalar.yaml:5: dpo: expected a mapping, got 5",
     "reasoning_tags_same.yaml": "reasoning_tags_same.yaml:4: model.reasoning_tags: the opening and closing tags are "
                                 "both '<think>'; the closing one is e.g. '</think>'",
     "reasoning_tags_one.yaml": "reasoning_tags_one.yaml:4: model.reasoning_tags: must be an opening and a closing tag, "
@@ -539,3 +540,15 @@ def test_following_the_hint_for_an_empty_cassette_fixes_it(project, live, monkey
                      failed.stdout.str())
     monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
     run(project, hint.group(1), hint.group(2)).assert_outcomes(passed=1)
+
+
+def test_an_unexpected_error_while_loading_fails_that_file_in_one_line(project):
+    # `!!int hi` still escapes load_suite as a ValueError (issue 11); whatever escapes must fail the
+    # file in one line, never an INTERNALERROR that stops every suite.
+    project.makefile(".yaml", bad_tag='suite: t\nmodel:\n  name: gemini-2.0-flash\nsamples: !!int hi\n'
+                                      'questions:\n  - {id: a, question: q, answer: 2}\n')
+    result = project.runpytest("-p", "no:cacheprovider")
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out and result.ret == 2
+    result.stdout.fnmatch_lines(["bad_tag.yaml: could not load the suite (ValueError: invalid literal for int() "
+                                 "with base 10: 'hi'); this is a bug in rlhf-eval, please report it with the file"])

@@ -22,6 +22,7 @@ from rlhf_eval.compare import compare_reports, parse_fail_rules, regressions
 from rlhf_eval.evaluate import Backends, sample_question, score_question
 from rlhf_eval.export import export_report
 from rlhf_eval.html_report import write_html
+from rlhf_eval.paths import shown_path
 from rlhf_eval.recording import (RECORD_MODES, CassetteProblem, find_cassette_mismatch, hold_patch,
                                  release_patch)
 from rlhf_eval.report import (build_report, load_report, render_comparison, render_table, suite_settings,
@@ -173,10 +174,13 @@ class SuiteFile(pytest.File):
         for question in suite.questions:
             yield QuestionItem.from_parent(self, name=question.id, suite=suite, question=question)
 
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, SuiteError):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style)
+    def repr_failure(self, excinfo):
+        exc = excinfo.value
+        if isinstance(exc, SuiteError):
+            return str(exc)
+        # Anything else that escapes loading is our bug, but it must fail this file alone, in one line.
+        return (f"{shown_path(self.path)}: could not load the suite ({type(exc).__name__}: {exc}); "
+                "this is a bug in rlhf-eval, please report it with the file")
 
 
 class QuestionFailed(Exception):
