@@ -31,6 +31,8 @@ SUITE_METRICS = (
     "accuracy", "pass_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
     "dpo_loss", "frac_zero_spread", "mean_spread", "questions_failed", "mean_tokens", "mean_reasoning_tokens",
 )
+# Metrics that are fractions in [0, 1]: a bound outside it is a mistake (a percentage, say).
+FRACTIONS = frozenset({"accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "reward_accuracy", "frac_zero_spread"})
 # Metrics that need log-probabilities; without them they are "unavailable", never a number.
 DPO_METRICS = frozenset({"mean_margin", "reward_accuracy", "dpo_loss", "mean_logp"})
 # Metrics with a 95% interval, which a threshold may gate on with `on: lower|upper`.
@@ -510,6 +512,12 @@ def _check_metric_names(thresholds: dict, allowed, keypath, err, with_interval, 
         if name not in allowed:
             raise err(keypath + (name,), f"{prefix}.{name}: unknown metric"
                       f"{_closest(name, allowed)}; known: {', '.join(allowed)}")
+        if name in FRACTIONS:
+            for side in ("min", "max"):
+                value = getattr(bound, side)
+                if value is not None and not 0.0 <= value <= 1.0:
+                    raise err(keypath + (name, side), f"{prefix}.{name}.{side}: {name} is a fraction from 0 to 1, "
+                              f"not {value:g} (for 50% write 0.5)")
 
 
 def _closest(word: str, candidates) -> str:

@@ -30,6 +30,10 @@ WORDED_BY_LIBYAML = {"yaml_unclosed_bracket.yaml", "yaml_bad_indentation.yaml", 
 
 # file under tests/bad_input → the exact line load_suite raises
 CASES = {
+    "fraction_bound.yaml": "fraction_bound.yaml:6: thresholds.accuracy.min: accuracy is a fraction from 0 to 1, "
+                           "not 50 (for 50% write 0.5)",
+    "fraction_bound_suite.yaml": "fraction_bound_suite.yaml:6: suite_thresholds.frac_zero_spread.max: frac_zero_spread "
+                                 "is a fraction from 0 to 1, not 1.5 (for 50% write 0.5)",
     "dpo_scalar.yaml": "dpo_scalar.yaml:5: dpo: expected a mapping, got 5",
     "reasoning_tags_same.yaml": "reasoning_tags_same.yaml:4: model.reasoning_tags: the opening and closing tags are "
                                 "both '<think>'; the closing one is e.g. '</think>'",
