@@ -22,51 +22,63 @@ DEFAULT_TAGS = ("<think>", "</think>")
 
 @dataclass(frozen=True)
 class Split:
-    """`text` cut into reasoning and answer. `answer_start` indexes `text`; `tagged` when a tag was
-    found (even around nothing); `unclosed` when an opening tag has no closing one (the model never
-    reached its answer)."""
+    """A model's output cut into reasoning and answer. `answer_start` indexes the text; `reasoned`
+    when the model reasoned in any shape; `tagged` when an inline tag was found (even around
+    nothing); `answer_missing` says why there is no answer when an opening tag was never closed."""
 
     answer: str
     reasoning: str
     answer_start: int
+    reasoned: bool = False
     tagged: bool = False
-    unclosed: bool = False
+    answer_missing: str | None = None
+
+    @property
+    def unclosed(self) -> bool:
+        return self.answer_missing is not None
 
 
-def split_reasoning(text: str, tags: Sequence[str] | None = DEFAULT_TAGS, *, reasoned: bool = False) -> Split:
-    """Split inline reasoning (`<think>…</think>` by default) from the answer.
+def split_reasoning(text: str, tags: Sequence[str] | None = DEFAULT_TAGS, *, beside: str | None = None,
+                    reasoned: bool = False) -> Split:
+    """Split the answer from the reasoning, wherever the reasoning came.
 
     Args:
-        text: the content as the API sent it. Shape: one string.
-        tags: (open, close), or None to take the whole text as the answer.
-        reasoned: the reasoning also came apart from `text` (thought parts, a reasoning field).
+        text: the answer text as the API sent it, inline reasoning included. Shape: one string.
+        tags: (open, close) of inline reasoning, or None to take the whole text as the answer.
+        beside: reasoning the API sent apart from `text` (thought parts, a reasoning field), even
+            empty; None when it sent none.
+        reasoned: the API counted reasoning tokens, with or without reasoning text.
 
     Reasoning blocks are recognised where a reasoning model writes them: at the start of the text
     (after whitespace), one or several in a row. A closing tag with no opening one counts too —
     chat templates of DeepSeek-R1 put `<think>` in the prompt, so the model's text starts inside
     the reasoning. An opening tag later in the text is the answer's own words. An opening tag never
-    closed gives an empty answer with `unclosed` set. When the model reasoned, the whitespace that
+    closed gives an empty answer and `answer_missing`. When the model reasoned, the whitespace that
     separates the answer from its reasoning is not part of the answer, so the answer is the same
     whichever way the reasoning arrived."""
-    pos, blocks = _skip_space(text, 0), []
+    reasoned = reasoned or beside is not None
+    pos, blocks = _skip_space(text, 0), [beside or ""]
+
+    def split(start: int, tagged: bool, missing: str | None = None) -> Split:
+        return Split("" if missing else text[start:], _join(blocks), start, reasoned or tagged, tagged, missing)
+
     if tags and text:
         open_tag, close_tag = tags
         while text.startswith(open_tag, pos):
             close = text.find(close_tag, pos + len(open_tag))
             if close < 0:
                 blocks.append(text[pos + len(open_tag):])
-                return Split("", _join(blocks), len(text), tagged=True, unclosed=True)
+                return split(len(text), True, f"{open_tag} was never closed: the model stopped before its answer")
             blocks.append(text[pos + len(open_tag):close])
             pos = _skip_space(text, close + len(close_tag))
-        if not blocks:
+        if len(blocks) == 1:
             close = text.find(close_tag)
             if close >= 0 and open_tag not in text[:close]:
                 blocks.append(text[:close])
                 pos = _skip_space(text, close + len(close_tag))
-    if not blocks:
-        start = pos if reasoned else 0
-        return Split(text[start:], "", start)
-    return Split(text[pos:], _join(blocks), pos, tagged=True)
+    if len(blocks) == 1:
+        return split(pos if reasoned else 0, False)
+    return split(pos, True)
 
 
 def _skip_space(text: str, i: int) -> int:

@@ -257,9 +257,8 @@ def _trace(cand: dict, j: int, usage: dict, seed: int | None, version: str | Non
     thoughts = "".join(p.get("text") or "" for p in parts if p.get("thought")).strip()
     shown = "".join(p.get("text") or "" for p in parts if not p.get("thought"))
     reasoning_tokens = usage.get("thoughtsTokenCount")
-    split = split_reasoning(shown, tags, reasoned=bool(thoughts or reasoning_tokens))
+    split = split_reasoning(shown, tags, beside=thoughts or None, reasoned=bool(reasoning_tokens))
     finish = _enum(cand.get("finishReason"), _FINISH_REASONS, "STOP")
-    has_reasoning = bool(thoughts or reasoning_tokens or split.tagged)
 
     chosen = (cand.get("logprobsResult") or {}).get("chosenCandidates") or []
     logp = tokens = note = source = None
@@ -267,9 +266,9 @@ def _trace(cand: dict, j: int, usage: dict, seed: int | None, version: str | Non
         note = f"the API withheld the answer (finishReason {finish})"
     elif chosen:
         # proto3 JSON omits a field at its default, so a token with probability 1 has no logProbability
-        logp, tokens, note = answer_logprobs([c.get("token", "") for c in chosen] if has_reasoning else (),
+        logp, tokens, note = answer_logprobs([c.get("token", "") for c in chosen] if split.reasoned else (),
                                              [c.get("logProbability", 0.0) for c in chosen],
-                                             shown, split.answer_start, has_reasoning=has_reasoning)
+                                             shown, split.answer_start, has_reasoning=split.reasoned)
         source = "logprobsResult.chosenCandidates" if logp is not None else None
     elif cand.get("avgLogprobs") is not None:
         note = _AVG_ONLY
@@ -280,7 +279,7 @@ def _trace(cand: dict, j: int, usage: dict, seed: int | None, version: str | Non
             tokens = int(usage.get("candidatesTokenCount") or 0)
     return Trace(
         text=split.answer, finish_reason=finish, token_count=tokens, logp=logp, seed=seed, model_version=version,
-        candidate_index=j, logp_source=source, reasoning="\n\n".join(r for r in (thoughts, split.reasoning) if r),
+        candidate_index=j, logp_source=source, reasoning=split.reasoning,
         reasoning_tokens=int(reasoning_tokens) if reasoning_tokens is not None else None, logp_note=note,
-        answer_missing=(f"{tags[0]} was never closed: the model stopped before its answer" if split.unclosed else None),
+        answer_missing=split.answer_missing,
     )

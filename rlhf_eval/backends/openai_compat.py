@@ -194,31 +194,29 @@ def _trace(choice: dict, j: int, usage: dict, seed, version, fingerprint, tags) 
         shown, beside = choice.get("text") or "", None
     details = usage.get("completion_tokens_details") or {}
     reasoning_tokens = details.get("reasoning_tokens")
-    reasoned = beside is not None or bool(reasoning_tokens)
-    split = split_reasoning(shown, tags, reasoned=reasoned)
+    split = split_reasoning(shown, tags, beside=beside, reasoned=bool(reasoning_tokens))
     raw_finish = choice.get("finish_reason")
     finish = _FINISH.get(raw_finish) or str(raw_finish).upper()
-    has_reasoning = reasoned or split.tagged
 
     tokens, values, source = _token_logprobs(choice.get("logprobs") or {})
     logp = count = note = None
     if withheld(finish):
         note = f"the server withheld the answer (finish_reason {raw_finish})"
     elif values:
-        logp, count, note = answer_logprobs(tokens, values, shown, split.answer_start, has_reasoning=has_reasoning)
+        logp, count, note = answer_logprobs(tokens, values, shown, split.answer_start, has_reasoning=split.reasoned)
     if reasoning_tokens is None and logp is not None and split.tagged:
         reasoning_tokens = len(values) - count  # the tokens before the answer spell the inline reasoning
     if count is None and usage.get("completion_tokens") is not None:
         if reasoning_tokens is not None:  # completion_tokens includes reasoning_tokens
             count = max(0, int(usage["completion_tokens"]) - int(reasoning_tokens))
-        elif not has_reasoning:
+        elif not split.reasoned:
             count = int(usage["completion_tokens"])
     return Trace(
         text=split.answer, finish_reason=finish, token_count=count, logp=logp, seed=seed, model_version=version,
         candidate_index=j, logp_source=source if logp is not None else None,
-        reasoning="\n\n".join(r for r in ((beside or "").strip(), split.reasoning) if r),
+        reasoning=split.reasoning,
         reasoning_tokens=int(reasoning_tokens) if reasoning_tokens is not None else None, logp_note=note,
-        answer_missing=(f"{tags[0]} was never closed: the model stopped before its answer" if split.unclosed else None),
+        answer_missing=split.answer_missing,
         system_fingerprint=fingerprint,
     )
 

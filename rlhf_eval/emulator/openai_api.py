@@ -87,10 +87,9 @@ def openai_server(model: str) -> str:
     """Which server's response shape a model name gets: llama.cpp (``llama-cpp*``), DeepSeek's
     API (``deepseek-*``, e.g. ``deepseek-reasoner``; not ``deepseek-ai/...``, a vLLM-served
     checkpoint) or vLLM (every other name). Case-insensitive."""
-    m = model.lower()
-    if m.startswith("llama-cpp"):
+    if openai_quirks(model) is not None:
         return SERVER_LLAMA_CPP
-    if m.startswith("deepseek-"):
+    if model.lower().startswith("deepseek-"):
         return SERVER_DEEPSEEK
     return SERVER_VLLM
 
