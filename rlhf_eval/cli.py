@@ -8,6 +8,7 @@ exits 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -80,7 +81,9 @@ def add_html(sub: argparse._SubParsersAction) -> None:
 def run_html(args: argparse.Namespace) -> int:
     from .html_report import write_html
 
-    write_html(load_report(args.report), args.output)
+    report_ = load_report(args.report)
+    with _writing("the HTML report", args.output):
+        write_html(report_, args.output)
     print(f"{PROG}: wrote {args.output}")
     return 0
 
@@ -93,11 +96,32 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export import export_report
+    from .credentials import write_without_secrets
 
-    for path in export_report(load_report(args.report), args.directory):
+    from .export import export_files
+
+    for path, text in export_files(load_report(args.report), args.directory).items():
+        with _writing("the export", path):
+            write_without_secrets(path, text)
         print(f"{PROG}: wrote {path}")
     return 0
+
+
+@contextlib.contextmanager
+def _writing(label: str, path):
+    """A disk fault or a secret while writing `path` becomes the one line of a CliError."""
+    from .atomic import os_reason
+    from .credentials import SecretInOutput
+    from .paths import shown_path
+
+    try:
+        yield
+    except SecretInOutput as exc:
+        raise CliError(f"refusing to write {label} {shown_path(path)}: it would contain {exc.what}; "
+                       "nothing was written") from None
+    except OSError as exc:
+        raise CliError(f"could not write {label} to {shown_path(path)} ({os_reason(exc)}); "
+                       "choose a writable path") from None
 
 
 # ---------------------------------------------------------------------------------------------- main

@@ -205,11 +205,13 @@ _COUNTS_NOT_REPORTED = {
 
 
 def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailable: str | None,
-                     intervals: dict | None = None, *, unmeasured: str = "unchecked"):
+                     intervals: dict | None = None, *, unmeasured: str = "unchecked",
+                     nothing_scored: str | None = None):
     """Failures for breached bounds, and the thresholds with nothing to measure.
 
     A metric with no value (no preference pairs) is listed as unchecked, or fails with
-    `unmeasured="fail"` (suite thresholds: a run with no pairs at all cannot pass a margin gate)."""
+    `unmeasured="fail"` (suite thresholds: a run with no pairs at all cannot pass a margin gate).
+    `nothing_scored` is the reason when no question was scored at all, which then is the cause."""
     failures, unchecked = [], []
     for name, bound in thresholds.items():
         if name in DPO_METRICS and dpo_unavailable:
@@ -221,8 +223,8 @@ def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailabl
                 failures.append(ThresholdFailure(name, None, bound.describe(),
                                                  f"{name} could not be measured: {_COUNTS_NOT_REPORTED[name]}"))
             elif unmeasured == "fail":
-                failures.append(ThresholdFailure(name, None, bound.describe(),
-                                                 f"{name} could not be measured (no preference pairs in the run)"))
+                cause = nothing_scored or "no preference pairs in the run"
+                failures.append(ThresholdFailure(name, None, bound.describe(), f"{name} could not be measured ({cause})"))
             else:
                 unchecked.append(f"{name} (no preference pairs to measure)")
             continue

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
+from .credentials import write_without_secrets
 
 
 def _prompt(suite: dict, question: dict) -> Any:
@@ -47,12 +47,20 @@ def suite_records(suite: dict) -> dict[str, list[dict]]:
     return {"dpo": dpo, "grpo_prompts": prompts, "grpo_groups": groups, "sft": sft}
 
 
+def export_files(report: dict, directory: str | Path) -> dict[Path, str]:
+    """Every suite's datasets as the files `export_report` writes: path under `directory/<suite>/` → text."""
+    return {Path(directory) / suite["name"] / f"{name}.jsonl":
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            for suite in report["suites"] for name, rows in suite_records(suite).items()}
+
+
 def export_report(report: dict, directory: str | Path) -> list[Path]:
-    """Write every suite's datasets under `directory/<suite>/`; returns the files written."""
+    """Write every suite's datasets under `directory/<suite>/`; returns the files written.
+
+    Raises OSError, or SecretInOutput for a file that would contain one of the run's secrets
+    (that file is not written)."""
     written = []
-    for suite in report["suites"]:
-        for name, rows in suite_records(suite).items():
-            path = Path(directory) / suite["name"] / f"{name}.jsonl"
-            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-            written.append(path)
+    for path, text in export_files(report, directory).items():
+        write_without_secrets(path, text)
+        written.append(path)
     return written

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from .credentials import write_without_secrets
 
 __all__ = ["render_html", "write_html"]
 
@@ -876,5 +876,6 @@ def render_html(report: dict, *, title: str = "rlhf-eval report") -> str:
 
 
 def write_html(report: dict, path: str | Path, *, title: str = "rlhf-eval report") -> None:
-    """Render and write atomically, so a reader never sees half a page."""
-    atomic_write_text(path, render_html(report, title=title))
+    """Render and write atomically, so a reader never sees half a page. Raises OSError, or
+    SecretInOutput (and writes nothing) if the page would contain one of the run's secrets."""
+    write_without_secrets(path, render_html(report, title=title))

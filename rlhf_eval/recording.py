@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import vcr
 import yaml
 from vcr.cassette import Cassette
-from vcr.errors import CannotOverwriteExistingCassetteException
+from vcr.errors import CannotOverwriteExistingCassetteException, UnhandledHTTPRequestError
 from vcr.patch import CassettePatcherBuilder
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.record_mode import RecordMode
@@ -37,7 +37,9 @@ from vcr.request import HeadersDict, Request
 from vcr.serialize import serialize
 from vcr.serializers import compat
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, os_reason
+from .credentials import (SECRET_ENV_SUFFIXES, SECRET_PATTERNS, find_secret, redact_url,  # noqa: F401 (re-exported)
+                          secrets_in_use)
 from .paths import shown_path
 
 RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
@@ -46,14 +48,6 @@ SECRET_QUERY = ["key"]
 KEPT_REQUEST_HEADERS = {"content-type"}  # the rest (host:port, lengths, agents) only make re-recordings noisy
 KEPT_RESPONSE_HEADERS = {"content-type"}
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
-# Shapes of credentials that must never be written, whatever variable they came from.
-SECRET_PATTERNS = {
-    "a Google API key": re.compile(r"AIza[0-9A-Za-z_\-]{35}"),
-    "a Google OAuth token": re.compile(r"ya29\.[0-9A-Za-z_\-]{20,}"),
-    "a bearer token": re.compile(r"(?i)bearer\s+[0-9A-Za-z._~+/\-]{16,}=*"),
-    "an OpenAI-style key": re.compile(r"\bsk-[0-9A-Za-z_\-]{20,}"),
-}
-SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_ACCESS_TOKEN", "_SECRET")
 
 
 try:  # optional: parses the same JSON to the same values as `json`, ~4x faster
@@ -89,6 +83,32 @@ class CassetteProblem(Exception):
 
 class SecretInCassette(CassetteProblem):
     """A cassette about to be written contains a secret; it is not written."""
+
+
+class ReplayFault(CassetteProblem):
+    """A recorded response is not one the API sends as an answer (a malformed body, or an HTTP
+    error that was never meant to be kept): one line naming the cassette and the interaction, and
+    the command that records the question again."""
+
+    def __init__(self, path: str | Path, number: int, total: int, what: str, hint: str = ""):
+        self.path, self.number, self.total, self.what = path, number, total, what
+        super().__init__(f"cassette {shown_path(path)} interaction {number} of {total} {what}; "
+                         f"{rerecord_advice(hint, 'rewrite')}")
+
+    def with_hint(self, hint: str) -> "ReplayFault":
+        return ReplayFault(self.path, self.number, self.total, self.what, hint)
+
+
+def rerecord_advice(hint: str, mode: str) -> str:
+    """'re-record with: <hint in record mode `mode`>' — the plugin's hint names the mode a replay
+    would record in (once), which cannot replace what an existing cassette holds."""
+    if not hint:
+        return f"re-record it in record mode {mode}"
+    return "re-record with: " + re.sub(r"--rlhf-record-mode=\S+", f"--rlhf-record-mode={mode}", hint)
+
+
+class CassetteWriteError(CassetteProblem):
+    """A cassette could not be written (disk full, read-only, a file in the way); any old one is kept."""
 
 
 def cassette_path(cassette_dir: str | Path, suite: str, question_id: str) -> Path:
@@ -185,12 +205,93 @@ def _shape_problem(data: Any) -> str | None:
         code = (item["response"].get("status") or {}).get("code") if isinstance(item["response"].get("status"), dict) else None
         if not isinstance(code, int):
             return f"interaction {n}: response status code {code!r} is not a number"
-        body = (item["response"].get("body") or {}).get("string")
-        if isinstance(body, bytes):
-            body = body.decode("utf-8", "replace")
-        if isinstance(body, str) and body.strip() and body.lstrip()[:1] not in "{[":
-            return f"the response to request {n} is not JSON: {body.strip()[:60]!r}"
     return None
+
+
+def _decoded_response(response: dict) -> dict:
+    """`response` with its body decompressed as the SDK's HTTP client would (gzip, deflate, br),
+    for a cassette recorded without vcrpy's `decode_compressed_response`; replay then strips the
+    content-encoding header with the others. Raises ValueError for a body that does not decompress."""
+    headers = response.get("headers")
+    body = response.get("body")
+    if not isinstance(headers, dict) or not isinstance(body, dict):
+        return response
+    encoding_keys = [k for k in headers if isinstance(k, str) and k.lower() == "content-encoding"]
+    if not encoding_keys:
+        return response
+    values = headers[encoding_keys[0]]
+    codings = [c.strip().lower() for v in (values if isinstance(values, list) else [values])
+               for c in str(v).split(",") if c.strip() and c.strip().lower() != "identity"]
+    data = body.get("string")
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    if not isinstance(data, bytes) or data.lstrip()[:1] == b"{":  # nothing to decode, or decoded already
+        return response
+    for coding in reversed(codings):
+        data = _decompress(data, coding)
+    headers = {k: v for k, v in headers.items() if k not in encoding_keys}
+    return {**response, "headers": headers, "body": {**body, "string": data}}
+
+
+def _decompress(data: bytes, coding: str) -> bytes:
+    import zlib
+
+    try:
+        if coding in ("gzip", "x-gzip"):
+            return zlib.decompress(data, zlib.MAX_WBITS | 16)
+        if coding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send it
+            try:
+                return zlib.decompress(data)
+            except zlib.error:
+                return zlib.decompress(data, -zlib.MAX_WBITS)
+        if coding == "br":
+            from vcr.filters import brotli
+            if brotli is not None:
+                return brotli.decompress(data)
+    except Exception as exc:  # zlib.error, brotli.error
+        raise ValueError(f"its body is marked {coding}-encoded but does not decompress ({exc})") from None
+    raise ValueError(f"its body is {coding}-encoded, which cannot be decoded here (gzip, deflate and br can)")
+
+
+def _body_problem(response: dict) -> str | None:
+    """Why a recorded response's body is not one the API answers with, or None.
+
+    Only what a glance tells: a 2xx body must be a JSON object (the endpoints recorded here answer
+    with nothing else), so one that is absent, empty, not JSON, a list or cut off mid-JSON is
+    refused before an SDK chokes on it; an HTTP error's body may be anything (replay names it)."""
+    body = response.get("body")
+    if not isinstance(body, dict):
+        return f"holds a response the API does not send (its body field is {_kind(body)}, not a mapping with 'string')"
+    text = body.get("string")
+    if not isinstance(text, (str, bytes)):
+        return f"holds a response the API does not send (its body is {_kind(text)}, not text)"
+    if response["status"]["code"] >= 300:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = text.strip()
+    if not text:
+        return "holds a response the API does not send (its body is empty)"
+    if text[0] == "[":
+        return "holds a response the API does not send (its body is a JSON list, not an object)"
+    if text[0] != "{":
+        return f"holds a response the API does not send (its body is not JSON: {_excerpt_start(text)})"
+    if text[-1] != "}":
+        return f"holds a response the API does not send (its body is cut off mid-JSON: …{_excerpt_end(text)})"
+    return None
+
+
+def _kind(value: Any) -> str:
+    return {type(None): "null", str: "a string", dict: "a mapping", list: "a list", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _excerpt_start(text: str) -> str:
+    return repr(text[:60] + ("…" if len(text) > 60 else ""))
+
+
+def _excerpt_end(text: str) -> str:
+    return repr(text[-40:])
 
 
 def _compact_response(response: dict) -> dict:
@@ -219,35 +320,25 @@ def _trim_request(request):
     for name in list(request.headers):
         if name.lower() not in KEPT_REQUEST_HEADERS:
             del request.headers[name]
+    # A base URL's `user:pass@`, `?api_key=` or `?token=` (`?key=` is already dropped); requests
+    # match on path and body, never on these.
+    request.uri = redact_url(request.uri)
     return request
 
 
-def secrets_in_use() -> dict[str, str]:
-    """Values of credential-looking environment variables (name → value), to scan cassettes for."""
-    return {name: value for name, value in _environ()
-            if name.upper().endswith(SECRET_ENV_SUFFIXES) and len(value) >= 8}
-
-
-def _environ() -> list[tuple[str, str]]:
-    """The environment's (name, value) pairs. Cassettes are saved on worker threads while the main
-    thread may set or unset a variable (pytest sets PYTEST_CURRENT_TEST around every test): a
-    plain `os.environ.items()` then raises KeyError or RuntimeError half way. Read it again."""
-    while True:
+def _replayable_responses(path: Path, interactions: list) -> list[dict]:
+    """The recorded responses, decompressed; raises ReplayFault for the first that no API sends."""
+    responses = []
+    for n, interaction in enumerate(interactions, start=1):
         try:
-            return list(os.environ.items())
-        except (KeyError, RuntimeError):
-            continue
-
-
-def find_secret(text: str, extra: dict[str, str] | None = None) -> str | None:
-    """What secret `text` contains (never the secret itself), or None."""
-    for name, value in {**secrets_in_use(), **(extra or {})}.items():
-        if value and value in text:
-            return f"the value of ${name}"
-    for what, pattern in SECRET_PATTERNS.items():
-        if pattern.search(text):
-            return what
-    return None
+            response = _decoded_response(interaction["response"])
+        except ValueError as exc:
+            raise ReplayFault(path, n, len(interactions), f"holds a response the API does not send ({exc})") from None
+        problem = _body_problem(response)
+        if problem:
+            raise ReplayFault(path, n, len(interactions), problem)
+        responses.append(response)
+    return responses
 
 
 class _AtomicPersister:
@@ -277,7 +368,7 @@ class _AtomicPersister:
             raise CassetteNotFoundError()  # like an empty file: recorded again in mode once
         # What vcr.serialize.deserialize returns, built from the text parsed above (not parsed twice).
         requests = [Request._from_dict(r["request"]) for r in parsed["interactions"]]
-        responses = [compat.convert_to_bytes(r["response"]) for r in parsed["interactions"]]
+        responses = [compat.convert_to_bytes(r) for r in _replayable_responses(path, parsed["interactions"])]
         if parsed.get("metadata"):
             return requests, responses, parsed["metadata"]
         return requests, responses
@@ -308,8 +399,18 @@ def _make_vcr(mode: str) -> vcr.VCR:
     )
     v.register_serializer("compact-json", CompactJSONSerializer)
     v.register_matcher("json_body", json_body)
-    v.register_persister(_AtomicPersister)
+    v.register_persister(_RewritingPersister if mode == "rewrite" else _AtomicPersister)
     return v
+
+
+class _RewritingPersister(_AtomicPersister):
+    """Record mode rewrite records every request again and keeps none of the old ones, so the old
+    cassette is not read at all: a damaged one is replaced instead of stopping the re-recording
+    that the damage calls for."""
+
+    @staticmethod
+    def load_cassette(cassette_path, serializer):
+        raise CassetteNotFoundError()
 
 
 _VCRS = {mode: _make_vcr(mode) for mode in RECORD_MODES}
@@ -366,7 +467,7 @@ class _Router:
         if c is None or response.get("status", {}).get("code") in RETRYABLE_STATUS:
             return  # no cassette, or an attempt that will be retried: only the final exchange is kept
         with self._lock(c):
-            c.append(request, response)
+            c.append_live(request, response)
 
     def __getattr__(self, name):  # the rest (for vcrpy's error messages) is the current cassette's
         return getattr(self.current, name)
@@ -467,6 +568,48 @@ def _match_keys(request) -> tuple | None:
     return (*head, "raw", body), (*head, "json", _frozen_body(body) if body != b"" else None)
 
 
+# Per thread: (cassette, index) of the interaction that answered the thread's last request, or None.
+_LAST_PLAYED = threading.local()
+
+
+def forget_replayed() -> None:
+    """Start of a request: no response has answered it yet (see `replay_fault`)."""
+    _LAST_PLAYED.value = None
+
+
+def replay_fault(detail: str) -> ReplayFault | None:
+    """The cassette's fault when this thread's last request was answered by a cassette and reading
+    that answer failed (`detail` says how): a recorded HTTP error is named as such, any other
+    response as one the API does not send. None when the last request (since `forget_replayed`)
+    was not answered from a cassette: then the failure is not the cassette's."""
+    played = getattr(_LAST_PLAYED, "value", None)
+    if played is None:
+        return None
+    cassette, index = played
+    response = cassette.data[index][1]
+    code = response["status"]["code"]
+    if code >= 400:
+        what = f"recorded an HTTP {code} from the API ({_error_message(response)})"
+    else:
+        what = f"holds a response the API does not send ({detail})"
+    return ReplayFault(cassette._path, index + 1, max(cassette._loaded_count, index + 1), what,
+                       cassette.rerecord_hint)
+
+
+def _error_message(response: dict) -> str:
+    """The message of a recorded HTTP error, on one line: the API's `error.message` when the body
+    is the usual JSON error, else the start of the body, else the status line's reason."""
+    text = response["body"].get("string") or b""
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    try:
+        error = loads_json(text).get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (ValueError, AttributeError):
+        message = None
+    message = " ".join(str(message or text or response["status"].get("message") or "no message").split())
+    return message if len(message) <= 120 else message[:117] + "…"
+
+
 class _IndexedCassette(Cassette):
     """vcrpy's Cassette, except that a request is matched only against the recorded requests that
     can match it (found through an index on method, path and body) instead of against every one.
@@ -474,7 +617,34 @@ class _IndexedCassette(Cassette):
     vcrpy scans all recorded requests for each request, twice (`can_play_response_for`, then
     `play_response`), and builds a diff message for every mismatch: k² work per question. The
     index only skips requests that cannot match (`_match_keys` differs); the candidates still go
-    through vcrpy's matchers, in recorded order, so which response is played is unchanged."""
+    through vcrpy's matchers, in recorded order, so which response is played is unchanged.
+
+    Two more differences: it notes which interaction answered each thread's last request (for
+    `replay_fault`), and a response recorded now counts as played (`append_live`)."""
+
+    rerecord_hint = ""  # the command that records this question again; set by `use_cassette`
+
+    def play_response(self, request):
+        """vcrpy's `play_response`, noting (per thread) which interaction answered."""
+        for index, response in self._responses(request):
+            if self.play_counts[index] == 0 or self.allow_playback_repeats:
+                if self.play_counts[index] == 0 and index < self._loaded_count:  # for drop_unused_requests
+                    self._played_interactions.append((self.data[index][0], response))
+                self.play_counts[index] += 1
+                _LAST_PLAYED.value = (self, index)
+                return response
+        raise UnhandledHTTPRequestError(f"The cassette ({self._path!r}) doesn't contain the request "
+                                        f"({request!r}) asked for")
+
+    def append_live(self, request, response) -> None:
+        """Record an exchange that went to the network, as already played. Otherwise the next
+        identical request (the k requests of a seedless SDK are byte-identical) would replay this
+        response in mode new_episodes instead of asking the API: one trace twice, one request
+        and one interaction too few."""
+        before = len(self.data)
+        self.append(request, response)
+        for index in range(before, len(self.data)):
+            self.play_counts[index] += 1
 
     def _responses(self, request):
         if tuple(self._match_on) != _MATCHERS or self._before_record_request is not _filter_request:
@@ -494,6 +664,7 @@ class _IndexedCassette(Cassette):
                 yield i, response
 
     def can_play_response_for(self, request) -> bool:
+        _LAST_PLAYED.value = None  # a new request: whatever answered the last one is not this one's
         if self._before_record_request is not _filter_request:
             return super().can_play_response_for(request)
         # vcrpy filters the request here only to see whether the filter drops it; ours never
@@ -531,20 +702,36 @@ def use_cassette(path: str | Path, mode: str = "none", *, rerecord_hint: str = "
     block, into the cassette at `path`.
 
     Raises `CassetteProblem` for a missing cassette in mode `none` and for a request the cassette
-    does not hold (explaining what differs). Nothing is written if the block raises.
+    does not hold (explaining what differs); `SecretInCassette` if what was recorded holds a
+    secret, and `CassetteWriteError` if the disk refuses it (both write nothing and keep the old
+    cassette). Nothing is written if the block raises.
     """
     if mode not in RECORD_MODES:
         raise ValueError(f"record mode {mode!r}; expected one of {', '.join(RECORD_MODES)}")
     path = Path(path)
     if mode == "none" and not path.is_file():
         raise CassetteProblem(f"no cassette at {shown_path(path)}; record it with: {rerecord_hint}".rstrip(": "))
-    cassette = open_cassette(path, mode)
+    try:
+        cassette = open_cassette(path, mode)
+    except ReplayFault as fault:
+        raise fault.with_hint(rerecord_hint) from None
+    cassette.rerecord_hint = rerecord_hint
     try:
         with ROUTER.bound(cassette):
             yield cassette
     except CannotOverwriteExistingCassetteException as exc:
         raise CassetteProblem(explain_mismatch(exc.failed_request, cassette.requests, path, rerecord_hint)) from None
-    cassette._save()
+    _save(cassette, path)
+
+
+def _save(cassette: Cassette, path: Path) -> None:
+    """Write what was recorded; a disk fault (full, read-only, a file in the way) is one line."""
+    try:
+        cassette._save()
+    except OSError as exc:
+        raise CassetteWriteError(
+            f"could not write cassette {shown_path(path)} ({os_reason(exc)}); what was there before is unchanged: "
+            "free some space or choose a writable directory with --rlhf-cassette-dir, then record again") from None
 
 
 def hold_patch() -> None:
@@ -580,8 +767,10 @@ def find_cassette_mismatch(exc: BaseException | None) -> CannotOverwriteExisting
 
 
 def _seed_of(body: Any) -> Any:
+    """The request's seed: Gemini's generationConfig.seed, or the top-level seed of OpenAI's APIs."""
     if isinstance(body, dict):
-        return (body.get("generationConfig") or {}).get("seed")
+        config = body.get("generationConfig")
+        return config.get("seed") if isinstance(config, dict) else body.get("seed")
     return None
 
 
@@ -608,7 +797,11 @@ def explain_mismatch(new, recorded: list, path: Path, hint: str) -> str:
         diffs.append(f"path: {old.path} → {new.path}")
     diffs += json_diff(_body_json(old), new_body)
     if not diffs:
-        return f"cassette {path} already replayed this request (the run asked for it twice){fix}"
+        answers = sum(1 for r in recorded if r.method == new.method and r.path == new.path
+                      and _body_json(r) == new_body)
+        return (f"cassette {path} holds {answers} {'answer' if answers == 1 else 'answers'} to this request and the "
+                f"run asks for more (did `samples` grow?); {rerecord_advice(hint, 'new_episodes')} "
+                "(records only the missing ones)")
     shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
     return f"stale cassette {path}: the suite changed since it was recorded: {shown}{fix}"
 
@@ -616,6 +809,8 @@ def explain_mismatch(new, recorded: list, path: Path, hint: str) -> str:
 def _strip_seed(body: Any) -> Any:
     if isinstance(body, dict) and isinstance(body.get("generationConfig"), dict):
         return {**body, "generationConfig": {k: v for k, v in body["generationConfig"].items() if k != "seed"}}
+    if isinstance(body, dict):
+        return {k: v for k, v in body.items() if k != "seed"}
     return body
 
 

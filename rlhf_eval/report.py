@@ -16,7 +16,7 @@ from tabulate import tabulate
 from . import objectives as obj
 from .evaluate import check_thresholds
 from .suite import Bound
-from .atomic import atomic_write_text
+from .credentials import redact_base_urls, write_without_secrets
 from .paths import shown_path
 
 REPORT_VERSION = 1
@@ -25,13 +25,13 @@ REPORT_VERSION = 1
 def suite_settings(suite) -> dict[str, Any]:
     """The settings a reader needs to recompute the metrics of `suite` from its traces."""
     s = suite.spec
-    return {
+    return redact_base_urls({
         "name": s.suite, "path": shown_path(suite.path), "description": s.description,
         "model": s.model.model_dump(), "samples": s.samples, "seed": s.seed,
         "verifier": {"name": s.verifier.name, **s.verifier.options},
         "rewards": s.rewards.model_dump(), "dpo": s.dpo.model_dump(), "grpo": s.grpo.model_dump(),
         "suite_thresholds": {k: v.model_dump(exclude_none=True) for k, v in s.suite_thresholds.items()},
-    }
+    })
 
 
 def suite_aggregates(questions: list[dict], dpo: dict) -> dict[str, Any]:
@@ -148,8 +148,11 @@ def build_report(questions: Iterable[dict], suites: dict[str, dict]) -> dict[str
 def suite_threshold_failures(aggregates: dict, settings: dict) -> list[str]:
     """One line per breached suite threshold (like --cov-fail-under)."""
     thresholds = {name: Bound(**raw) for name, raw in (settings.get("suite_thresholds") or {}).items()}
+    n = aggregates.get("questions", 0)
+    nothing_scored = (f"none of its {n} question{'s' * (n != 1)} was scored: see their errors above"
+                      if not aggregates.get("traces") else None)
     failures, _ = check_thresholds(aggregates, thresholds, aggregates.get("dpo_unavailable"),
-                                   aggregates.get("intervals"), unmeasured="fail")
+                                   aggregates.get("intervals"), unmeasured="fail", nothing_scored=nothing_scored)
     return [f.reason for f in failures]
 
 
@@ -180,8 +183,10 @@ def render_table(report: dict) -> str:
 
 
 def write_json(report: dict, path: str | Path) -> None:
-    """Write atomically, so a reader never sees half a report."""
-    atomic_write_text(path, json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False, default=_jsonable) + "\n")
+    """Write atomically, so a reader never sees half a report. Raises OSError, or SecretInOutput
+    (and writes nothing) if the report would contain one of the run's secrets."""
+    write_without_secrets(path, json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False,
+                                           default=_jsonable) + "\n")
 
 
 def _jsonable(value):

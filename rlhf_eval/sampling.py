@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
+from .recording import CassetteProblem, forget_replayed, loads_json, replay_fault
 from .types import Trace
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -37,17 +41,92 @@ class ScoringError(SamplingError):
     """A scorer could not give an honest log-probability (e.g. the server does not score prompt tokens)."""
 
 
-def reads_body(parse: Callable[..., list[Trace]]) -> Callable[..., list[Trace]]:
-    """A response parser whose body, when not of the shape the API documents (a list where an
-    object belongs, a number as text, nulls inside lists), fails as one SamplingError line."""
+class MalformedBody(SamplingError):
+    """A response body not of the shape the API documents; its cause is the parser's error."""
+
+
+def reads_body(parse: Callable[..., T]) -> Callable[..., T]:
+    """A response parser that takes the body as received (bytes or text) or parsed, and fails as one
+    `MalformedBody` line when it is not a JSON object of the shape the API documents (cut off, a
+    list where an object belongs, a number as text, nulls inside lists)."""
     @functools.wraps(parse)
-    def parse_or_explain(body: Any, **kwargs) -> list[Trace]:
+    def parse_or_explain(body: Any, **kwargs) -> T:
         try:
+            if isinstance(body, (bytes, str)):
+                body = loads_json(body)
+            if not isinstance(body, dict):
+                raise TypeError(f"the body is {_json_kind(body)}, not a JSON object")
             return parse(body, **kwargs)
-        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
-            raise SamplingError(f"the API answered with a body of an unexpected shape ({type(exc).__name__}: {exc}); "
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError, ArithmeticError) as exc:
+            raise MalformedBody(f"the API answered with a body of an unexpected shape ({_one_line(exc)}); "
                                 "re-record, or report it with the cassette") from exc
     return parse_or_explain
+
+
+def json_list(obj: Any, key: str) -> list:
+    """`obj[key]` of a response body when it is a list, [] when absent or null. Raises TypeError
+    otherwise: `"candidates": {}` is a malformed body, not an empty answer."""
+    return _json_field(obj, key, list)
+
+
+def json_object(obj: Any, key: str) -> dict:
+    """`obj[key]` of a response body when it is an object, {} when absent or null; TypeError otherwise."""
+    return _json_field(obj, key, dict)
+
+
+def _json_field(obj: Any, key: str, kind: type) -> Any:
+    if not isinstance(obj, dict):
+        raise TypeError(f"{_json_kind(obj)} where an object with {key!r} belongs")
+    value = obj.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise TypeError(f"{key!r} is {_json_kind(value)}, not {_json_kind(kind())}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    return {type(None): "missing", list: "a JSON list", dict: "a JSON object", str: "a JSON string",
+            bool: "a JSON boolean", int: "a JSON number", float: "a JSON number"}.get(type(value), type(value).__name__)
+
+
+def _one_line(exc: BaseException, width: int = 160) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def checking_replay(send: Callable[[], R], *, refusals: bool = True, fresh: bool = True) -> R:
+    """`send()`: one request and the reading of its response. When reading a response that a
+    cassette replayed fails — the SDK's own parsing (pydantic, protobuf, json), ours
+    (`MalformedBody`), or an HTTP error the cassette recorded — the cassette's one line
+    (`ReplayFault`, naming the interaction) is raised instead: the fault is in the file, so
+    retrying, or blaming the API, cannot help. Without `refusals`, a recorded 4xx is left as the
+    SamplingError (a caller may fall back from it: `sample_in_units`). `fresh=False` continues
+    reading the response of the request `send` last made in this thread."""
+    if fresh:
+        forget_replayed()
+    try:
+        return send()
+    except Exception as exc:
+        fault = replay_fault(_one_line(_reading_error(exc))) if _may_be_the_cassettes(exc, refusals) else None
+        if fault is None:
+            raise
+        raise fault from None
+
+
+def _may_be_the_cassettes(exc: Exception, refusals: bool) -> bool:
+    """Whether `exc` can come from a response no API sends: any error but ours (a SamplingError
+    tells what the API said, a CassetteProblem is already the cassette's line), a malformed body,
+    or an HTTP error (retryable ones are never recorded; others only when a caller fell back)."""
+    if isinstance(exc, MalformedBody):
+        return True
+    if isinstance(exc, SamplingError):
+        return exc.status is not None and (refusals or exc.retryable)
+    return not isinstance(exc, CassetteProblem)
+
+
+def _reading_error(exc: BaseException) -> BaseException:
+    return exc.__cause__ if isinstance(exc, MalformedBody) and exc.__cause__ is not None else exc
 
 
 def ordered(items: list) -> list[tuple[int, Any]]:
@@ -70,13 +149,18 @@ def sample_in_units(request: Callable[[int, int, bool], list[Trace]], *, k: int,
 
     def unit(s: int, n: int, lp: bool) -> list[Trace]:
         try:
-            return policy.call(lambda: request(s, n, lp))
+            return policy.call(lambda: checking_replay(lambda: request(s, n, lp), refusals=False))
         except SamplingError as exc:
             if n > 1 and "Multiple candidates" in str(exc):  # e.g. Gemini 3.x
                 return [t for j in range(n) for t in unit(s + j, 1, lp)]
             if lp and "refuses log-probabilities" in str(exc):  # a model not known to refuse
                 return unit(s, n, False)
-            raise
+            # A refusal nothing falls back from, replayed: recorded by hand or by an older version
+            # (a recording that ends in one saves nothing), so the cassette is what to fix.
+            fault = replay_fault(str(exc)) if exc.status is not None else None
+            if fault is None:
+                raise
+            raise fault from None
 
     per_request = max(1, min(per_request, k))
     units = [(seed + i, min(per_request, k - i)) for i in range(0, k, per_request)]

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import gc
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -44,16 +47,42 @@ _PLACEHOLDER_RE = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 
 
 class SuiteError(Exception):
-    """A problem with a suite file, as one line: `path:line: what is wrong; what to do`."""
+    """Problems with a suite file, one line each: `path:line: what is wrong; what to do`.
 
-    def __init__(self, path: str | Path, line: int | None, message: str):
-        self.path, self.line, self.message = shown_path(path), line, message
-        where = f"{self.path}:{line}" if line else self.path
-        super().__init__(f"{where}: {message}")
+    `path`, `line` and `message` are the first problem's; `problems` holds every one (itself
+    first), each a SuiteError. Use `SuiteError.joined` to report several."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str, *, as_given: bool = False):
+        # as_given: a dangling link is named as the user named it, not as where it points
+        self.path, self.line, self.message = str(path) if as_given else shown_path(path), line, message
+        self.problems: list[SuiteError] = [self]
+        super().__init__(self.where() + ": " + message)
+
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+    @classmethod
+    def joined(cls, problems: list[SuiteError]) -> SuiteError:
+        """One error showing `problems` a line each (at most MAX_SHOWN_PROBLEMS, then a count)."""
+        first = problems[0]
+        if len(problems) == 1:
+            return first
+        error = cls(first.path, first.line, first.message)
+        error.problems = list(problems)
+        shown = [str(p) for p in problems[:MAX_SHOWN_PROBLEMS]]
+        hidden = len(problems) - len(shown)
+        if hidden:
+            shown.append(f"{first.path}: and {hidden} more problem{'s' * (hidden > 1)}")
+        error.args = ("\n".join(shown),)
+        return error
+
+
+MAX_SHOWN_PROBLEMS = 20  # a file wrong throughout (a bad edit on every question) needs no 10,000 lines
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # `min: .nan` would make a threshold that never fails; `beta: .inf` metrics that are never numbers.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class VertexConfig(_Strict):
@@ -315,8 +344,9 @@ def placeholders(template: str) -> set[str]:
 
 
 def looks_like_suite(text: str) -> bool:
-    """Cheap test used at collection: a suite is a YAML file with a top-level `suite:` key."""
-    return bool(re.search(r"(?m)^suite\s*:", text))
+    """Cheap test used at collection: a suite is a YAML file with a top-level `suite:` key
+    (the first line may start with a UTF-8 byte order mark, as some Windows editors save it)."""
+    return bool(re.search(r"(?m)^\ufeff?suite\s*:", text))
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -339,12 +369,9 @@ def _without_gc():
 
 
 def _load_suite(path: Path) -> Suite:
+    raw = _read_suite_file(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SuiteError(path, None, f"cannot read suite: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte order mark is no part of the YAML
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise SuiteError(path, line, "not UTF-8 text; save the suite as UTF-8") from None
@@ -354,47 +381,83 @@ def _load_suite(path: Path) -> Suite:
         raise SuiteError(path, exc.line, exc.message) from None
     if not isinstance(data, dict):
         raise SuiteError(path, 1, "a suite must be a YAML mapping with `suite`, `model`, `samples` and `questions`")
+    if not {"suite", "model", "samples", "questions"} & data.keys():
+        # Some other YAML file matched the suite patterns: listing every key it lacks would be noise.
+        raise SuiteError(path, 1, "not a suite: none of `suite`, `model`, `samples`, `questions` is here; a suite "
+                                  "starts with `suite: <name>` (keep other YAML files out of the rlhf_suite_files patterns)")
     try:
         spec = SuiteSpec.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(path, exc, lines, data) from None
+        raise SuiteError.joined(_schema_problems(path, exc, lines, data)) from None
     return _expand(spec, path, lines)
 
 
+MAX_SUITE_BYTES = 50_000_000  # a suite this big should hold its questions in a JSONL file
+
+
+def _read_suite_file(path: Path) -> bytes:
+    """The file's bytes; SuiteError when it is not a readable regular file of sane size (a FIFO or
+    a device would block or never end)."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise SuiteError(path, None, "cannot read the file (it is a directory); name a suite file")
+        if not stat.S_ISREG(info.st_mode):
+            raise SuiteError(path, None, "cannot read the file (it is not a regular file); a suite is a YAML file")
+        if info.st_size > MAX_SUITE_BYTES:
+            raise SuiteError(path, None, f"the file is {info.st_size / 1e6:.0f} MB, over the {MAX_SUITE_BYTES / 1e6:.0f} MB "
+                             "a suite may be; put the questions in a JSONL file (questions: {source: ...})")
+        return path.read_bytes()
+    except OSError as exc:
+        raise SuiteError(path, None, _unreadable(path, exc), as_given=path.is_symlink()) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot read the file ({exc.strerror}); make it readable (chmod u+r) or move it away"
+    if exc.errno == errno.ENOENT and path.is_symlink():
+        return f"cannot read the file (a link to {os.readlink(path)!r}, which does not exist); fix or remove the link"
+    return f"cannot read the file ({exc.strerror or exc}); check the path"
+
+
 def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
+    """The suite's questions, checked; SuiteError listing every problem found (one per question at most)."""
     def err(keypath, message):
         return SuiteError(path, line_of(lines, keypath), message)
 
-    try:
-        check_options(spec.verifier.name, spec.verifier.options)
-    except VerifierError as exc:
-        raise err(("verifier",), f"verifier: {exc}") from None
-    _check_metric_names(spec.thresholds, QUESTION_METRICS, ("thresholds",), err, QUESTION_INTERVALS)
-    _check_metric_names(spec.suite_thresholds, SUITE_METRICS, ("suite_thresholds",), err, SUITE_INTERVALS)
+    problems: list[SuiteError] = []
+    options, problem = _checked_verifier(spec.verifier.name, spec.verifier.options)
+    if problem:
+        problems.append(err(("verifier",), f"verifier: {problem}"))
+    problems += _metric_problems(spec.thresholds, QUESTION_METRICS, ("thresholds",), err, QUESTION_INTERVALS)
+    problems += _metric_problems(spec.suite_thresholds, SUITE_METRICS, ("suite_thresholds",), err, SUITE_INTERVALS)
 
     used = placeholders(spec.prompt)
     if "question" not in used:
-        raise err(("prompt",), "prompt has no {question} placeholder; add it where the question goes")
+        problems.append(err(("prompt",), "prompt has no {question} placeholder; add it where the question goes"))
     if "answer" in used:
-        raise err(("prompt",), "prompt uses {answer}: the ground truth must never reach the model; "
-                  "write {{answer}} for literal braces")
+        problems.append(err(("prompt",), "prompt uses {answer}: the ground truth must never reach the model; "
+                            "write {{answer}} for literal braces"))
 
-    if isinstance(spec.questions, QuestionSource):
-        raw_questions = _read_source(spec.questions, path, lines, spec.verifier.name)
-    else:
-        raw_questions = [
-            (q, line_of(lines, ("questions", i)), ("questions", i)) for i, q in enumerate(spec.questions)
-        ]
-
-    questions: list[Question] = []
+    inline = isinstance(spec.questions, list)
+    try:
+        raw_questions = ([(q, line_of(lines, ("questions", i)), ("questions", i)) for i, q in enumerate(spec.questions)]
+                         if inline else _read_source(spec.questions, path, lines, spec.verifier.name))
+    except SuiteError as exc:
+        raise SuiteError.joined(problems + exc.problems) from None
+    where_path = str(path) if inline else str(_source_path(spec.questions, path))
     seen: dict[str, int | None] = {}
-    for index, (q, qline, keypath) in enumerate(raw_questions):
-        where_path = str(path) if isinstance(spec.questions, list) else str(_source_path(spec.questions, path))
+    # A prompt field no question has is one problem, not one per question; {answer} is reported above.
+    unfilled = {"answer"}
+
+    def question(index: int, q: QuestionSpec, qline: int | None, keypath: tuple) -> Question:
+        """The question, or SuiteError for its first problem."""
+        shown_id = _short(q.id)
         if not _ID_RE.match(q.id):
-            raise SuiteError(where_path, qline, f"question id {q.id!r} must be letters, digits, '.', '_' or '-' "
+            raise SuiteError(where_path, qline, f"question id {shown_id} must be letters, digits, '.', '_' or '-' "
                              "(it names the cassette file)")
         if q.id in seen:
-            raise SuiteError(where_path, qline, f"duplicate question id {q.id!r} (first at line {seen[q.id]}); "
+            raise SuiteError(where_path, qline, f"duplicate question id {shown_id} (first at line {seen[q.id]}); "
                              "ids must be unique within a suite")
         seen[q.id] = qline
         extra = dict(q.model_extra or {})
@@ -402,38 +465,96 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
         missing = used - set(fields)
         if missing:
             name = sorted(missing)[0]
-            raise SuiteError(where_path, qline, f"prompt uses {{{name}}} but question {q.id!r} has no field "
+            if missing <= unfilled:
+                raise _Reported()
+            unfilled.update(missing)
+            raise SuiteError(where_path, qline, f"prompt uses {{{name}}} but question {shown_id} has no field "
                              f"{name!r}; add it to the question or remove it from the prompt")
-        if isinstance(spec.questions, list):
+        if inline:
             unused = sorted(set(extra) - used)
             if unused:
                 bad = unused[0]
-                hint = _closest(bad, ["id", "question", "answer", "thresholds", "verifier"] + sorted(used))
+                hint = _hint(bad, ["id", "question", "answer", "thresholds", "verifier"] + sorted(used))
                 raise SuiteError(where_path, line_of(lines, keypath + (bad,)),
-                                 f"questions[{index}] ({q.id}): unknown key {bad!r}{hint}; "
-                                 "extra question fields must appear in the prompt as {" + bad + "}")
-        _check_metric_names(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err, QUESTION_INTERVALS,
-                            f"questions[{index}] ({q.id}).thresholds")
-        options = {**spec.verifier.options, **q.verifier}
-        if q.verifier:
-            try:
-                check_options(spec.verifier.name, options)
-            except VerifierError as exc:
-                raise err(keypath + ("verifier",), f"questions[{index}] ({q.id}).verifier: {exc}") from None
+                                 f"questions[{index}] ({q.id}): unknown key {_short(bad)}{hint}; "
+                                 "extra question fields must appear in the prompt as {" + _clip(bad, 40) + "}")
+        threshold_problems = _metric_problems(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err,
+                                              QUESTION_INTERVALS, f"questions[{index}] ({q.id}).thresholds")
+        if threshold_problems:
+            raise threshold_problems[0]
+        own = options
+        if q.verifier and not problem:
+            own, own_problem = _checked_verifier(spec.verifier.name, {**options, **q.verifier})
+            if own_problem:
+                raise err(keypath + ("verifier",), f"questions[{index}] ({q.id}).verifier: {own_problem}")
         if not q.answer.strip():
-            raise SuiteError(where_path, qline, f"question {q.id!r} has an empty answer")
-        try:  # a reference the verifier cannot read is a data bug, not a model failure: catch it now
-            verify("", q.answer, spec.verifier.name, **options)
-        except VerifierError as exc:
-            raise SuiteError(where_path, qline, f"question {q.id!r}: answer {q.answer!r}: {exc}") from None
-        questions.append(Question(
-            id=q.id, question=q.question, answer=q.answer, fields=fields,
-            thresholds={**spec.thresholds, **q.thresholds}, verifier_options=options,
-            index=index, line=qline,
-        ))
-    if not questions:
-        raise err(("questions",), "the suite has no questions")
+            raise SuiteError(where_path, qline, f"question {shown_id} has an empty answer")
+        if not problem:
+            try:  # a reference the verifier cannot read is a data bug, not a model failure: catch it now
+                verify("", q.answer, spec.verifier.name, **own)
+            except VerifierError as exc:
+                raise SuiteError(where_path, qline, f"question {shown_id}: answer {_short(q.answer)}: {exc}") from None
+        return Question(id=q.id, question=q.question, answer=q.answer, fields=fields,
+                        thresholds={**spec.thresholds, **q.thresholds}, verifier_options=own,
+                        index=index, line=qline)
+
+    questions: list[Question] = []
+    for index, (q, qline, keypath) in enumerate(raw_questions):
+        try:
+            questions.append(question(index, q, qline, keypath))
+        except SuiteError as exc:
+            problems.append(exc)
+        except _Reported:
+            pass
+    if not raw_questions:
+        problems.append(err(("questions",), "the suite has no questions"))
+    if problems:
+        raise SuiteError.joined(problems)
     return Suite(spec=spec, path=path, questions=questions)
+
+
+class _Reported(Exception):
+    """A question's problem already reported for another question."""
+
+
+# Regex flags by the names `re` gives them, for `flags: MULTILINE|IGNORECASE` or a list of them.
+_FLAG_LETTERS = {"IGNORECASE": "i", "MULTILINE": "m", "DOTALL": "s", "VERBOSE": "x", "ASCII": "a"}
+
+
+def _checked_verifier(name: str, options: dict) -> tuple[dict, str | None]:
+    """`options` as the verifier takes them, and what is wrong with them (None when nothing)."""
+    try:
+        if name == "regex" and "flags" in options:
+            options = {**options, "flags": _flag_letters(options["flags"])}
+        check_options(name, options)
+    except VerifierError as exc:
+        return options, str(exc)
+    except RecursionError:  # re.compile recurses once per nested group
+        return options, "regex verifier: the pattern nests too deeply"
+    return options, None
+
+
+def _flag_letters(flags: Any) -> Any:
+    """Regex flags as the verifier's letters ('im'): letters as they are; names (MULTILINE, re.M,
+    'MULTILINE|IGNORECASE') or a list of names or letters translated. Raises VerifierError for an
+    unknown name; anything else is left for check_options to refuse."""
+    if isinstance(flags, str) and set(flags) <= set("imsxa"):
+        return flags
+    if isinstance(flags, str):
+        names = flags.split("|")
+    elif isinstance(flags, list) and all(isinstance(f, str) for f in flags):
+        names = flags
+    else:
+        return flags
+    letters = ""
+    for raw in names:
+        name = raw.strip().upper().removeprefix("RE.")
+        long = next((n for n, letter in _FLAG_LETTERS.items() if name in (n, letter.upper())), None)
+        if long is None:
+            raise VerifierError(f"regex verifier: unknown flag {_short(raw, 40)}{_closest(name, _FLAG_LETTERS)}; "
+                                f"known: {', '.join(_FLAG_LETTERS)} (or the letters imsxa)")
+        letters += _FLAG_LETTERS[long]
+    return letters
 
 
 def _source_path(src: QuestionSource, suite_path: Path) -> Path:
@@ -442,17 +563,30 @@ def _source_path(src: QuestionSource, suite_path: Path) -> Path:
 
 def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: str) -> list:
     """Rows of a JSONL question file as (QuestionSpec, line, keypath) — nothing copied into the suite."""
-    file = _source_path(src, suite_path)
-    if not file.is_file():
-        raise SuiteError(suite_path, line_of(lines, ("questions", "source")),
-                         f"questions.source: no file {src.source!r} (looked for {file})")
+    source_line = line_of(lines, ("questions", "source"))
+    try:
+        file = _source_path(src, suite_path)
+        found = file.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the system, a NUL byte in it
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SuiteError(suite_path, source_line, f"questions.source: {_short(src.source)} cannot be a file name "
+                         f"({reason}); give the JSONL file's path") from None
+    if not found:
+        raise SuiteError(suite_path, source_line, f"questions.source: no file {_short(src.source)} (looked for {file})")
     answer_re = re.compile(src.answer_regex, re.MULTILINE) if src.answer_regex else None
     prefix = src.id_prefix or file.stem
     out = []
     try:
         handle = file.open("rb")  # bytes, decoded line by line, so a bad byte gets its line number
+        kind = _foreign_format(file, handle.read(8))
+        handle.seek(0)
     except OSError as exc:
         raise SuiteError(file, None, f"cannot read question file: {exc.strerror}") from None
+    if kind is not None:
+        handle.close()
+        todo = "decompress it" if "compressed" in kind else "convert it"
+        raise SuiteError(suite_path, source_line, f"questions.source: {_clip(src.source, 60)} is {kind}; sources are "
+                         f"JSONL files (one JSON object per line): {todo}")
     with handle:
         row_index = -1
         try:
@@ -472,20 +606,25 @@ def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: s
                     row = json.loads(raw)
                 except json.JSONDecodeError as exc:
                     raise SuiteError(file, lineno, f"not valid JSON: {exc.msg}") from None
+                except ValueError:  # a number past Python's 4300-digit limit
+                    raise SuiteError(file, lineno, "a number on this line has more than 4300 digits; "
+                                     "write it as a string") from None
+                except RecursionError:
+                    raise SuiteError(file, lineno, "values on this line are nested too deeply for a question") from None
                 if not isinstance(row, dict):
                     raise SuiteError(file, lineno, "each line must be a JSON object")
-                for name in (src.question_field, src.answer_field):
-                    if name not in row:
+                for name, setting in ((src.question_field, "question"), (src.answer_field, "answer"),
+                                      (src.id_field, "id")):
+                    if name is not None and name not in row:
                         raise SuiteError(file, lineno, f"no field {name!r}{_closest(name, list(row))}; "
-                                         f"set questions.{'question' if name == src.question_field else 'answer'}"
-                                         "_field in the suite")
+                                         f"set questions.{setting}_field in the suite")
                 answer = str(row[src.answer_field])
                 if answer_re:
                     m = answer_re.search(answer)
                     if not m:
-                        raise SuiteError(file, lineno, f"answer_regex {src.answer_regex!r} does not match "
+                        raise SuiteError(file, lineno, f"answer_regex {_short(src.answer_regex)} does not match "
                                          f"the answer {answer[-60:]!r}")
-                    answer = (m.group(1) if m.groups() else m.group(0)).strip()
+                    answer = ((m.group(1) if m.groups() else m.group(0)) or "").strip()  # an optional group: None
                 else:
                     answer = extract_reference(answer, verifier)
                 qid = str(row[src.id_field]) if src.id_field else f"{prefix}-{row_index:04d}"
@@ -503,21 +642,41 @@ def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: s
     return out
 
 
-def _check_metric_names(thresholds: dict, allowed, keypath, err, with_interval, shown_key: str = "") -> None:
+# What a question file that is not JSONL starts with, and what it then is.
+_MAGIC = {b"PAR1": "a Parquet file", b"\x1f\x8b": "a gzip-compressed file", b"BZh": "a bzip2-compressed file",
+          b"\xfd7zXZ\x00": "an xz-compressed file", b"\x28\xb5\x2f\xfd": "a zstd-compressed file",
+          b"PK\x03\x04": "a zip archive (or an Excel workbook)", b"ARROW1": "an Arrow file"}
+_SUFFIXES = {".csv": "a CSV file", ".tsv": "a TSV file", ".parquet": "a Parquet file", ".arrow": "an Arrow file",
+             ".xlsx": "an Excel workbook", ".gz": "a gzip-compressed file", ".zip": "a zip archive"}
+
+
+def _foreign_format(file: Path, head: bytes) -> str | None:
+    """What `file` is when it is plainly not JSONL (by its first bytes, or a tabular suffix); else None."""
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return _SUFFIXES.get(file.suffix.lower())
+
+
+def _metric_problems(thresholds: dict, allowed, keypath, err, with_interval, shown_key: str = "") -> list:
+    """A SuiteError for each threshold naming an unknown metric, an interval it lacks, or a fraction
+    bound outside 0..1."""
     prefix = shown_key or ".".join(map(str, keypath))
+    problems = []
     for name, bound in thresholds.items():
-        if name in allowed and bound.on != "point" and name not in with_interval:
-            raise err(keypath + (name, "on"), f"{prefix}.{name}.on: {name} has no "
-                      f"interval; `on: {bound.on}` works for {', '.join(with_interval)}")
+        shown = f"{prefix}.{_clip(name, 40)}"
         if name not in allowed:
-            raise err(keypath + (name,), f"{prefix}.{name}: unknown metric"
-                      f"{_closest(name, allowed)}; known: {', '.join(allowed)}")
-        if name in FRACTIONS:
-            for side in ("min", "max"):
-                value = getattr(bound, side)
-                if value is not None and not 0.0 <= value <= 1.0:
-                    raise err(keypath + (name, side), f"{prefix}.{name}.{side}: {name} is a fraction from 0 to 1, "
-                              f"not {value:g} (for 50% write 0.5)")
+            problems.append(err(keypath + (name,), f"{shown}: unknown metric{_closest(name, allowed)}; "
+                                f"known: {', '.join(allowed)}"))
+        elif bound.on != "point" and name not in with_interval:
+            problems.append(err(keypath + (name, "on"), f"{shown}.on: {name} has no interval; "
+                                f"`on: {bound.on}` works for {', '.join(with_interval)}"))
+        elif name in FRACTIONS:
+            problems += [err(keypath + (name, side), f"{shown}.{side}: {name} is a fraction from 0 to 1, "
+                             f"not {value:g} (for 50% write 0.5)")
+                         for side, value in (("min", bound.min), ("max", bound.max))
+                         if value is not None and not 0.0 <= value <= 1.0]
+    return problems
 
 
 def _closest(word: str, candidates) -> str:
@@ -530,6 +689,7 @@ _EXPECTED = {
     "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
     "bool_parsing": "true or false", "string_type": "a string", "dict_type": "a mapping",
     "list_type": "a list", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "finite_number": "a finite number",
 }
 
 
@@ -538,11 +698,25 @@ def _get(value: Any, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else None
 
 
-def _first_error(path: Path, exc: ValidationError, lines: dict, data: dict) -> SuiteError:
-    """Turn pydantic's first error into one line with the YAML line and a suggestion."""
-    errors = exc.errors()
-    # Unions (questions: a list | a JSONL source; dpo.reference: "none" | a scorer): report
-    # against the branch whose shape the user wrote.
+def _schema_problems(path: Path, exc: ValidationError, lines: dict, data: dict) -> list[SuiteError]:
+    """pydantic's errors, one SuiteError each with its YAML line and a suggestion: first the one
+    most worth reading (an unknown key before the required key it misspells), then file order."""
+    problems: list[tuple[bool, int, SuiteError]] = []
+    for e in _on_written_branch(exc.errors(), data):
+        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and (
+            x.startswith(("list[", "function-", "literal[")) or x in ("QuestionSource", "ScorerConfig"))))
+        problem = _schema_problem(path, e, loc, lines, data)
+        if problem is not None:
+            problems.append((e["type"] != "extra_forbidden", len(problems), problem))
+    first = min(problems, key=lambda p: p[:2])
+    rest = sorted((p for p in problems if p is not first), key=lambda p: (p[2].line or 0, p[1]))
+    unique = {str(p[2]): p[2] for p in [first, *rest]}  # a union's branches can repeat a problem
+    return list(unique.values())
+
+
+def _on_written_branch(errors: list, data: dict) -> list:
+    """Unions (questions: a list | a JSONL source; dpo.reference: "none" | a scorer): only the
+    errors of the branch whose shape the user wrote."""
     wanted = {("questions",): "list" if isinstance(data.get("questions"), list) else "QuestionSource",
               ("dpo", "reference"): "literal" if isinstance(_get(data.get("dpo"), "reference"), str)
               else "ScorerConfig"}
@@ -551,18 +725,22 @@ def _first_error(path: Path, exc: ValidationError, lines: dict, data: dict) -> S
         errors = [e for e in errors if not (tuple(e["loc"][:n]) == prefix and len(e["loc"]) > n
                                             and isinstance(e["loc"][n], str)
                                             and not e["loc"][n].startswith(branch))] or errors
-    # A typo'd key also makes the real key "missing"; the typo is the useful report.
-    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
-    e = errors[0]
-    loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and (
-        x.startswith(("list[", "function-", "literal[")) or x in ("QuestionSource", "ScorerConfig"))))
+    return errors
+
+
+def _schema_problem(path: Path, e: dict, loc: tuple, lines: dict, data: dict) -> SuiteError | None:
     shown = _dotted(loc, data)
     kind, line = e["type"], line_of(lines, loc)
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1], data)
-        hint = _closest(loc[-1], list(parent.model_fields)) if parent else ""
-        msg = f"{shown}: unknown key{hint}"
+        msg = f"{shown}: unknown key{_hint(loc[-1], list(parent.model_fields) if parent else [])}"
     elif kind == "missing":
+        typo = _misspelling(loc, data)
+        if typo is not None:  # the typo is the useful report; a strict model reports it by itself
+            if _forbids_extra(_model_at(loc[:-1], data)):
+                return None
+            return SuiteError(path, line_of(lines, loc[:-1] + (typo,)),
+                              f"{_dotted(loc[:-1] + (typo,), data)}: unknown key{_hint(typo, [loc[-1]])}")
         msg = f"{shown}: required key is missing"
         line = line_of(lines, loc[:-1])
     elif kind in _EXPECTED:
@@ -571,15 +749,61 @@ def _first_error(path: Path, exc: ValidationError, lines: dict, data: dict) -> S
         msg = f"{shown}: {e['msg'].replace('Input should be', 'expected')}, got {_short(e.get('input'))}"
     else:
         msg = f"{shown}: {e['msg'].removeprefix('Value error, ')}"
-    others = errors[1:]
-    if kind == "extra_forbidden":
-        others = [o for o in others if o["type"] != "missing"]
-    more = len(others)
-    return SuiteError(path, line, msg + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
+    return SuiteError(path, line, msg)
+
+
+# Keys people write for a field, too unlike its name for a spelling match: key -> (field, why).
+_MEANT = {
+    "k": ("samples", "the number of traces per question is `samples`"),
+    "n": ("samples", "the number of traces per question is `samples`"),
+    "model_name": ("name", "the model is named by model.name"),
+}
+
+
+def _hint(key: Any, fields: list) -> str:
+    """' (did you mean …?)' or a `_MEANT` explanation for an unknown `key` among `fields`; or ''."""
+    meant = _MEANT.get(str(key))
+    if meant and meant[0] in fields:
+        return f"; {meant[1]}"
+    return _closest(key, fields)
+
+
+def _misspelling(loc: tuple, data: Any) -> str | None:
+    """The key written beside a missing one that misspells it (`anwser` for `answer`), if any."""
+    parent = _value_at(loc[:-1], data)
+    if not isinstance(parent, dict):
+        return None
+    model = _model_at(loc[:-1], data)
+    known = set(model.model_fields) if model else set()
+    for key in parent:
+        if key not in known and (_MEANT.get(key, ("",))[0] == loc[-1] or _closest(key, [loc[-1]])):
+            return key
+    return None
+
+
+def _forbids_extra(model) -> bool:
+    return model is not None and model.model_config.get("extra") == "forbid"
+
+
+def _value_at(loc: tuple, data: Any) -> Any:
+    node = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _short(value: Any, width: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for repr (YAML 1.1 sexagesimal `1:2:3…` can build one)
+        text = f"<{type(value).__name__} too long to show>"
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

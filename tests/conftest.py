@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -56,21 +57,42 @@ def offline(monkeypatch):
 
 @pytest.fixture
 def project(pytester):
-    """An in-process pytest project; the ini file pins the rootdir, so cassettes go to <tmp>/cassettes."""
-    pytester.makeini("[pytest]\n")
+    """An in-process pytest project. Its ini pins the rootdir (cassettes go to <tmp>/cassettes),
+    makes each YAML file at its top level a suite (`project.makefile(".yaml", demo=...)` collects
+    as demo.yaml::q-0000) and searches no folder below it: cassettes recorded elsewhere
+    (`--rlhf-cassette-dir=serial`) and data files sit there. A folder named on the command line is
+    still collected."""
+    pytester.makeini("[pytest]\nrlhf_suite_files = *.yaml *.yml\nnorecursedirs = *\n")
     return pytester
+
+
+SHIPPED = ("gsm8k_smoke", "science_choice", "gsm8k_reference")
+
+
+def shipped_copy(root: Path) -> Path:
+    """A copy of the repository's shipped suites (with suites/data/), their cassettes and its
+    pytest settings in `root`: a test runs `pytest suites/` there, never in the repository, so a
+    suite someone adds to suites/ cannot change what the tests see."""
+    (root / "suites").mkdir(parents=True, exist_ok=True)
+    for name in SHIPPED:
+        shutil.copy(REPO / "suites" / f"{name}.yaml", root / "suites" / f"{name}.yaml")
+        shutil.copytree(REPO / "cassettes" / name, root / "cassettes" / name)
+    shutil.copytree(REPO / "suites" / "data", root / "suites" / "data")
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    return root
 
 
 @pytest.fixture(scope="session")
 def shipped_report(tmp_path_factory):
     """The shipped suites replayed from the shipped cassettes in a subprocess, with no key and no
     network (a base URL where nothing listens): (report JSON, stdout)."""
-    out = tmp_path_factory.mktemp("shipped") / "report.json"
+    root = shipped_copy(tmp_path_factory.mktemp("shipped"))
+    out = root / "report.json"
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
     env["RLHF_EVAL_GEMINI_BASE_URL"] = "http://127.0.0.1:9"
     env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "-q",
-                           f"--rlhf-report-json={out}"], cwd=REPO, env=env, capture_output=True, text=True)
+                           f"--rlhf-report-json={out}"], cwd=root, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
 

@@ -9,6 +9,7 @@ Messages the corpus found inadequate are in INADEQUATE: their expected line is t
 one and the case is a strict xfail, so it starts failing (XPASS) the moment the product says it,
 and the mark can be removed.
 """
+import os
 import re
 import shutil
 import time
@@ -20,7 +21,6 @@ import yaml
 from conftest import GSM8K_TEST, TEST_KEY
 from rlhf_eval import Backends, SuiteError, evaluate_question, load_suite, sample_question
 from rlhf_eval.recording import CassetteProblem
-from rlhf_eval.suite import looks_like_suite
 
 BAD = Path(__file__).resolve().parent / "bad_input"
 ABS = "<BAD>"  # stands for the absolute path of tests/bad_input in a few messages
@@ -93,6 +93,8 @@ CASES = {
         "unknown_provider.yaml:3: model.provider: expected 'gemini', 'openai' or 'gemini-legacy', got 'anthropic'",
     # --- missing required fields ---
     "missing_suite.yaml": "missing_suite.yaml:1: suite: required key is missing",
+    "not_a_suite.yaml": "not_a_suite.yaml:1: not a suite: none of `suite`, `model`, `samples`, `questions` is here; "
+                        "a suite starts with `suite: <name>` (keep other YAML files out of the rlhf_suite_files patterns)",
     "missing_model.yaml": "missing_model.yaml:1: model: required key is missing",
     "missing_model_name.yaml": "missing_model_name.yaml:2: model.name: required key is missing",
     "missing_samples.yaml": "missing_samples.yaml:1: samples: required key is missing",
@@ -208,6 +210,59 @@ CASES = {
     "non_utf8_suite.yaml": "non_utf8_suite.yaml:5: not UTF-8 text; save the suite as UTF-8",
     "utf16_suite.yaml": "utf16_suite.yaml:1: not UTF-8 text; save the suite as UTF-8",
     "non_utf8_jsonl.yaml": "data/latin1.jsonl:3: not UTF-8 text; save the file as UTF-8",
+    # --- YAML tags, aliases and sizes: only plain data is built, and never too much of it ---
+    "tag_unknown_scalar.yaml": "tag_unknown_scalar.yaml:4: unknown YAML tag '!foo'; remove it",
+    "tag_int_not_a_number.yaml": "tag_int_not_a_number.yaml:4: 'hi' is not a valid !!int; fix the value or remove "
+                                 "the tag",
+    "tag_float_not_a_number.yaml": "tag_float_not_a_number.yaml:4: 'warm' is not a valid !!float; fix the value or "
+                                   "remove the tag",
+    "tag_python_object.yaml": "tag_python_object.yaml:5: YAML tag '!!python/object/apply:os.system' is not supported "
+                              "in suites (only plain values, lists and mappings); remove it",
+    "tag_binary.yaml": "tag_binary.yaml:5: YAML tag '!!binary' is not supported in suites (only plain values, lists "
+                       "and mappings); remove it",
+    "tag_set.yaml": "tag_set.yaml:5: YAML tag '!!set' is not supported in suites (only plain values, lists and "
+                    "mappings); remove it",
+    "tag_str_on_mapping.yaml": "tag_str_on_mapping.yaml:2: YAML tag '!!str' cannot tag a mapping; remove it",
+    "alias_recursive.yaml": "alias_recursive.yaml:5: this anchor's value contains an alias to itself (a recursive "
+                            "structure); a suite cannot hold one, remove the alias",
+    "billion_laughs.yaml": "billion_laughs.yaml:9: YAML aliases expand to more than 10,000 values; write the values "
+                           "out or alias less",
+    "deep_nesting.yaml": "deep_nesting.yaml:5: values are nested more than 100 levels deep; a suite needs only a few",
+    "huge_int.yaml": "huge_int.yaml:4: the number 999999999999999999999999999999999999999… has 5,000 digits; write "
+                     "a smaller number",
+    "threshold_nan.yaml": "threshold_nan.yaml:6: thresholds.spread.min: expected a finite number, got nan",
+    # --- hints, and every problem at once (a line each) ---
+    "k_for_samples.yaml": "k_for_samples.yaml:4: k: unknown key; the number of traces per question is `samples`",
+    "typo_question_key.yaml": "typo_question_key.yaml:8: questions[0] (a).anwser: unknown key (did you mean 'answer'?)",
+    "regex_flag_unknown.yaml": "regex_flag_unknown.yaml:5: verifier: regex verifier: unknown flag 'IGNORCASE' (did you "
+                               "mean 'IGNORECASE'?); known: IGNORECASE, MULTILINE, DOTALL, VERBOSE, ASCII (or the "
+                               "letters imsxa)",
+    "fraction_bound_question.yaml": "fraction_bound_question.yaml:9: questions[0] (a).thresholds.maj_at_k.max: maj_at_k "
+                                    "is a fraction from 0 to 1, not -0.2 (for 50% write 0.5)",
+    "several_problems.yaml":
+        "several_problems.yaml:4: model.temprature: unknown key (did you mean 'temperature'?)\n"
+        "several_problems.yaml:5: samples: Input should be greater than or equal to 1\n"
+        "several_problems.yaml:7: dpo.beta: Input should be greater than 0\n"
+        "several_problems.yaml:9: questions[0] (a).answer: required key is missing",
+    "several_question_problems.yaml":
+        "several_question_problems.yaml:6: thresholds.accuracy.min: accuracy is a fraction from 0 to 1, not 1.5 (for "
+        "50% write 0.5)\n"
+        "several_question_problems.yaml:8: questions[0] (a).thresholds.acuracy: unknown metric (did you mean "
+        "'accuracy'?); known: accuracy, pass_at_k, maj_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, "
+        "dpo_loss, spread, nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, correct, incorrect, "
+        "unparsable, blocked, truncated, error\n"
+        "several_question_problems.yaml:9: duplicate question id 'a' (first at line 8); ids must be unique within a "
+        "suite\n"
+        "several_question_problems.yaml:10: question id 'b c' must be letters, digits, '.', '_' or '-' (it names the "
+        "cassette file)",
+    # --- question files that are not JSONL ---
+    "source_parquet.yaml": "source_parquet.yaml:6: questions.source: data/questions.parquet is a Parquet file; sources "
+                           "are JSONL files (one JSON object per line): convert it",
+    "source_gzip.yaml": "source_gzip.yaml:6: questions.source: data/questions.jsonl.gz is a gzip-compressed file; "
+                        "sources are JSONL files (one JSON object per line): decompress it",
+    "source_csv.yaml": "source_csv.yaml:6: questions.source: data/questions.csv is a CSV file; sources are JSONL files "
+                       "(one JSON object per line): convert it",
+    "jsonl_missing_id_field.yaml": "data/good.jsonl:1: no field 'uid'; set questions.id_field in the suite",
 }
 
 # Cases whose current message is inadequate (see the module docstring): file → what is wrong today.
@@ -219,6 +274,7 @@ INADEQUATE = {
 ACCEPTED = {
     "accepted_logprobs_yes_unquoted.yaml": True,  # `logprobs: yes` is a YAML 1.1 boolean
     "accepted_logprobs_yes_quoted.yaml": True,  # `logprobs: "yes"` is a string pydantic (lax mode) reads as true
+    "bom_suite.yaml": False,  # saved with a UTF-8 byte order mark, as some Windows editors do
 }
 
 # question id of tests/bad_input/corrupt_cassettes.yaml → the CassetteProblem line (replay, mode none)
@@ -237,8 +293,9 @@ CASSETTE_CASES = {
     "no_interactions_key": f"{CASSETTE}/no_interactions_key.yaml: corrupt cassette (no 'interactions' list); "
                            "delete it and re-record",
     "empty_interactions": f"cassette {CASSETTE}/empty_interactions.yaml holds no requests",
-    "body_not_json": f"{CASSETTE}/body_not_json.yaml: corrupt cassette (the response to request 1 is not JSON: "
-                     "'<html><body>502 Bad Gateway</body></html>'); delete it and re-record",
+    "body_not_json": f"cassette {CASSETTE}/body_not_json.yaml interaction 1 of 2 holds a response the API does not "
+                     "send (its body is not JSON: '<html><body>502 Bad Gateway</body></html>'); re-record it in "
+                     "record mode rewrite",
     "status_not_int": f"{CASSETTE}/status_not_int.yaml: corrupt cassette (interaction 1: response status code 'OK' "
                       "is not a number); delete it and re-record",
 }
@@ -298,10 +355,11 @@ def test_bad_suite_gives_its_exact_line(name, in_bad_input):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_every_message_is_one_plain_line_naming_the_file(name, in_bad_input):
-    message = suite_error(name)
-    assert_one_plain_line(message)
-    where = expected(name).split(": ", 1)[0].split(":")[0]  # the file the expected line names
-    assert message.startswith(where + ":"), message
+    """One line per problem (most files have one), each naming its file."""
+    for line, wanted in zip(suite_error(name).split("\n"), expected(name).split("\n"), strict=True):
+        assert_one_plain_line(line)
+        where = wanted.split(": ", 1)[0].split(":")[0]  # the file the expected line names
+        assert line.startswith(where + ":"), line
 
 
 @pytest.mark.parametrize("name", ACCEPTED)
@@ -375,7 +433,9 @@ def test_huge_suite_schema_error_near_the_end(tmp_path, monkeypatch):
     lines[bad + 2] = lines[bad + 2].replace("answer:", "answr:")
     (tmp_path / "huge.yaml").write_text("\n".join(lines) + "\n")
     message, seconds = timed_error(tmp_path / "huge.yaml")
-    assert message == f"huge.yaml:{bad + 1}: questions[{n - 2}] (q{n - 2:06d}).answer: required key is missing"
+    # the misspelt key, at its line, rather than the answer it leaves missing
+    assert message == (f"huge.yaml:{bad + 3}: questions[{n - 2}] (q{n - 2:06d}).answr: unknown key "
+                       "(did you mean 'answer'?)")
     assert seconds < 5.0
 
 
@@ -452,33 +512,23 @@ def run(pytester, *args):
     return pytester.runpytest("-p", "no:cacheprovider", *args)
 
 
-def plugin_collects(path: Path) -> bool:
-    """What pytest_collect_file decides for a YAML file (a `suite:` key in its first 64 KiB)."""
-    return looks_like_suite(path.read_bytes()[:65536].decode("utf-8", "replace"))
-
-
 def test_collection_errors_one_line_each_then_interrupted(project):
-    (project.path / "data").mkdir()
-    for p in (BAD / "data").glob("*.jsonl"):
-        shutil.copy(p, project.path / "data" / p.name)
+    shutil.copytree(BAD / "data", project.path / "data")
     copied = [n for n in CASES if n not in INADEQUATE and n != "utf16_suite.yaml"]
     for name in copied:
         shutil.copy(BAD / name, project.path / name)
     (project.path / "good.yaml").write_text(GOOD_SUITE)
-    collected = [n for n in copied if plugin_collects(BAD / n)]
-    ignored = [n for n in copied if n not in collected]
-    assert ignored == ["doc_is_list.yaml", "doc_is_scalar.yaml", "empty.yaml", "comments_only.yaml",
-                       "missing_suite.yaml"]  # no `suite:` key: not a suite, left alone like any YAML file
+    # the project's ini makes every top-level YAML file a suite: one without a `suite:` key (a list,
+    # empty, comments only) fails like any other broken suite, never skipped
+    collected = copied
     result = run(project)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     out = result.stdout.str()
     assert "Traceback" not in out and "pydantic" not in out.lower()
     assert f"Interrupted: {len(collected)} errors during collection" in out
     for name in collected:
-        line = expected(name, project.path.resolve())
-        assert result.stdout.lines.count(line) == 1, f"{name}: {line!r} not shown exactly once"
-    for name in ignored:
-        assert not re.search(rf"(?<![\w/]){re.escape(name)}", out), name
+        for line in expected(name, project.path.resolve()).split("\n"):
+            assert result.stdout.lines.count(line) == 1, f"{name}: {line!r} not shown exactly once"
     assert "good.yaml" not in out  # a good suite among them is collected without complaint
 
 
@@ -516,10 +566,7 @@ def test_a_corrupt_cassette_fails_its_item_only(project, live, monkeypatch):
     out = result.stdout.str()
     assert "Traceback" not in out
     for qid in names:
-        line = f"corrupt_cassettes.yaml::{qid}: {CASSETTE_CASES[qid]}"
-        if qid == "empty_interactions":  # under pytest the line ends with the command that re-records
-            line += (f"; re-record with: GEMINI_API_KEY=<your key> pytest corrupt_cassettes.yaml::{qid} "
-                     "--rlhf-record-mode=once")
+        line = line_under_pytest(qid)
         assert result.stdout.lines.count(line) == 1, f"{qid}: {line!r}\n{out}"
     result.stdout.fnmatch_lines(["*corrupt_cassettes*good-1*pass*", "*corrupt_cassettes*good-2*pass*"])
 
@@ -532,7 +579,16 @@ def test_a_damaged_response_in_a_cassette_is_one_line_under_pytest(project, live
     result.assert_outcomes(passed=2, failed=2)
     assert "Traceback" not in result.stdout.str() and "JSONDecodeError" not in result.stdout.str()
     for qid in names:
-        assert f"corrupt_cassettes.yaml::{qid}: {CASSETTE_CASES[qid]}" in result.stdout.lines
+        assert line_under_pytest(qid) in result.stdout.lines
+
+
+def line_under_pytest(qid: str) -> str:
+    """CASSETTE_CASES[qid] as pytest shows it: after the item's id, the advice being the command that re-records."""
+    line = f"corrupt_cassettes.yaml::{qid}: {CASSETTE_CASES[qid]}"
+    command = f"GEMINI_API_KEY=<your key> pytest corrupt_cassettes.yaml::{qid}"
+    if qid == "empty_interactions":
+        line += f"; re-record with: {command} --rlhf-record-mode=once"
+    return line.replace("re-record it in record mode rewrite", f"re-record with: {command} --rlhf-record-mode=rewrite")
 
 
 def test_following_the_hint_for_an_empty_cassette_fixes_it(project, live, monkeypatch):
@@ -546,13 +602,63 @@ def test_following_the_hint_for_an_empty_cassette_fixes_it(project, live, monkey
     run(project, hint.group(1), hint.group(2)).assert_outcomes(passed=1)
 
 
-def test_an_unexpected_error_while_loading_fails_that_file_in_one_line(project):
-    # `!!int hi` still escapes load_suite as a ValueError (issue 11); whatever escapes must fail the
-    # file in one line, never an INTERNALERROR that stops every suite.
+def test_a_value_its_yaml_tag_cannot_read_fails_that_file_in_one_line(project):
+    # `!!int hi` once escaped load_suite as a ValueError (issue 11); now it is the suite's own line,
+    # and the other suites still run.
     project.makefile(".yaml", bad_tag='suite: t\nmodel:\n  name: gemini-2.0-flash\nsamples: !!int hi\n'
                                       'questions:\n  - {id: a, question: q, answer: 2}\n')
     result = project.runpytest("-p", "no:cacheprovider")
     out = result.stdout.str()
-    assert "INTERNALERROR" not in out and result.ret == 2
-    result.stdout.fnmatch_lines(["bad_tag.yaml: could not load the suite (ValueError: invalid literal for int() "
-                                 "with base 10: 'hi'); this is a bug in rlhf-eval, please report it with the file"])
+    assert "INTERNALERROR" not in out and "Traceback" not in out and result.ret == 2
+    assert "bad_tag.yaml:4: 'hi' is not a valid !!int; fix the value or remove the tag" in result.stdout.lines
+
+
+def test_a_suite_saved_with_a_byte_order_mark_is_collected(project):
+    shutil.copy(BAD / "bom_suite.yaml", project.path / "bom_suite.yaml")
+    result = run(project, "--collect-only", "-q")
+    assert "bom_suite.yaml::a" in result.stdout.lines, result.stdout.str()
+
+
+# ---------------------------------------------------------------------------------------------
+# Files that cannot be read
+# ---------------------------------------------------------------------------------------------
+
+def test_a_directory_named_like_a_suite_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.yaml").mkdir()
+    assert suite_error("x.yaml") == "x.yaml: cannot read the file (it is a directory); name a suite file"
+
+
+def test_a_dangling_link_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.yaml").symlink_to(tmp_path / "gone.yaml")
+    assert suite_error("x.yaml") == (f"x.yaml: cannot read the file (a link to '{tmp_path}/gone.yaml', which does "
+                                     "not exist); fix or remove the link")
+
+
+def test_a_missing_file_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert suite_error("x.yaml") == "x.yaml: cannot read the file (No such file or directory); check the path"
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo(tmp_path / "x.yaml")  # reading it would block until a writer comes
+    assert suite_error("x.yaml") == "x.yaml: cannot read the file (it is not a regular file); a suite is a YAML file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its permissions")
+def test_a_file_without_read_permission_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.yaml").write_text(GOOD_SUITE)
+    (tmp_path / "x.yaml").chmod(0)
+    assert suite_error("x.yaml") == ("x.yaml: cannot read the file (Permission denied); make it readable "
+                                     "(chmod u+r) or move it away")
+
+
+def test_a_suite_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open(tmp_path / "x.yaml", "wb") as f:  # sparse: 60 MB that take no disk and would take long to parse
+        f.truncate(60_000_000)
+    assert suite_error("x.yaml") == ("x.yaml: the file is 60 MB, over the 50 MB a suite may be; put the questions "
+                                     "in a JSONL file (questions: {source: ...})")

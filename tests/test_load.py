@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import GSM8K_TEST, TEST_KEY
+from rlhf_eval.emulator import Emulator
 from rlhf_eval.sampling import SamplingError
 from rlhf_eval.throttle import RateLimiter, RequestPolicy, RetryPolicy
 from test_plugin import metrics_of, report_json, run, suite_yaml
@@ -45,7 +46,9 @@ def test_concurrent_recording_under_xdist_writes_the_same_cassettes(project, liv
 def test_failed_attempts_are_retried_and_only_the_final_exchange_is_kept(project, live, monkeypatch):
     questions = [{"id": "flaky", "question": "[[emulator:503x2]] What is 2+3?", "answer": 5}]
     project.makefile(".yaml", demo=suite_yaml(samples=3, questions=questions))
-    result, report = report_json(project, "--rlhf-record-mode=once", "--rlhf-concurrency=3")
+    # --rlhf-retry-delay: the backoff is computed as in production (checked with a fake clock
+    # below), only from 10 ms instead of 1 s, so the test does not sit out seconds of waiting.
+    result, report = report_json(project, "--rlhf-record-mode=once", "--rlhf-concurrency=3", "--rlhf-retry-delay=0.01")
     result.assert_outcomes(passed=1)
     cassette = yaml.safe_load((project.path / "cassettes/demo/flaky.yaml").read_text())
     assert [i["response"]["status"]["code"] for i in cassette["interactions"]] == [200, 200, 200]
@@ -59,7 +62,7 @@ def test_failed_attempts_are_retried_and_only_the_final_exchange_is_kept(project
 def test_retries_give_up_with_one_line_and_write_nothing(project, live):
     questions = [{"id": "down", "question": "[[emulator:503]] What is 2+3?", "answer": 5}]
     project.makefile(".yaml", demo=suite_yaml(samples=2, questions=questions))
-    result = run(project, "--rlhf-record-mode=once", "--rlhf-retries=1")
+    result = run(project, "--rlhf-record-mode=once", "--rlhf-retries=1", "--rlhf-retry-delay=0.01")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["demo.yaml::down: the API answered 503: The model is overloaded.*"])
     assert not (project.path / "cassettes/demo/down.yaml").exists()
@@ -120,11 +123,29 @@ def test_rate_limiter_spaces_requests_to_the_rate():
 
 
 def test_rate_limit_option_paces_recording(project, live):
-    project.makefile(".yaml", demo=suite_yaml(limit=2, samples=6))
+    project.makefile(".yaml", demo=suite_yaml(limit=2, samples=15))
     start = time.monotonic()
-    run(project, "--rlhf-record-mode=once", "--rlhf-rate-limit=120").assert_outcomes(passed=2)
-    # 12 requests at 2 a second with a burst of 2: at least 5 s
-    assert time.monotonic() - start >= 4.5
+    run(project, "--rlhf-record-mode=once", "--rlhf-rate-limit=600").assert_outcomes(passed=2)
+    # 30 requests at 10 a second with a burst of 10: at least 2 s (unpaced, well under 1 s)
+    assert time.monotonic() - start >= 1.9
+
+
+def test_rate_limited_requests_wait_what_the_server_asks(project, monkeypatch):
+    """The emulator's quota refuses most requests with a 429 whose RetryInfo asks for ~50 ms. Our
+    own backoff would start at 1000 s, past the 100 s retry cap, so the question could only be
+    recorded by waiting what the server asked, through the real SDK's error."""
+    with Emulator(port=0, rate_limit_rpm=1200, rate_limit_burst=1) as emu:  # 20 a second, one at once
+        monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", emu.base_url)
+        monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+        project.makefile(".yaml", demo=suite_yaml(limit=2, samples=4))
+        result = run(project, "--rlhf-record-mode=once", "--rlhf-concurrency=4", "--rlhf-retries=40",
+                     "--rlhf-retry-delay=1000", "--rlhf-retry-timeout=100")
+        result.assert_outcomes(passed=2)
+        refused = emu.stats["rate_limited"]
+    assert refused > 0
+    result.stdout.fnmatch_lines([f"rlhf-eval recording: 2/2 questions · {8 + refused} requests · {refused} retries*"])
+    for name, data in cassettes(project.path / "cassettes").items():
+        assert [i["response"]["status"]["code"] for i in yaml.safe_load(data)["interactions"]] == [200] * 4, name
 
 
 def test_a_secret_echoed_in_a_response_is_never_written(project, live):

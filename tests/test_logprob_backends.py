@@ -32,10 +32,9 @@ def openai_suite(emulator_url, *, name="oa", reference=None, dpo=None, model=Non
 
 
 @pytest.fixture
-def project(pytester, monkeypatch):
-    pytester.makeini("[pytest]\n")
+def project(project, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
-    return pytester
+    return project
 
 
 def replay_offline(project, monkeypatch, text_before, **kwargs):

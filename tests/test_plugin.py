@@ -279,13 +279,6 @@ def test_selection_k_x_and_last_failed(project, live):
     assert sorted(re.findall(r"FAILED demo.yaml::(q-\d+)", last_failed.stdout.str())) == failed_ids
 
 
-def test_yaml_files_that_are_not_suites_are_left_alone(project, live):
-    project.makefile(".yaml", config="name: ci\nsteps:\n  - run: echo\n", demo=suite_yaml(limit=1))
-    result = run(project, "--rlhf-record-mode=once", "--collect-only", "-q")
-    result.stdout.fnmatch_lines(["demo.yaml::q-0000"])
-    assert "config.yaml" not in result.stdout.str()
-
-
 @pytest.mark.parametrize("name,text,expected", [
     ("bad_yaml", "suite: x\nmodel: [oops\n", r"bad_yaml\.yaml:3: invalid YAML: .*"),
     ("typo", "suite: x\nmodel:\n  name: g\n  temprature: 0.5\nsamples: 2\nquestions:\n"
@@ -326,7 +319,7 @@ def test_unreachable_endpoint_while_recording_is_one_clear_line(project, monkeyp
     monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
     project.makefile(".yaml", demo=suite_yaml(limit=1))
-    result = run(project, "--rlhf-record-mode=once")
+    result = run(project, "--rlhf-record-mode=once", "--rlhf-retry-delay=0.001")  # retried, without real waiting
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["demo.yaml::q-0000: could not reach http://127.0.0.1:9 (ConnectError: *"])
     assert "Traceback" not in result.stdout.str()

@@ -113,3 +113,18 @@ def test_suite_aggregates_keep_answer_and_reasoning_tokens_apart(shipped_report)
     # gemini-3-flash thinks (thoughtsTokenCount); gemini-2.0-flash and the served Qwen model do not
     assert by_name["science_choice"]["mean_reasoning_tokens"] > 0
     assert by_name["gsm8k_smoke"]["mean_reasoning_tokens"] is None
+
+
+def test_a_suite_threshold_with_no_question_scored_names_that_cause(project, offline):
+    """No cassette, replay only: every question errors, so the suite gate fails on the real cause
+    (nothing was scored), not on a lack of preference pairs."""
+    from test_plugin import suite_yaml
+    project.makefile(".yaml", demo=suite_yaml(limit=2, suite_thresholds={"frac_zero_spread": {"max": 0.5},
+                                                                          "mean_margin": {"min": 0}}))
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "FAIL suite demo: frac_zero_spread could not be measured (none of its 2 questions was scored: "
+        "see their errors above)",
+        "FAIL suite demo: mean_margin could not be measured (none of its 2 questions was scored: "
+        "see their errors above)"])

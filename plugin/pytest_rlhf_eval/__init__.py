@@ -7,32 +7,44 @@ Per-question results travel as `item.user_properties` (plain values), are gather
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
+import fnmatch
+import gc
+import os
 import shlex
+import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, wait as futures_wait
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tabulate import tabulate
 
+from rlhf_eval.atomic import os_reason, unwritable_reason
 from rlhf_eval.backends import credentials_problem, record_env_hint
 from rlhf_eval.compare import compare_reports, parse_fail_rules, regressions
+from rlhf_eval.credentials import SecretInOutput, watch_settings, write_without_secrets
 from rlhf_eval.evaluate import Backends, sample_question, score_question
-from rlhf_eval.export import export_report
+from rlhf_eval.export import export_files
 from rlhf_eval.html_report import write_html
 from rlhf_eval.paths import shown_path
-from rlhf_eval.recording import (RECORD_MODES, CassetteProblem, find_cassette_mismatch, hold_patch,
+from rlhf_eval.recording import (RECORD_MODES, CassetteProblem, cassette_path, find_cassette_mismatch, hold_patch,
                                  release_patch)
 from rlhf_eval.report import (build_report, load_report, render_comparison, render_table, suite_settings,
                               write_json)
 from rlhf_eval.sampling import SamplingError
-from rlhf_eval.suite import SuiteError, load_suite, looks_like_suite
-from rlhf_eval.throttle import RequestPolicy, RetryPolicy
+from rlhf_eval.suite import SuiteError, load_suite
+from rlhf_eval.throttle import DaemonPool, RequestPolicy, RetryPolicy
+from rlhf_eval.yamlines import line_of, load_with_lines
 
 RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
 SETTINGS_KEY = "rlhf_eval_suite"  # user_properties key of its suite's settings
+SUITE_SUFFIXES = (".yaml", ".yml")
+# ini rlhf_suite_files: which files are suites, by name (pytest's way with python_files)
+DEFAULT_SUITE_FILES = ["suites/*.yaml", "suites/*.yml", "*.suite.yaml", "*.suite.yml"]
 
 
 class RunState:
@@ -73,6 +85,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "jitter, honouring the API's RetryInfo (default 5)")
     group.addoption("--rlhf-retry-timeout", type=float, default=600.0, metavar="SECONDS",
                     help="give up retrying a request after this long (default 600)")
+    group.addoption("--rlhf-retry-delay", type=float, default=1.0, metavar="SECONDS",
+                    help="wait before the first retry when the API does not say how long to wait; doubled each "
+                         "retry, up to 60 s (default 1)")
     group.addoption("--rlhf-save", default=None, metavar="NAME",
                     help="save this run's JSON report as baseline NAME (in the baseline directory)")
     group.addoption("--rlhf-compare", default=None, metavar="NAME",
@@ -89,6 +104,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("rlhf_cassette_dir", "cassette directory, relative to the rootdir", default="cassettes")
     parser.addini("rlhf_baseline_dir", "baseline directory, relative to the rootdir", default="baselines")
     parser.addini("rlhf_record_mode", "default record mode", default="none")
+    parser.addini("rlhf_suite_files", "glob patterns of suite files, as python_files: a pattern without / matches "
+                  "the file name, one with / the end of the path from the rootdir", type="args",
+                  default=DEFAULT_SUITE_FILES)
 
 
 def request_policy(config: pytest.Config) -> RequestPolicy:
@@ -102,7 +120,8 @@ def request_policy(config: pytest.Config) -> RequestPolicy:
         concurrency=max(1, concurrency // workers),
         rate_limit_rpm=rate / workers if rate else None,
         retry=RetryPolicy(attempts=1 + max(0, config.getoption("--rlhf-retries")),
-                          max_total=config.getoption("--rlhf-retry-timeout")),
+                          max_total=config.getoption("--rlhf-retry-timeout"),
+                          initial_delay=max(0.0, config.getoption("--rlhf-retry-delay"))),
     )
 
 
@@ -154,23 +173,77 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
-    if file_path.suffix not in (".yaml", ".yml"):
+    """A suite is a .yaml/.yml file named on the command line, or one whose path matches ini
+    `rlhf_suite_files` -- as pytest picks test modules by `python_files`. Its content is never
+    guessed from: a file picked this way that is not a suite fails in one line, and any other
+    YAML file (a CI config, a cassette) is never opened."""
+    if file_path.suffix not in SUITE_SUFFIXES:
         return None
-    try:
-        raw = file_path.read_bytes()[:65536]
-    except OSError:
-        return None
-    # A suite saved as UTF-16 is still a suite: collect it, so loading says it is not UTF-8.
-    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
-    head = raw.decode(encoding, "replace")
-    if looks_like_suite(head):
+    if parent.session.isinitpath(file_path) or is_suite_path(file_path, parent.config):
         return SuiteFile.from_parent(parent, path=file_path)
-    return None  # any other YAML file (a cassette, a CI config) is left alone
+    return None
+
+
+def is_suite_path(file_path: Path, config: pytest.Config) -> bool:
+    """Whether `file_path` matches a pattern of ini `rlhf_suite_files`, as pytest matches
+    `python_files`: a pattern without a `/` matches the file name; one with a `/` matches the end
+    of the path from the rootdir (`*` crosses folders: `suites/*.yaml` matches suites/a.yaml,
+    suites/math/b.yaml and evals/suites/c.yaml; no folder above the rootdir counts). A file inside
+    the cassette directory is a cassette, never a suite."""
+    path = Path(os.path.abspath(file_path))
+    try:
+        relative = path.relative_to(config.rootpath).as_posix()
+    except ValueError:  # outside the rootdir: the end of its absolute path
+        relative = path.as_posix()
+    for pattern in config.getini("rlhf_suite_files"):
+        pattern = pattern.replace(os.sep, "/")
+        if "/" not in pattern:
+            matched = fnmatch.fnmatch(path.name, pattern)
+        elif pattern.startswith("/") or os.path.isabs(pattern):
+            matched = fnmatch.fnmatch(path.as_posix(), pattern)
+        else:
+            matched = fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, "*/" + pattern)
+        if matched:
+            return not _inside(path, cassette_dir(config))
+    return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """pytest passes over a dangling symlink in a folder it collects; one whose name makes it a
+    suite is collected anyway, so it fails in one line (cannot read suite) instead of vanishing."""
+    report = yield
+    if isinstance(collector, pytest.Directory) and report.passed:
+        try:
+            entries = sorted(collector.path.iterdir())
+        except OSError:
+            return report
+        for entry in entries:
+            if (entry.suffix in SUITE_SUFFIXES and entry.is_symlink() and not entry.exists()
+                    and is_suite_path(entry, collector.config)):
+                report.result.append(SuiteFile.from_parent(collector, path=entry))
+    return report
+
+
+suite_names_key = pytest.StashKey[dict]()  # suite name -> the file that first used it, this session
 
 
 class SuiteFile(pytest.File):
     def collect(self):
         suite = load_suite(self.path)
+        first = self.config.stash.setdefault(suite_names_key, {}).setdefault(suite.name, self.path)
+        if first != self.path:  # the two would share (and overwrite) one cassette folder
+            folder = shown_path(cassette_dir(self.config) / suite.name)
+            raise SuiteError(self.path, _suite_key_line(self.path),
+                             f"suite name {suite.name!r} is already used by {shown_path(first)}; each suite "
+                             f"needs its own name (it names the cassette folder {folder}/)")
         for question in suite.questions:
             yield QuestionItem.from_parent(self, name=question.id, suite=suite, question=question)
 
@@ -181,6 +254,15 @@ class SuiteFile(pytest.File):
         # Anything else that escapes loading is our bug, but it must fail this file alone, in one line.
         return (f"{shown_path(self.path)}: could not load the suite ({type(exc).__name__}: {exc}); "
                 "this is a bug in rlhf-eval, please report it with the file")
+
+
+def _suite_key_line(path: Path) -> int | None:
+    """The line of the top-level `suite:` key of a file that loaded as a suite."""
+    try:
+        _, lines = load_with_lines(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    return line_of(lines, ("suite",))
 
 
 class QuestionFailed(Exception):
@@ -315,7 +397,7 @@ class Prefetcher:
     recording in the background, and so without vcrpy's patch installed."""
 
     def __init__(self, rows: list[list[QuestionItem]], workers: int) -> None:
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rlhf-eval-question")
+        self._pool = DaemonPool(workers, "rlhf-eval-question")
         self._rows = {item.nodeid: row for row in rows for item in row}
         self._futures: dict[str, Future] = {}
         self.total = len(self._rows)
@@ -330,13 +412,76 @@ class Prefetcher:
         return future.result() if future else item.sample()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)  # a started question finishes its cassette
+        """The run ended (or stopped at -x): a started question finishes its cassette."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abandon(self, grace: float) -> None:
+        """The run was interrupted: questions not started never will be; started ones get `grace`
+        seconds to finish (one whose last answer is arriving still writes its cassette)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        futures_wait([f for f in self._futures.values() if not f.done()], timeout=grace)
 
 
-@pytest.hookimpl(hookwrapper=True)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI timeout, `kill`), raised in the main thread so it stops the run as Ctrl-C does."""
+
+
+# How long an interrupted run waits for the questions still running: one whose last answer is
+# arriving writes its cassette; a long generation is abandoned (its question then writes nothing).
+INTERRUPT_GRACE = 1.0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(config: pytest.Config):
+    """pytest stops cleanly on Ctrl-C but dies on SIGTERM; for the run's length, SIGTERM stops it
+    like Ctrl-C. Only a process's main thread may handle signals (not an in-process pytest run
+    from another thread), and an xdist worker is stopped by its controller."""
+    if _is_xdist_worker(config) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_now(state: RunState, grace: float) -> None:
+    """No request is sent or retried any more; questions not started are dropped."""
+    state.policy.stop()
+    if state.prefetch is not None:
+        state.prefetch.abandon(grace)
+
+
+def interrupted_line(session: pytest.Session, cause: str) -> str | None:
+    """What an interrupted recording left: complete cassettes kept, questions still to record
+    (None when the run had no question)."""
+    root = cassette_dir(session.config)
+    paths = [cassette_path(root, item.suite.name, item.question.id)
+             for item in session.items if isinstance(item, QuestionItem)]
+    if not paths:
+        return None
+    kept = sum(p.is_file() for p in paths)  # written whole or not at all: any file is complete
+    folders = {p.parent for p in paths}
+    where = shown_path(folders.pop() if len(folders) == 1 else root) + "/"
+    if kept == len(paths):
+        return f"rlhf-eval stopped on {cause}; every question's cassette is complete under {where}"
+    return (f"rlhf-eval stopped on {cause}; kept {kept} complete cassette{'s' * (kept != 1)} under {where}, "
+            f"{len(paths) - kept} question{'s' * (len(paths) - kept != 1)} not recorded — "
+            "run the same command again to record them")
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session):
     """Start the prefetcher when recording in a single process (an xdist worker is handed its
-    questions one at a time, so there it is the traces of a question that run concurrently)."""
+    questions one at a time, so there it is the traces of a question that run concurrently).
+
+    Ctrl-C or SIGTERM stops the run within moments, even while requests wait out a 429's backoff,
+    keeps every cassette already complete, and ends with one line saying what is still to record."""
     config = session.config
     state = config.stash[state_key]
     rows: list[list[QuestionItem]] = []  # runs of consecutive questions in pytest's order
@@ -349,15 +494,37 @@ def pytest_runtestloop(session: pytest.Session):
     if (record_mode(config) != "none" and not _distributed(config) and sum(map(len, rows)) > 1
             and state.policy.concurrency > 1 and not config.option.collectonly):
         state.prefetch = Prefetcher(rows, state.policy.concurrency)
+    with _sigterm_as_interrupt(config):  # around it all: a second SIGTERM also cuts the stop short
+        try:
+            result = yield
+            if state.prefetch is not None:
+                state.prefetch.close()  # a Ctrl-C while it waits for the started questions stops at once too
+            return result
+        except KeyboardInterrupt as exc:
+            raise _stopped(session, exc) from None
+        finally:
+            _stop_now(state, 0)  # after any other error too: nothing may keep running behind it
+            if state.patch_held:  # the run stopped early (-x, ^C) inside a row of questions
+                state.patch_held = False
+                release_patch()
+
+
+def _stopped(session: pytest.Session, exc: KeyboardInterrupt) -> KeyboardInterrupt:
+    """Stop an interrupted run now; what pytest should report: when recording, the one line of
+    what was kept and what is left to record."""
+    state = session.config.stash[state_key]
+    cause = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    # The interpreter's last garbage collection, over every object the SDKs loaded, takes seconds
+    # on a busy machine; an interrupted process is ending anyway and need not wait for it.
+    atexit.register(gc.freeze)
     try:
-        yield
-    finally:
-        if state.prefetch is not None:
-            state.prefetch.close()
-        state.policy.close()
-        if state.patch_held:  # the run stopped early (-x, ^C) inside a row of questions
-            state.patch_held = False
-            release_patch()
+        _stop_now(state, INTERRUPT_GRACE)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the requests in flight
+        pass
+    line = interrupted_line(session, cause) if record_mode(session.config) != "none" else None
+    if line:
+        return session.Interrupted(line)
+    return session.Interrupted(f"stopped on {cause}") if isinstance(exc, Terminated) else exc
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -377,8 +544,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
 
 
 class Progress:
-    """A progress line while recording, at most every few seconds: questions done of total,
-    requests sent, retries, and an estimate of the time left."""
+    """A progress line while recording, at most every few seconds and once at the end: questions
+    done of the questions collected (other tests are not counted), requests sent, retries, and an
+    estimate of the time left. Each line is written between pytest's own lines, never inside one."""
 
     EVERY = 3.0
 
@@ -386,26 +554,90 @@ class Progress:
         self.config = config
         self.last = time.monotonic()
         self.started = self.last
-        self.done = 0
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
-        self.done += 1
-        state = self.config.stash[state_key]
-        total = state.prefetch.total if state.prefetch else self.config.stash[state_key].collected
-        now = time.monotonic()
-        if now - self.last < self.EVERY and self.done < total:
-            return
-        self.last = now
-        eta = (now - self.started) / self.done * (total - self.done)
-        writer = self.config.pluginmanager.get_plugin("terminalreporter")
-        if writer is not None:
-            writer.write_line(f"rlhf-eval recording: {self.done}/{total} questions · {state.policy.requests} "
-                              f"requests · {state.policy.retries} retries · ETA {eta:.0f}s")
+        self.questions: set[str] = set()  # node ids of the questions this run will run
+        self.done: set[str] = set()
+        self.shown = 0  # questions done at the last line written
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.config.stash[state_key].collected = sum(isinstance(i, QuestionItem) for i in session.items)
+        self.questions = {item.nodeid for item in session.items if isinstance(item, QuestionItem)}
+        self.config.stash[state_key].collected = len(self.questions)
+
+    @pytest.hookimpl(trylast=True)  # after the terminal has written this item's result
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if nodeid not in self.questions:
+            return
+        self.done.add(nodeid)
+        now = time.monotonic()
+        if now - self.last >= self.EVERY and len(self.done) < len(self.questions):
+            self.last = now
+            self._write(now)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after pytest's own closing "[100%]"
+    def pytest_runtestloop(self, session: pytest.Session):
+        try:
+            return (yield)
+        finally:
+            if len(self.done) > self.shown:
+                self._write(time.monotonic())
+
+    def _write(self, now: float) -> None:
+        writer = self.config.pluginmanager.get_plugin("terminalreporter")
+        if writer is None:
+            return
+        state = self.config.stash[state_key]
+        done, total = len(self.done), len(self.questions)
+        eta = (now - self.started) / done * (total - done)
+        self.shown = done
+        writer.ensure_newline()  # ends a line pytest is writing (a file's dots, a -v result)
+        if getattr(getattr(writer, "_tw", None), "width_of_current_line", 0):
+            writer.write("\n")  # a line of -q dots, which ensure_newline does not know about
+        writer.write_line(f"rlhf-eval recording: {done}/{total} questions · {state.policy.requests} "
+                          f"requests · {state.policy.retries} retries · ETA {eta:.0f}s")
+
+
+@pytest.hookimpl(specname="pytest_collection_finish")
+def pytest_rlhf_check_cassette_folders(session: pytest.Session) -> None:
+    """When recording, stop before anything is sampled (one line, no request sent) if a folder a
+    cassette will be written to is not writable: a read-only disk, or a file in the way."""
+    config = session.config
+    mode = record_mode(config)
+    if mode == "none" or config.option.collectonly:
+        return
+    root = cassette_dir(config)
+    folders = _folders_to_record_into(session.items, root, mode)
+    for folder in ([root] if folders else []) + folders:  # the root first: its fault is every suite's
+        reason = unwritable_reason(folder)
+        if reason:
+            message = (f"cannot record cassettes into {shown_path(folder)} ({reason}); no request was sent: "
+                       "choose a writable folder with --rlhf-cassette-dir=DIR")
+            if not _is_xdist_worker(config):
+                raise pytest.UsageError(f"rlhf-eval: {message}")
+            config.stash[_unwritable_key] = message  # a worker cannot stop the run: its questions fail
+            return
+
+
+_unwritable_key = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(specname="pytest_runtest_call", tryfirst=True)
+def pytest_rlhf_refuse_unwritable(item: pytest.Item) -> None:
+    """On an xdist worker whose cassette folder is not writable: fail each question in one line
+    before it samples anything."""
+    message = item.config.stash.get(_unwritable_key, None)
+    if message and isinstance(item, QuestionItem):
+        raise ItemError(message)
+
+
+def _folders_to_record_into(items: list[pytest.Item], root: Path, mode: str) -> list[Path]:
+    """The suite folders under `root` that this run will write cassettes to (in mode once, only
+    those of suites with a cassette missing)."""
+    folders = set()
+    for item in items:
+        if isinstance(item, QuestionItem):
+            path = cassette_path(root, item.suite.name, item.question.id)
+            if mode != "once" or not path.is_file():
+                folders.add(path.parent)
+    return sorted(folders)
 
 
 class ReportPlugin:
@@ -414,6 +646,7 @@ class ReportPlugin:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.problems: list[str] = []  # outputs that could not be written, one line each
 
     @property
     def state(self) -> RunState:
@@ -442,15 +675,44 @@ class ReportPlugin:
             comparison["failures"] = regressions(comparison, state.fail_rules)
             if comparison["failures"]:
                 session.testsfailed += 1
-        outputs = [(opt("--rlhf-report-json"), write_json), (opt("--rlhf-html"), write_html)]
+        self._write_outputs(report)
+        if self.problems:
+            session.testsfailed += 1  # every output that could be written was; the run still fails
+
+    def _write_outputs(self, report: dict) -> None:
+        """Write each output asked for; one that cannot be written is one line in `self.problems`
+        and does not stop the others."""
+        opt = self.config.getoption
+        for settings in self.state.suites.values():  # under xdist, this process built no backend
+            watch_settings(settings)
+        outputs = [("the JSON report", opt("--rlhf-report-json"), write_json), ("the HTML report", opt("--rlhf-html"),
+                                                                             write_html)]
         if opt("--rlhf-save"):
-            outputs.append((baseline_path(self.config, opt("--rlhf-save")), write_json))
-        for path, write in outputs:
+            outputs.append((f"baseline {opt('--rlhf-save')}", baseline_path(self.config, opt("--rlhf-save")), write_json))
+        for label, path, write in outputs:
             if path:
-                write(report, path)
-                state.written.append(str(path))
+                self._write(label, path, lambda path=path, write=write: write(report, path))
         if opt("--rlhf-export"):
-            state.written += [str(p) for p in export_report(report, opt("--rlhf-export"))]
+            for path, text in export_files(report, opt("--rlhf-export")).items():
+                if not self._write("the export", path, lambda path=path, text=text: write_without_secrets(path, text)):
+                    break
+
+    def _write(self, label: str, path, write) -> bool:
+        """Run `write()`; False (after noting the one line that says why) if it failed for the disk.
+        A file refused for a secret is noted too, but True: the next file may be fine."""
+        try:
+            write()
+        except SecretInOutput as exc:
+            self.problems.append(f"rlhf-eval: refusing to write {label} {shown_path(path)}: it would contain "
+                                 f"{exc.what}; nothing was written (find which answer or error holds it in the "
+                                 "cassettes, and re-record them)")
+            return True
+        except OSError as exc:
+            self.problems.append(f"rlhf-eval: could not write {label} to {shown_path(path)} ({os_reason(exc)}); "
+                                 "choose a writable path")
+            return False
+        self.state.written.append(str(path))
+        return True
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         report = self.state.report
@@ -469,3 +731,5 @@ class ReportPlugin:
                 tr.write_line(f"FAIL regression: {line}", red=True, bold=True)
         for path in self.state.written:
             tr.write_line(f"rlhf-eval: wrote {path}")
+        for line in self.problems:
+            tr.write_line(line, red=True, bold=True)

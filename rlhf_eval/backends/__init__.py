@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from ..credentials import watch_key_env, watch_url
 from ..sampling import Sampler, SamplingError, Scorer
 from ..suite import ModelConfig, ScorerConfig
 from ..throttle import SERIAL, RequestPolicy
@@ -28,6 +29,13 @@ def api_key(provider: str, api_key_env: str | None = None) -> str | None:
     return None
 
 
+def watch_credentials(config: ModelConfig | ScorerConfig) -> None:
+    """Make sure nothing the run writes contains the key or base-URL credentials `config` uses."""
+    for name in key_envs(config.provider, config.api_key_env):
+        watch_key_env(name)
+    watch_url(config.base_url)
+
+
 def _require(module: str, provider: str) -> None:
     try:  # find_spec imports nothing (google.generativeai warns on import)
         found = importlib.util.find_spec(module) is not None
@@ -40,6 +48,7 @@ def _require(module: str, provider: str) -> None:
 
 def make_sampler(model: ModelConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> Sampler:
     """The sampler for `model`; with `replay`, placeholder credentials (a cassette answers every request)."""
+    watch_credentials(model)
     if model.provider == "gemini":
         from .gemini import GeminiSampler
         return GeminiSampler(model, replay=replay, policy=policy)
@@ -55,6 +64,7 @@ def make_sampler(model: ModelConfig, *, replay: bool = False, policy: RequestPol
 
 
 def make_scorer(config: ScorerConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> Scorer:
+    watch_credentials(config)
     if config.provider == "openai":
         _require("openai", "openai")
         from .openai_compat import OpenAIScorer

@@ -11,8 +11,8 @@ import functools
 import os
 from typing import Any, Sequence
 
-from ..recording import loads_json
-from ..sampling import SamplingError, ordered, reads_body, sample_in_units
+from ..credentials import redact_urls
+from ..sampling import SamplingError, json_list, json_object, ordered, reads_body, sample_in_units
 from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig
 from ..finish import withheld
@@ -131,10 +131,10 @@ class GeminiSampler:
         except Exception as exc:
             if not _is_transport_error(exc):
                 raise
-            raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {exc}); check the network, "
-                                f"or {BASE_URL_ENV} if you set it", transient=True) from exc
-        body = loads_json(response.sdk_http_response.body or "{}")
-        return traces_from_response(body, seed=seed, expected=candidates, tags=self.model.reasoning_tags)
+            raise SamplingError(redact_urls(f"could not reach {self.base_url} ({type(exc).__name__}: {exc}); check "
+                                            f"the network, or {BASE_URL_ENV} if you set it"), transient=True) from exc
+        return traces_from_response(response.sdk_http_response.body, seed=seed, expected=candidates,
+                                    tags=self.model.reasoning_tags)
 
     def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
         contents = self._contents(prompt)  # shared by the k requests (the SDK only reads it)
@@ -234,16 +234,16 @@ def traces_from_response(body: dict, *, seed: int | None, expected: int,
     `avgLogprobs`; `token_count` is the answer's (`candidatesTokenCount` excludes thoughts, which
     `thoughtsTokenCount` counts). Raises SamplingError for a body of another shape."""
     version = body.get("modelVersion")
-    candidates = body.get("candidates") or []
-    usage = body.get("usageMetadata")
+    candidates = json_list(body, "candidates")
+    usage = json_object(body, "usageMetadata")
     if not candidates:
-        feedback = body.get("promptFeedback") or {}
+        feedback = json_object(body, "promptFeedback")
         reason = _enum(feedback.get("blockReason"), _BLOCK_REASONS, "NO_CANDIDATES")
         message = feedback.get("blockReasonMessage")
         return [Trace(text="", finish_reason=f"PROMPT_BLOCKED:{reason}", token_count=0, logp=None,
                       seed=seed, model_version=version, candidate_index=j,
                       extra={"block_message": message} if message else {}) for j in range(expected)]
-    usage = (usage or {}) if len(candidates) == 1 else {}
+    usage = usage if len(candidates) == 1 else {}
     traces = [_trace(cand, j, usage, seed, version, tags) for j, cand in ordered(candidates)]
     for j in range(len(traces), expected):  # the API sent fewer candidates than asked for
         traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None,
@@ -253,14 +253,14 @@ def traces_from_response(body: dict, *, seed: int | None, expected: int,
 
 def _trace(cand: dict, j: int, usage: dict, seed: int | None, version: str | None, tags) -> Trace:
     """One candidate; `usage` is the response's usageMetadata when it describes this candidate alone."""
-    parts = (cand.get("content") or {}).get("parts") or []
+    parts = json_list(json_object(cand, "content"), "parts")
     thoughts = "".join(p.get("text") or "" for p in parts if p.get("thought")).strip()
     shown = "".join(p.get("text") or "" for p in parts if not p.get("thought"))
     reasoning_tokens = usage.get("thoughtsTokenCount")
     split = split_reasoning(shown, tags, beside=thoughts or None, reasoned=bool(reasoning_tokens))
     finish = _enum(cand.get("finishReason"), _FINISH_REASONS, "STOP")
 
-    chosen = (cand.get("logprobsResult") or {}).get("chosenCandidates") or []
+    chosen = json_list(json_object(cand, "logprobsResult"), "chosenCandidates")
     logp = tokens = note = source = None
     if withheld(finish):
         note = f"the API withheld the answer (finishReason {finish})"

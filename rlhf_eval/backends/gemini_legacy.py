@@ -25,6 +25,7 @@ import threading
 import warnings
 from typing import Any
 
+from ..credentials import redact_url, redact_urls
 from ..sampling import SamplingError, sample_in_units
 from ..suite import ModelConfig
 from ..throttle import SERIAL, RequestPolicy
@@ -103,7 +104,7 @@ class LegacyGeminiSampler:
         self.base_url = (base_url or model.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
         if not re.match(r"^https?://", self.base_url):
             # Without a scheme the transport silently assumes https.
-            raise SamplingError(f"base URL {self.base_url!r} needs a scheme (http:// or https://)")
+            raise SamplingError(f"base URL {redact_url(self.base_url)!r} needs a scheme (http:// or https://)")
         self.ask_logprobs = model.logprobs and logprobs_supported(model.name, vertex=False) is not False
         key = api_key or (REPLAY_KEY if replay else None) or key_from_env(PROVIDER, model.api_key_env)
         # No key while recording: send the placeholder and let the API's 400 say which variable to set
@@ -151,9 +152,9 @@ class LegacyGeminiSampler:
             raise api_error(code, _api_message(exc), list(getattr(exc, "details", None) or ()),
                             self.model.name) from exc
         except requests.exceptions.RequestException as exc:  # not vcrpy's refusal: that is no RequestException
-            raise SamplingError(f"could not reach {self.base_url} ({type(exc).__name__}: {_one_line(str(exc))}); "
-                                f"check the network, or {BASE_URL_ENV} / model.base_url if you set it",
-                                transient=True) from exc
+            raise SamplingError(redact_urls(f"could not reach {self.base_url} ({type(exc).__name__}: "
+                                            f"{_one_line(str(exc))}); check the network, or {BASE_URL_ENV} / "
+                                            "model.base_url if you set it"), transient=True) from exc
         return traces_from_response(self._body(response), seed=None, expected=candidates,
                                     tags=self.model.reasoning_tags)
 

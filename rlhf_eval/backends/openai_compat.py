@@ -12,11 +12,12 @@ either would otherwise turn into plausible-looking, meaningless numbers.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Sequence
 
-from ..sampling import SamplingError, Score, ScoringError, ordered, reads_body, sample_in_units
+from ..credentials import redact_url, redact_urls
+from ..sampling import (SamplingError, Score, ScoringError, checking_replay, json_list, json_object, ordered,
+                        reads_body, sample_in_units)
 from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig, ScorerConfig
 from ..finish import withheld
@@ -47,11 +48,8 @@ def _client(base_url: str | None, api_key_env: str | None, replay: bool):
                             f"(e.g. http://localhost:8000/v1) or {BASE_URL_ENV}")
     key = REPLAY_KEY if replay else (api_key("openai", api_key_env) or NO_KEY)
     # Retries off: vcrpy must see (and a cassette keep) exactly the exchanges that happened.
-    return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=300.0), url
-
-
-def _raw_json(raw) -> dict:
-    return json.loads(raw.http_response.text or "{}")
+    # The URL returned is for messages: without its credentials.
+    return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=300.0), redact_url(url)
 
 
 def _error(exc, model: str, url: str) -> SamplingError:
@@ -67,7 +65,7 @@ def _error(exc, model: str, url: str) -> SamplingError:
             break
         except (KeyError, TypeError, ValueError):
             continue
-    return SamplingError(_describe(exc, model, url), status=status, retry_after=retry_after,
+    return SamplingError(redact_urls(_describe(exc, model, url)), status=status, retry_after=retry_after,
                          transient=isinstance(exc, openai.APIConnectionError))
 
 
@@ -128,7 +126,7 @@ class OpenAISampler:
                 raw = self._client.completions.with_raw_response.create(prompt=text, **common)
         except openai.APIError as exc:
             raise _error(exc, m.name, self.base_url) from exc
-        return traces_from_openai(_raw_json(raw), seed=seed, expected=n, tags=m.reasoning_tags)
+        return traces_from_openai(raw.http_response.content, seed=seed, expected=n, tags=m.reasoning_tags)
 
     def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
         return sample_in_units(lambda s, n, lp: self._request(prompt, s, n, lp), k=k, seed=seed,
@@ -148,8 +146,8 @@ def traces_from_openai(body: dict, *, seed: int | None, expected: int,
     names; `system_fingerprint` (a build or cache id) is kept apart. Raises SamplingError for a
     body of another shape."""
     version, fingerprint = body.get("model"), body.get("system_fingerprint")
-    choices = body.get("choices") or []
-    usage = (body.get("usage") or {}) if len(choices) == 1 else {}
+    choices = json_list(body, "choices")
+    usage = json_object(body, "usage") if len(choices) == 1 else {}
     traces = [_trace(choice, j, usage, seed, version, fingerprint, tags) for j, choice in ordered(choices)]
     for j in range(len(traces), expected):
         traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None, seed=seed,
@@ -192,13 +190,13 @@ def _trace(choice: dict, j: int, usage: dict, seed, version, fingerprint, tags) 
         shown, beside = _content(message)
     else:
         shown, beside = choice.get("text") or "", None
-    details = usage.get("completion_tokens_details") or {}
+    details = json_object(usage, "completion_tokens_details")
     reasoning_tokens = details.get("reasoning_tokens")
     split = split_reasoning(shown, tags, beside=beside, reasoned=bool(reasoning_tokens))
     raw_finish = choice.get("finish_reason")
     finish = _FINISH.get(raw_finish) or str(raw_finish).upper()
 
-    tokens, values, source = _token_logprobs(choice.get("logprobs") or {})
+    tokens, values, source = _token_logprobs(json_object(choice, "logprobs"))
     logp = count = note = None
     if withheld(finish):
         note = f"the server withheld the answer (finish_reason {raw_finish})"
@@ -251,16 +249,13 @@ class OpenAIScorer:
                 raise ScoringError(f"scorer {self.name}: {message}", status=err.status, retry_after=err.retry_after,
                                    transient=err.transient) from exc
 
-        raw = self.policy.call(send)
-        choices = sorted(_raw_json(raw).get("choices") or [], key=lambda c: c.get("index", 0))
-        if len(choices) != len(texts):
-            raise ScoringError(f"scorer {self.name}: asked to score {len(texts)} texts, the server answered "
-                               f"{len(choices)} choices")
-        return [self._completion_score(choice, len(context), text) for choice, text in zip(choices, texts)]
+        raw = self.policy.call(lambda: checking_replay(send))
+        return checking_replay(lambda: _echo_scores(raw.http_response.content, scorer=self, start=len(context),
+                                                    texts=texts), fresh=False)
 
     def _completion_score(self, choice: dict, start: int, text: str) -> Score:
-        lp = choice.get("logprobs") or {}
-        tokens, values, offsets = lp.get("tokens") or [], lp.get("token_logprobs") or [], lp.get("text_offset") or []
+        lp = json_object(choice, "logprobs")
+        tokens, values, offsets = json_list(lp, "tokens"), json_list(lp, "token_logprobs"), json_list(lp, "text_offset")
         where = f"scorer {self.name} at {self.base_url}"
         if not (len(tokens) == len(values) == len(offsets)):
             raise ScoringError(f"{where}: logprobs has {len(tokens)} tokens, {len(values)} logprobs and "
@@ -292,3 +287,14 @@ class OpenAIScorer:
             raise ScoringError(f"{where}: token offsets do not tile the text (the server's token texts and offsets "
                                "disagree, e.g. for non-ASCII text); cannot tell which logprobs belong to the completion")
         return Score(float(sum(values[i] for i in inside)), len(inside))
+
+
+@reads_body
+def _echo_scores(body: dict, *, scorer: OpenAIScorer, start: int, texts: list[str]) -> list[Score]:
+    """The scores of `texts` (each the context, `start` characters, then a completion) from the
+    body of one echoed /v1/completions request; raises ScoringError when the server did not score them."""
+    choices = [choice for _, choice in ordered(json_list(body, "choices"))]
+    if len(choices) != len(texts):
+        raise ScoringError(f"scorer {scorer.name}: asked to score {len(texts)} texts, the server answered "
+                           f"{len(choices)} choices")
+    return [scorer._completion_score(choice, start, text) for choice, text in zip(choices, texts)]

@@ -1,0 +1,211 @@
+"""The credentials a run uses: the values nothing it writes may contain, and URLs shown without them.
+
+A run's secrets are the values of the key variables its suites name (`api_key_env`, or the
+default `GEMINI_API_KEY` ...), of any variable whose name says it holds a key (`*_API_KEY`,
+`*_TOKEN` ...), and the credentials inside a base URL (`user:pass@`, `?key=`, `?token=` ...),
+whether the URL comes from a suite or from a variable such as `OPENAI_BASE_URL`. Every file the
+run writes is scanned for them (`refuse_secrets`), and every URL it prints or stores goes
+through `redact_url`.
+"""
+from __future__ import annotations
+
+import re
+import os
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .paths import shown_path
+
+# Shapes of credentials that must never be written, whatever variable they came from.
+SECRET_PATTERNS = {
+    "a Google API key": re.compile(r"AIza[0-9A-Za-z_\-]{35}"),
+    "a Google OAuth token": re.compile(r"ya29\.[0-9A-Za-z_\-]{20,}"),
+    "a bearer token": re.compile(r"(?i)bearer\s+[0-9A-Za-z._~+/\-]{16,}=*"),
+    "an OpenAI-style key": re.compile(r"\bsk-[0-9A-Za-z_\-]{20,}"),
+}
+SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_ACCESS_TOKEN", "_SECRET")
+# Query parameters that carry a credential in a URL (compared in lower case, "-" read as "_").
+SECRET_URL_PARAMS = {"key", "api_key", "apikey", "token", "access_token", "auth", "password", "secret",
+                     "sig", "signature", "client_secret", "x_goog_api_key"}
+# Shorter values (a local server's "EMPTY", a user name "me") would match ordinary text.
+MIN_SECRET_LENGTH = 8
+REDACTED = "***"
+
+_lock = threading.Lock()
+_key_envs: set[str] = set()  # variables named as holding a key (api_key_env and the defaults)
+_url_secrets: dict[str, str] = {}  # a credential found in a configured base URL -> what it is
+
+
+class SecretInOutput(Exception):
+    """A file about to be written contains a secret; it is not written. `what` says which secret
+    (never its value)."""
+
+    def __init__(self, path: str | Path, what: str) -> None:
+        super().__init__(f"refusing to write {shown_path(path)}: it would contain {what}; nothing was written")
+        self.path, self.what = path, what
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs
+# ---------------------------------------------------------------------------------------------
+
+def url_credentials(url: str) -> list[tuple[str, str]]:
+    """(what, value) of each credential in `url`: its user name and password, and the values of
+    query parameters such as `key`, `api_key` or `token`."""
+    try:
+        parts = urlsplit(url)
+        found = [("the user name", parts.username), ("the password", parts.password)]
+    except ValueError:  # e.g. a bad IPv6 host; redact_url still hides what it can
+        return []
+    for name, value in _query_pairs(parts.query):
+        if _is_secret_param(name):
+            found.append((f"the {name}= parameter", value))
+    return [(what, value) for what, value in found if value]
+
+
+def redact_url(url: Any) -> Any:
+    """`url` with its credentials replaced by `***` (user info, `?key=`, `?token=` ...); anything
+    that is not a string is returned as it is. Use it wherever a URL is printed or stored."""
+    if not isinstance(url, str):
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not parsable (a bad IPv6 host): hide user info and secret-looking parameters
+        url = re.sub(r"//[^/?#@]*@", f"//{REDACTED}@", url)
+        return re.sub(r"(?<=[?&])[^=&#]*=[^&#]*", lambda m: _redact_param(m.group()), url)
+    if "@" not in parts.netloc and not any(_is_secret_param(name) for name, _ in _query_pairs(parts.query)):
+        return url  # unchanged, byte for byte
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    query = "&".join(_redact_param(piece) for piece in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL in it redacted (for an error message that quotes one)."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
+
+
+def redact_base_urls(settings: Any) -> Any:
+    """A copy of `settings` (nested dicts and lists) with every `base_url` value redacted."""
+    if isinstance(settings, dict):
+        return {k: redact_url(v) if k == "base_url" else redact_base_urls(v) for k, v in settings.items()}
+    if isinstance(settings, list):
+        return [redact_base_urls(v) for v in settings]
+    return settings
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    return [(name, value) for name, _, value in (piece.partition("=") for piece in query.split("&")) if value]
+
+
+def _redact_param(piece: str) -> str:
+    name, _, value = piece.partition("=")
+    return f"{name}={REDACTED}" if value and _is_secret_param(name) else piece
+
+
+def _is_secret_param(name: str) -> bool:
+    return name.lower().replace("-", "_") in SECRET_URL_PARAMS
+
+
+# ---------------------------------------------------------------------------------------------
+# What to scan for
+# ---------------------------------------------------------------------------------------------
+
+def watch_key_env(name: str | None) -> None:
+    """Scan everything written from now on for the value of variable `name` (a suite's
+    `api_key_env`, whatever it is called)."""
+    if name:
+        with _lock:
+            _key_envs.add(name)
+
+
+def watch_url(url: str | None) -> None:
+    """Scan everything written from now on for the credentials inside `url` (a base URL)."""
+    if not url:
+        return
+    shown = redact_url(url)
+    with _lock:
+        for what, value in url_credentials(url):
+            _url_secrets.setdefault(value, f"{what} of the base URL {shown}")
+
+
+def watch_settings(settings: Any) -> None:
+    """Watch every `api_key_env` and `base_url` named anywhere in a suite's settings (nested dicts)."""
+    if isinstance(settings, dict):
+        for key, value in settings.items():
+            if key == "api_key_env" and isinstance(value, str):
+                watch_key_env(value)
+            elif key == "base_url" and isinstance(value, str):
+                watch_url(value)
+            else:
+                watch_settings(value)
+    elif isinstance(settings, list):
+        for value in settings:
+            watch_settings(value)
+
+
+def secrets_in_use() -> dict[str, str]:
+    """Values of the key variables (watched ones, and any whose name says it holds a key), name → value."""
+    with _lock:
+        watched = set(_key_envs)
+    return {name: value for name, value in _environ()
+            if (name in watched or name.upper().endswith(SECRET_ENV_SUFFIXES)) and len(value) >= MIN_SECRET_LENGTH}
+
+
+def _environ() -> list[tuple[str, str]]:
+    """The environment's (name, value) pairs. Files are saved on worker threads while the main
+    thread may set or unset a variable (pytest sets PYTEST_CURRENT_TEST around every test): a
+    plain `os.environ.items()` then raises KeyError or RuntimeError half way. Read it again."""
+    while True:
+        try:
+            return list(os.environ.items())
+        except (KeyError, RuntimeError):
+            continue
+
+
+def _all_secrets(extra: dict[str, str] | None) -> dict[str, str]:
+    """What each secret is (for a message) → its value."""
+    found = {f"the value of ${name}": value for name, value in {**secrets_in_use(), **(extra or {})}.items()}
+    for name, value in _environ():
+        if "://" in value:  # OPENAI_BASE_URL, RLHF_EVAL_GEMINI_BASE_URL, a proxy ...
+            for what, secret in url_credentials(value):
+                found.setdefault(f"{what} of the URL in ${name}", secret)
+    with _lock:
+        found.update({what: value for value, what in _url_secrets.items()})
+    return found
+
+
+def find_secret(text: str, extra: dict[str, str] | None = None) -> str | None:
+    """What secret `text` contains (never the secret itself), or None. `extra`: more variables, name → value."""
+    for what, value in _all_secrets(extra).items():
+        if len(value) >= MIN_SECRET_LENGTH and value in text:
+            return what
+    for what, pattern in SECRET_PATTERNS.items():
+        if pattern.search(text):
+            return what
+    return None
+
+
+def refuse_secrets(path: str | Path, text: str) -> None:
+    """Raises `SecretInOutput` (naming the file and which secret, never its value) if `text`,
+    about to be written to `path`, contains one of the run's secrets."""
+    leaked = find_secret(text)
+    if leaked:
+        raise SecretInOutput(path, leaked)
+
+
+def write_without_secrets(path: str | Path, text: str) -> None:
+    """Write `text` to `path` atomically, unless it contains one of the run's secrets.
+
+    Raises `SecretInOutput` (nothing written) or OSError (the file, if any, left as it was)."""
+    from .atomic import atomic_write_text
+
+    refuse_secrets(path, text)
+    atomic_write_text(path, text)
