@@ -8,9 +8,16 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import google.genai  # noqa: F401  (see below)
+# The tests start many pytest processes (subprocess runs, xdist workers). With bytecode writing off
+# (PYTHONDONTWRITEBYTECODE, set on some machines) each of them recompiles every module, and pytest
+# re-rewrites the asserts of every plugin's modules: ~2 s a process. Let them cache bytecode.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
+
+import google.genai  # noqa: E402,F401  (see below)
 import numpy.fft  # noqa: F401
 import pytest
+from filelock import FileLock
 
 from rlhf_eval.emulator import Emulator
 
@@ -83,18 +90,25 @@ def shipped_copy(root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shipped_report(tmp_path_factory):
+def shipped_report(tmp_path_factory, worker_id):
     """The shipped suites replayed from the shipped cassettes in a subprocess, with no key and no
-    network (a base URL where nothing listens): (report JSON, stdout)."""
-    root = shipped_copy(tmp_path_factory.mktemp("shipped"))
-    out = root / "report.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
-    env["RLHF_EVAL_GEMINI_BASE_URL"] = "http://127.0.0.1:9"
-    env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "-q",
-                           f"--rlhf-report-json={out}"], cwd=root, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(out.read_text()), proc.stdout
+    network (a base URL where nothing listens): (report JSON, stdout). Under xdist the first worker
+    to ask replays them and the others read its result (a session fixture is per worker)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # base.parent: this run's, common to its workers
+    with FileLock(shared / "shipped.lock"):
+        root = shared / "shipped"
+        out, stdout = root / "report.json", root / "stdout.txt"
+        if not stdout.exists():
+            shipped_copy(root)
+            env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+            env["RLHF_EVAL_GEMINI_BASE_URL"] = "http://127.0.0.1:9"
+            env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
+            proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "-q",
+                                   f"--rlhf-report-json={out}"], cwd=root, env=env, capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+            stdout.write_text(proc.stdout)
+    return json.loads(out.read_text()), stdout.read_text()
 
 
 class FixedBody:

@@ -1,19 +1,29 @@
 """HFScorer against a tiny tokenizer and a tiny random GPT-2 built here: nothing is downloaded."""
+from __future__ import annotations
+
 import copy
 import math
 
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+from rlhf_eval.sampling import Score, Scorer, ScoringError
+from rlhf_eval.suite import ScorerConfig
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast  # noqa: E402
 
-from rlhf_eval.backends.hf import HFScorer  # noqa: E402
-from rlhf_eval.sampling import Score, Scorer, ScoringError  # noqa: E402
-from rlhf_eval.suite import ScorerConfig  # noqa: E402
+
+@pytest.fixture(scope="module", autouse=True)
+def _libraries():
+    """torch and transformers load when these tests run, not while pytest collects: importing them
+    took ~9 s in every xdist worker."""
+    global torch, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    global GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, HFScorer
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from rlhf_eval.backends.hf import HFScorer
 
 CORPUS = [
     "Question: what is two plus two\nAnswer:\nThe answer is four.",
