@@ -239,12 +239,15 @@ class QuestionSpec(BaseModel):
     id: str
     question: str
     answer: str
-    thresholds: dict[str, Bound] = {}
-    verifier: dict[str, Any] = {}
+    # Factories, not `= {}`: pydantic deep-copies a mutable default for every question it builds.
+    thresholds: dict[str, Bound] = Field(default_factory=dict)
+    verifier: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("id", "answer", mode="before")
     @classmethod
     def _scalar_to_str(cls, v):
+        if type(v) is str:  # nearly always: no further checks
+            return v
         if isinstance(v, bool) or not isinstance(v, (str, int, float)):
             raise ValueError("must be a string or a number")
         return str(v)
@@ -450,50 +453,56 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
     # A prompt field no question has is one problem, not one per question; {answer} is reported above.
     unfilled = {"answer"}
 
+    # Answers the verifier has read with the suite's own options: the same answer (`7`, `B`) on many
+    # questions is checked once.
+    readable: set[str] = set()
+
     def question(index: int, q: QuestionSpec, qline: int | None, keypath: tuple) -> Question:
         """The question, or SuiteError for its first problem."""
-        shown_id = _short(q.id)
         if not _ID_RE.match(q.id):
-            raise SuiteError(where_path, qline, f"question id {shown_id} must be letters, digits, '.', '_' or '-' "
+            raise SuiteError(where_path, qline, f"question id {_short(q.id)} must be letters, digits, '.', '_' or '-' "
                              "(it names the cassette file)")
         if q.id in seen:
-            raise SuiteError(where_path, qline, f"duplicate question id {shown_id} (first at line {seen[q.id]}); "
+            raise SuiteError(where_path, qline, f"duplicate question id {_short(q.id)} (first at line {seen[q.id]}); "
                              "ids must be unique within a suite")
         seen[q.id] = qline
         extra = dict(q.model_extra or {})
         fields = {"question": q.question, **extra}
-        missing = used - set(fields)
+        missing = used - fields.keys()
         if missing:
             name = sorted(missing)[0]
             if missing <= unfilled:
                 raise _Reported()
             unfilled.update(missing)
-            raise SuiteError(where_path, qline, f"prompt uses {{{name}}} but question {shown_id} has no field "
+            raise SuiteError(where_path, qline, f"prompt uses {{{name}}} but question {_short(q.id)} has no field "
                              f"{name!r}; add it to the question or remove it from the prompt")
-        if inline:
-            unused = sorted(set(extra) - used)
+        if inline and extra:
+            unused = sorted(extra.keys() - used)
             if unused:
                 bad = unused[0]
                 hint = _hint(bad, ["id", "question", "answer", "thresholds", "verifier"] + sorted(used))
                 raise SuiteError(where_path, line_of(lines, keypath + (bad,)),
                                  f"questions[{index}] ({q.id}): unknown key {_short(bad)}{hint}; "
                                  "extra question fields must appear in the prompt as {" + _clip(bad, 40) + "}")
-        threshold_problems = _metric_problems(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err,
-                                              QUESTION_INTERVALS, f"questions[{index}] ({q.id}).thresholds")
-        if threshold_problems:
-            raise threshold_problems[0]
+        if q.thresholds:
+            threshold_problems = _metric_problems(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err,
+                                                  QUESTION_INTERVALS, f"questions[{index}] ({q.id}).thresholds")
+            if threshold_problems:
+                raise threshold_problems[0]
         own = options
         if q.verifier and not problem:
             own, own_problem = _checked_verifier(spec.verifier.name, {**options, **q.verifier})
             if own_problem:
                 raise err(keypath + ("verifier",), f"questions[{index}] ({q.id}).verifier: {own_problem}")
         if not q.answer.strip():
-            raise SuiteError(where_path, qline, f"question {shown_id} has an empty answer")
-        if not problem:
+            raise SuiteError(where_path, qline, f"question {_short(q.id)} has an empty answer")
+        if not problem and not (own is options and q.answer in readable):
             try:  # a reference the verifier cannot read is a data bug, not a model failure: catch it now
                 verify("", q.answer, spec.verifier.name, **own)
             except VerifierError as exc:
-                raise SuiteError(where_path, qline, f"question {shown_id}: answer {_short(q.answer)}: {exc}") from None
+                raise SuiteError(where_path, qline, f"question {_short(q.id)}: answer {_short(q.answer)}: {exc}") from None
+            if own is options:
+                readable.add(q.answer)
         return Question(id=q.id, question=q.question, answer=q.answer, fields=fields,
                         thresholds={**spec.thresholds, **q.thresholds}, verifier_options=own,
                         index=index, line=qline)

@@ -6,15 +6,20 @@ Only plain data is built: strings, numbers, booleans, null, mappings and lists. 
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import yaml
+from yaml.events import (AliasEvent, DocumentStartEvent, MappingEndEvent, MappingStartEvent, ScalarEvent,
+                         SequenceEndEvent, SequenceStartEvent)
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 try:  # libyaml is ~10x faster when present; the pure-Python loader is the fallback
     _Loader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml._yaml import CParser as _Parser
+except (AttributeError, ImportError):  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
+    _Parser = None
 
 Path_ = tuple  # a path into the document: keys and list indices
 
@@ -26,11 +31,16 @@ _KEPT_AS_TEXT = frozenset(_CORE + t for t in ("timestamp", "value", "merge"))
 _MERGE = _CORE + "merge"
 _KIND_TAG = {MappingNode: (_CORE + "map", "a mapping"), SequenceNode: (_CORE + "seq", "a list")}
 # A suite is a few levels deep; anything much deeper is a mistake (and deep recursion a crash).
-MAX_DEPTH = 100
+MAX_DEPTH = 16  # a suite needs about 5 levels; each level costs every value below it a longer line path
 # How many values aliases may add beyond those written out: far more than a suite shares (a
 # threshold block for many questions), far fewer than the billions nested aliases expand to, and
 # few enough to cost no more than a few milliseconds.
 MAX_ALIASED_VALUES = 10_000
+# How many keys and values a suite file may hold for each megabyte of text (150,000 at least):
+# every one costs a few microseconds to build with its line, so a file under 1 MB loads in well
+# under a second, a bigger one in time linear in its size. A megabyte of inline questions holds
+# ~120,000 (17,000 questions); only a file of little else but brackets and commas goes past.
+MAX_NODES_PER_MB = 150_000
 
 
 class YamlError(ValueError):
@@ -46,6 +56,34 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
     Raises YamlError (a line, or None, and one line of text) for invalid YAML, a tag other than
     str/int/float/bool/null/map/seq, a value its tag cannot read, a recursive alias, nesting deeper
     than MAX_DEPTH, or aliases that expand to more than MAX_ALIASED_VALUES extra values."""
+    if _Parser is not None:
+        try:
+            return _load_plain(text)
+        except _NotPlain:
+            pass  # anchors, aliases, tags or several documents: the exact path reads them
+        with contextlib.suppress(yaml.YAMLError):  # composing says it, with the exact path's wording
+            for _ in _count_nodes(text):  # composing is slower: refuse a too dense file first
+                pass
+    return _load_exact(text)
+
+
+def _count_nodes(text: str):
+    """`text`'s parser events, refusing a file of more keys and values than MAX_NODES_PER_MB allows
+    for its size at the first one past the limit."""
+    limit = max(MAX_NODES_PER_MB, MAX_NODES_PER_MB * len(text) // 1_000_000)
+    nodes = 0
+    for event in iter(_Parser(text).get_event, None):
+        if type(event) in (ScalarEvent, MappingStartEvent, SequenceStartEvent):
+            nodes += 1
+            if nodes > limit:
+                raise YamlError(event.start_mark.line + 1,
+                                f"the file holds more than {limit:,} YAML keys and values, too many to load "
+                                "quickly; put the questions in a JSONL file (questions: {source: ...})")
+        yield event
+
+
+def _load_exact(text: str) -> tuple[Any, dict[Path_, int]]:
+    """Any YAML: compose the node graph, then build it (anchors, aliases and tags included)."""
     node = _compose(text)
     lines: dict[Path_, int] = {}
     if node is None:
@@ -55,23 +93,212 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
 
 def _compose(text: str):
     try:
-        return yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
+        return yaml.compose(text, Loader=_ComposeLoader)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise _yaml_error(exc, text) from None
+
+
+def _yaml_error(exc: Exception, text: str) -> YamlError:
+    """The YamlError (a line and one line of text) for what the parser or composer raised."""
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or "invalid YAML"
         if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
             problem = "a tab character indents this line; indent with spaces"
-        raise YamlError(line, f"invalid YAML: {problem}") from None
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; it has no line, only a position
+        return YamlError(line, f"invalid YAML: {problem}")
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow; it has no line, only a position
         line = text[: exc.position].count("\n") + 1
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        raise YamlError(line, f"invalid YAML: unacceptable character #x{char:04x}: {exc.reason}") from None
+        return YamlError(line, f"invalid YAML: unacceptable character #x{char:04x}: {exc.reason}")
+    if isinstance(exc, RecursionError):  # the pure-Python composer recurses once per level of nesting
+        return YamlError(None, f"values are nested more than {MAX_DEPTH} levels deep; a suite needs only a few")
+    return YamlError(None, f"invalid YAML: {str(exc).splitlines()[0]}")
+
+
+class _ComposeLoader(_Loader):
+    """The loader with a quicker resolver: the composer calls it for every scalar, and PyYAML's
+    (a method call, list concatenations and path-resolver checks each time) took half of the
+    composing time of a 1 MB suite."""
+
+    def resolve(self, kind, value, implicit):
+        if kind is ScalarNode:  # as Resolver.resolve: an implicit tag for a plain scalar, else str
+            return _plain_tag(value) if implicit[0] else _STR
+        return super().resolve(kind, value, implicit)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path: plain YAML (no anchors, aliases, tags or second document), built from events
+# ---------------------------------------------------------------------------------------------
+# Composing nodes costs a Python resolver call per scalar, node objects for the whole file, and a
+# second walk over them: a dense 1 MB suite spent ~1 s there. Building straight
+# from libyaml's events in one loop, each event dropped once used, gives the same data, lines and
+# errors for what nearly every suite is: plain YAML. A feature the fast path leaves alone raises
+# _NotPlain and the text takes the exact path above instead.
+#
+# Errors keep the exact path's precedence: it composes the whole document before building, so a
+# syntax error, or the composer's own (anchors, a second document), anywhere in the file wins
+# over a building problem (a duplicate key, say). The fast path reads on past a building problem
+# to make sure there is none.
+
+
+class _NotPlain(Exception):
+    """The text uses a YAML feature the fast path leaves to the exact path."""
+
+
+def _load_plain(text: str) -> tuple[Any, dict[Path_, int]]:
+    try:
+        events = _count_nodes(text)
+        try:
+            return _EventBuilder().build(events)
+        except YamlError:
+            _read_to_the_end(events)  # a syntax or composer error later in the file comes first
+            raise
     except yaml.YAMLError as exc:
-        raise YamlError(None, f"invalid YAML: {str(exc).splitlines()[0]}") from None
-    except RecursionError:  # the pure-Python composer recurses once per level of nesting
-        raise YamlError(None, f"values are nested more than {MAX_DEPTH} levels deep; "
-                              "a suite needs only a few") from None
+        raise _yaml_error(exc, text) from None
+
+
+def _read_to_the_end(events) -> None:
+    """Read the remaining events: raises the parser's error, or _NotPlain where the composer
+    would object (an anchor, an alias, a second document)."""
+    for event in events:
+        if type(event) in (AliasEvent, DocumentStartEvent) or getattr(event, "anchor", None) is not None:
+            raise _NotPlain
+
+
+_RESOLVERS = _Loader.yaml_implicit_resolvers  # first character -> [(tag, regexp)], as PyYAML resolves
+_STR = _CORE + "str"
+
+
+class _Anything:
+    def __contains__(self, item) -> bool:
+        return True
+
+
+# First characters of the plain scalars some implicit tag may match (all of them, should a
+# resolver match on any first character: PyYAML files those under None).
+_TYPED_STARTS = _Anything() if None in _RESOLVERS else frozenset(_RESOLVERS)
+
+
+def _plain_tag(value: str) -> str:
+    """The tag YAML 1.1 gives an untagged plain scalar (PyYAML's Resolver.resolve, without its
+    method calls and list concatenation per scalar)."""
+    for tag, regexp in _RESOLVERS.get(value[:1], ()):
+        if regexp.match(value):
+            return tag
+    for tag, regexp in _RESOLVERS.get(None, ()):
+        if regexp.match(value):
+            return tag
+    return _STR
+
+
+class _EventBuilder:
+    """Builds data and lines from the events of one plain document, in one loop, with the exact
+    path's checks in its order: key, duplicate key, value; nesting depth as each list or mapping
+    opens. A tag, an anchor or an alias raises _NotPlain."""
+
+    def __init__(self):
+        self.constructor = yaml.constructor.SafeConstructor()
+        self.scalars: dict[str, Any] = {}  # plain text -> its value, for the non-strings (numbers repeat)
+
+    def build(self, events) -> tuple[Any, dict[Path_, int]]:
+        lines: dict[Path_, int] = {}
+        next(events)  # StreamStart
+        if type(next(events)) is not DocumentStartEvent:  # StreamEnd: no document, only comments or nothing
+            return None, lines
+        root = self._document(events, lines)
+        next(events)  # DocumentEnd
+        if type(next(events)) is DocumentStartEvent:
+            raise _NotPlain  # a second document: the composer's error
+        return root, lines
+
+    def _document(self, events, lines: dict) -> Any:
+        """The document's value, from its events (the loop every value of a suite goes through)."""
+        # The open lists and mappings: (container, its path, is_mapping, key awaiting its value).
+        stack: list = []
+        container: Any = None
+        path: Path_ = ()
+        is_map = False
+        key: Any = None
+        for event in events:
+            kind = type(event)
+            if kind is ScalarEvent:
+                if event.tag is not None or event.anchor is not None:
+                    raise _NotPlain
+                value = event.value
+                # Only an unquoted scalar whose first character some tag starts with can be other
+                # than text: checking that first spares the resolver most keys, ids and questions.
+                typed = event.implicit[0] and value[:1] in _TYPED_STARTS
+                if is_map and key is None:  # a key: its text, checked, and the line of the key's path
+                    key = self._key(event) if typed else value
+                    line = event.start_mark.line + 1
+                    if key in container:
+                        raise YamlError(line, f"duplicate key {key!r}")
+                    lines[path + (key,)] = line
+                    continue
+                if typed:
+                    value = self._scalar(event)
+                if is_map:
+                    container[key] = value
+                    key = None
+                elif container is not None:
+                    lines[path + (len(container),)] = event.start_mark.line + 1
+                    container.append(value)
+                else:  # the whole document is this scalar
+                    lines[()] = event.start_mark.line + 1
+                    return value
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                if event.tag is not None or event.anchor is not None:
+                    raise _NotPlain
+                line = event.start_mark.line + 1
+                if is_map and key is None:
+                    raise YamlError(line, "a mapping key must be a plain value")
+                if len(stack) > MAX_DEPTH:
+                    raise YamlError(line, f"values are nested more than {MAX_DEPTH} levels deep; "
+                                          "a suite needs only a few")
+                value = {} if kind is MappingStartEvent else []
+                if is_map:  # its key already has the line: the exact path gives an entry its key's line
+                    container[key] = value
+                    child = path + (key,)
+                elif container is not None:
+                    child = path + (len(container),)
+                    lines[child] = line
+                    container.append(value)
+                else:  # the document's own list or mapping
+                    child = ()
+                    lines[child] = line
+                stack.append((container, path, is_map, key))
+                container, path, is_map, key = value, child, kind is MappingStartEvent, None
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                done = container
+                container, path, is_map, _ = stack.pop()
+                key = None
+                if not stack:
+                    return done
+            else:  # an alias
+                raise _NotPlain
+        raise AssertionError("the parser ended a document inside a value")  # pragma: no cover
+
+    @staticmethod
+    def _key(event) -> str:
+        """A plain mapping key as the text written (see _key); a `<<` is a merge key, refused."""
+        tag = _plain_tag(event.value)
+        if tag == _STR:
+            return event.value
+        return _key(ScalarNode(tag, event.value, event.start_mark, event.end_mark))
+
+    def _scalar(self, event) -> Any:
+        """The value of a plain scalar: text, or what its resolved tag reads it as."""
+        text = event.value
+        value = self.scalars.get(text, self)
+        if value is not self:
+            return value
+        tag = _plain_tag(text)
+        if tag == _STR:
+            return text
+        value = _scalar(ScalarNode(tag, text, event.start_mark, event.end_mark), self.constructor)
+        self.scalars[text] = value
+        return value
 
 
 def _line(node) -> int:
@@ -155,7 +382,8 @@ def _scalar(node, constructor) -> Any:
         raise YamlError(_line(node), _tag_problem(node.tag))
     try:
         return constructor.yaml_constructors[node.tag](constructor, node)
-    except (ValueError, KeyError, AttributeError, TypeError, OverflowError, yaml.YAMLError):
+    # IndexError: PyYAML reads `!!int` with nothing after it as value[0] of ''
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError, OverflowError, yaml.YAMLError):
         raise YamlError(_line(node), _unreadable(node)) from None
 
 

@@ -227,7 +227,7 @@ CASES = {
                             "structure); a suite cannot hold one, remove the alias",
     "billion_laughs.yaml": "billion_laughs.yaml:9: YAML aliases expand to more than 10,000 values; write the values "
                            "out or alias less",
-    "deep_nesting.yaml": "deep_nesting.yaml:5: values are nested more than 100 levels deep; a suite needs only a few",
+    "deep_nesting.yaml": "deep_nesting.yaml:5: values are nested more than 16 levels deep; a suite needs only a few",
     "huge_int.yaml": "huge_int.yaml:4: the number 999999999999999999999999999999999999999… has 5,000 digits; write "
                      "a smaller number",
     "threshold_nan.yaml": "threshold_nan.yaml:6: thresholds.spread.min: expected a finite number, got nan",
@@ -422,6 +422,39 @@ def test_huge_suite_names_the_right_line_quickly(tmp_path, monkeypatch, record_p
     assert message == (f"huge.yaml:{dup + 1}: duplicate question id 'q000010' (first at line {first}); "
                        "ids must be unique within a suite")
     assert seconds < 5.0
+
+
+def test_a_dense_1_mb_suite_loads_without_quadratic_work(tmp_path, record_property):
+    """Issue 11: a suite under 1 MB loads in under a second of CPU. That figure lives in
+    benchmarks/load_suite.py (shape `inline`: 0.5-0.75 s when written, about half the time
+    before): a shared CI machine is no place for a tight timed assert, so the bound here is
+    loose, 3 s, and still catches work that grows with the square of the questions (17,500
+    questions would take minutes)."""
+    head = "suite: dense\nmodel:\n  name: gemini-2.0-flash\nsamples: 2\nquestions:\n"
+    rows = [f'  - {{id: q{i:05d}, question: "What is 3 + {i % 10}?", answer: {3 + i % 10}}}\n' for i in range(17_500)]
+    path = tmp_path / "dense.yaml"
+    path.write_text(head + "".join(rows))
+    assert 900_000 < path.stat().st_size < 1_000_000
+    start = time.process_time()
+    suite = load_suite(path)
+    seconds = time.process_time() - start
+    record_property("dense_suite_cpu_seconds", seconds)
+    assert len(suite.questions) == 17_500
+    last = suite.questions[-1]
+    assert (last.id, last.question, last.answer, last.line) == ("q17499", "What is 3 + 9?", "12", 17_505)
+    assert seconds < 3.0
+
+
+@pytest.mark.parametrize("anchored", [False, True], ids=["plain", "with-an-anchor"])
+def test_a_file_denser_than_any_suite_is_refused_in_one_line(tmp_path, monkeypatch, anchored):
+    """1 MB of `[],` is 330,000 values: refused at the first value past 150,000 a megabyte, in one
+    line, instead of building them all (with or without an anchor, which takes the slower path)."""
+    monkeypatch.chdir(tmp_path)
+    head = "suite: dense\nmodel:\n  name: gemini-2.0-flash\nsamples: 2\n" + ("x: &a 1\n" if anchored else "")
+    (tmp_path / "dense.yaml").write_text(head + "questions: [" + "[]," * 330_000 + "[]]\n")
+    message, _ = timed_error(tmp_path / "dense.yaml")
+    assert message == (f"dense.yaml:{5 + anchored}: the file holds more than 150,000 YAML keys and values, too many "
+                       "to load quickly; put the questions in a JSONL file (questions: {source: ...})")
 
 
 def test_huge_suite_schema_error_near_the_end(tmp_path, monkeypatch):

@@ -5,7 +5,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 
 import pytest
 
@@ -183,10 +182,12 @@ def test_a_file_in_the_cassette_folder_is_never_a_suite(pytester):
     assert collected(result) == ["a.yaml::q1", "a.yaml::q2"]
 
 
-def test_the_tests_own_corpus_of_broken_files_is_not_collected_by_the_projects_run():
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           "tests/bad_input"], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, proc.stdout + proc.stderr
+def test_the_tests_own_corpus_of_broken_files_is_not_collected_by_the_projects_run(pytester):
+    """`pytest tests/bad_input` in the repository, in-process: its rootdir and its pyproject.toml."""
+    result = pytester.runpytest("--collect-only", "-p", "no:cacheprovider", f"--rootdir={REPO}",
+                                "-c", str(REPO / "pyproject.toml"), str(REPO / "tests" / "bad_input"))
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines([f"rootdir: {REPO}", "configfile: pyproject.toml"])  # the project's run
 
 
 # ---------------------------------------------------------------------------------------------

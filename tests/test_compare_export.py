@@ -11,14 +11,20 @@ def significant(comparison, suite="demo"):
     return {m: e["worse"] for m, e in s["aggregates"].items() if e["significant"]}
 
 
+# Questions per run. 20 keep the verdicts clear of the 0.05 line both ways (measured against the
+# emulator; 30 gave the same verdicts): control (other seeds) smallest p 0.098 (mean_spread),
+# greedy frac_zero_spread 0.5 -> 1 at p 2.6e-4 and mean_spread at p 2e-4.
+N = 20
+
+
 def test_compare_flags_the_significant_changes_and_only_those(project, live):
-    suite = project.makefile(".yaml", demo=suite_yaml(limit=30, samples=8, temperature=1.0))
+    suite = project.makefile(".yaml", demo=suite_yaml(limit=N, samples=8, temperature=1.0))
     saved = run(project, "--rlhf-record-mode=once", "--rlhf-save=base")
-    saved.assert_outcomes(passed=30)
+    saved.assert_outcomes(passed=N)
     assert (project.path / "baselines" / "base.json").is_file()
 
     # Control: the same model and settings with other seeds — sampling noise, nothing significant.
-    suite.write_text(suite_yaml(limit=30, samples=8, temperature=1.0, extra={"seed": 5000}))
+    suite.write_text(suite_yaml(limit=N, samples=8, temperature=1.0, extra={"seed": 5000}))
     control, report = report_json(project, "--rlhf-record-mode=once", "--rlhf-cassette-dir=seed5000",
                                   "--rlhf-compare=base",
                                   "--rlhf-compare-fail=accuracy:0.05", "--rlhf-compare-fail=frac_zero_spread:0.1")
@@ -27,7 +33,7 @@ def test_compare_flags_the_significant_changes_and_only_those(project, live):
     assert report["comparison"]["model_version_changed"] is False
 
     # Greedy decoding: every trace of a question is the same, so GRPO signal collapses.
-    suite.write_text(suite_yaml(limit=30, samples=8, temperature=0.0))
+    suite.write_text(suite_yaml(limit=N, samples=8, temperature=0.0))
     greedy, report = report_json(project, "--rlhf-record-mode=once", "--rlhf-cassette-dir=greedy",
                                  "--rlhf-compare=base", "--rlhf-compare-fail=frac_zero_spread:0.1")
     assert greedy.ret == 1

@@ -36,6 +36,7 @@ GEMINI_LP = "gemini-2.0-flash"
 OA_MODEL = "Qwen/Qwen2.5-Math-7B-Instruct"
 TOKEN_RE = re.compile(r"\w+|[^\w\s]|\s+")  # the documented tokenizer
 REPO = Path(__file__).resolve().parents[1]
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # --------------------------------------------------------------------------------------
@@ -481,7 +482,9 @@ def test_shipped_cassettes_get_the_recorded_answers(http):
     n = reshaped = 0
     with Emulator(port=0) as emu:
         for f in files:
-            for it in yaml.safe_load(Path(f).read_text())["interactions"]:
+            # yaml's C loader (libyaml) when built: the same safe loading as yaml.safe_load, ~40x faster
+            # on these 5 MB (pure-Python safe_load alone took ~4 s)
+            for it in yaml.load(Path(f).read_text(), Loader=SAFE_LOADER)["interactions"]:
                 rq, rs = it["request"], it["response"]
                 u = urlsplit(rq["uri"])
                 r = http.request(rq["method"], emu.base_url + u.path + (f"?{u.query}" if u.query else ""),

@@ -159,36 +159,44 @@ def test_a_secret_echoed_in_a_response_is_never_written(project, live):
     assert not (project.path / "cassettes/demo/leak.yaml").exists()
 
 
-def test_a_killed_recording_leaves_whole_cassettes_or_none(project, emulator, tmp_path):
-    """SIGKILL a recording at a random moment: every cassette is complete or absent, the ones
-    recorded before are untouched, and `once` then records only what is missing."""
+def test_a_killed_recording_leaves_whole_cassettes_or_none(project, live):
+    """SIGKILL a recording at a random moment while it writes cassettes: every cassette is complete
+    or absent, the ones recorded before are untouched, and `once` then records only what is
+    missing. The recording killed is a real process; the runs before and after it are in-process."""
     project.makefile(".yaml", demo=suite_yaml(limit=12, samples=4))
-    env = {**os.environ, "RLHF_EVAL_GEMINI_BASE_URL": emulator.base_url, "GEMINI_API_KEY": TEST_KEY}
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "demo.yaml",
-               "--rlhf-record-mode=once", "--rlhf-concurrency=4"]
-    first = subprocess.run(command + ["-k", "q-0000 or q-0001"], cwd=project.path, env=env, capture_output=True)
-    assert first.returncode == 0, first.stdout.decode()[-2000:]
+    record = ["--rlhf-record-mode=once", "--rlhf-concurrency=4"]
+    run(project, *record, "-k", "q-0000 or q-0001").assert_outcomes(passed=2)
     before = cassettes(project.path / "cassettes")
     assert len(before) == 2
 
-    emulator.latency_ms = 200
+    # The moment: once the nth of the 10 missing cassettes has appeared, nth drawn from 1..8, while
+    # the questions after it are still being answered (200 ms a request) and written.
+    nth = random.Random(os.getpid()).randint(1, 8)
+    folder = project.path / "cassettes" / "demo"
+    live.latency_ms = 200
     try:
-        proc = subprocess.Popen(command, cwd=project.path, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        time.sleep(random.Random(os.getpid()).uniform(1.5, 3.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "demo.yaml", *record],
+                                cwd=project.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # live's env
+        try:
+            deadline = time.monotonic() + 120
+            while len(list(folder.glob("*.yaml"))) < 2 + nth:
+                assert proc.poll() is None, f"the run ended before its new cassette number {nth}"
+                assert time.monotonic() < deadline, f"no new cassette number {nth} after 120 s"
+                time.sleep(0.005)  # polling, not waiting out a fixed time
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
     finally:
-        emulator.latency_ms = 0
+        live.latency_ms = 0
     after = cassettes(project.path / "cassettes")
+    assert 2 + nth <= len(after) < 12, len(after)  # killed mid-run
     assert {k: v for k, v in after.items() if k in before} == before
     for name, data in after.items():
         interactions = yaml.safe_load(data)["interactions"]
         assert len(interactions) == 4 and all(i["response"]["status"]["code"] == 200 for i in interactions), name
     assert not list((project.path / "cassettes").rglob("*.tmp"))
 
-    requests_before = len(emulator.requests)
-    rerun = subprocess.run(command, cwd=project.path, env=env, capture_output=True)
-    assert rerun.returncode == 0, rerun.stdout.decode()[-2000:]
-    assert len(emulator.requests) - requests_before == 4 * (12 - len(after))
+    requests_before = len(live.requests)
+    run(project, *record).assert_outcomes(passed=12)
+    assert len(live.requests) - requests_before == 4 * (12 - len(after))
     assert len(cassettes(project.path / "cassettes")) == 12

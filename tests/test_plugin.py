@@ -1,4 +1,7 @@
 """The pytest plugin end to end: in-process pytest runs (pytester) against the real emulator."""
+import contextlib
+import importlib
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -7,6 +10,13 @@ import pytest
 import yaml
 
 from conftest import GSM8K_TEST, TEST_KEY
+
+# pytester's in-process runs drop the modules first imported inside them (see conftest) and import
+# them anew in the next run: httpx2 loads its transport (httpcore2, h11) and truststore only when a
+# client is first made, ~0.1 s every run. Loaded here once; every xdist worker collects this file.
+for _name in ("httpcore2", "h11", "truststore"):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_name)
 
 
 def suite_yaml(name="demo", *, model="gemini-2.0-flash", logprobs=True, samples=4, temperature=1.0,
@@ -87,31 +97,67 @@ def test_suite_threshold_breach_fails_the_run_after_all_items(project, live):
     result.stdout.fnmatch_lines(["FAIL suite demo: accuracy = * < min 0.99"])
 
 
-def test_suite_threshold_failure_holds_under_xdist(project, live):
+# ---------------------------------------------------------------------------------------------
+# Under xdist: one replay with `-n 2` of suites recorded serially, checked by several tests
+# ---------------------------------------------------------------------------------------------
+
+HAS_MATH_VERIFY = importlib.util.find_spec("math_verify") is not None
+
+
+@pytest.fixture(scope="module")
+def _xdist_runs_cache():
+    return {}
+
+
+@pytest.fixture
+def xdist_runs(_xdist_runs_cache, project, live):
+    """Suites recorded serially, then replayed serially and with `-n 2`: {"recorded", "serial",
+    "serial_json", "parallel", "parallel_json", "questions"}. `demo` (5 questions) has a suite
+    threshold it breaches, `other` (3) none, `maths` (the same 5 questions as demo, with the math
+    verifier; when math-verify is installed) none. Two xdist workers cost seconds to start, so the
+    replay runs once per module, in whichever test asks first; each test below checks one property."""
     pytest.importorskip("xdist")
-    project.makefile(".yaml", demo=suite_yaml(limit=4, suite_thresholds={"accuracy": {"min": 0.99}}))
-    assert run(project, "--rlhf-record-mode=once").ret == 1
-    result = run(project, "-n", "2")
-    result.assert_outcomes(passed=4)
+    cache = _xdist_runs_cache
+    if not cache:
+        suites = {"demo": suite_yaml(limit=5, suite_thresholds={"accuracy": {"min": 0.99}}),
+                  "other": suite_yaml("other", offset=10, limit=3)}
+        if HAS_MATH_VERIFY:
+            suites["maths"] = suite_yaml("maths", limit=5, extra={"verifier": "math"})
+        questions = 5 + 3 + (5 if HAS_MATH_VERIFY else 0)
+        project.makefile(".yaml", **suites)
+        recorded = run(project, "--rlhf-record-mode=once")
+        recorded.assert_outcomes(passed=questions)
+        serial, serial_json = report_json(project)
+        serial.assert_outcomes(passed=questions)
+        parallel, parallel_json = report_json(project, "-n", "2")
+        cache.update(recorded=recorded, serial=serial, serial_json=serial_json, parallel=parallel,
+                     parallel_json=parallel_json, questions=questions)
+    return cache
+
+
+def test_suite_threshold_failure_holds_under_xdist(xdist_runs):
+    assert xdist_runs["recorded"].ret == 1  # serial: the breach fails the run
+    result = xdist_runs["parallel"]
+    result.assert_outcomes(passed=xdist_runs["questions"])
     assert result.ret == 1
     result.stdout.fnmatch_lines(["FAIL suite demo: accuracy = * < min 0.99"])
+    assert sum(line.startswith("FAIL suite") for line in result.stdout.lines) == 1  # demo's, and only once
 
 
-def test_xdist_report_equals_serial_report(project, live):
-    pytest.importorskip("xdist")
-    project.makefile(".yaml", demo=suite_yaml(limit=5), other=suite_yaml("other", offset=10, limit=3))
-    run(project, "--rlhf-record-mode=once").assert_outcomes(passed=8)
-    serial, serial_json = report_json(project)
-    parallel, parallel_json = report_json(project, "-n", "2")
-    parallel.assert_outcomes(passed=8)
-    assert parallel_json == serial_json
+def test_xdist_report_equals_serial_report(xdist_runs):
+    serial, parallel = xdist_runs["serial"], xdist_runs["parallel"]
+    parallel.assert_outcomes(passed=xdist_runs["questions"])
+    assert xdist_runs["parallel_json"] == xdist_runs["serial_json"]
+    names = sorted(s["name"] for s in xdist_runs["serial_json"]["suites"])
+    assert names == sorted(["demo", "other"] + ["maths"] * HAS_MATH_VERIFY)
 
     def table(result):
         lines = result.stdout.lines
         start = next(i for i, line in enumerate(lines) if "rlhf-eval report" in line)
-        return [line for line in lines[start:] if line.startswith(("suite", "demo", "other", "---"))]
+        return [line for line in lines[start:] if line.startswith(("suite", "demo", "other", "maths", "---"))]
 
-    assert table(parallel) == table(serial) and len(table(serial)) == 2 + 5 + 1 + 3 + 1
+    assert table(parallel) == table(serial)
+    assert len(table(serial)) == 2 + 5 + 1 + 3 + 1 + (5 + 1 if HAS_MATH_VERIFY else 0)
 
 
 def test_missing_cassette_fails_with_the_record_command(project, offline):
@@ -325,17 +371,19 @@ def test_unreachable_endpoint_while_recording_is_one_clear_line(project, monkeyp
     assert "Traceback" not in result.stdout.str()
 
 
-def test_math_verifier_runs_in_xdist_workers(project, live):
-    pytest.importorskip("xdist")
-    pytest.importorskip("math_verify")
-    project.makefile(".yaml", demo=suite_yaml(limit=4, extra={"verifier": "math"}),
-                     ref=suite_yaml("ref", limit=4))
-    run(project, "--rlhf-record-mode=once").assert_outcomes(passed=8)
-    result, report = report_json(project, "-n", "2")
-    result.assert_outcomes(passed=8)
-    by_suite = {s["name"]: s["aggregates"]["accuracy"] for s in report["suites"]}
-    # math-verify reads the same final numbers as the numeric verifier on these GSM8K traces
-    assert by_suite["demo"] == by_suite["ref"] and by_suite["demo"] > 0
+def test_math_verifier_runs_in_xdist_workers(xdist_runs):
+    if not HAS_MATH_VERIFY:
+        pytest.skip("math-verify is not installed")
+    xdist_runs["parallel"].assert_outcomes(passed=xdist_runs["questions"])
+    suites = {s["name"]: s for s in xdist_runs["parallel_json"]["suites"]}
+    assert suites["maths"]["verifier"]["name"] == "math" and suites["demo"]["verifier"]["name"] == "numeric"
+    # math-verify (in the xdist workers) reads the same final numbers as the numeric verifier on
+    # these GSM8K traces: maths and demo ask the same questions with the same prompt and seeds
+    verdicts = {name: [[t["verdict"] for t in q["traces"]] for q in suites[name]["questions"]]
+                for name in ("maths", "demo")}
+    assert verdicts["maths"] == verdicts["demo"]
+    accuracy = {name: suites[name]["aggregates"]["accuracy"] for name in ("maths", "demo")}
+    assert accuracy["maths"] == accuracy["demo"] and accuracy["maths"] > 0
 
 
 def test_vcrpy_is_patched_only_while_questions_run(project, live):

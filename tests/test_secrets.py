@@ -1,14 +1,23 @@
 """No secret in anything a run writes or prints: the key a suite names (whatever its variable is
 called), the default key variables, and the credentials in a base URL.
 
-The runs are subprocesses: which variables and URLs are watched is kept per process, so a test
-here cannot pass on what an earlier test made the process watch."""
+Which variables and URLs are watched is kept per process (module state in
+rlhf_eval.credentials), so a run here must not pass on what an earlier run in the same process
+made it watch. Each run is in-process, but starts as a new process would: with nothing watched
+(`fresh_watch_state`), the state of the runs before it set aside and put back after it."""
 import json
+from contextlib import contextmanager
 
 import pytest
 import yaml
 
 from conftest import GSM8K_TEST
+
+try:  # the OpenAI SDK loaded once, here, not anew inside each in-process run (see conftest)
+    import openai  # noqa: F401
+except ImportError:
+    pass
+from rlhf_eval import credentials
 from rlhf_eval.credentials import redact_url, url_credentials
 from test_plugin import suite_yaml
 
@@ -16,8 +25,31 @@ KEY = "my-own-key-value-0123456789"  # no known key shape: only its variable can
 OUTPUTS = ["--rlhf-report-json=out/r.json", "--rlhf-html=out/r.html", "--rlhf-export=out/export", "--rlhf-save=base"]
 
 
+WATCH_STATE = ("_key_envs", "_url_secrets")  # rlhf_eval.credentials: what this process watches
+
+
+@contextmanager
+def fresh_watch_state():
+    """Nothing watched, as in a new process; yields the state the run fills. The state before is
+    put back after."""
+    saved = {name: getattr(credentials, name) for name in WATCH_STATE}  # AttributeError if renamed
+    fresh = {name: type(value)() for name, value in saved.items()}
+    for name, value in fresh.items():
+        setattr(credentials, name, value)
+    try:
+        yield fresh
+    finally:
+        for name, value in saved.items():
+            setattr(credentials, name, value)
+
+
 def run(project, *args):
-    return project.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    """An in-process run that starts watching nothing. `result.watched`: what it came to watch
+    (a check that the run used the fresh state, not one of its own)."""
+    with fresh_watch_state() as watched:
+        result = project.runpytest("-p", "no:cacheprovider", *args)
+    result.watched = watched
+    return result
 
 
 def files_containing(root, text, *, besides=()):
@@ -46,6 +78,7 @@ def test_a_key_echoed_from_the_variable_a_suite_names_is_never_written(project, 
     project.makefile(".yaml", demo=keyed_suite(questions))
     result = run(project, "--rlhf-record-mode=once", *OUTPUTS)
     result.assert_outcomes(failed=1, passed=1)
+    assert result.watched["_key_envs"] >= {"MY_KEY_VAR"}
     result.stdout.fnmatch_lines(["demo.yaml::leak: refusing to write cassettes/demo/leak.yaml: it would contain "
                                  "the value of $MY_KEY_VAR; nothing was written*"])
     assert KEY not in result.stdout.str() + result.stderr.str()
@@ -69,8 +102,9 @@ def test_every_output_refuses_a_key_a_cassette_already_holds(project, my_key, mo
     cassette.write_text(json.dumps(data))
     monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")
 
-    result = run(project, *OUTPUTS)
+    result = run(project, *OUTPUTS)  # a replay, watching only what it names itself
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.watched["_key_envs"] >= {"MY_KEY_VAR"}
     result.assert_outcomes(passed=1)
     why = "it would contain the value of $MY_KEY_VAR; nothing was written (find which answer or error holds it in " \
           "the cassettes, and re-record them)"
@@ -99,6 +133,7 @@ def test_credentials_in_a_base_url_are_never_printed_nor_written(project, emulat
     project.makefile(".yaml", bad=yaml.safe_dump(doc))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdefghij")
     result = run(project, "--rlhf-record-mode=once", *OUTPUTS)
+    assert set(result.watched["_url_secrets"]) >= {"s3cret", token}
     text = result.stdout.str() + result.stderr.str()
     assert "s3cret" not in text and token not in text
     assert files_containing(project.path, "s3cret", besides={"oa.yaml"}) == []

@@ -9,12 +9,18 @@ import resource
 import stat
 import subprocess
 import sys
+import warnings
 
 import pytest
 
 from conftest import TEST_KEY
 from rlhf_eval.atomic import atomic_write_text, unwritable_reason
+from rlhf_eval.cli import main
 from test_plugin import run, suite_yaml
+
+# Warning categories Python does not print unless asked (its default filters)
+QUIET_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
 
 def temp_files(root):
     return sorted(str(p) for p in root.rglob("*.tmp"))
@@ -95,10 +101,9 @@ def test_a_disk_that_fills_up_mid_run_fails_those_questions_in_one_line_each(pro
                      big=suite_yaml("big", samples=8, limit=2))
     env = {**os.environ, "RLHF_EVAL_GEMINI_BASE_URL": live.base_url, "GEMINI_API_KEY": TEST_KEY}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "small.yaml", "big.yaml"]
-    # Everything recorded without a limit first: the sizes put the limit between the two suites.
-    first = subprocess.run(command + ["--rlhf-record-mode=once"], cwd=project.path, env=env, capture_output=True,
-                           text=True)
-    assert first.returncode == 0, first.stdout[-2000:]
+    # Everything recorded without a limit first (in-process: no limit to set): the sizes put the
+    # limit between the two suites.
+    run(project, "small.yaml", "big.yaml", "--rlhf-record-mode=once").assert_outcomes(passed=4)
     sizes = _cassette_sizes(project.path / "cassettes")
     small = max(v for k, v in sizes.items() if k.startswith("small/"))
     big = min(v for k, v in sizes.items() if k.startswith("big/"))
@@ -112,6 +117,9 @@ def test_a_disk_that_fills_up_mid_run_fails_those_questions_in_one_line_each(pro
     def limited():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes get EFBIG
 
+    # No bytecode written under the limit: a module changed since it was last compiled would get a
+    # .pyc cut at the limit (a short write raises nothing there), which every later import fails on.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     result = subprocess.run(command + ["--rlhf-record-mode=all"], cwd=project.path, env=env, capture_output=True,
                             text=True, preexec_fn=limited)
     out = result.stdout
@@ -174,7 +182,10 @@ def test_under_xdist_each_question_fails_in_one_line_before_any_request(project,
     assert "INTERNALERROR" not in result.stdout.str() and len(live.requests) == sent
 
 
-def test_the_cli_says_in_one_line_that_it_could_not_write(project, live):
+def test_the_cli_says_in_one_line_that_it_could_not_write(project, live, capsys):
+    """The command's entry point in-process (`python -m rlhf_eval` is `sys.exit(main())`, run as a
+    process in test_ui): its exit code, and all it prints, with the warnings a new process would
+    print on stderr counted as printed."""
     project.makefile(".yaml", demo=suite_yaml(samples=2, limit=1))
     run(project, "--rlhf-record-mode=once", "--rlhf-report-json=r.json").assert_outcomes(passed=1)
     (project.path / "taken").write_text("a file\n")
@@ -185,6 +196,10 @@ def test_the_cli_says_in_one_line_that_it_could_not_write(project, live):
          "rlhf-eval: could not write the export to taken/x/demo/dpo.jsonl (taken is a file, not a folder); choose a "
          "writable path"),
     ]:
-        proc = subprocess.run([sys.executable, "-m", "rlhf_eval", *args], cwd=project.path, capture_output=True,
-                              text=True)
-        assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", line + "\n")
+        capsys.readouterr()
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            code = main(args)  # in project.path, pytester's working directory
+        out, err = capsys.readouterr()
+        shown = [w for w in warned if not issubclass(w.category, QUIET_BY_DEFAULT)]
+        assert (code, out, err, shown) == (2, "", line + "\n", [])
