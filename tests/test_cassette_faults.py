@@ -324,7 +324,7 @@ def _mutate(data, text: str) -> str:
 
 
 @pytest.mark.parametrize("kind", MODELS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_change_to_a_recorded_body_gives_traces_or_the_line(kind, data, recorded, offline):
     source = json.loads(recorded[kind][0].read_text())

@@ -5,7 +5,9 @@ import copy
 import math
 
 import pytest
+import yaml
 
+from conftest import TEST_KEY
 from rlhf_eval.sampling import Score, Scorer, ScoringError
 from rlhf_eval.suite import ScorerConfig
 
@@ -13,8 +15,12 @@ from rlhf_eval.suite import ScorerConfig
 
 @pytest.fixture(scope="module", autouse=True)
 def _libraries():
-    """torch and transformers load when these tests run, not while pytest collects: importing them
-    took ~9 s in every xdist worker."""
+    load_libraries()
+
+
+def load_libraries():
+    """torch and transformers load when these tests run (or another module's that builds on them),
+    not while pytest collects: importing them took ~9 s in every xdist worker."""
     global torch, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     global GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, HFScorer
     torch = pytest.importorskip("torch")
@@ -236,3 +242,33 @@ def test_missing_checkpoint_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(ScoringError) as e:  # a directory without a checkpoint in it
         HFScorer(ScorerConfig(provider="hf", name=str(tmp_path)))
     assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
+
+
+def test_local_transformers_reference_through_a_suite(project, emulator, monkeypatch, tmp_path):
+    """An `hf` reference scorer in a suite records, replays offline and gives the margins its
+    logps imply (here, beside the scorer's own tests: one worker imports torch)."""
+    pytest.importorskip("openai")
+    from test_logprob_backends import margins_from_json, openai_suite, replay_offline
+    from test_plugin import metrics_of, report_json
+
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    tok = _tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tok), n_positions=4096,
+                                       bos_token_id=0, eos_token_id=1))
+    checkpoint = tmp_path / "tiny-ref"
+    model.save_pretrained(checkpoint)
+    tok.save_pretrained(checkpoint)
+    text = openai_suite(emulator.base_url, limit=2, samples=4)
+    doc = yaml.safe_load(text)
+    doc["dpo"]["reference"] = {"provider": "hf", "name": str(checkpoint), "template": "{prompt}\n", "batch_size": 3}
+    text = yaml.safe_dump(doc, sort_keys=False)
+    project.makefile(".yaml", oa=text)
+    recorded, rec = report_json(project, "--rlhf-record-mode=once")
+    recorded.assert_outcomes(passed=2)
+    replayed, rep = replay_offline(project, monkeypatch, text, url=emulator.base_url)
+    replayed.assert_outcomes(passed=2)
+    assert metrics_of(rep) == metrics_of(rec)
+    for q in rep["suites"][0]["questions"]:
+        assert all(t["ref_logp"] is not None and t["ref_token_count"] > 0 for t in q["traces"])
+        assert [p["margin"] for p in q["pairs"]] == pytest.approx(margins_from_json(q, 0.1, reference=True))

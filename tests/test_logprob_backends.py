@@ -216,33 +216,3 @@ def test_policy_logps_from_a_scorer_when_the_api_gives_none(project, emulator, m
     assert all(t["logp"] is not None and t["logp_source"] == "scorer openai:policy-weights" for t in traces)
     assert all(t["token_count"] > 0 for t in traces)
     assert report["suites"][0]["aggregates"]["dpo_unavailable"] is None
-
-
-def test_local_transformers_reference_through_a_suite(project, emulator, monkeypatch, tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from test_hf_scorer import _tokenizer
-
-    tok = _tokenizer()
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tok), n_positions=4096,
-                                       bos_token_id=0, eos_token_id=1))
-    checkpoint = tmp_path / "tiny-ref"
-    model.save_pretrained(checkpoint)
-    tok.save_pretrained(checkpoint)
-    text = openai_suite(emulator.base_url, limit=2, samples=4)
-    doc = yaml.safe_load(text)
-    doc["dpo"]["reference"] = {"provider": "hf", "name": str(checkpoint), "template": "{prompt}\n", "batch_size": 3}
-    text = yaml.safe_dump(doc, sort_keys=False)
-    project.makefile(".yaml", oa=text)
-    recorded, rec = report_json(project, "--rlhf-record-mode=once")
-    recorded.assert_outcomes(passed=2)
-    replayed, rep = replay_offline(project, monkeypatch, text, url=emulator.base_url)
-    replayed.assert_outcomes(passed=2)
-    assert metrics_of(rep) == metrics_of(rec)
-    for q in rep["suites"][0]["questions"]:
-        assert all(t["ref_logp"] is not None and t["ref_token_count"] > 0 for t in q["traces"])
-        assert [p["margin"] for p in q["pairs"]] == pytest.approx(margins_from_json(q, 0.1, reference=True))
