@@ -3,6 +3,7 @@ from pathlib import Path
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 # re-rewrites the asserts of every plugin's modules: ~2 s a process. Let them cache bytecode.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+
+# Tests stop the pytest and emulator processes they start with Ctrl-C. A run a shell started in the
+# background (`pytest &` in a script) ignores SIGINT, and processes inherit an ignored signal: give
+# this one Python's handler, which they do not inherit (they start with the default).
+if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import google.genai  # noqa: E402,F401  (see below)
 import numpy.fft  # noqa: F401

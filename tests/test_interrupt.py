@@ -28,7 +28,8 @@ def recording(project, base_url: str, *args: str) -> subprocess.Popen:
     """A real `pytest` process recording demo.yaml against `base_url`. The hypothesis plugin is
     left out: it imports all of hypothesis while pytest writes its summary (seconds on a busy
     machine), which is its cost, not the stop's."""
-    env = {**os.environ, "RLHF_EVAL_GEMINI_BASE_URL": base_url, "GEMINI_API_KEY": TEST_KEY}
+    env = {**os.environ, "RLHF_EVAL_GEMINI_BASE_URL": base_url, "GEMINI_API_KEY": TEST_KEY,
+           "PYTHONFAULTHANDLER": "1"}  # a run that hangs is stopped with SIGABRT: it prints where it hung
     return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
                              "demo.yaml", "--rlhf-record-mode=once", *args],
                             cwd=project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -56,7 +57,7 @@ def stop(proc: subprocess.Popen, *signals: signal.Signals) -> tuple[float, str]:
     try:
         out, _ = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        proc.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack, then it dies
         out, _ = proc.communicate()
     return time.monotonic() - sent, out
 

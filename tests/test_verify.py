@@ -203,10 +203,10 @@ def test_numeric_is_fast():
     text = ("She sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day at $2 each, " * 20) + "so she makes $18."
     assert len(text) > 1200  # ~300 tokens, and no marker: the slowest path
     n = 2000
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other processes on a busy machine do not count against it
     for _ in range(n):
         verify(text, "18")
-    per_call = (time.perf_counter() - start) / n
+    per_call = (time.process_time() - start) / n
     assert per_call < 1e-4, f"{per_call * 1e6:.1f} us per call"
 
 

@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"rlhf-eval emulator: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 2
-    print(f"rlhf-eval emulator serving {emu.base_url}", flush=True)
-    try:
+    try:  # a Ctrl-C right after the line is printed is still a clean stop
+        print(f"rlhf-eval emulator serving {emu.base_url}", flush=True)
         emu.serve_forever()
     except KeyboardInterrupt:
         pass
