@@ -20,6 +20,7 @@ import json
 import os
 import re
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -234,8 +235,6 @@ def _decoded_response(response: dict) -> dict:
 
 
 def _decompress(data: bytes, coding: str) -> bytes:
-    import zlib
-
     try:
         if coding in ("gzip", "x-gzip"):
             return zlib.decompress(data, zlib.MAX_WBITS | 16)

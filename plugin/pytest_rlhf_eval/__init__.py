@@ -52,7 +52,6 @@ class RunState:
         self.policy: RequestPolicy | None = None
         self.prefetch: Prefetcher | None = None
         self.backends_lock = threading.Lock()
-        self.collected = 0
         self.questions: list[dict] = []
         self.suites: dict[str, dict] = {}
         self.backends: dict[str, Any] = {}  # suite path -> Backends
@@ -400,7 +399,6 @@ class Prefetcher:
         self._pool = DaemonPool(workers, "rlhf-eval-question")
         self._rows = {item.nodeid: row for row in rows for item in row}
         self._futures: dict[str, Future] = {}
-        self.total = len(self._rows)
 
     def result(self, item: QuestionItem):
         row = self._rows.get(item.nodeid)
@@ -560,7 +558,6 @@ class Progress:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.questions = {item.nodeid for item in session.items if isinstance(item, QuestionItem)}
-        self.config.stash[state_key].collected = len(self.questions)
 
     @pytest.hookimpl(trylast=True)  # after the terminal has written this item's result
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
