@@ -7,14 +7,41 @@ Usable without pytest:
     result = evaluate_question(suite, "gsm8k-0000", cassette_dir="cassettes")
     result.metrics["accuracy"], result.metrics["mean_margin"]
 """
-from .evaluate import Backends, QuestionResult, evaluate_question, sample_question, score_question
-from .sampling import Sampler, SamplingError, Score, Scorer, ScoringError
-from .suite import Question, Suite, SuiteError, load_suite
-from .types import VERDICTS, Trace, Verdict
-from .verify import verify
+from __future__ import annotations
 
-__all__ = [
-    "Backends", "Question", "Score", "Scorer", "ScoringError", "QuestionResult", "Sampler", "SamplingError", "Suite", "SuiteError",
-    "Trace", "VERDICTS", "Verdict", "evaluate_question", "load_suite", "sample_question", "score_question",
-    "verify",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The names below load on first use (PEP 562): importing one submodule — the emulator, the report
+# or the command line — does not pay for vcrpy and the provider SDKs.
+_EXPORTS = {
+    "evaluate": ("Backends", "QuestionResult", "evaluate_question", "sample_question", "score_question"),
+    "sampling": ("Sampler", "SamplingError", "Score", "Scorer", "ScoringError"),
+    "suite": ("Question", "Suite", "SuiteError", "load_suite"),
+    "types": ("VERDICTS", "Trace", "Verdict"),
+    "verify": ("verify",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from .evaluate import Backends, QuestionResult, evaluate_question, sample_question, score_question
+    from .sampling import Sampler, SamplingError, Score, Scorer, ScoringError
+    from .suite import Question, Suite, SuiteError, load_suite
+    from .types import VERDICTS, Trace, Verdict
+    from .verify import verify

@@ -6,7 +6,6 @@ recorded traces alone; `evaluate_question` adds sampling through a cassette.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,11 @@ from .backends import logprobs_note, make_sampler, make_scorer
 from .finish import finish_verdict, withheld
 from .recording import cassette_path, use_cassette
 from .sampling import Sampler, Scorer
-from .suite import DPO_METRICS, Bound, Question, Suite
+from .suite import Question, Suite
+from .thresholds import ThresholdFailure, check_thresholds
 from .throttle import SERIAL, RequestPolicy
 from .types import Trace, Verdict
 from .verify import equivalent, verify
-
-@dataclass(frozen=True)
-class ThresholdFailure:
-    metric: str
-    value: float | None
-    bound: str  # e.g. "min 0.5"
-    reason: str  # one line a person can act on
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": self.value, "bound": self.bound, "reason": self.reason}
-
 
 @dataclass
 class QuestionResult:
@@ -197,42 +186,6 @@ def dpo_summary(margins: np.ndarray, dpo) -> dict[str, float | None]:
 
 
 # Metrics that are None when the API reported no count; a threshold on one then fails saying so.
-_COUNTS_NOT_REPORTED = {
-    "mean_tokens": "no trace has an answer token count (the API reported none that is the answer's alone)",
-    "mean_reasoning_tokens": "no trace has a reasoning token count (the model did not reason, or the server "
-                             "does not count reasoning tokens)",
-}
-
-
-def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailable: str | None,
-                     intervals: dict | None = None, *, unmeasured: str = "unchecked",
-                     nothing_scored: str | None = None):
-    """Failures for breached bounds, and the thresholds with nothing to measure.
-
-    A metric with no value (no preference pairs) is listed as unchecked, or fails with
-    `unmeasured="fail"` (suite thresholds: a run with no pairs at all cannot pass a margin gate).
-    `nothing_scored` is the reason when no question was scored at all, which then is the cause."""
-    failures, unchecked = [], []
-    for name, bound in thresholds.items():
-        if name in DPO_METRICS and dpo_unavailable:
-            failures.append(ThresholdFailure(name, None, bound.describe(), f"{name} is unavailable: {dpo_unavailable}"))
-            continue
-        value = bound.pick(metrics.get(name), (intervals or {}).get(name))
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            if name in _COUNTS_NOT_REPORTED:  # not a lack of signal: the gate cannot be checked at all
-                failures.append(ThresholdFailure(name, None, bound.describe(),
-                                                 f"{name} could not be measured: {_COUNTS_NOT_REPORTED[name]}"))
-            elif unmeasured == "fail":
-                cause = nothing_scored or "no preference pairs in the run"
-                failures.append(ThresholdFailure(name, None, bound.describe(), f"{name} could not be measured ({cause})"))
-            else:
-                unchecked.append(f"{name} (no preference pairs to measure)")
-            continue
-        breach = bound.check(value)
-        if breach:
-            shown = name if bound.on == "point" else f"{name} ({bound.on} bound of its interval)"
-            failures.append(ThresholdFailure(name, value, bound.describe(), f"{shown} = {value:.4g} {breach}"))
-    return failures, unchecked
 
 
 def _array(values) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from tabulate import tabulate
 
 from . import objectives as obj
-from .evaluate import check_thresholds
+from .thresholds import check_thresholds
 from .suite import Bound
 from .credentials import redact_base_urls, write_without_secrets
 from .paths import shown_path

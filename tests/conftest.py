@@ -14,6 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 # re-rewrites the asserts of every plugin's modules: ~2 s a process. Let them cache bytecode.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+# Nor do they need hypothesis's pytest plugin (only tests/test_suite_fuzz.py uses hypothesis, and
+# `@given` works without it), which costs 0.4 s of CPU in every pytest process that loads it.
+if "no:hypothesispytest" not in os.environ.get("PYTEST_ADDOPTS", ""):
+    os.environ["PYTEST_ADDOPTS"] = f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:hypothesispytest".strip()
 
 # Tests stop the pytest and emulator processes they start with Ctrl-C. A run a shell started in the
 # background (`pytest &` in a script) ignores SIGINT, and processes inherit an ignored signal: give

@@ -545,7 +545,8 @@ def run(pytester, *args):
     return pytester.runpytest("-p", "no:cacheprovider", *args)
 
 
-def test_collection_errors_one_line_each_then_interrupted(project):
+@pytest.mark.parametrize("record_mode", ["none", "once"])
+def test_collection_errors_one_line_each_then_interrupted(project, record_mode):
     shutil.copytree(BAD / "data", project.path / "data")
     copied = [n for n in CASES if n not in INADEQUATE and n != "utf16_suite.yaml"]
     for name in copied:
@@ -554,11 +555,12 @@ def test_collection_errors_one_line_each_then_interrupted(project):
     # the project's ini makes every top-level YAML file a suite: one without a `suite:` key (a list,
     # empty, comments only) fails like any other broken suite, never skipped
     collected = copied
-    result = run(project)
+    result = run(project, f"--rlhf-record-mode={record_mode}")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     out = result.stdout.str()
     assert "Traceback" not in out and "pydantic" not in out.lower()
-    assert f"Interrupted: {len(collected)} errors during collection" in out
+    # pytest's own stop, also while recording: not a Ctrl-C, nothing was left unrecorded by it
+    assert f"Interrupted: {len(collected)} errors during collection" in out and "Ctrl-C" not in out
     for name in collected:
         for line in expected(name, project.path.resolve()).split("\n"):
             assert result.stdout.lines.count(line) == 1, f"{name}: {line!r} not shown exactly once"

@@ -424,7 +424,7 @@ def test_the_scorer_refuses_offsets_that_drift_from_the_text(fixed_body):
 
 
 def test_a_threshold_on_a_count_no_trace_reported_fails_saying_so(tmp_path):
-    from rlhf_eval.evaluate import check_thresholds
+    from rlhf_eval.thresholds import check_thresholds
     from rlhf_eval.suite import Bound
 
     metrics = {"mean_reasoning_tokens": None, "mean_margin": None}

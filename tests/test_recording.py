@@ -182,3 +182,49 @@ def test_the_secret_scan_holds_while_another_thread_changes_the_environment(monk
     finally:
         flipper.join()
     assert scans > 100
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+def test_suites_in_one_process_share_an_sdk_client_and_each_key_reaches_the_server(emulator, monkeypatch, provider):
+    """Building an SDK client loads the CA bundle (~0.1 s of CPU), so samplers with the same
+    settings share one; a different key or server gets its own, and its own key is the one sent."""
+    from rlhf_eval.backends import make_sampler
+    from rlhf_eval.suite import ModelConfig
+
+    env = "GEMINI_API_KEY" if provider == "gemini" else "OPENAI_API_KEY"
+    base = emulator.base_url if provider == "gemini" else f"{emulator.base_url}/v1"
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", emulator.base_url)
+    model = ModelConfig(provider=provider, name="gemini-2.0-flash", base_url=None if provider == "gemini" else base)
+
+    def key_seen(sampler) -> str:
+        (trace,) = sampler.sample("[[emulator:echo_key]] What is 2+3?", 1, 7)
+        return trace.text.splitlines()[0]
+
+    monkeypatch.setenv(env, "key-one")
+    first, again = make_sampler(model), make_sampler(model)
+    assert first._client is again._client
+    assert key_seen(again) == "The API key of this request is key-one"
+    monkeypatch.setenv(env, "key-two")
+    other = make_sampler(model)
+    assert other._client is not first._client
+    assert key_seen(other) == "The API key of this request is key-two"
+    assert key_seen(first) == "The API key of this request is key-one"  # a client keeps its own key
+    elsewhere = make_sampler(model.model_copy(update={"base_url": base.replace("127.0.0.1", "localhost")}))
+    assert elsewhere._client is not other._client
+    assert key_seen(elsewhere) == "The API key of this request is key-two"
+
+
+def test_the_package_and_its_light_modules_load_no_recorder_or_sdk():
+    """`import rlhf_eval`, the emulator (`python -m rlhf_eval.emulator`), the report and the command
+    line (`rlhf-eval html/ui/export`) start without vcrpy or a provider SDK, which take ~1 s to load;
+    the names rlhf_eval exports load on first use."""
+    import subprocess
+    import sys
+
+    heavy = ["vcr", "google.genai", "openai", "google.generativeai", "torch"]
+    code = ("import sys, rlhf_eval, rlhf_eval.emulator, rlhf_eval.report, rlhf_eval.cli\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])\n"
+            "from rlhf_eval import load_suite, evaluate_question, verify\n"
+            "print(load_suite.__module__, evaluate_question.__module__, 'vcr' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == ["[]", "rlhf_eval.suite rlhf_eval.evaluate True"]

@@ -498,6 +498,8 @@ def pytest_runtestloop(session: pytest.Session):
             if state.prefetch is not None:
                 state.prefetch.close()  # a Ctrl-C while it waits for the started questions stops at once too
             return result
+        except session.Interrupted:
+            raise  # pytest's own stop (collection errors, -x): not a signal, its message stands
         except KeyboardInterrupt as exc:
             raise _stopped(session, exc) from None
         finally:

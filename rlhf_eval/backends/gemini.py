@@ -49,6 +49,27 @@ def logprobs_supported(model: str, *, vertex: bool) -> bool | None:
     return None
 
 
+@functools.lru_cache(maxsize=32)
+def _sdk_client(*, base_url: str | None, api_key: str | None = None,
+                vertex: tuple[str | None, str | None, str | None] | None = None):
+    """One google-genai client per distinct setting, shared by every suite of the process (its
+    clients are thread-safe): building one loads the CA bundle twice, ~0.1 s of CPU.
+    `vertex` is (project, location, access token or None for Application Default Credentials)."""
+    from google import genai
+    from google.genai import types
+
+    if vertex is None:
+        return genai.Client(vertexai=False, api_key=api_key,
+                            http_options=types.HttpOptions(base_url=base_url, api_version="v1beta"))
+    project, location, token = vertex
+    credentials = None
+    if token:
+        from google.oauth2.credentials import Credentials
+        credentials = Credentials(token=token)
+    return genai.Client(vertexai=True, project=project, location=location, credentials=credentials,
+                        http_options=types.HttpOptions(base_url=base_url, api_version="v1beta1"))
+
+
 class GeminiSampler:
     """Samples through google-genai pinned to `v1beta` (`v1beta1` on Vertex AI), one request per
     trace unless the suite asks for `candidates_per_request` > 1 (then it falls back to single
@@ -57,7 +78,6 @@ class GeminiSampler:
 
     def __init__(self, model: ModelConfig, *, replay: bool = False, api_key: str | None = None,
                  base_url: str | None = None, policy: RequestPolicy = SERIAL):
-        from google import genai
         from google.genai import types
 
         from . import api_key as key_from_env
@@ -70,23 +90,15 @@ class GeminiSampler:
         self.vertex = model.vertex is not None
         self.ask_logprobs = model.logprobs and logprobs_supported(model.name, vertex=self.vertex) is not False
         if self.vertex:
-            credentials = None  # google-genai then uses Application Default Credentials
+            # a replay needs no token; one from `gcloud auth print-access-token` also works, and
+            # without one google-genai uses Application Default Credentials
             token = REPLAY_KEY if replay else os.environ.get(VERTEX_TOKEN_ENV)
-            if token:  # a replay needs none; a token from `gcloud auth print-access-token` also works
-                from google.oauth2.credentials import Credentials
-                credentials = Credentials(token=token)
             self.base_url = base_url or f"https://{model.vertex.location}-aiplatform.googleapis.com"
-            self._client = genai.Client(
-                vertexai=True, project=model.vertex.project, location=model.vertex.location,
-                credentials=credentials,
-                http_options=types.HttpOptions(base_url=base_url, api_version="v1beta1"))
+            self._client = _sdk_client(vertex=(model.vertex.project, model.vertex.location, token), base_url=base_url)
         else:
             self.base_url = base_url or DEFAULT_BASE_URL
-            self._client = genai.Client(
-                vertexai=False,
-                api_key=api_key or key_from_env("gemini", model.api_key_env) or REPLAY_KEY,
-                http_options=types.HttpOptions(base_url=base_url, api_version="v1beta"),
-            )
+            self._client = _sdk_client(api_key=api_key or key_from_env("gemini", model.api_key_env) or REPLAY_KEY,
+                                       base_url=base_url)
 
     def _config(self, seed: int, candidates: int, logprobs: bool):
         # Built once per (candidates, logprobs) and copied with the seed: a copy is not validated

@@ -12,6 +12,7 @@ either would otherwise turn into plausible-looking, meaningless numbers.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Sequence
 
@@ -38,8 +39,6 @@ _FINISH = {"stop": "STOP", "eos": "STOP", "eos_token": "STOP", "stop_sequence": 
 
 
 def _client(base_url: str | None, api_key_env: str | None, replay: bool):
-    import openai
-
     from . import api_key
 
     url = base_url or os.environ.get(BASE_URL_ENV) or (REPLAY_URL if replay else None)
@@ -47,9 +46,18 @@ def _client(base_url: str | None, api_key_env: str | None, replay: bool):
         raise SamplingError("no server URL for the openai provider: set base_url in the suite "
                             f"(e.g. http://localhost:8000/v1) or {BASE_URL_ENV}")
     key = REPLAY_KEY if replay else (api_key("openai", api_key_env) or NO_KEY)
-    # Retries off: vcrpy must see (and a cassette keep) exactly the exchanges that happened.
     # The URL returned is for messages: without its credentials.
-    return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=300.0), redact_url(url)
+    return _sdk_client(url, key), redact_url(url)
+
+
+@functools.lru_cache(maxsize=32)
+def _sdk_client(base_url: str, api_key: str):
+    """One SDK client per server and key, shared by every suite of the process (its clients are
+    thread-safe): building one loads the CA bundle, ~0.05 s of CPU."""
+    import openai
+
+    # Retries off: vcrpy must see (and a cassette keep) exactly the exchanges that happened.
+    return openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=300.0)
 
 
 def _error(exc, model: str, url: str) -> SamplingError:
