@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
 # Nor do they need hypothesis's pytest plugin (only tests/test_suite_fuzz.py uses hypothesis, and
-# `@given` works without it), which costs 0.4 s of CPU in every pytest process that loads it.
-if "no:hypothesispytest" not in os.environ.get("PYTEST_ADDOPTS", ""):
-    os.environ["PYTEST_ADDOPTS"] = f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:hypothesispytest".strip()
+# `@given` works without it), which costs 0.4 s of CPU in every pytest process that loads it:
+# their environment has PYTEST_ADDOPTS=NO_HYPOTHESIS (see `pytester` and `shipped_report`).
+NO_HYPOTHESIS = "-p no:hypothesispytest"
 
 # Tests stop the pytest and emulator processes they start with Ctrl-C. A run a shell started in the
 # background (`pytest &` in a script) ignores SIGINT, and processes inherit an ignored signal: give
@@ -74,6 +74,14 @@ def offline(monkeypatch):
 
 
 @pytest.fixture
+def pytester(pytester, monkeypatch):
+    """pytest's pytester, whose runs (and the xdist workers and processes they start) also go
+    without hypothesis's plugin: pytester clears PYTEST_ADDOPTS, this sets it again."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", NO_HYPOTHESIS)
+    return pytester
+
+
+@pytest.fixture
 def project(pytester):
     """An in-process pytest project. Its ini pins the rootdir (cassettes go to <tmp>/cassettes),
     makes each YAML file at its top level a suite (`project.makefile(".yaml", demo=...)` collects
@@ -115,6 +123,7 @@ def shipped_report(tmp_path_factory, worker_id):
             env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
             env["RLHF_EVAL_GEMINI_BASE_URL"] = "http://127.0.0.1:9"
             env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
+            env["PYTEST_ADDOPTS"] = NO_HYPOTHESIS
             proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "-q",
                                    f"--rlhf-report-json={out}"], cwd=root, env=env, capture_output=True, text=True)
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

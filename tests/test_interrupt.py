@@ -25,13 +25,11 @@ LEFT_TO_RECORD = ("Interrupted: rlhf-eval stopped on {cause}; kept {kept} comple
 
 
 def recording(project, base_url: str, *args: str) -> subprocess.Popen:
-    """A real `pytest` process recording demo.yaml against `base_url`. The hypothesis plugin is
-    left out: it imports all of hypothesis while pytest writes its summary (seconds on a busy
-    machine), which is its cost, not the stop's."""
+    """A real `pytest` process recording demo.yaml against `base_url` (without hypothesis's plugin,
+    which imports all of hypothesis while pytest writes its summary: see conftest's `pytester`)."""
     env = {**os.environ, "RLHF_EVAL_GEMINI_BASE_URL": base_url, "GEMINI_API_KEY": TEST_KEY,
            "PYTHONFAULTHANDLER": "1"}  # a run that hangs is stopped with SIGABRT: it prints where it hung
-    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                             "demo.yaml", "--rlhf-record-mode=once", *args],
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "demo.yaml", "--rlhf-record-mode=once", *args],
                             cwd=project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
