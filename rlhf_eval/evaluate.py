@@ -24,6 +24,7 @@ from .throttle import SERIAL, RequestPolicy
 from .types import Trace, Verdict
 from .verify import equivalent, verify
 
+
 @dataclass
 class QuestionResult:
     suite: str
@@ -183,9 +184,6 @@ def dpo_summary(margins: np.ndarray, dpo) -> dict[str, float | None]:
         loss = obj.dpo_loss(margins, dpo.loss_type, dpo.label_smoothing, beta=dpo.beta)
     return {"mean_margin": float(np.mean(margins)), "reward_accuracy": obj.reward_accuracy(margins),
             "dpo_loss": float(loss)}
-
-
-# Metrics that are None when the API reported no count; a threshold on one then fails saying so.
 
 
 def _array(values) -> np.ndarray:

@@ -19,6 +19,7 @@ class ThresholdFailure:
         return {"metric": self.metric, "value": self.value, "bound": self.bound, "reason": self.reason}
 
 
+# Metrics that are None when the API reported no count; a threshold on one then fails saying so.
 _COUNTS_NOT_REPORTED = {
     "mean_tokens": "no trace has an answer token count (the API reported none that is the answer's alone)",
     "mean_reasoning_tokens": "no trace has a reasoning token count (the model did not reason, or the server "

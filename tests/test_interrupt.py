@@ -29,7 +29,8 @@ def recording(project, base_url: str, *args: str) -> subprocess.Popen:
     which imports all of hypothesis while pytest writes its summary: see conftest's `pytester`)."""
     env = {**os.environ, "RLHF_EVAL_GEMINI_BASE_URL": base_url, "GEMINI_API_KEY": TEST_KEY,
            "PYTHONFAULTHANDLER": "1"}  # a run that hangs is stopped with SIGABRT: it prints where it hung
-    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "demo.yaml", "--rlhf-record-mode=once", *args],
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "demo.yaml",
+                             "--rlhf-record-mode=once", *args],
                             cwd=project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -7,6 +7,7 @@ import yaml
 
 from conftest import GSM8K_TEST, REPO, TEST_KEY
 from rlhf_eval import evaluate_question, load_suite
+from rlhf_eval.emulator import Emulator
 from rlhf_eval.recording import CassetteProblem, json_diff, use_cassette
 
 BODY = {"contents": [{"role": "user", "parts": [{"text": "What is 6*7?"}]}], "generationConfig": {"seed": 1}}
@@ -209,9 +210,11 @@ def test_suites_in_one_process_share_an_sdk_client_and_each_key_reaches_the_serv
     assert other._client is not first._client
     assert key_seen(other) == "The API key of this request is key-two"
     assert key_seen(first) == "The API key of this request is key-one"  # a client keeps its own key
-    elsewhere = make_sampler(model.model_copy(update={"base_url": base.replace("127.0.0.1", "localhost")}))
-    assert elsewhere._client is not other._client
-    assert key_seen(elsewhere) == "The API key of this request is key-two"
+    with Emulator(port=0) as second:
+        url = second.base_url if provider == "gemini" else f"{second.base_url}/v1"
+        elsewhere = make_sampler(model.model_copy(update={"base_url": url}))
+        assert elsewhere._client is not other._client
+        assert key_seen(elsewhere) == "The API key of this request is key-two"
 
 
 def test_the_package_and_its_light_modules_load_no_recorder_or_sdk():
