@@ -14,6 +14,7 @@ Prints CPU milliseconds per build (time.process_time) and the ratio baseline / r
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,8 +50,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         for provider, text in SUITES.items():
             path = Path(tmp) / f"{provider}.yaml"
