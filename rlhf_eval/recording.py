@@ -39,8 +39,7 @@ from vcr.serialize import serialize
 from vcr.serializers import compat
 
 from .atomic import atomic_write_text, os_reason
-from .credentials import (SECRET_ENV_SUFFIXES, SECRET_PATTERNS, find_secret, redact_url,  # noqa: F401 (re-exported)
-                          secrets_in_use)
+from .credentials import find_secret, redact_url
 from .paths import shown_path
 
 RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
@@ -48,7 +47,8 @@ SECRET_HEADERS = ["x-goog-api-key", "authorization", "x-goog-api-client", "user-
 SECRET_QUERY = ["key"]
 KEPT_REQUEST_HEADERS = {"content-type"}  # the rest (host:port, lengths, agents) only make re-recordings noisy
 KEPT_RESPONSE_HEADERS = {"content-type"}
-RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# Statuses a request is retried on (RequestPolicy): such an exchange is never kept in a cassette.
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 try:  # optional: parses the same JSON to the same values as `json`, ~4x faster

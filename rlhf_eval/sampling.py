@@ -10,14 +10,11 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
-from .recording import CassetteProblem, forget_replayed, loads_json, replay_fault
+from .recording import RETRYABLE_STATUS, CassetteProblem, forget_replayed, loads_json, replay_fault
 from .types import Trace
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class SamplingError(Exception):

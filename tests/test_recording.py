@@ -160,7 +160,7 @@ def test_the_secret_scan_holds_while_another_thread_changes_the_environment(monk
     import os
     import threading
 
-    from rlhf_eval.recording import secrets_in_use
+    from rlhf_eval.credentials import secrets_in_use
 
     monkeypatch.setenv("RACE_TEST_API_KEY", "a-value-long-enough")
     done = threading.Event()
