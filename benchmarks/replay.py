@@ -61,11 +61,12 @@ def run_measured(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, in
 
 
 def suites_in(suite_dir: Path) -> list:
+    """The suites in `suite_dir`: every .yaml/.yml file directly in it (a suite folder holds only
+    suites; their data and cassettes live in folders of their own), or the file itself."""
     from rlhf_eval import load_suite
-    from rlhf_eval.suite import looks_like_suite
 
     paths = [suite_dir] if suite_dir.is_file() else sorted(suite_dir.glob("*.y*ml"))
-    return [load_suite(p) for p in paths if looks_like_suite(p.read_text(encoding="utf-8")[:65536])]
+    return [load_suite(p) for p in paths]
 
 
 # ---------------------------------------------------------------------------------------------

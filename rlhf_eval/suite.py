@@ -346,12 +346,6 @@ def placeholders(template: str) -> set[str]:
     return set(_PLACEHOLDER_RE.findall(template))
 
 
-def looks_like_suite(text: str) -> bool:
-    """Cheap test used at collection: a suite is a YAML file with a top-level `suite:` key
-    (the first line may start with a UTF-8 byte order mark, as some Windows editors save it)."""
-    return bool(re.search(r"(?m)^\ufeff?suite\s*:", text))
-
-
 def load_suite(path: str | Path) -> Suite:
     """Read, validate and expand one suite file. Raises `SuiteError` (one line) on any problem."""
     # A suite builds a few objects per line and no reference cycles: the cyclic collector would
