@@ -110,18 +110,12 @@ def run_export(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _writing(label: str, path):
     """A disk fault or a secret while writing `path` becomes the one line of a CliError."""
-    from .atomic import os_reason
-    from .credentials import SecretInOutput
-    from .paths import shown_path
+    from .credentials import SecretInOutput, write_problem
 
     try:
         yield
-    except SecretInOutput as exc:
-        raise CliError(f"refusing to write {label} {shown_path(path)}: it would contain {exc.what}; "
-                       "nothing was written") from None
-    except OSError as exc:
-        raise CliError(f"could not write {label} to {shown_path(path)} ({os_reason(exc)}); "
-                       "choose a writable path") from None
+    except (SecretInOutput, OSError) as exc:
+        raise CliError(write_problem(label, path, exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------- main

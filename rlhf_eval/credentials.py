@@ -201,6 +201,16 @@ def refuse_secrets(path: str | Path, text: str) -> None:
         raise SecretInOutput(path, leaked)
 
 
+def write_problem(label: str, path: str | Path, exc: Exception) -> str:
+    """The one line for output `label` that `write_without_secrets` could not write to `path`:
+    `exc` is its SecretInOutput or OSError."""
+    if isinstance(exc, SecretInOutput):
+        return f"refusing to write {label} {shown_path(path)}: it would contain {exc.what}; nothing was written"
+    from .atomic import os_reason
+
+    return f"could not write {label} to {shown_path(path)} ({os_reason(exc)}); choose a writable path"
+
+
 def write_without_secrets(path: str | Path, text: str) -> None:
     """Write `text` to `path` atomically, unless it contains one of the run's secrets.
 

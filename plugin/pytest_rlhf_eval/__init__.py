@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from tabulate import tabulate
 
-from rlhf_eval.atomic import os_reason, unwritable_reason
+from rlhf_eval.atomic import unwritable_reason
 from rlhf_eval.backends import credentials_problem, record_env_hint
 from rlhf_eval.compare import compare_reports, parse_fail_rules, regressions
-from rlhf_eval.credentials import SecretInOutput, watch_settings, write_without_secrets
+from rlhf_eval.credentials import SecretInOutput, watch_settings, write_problem, write_without_secrets
 from rlhf_eval.evaluate import Backends, sample_question, score_question
 from rlhf_eval.export import export_files
 from rlhf_eval.html_report import write_html
@@ -702,13 +702,11 @@ class ReportPlugin:
         try:
             write()
         except SecretInOutput as exc:
-            self.problems.append(f"rlhf-eval: refusing to write {label} {shown_path(path)}: it would contain "
-                                 f"{exc.what}; nothing was written (find which answer or error holds it in the "
-                                 "cassettes, and re-record them)")
+            self.problems.append(f"rlhf-eval: {write_problem(label, path, exc)} (find which answer or error holds "
+                                 "it in the cassettes, and re-record them)")
             return True
         except OSError as exc:
-            self.problems.append(f"rlhf-eval: could not write {label} to {shown_path(path)} ({os_reason(exc)}); "
-                                 "choose a writable path")
+            self.problems.append(f"rlhf-eval: {write_problem(label, path, exc)}")
             return False
         self.state.written.append(str(path))
         return True
