@@ -807,7 +807,7 @@ def _short(value: Any, width: int = 60) -> str:
         text = repr(value)
     except ValueError:  # an int too long for repr (YAML 1.1 sexagesimal `1:2:3…` can build one)
         text = f"<{type(value).__name__} too long to show>"
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return _clip(text, width)
 
 
 def _dotted(loc: tuple, data: Any) -> str:

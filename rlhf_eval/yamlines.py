@@ -32,6 +32,7 @@ _MERGE = _CORE + "merge"
 _KIND_TAG = {MappingNode: (_CORE + "map", "a mapping"), SequenceNode: (_CORE + "seq", "a list")}
 # A suite is a few levels deep; anything much deeper is a mistake (and deep recursion a crash).
 MAX_DEPTH = 16  # a suite needs about 5 levels; each level costs every value below it a longer line path
+TOO_DEEP = f"values are nested more than {MAX_DEPTH} levels deep; a suite needs only a few"
 # How many values aliases may add beyond those written out: far more than a suite shares (a
 # threshold block for many questions), far fewer than the billions nested aliases expand to, and
 # few enough to cost no more than a few milliseconds.
@@ -112,7 +113,7 @@ def _yaml_error(exc: Exception, text: str) -> YamlError:
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
         return YamlError(line, f"invalid YAML: unacceptable character #x{char:04x}: {exc.reason}")
     if isinstance(exc, RecursionError):  # the pure-Python composer recurses once per level of nesting
-        return YamlError(None, f"values are nested more than {MAX_DEPTH} levels deep; a suite needs only a few")
+        return YamlError(None, TOO_DEEP)
     return YamlError(None, f"invalid YAML: {str(exc).splitlines()[0]}")
 
 
@@ -254,8 +255,7 @@ class _EventBuilder:
                 if is_map and key is None:
                     raise YamlError(line, "a mapping key must be a plain value")
                 if len(stack) > MAX_DEPTH:
-                    raise YamlError(line, f"values are nested more than {MAX_DEPTH} levels deep; "
-                                          "a suite needs only a few")
+                    raise YamlError(line, TOO_DEEP)
                 value = {} if kind is MappingStartEvent else []
                 if is_map:  # its key already has the line: the exact path gives an entry its key's line
                     container[key] = value
@@ -328,8 +328,7 @@ class _Builder:
         if isinstance(node, ScalarNode):
             return _scalar(node, self.constructor)
         if depth > MAX_DEPTH:
-            raise YamlError(_line(node), f"values are nested more than {MAX_DEPTH} levels deep; "
-                                         "a suite needs only a few")
+            raise YamlError(_line(node), TOO_DEEP)
         key = id(node)
         if key in self.open:
             raise YamlError(_line(node), "this anchor's value contains an alias to itself (a recursive "
