@@ -12,15 +12,10 @@ from rlhf_eval.sampling import Score, Scorer, ScoringError
 from rlhf_eval.suite import ScorerConfig
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def _libraries():
-    load_libraries()
-
-
-def load_libraries():
-    """torch and transformers load when these tests run (or another module's that builds on them),
-    not while pytest collects: importing them took ~9 s in every xdist worker."""
+    """torch and transformers load when these tests run, not while pytest collects: importing them
+    took ~9 s in every xdist worker."""
     global torch, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     global GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, HFScorer
     torch = pytest.importorskip("torch")
@@ -30,6 +25,7 @@ def load_libraries():
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     from rlhf_eval.backends.hf import HFScorer
+
 
 CORPUS = [
     "Question: what is two plus two\nAnswer:\nThe answer is four.",
