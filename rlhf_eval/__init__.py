@@ -12,6 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# `verify` is both a submodule and the function exported under its name: imported now, so the
+# name is the function. Loading the submodule later (the evaluator does) would otherwise bind the
+# package attribute to the module before a lazy lookup could run. It loads no SDK.
+from .verify import verify
+
 # The names below load on first use (PEP 562): importing one submodule — the emulator, the report
 # or the command line — does not pay for vcrpy and the provider SDKs.
 _EXPORTS = {
@@ -19,11 +24,10 @@ _EXPORTS = {
     "sampling": ("Sampler", "SamplingError", "Score", "Scorer", "ScoringError"),
     "suite": ("Question", "Suite", "SuiteError", "load_suite"),
     "types": ("VERDICTS", "Trace", "Verdict"),
-    "verify": ("verify",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_MODULE_OF)
+__all__ = sorted([*_MODULE_OF, "verify"])
 
 
 def __getattr__(name: str) -> Any:
@@ -36,7 +40,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return __all__
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
@@ -44,4 +48,3 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .sampling import Sampler, SamplingError, Score, Scorer, ScoringError
     from .suite import Question, Suite, SuiteError, load_suite
     from .types import VERDICTS, Trace, Verdict
-    from .verify import verify

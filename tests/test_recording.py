@@ -228,6 +228,12 @@ def test_the_package_and_its_light_modules_load_no_recorder_or_sdk():
     code = ("import sys, rlhf_eval, rlhf_eval.emulator, rlhf_eval.report, rlhf_eval.cli\n"
             f"print([m for m in {heavy!r} if m in sys.modules])\n"
             "from rlhf_eval import load_suite, evaluate_question, verify\n"
-            "print(load_suite.__module__, evaluate_question.__module__, 'vcr' in sys.modules)\n")
+            "print(load_suite.__module__, evaluate_question.__module__, 'vcr' in sys.modules)\n"
+            # `verify` names a submodule too, which the evaluator has loaded by now: still the function
+            "import rlhf_eval, rlhf_eval.verify\n"
+            "print(verify('A: 18', '18').correct, rlhf_eval.verify('A: 18', '18').correct)\n"
+            "namespace = {}; exec('from rlhf_eval import *', namespace)\n"
+            "print(sorted(k for k in namespace if not k.startswith('__')) == dir(rlhf_eval) == rlhf_eval.__all__,"
+            " callable(namespace['verify']))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.splitlines() == ["[]", "rlhf_eval.suite rlhf_eval.evaluate True"]
+    assert proc.stdout.splitlines() == ["[]", "rlhf_eval.suite rlhf_eval.evaluate True", "True True", "True True"]
