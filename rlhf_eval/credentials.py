@@ -84,6 +84,24 @@ def redact_url(url: Any) -> Any:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a server's base URL (no http(s) scheme, no host, a bad port or IPv6
+    address), or None. The reason never repeats the URL, which may hold a credential."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # urllib's only complaint here: a bracketed host that is no IPv6 address
+        return "its IPv6 address is not valid"
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    if parts.scheme not in ("http", "https"):
+        return "it needs a scheme, http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 
 

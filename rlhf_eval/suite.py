@@ -15,10 +15,11 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .credentials import redact_url, url_problem
 from .paths import shown_path
 from .types import VERDICTS
 from .verify import VerifierError, check_options, extract_reference, verify
@@ -92,12 +93,22 @@ class VertexConfig(_Strict):
     location: str = "us-central1"
 
 
+def _base_url(url: str) -> str:
+    problem = url_problem(url)
+    if problem:  # shown without its credentials: the message is printed and may be logged
+        raise ValueError(f"{redact_url(url)!r} is not a server URL ({problem}); write e.g. http://localhost:8000/v1")
+    return url
+
+
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+
+
 class ScorerConfig(_Strict):
     """A model that scores a given text by teacher forcing: a reference model, or the policy's scorer."""
 
     provider: Literal["openai", "hf"]
     name: str  # the served model id (openai), or a local checkpoint path / cached hub id (hf)
-    base_url: str | None = None  # openai: the server's /v1 URL (default: env OPENAI_BASE_URL)
+    base_url: BaseUrl | None = None  # openai: the server's /v1 URL (default: env OPENAI_BASE_URL)
     api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key, if any
     # The text the completion is appended to when scoring; {prompt} is the rendered prompt.
     # For a chat model, write its chat template here so the scored context matches sampling.
@@ -126,7 +137,7 @@ class ModelConfig(_Strict):
     candidates_per_request: int = Field(1, ge=1, le=8)
     system_instruction: str | None = None
     thinking_budget: int | None = None
-    base_url: str | None = None  # openai: the server's /v1 URL (default: env OPENAI_BASE_URL)
+    base_url: BaseUrl | None = None  # openai: the server's /v1 URL (default: env OPENAI_BASE_URL)
     api_key_env: str | None = None  # env var with the key (default GEMINI_API_KEY/GOOGLE_API_KEY, OPENAI_API_KEY)
     endpoint: Literal["chat", "completions"] = "chat"  # openai: /v1/chat/completions or /v1/completions
     vertex: VertexConfig | None = None  # gemini: use Vertex AI instead of the Gemini Developer API

@@ -231,6 +231,12 @@ CASES = {
     "huge_int.yaml": "huge_int.yaml:4: the number 999999999999999999999999999999999999999… has 5,000 digits; write "
                      "a smaller number",
     "threshold_nan.yaml": "threshold_nan.yaml:6: thresholds.spread.min: expected a finite number, got nan",
+    # a base URL that cannot reach a server, shown without its credentials
+    "base_url_bad_port.yaml": "base_url_bad_port.yaml:5: model.base_url: 'http://***@localhost:80000/v1' is not a "
+                              "server URL (its port is not a number from 0 to 65535); write e.g. http://localhost:8000/v1",
+    "scorer_base_url_no_scheme.yaml": "scorer_base_url_no_scheme.yaml:4: model.scorer.base_url: 'localhost:8000/v1?key=***' "
+                                      "is not a server URL (it needs a scheme, http:// or https://); write e.g. "
+                                      "http://localhost:8000/v1",
     # --- hints, and every problem at once (a line each) ---
     "k_for_samples.yaml": "k_for_samples.yaml:4: k: unknown key; the number of traces per question is `samples`",
     "typo_question_key.yaml": "typo_question_key.yaml:8: questions[0] (a).anwser: unknown key (did you mean 'answer'?)",

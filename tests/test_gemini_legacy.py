@@ -185,8 +185,13 @@ def test_unreachable_server_and_missing_scheme(monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
     with pytest.raises(SamplingError, match=r"^could not reach http://127\.0\.0\.1:9 \(ConnectionError"):
         LegacyGeminiSampler(_model(base_url=DEAD)).sample(PROMPT, 1, 0)
-    with pytest.raises(SamplingError, match="needs a scheme"):
-        LegacyGeminiSampler(_model(base_url="127.0.0.1:9"))
+    # without one the transport would assume https: refused in the suite, and from the variable
+    with pytest.raises(ValueError, match="needs a scheme"):
+        _model(base_url="127.0.0.1:9")
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "127.0.0.1:9")
+    with pytest.raises(SamplingError, match=r"^base URL '127\.0\.0\.1:9' \(the suite's base_url, else "
+                                            r"\$RLHF_EVAL_GEMINI_BASE_URL\) is not a server URL \(it needs a scheme"):
+        LegacyGeminiSampler(_model())
 
 
 def test_blocked_prompt_gives_blocked_traces(record_env):

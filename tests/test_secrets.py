@@ -161,3 +161,18 @@ def test_redact_url(url, shown):
 def test_url_credentials_says_what_each_is():
     assert url_credentials("http://me:pw@h/v1?token=t&x=1") == [
         ("the user name", "me"), ("the password", "pw"), ("the token= parameter", "t")]
+
+
+@pytest.mark.parametrize("provider, env", [("openai", "OPENAI_BASE_URL"), ("gemini", "RLHF_EVAL_GEMINI_BASE_URL")])
+def test_a_base_url_variable_no_server_can_have_is_one_line_without_its_credentials(monkeypatch, provider, env):
+    """A suite's own base_url is checked when it loads (tests/bad_input); one from a variable when
+    the sampler is made: one line, never the password nor an SDK's traceback."""
+    from rlhf_eval.backends import make_sampler
+    from rlhf_eval.sampling import SamplingError
+    from rlhf_eval.suite import ModelConfig
+
+    monkeypatch.setenv(env, "http://me:Secret-Pw-12345@[::1/v1")
+    with pytest.raises(SamplingError) as info:
+        make_sampler(ModelConfig(provider=provider, name="m"))
+    assert str(info.value) == (f"base URL 'http://***@[::1/v1' (the suite's base_url, else ${env}) is not a server "
+                               "URL (its IPv6 address is not valid); write e.g. http://localhost:8000/v1")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from ..credentials import watch_key_env, watch_url
+from ..credentials import redact_url, url_problem, watch_key_env, watch_url
 from ..sampling import Sampler, SamplingError, Scorer
 from ..suite import ModelConfig, ScorerConfig
 from ..throttle import SERIAL, RequestPolicy
@@ -27,6 +27,18 @@ def api_key(provider: str, api_key_env: str | None = None) -> str | None:
         if os.environ.get(name):
             return os.environ[name]
     return None
+
+
+def server_url(configured: str | None, env: str) -> str | None:
+    """The server's base URL: `configured` (the suite's, or the caller's), else the variable `env`,
+    else None. Raises SamplingError (one line, the URL without its credentials) when it cannot be
+    one: a suite's own base_url is checked when it loads, a variable's only here."""
+    url = configured or os.environ.get(env) or None
+    problem = url_problem(url) if url else None
+    if problem:
+        raise SamplingError(f"base URL {redact_url(url)!r} (the suite's base_url, else ${env}) is not a server URL "
+                            f"({problem}); write e.g. http://localhost:8000/v1")
+    return url
 
 
 def watch_credentials(config: ModelConfig | ScorerConfig) -> None:

@@ -80,13 +80,13 @@ class GeminiSampler:
                  base_url: str | None = None, policy: RequestPolicy = SERIAL):
         from google.genai import types
 
-        from . import api_key as key_from_env
+        from . import api_key as key_from_env, server_url
 
         self.model = model
         self.policy = policy
         self._types = types
         self._configs: dict[tuple[int, bool], Any] = {}
-        base_url = base_url or model.base_url or os.environ.get(BASE_URL_ENV) or None
+        base_url = server_url(base_url or model.base_url, BASE_URL_ENV)
         self.vertex = model.vertex is not None
         self.ask_logprobs = model.logprobs and logprobs_supported(model.name, vertex=self.vertex) is not False
         if self.vertex:

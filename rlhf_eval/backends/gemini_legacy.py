@@ -19,13 +19,12 @@ thinking budget, this one cannot. What the adapter does about the SDK's limits:
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import warnings
 from typing import Any
 
-from ..credentials import redact_url, redact_urls
+from ..credentials import redact_urls
 from ..sampling import SamplingError, sample_in_units
 from ..suite import ModelConfig
 from ..throttle import SERIAL, RequestPolicy
@@ -96,15 +95,13 @@ class LegacyGeminiSampler:
         from google.api_core.client_options import ClientOptions
         from google.api_core.gapic_v1.client_info import ClientInfo
 
-        from . import api_key as key_from_env
+        from . import api_key as key_from_env, server_url
 
         self.model = model
         self.policy = policy
         self._lock = threading.Lock()
-        self.base_url = (base_url or model.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
-        if not re.match(r"^https?://", self.base_url):
-            # Without a scheme the transport silently assumes https.
-            raise SamplingError(f"base URL {redact_url(self.base_url)!r} needs a scheme (http:// or https://)")
+        # (without a scheme, which server_url refuses, the transport would silently assume https)
+        self.base_url = (server_url(base_url or model.base_url, BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
         self.ask_logprobs = model.logprobs and logprobs_supported(model.name, vertex=False) is not False
         key = api_key or (REPLAY_KEY if replay else None) or key_from_env(PROVIDER, model.api_key_env)
         # No key while recording: send the placeholder and let the API's 400 say which variable to set

@@ -13,7 +13,6 @@ either would otherwise turn into plausible-looking, meaningless numbers.
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, Sequence
 
 from ..credentials import redact_url, redact_urls
@@ -39,9 +38,9 @@ _FINISH = {"stop": "STOP", "eos": "STOP", "eos_token": "STOP", "stop_sequence": 
 
 
 def _client(base_url: str | None, api_key_env: str | None, replay: bool):
-    from . import api_key
+    from . import api_key, server_url
 
-    url = base_url or os.environ.get(BASE_URL_ENV) or (REPLAY_URL if replay else None)
+    url = server_url(base_url, BASE_URL_ENV) or (REPLAY_URL if replay else None)
     if not url:
         raise SamplingError("no server URL for the openai provider: set base_url in the suite "
                             f"(e.g. http://localhost:8000/v1) or {BASE_URL_ENV}")
