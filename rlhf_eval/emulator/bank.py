@@ -254,7 +254,7 @@ class UnigramModel:
 
 
 class Bank:
-    """Bank questions -> pre-tokenised solutions, plus the unigram model over all solutions
+    """Bank questions -> tokenised solutions (:meth:`solutions`), plus the unigram model over all solutions
     (``model``, tau = 1) and its tempered variants, one per model name (:meth:`model_for`)."""
 
     def __init__(self, questions: list[tuple[str, list[str]]], meta: dict | None = None):
@@ -267,13 +267,18 @@ class Bank:
         self._models: OrderedDict[float, UnigramModel] = OrderedDict()
         self._models_lock = threading.Lock()
         self.questions: list[str] = []  # normalised question texts
-        self.traces: list[tuple[Trace, ...]] = []
+        self._texts: list[list[str]] = []
+        # Traces are built when a question is first asked: all of them took 0.9 s of CPU at every
+        # emulator's start, for the few questions a run asks. (Two threads may build the same
+        # question's at once; both are equal and either is kept.)
+        self._traces: list[tuple[Trace, ...] | None] = []
         self._by_key: dict[str, list[int]] = {}
         for q, sols in questions:
             nq = normalize_ws(q)
             idx = len(self.questions)
             self.questions.append(nq)
-            self.traces.append(tuple(self.model.make_trace(s) for s in sols))
+            self._texts.append(sols)
+            self._traces.append(None)
             self._by_key.setdefault(nq[:_KEY_LEN], []).append(idx)
         self._min_len = min((len(q) for q in self.questions), default=0)
 
@@ -299,9 +304,16 @@ class Bank:
                 self._models.popitem(last=False)
         return lm
 
+    def solutions(self, qi: int) -> tuple[Trace, ...]:
+        """The solutions of question ``qi``, with the logprobs of ``self.model``."""
+        traces = self._traces[qi]
+        if traces is None:
+            traces = self._traces[qi] = tuple(self.model.make_trace(s) for s in self._texts[qi])
+        return traces
+
     def solution(self, qi: int, i: int, lm: UnigramModel | None = None) -> Trace:
         """Solution ``i`` of question ``qi``, with the logprobs of ``lm`` (default: ``self.model``)."""
-        t = self.traces[qi][i]
+        t = self.solutions(qi)[i]
         return t if lm is None or lm is self.model else lm.retrace(t)
 
     def find(self, prompt: str) -> int | None:

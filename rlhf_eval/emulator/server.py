@@ -630,7 +630,7 @@ def pick_trace(bank: Bank, model: str, prompt: str, clean: str, qi: int | None, 
     h = stable_hash(model, prompt) if greedy else stable_hash(model, prompt, seed, j)
     lm = bank.model_for(model)
     if qi is not None:
-        i = h % len(bank.traces[qi])
+        i = h % len(bank.solutions(qi))
         trace = bank.solution(qi, i, lm)
         if pad_to > 0 and len(trace.tokens) < pad_to:
             return _padded_solution(bank, lm, qi, i, pad_to)
@@ -654,7 +654,7 @@ def _padded_solution(bank: Bank, lm: UnigramModel, qi: int, i: int, pad_to: int)
     key = (qi, i, pad_to)
     t = cache.get(key)
     if t is None:
-        sols = bank.traces[qi]
+        sols = bank.solutions(qi)
         extra = [ln for k in range(1, len(sols)) for ln in sols[(i + k) % len(sols)].text.split("\n")[:-1]]
         t = lm.make_trace(pad_text(sols[i].text, pad_to, extra))
         if len(cache) > 20_000:
