@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 # `verify` is both a submodule and the function exported under its name: imported now, so the
 # name is the function. Loading the submodule later (the evaluator does) would otherwise bind the
 # package attribute to the module before a lazy lookup could run. It loads no SDK.
-from .verify import verify
+from .verify import Verifier, VerifierError, verifier, verify
 
 # The names below load on first use (PEP 562): importing one submodule — the emulator, the report
 # or the command line — does not pay for vcrpy and the provider SDKs.
@@ -27,7 +27,7 @@ _EXPORTS = {
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted([*_MODULE_OF, "verify"])
+__all__ = sorted([*_MODULE_OF, "Verifier", "VerifierError", "verifier", "verify"])
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from .credentials import redact_url, url_problem
 from .paths import shown_path
 from .types import VERDICTS
-from .verify import VerifierError, check_options, extract_reference, verify
+from .verify import VerifierError, extract_reference, prepared_options, verify
 from .yamlines import YamlError, line_of, load_with_lines
 
 # Metrics a threshold may name. Question metrics are computed per item, suite metrics over the run.
@@ -531,44 +531,14 @@ class _Reported(Exception):
     """A question's problem already reported for another question."""
 
 
-# Regex flags by the names `re` gives them, for `flags: MULTILINE|IGNORECASE` or a list of them.
-_FLAG_LETTERS = {"IGNORECASE": "i", "MULTILINE": "m", "DOTALL": "s", "VERBOSE": "x", "ASCII": "a"}
-
-
 def _checked_verifier(name: str, options: dict) -> tuple[dict, str | None]:
     """`options` as the verifier takes them, and what is wrong with them (None when nothing)."""
     try:
-        if name == "regex" and "flags" in options:
-            options = {**options, "flags": _flag_letters(options["flags"])}
-        check_options(name, options)
+        return prepared_options(name, options), None
     except VerifierError as exc:
         return options, str(exc)
     except RecursionError:  # re.compile recurses once per nested group
         return options, "regex verifier: the pattern nests too deeply"
-    return options, None
-
-
-def _flag_letters(flags: Any) -> Any:
-    """Regex flags as the verifier's letters ('im'): letters as they are; names (MULTILINE, re.M,
-    'MULTILINE|IGNORECASE') or a list of names or letters translated. Raises VerifierError for an
-    unknown name; anything else is left for check_options to refuse."""
-    if isinstance(flags, str) and set(flags) <= set("imsxa"):
-        return flags
-    if isinstance(flags, str):
-        names = flags.split("|")
-    elif isinstance(flags, list) and all(isinstance(f, str) for f in flags):
-        names = flags
-    else:
-        return flags
-    letters = ""
-    for raw in names:
-        name = raw.strip().upper().removeprefix("RE.")
-        long = next((n for n, letter in _FLAG_LETTERS.items() if name in (n, letter.upper())), None)
-        if long is None:
-            raise VerifierError(f"regex verifier: unknown flag {_short(raw, 40)}{_closest(name, _FLAG_LETTERS)}; "
-                                f"known: {', '.join(_FLAG_LETTERS)} (or the letters imsxa)")
-        letters += _FLAG_LETTERS[long]
-    return letters
 
 
 def _source_path(src: QuestionSource, suite_path: Path) -> Path:

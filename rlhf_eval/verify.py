@@ -42,20 +42,28 @@ math-verify in a separate worker process, so a timeout really stops a runaway sy
 from __future__ import annotations
 
 import collections
+import dataclasses
 import difflib
 import functools
 import importlib.util
+import inspect
 import math
 import re
 import string
+import types
+import typing
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from .math_worker import MathWorkerError, math_call
+from .registry import Registry, suggest
 from .types import Verdict
 
-__all__ = ["verify", "VERIFIERS", "VerifierError", "check_options", "extract_reference"]
+__all__ = ["verify", "verifier", "Verifier", "VERIFIERS", "VerifierError", "check_options", "prepared_options",
+           "extract_reference"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class VerifierError(ValueError):
@@ -504,11 +512,11 @@ _FLAGS = {"i": re.I, "m": re.M, "s": re.S, "x": re.X, "a": re.A}
 def _compile(pattern: str, flags: str) -> re.Pattern:
     bad = set(flags) - set(_FLAGS)
     if bad:
-        raise VerifierError(f"regex verifier: unknown flag(s) {''.join(sorted(bad))!r}; use any of 'imsxa'")
+        raise VerifierError(f"unknown flag(s) {''.join(sorted(bad))!r}; use any of 'imsxa'")
     try:
         return re.compile(pattern, functools.reduce(lambda a, f: a | _FLAGS[f], flags, 0))
     except re.error as e:
-        raise VerifierError(f"regex verifier: bad pattern {pattern!r}: {e}") from None
+        raise VerifierError(f"bad pattern {pattern!r}: {e}") from None
 
 
 def _regex(
@@ -740,114 +748,6 @@ def _math(text: str, reference: str, timeout: float | None = 10.0, float_roundin
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry, option checking, public entry points
-# ---------------------------------------------------------------------------------------------
-
-_NUM_T = (int, float)
-
-
-@dataclass(frozen=True)
-class Verifier:
-    name: str
-    run: Callable[..., Verdict]
-    options: dict[str, tuple[type | tuple[type, ...], bool]]  # option -> (accepted types, required)
-
-    def __call__(self, text: str, reference: str, **options: Any) -> Verdict:
-        return verify(text, reference, self.name, **options)
-
-
-VERIFIERS: dict[str, Verifier] = {
-    v.name: v
-    for v in (
-        Verifier("numeric", _numeric, {"rel_tol": (_NUM_T, False), "abs_tol": (_NUM_T, False)}),
-        Verifier("exact", _exact, {"case_sensitive": (bool, False), "strip_punctuation": (bool, False)}),
-        Verifier(
-            "regex",
-            _regex,
-            {"pattern": (str, True), "flags": (str, False), "case_sensitive": (bool, False), "strip_punctuation": (bool, False)},
-        ),
-        Verifier("choice", _choice, {"choices": (str, False)}),
-        Verifier(
-            "math",
-            _math,
-            {"timeout": (_NUM_T + (type(None),), False), "float_rounding": (int, False), "strict": (bool, False)},
-        ),
-    )
-}
-
-
-def _suggest(word: str, names) -> str:
-    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(names))}"
-
-
-def _type_name(t) -> str:
-    ts = t if isinstance(t, tuple) else (t,)
-    return " or ".join("None" if x is type(None) else x.__name__ for x in ts)
-
-
-def check_options(verifier: str, options: dict) -> None:
-    """Raise VerifierError (one line) unless `verifier` with `options` would run."""
-    v = VERIFIERS.get(verifier)
-    if v is None:
-        raise VerifierError(f"unknown verifier {verifier!r}{_suggest(str(verifier), VERIFIERS)}")
-    for key, value in options.items():
-        if key not in v.options:
-            known = v.options or {"(none)": None}
-            raise VerifierError(f"{verifier} verifier: unknown option {key!r}{_suggest(str(key), known)}")
-        types, _ = v.options[key]
-        # bool is an int subclass, but `rel_tol: true` is a mistake, not a tolerance of 1.
-        if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
-            raise VerifierError(
-                f"{verifier} verifier: option {key!r} must be {_type_name(types)}, got {type(value).__name__} {value!r}"
-            )
-        if isinstance(value, _NUM_T) and not isinstance(value, bool) and value < 0:
-            raise VerifierError(f"{verifier} verifier: option {key!r} must be >= 0, got {value!r}")
-    for key, (_, required) in v.options.items():
-        if required and key not in options:
-            raise VerifierError(f"{verifier} verifier: option {key!r} is required")
-    if verifier == "regex":
-        _compile(options["pattern"], options.get("flags", ""))
-    if verifier == "choice" and not (options.get("choices", "A").isalpha()):
-        raise VerifierError(f"choice verifier: option 'choices' must be letters, got {options['choices']!r}")
-
-
-def verify(text: str, reference: str, verifier: str = "numeric", **options: Any) -> Verdict:
-    """Judge `text`'s final answer against `reference`; see the module docstring.
-
-    Raises VerifierError for a configuration problem: an unknown verifier or option, a bad regex,
-    a reference the verifier cannot read (numeric: no number; choice: names none of `choices`;
-    math: math_verify cannot parse it, or parsing it times out), or math-verify not installed.
-    A model's text never raises: what cannot be read is `unparsable`."""
-    check_options(verifier, options)
-    # Suites written in YAML give `answer: 18` as an int; a reference is text here.
-    return VERIFIERS[verifier].run(text or "", str(reference), **options)
-
-
-def extract_reference(answer: str, verifier: str = "numeric") -> str:
-    """The bare reference from a dataset answer field: GSM8K's "...\\n#### 18" or "...\\nA: 18" -> "18".
-
-    For other verifiers the stripped answer is returned unchanged."""
-    answer = answer.strip()
-    if verifier != "numeric":
-        return answer
-    i = answer.rfind(_HASHES)
-    last_line = answer.rpartition("\n")[2]
-    if i >= 0:
-        answer = answer[i + len(_HASHES) :].strip()
-    elif last_line.startswith("A:"):
-        answer = last_line[2:].strip()
-    # "1,000", "1 000" and "$18" still verify as written; the bare digits are just easier to read in
-    # reports. Fractions, exponents and the like stay as written.
-    m = _NUMBER.fullmatch(answer)
-    if m and m["int"] is not None and m["mixed"] is None and m["vulgar"] is None and not any(
-        m[g] for g in ("exp", "e10", "e10b", "e10s", "pw", "pwb", "pws", "den", "scale")
-    ):
-        answer = ("-" if m["sign"] else "") + _NON_DIGITS.sub("", m["int"]) + (m["dec"] or "")
-    return answer
-
-
-# ---------------------------------------------------------------------------------------------
 # Equivalence of two extracted answers (for majority voting; see rlhf_eval.stats.answer_classes)
 # ---------------------------------------------------------------------------------------------
 
@@ -893,13 +793,273 @@ def _equivalent_math(a: str, b: str, timeout: float | None = 10.0, float_roundin
     return outcome == "done" and len(results) == 4 and all(results)
 
 
-_EQUIVALENCE: dict[str, Callable[..., bool]] = {
-    "numeric": _equivalent_numeric,
-    "exact": _equivalent_text,
-    "regex": _equivalent_text,
-    "choice": _equivalent_choice,
-    "math": _equivalent_math,
-}
+def _gsm8k_reference(answer: str) -> str:
+    """GSM8K's "...\\n#### 18" or "...\\nA: 18" -> "18"."""
+    answer = answer.strip()
+    i = answer.rfind(_HASHES)
+    last_line = answer.rpartition("\n")[2]
+    if i >= 0:
+        answer = answer[i + len(_HASHES) :].strip()
+    elif last_line.startswith("A:"):
+        answer = last_line[2:].strip()
+    # "1,000", "1 000" and "$18" still verify as written; the bare digits are just easier to read in
+    # reports. Fractions, exponents and the like stay as written.
+    m = _NUMBER.fullmatch(answer)
+    if m and m["int"] is not None and m["mixed"] is None and m["vulgar"] is None and not any(
+        m[g] for g in ("exp", "e10", "e10b", "e10s", "pw", "pwb", "pws", "den", "scale")
+    ):
+        answer = ("-" if m["sign"] else "") + _NON_DIGITS.sub("", m["int"]) + (m["dec"] or "")
+    return answer
+
+
+
+# ---------------------------------------------------------------------------------------------
+# The verifier registry: built-ins register as a team's own verifiers do
+# ---------------------------------------------------------------------------------------------
+
+Options = dict[str, tuple[tuple[type, ...], bool]]  # option -> (accepted types, required)
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """A registered verifier.
+
+    `run(text, reference, **options)` judges one answer and returns a `Verdict` (or a bool:
+    True is correct, False incorrect). Its options are `run`'s parameters after the first two,
+    typed by their annotations (``float`` takes an int too; a bool is never a number) and required
+    when they have no default. `equivalent(a, b, **options)` tells whether two extracted answers
+    are the same answer, for maj@k (default: equal after stripping, and non-empty). `check(options)`
+    refuses what types cannot say (raise `VerifierError`); `prepare(options)` returns them as `run`
+    takes them (regex: flag names as letters); `reference(answer)` reads a dataset's answer field.
+    """
+
+    name: str
+    run: Callable[..., Verdict | bool]
+    options: Options | None  # None: run takes **options, anything goes
+    equivalent: Callable[..., bool]
+    check: Callable[[dict], None] | None = None
+    prepare: Callable[[dict], dict] | None = None
+    reference: Callable[[str], str] | None = None
+
+    def __call__(self, text: str, reference: str, **options: Any) -> Verdict:
+        return verify(text, reference, self.name, **options)
+
+
+def _same_text(a: str, b: str, **_options: Any) -> bool:
+    return bool(a.strip()) and a.strip() == b.strip()
+
+
+def _accepted(annotation: Any) -> tuple[type, ...]:
+    """The runtime types an option annotated `annotation` accepts (a float option takes an int)."""
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return (object,)
+    if annotation is None or annotation is type(None):
+        return (type(None),)
+    if annotation is float:
+        return (int, float)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(t for arg in typing.get_args(annotation) for t in _accepted(arg))
+    if origin is typing.Literal:
+        return tuple(dict.fromkeys(type(v) for v in typing.get_args(annotation)))
+    if origin is not None:
+        return (origin,)  # list[str] -> list
+    return (annotation,) if isinstance(annotation, type) else (object,)
+
+
+def _option_schema(name: str, run: Callable) -> Options | None:
+    """`run`'s options as (accepted types, required), from its signature; VerifierError (one line)
+    when `run` does not take a text and a reference first."""
+    try:
+        signature = inspect.signature(run)
+    except (TypeError, ValueError) as exc:
+        raise VerifierError(f"verifier {name!r}: cannot read the signature of {run!r} ({exc})") from None
+    try:
+        hints = typing.get_type_hints(run)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve accepts anything
+        hints = {}
+    params = list(signature.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(params) < 2 or any(p.kind not in positional for p in params[:2]):
+        raise VerifierError(f"verifier {name!r}: {getattr(run, '__name__', run)!r} must take (text, reference, "
+                            "**options) as its first two parameters")
+    options: Options = {}
+    for p in params[2:]:
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind is not inspect.Parameter.VAR_POSITIONAL:
+            options[p.name] = (_accepted(hints.get(p.name, p.annotation)), p.default is inspect.Parameter.empty)
+    return options
+
+
+_SPEC = "__rlhf_eval_verifier__"  # what @verifier stores on a function, for an entry point to find
+
+
+def _as_verifier(name: str, obj: Any) -> Verifier:
+    """The registry's adapter: a `Verifier` (renamed), a function @verifier decorated (with its
+    hooks), or any function taking (text, reference, **options)."""
+    if isinstance(obj, Verifier):
+        return obj if obj.name == name else dataclasses.replace(obj, name=name)
+    hooks = getattr(obj, _SPEC, {})
+    if not callable(obj):
+        raise VerifierError(f"verifier {name!r}: {obj!r} is not a function taking (text, reference, **options)")
+    return Verifier(name, obj, _option_schema(name, obj), hooks.get("equivalent") or _same_text,
+                    hooks.get("check"), hooks.get("prepare"), hooks.get("reference"))
+
+
+VERIFIERS: Registry[Verifier] = Registry("verifier", "rlhf_eval.verifiers", _as_verifier, VerifierError)
+
+
+def verifier(name: str | None = None, *, equivalent: Callable[..., bool] | None = None,
+             check: Callable[[dict], None] | None = None, prepare: Callable[[dict], dict] | None = None,
+             reference: Callable[[str], str] | None = None) -> Callable[[F], F]:
+    """Register the decorated function as verifier `name` (default: its own name); see `Verifier`
+    for the hooks. The function is returned unchanged, so it can still be called directly::
+
+        @verifier("sentiment")
+        def sentiment(text: str, reference: str, threshold: float = 0.5) -> Verdict:
+            ...
+
+    A suite then says ``verifier: sentiment`` (with ``threshold`` among its options) once the
+    module is imported, or through an installed package's ``rlhf_eval.verifiers`` entry point, or
+    as ``verifier: my_evals.verifiers:sentiment`` with nothing registered."""
+    def register(fn: F) -> F:
+        hooks = {"equivalent": equivalent, "check": check, "prepare": prepare, "reference": reference}
+        setattr(fn, _SPEC, hooks)
+        VERIFIERS.register(name or fn.__name__, fn)
+        return fn
+    return register
+
+
+def _non_negative(options: dict) -> None:
+    for key, value in options.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise VerifierError(f"option {key!r} must be >= 0, got {value!r}")
+
+
+def _check_regex(options: dict) -> None:
+    if isinstance(options.get("pattern"), str) and isinstance(options.get("flags", ""), str):
+        _compile(options["pattern"], options.get("flags", ""))
+
+
+def _check_choice(options: dict) -> None:
+    if not options.get("choices", "A").isalpha():
+        raise VerifierError(f"option 'choices' must be letters, got {options['choices']!r}")
+
+
+# Regex flags by the names `re` gives them, for `flags: MULTILINE|IGNORECASE` or a list of them.
+_FLAG_LETTERS = {"IGNORECASE": "i", "MULTILINE": "m", "DOTALL": "s", "VERBOSE": "x", "ASCII": "a"}
+
+
+def _meant_as_letters(flags: str) -> bool:
+    return (flags.isalpha() and flags.islower() and len(flags) <= len(_FLAGS)
+            and not difflib.get_close_matches(flags.upper(), list(_FLAG_LETTERS), n=1, cutoff=0.6))
+
+
+def _flag_letters(options: dict) -> dict:
+    """Regex flags as letters ('im'): letters as they are; names (MULTILINE, re.M,
+    'MULTILINE|IGNORECASE') or a list of names or letters translated. Raises VerifierError for an
+    unknown name; anything else is left for the option types to refuse."""
+    flags = options.get("flags")
+    if isinstance(flags, str) and (set(flags) <= set(_FLAGS) or _meant_as_letters(flags)):
+        return options  # letters; a wrong one is named by _compile ("unknown flag(s) 'q'")
+    if isinstance(flags, str):
+        names = flags.split("|")
+    elif isinstance(flags, list) and all(isinstance(f, str) for f in flags):
+        names = flags
+    else:
+        return options
+    letters = ""
+    for raw in names:
+        name = raw.strip().upper().removeprefix("RE.")
+        long = next((n for n, letter in _FLAG_LETTERS.items() if name in (n, letter.upper())), None)
+        if long is None:
+            close = difflib.get_close_matches(name, list(_FLAG_LETTERS), n=1, cutoff=0.6)
+            shown = repr(raw) if len(repr(raw)) <= 40 else repr(raw)[:39] + "…"
+            raise VerifierError(f"unknown flag {shown}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                                f"known: {', '.join(_FLAG_LETTERS)} (or the letters imsxa)")
+        letters += _FLAG_LETTERS[long]
+    return {**options, "flags": letters}
+
+
+verifier("numeric", equivalent=_equivalent_numeric, check=_non_negative, reference=_gsm8k_reference)(_numeric)
+verifier("exact", equivalent=_equivalent_text)(_exact)
+verifier("regex", equivalent=_equivalent_text, check=_check_regex, prepare=_flag_letters)(_regex)
+verifier("choice", equivalent=_equivalent_choice, check=_check_choice)(_choice)
+verifier("math", equivalent=_equivalent_math, check=_non_negative)(_math)
+
+
+def _type_name(t: tuple[type, ...]) -> str:
+    return " or ".join("None" if x is type(None) else x.__name__ for x in t)
+
+
+def prepared_options(verifier: str, options: dict, required: bool = True) -> dict:
+    """`options` as verifier `verifier` takes them (e.g. regex flag names as letters), checked.
+    Raises VerifierError (one line, naming the verifier) unless it would run with them; with
+    `required` False an option it requires may be missing (`equivalent` compares answers already
+    extracted, so a regex needs no pattern there)."""
+    v = VERIFIERS.get(verifier)
+    try:
+        if v.prepare is not None:
+            options = v.prepare(options)
+        _check_types(v, options, required)
+        if v.check is not None:
+            v.check(options)
+    except VerifierError as exc:
+        raise VerifierError(f"{verifier} verifier: {exc}") from None
+    return options
+
+
+def check_options(verifier: str, options: dict) -> None:
+    """Raise VerifierError (one line) unless `verifier` with `options` would run."""
+    prepared_options(verifier, options)
+
+
+def _check_types(v: Verifier, options: dict, required: bool) -> None:
+    if v.options is None:
+        return
+    for key, value in options.items():
+        if key not in v.options:
+            raise VerifierError(f"unknown option {key!r}{suggest(str(key), v.options)}")
+        accepted, _ = v.options[key]
+        # bool is an int subclass, but `rel_tol: true` is a mistake, not a tolerance of 1.
+        if not isinstance(value, accepted) or (isinstance(value, bool) and not {bool, object} & set(accepted)):
+            raise VerifierError(f"option {key!r} must be {_type_name(accepted)}, got {type(value).__name__} {value!r}")
+    for key, (_, needed) in v.options.items():
+        if needed and required and key not in options:
+            raise VerifierError(f"option {key!r} is required")
+
+
+def verify(text: str, reference: str, verifier: str = "numeric", **options: Any) -> Verdict:
+    """Judge `text`'s final answer against `reference` with the verifier named `verifier` (a
+    registered name, an installed entry point's, or ``module:function``); see the module docstring.
+
+    Raises VerifierError for a configuration problem: an unknown verifier or option, a bad regex,
+    a reference the verifier cannot read (numeric: no number; choice: names none of `choices`;
+    math: math_verify cannot parse it, or parsing it times out), or math-verify not installed,
+    and for any exception the verifier's own code raises (one line naming it). A model's text
+    never raises in a built-in verifier: what cannot be read is `unparsable`."""
+    options = prepared_options(verifier, options)
+    try:  # Suites written in YAML give `answer: 18` as an int; a reference is text here.
+        verdict = VERIFIERS.get(verifier).run(text or "", str(reference), **options)
+    except VerifierError:
+        raise
+    except Exception as exc:  # a team's verifier that fails on some text: one line, not its traceback
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+        raise VerifierError(f"verifier {verifier!r} raised {type(exc).__name__}: {message}") from None
+    if isinstance(verdict, bool):
+        return Verdict("correct" if verdict else "incorrect", None, "")
+    if not isinstance(verdict, Verdict):
+        raise VerifierError(f"verifier {verifier!r} returned {type(verdict).__name__} {verdict!r:.60}; "
+                            "return a rlhf_eval.Verdict or a bool")
+    return verdict
+
+
+def extract_reference(answer: str, verifier: str = "numeric") -> str:
+    """The bare reference from a dataset answer field, as the verifier reads one: numeric takes
+    GSM8K's "...\\n#### 18" or "...\\nA: 18" -> "18"; other built-ins the stripped answer."""
+    read = VERIFIERS.get(verifier).reference
+    return read(answer) if read is not None else answer.strip()
 
 
 def equivalent(a: str, b: str, verifier: str = "numeric", **options: Any) -> bool:
@@ -924,10 +1084,10 @@ def equivalent(a: str, b: str, verifier: str = "numeric", **options: Any) -> boo
     raises VerifierError, as `verify` does. Numeric closeness is not transitive: group answers with
     `rlhf_eval.stats.answer_classes`, which compares each answer against each class's first member.
     """
-    check_options(verifier, {"pattern": "", **options} if verifier == "regex" else options)
+    options = prepared_options(verifier, options, required=False)
     if a is None or b is None:
         return False
-    return _EQUIVALENCE[verifier](str(a), str(b), **options)
+    return VERIFIERS.get(verifier).equivalent(str(a), str(b), **options)
 
 
 __all__.append("equivalent")

@@ -38,6 +38,7 @@ from rlhf_eval.report import (build_report, load_report, render_comparison, rend
 from rlhf_eval.sampling import SamplingError
 from rlhf_eval.suite import SuiteError, load_suite
 from rlhf_eval.throttle import DaemonPool, RequestPolicy, RetryPolicy
+from rlhf_eval.verify import VerifierError
 from rlhf_eval.yamlines import line_of, load_with_lines
 
 RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
@@ -312,7 +313,10 @@ class QuestionItem(pytest.Item):
                                if "stale" in str(exc) else str(exc))
         except SamplingError as exc:
             self._record_error(str(exc))
-        result = score_question(self.suite, self.question, traces)
+        try:
+            result = score_question(self.suite, self.question, traces)
+        except VerifierError as exc:  # a team's verifier that fails on one of the answers
+            self._record_error(str(exc))
         self.user_properties.append((RESULT_KEY, result.to_dict()))
         if result.failures:
             raise QuestionFailed(result)

@@ -1,0 +1,116 @@
+"""Named extensions of one kind (verifiers, and next providers and reward functions), found the
+same way whoever wrote them.
+
+A name resolves, in this order, to:
+
+1. one registered in this process: the built-ins register themselves with the kind's decorator
+   (e.g. ``@verifier``) when their module loads, and a team's own code does the same;
+2. an entry point of the kind's group (e.g. ``rlhf_eval.verifiers``) in an installed package,
+   loaded only when its name is first asked for, so a broken or heavy package costs nothing
+   until a suite uses it::
+
+       [project.entry-points."rlhf_eval.verifiers"]
+       sentiment = "my_evals.verifiers:sentiment"
+
+3. a ``module:attribute`` reference (``my_evals.verifiers:sentiment``), imported on first use.
+
+As in inspect_ai (whose ``@scorer``/``@modelapi`` register on import and whose packages expose a
+``_registry`` module through an entry point) and pytest (``pytest11``), a third party needs no
+change to rlhf-eval. What the registry keeps for a name is whatever the kind's ``adapt`` makes of
+the loaded object (for verifiers, a `rlhf_eval.verify.Verifier` with its option schema).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(ValueError):
+    """An unknown name, or an extension that cannot be loaded; the message is one line."""
+
+
+def suggest(word: str, names) -> str:
+    """"; did you mean 'x'?" for the closest of `names`, else "; known: a, b, c"."""
+    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(names)) or '(none)'}"
+
+
+class Registry(Generic[T]):
+    """Extensions of one `kind` ("verifier"), from registration, the entry-point `group`, or a
+    ``module:attribute`` reference. `adapt(name, obj)` turns what was loaded into the kept entry
+    (and raises `error` with one line when it cannot); `error` is the exception type raised for an
+    unknown or broken name, so a kind keeps its own (e.g. `VerifierError`)."""
+
+    def __init__(self, kind: str, group: str, adapt: Callable[[str, Any], T],
+                 error: type[ValueError] = RegistryError) -> None:
+        self.kind = kind
+        self.group = group
+        self._adapt = adapt
+        self._error = error
+        self._entries: dict[str, T] = {}
+        self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
+
+    def register(self, name: str, obj: Any) -> T:
+        """Keep `obj` under `name` (adapted); a later registration of the same name replaces it,
+        as a re-imported module registers again."""
+        entry = self._entries[name] = self._adapt(name, obj)
+        return entry
+
+    def get(self, name: str) -> T:
+        """The entry for `name`. Raises `error`: unknown (with the closest known name), or an
+        entry point / reference that cannot be imported or is not a valid extension."""
+        entry = self._entries.get(name)
+        if entry is not None:
+            return entry
+        if not isinstance(name, str) or not name:
+            raise self._error(f"{self.kind} must be a name, got {name!r}")
+        point = self._installed().get(name)
+        if point is not None:
+            return self.register(name, self._load(name, point.load, f"entry point {point.value!r} of {point.group}"))
+        if ":" in name:
+            module, _, attribute = name.partition(":")
+            return self.register(name, self._load(name, lambda: _import(module, attribute), "reference"))
+        raise self._error(f"unknown {self.kind} {name!r}{suggest(name, self.names())}")
+
+    def names(self) -> list[str]:
+        """Every name that resolves without a reference: registered and installed."""
+        return sorted(set(self._entries) | set(self._installed()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self._entries or name in self._installed())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def _installed(self) -> dict[str, importlib.metadata.EntryPoint]:
+        if self._entry_points is None:  # read once: installing a package means a new process
+            self._entry_points = {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
+        return self._entry_points
+
+    def _load(self, name: str, load: Callable[[], Any], what: str) -> Any:
+        try:
+            return load()
+        except Exception as exc:  # noqa: BLE001 - a third party's import error, in one line
+            raise self._error(f"{self.kind} {name!r}: cannot load {what} "
+                              f"({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _import(module: str, attribute: str) -> Any:
+    if not module or not attribute:
+        raise ValueError("expected module:attribute, e.g. my_evals.verifiers:sentiment")
+    obj = importlib.import_module(module)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"

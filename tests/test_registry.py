@@ -1,0 +1,263 @@
+"""Verifiers come from one registry, built-ins and a team's own alike: registered with
+`@verifier`, from an installed package's `rlhf_eval.verifiers` entry point, or named in a suite as
+`module:function`. Each way is run end to end: recorded through the emulator, replayed offline."""
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import NO_HYPOTHESIS, TEST_KEY
+from rlhf_eval import SuiteError, Verdict, VerifierError, load_suite, verifier, verify
+from rlhf_eval.verify import VERIFIERS, check_options, equivalent
+from test_plugin import report_json, suite_yaml
+
+# A team's verifier, as it would write it: the last integer of the answer, within `tolerance`.
+TEAM_MODULE = '''
+import re
+
+from rlhf_eval import Verdict
+
+
+def last_integer(text: str, reference: str, tolerance: int = 0) -> Verdict:
+    want = int(float(reference))
+    numbers = re.findall(r"-?\\d+", text.replace(",", ""))
+    if not numbers:
+        return Verdict("unparsable", None, "no integer")
+    got = int(numbers[-1])
+    return Verdict("correct" if abs(got - want) <= tolerance else "incorrect", str(got))
+
+
+def crashes_on_answers(text: str, reference: str) -> bool:
+    if text:
+        raise ValueError(f"cannot read {text[:5]!r}")
+    return False
+'''
+
+
+@pytest.fixture
+def registered():
+    """Names a test registers, removed again so other tests see only the built-ins."""
+    names = []
+    yield names
+    for name in names:
+        VERIFIERS._entries.pop(name, None)
+
+
+def test_a_decorated_function_is_a_verifier_with_its_signature_as_options(registered):
+    @verifier("ends_with")
+    def ends_with(text: str, reference: str, suffix_only: bool = True, weight: float = 1.0, note: str | None = None):
+        return text.rstrip().endswith(reference)
+    registered.append("ends_with")
+
+    assert "ends_with" in VERIFIERS and "ends_with" in VERIFIERS.names()
+    assert ends_with("plain call", "call") is True  # the function itself is unchanged
+    assert verify("It is 42", "42", "ends_with") == Verdict("correct", None, "")  # a bool is a verdict
+    assert verify("It is 41", "42", "ends_with", weight=2) == Verdict("incorrect", None, "")  # an int is a float
+    assert VERIFIERS["ends_with"]("x 42", "42").correct
+    for options, message in [
+        ({"sufix_only": True}, "ends_with verifier: unknown option 'sufix_only'; did you mean 'suffix_only'?"),
+        ({"weight": True}, "ends_with verifier: option 'weight' must be int or float, got bool True"),
+        ({"suffix_only": "yes"}, "ends_with verifier: option 'suffix_only' must be bool, got str 'yes'"),
+        ({"note": 3}, "ends_with verifier: option 'note' must be str or None, got int 3"),
+    ]:
+        with pytest.raises(VerifierError) as info:
+            check_options("ends_with", options)
+        assert str(info.value) == message
+    check_options("ends_with", {"note": None, "weight": -1.5})  # no sign rule a team did not ask for
+    # maj@k without an equivalence of its own: extracted answers equal after stripping, never empty
+    assert equivalent(" 7", "7 ", "ends_with") and not equivalent("", "", "ends_with")
+
+
+def test_required_options_hooks_and_equivalence_are_the_teams(registered):
+    def check(options):
+        if options.get("unit") not in (None, "cm", "m"):
+            raise VerifierError(f"option 'unit' must be cm or m, got {options['unit']!r}")
+
+    @verifier("length", equivalent=lambda a, b, unit="cm": a.lower() == b.lower(), check=check,
+              prepare=lambda options: {**options, "unit": options["unit"].lower()} if "unit" in options else options,
+              reference=lambda answer: answer.split("=")[-1].strip())
+    def length(text: str, reference: str, unit: str) -> Verdict:
+        return Verdict("correct" if f"{reference} {unit}" in text else "incorrect", text.split()[-2])
+    registered.append("length")
+
+    with pytest.raises(VerifierError, match=r"^length verifier: option 'unit' is required$"):
+        verify("3 cm", "3", "length")
+    with pytest.raises(VerifierError, match=r"^length verifier: option 'unit' must be cm or m, got 'km'$"):
+        verify("3 km", "3", "length", unit="KM")
+    assert verify("it is 3 cm long", "3", "length", unit="CM").correct  # prepared before it runs
+    assert equivalent("3 CM", "3 cm", "length")  # a required option may be left out when comparing answers
+    from rlhf_eval.verify import extract_reference
+    assert extract_reference("a = 3", "length") == "3"
+
+
+@pytest.mark.parametrize("returned, shown", [(None, "NoneType None"), ("correct", "str 'correct'")])
+def test_a_verifier_that_returns_neither_verdict_nor_bool_is_one_line(registered, returned, shown):
+    VERIFIERS.register("sloppy", lambda text, reference: returned)
+    registered.append("sloppy")
+    with pytest.raises(VerifierError) as info:
+        verify("x", "y", "sloppy")
+    assert str(info.value) == f"verifier 'sloppy' returned {shown}; return a rlhf_eval.Verdict or a bool"
+
+
+def test_a_function_that_cannot_be_a_verifier_is_refused_when_registered():
+    def judge(text):
+        return True
+    with pytest.raises(VerifierError) as info:
+        VERIFIERS.register("one_arg", judge)
+    assert str(info.value) == ("verifier 'one_arg': 'judge' must take (text, reference, **options) as its first "
+                               "two parameters")
+    assert "one_arg" not in VERIFIERS
+
+
+def test_unknown_names_list_what_is_known_and_references_fail_in_one_line(tmp_path, monkeypatch):
+    with pytest.raises(VerifierError, match=r"^unknown verifier 'numerik'; did you mean 'numeric'\?$"):
+        verify("1", "1", "numerik")
+    with pytest.raises(VerifierError, match=r"^unknown verifier 'zzz'; known: choice, exact, math, numeric, regex"):
+        verify("1", "1", "zzz")
+    with pytest.raises(VerifierError, match=r"^verifier 'no_such_module:f': cannot load reference "
+                                            r"\(ModuleNotFoundError: No module named 'no_such_module'\)$"):
+        verify("1", "1", "no_such_module:f")
+    (tmp_path / "team_refs.py").write_text(TEAM_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(VerifierError, match=r"^verifier 'team_refs:nope': cannot load reference \(AttributeError: "):
+        verify("1", "1", "team_refs:nope")
+    assert verify("so 12", "10", "team_refs:last_integer", tolerance=2).correct
+    VERIFIERS._entries.pop("team_refs:last_integer")
+
+
+def _suite_with(verifier_spec) -> str:
+    return suite_yaml(samples=4, limit=3, extra={"verifier": verifier_spec})
+
+
+def test_a_module_reference_in_a_suite_records_and_replays(project, live, monkeypatch):
+    (project.path / "team_checks.py").write_text(TEAM_MODULE)
+    monkeypatch.syspath_prepend(str(project.path))
+    project.makefile(".yaml", demo=_suite_with({"name": "team_checks:last_integer", "tolerance": 0}))
+    recorded, rec_report = report_json(project, "--rlhf-record-mode=once")
+    recorded.assert_outcomes(passed=3)
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("GEMINI_API_KEY")
+    replayed, rep_report = report_json(project)
+    replayed.assert_outcomes(passed=3)
+    assert rep_report["suites"][0]["questions"] == rec_report["suites"][0]["questions"]
+    # Every verdict is the team's verifier's, recomputed here from the recorded answers.
+    team = __import__("team_checks").last_integer
+    suite = load_suite(project.path / "demo.yaml")
+    for q in rep_report["suites"][0]["questions"]:
+        reference = next(x.answer for x in suite.questions if x.id == q["id"])
+        for trace in q["traces"]:
+            if trace["verdict"] in ("correct", "incorrect", "unparsable"):
+                assert trace["verdict"] == team(trace["text"], reference).status
+    VERIFIERS._entries.pop("team_checks:last_integer", None)
+
+
+def test_a_team_verifier_that_raises_fails_that_question_in_one_line(project, live, monkeypatch):
+    (project.path / "team_crash.py").write_text(TEAM_MODULE)
+    monkeypatch.syspath_prepend(str(project.path))
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=1, extra={"verifier": "team_crash:crashes_on_answers"}))
+    result = report_json(project, "--rlhf-record-mode=once")[0]
+    result.assert_outcomes(failed=1)
+    failure = [line for line in result.stdout.lines if line.startswith("demo.yaml::q-0000: verifier")]
+    assert len(failure) == 1 and re.fullmatch(r"demo\.yaml::q-0000: verifier 'team_crash:crashes_on_answers' "
+                                              r"raised ValueError: cannot read '.{1,5}'", failure[0]), failure
+    assert "Traceback" not in result.stdout.str()
+    VERIFIERS._entries.pop("team_crash:crashes_on_answers", None)
+
+
+def test_a_reference_a_team_verifier_cannot_read_fails_the_suite_at_load(tmp_path, monkeypatch):
+    (tmp_path / "team_load.py").write_text(TEAM_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "s.yaml"
+    path.write_text(suite_yaml(limit=1, extra={"verifier": "team_load:last_integer", "questions": [
+        {"id": "a", "question": "How many?", "answer": "many"}]}))
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert str(info.value).endswith("question 'a': answer 'many': verifier 'team_load:last_integer' raised "
+                                    "ValueError: could not convert string to float: 'many'")
+    VERIFIERS._entries.pop("team_load:last_integer", None)
+
+
+def test_a_suite_naming_an_unknown_verifier_fails_at_load_with_the_known_ones(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(_suite_with("numerik"))
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert str(info.value).endswith("verifier: unknown verifier 'numerik'; did you mean 'numeric'?")
+
+
+# ------------------------------------------------------------------ an installed outside package
+
+def _wheel(directory: Path, name: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
+    """A real wheel of package `name`: its modules, and `rlhf_eval.verifiers` entry points."""
+    dist = f"{name}-0.1.dist-info"
+    files = {f"{module}.py": text for module, text in modules.items()}
+    files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n"
+    files[f"{dist}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    points = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
+    files[f"{dist}/entry_points.txt"] = f"[rlhf_eval.verifiers]\n{points}"
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
+    wheel = directory / f"{name}-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """The team's package, installed by pip (no index, no network) into its own site folder."""
+    root = tmp_path_factory.mktemp("site")
+    wheel = _wheel(root, "team_evals", {"team_evals": TEAM_MODULE, "team_broken": "raise ImportError('no GPU here')"},
+                   {"last_integer": "team_evals:last_integer", "needs_gpu": "team_broken:whatever"})
+    target = root / "site-packages"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target),
+                    str(wheel)], check=True, capture_output=True)
+    return target
+
+
+def _pytest(cwd: Path, site: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "PYTEST_ADDOPTS": NO_HYPOTHESIS}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_an_installed_packages_entry_point_verifier_records_and_replays(installed, tmp_path, live):
+    (tmp_path / "pytest.ini").write_text("[pytest]\nrlhf_suite_files = *.yaml\n")
+    (tmp_path / "demo.yaml").write_text(_suite_with({"name": "last_integer", "tolerance": 0}))
+    recording = {"RLHF_EVAL_GEMINI_BASE_URL": live.base_url, "GEMINI_API_KEY": TEST_KEY}
+    rec = _pytest(tmp_path, installed, recording, "--rlhf-record-mode=once", "--rlhf-report-json=rec.json")
+    assert rec.returncode == 0, rec.stdout[-2000:] + rec.stderr[-2000:]
+    offline = {"RLHF_EVAL_GEMINI_BASE_URL": "http://127.0.0.1:9", "GEMINI_API_KEY": ""}
+    rep = _pytest(tmp_path, installed, offline, "--rlhf-report-json=rep.json")
+    assert rep.returncode == 0, rep.stdout[-2000:] + rep.stderr[-2000:]
+    recorded, replayed = (json.loads((tmp_path / f).read_text()) for f in ("rec.json", "rep.json"))
+    assert replayed["suites"][0]["questions"] == recorded["suites"][0]["questions"]
+    verdicts = {t["verdict"] for q in replayed["suites"][0]["questions"] for t in q["traces"]}
+    assert verdicts & {"correct", "incorrect"}
+
+    # A package whose entry point cannot load costs nothing until a suite names it; then one line.
+    text = _suite_with("needs_gpu")
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row.startswith("verifier:"))
+    (tmp_path / "demo.yaml").write_text(text)
+    broken = _pytest(tmp_path, installed, offline)
+    assert broken.returncode != 0
+    assert (f"demo.yaml:{line}: verifier: verifier 'needs_gpu': cannot load entry point 'team_broken:whatever' of "
+            "rlhf_eval.verifiers (ImportError: no GPU here)") in broken.stdout.splitlines()
+    assert "Traceback" not in broken.stdout + broken.stderr
+    # An unknown name lists the installed verifiers with the built-ins.
+    (tmp_path / "demo.yaml").write_text(_suite_with("zzz"))
+    unknown = _pytest(tmp_path, installed, offline)
+    assert (f"demo.yaml:{line}: verifier: unknown verifier 'zzz'; known: choice, exact, last_integer, math, needs_gpu, "
+            "numeric, regex") in unknown.stdout.splitlines()
