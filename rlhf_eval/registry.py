@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.metadata
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 T = TypeVar("T")
 
@@ -52,7 +54,7 @@ class Registry(Generic[T]):
         self._adapt = adapt
         self._error = error
         self._entries: dict[str, T] = {}
-        self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
+        self._entry_points: dict[str, EntryPoint] | None = None
 
     def register(self, name: str, obj: Any) -> T:
         """Keep `obj` under `name` (adapted); a later registration of the same name replaces it,
@@ -89,8 +91,10 @@ class Registry(Generic[T]):
     def __getitem__(self, name: str) -> T:
         return self.get(name)
 
-    def _installed(self) -> dict[str, importlib.metadata.EntryPoint]:
+    def _installed(self) -> dict[str, EntryPoint]:
         if self._entry_points is None:  # read once: installing a package means a new process
+            import importlib.metadata  # 40 ms, paid when a name is not a built-in's
+
             self._entry_points = {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
         return self._entry_points
 
