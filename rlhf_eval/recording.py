@@ -41,8 +41,8 @@ from vcr.serializers import compat
 from .atomic import atomic_write_text, os_reason
 from .credentials import find_secret, redact_url
 from .paths import shown_path
+from .record_modes import RECORD_MODES
 
-RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
 SECRET_HEADERS = ["x-goog-api-key", "authorization", "x-goog-api-client", "user-agent", "cookie"]
 SECRET_QUERY = ["key"]
 KEPT_REQUEST_HEADERS = {"content-type"}  # the rest (host:port, lengths, agents) only make re-recordings noisy

@@ -1,6 +1,7 @@
 """Which files pytest collects as suites: by name (ini `rlhf_suite_files`, like `python_files`) or
 named on the command line, never by guessing from content; a file picked that is not a suite, or
 a second suite with a taken name, fails in one line. And the recording progress line."""
+import ast
 import os
 import re
 import socket
@@ -54,6 +55,23 @@ def test_a_ci_config_with_a_suite_key_leaves_the_test_run_untouched(plain):
     out = result.stdout.str()
     assert "ci.yaml" not in out and "ci.yml" not in out and "suite.yaml" not in out
     assert run(plain, ".github", "config").ret == pytest.ExitCode.NO_TESTS_COLLECTED  # folders named: still no
+
+
+def test_a_run_with_no_suite_loads_none_of_the_engine(plain):
+    """The plugin is in every pytest run of an environment that has rlhf-eval: one that collects no
+    suite loads no suite model, recorder, SDK or numpy for it (benchmarks/plugin_overhead.py says
+    what that saves). A run that collects a suite has loaded them by its first test."""
+    engine = ["rlhf_eval.suite", "pydantic", "rlhf_eval.recording", "vcr", "google.genai", "openai", "numpy",
+              "tabulate"]
+    write(plain.path, "test_app.py", f"import sys\n\n\ndef test_app():\n    print('LOADED', "
+                                     f"[m for m in {engine!r} if m in sys.modules])\n")
+    alone = plain.runpytest_subprocess("-p", "no:cacheprovider", "-s", "test_app.py")
+    assert alone.ret == pytest.ExitCode.OK
+    assert [line.partition("LOADED ")[2] for line in alone.stdout.lines if "LOADED" in line] == ["[]"]
+    write(plain.path, "demo.suite.yaml", SUITE.format(name="demo"))
+    with_suite = plain.runpytest_subprocess("-p", "no:cacheprovider", "-s", "test_app.py", "demo.suite.yaml")
+    loaded = [line.partition("LOADED ")[2] for line in with_suite.stdout.lines if "LOADED" in line]
+    assert len(loaded) == 1 and {"rlhf_eval.suite", "pydantic", "vcr"} <= set(ast.literal_eval(loaded[0]))
 
 
 def test_a_folder_named_suites_above_the_rootdir_does_not_make_yaml_files_suites(plain, monkeypatch):

@@ -18,28 +18,21 @@ import threading
 import time
 from concurrent.futures import Future, wait as futures_wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from tabulate import tabulate
 
 from rlhf_eval.atomic import unwritable_reason
-from rlhf_eval.backends import credentials_problem, record_env_hint
-from rlhf_eval.compare import compare_reports, parse_fail_rules, regressions
 from rlhf_eval.credentials import SecretInOutput, watch_settings, write_problem, write_without_secrets
-from rlhf_eval.evaluate import Backends, sample_question, score_question
-from rlhf_eval.export import export_files
-from rlhf_eval.html_report import write_html
 from rlhf_eval.paths import shown_path
-from rlhf_eval.recording import (RECORD_MODES, CassetteProblem, cassette_path, find_cassette_mismatch, hold_patch,
-                                 release_patch)
-from rlhf_eval.report import (build_report, load_report, render_comparison, render_table, suite_settings,
-                              write_json)
-from rlhf_eval.sampling import SamplingError
-from rlhf_eval.suite import SuiteError, load_suite
-from rlhf_eval.throttle import DaemonPool, RequestPolicy, RetryPolicy
-from rlhf_eval.verify import VerifierError
-from rlhf_eval.yamlines import line_of, load_with_lines
+from rlhf_eval.record_modes import RECORD_MODES
+
+# The engine (suites, the recorder and vcrpy, the SDKs, numpy) is imported by the hooks that need
+# it, when a run has suites: the plugin loads into every pytest run of an environment that has
+# rlhf-eval installed, and a run with no suite should not pay a second for it.
+if TYPE_CHECKING:
+    from rlhf_eval.evaluate import Backends
+    from rlhf_eval.throttle import RequestPolicy
 
 RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
 SETTINGS_KEY = "rlhf_eval_suite"  # user_properties key of its suite's settings
@@ -111,6 +104,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def request_policy(config: pytest.Config) -> RequestPolicy:
     """One policy per process; under xdist each worker gets its share of the concurrency and rate."""
+    from rlhf_eval.throttle import RequestPolicy, RetryPolicy
+
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
     rate = config.getoption("--rlhf-rate-limit")
     # A replay never waits on the network: it is pure CPU under one GIL, where a thread pool only
@@ -129,16 +124,20 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = record_mode(config)
     if mode not in RECORD_MODES:
         raise pytest.UsageError(f"rlhf_record_mode = {mode!r}; expected one of {', '.join(RECORD_MODES)}")
-    state = config.stash[state_key] = RunState()
-    state.policy = request_policy(config)
+    config.stash[state_key] = state = RunState()
     if mode != "none" and not _distributed(config):
         config.pluginmanager.register(Progress(config), "rlhf-eval-progress")
     if _is_xdist_worker(config):
         return
     config.pluginmanager.register(ReportPlugin(config), "rlhf-eval-report")
-    name = config.getoption("--rlhf-compare")
+    name, rules = config.getoption("--rlhf-compare"), config.getoption("--rlhf-compare-fail")
+    if not (name or rules):
+        return
+    from rlhf_eval.compare import parse_fail_rules
+    from rlhf_eval.report import load_report
+
     try:  # bad comparison settings stop the run before anything is sampled
-        state.fail_rules = parse_fail_rules(config.getoption("--rlhf-compare-fail"))
+        state.fail_rules = parse_fail_rules(rules)
         if name:
             state.baseline = load_report(baseline_path(config, name), "baseline report",
                                          "save one with --rlhf-save NAME")
@@ -237,6 +236,8 @@ suite_names_key = pytest.StashKey[dict]()  # suite name -> the file that first u
 
 class SuiteFile(pytest.File):
     def collect(self):
+        from rlhf_eval.suite import SuiteError, load_suite
+
         suite = load_suite(self.path)
         first = self.config.stash.setdefault(suite_names_key, {}).setdefault(suite.name, self.path)
         if first != self.path:  # the two would share (and overwrite) one cassette folder
@@ -248,6 +249,8 @@ class SuiteFile(pytest.File):
             yield QuestionItem.from_parent(self, name=question.id, suite=suite, question=question)
 
     def repr_failure(self, excinfo):
+        from rlhf_eval.suite import SuiteError
+
         exc = excinfo.value
         if isinstance(exc, SuiteError):
             return str(exc)
@@ -258,6 +261,8 @@ class SuiteFile(pytest.File):
 
 def _suite_key_line(path: Path) -> int | None:
     """The line of the top-level `suite:` key of a file that loaded as a suite."""
+    from rlhf_eval.yamlines import line_of, load_with_lines
+
     try:
         _, lines = load_with_lines(path.read_bytes().decode("utf-8-sig"))
     except (OSError, ValueError):
@@ -280,12 +285,16 @@ class QuestionItem(pytest.Item):
         self.question = question
 
     def _rerecord_command(self, mode: str) -> str:
+        from rlhf_eval.backends import record_env_hint
+
         parts = ["pytest", self.nodeid, f"--rlhf-record-mode={mode}"]
         if self.config.getoption("--rlhf-cassette-dir"):
             parts.append(f"--rlhf-cassette-dir={self.config.getoption('--rlhf-cassette-dir')}")
         return record_env_hint(self.suite.spec.model) + " ".join(shlex.quote(p) for p in parts)
 
     def _backends(self, mode: str) -> Backends:
+        from rlhf_eval.evaluate import Backends
+
         state = self.config.stash[state_key]
         key = str(self.suite.path)
         with state.backends_lock:  # prefetch threads ask too
@@ -295,6 +304,10 @@ class QuestionItem(pytest.Item):
 
     def sample(self) -> list:
         """This question's traces, through its cassette (raises CassetteProblem / SamplingError)."""
+        from rlhf_eval.backends import credentials_problem
+        from rlhf_eval.evaluate import sample_question
+        from rlhf_eval.sampling import SamplingError
+
         mode = record_mode(self.config)
         problem = credentials_problem(self.suite.spec.model) if mode != "none" else None
         if problem:
@@ -304,6 +317,12 @@ class QuestionItem(pytest.Item):
             record_mode=mode, rerecord_hint=self._rerecord_command("once" if mode == "none" else mode))
 
     def runtest(self) -> None:
+        from rlhf_eval.evaluate import score_question
+        from rlhf_eval.recording import CassetteProblem
+        from rlhf_eval.report import suite_settings
+        from rlhf_eval.sampling import SamplingError
+        from rlhf_eval.verify import VerifierError
+
         self.user_properties.append((SETTINGS_KEY, suite_settings(self.suite)))
         prefetch = self.config.stash[state_key].prefetch
         try:
@@ -334,6 +353,8 @@ class QuestionItem(pytest.Item):
             return f"{self.nodeid}: {exc}"
         if isinstance(exc, QuestionFailed):
             return failure_text(self.nodeid, exc.result)
+        from rlhf_eval.recording import find_cassette_mismatch
+
         mismatch = find_cassette_mismatch(exc)
         if mismatch is not None:  # raised somewhere we did not expect; still say it plainly
             return f"{self.nodeid}: {mismatch}"
@@ -348,6 +369,8 @@ class ItemError(Exception):
 
 
 def failure_text(nodeid: str, result) -> str:
+    from tabulate import tabulate
+
     lines = [f"{nodeid}: {len(result.failures)} threshold(s) failed"]
     lines += [f"  {f.reason}   (threshold: {f.metric} {f.bound})" for f in result.failures]
     with_ref = any(t.ref_logp is not None for t in result.traces)
@@ -400,6 +423,8 @@ class Prefetcher:
     recording in the background, and so without vcrpy's patch installed."""
 
     def __init__(self, rows: list[list[QuestionItem]], workers: int) -> None:
+        from rlhf_eval.throttle import DaemonPool
+
         self._pool = DaemonPool(workers, "rlhf-eval-question")
         self._rows = {item.nodeid: row for row in rows for item in row}
         self._futures: dict[str, Future] = {}
@@ -454,7 +479,8 @@ def _sigterm_as_interrupt(config: pytest.Config):
 
 def _stop_now(state: RunState, grace: float) -> None:
     """No request is sent or retried any more; questions not started are dropped."""
-    state.policy.stop()
+    if state.policy is not None:
+        state.policy.stop()
     if state.prefetch is not None:
         state.prefetch.abandon(grace)
 
@@ -462,6 +488,8 @@ def _stop_now(state: RunState, grace: float) -> None:
 def interrupted_line(session: pytest.Session, cause: str) -> str | None:
     """What an interrupted recording left: complete cassettes kept, questions still to record
     (None when the run had no question)."""
+    from rlhf_eval.recording import cassette_path
+
     root = cassette_dir(session.config)
     paths = [cassette_path(root, item.suite.name, item.question.id)
              for item in session.items if isinstance(item, QuestionItem)]
@@ -493,6 +521,9 @@ def pytest_runtestloop(session: pytest.Session):
                 rows[-1].append(item)
             else:
                 rows.append([item])
+    if not rows:  # no question in this run: nothing to sample, prefetch or stop
+        return (yield)
+    state.policy = request_policy(config)
     if (record_mode(config) != "none" and not _distributed(config) and sum(map(len, rows)) > 1
             and state.policy.concurrency > 1 and not config.option.collectonly):
         state.prefetch = Prefetcher(rows, state.policy.concurrency)
@@ -509,6 +540,8 @@ def pytest_runtestloop(session: pytest.Session):
         finally:
             _stop_now(state, 0)  # after any other error too: nothing may keep running behind it
             if state.patch_held:  # the run stopped early (-x, ^C) inside a row of questions
+                from rlhf_eval.recording import release_patch
+
                 state.patch_held = False
                 release_patch()
 
@@ -537,12 +570,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     install per row of questions, not one per question); any other test runs without it."""
     state = item.config.stash[state_key]
     if isinstance(item, QuestionItem) and not state.patch_held:
+        from rlhf_eval.recording import hold_patch
+
         hold_patch()
         state.patch_held = True
     try:
         yield
     finally:
         if state.patch_held and not isinstance(nextitem, QuestionItem):
+            from rlhf_eval.recording import release_patch
+
             state.patch_held = False
             release_patch()
 
@@ -634,6 +671,8 @@ def pytest_rlhf_refuse_unwritable(item: pytest.Item) -> None:
 def _folders_to_record_into(items: list[pytest.Item], root: Path, mode: str) -> list[Path]:
     """The suite folders under `root` that this run will write cassettes to (in mode once, only
     those of suites with a cassette missing)."""
+    from rlhf_eval.recording import cassette_path
+
     folders = set()
     for item in items:
         if isinstance(item, QuestionItem):
@@ -669,6 +708,9 @@ class ReportPlugin:
         yield
         if not self.state.questions:
             return
+        from rlhf_eval.compare import compare_reports, regressions
+        from rlhf_eval.report import build_report
+
         state, opt = self.state, self.config.getoption
         report = state.report = build_report(state.questions, state.suites)
         if any(s["threshold_failures"] for s in report["suites"]):
@@ -685,6 +727,10 @@ class ReportPlugin:
     def _write_outputs(self, report: dict) -> None:
         """Write each output asked for; one that cannot be written is one line in `self.problems`
         and does not stop the others."""
+        from rlhf_eval.export import export_files
+        from rlhf_eval.html_report import write_html
+        from rlhf_eval.report import write_json
+
         opt = self.config.getoption
         for settings in self.state.suites.values():  # under xdist, this process built no backend
             watch_settings(settings)
@@ -719,6 +765,8 @@ class ReportPlugin:
         report = self.state.report
         if report is None:
             return
+        from rlhf_eval.report import render_comparison, render_table
+
         tr = terminalreporter
         tr.write_sep("=", "rlhf-eval report")
         tr.write_line(render_table(report))
