@@ -166,10 +166,13 @@ def question_intervals(correct: np.ndarray, rewards: np.ndarray, margins: np.nda
     return out
 
 
-def majority_vote_accuracy(verdicts: list[Verdict], question: Question, suite: Suite) -> float:
-    """maj@k with k = samples: answers grouped by the verifier's equivalence, unparsable ones excluded."""
+def majority_vote_accuracy(verdicts: list[Verdict], question: Question, suite: Suite) -> float | None:
+    """maj@k with k = samples: answers grouped by the verifier's equivalence, unparsable ones excluded.
+    None when a judged trace has no extracted answer to vote with (a verifier that returns a bool)."""
     name, options = suite.spec.verifier.name, question.verifier_options
     answers = [v.extracted if v.status in ("correct", "incorrect") else None for v in verdicts]
+    if any(a is None for a, v in zip(answers, verdicts) if v.status in ("correct", "incorrect")):
+        return None
     classes = stats.answer_classes(answers, lambda a, b: equivalent(a, b, name, **options))
     return stats.maj_at_k(classes, [v.correct for v in verdicts], len(verdicts))
 

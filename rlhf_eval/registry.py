@@ -54,11 +54,19 @@ class Registry(Generic[T]):
         self._adapt = adapt
         self._error = error
         self._entries: dict[str, T] = {}
-        self._entry_points: dict[str, EntryPoint] | None = None
+        self._entry_points: dict[str, list[EntryPoint]] | None = None
 
     def register(self, name: str, obj: Any) -> T:
-        """Keep `obj` under `name` (adapted); a later registration of the same name replaces it,
-        as a re-imported module registers again."""
+        """Keep `obj` under `name` (adapted). Raises `error` for a name that is not a non-empty
+        string, or that is taken by something else: a team's verifier never silently replaces a
+        built-in or another team's (the same function registered again, as a module imported
+        twice does, is not a conflict)."""
+        if not isinstance(name, str) or not name.strip():
+            raise self._error(f"a {self.kind} needs a name, got {name!r}")
+        taken = self._entries.get(name)
+        if taken is not None and _origin(taken) != _origin(obj):
+            raise self._error(f"{self.kind} {name!r} is already registered by {_origin(taken)}; "
+                              f"register {_origin(obj)} under another name")
         entry = self._entries[name] = self._adapt(name, obj)
         return entry
 
@@ -70,9 +78,15 @@ class Registry(Generic[T]):
             return entry
         if not isinstance(name, str) or not name:
             raise self._error(f"{self.kind} must be a name, got {name!r}")
-        point = self._installed().get(name)
+        points = self._installed().get(name)
+        if points is not None and len(points) > 1:
+            offered = ", ".join(sorted(f"{p.dist.name if p.dist else '?'} ({p.value})" for p in points))
+            raise self._error(f"{self.kind} {name!r} is offered by several installed packages: {offered}; uninstall "
+                              "one, or name the one you mean as module:attribute")
+        point = points[0] if points else None
         if point is not None:
-            return self.register(name, self._load(name, point.load, f"entry point {point.value!r} of {point.group}"))
+            return self.register(name, self._load(name, lambda: _load_point(point),
+                                                  f"entry point {point.value!r} of {point.group}"))
         if ":" in name:
             module, _, attribute = name.partition(":")
             return self.register(name, self._load(name, lambda: _import(module, attribute), "reference"))
@@ -91,12 +105,18 @@ class Registry(Generic[T]):
     def __getitem__(self, name: str) -> T:
         return self.get(name)
 
-    def _installed(self) -> dict[str, EntryPoint]:
+    def _installed(self) -> dict[str, list[EntryPoint]]:
+        """Installed entry points by name. One with the name of a registered entry is not offered:
+        a package cannot replace a built-in (README says so)."""
         if self._entry_points is None:  # read once: installing a package means a new process
             import importlib.metadata  # 40 ms, paid when a name is not a built-in's
 
-            self._entry_points = {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
-        return self._entry_points
+            found: dict[str, list[EntryPoint]] = {}
+            for point in importlib.metadata.entry_points(group=self.group):
+                if point not in found.setdefault(point.name, []):  # a package on sys.path twice
+                    found[point.name].append(point)
+            self._entry_points = found
+        return {name: points for name, points in self._entry_points.items() if name not in self._entries}
 
     def _load(self, name: str, load: Callable[[], Any], what: str) -> Any:
         try:
@@ -104,6 +124,21 @@ class Registry(Generic[T]):
         except Exception as exc:  # noqa: BLE001 - a third party's import error, in one line
             raise self._error(f"{self.kind} {name!r}: cannot load {what} "
                               f"({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _origin(obj: Any) -> str:
+    """Where a registered thing comes from, as module:qualified name (the same across imports)."""
+    run = getattr(obj, "run", obj)  # an adapted entry (a Verifier) names the function it wraps
+    run = getattr(run, "func", run)  # functools.partial
+    module = getattr(run, "__module__", None) or type(run).__module__
+    name = getattr(run, "__qualname__", None) or type(run).__qualname__
+    return f"{module}:{name}"
+
+
+def _load_point(point: EntryPoint) -> Any:
+    if not point.pattern.match(point.value):  # importlib.metadata's own reading of "module:attr"
+        raise ValueError("expected module:attribute")
+    return point.load()
 
 
 def _import(module: str, attribute: str) -> Any:

@@ -448,9 +448,10 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
                             "write {{answer}} for literal braces"))
 
     inline = isinstance(spec.questions, list)
+    verifier = None if problem else spec.verifier.name
     try:
         raw_questions = ([(q, line_of(lines, ("questions", i)), ("questions", i)) for i, q in enumerate(spec.questions)]
-                         if inline else _read_source(spec.questions, path, lines, spec.verifier.name))
+                         if inline else _read_source(spec.questions, path, lines, verifier))
     except SuiteError as exc:
         raise SuiteError.joined(problems + exc.problems) from None
     where_path = str(path) if inline else str(_source_path(spec.questions, path))
@@ -545,7 +546,7 @@ def _source_path(src: QuestionSource, suite_path: Path) -> Path:
     return (suite_path.parent / src.source).resolve()
 
 
-def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: str) -> list:
+def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: str | None) -> list:
     """Rows of a JSONL question file as (QuestionSpec, line, keypath) — nothing copied into the suite."""
     source_line = line_of(lines, ("questions", "source"))
     try:
@@ -609,8 +610,11 @@ def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: s
                         raise SuiteError(file, lineno, f"answer_regex {_short(src.answer_regex)} does not match "
                                          f"the answer {answer[-60:]!r}")
                     answer = ((m.group(1) if m.groups() else m.group(0)) or "").strip()  # an optional group: None
-                else:
-                    answer = extract_reference(answer, verifier)
+                elif verifier is not None:  # None: the verifier is wrong, and said so at its own line
+                    try:
+                        answer = extract_reference(answer, verifier)
+                    except VerifierError as exc:
+                        raise SuiteError(file, lineno, f"answer {_short(answer)}: {exc}") from None
                 qid = str(row[src.id_field]) if src.id_field else f"{prefix}-{row_index:04d}"
                 extra = {k: v for k, v in row.items()
                          if k not in (src.question_field, src.answer_field, src.id_field)}

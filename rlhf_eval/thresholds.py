@@ -19,8 +19,11 @@ class ThresholdFailure:
         return {"metric": self.metric, "value": self.value, "bound": self.bound, "reason": self.reason}
 
 
-# Metrics that are None when the API reported no count; a threshold on one then fails saying so.
-_COUNTS_NOT_REPORTED = {
+# Metrics that are None for want of what they are computed from (not of signal); a threshold on one
+# then fails saying so.
+_NOT_MEASURABLE = {
+    "maj_at_k": "the verifier gives no extracted answer to vote with (it returns True/False); return a "
+                "rlhf_eval.Verdict with `extracted` from it",
     "mean_tokens": "no trace has an answer token count (the API reported none that is the answer's alone)",
     "mean_reasoning_tokens": "no trace has a reasoning token count (the model did not reason, or the server "
                              "does not count reasoning tokens)",
@@ -42,9 +45,9 @@ def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailabl
             continue
         value = bound.pick(metrics.get(name), (intervals or {}).get(name))
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            if name in _COUNTS_NOT_REPORTED:  # not a lack of signal: the gate cannot be checked at all
+            if name in _NOT_MEASURABLE:  # not a lack of signal: the gate cannot be checked at all
                 failures.append(ThresholdFailure(name, None, bound.describe(),
-                                                 f"{name} could not be measured: {_COUNTS_NOT_REPORTED[name]}"))
+                                                 f"{name} could not be measured: {_NOT_MEASURABLE[name]}"))
             elif unmeasured == "fail":
                 cause = nothing_scored or "no preference pairs in the run"
                 failures.append(ThresholdFailure(name, None, bound.describe(), f"{name} could not be measured ({cause})"))

@@ -42,6 +42,7 @@ math-verify in a separate worker process, so a timeout really stops a runaway sy
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -867,6 +868,26 @@ def _accepted(annotation: Any) -> tuple[type, ...]:
     return (annotation,) if isinstance(annotation, type) else (object,)
 
 
+def _annotations(run: Callable, signature: inspect.Signature) -> dict[str, Any]:
+    """Each parameter's annotation, resolved one by one: one that does not resolve (a name only
+    imported for type checkers) accepts anything, and the others are still checked."""
+    try:
+        return typing.get_type_hints(run)
+    except Exception:  # noqa: BLE001 - fall back to resolving each annotation alone
+        pass
+    namespace = getattr(run, "__globals__", None) or getattr(inspect.getmodule(run), "__dict__", {})
+    hints = {}
+    for p in signature.parameters.values():
+        annotation = p.annotation
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, dict(namespace))  # noqa: S307 - what get_type_hints does
+            except Exception:  # noqa: BLE001
+                annotation = Any
+        hints[p.name] = annotation
+    return hints
+
+
 def _option_schema(name: str, run: Callable) -> Options | None:
     """`run`'s options as (accepted types, required), from its signature; VerifierError (one line)
     when `run` does not take a text and a reference first."""
@@ -874,10 +895,7 @@ def _option_schema(name: str, run: Callable) -> Options | None:
         signature = inspect.signature(run)
     except (TypeError, ValueError) as exc:
         raise VerifierError(f"verifier {name!r}: cannot read the signature of {run!r} ({exc})") from None
-    try:
-        hints = typing.get_type_hints(run)
-    except Exception:  # noqa: BLE001 - an annotation that does not resolve accepts anything
-        hints = {}
+    hints = _annotations(run, signature)
     params = list(signature.parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if len(params) < 2 or any(p.kind not in positional for p in params[:2]):
@@ -885,6 +903,8 @@ def _option_schema(name: str, run: Callable) -> Options | None:
                             "**options) as its first two parameters")
     options: Options = {}
     for p in params[2:]:
+        if p.name == "verifier":  # verify(text, reference, verifier=..., **options) takes that name
+            raise VerifierError(f"verifier {name!r}: an option cannot be named 'verifier'; rename the parameter")
         if p.kind is inspect.Parameter.VAR_KEYWORD:
             return None
         if p.kind is not inspect.Parameter.VAR_POSITIONAL:
@@ -895,12 +915,12 @@ def _option_schema(name: str, run: Callable) -> Options | None:
 _SPEC = "__rlhf_eval_verifier__"  # what @verifier stores on a function, for an entry point to find
 
 
-def _as_verifier(name: str, obj: Any) -> Verifier:
+def _as_verifier(name: str, obj: Any, hooks: dict | None = None) -> Verifier:
     """The registry's adapter: a `Verifier` (renamed), a function @verifier decorated (with its
     hooks), or any function taking (text, reference, **options)."""
     if isinstance(obj, Verifier):
         return obj if obj.name == name else dataclasses.replace(obj, name=name)
-    hooks = getattr(obj, _SPEC, {})
+    hooks = hooks if hooks is not None else getattr(obj, _SPEC, {})
     if not callable(obj):
         raise VerifierError(f"verifier {name!r}: {obj!r} is not a function taking (text, reference, **options)")
     return Verifier(name, obj, _option_schema(name, obj), hooks.get("equivalent") or _same_text,
@@ -925,8 +945,10 @@ def verifier(name: str | None = None, *, equivalent: Callable[..., bool] | None 
     as ``verifier: my_evals.verifiers:sentiment`` with nothing registered."""
     def register(fn: F) -> F:
         hooks = {"equivalent": equivalent, "check": check, "prepare": prepare, "reference": reference}
-        setattr(fn, _SPEC, hooks)
-        VERIFIERS.register(name or fn.__name__, fn)
+        with contextlib.suppress(AttributeError, TypeError):  # a bound method or a builtin takes no attribute
+            setattr(fn, _SPEC, hooks)  # for an entry point that names the function
+        registered = name or getattr(fn, "__name__", None)
+        VERIFIERS.register(registered, _as_verifier(str(registered), fn, hooks))
         return fn
     return register
 
@@ -1001,13 +1023,27 @@ def prepared_options(verifier: str, options: dict, required: bool = True) -> dic
     v = VERIFIERS.get(verifier)
     try:
         if v.prepare is not None:
-            options = v.prepare(options)
+            options = _hook(v, "prepare", v.prepare, options)
         _check_types(v, options, required)
         if v.check is not None:
-            v.check(options)
+            _hook(v, "check", v.check, options)
     except VerifierError as exc:
         raise VerifierError(f"{verifier} verifier: {exc}") from None
     return options
+
+
+def _hook(v: Verifier, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)`, a verifier's own code: whatever it raises but a VerifierError (or
+    Ctrl-C) becomes one line naming the verifier and the hook."""
+    try:
+        return fn(*args, **kwargs)
+    except (VerifierError, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit from a team's code is still its one line
+        text = str(exc).strip()
+        message = text.splitlines()[0] if text else "no message"
+        raise VerifierError(f"{'verifier' if what == 'run' else what + ' of verifier'} {v.name!r} raised "
+                            f"{type(exc).__name__}: {message}") from None
 
 
 def check_options(verifier: str, options: dict) -> None:
@@ -1016,6 +1052,8 @@ def check_options(verifier: str, options: dict) -> None:
 
 
 def _check_types(v: Verifier, options: dict, required: bool) -> None:
+    if "verifier" in options:
+        raise VerifierError("an option cannot be named 'verifier' (it names the verifier)")
     if v.options is None:
         return
     for key, value in options.items():
@@ -1030,7 +1068,7 @@ def _check_types(v: Verifier, options: dict, required: bool) -> None:
             raise VerifierError(f"option {key!r} is required")
 
 
-def verify(text: str, reference: str, verifier: str = "numeric", **options: Any) -> Verdict:
+def verify(text: str, reference: str, /, verifier: str = "numeric", **options: Any) -> Verdict:
     """Judge `text`'s final answer against `reference` with the verifier named `verifier` (a
     registered name, an installed entry point's, or ``module:function``); see the module docstring.
 
@@ -1040,29 +1078,36 @@ def verify(text: str, reference: str, verifier: str = "numeric", **options: Any)
     and for any exception the verifier's own code raises (one line naming it). A model's text
     never raises in a built-in verifier: what cannot be read is `unparsable`."""
     options = prepared_options(verifier, options)
-    try:  # Suites written in YAML give `answer: 18` as an int; a reference is text here.
-        verdict = VERIFIERS.get(verifier).run(text or "", str(reference), **options)
-    except VerifierError:
-        raise
-    except Exception as exc:  # a team's verifier that fails on some text: one line, not its traceback
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
-        raise VerifierError(f"verifier {verifier!r} raised {type(exc).__name__}: {message}") from None
+    v = VERIFIERS.get(verifier)
+    # Suites written in YAML give `answer: 18` as an int; a reference is text here.
+    verdict = _hook(v, "run", v.run, text or "", str(reference), **options)
     if isinstance(verdict, bool):
         return Verdict("correct" if verdict else "incorrect", None, "")
     if not isinstance(verdict, Verdict):
         raise VerifierError(f"verifier {verifier!r} returned {type(verdict).__name__} {verdict!r:.60}; "
                             "return a rlhf_eval.Verdict or a bool")
+    if verdict.status not in _JUDGED:
+        raise VerifierError(f"verifier {verifier!r} returned a Verdict with status {verdict.status!r:.40}; "
+                            f"a verifier decides {', '.join(_JUDGED)}")
     return verdict
+
+
+_JUDGED = ("correct", "incorrect", "unparsable")  # the API's finish decides the other VERDICTS
 
 
 def extract_reference(answer: str, verifier: str = "numeric") -> str:
     """The bare reference from a dataset answer field, as the verifier reads one: numeric takes
     GSM8K's "...\\n#### 18" or "...\\nA: 18" -> "18"; other built-ins the stripped answer."""
-    read = VERIFIERS.get(verifier).reference
-    return read(answer) if read is not None else answer.strip()
+    v = VERIFIERS.get(verifier)
+    if v.reference is None:
+        return answer.strip()
+    read = _hook(v, "reference", v.reference, answer)
+    if not isinstance(read, str):
+        raise VerifierError(f"reference of verifier {verifier!r} returned {type(read).__name__}; return a string")
+    return read
 
 
-def equivalent(a: str, b: str, verifier: str = "numeric", **options: Any) -> bool:
+def equivalent(a: str, b: str, /, verifier: str = "numeric", **options: Any) -> bool:
     """Whether two *extracted* answers (`Verdict.extracted` strings) are the same answer under `verifier`.
 
     Takes the verifier's own options (a suite's `verifier_options` can be passed straight through;
@@ -1087,7 +1132,8 @@ def equivalent(a: str, b: str, verifier: str = "numeric", **options: Any) -> boo
     options = prepared_options(verifier, options, required=False)
     if a is None or b is None:
         return False
-    return VERIFIERS.get(verifier).equivalent(str(a), str(b), **options)
+    v = VERIFIERS.get(verifier)
+    return bool(_hook(v, "equivalent", v.equivalent, str(a), str(b), **options))
 
 
 __all__.append("equivalent")

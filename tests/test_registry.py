@@ -2,6 +2,7 @@
 `@verifier`, from an installed package's `rlhf_eval.verifiers` entry point, or named in a suite as
 `module:function`. Each way is run end to end: recorded through the emulator, replayed offline."""
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,7 +16,8 @@ import pytest
 
 from conftest import NO_HYPOTHESIS, TEST_KEY
 from rlhf_eval import SuiteError, Verdict, VerifierError, load_suite, verifier, verify
-from rlhf_eval.verify import VERIFIERS, check_options, equivalent
+from rlhf_eval.registry import Registry
+from rlhf_eval.verify import VERIFIERS, _as_verifier, check_options, equivalent
 from test_plugin import report_json, suite_yaml
 
 # A team's verifier, as it would write it: the last integer of the answer, within `tolerance`.
@@ -261,3 +263,134 @@ def test_an_installed_packages_entry_point_verifier_records_and_replays(installe
     unknown = _pytest(tmp_path, installed, offline)
     assert (f"demo.yaml:{line}: verifier: unknown verifier 'zzz'; known: choice, exact, last_integer, math, needs_gpu, "
             "numeric, regex") in unknown.stdout.splitlines()
+
+
+# ------------------------------------------------------------------ what a helper's attack found
+
+def test_a_taken_name_is_refused_and_the_same_function_again_is_not_a_conflict(registered):
+    def exact(text: str, reference: str) -> bool:
+        return True
+    with pytest.raises(VerifierError) as info:
+        verifier()(exact)  # named like the built-in
+    assert str(info.value) == ("verifier 'exact' is already registered by rlhf_eval.verify:_exact; register "
+                               "test_registry:test_a_taken_name_is_refused_and_the_same_function_again_is_not_a_"
+                               "conflict.<locals>.exact under another name")
+    assert verify("Paris", "Berlin", "exact").status == "incorrect"  # the built-in still judges
+    verifier("mine")(exact)
+    verifier("mine")(exact)  # a module imported twice registers the same function again
+    registered.append("mine")
+    for bad in (5, "", "  "):
+        with pytest.raises(VerifierError, match=r"^a verifier needs a name, got "):
+            VERIFIERS.register(bad, exact)
+
+
+def test_a_verifier_returning_bools_has_no_maj_at_k_and_says_why(project, live, monkeypatch):
+    (project.path / "team_bools.py").write_text("def says_yes(text: str, reference: str) -> bool:\n    return True\n")
+    monkeypatch.syspath_prepend(str(project.path))
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=1, extra={
+        "verifier": "team_bools:says_yes", "thresholds": {"maj_at_k": {"min": 0.5}}}))
+    result, report = report_json(project, "--rlhf-record-mode=once")
+    result.assert_outcomes(failed=1)
+    metrics = report["suites"][0]["questions"][0]["metrics"]
+    assert metrics["accuracy"] == 1.0 and metrics["maj_at_k"] is None
+    result.stdout.fnmatch_lines(["*maj_at_k could not be measured: the verifier gives no extracted answer to vote "
+                                 "with (it returns True/False)*"])
+    VERIFIERS._entries.pop("team_bools:says_yes", None)
+
+
+@pytest.mark.parametrize("run, message", [
+    (lambda text, reference: Verdict("yes"), "verifier 'odd' returned a Verdict with status 'yes'; a verifier "
+                                             "decides correct, incorrect, unparsable"),
+    (lambda text, reference: Verdict("blocked"), "verifier 'odd' returned a Verdict with status 'blocked'; a "
+                                                 "verifier decides correct, incorrect, unparsable"),
+    (lambda text, reference: sys.exit(3), "verifier 'odd' raised SystemExit: 3"),
+    (lambda text, reference, **opts: True, "verifier 'odd' raised TypeError: "),
+])
+def test_what_a_verifier_does_wrong_is_one_line_naming_it(registered, run, message):
+    VERIFIERS.register("odd", run)
+    registered.append("odd")
+    with pytest.raises(VerifierError) as info:
+        verify("x", "y", "odd", **({"text": "clash"} if "TypeError" in message else {}))
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_a_hook_that_raises_is_one_line_naming_the_hook(registered):
+    def boom(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    @verifier("hooked", equivalent=boom, prepare=boom)
+    def hooked(text: str, reference: str) -> bool:
+        return True
+    registered.append("hooked")
+    with pytest.raises(VerifierError, match=r"^hooked verifier: prepare of verifier 'hooked' raised "
+                                            r"ZeroDivisionError: division by zero$"):
+        verify("x", "y", "hooked")
+    VERIFIERS._entries["hooked"] = dataclasses.replace(VERIFIERS.get("hooked"), prepare=None)
+    with pytest.raises(VerifierError, match=r"^equivalent of verifier 'hooked' raised ZeroDivisionError"):
+        equivalent("1", "1", "hooked")
+
+
+def test_a_bound_method_can_be_decorated_and_an_unresolvable_annotation_checks_the_others(registered):
+    class Judge:
+        def judge(self, text: str, reference: str, tolerance: int = 0) -> bool:
+            return text == reference
+    verifier("method")(Judge().judge)
+    registered.append("method")
+    assert verify("a", "a", "method").correct
+
+    namespace: dict = {}
+    exec("from __future__ import annotations\n"
+         "def partly(text: str, reference: str, tol: int = 0, scale: Decimal = None) -> bool:\n"
+         "    return True\n", namespace)  # Decimal is not importable where the function lives
+    VERIFIERS.register("partly", namespace["partly"])
+    registered.append("partly")
+    with pytest.raises(VerifierError, match=r"^partly verifier: option 'tol' must be int, got str 'oops'$"):
+        check_options("partly", {"tol": "oops"})
+    check_options("partly", {"scale": "anything"})
+
+
+def test_installed_entry_points_never_replace_a_builtin_and_a_name_two_packages_offer_is_one_line(
+        tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    for package, points in (("pkg_one", {"numeric": "pkg_one:f", "dup": "pkg_one:f", "bad": "pkg_one always"}),
+                            ("pkg_two", {"dup": "pkg_two:f"})):
+        wheel = _wheel(tmp_path, package, {package: "def f(text, reference):\n    return True\n"}, points)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+                        str(site), str(wheel)], check=True, capture_output=True)
+    monkeypatch.syspath_prepend(str(site))
+    fresh = Registry("verifier", "rlhf_eval.verifiers", _as_verifier, VerifierError)
+    for name in ("numeric", "exact", "regex", "choice", "math"):
+        fresh.register(name, VERIFIERS.get(name))
+    assert fresh.get("numeric") is VERIFIERS.get("numeric")
+    assert fresh.names().count("numeric") == 1
+    with pytest.raises(VerifierError) as info:
+        fresh.get("dup")
+    assert str(info.value) == ("verifier 'dup' is offered by several installed packages: pkg_one (pkg_one:f), "
+                               "pkg_two (pkg_two:f); uninstall one, or name the one you mean as module:attribute")
+    with pytest.raises(VerifierError) as info:
+        fresh.get("bad")
+    assert str(info.value) == ("verifier 'bad': cannot load entry point 'pkg_one always' of rlhf_eval.verifiers "
+                               "(ValueError: expected module:attribute)")
+
+
+def test_a_jsonl_suite_with_an_unknown_verifier_says_so_at_the_verifier_line(tmp_path):
+    (tmp_path / "q.jsonl").write_text('{"question": "2+2?", "answer": "4"}\n')
+    path = tmp_path / "s.yaml"
+    path.write_text("suite: s\nmodel: {name: gemini-2.0-flash}\nsamples: 2\nverifier: numerik\n"
+                    "questions: {source: q.jsonl}\n")
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert str(info.value) == f"{path}:4: verifier: unknown verifier 'numerik'; did you mean 'numeric'?"
+
+
+def test_an_option_named_verifier_is_refused_in_one_line(registered, tmp_path):
+    VERIFIERS.register("loose", lambda text, reference, **options: True)
+    registered.append("loose")
+    with pytest.raises(VerifierError, match=r"^loose verifier: an option cannot be named 'verifier' \(it names "):
+        check_options("loose", {"verifier": 1})
+    with pytest.raises(VerifierError, match=r"^verifier 'strict': an option cannot be named 'verifier'"):
+        VERIFIERS.register("strict", lambda text, reference, verifier=None: True)
+    path = tmp_path / "s.yaml"
+    path.write_text(_suite_with({"name": "loose", "verifier": 2}))
+    with pytest.raises(SuiteError, match=r"verifier: loose verifier: an option cannot be named 'verifier'"):
+        load_suite(path)
