@@ -96,6 +96,14 @@ class Registry(Generic[T]):
         """Every name that resolves without a reference: registered and installed."""
         return sorted(set(self._entries) | set(self._installed()))
 
+    def registered(self) -> dict[str, T]:
+        """The entries registered or loaded so far, by name (installed ones not yet asked for are not)."""
+        return dict(self._entries)
+
+    def installed_names(self) -> list[str]:
+        """The names installed packages offer that nothing registered has taken."""
+        return sorted(self._installed())
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and (name in self._entries or name in self._installed())
 
@@ -128,7 +136,8 @@ class Registry(Generic[T]):
 
 def _origin(obj: Any) -> str:
     """Where a registered thing comes from, as module:qualified name (the same across imports)."""
-    run = getattr(obj, "run", obj)  # an adapted entry (a Verifier) names the function it wraps
+    # An adapted entry names the function it wraps: a Verifier's run, a Provider's loader.
+    run = next((getattr(obj, a) for a in ("run", "sampler", "scorer") if callable(getattr(obj, a, None))), obj)
     run = getattr(run, "func", run)  # functools.partial
     module = getattr(run, "__module__", None) or type(run).__module__
     name = getattr(run, "__qualname__", None) or type(run).__qualname__

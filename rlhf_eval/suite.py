@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from .credentials import redact_url, url_problem
 from .paths import shown_path
 from .types import VERDICTS
+from .providers import BUILT_IN, provider_problem
 from .verify import VerifierError, extract_reference, prepared_options, verify
 from .yamlines import YamlError, line_of, load_with_lines
 
@@ -103,10 +104,20 @@ def _base_url(url: str) -> str:
 BaseUrl = Annotated[str, AfterValidator(_base_url)]
 
 
+def _provider_for(role: str):
+    def check(name: str) -> str:
+        problem = provider_problem(name, role)
+        if problem:
+            raise ValueError(problem)
+        return name
+    return AfterValidator(check)
+
+
 class ScorerConfig(_Strict):
     """A model that scores a given text by teacher forcing: a reference model, or the policy's scorer."""
 
-    provider: Literal["openai", "hf"]
+    provider: Annotated[str, _provider_for("scorer")]
+    options: dict[str, Any] = Field(default_factory=dict)  # a team's own provider's settings
     name: str  # the served model id (openai), or a local checkpoint path / cached hub id (hf)
     base_url: BaseUrl | None = None  # openai: the server's /v1 URL (default: env OPENAI_BASE_URL)
     api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key, if any
@@ -124,9 +135,18 @@ class ScorerConfig(_Strict):
             raise ValueError("template must contain {prompt}")
         return v
 
+    @field_validator("options")
+    @classmethod
+    def _own_options(cls, v, info):
+        provider = info.data.get("provider")
+        if v and provider in BUILT_IN:
+            raise ValueError(f"options are a team's own provider's settings; {provider} takes its own as keys")
+        return v
+
 
 class ModelConfig(_Strict):
-    provider: Literal["gemini", "openai", "gemini-legacy"] = "gemini"
+    provider: Annotated[str, _provider_for("sampler")] = "gemini"
+    options: dict[str, Any] = Field(default_factory=dict)  # a team's own provider's settings
     name: str
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
@@ -160,6 +180,9 @@ class ModelConfig(_Strict):
     def _consistent(self):
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
+        if self.options and self.provider in BUILT_IN:
+            raise ValueError(f"options are a team's own provider's settings; {self.provider} takes its own as "
+                             "model keys")
         if self.vertex is not None and self.provider != "gemini":
             raise ValueError("vertex is only for provider gemini")
         if self.provider == "openai" and self.endpoint == "completions" and self.max_output_tokens is None:

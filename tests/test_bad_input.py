@@ -90,7 +90,8 @@ CASES = {
     "unknown_key_source.yaml":
         "unknown_key_source.yaml:7: questions.answer_feild: unknown key (did you mean 'answer_field'?)",
     "unknown_provider.yaml":
-        "unknown_provider.yaml:3: model.provider: expected 'gemini', 'openai' or 'gemini-legacy', got 'anthropic'",
+        "unknown_provider.yaml:3: model.provider: unknown sampler provider 'anthropic'; known: gemini, gemini-legacy, "
+        "openai",
     # --- missing required fields ---
     "missing_suite.yaml": "missing_suite.yaml:1: suite: required key is missing",
     "not_a_suite.yaml": "not_a_suite.yaml:1: not a suite: none of `suite`, `model`, `samples`, `questions` is here; "
@@ -205,7 +206,8 @@ CASES = {
     "reference_template_without_prompt.yaml":
         "reference_template_without_prompt.yaml:10: dpo.reference.template: template must contain {prompt}",
     "dpo_reference_unknown_provider.yaml":
-        "dpo_reference_unknown_provider.yaml:8: dpo.reference.provider: expected 'openai' or 'hf', got 'vllm'",
+        "dpo_reference_unknown_provider.yaml:8: dpo.reference.provider: unknown scorer provider 'vllm'; known: hf, "
+        "openai",
     # --- encodings ---
     "non_utf8_suite.yaml": "non_utf8_suite.yaml:5: not UTF-8 text; save the suite as UTF-8",
     "utf16_suite.yaml": "utf16_suite.yaml:1: not UTF-8 text; save the suite as UTF-8",

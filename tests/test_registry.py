@@ -22,6 +22,7 @@ from test_plugin import report_json, suite_yaml
 
 # A team's verifier, as it would write it: the last integer of the answer, within `tolerance`.
 TEAM_MODULE = '''
+import os
 import re
 
 from rlhf_eval import Verdict
@@ -34,6 +35,33 @@ def last_integer(text: str, reference: str, tolerance: int = 0) -> Verdict:
         return Verdict("unparsable", None, "no integer")
     got = int(numbers[-1])
     return Verdict("correct" if abs(got - want) <= tolerance else "incorrect", str(got))
+
+
+class TinyChat:
+    """A team's own sampler: one request per trace to an OpenAI-style chat server, by hand with httpx."""
+
+    def __init__(self, model, *, replay=False, policy=None):
+        import httpx
+
+        self.model = model
+        self.url = os.environ["TEAM_CHAT_URL"] + "/v1/chat/completions"
+        self.client = httpx.Client(timeout=30)
+
+    def sample(self, prompt, k, seed):
+        from rlhf_eval import SamplingError, Trace
+
+        traces = []
+        for i in range(k):
+            body = {"model": self.model.name, "messages": [{"role": "user", "content": prompt}], "seed": seed + i,
+                    "temperature": self.model.temperature, "max_tokens": self.model.options.get("max_tokens", 400)}
+            response = self.client.post(self.url, json=body)
+            if response.status_code != 200:
+                raise SamplingError(f"the chat server answered {response.status_code}", status=response.status_code)
+            choice = response.json()["choices"][0]
+            finish = {"stop": "STOP", "length": "MAX_TOKENS"}.get(choice["finish_reason"], choice["finish_reason"])
+            traces.append(Trace(text=choice["message"]["content"], finish_reason=finish,  # Gemini's names
+                                token_count=None, logp=None, seed=seed + i, model_version=response.json()["model"]))
+        return traces
 
 
 def crashes_on_answers(text: str, reference: str) -> bool:
@@ -134,8 +162,8 @@ def test_unknown_names_list_what_is_known_and_references_fail_in_one_line(tmp_pa
     VERIFIERS._entries.pop("team_refs:last_integer")
 
 
-def _suite_with(verifier_spec) -> str:
-    return suite_yaml(samples=4, limit=3, extra={"verifier": verifier_spec})
+def _suite_with(verifier_spec, model: dict | None = None) -> str:
+    return suite_yaml(samples=4, limit=3, extra={"verifier": verifier_spec, **({"model": model} if model else {})})
 
 
 def test_a_module_reference_in_a_suite_records_and_replays(project, live, monkeypatch):
@@ -196,14 +224,17 @@ def test_a_suite_naming_an_unknown_verifier_fails_at_load_with_the_known_ones(tm
 
 # ------------------------------------------------------------------ an installed outside package
 
-def _wheel(directory: Path, name: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
-    """A real wheel of package `name`: its modules, and `rlhf_eval.verifiers` entry points."""
+def _wheel(directory: Path, name: str, modules: dict[str, str], entry_points: dict[str, str],
+           providers: dict[str, str] | None = None) -> Path:
+    """A real wheel of package `name`: its modules, `rlhf_eval.verifiers` and `rlhf_eval.providers`
+    entry points."""
     dist = f"{name}-0.1.dist-info"
     files = {f"{module}.py": text for module, text in modules.items()}
     files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n"
     files[f"{dist}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     points = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
-    files[f"{dist}/entry_points.txt"] = f"[rlhf_eval.verifiers]\n{points}"
+    files[f"{dist}/entry_points.txt"] = f"[rlhf_eval.verifiers]\n{points}" + (
+        "\n[rlhf_eval.providers]\n" + "".join(f"{k} = {v}\n" for k, v in providers.items()) if providers else "")
     record = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
@@ -221,7 +252,8 @@ def installed(tmp_path_factory):
     """The team's package, installed by pip (no index, no network) into its own site folder."""
     root = tmp_path_factory.mktemp("site")
     wheel = _wheel(root, "team_evals", {"team_evals": TEAM_MODULE, "team_broken": "raise ImportError('no GPU here')"},
-                   {"last_integer": "team_evals:last_integer", "needs_gpu": "team_broken:whatever"})
+                   {"last_integer": "team_evals:last_integer", "needs_gpu": "team_broken:whatever"},
+                   {"tiny-chat": "team_evals:TinyChat"})
     target = root / "site-packages"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target),
                     str(wheel)], check=True, capture_output=True)
@@ -235,17 +267,26 @@ def _pytest(cwd: Path, site: Path, env: dict, *args: str) -> subprocess.Complete
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_an_installed_packages_entry_point_verifier_records_and_replays(installed, tmp_path, live):
+def test_an_installed_packages_verifier_and_provider_record_and_replay(installed, tmp_path, live):
+    """The team's package brings both its sampler (entry point `tiny-chat`, its own HTTP client)
+    and its verifier: recorded through the emulator, replayed offline with nothing listening."""
     (tmp_path / "pytest.ini").write_text("[pytest]\nrlhf_suite_files = *.yaml\n")
-    (tmp_path / "demo.yaml").write_text(_suite_with({"name": "last_integer", "tolerance": 0}))
-    recording = {"RLHF_EVAL_GEMINI_BASE_URL": live.base_url, "GEMINI_API_KEY": TEST_KEY}
+    model = {"provider": "tiny-chat", "name": "gemini-2.0-flash", "temperature": 1.0, "options": {"max_tokens": 300}}
+    (tmp_path / "demo.yaml").write_text(_suite_with({"name": "last_integer", "tolerance": 0}, model=model))
+    recording = {"TEAM_CHAT_URL": live.base_url, "RLHF_EVAL_GEMINI_BASE_URL": live.base_url, "GEMINI_API_KEY": TEST_KEY}
+    before = len(live.requests)
     rec = _pytest(tmp_path, installed, recording, "--rlhf-record-mode=once", "--rlhf-report-json=rec.json")
     assert rec.returncode == 0, rec.stdout[-2000:] + rec.stderr[-2000:]
-    offline = {"RLHF_EVAL_GEMINI_BASE_URL": "http://127.0.0.1:9", "GEMINI_API_KEY": ""}
+    sent = live.requests[before:]
+    assert len(sent) == 12 and {r["path"] for r in sent} == {"/v1/chat/completions"}
+    offline = {"TEAM_CHAT_URL": "http://127.0.0.1:9", "RLHF_EVAL_GEMINI_BASE_URL": "http://127.0.0.1:9",
+               "GEMINI_API_KEY": ""}
     rep = _pytest(tmp_path, installed, offline, "--rlhf-report-json=rep.json")
     assert rep.returncode == 0, rep.stdout[-2000:] + rep.stderr[-2000:]
+    assert len(live.requests) == before + 12
     recorded, replayed = (json.loads((tmp_path / f).read_text()) for f in ("rec.json", "rep.json"))
     assert replayed["suites"][0]["questions"] == recorded["suites"][0]["questions"]
+    assert replayed["suites"][0]["model"]["provider"] == "tiny-chat"
     verdicts = {t["verdict"] for q in replayed["suites"][0]["questions"] for t in q["traces"]}
     assert verdicts & {"correct", "incorrect"}
 
@@ -394,3 +435,37 @@ def test_an_option_named_verifier_is_refused_in_one_line(registered, tmp_path):
     path.write_text(_suite_with({"name": "loose", "verifier": 2}))
     with pytest.raises(SuiteError, match=r"verifier: loose verifier: an option cannot be named 'verifier'"):
         load_suite(path)
+
+
+# ------------------------------------------------------------------ providers
+
+def test_a_providers_module_reference_records_and_replays_and_a_wrong_role_is_one_line(project, live,
+                                                                                       monkeypatch):
+    (project.path / "team_sampler.py").write_text(TEAM_MODULE)
+    monkeypatch.syspath_prepend(str(project.path))
+    monkeypatch.setenv("TEAM_CHAT_URL", live.base_url)
+    model = {"provider": "team_sampler:TinyChat", "name": "gemini-2.0-flash", "temperature": 1.0}
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=2, logprobs=False, extra={"model": model}))
+    recorded, rec_report = report_json(project, "--rlhf-record-mode=once")
+    recorded.assert_outcomes(passed=2)
+    monkeypatch.setenv("TEAM_CHAT_URL", "http://127.0.0.1:9")
+    replayed, rep_report = report_json(project)
+    replayed.assert_outcomes(passed=2)
+    assert rep_report["suites"][0]["questions"] == rec_report["suites"][0]["questions"]
+
+    from rlhf_eval.providers import PROVIDERS
+    PROVIDERS._entries.pop("team_sampler:TinyChat", None)
+    for dpo_reference, message in [
+        ({"provider": "gemini", "name": "m"}, "dpo.reference.provider: provider 'gemini' has no scorer; scorers: hf, "
+                                              "openai"),
+        ({"provider": "team_sampler:TinyChat", "name": "m"}, "dpo.reference.provider: provider "
+                                                             "'team_sampler:TinyChat' has no scorer; scorers: hf, openai"),
+        ({"provider": "hf", "name": "m", "options": {"x": 1}}, "dpo.reference.options: options are a team's own "
+                                                               "provider's settings; hf takes its own as keys"),
+    ]:
+        path = project.path / "bad.yaml"
+        path.write_text(suite_yaml(limit=1, extra={"dpo": {"reference": dpo_reference}}))
+        with pytest.raises(SuiteError) as info:
+            load_suite(path)
+        assert str(info.value).split(": ", 1)[1] == message
+    PROVIDERS._entries.pop("team_sampler:TinyChat", None)

@@ -1,7 +1,7 @@
-"""Backends: build the `Sampler`/`Scorer` a suite names, and say what each needs to record.
-
-Each backend module is imported only when a suite uses it, so an optional SDK (openai,
-google-generativeai, transformers) is needed only by the suites that ask for it.
+"""Backends: build the `Sampler`/`Scorer` a suite names (from `rlhf_eval.providers`), and say
+what each needs to record. A provider's class is imported only when a suite uses it, so an
+optional SDK (openai, google-generativeai, transformers) is needed only by the suites that ask
+for it.
 """
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ import importlib.util
 import os
 
 from ..credentials import redact_url, url_problem, watch_key_env, watch_url
+from ..providers import PROVIDERS
+from ..registry import RegistryError
 from ..sampling import Sampler, SamplingError, Scorer
 from ..suite import ModelConfig, ScorerConfig
 from ..throttle import SERIAL, RequestPolicy
 
-_DEFAULT_KEY_ENVS = {"gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "gemini-legacy": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-                     "openai": ("OPENAI_API_KEY",)}
-_EXTRAS = {"openai": "openai", "gemini-legacy": "legacy", "hf": "hf"}
-
 
 def key_envs(provider: str, api_key_env: str | None = None) -> tuple[str, ...]:
-    return (api_key_env,) if api_key_env else _DEFAULT_KEY_ENVS.get(provider, ())
+    if api_key_env:
+        return (api_key_env,)
+    try:
+        return PROVIDERS.get(provider).key_envs
+    except RegistryError:  # a provider that does not load says so where it is built
+        return ()
 
 
 def api_key(provider: str, api_key_env: str | None = None) -> str | None:
@@ -48,44 +51,42 @@ def watch_credentials(config: ModelConfig | ScorerConfig) -> None:
     watch_url(config.base_url)
 
 
-def _require(module: str, provider: str) -> None:
-    try:  # find_spec imports nothing (google.generativeai warns on import)
-        found = importlib.util.find_spec(module) is not None
-    except ImportError:
-        found = False
-    if not found:
-        raise SamplingError(f"provider {provider!r} needs the {module!r} package: "
-                            f"pip install 'rlhf-eval[{_EXTRAS[provider]}]'") from None
+def _class(config: ModelConfig | ScorerConfig, role: str) -> type:
+    """The class provider `config.provider` gives for `role` ("sampler" or "scorer"); SamplingError
+    (one line) when it gives none, cannot load, or its module is not installed."""
+    try:
+        entry = PROVIDERS.get(config.provider)
+    except RegistryError as exc:
+        raise SamplingError(str(exc)) from None
+    load = getattr(entry, role)
+    if load is None:
+        roles = [r for r in ("sampler", "scorer") if getattr(entry, r) is not None]
+        raise SamplingError(f"provider {entry.name!r} has no {role} (it is a {' and '.join(roles) or 'nothing'})")
+    if entry.needs:
+        try:  # find_spec imports nothing (google.generativeai warns on import)
+            found = importlib.util.find_spec(entry.needs) is not None
+        except ImportError:
+            found = False
+        if not found:
+            raise SamplingError(f"provider {entry.name!r} needs the {entry.needs!r} package: "
+                                f"pip install '{entry.install or entry.needs}'") from None
+    try:
+        return load()
+    except SamplingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a team's provider that cannot import: one line
+        raise SamplingError(f"provider {entry.name!r}: cannot load its {role} ({type(exc).__name__}: {exc})") from None
 
 
 def make_sampler(model: ModelConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> Sampler:
     """The sampler for `model`; with `replay`, placeholder credentials (a cassette answers every request)."""
     watch_credentials(model)
-    if model.provider == "gemini":
-        from .gemini import GeminiSampler
-        return GeminiSampler(model, replay=replay, policy=policy)
-    if model.provider == "openai":
-        _require("openai", "openai")
-        from .openai_compat import OpenAISampler
-        return OpenAISampler(model, replay=replay, policy=policy)
-    if model.provider == "gemini-legacy":
-        _require("google.generativeai", "gemini-legacy")
-        from .gemini_legacy import LegacyGeminiSampler
-        return LegacyGeminiSampler(model, replay=replay, policy=policy)
-    raise SamplingError(f"unknown provider {model.provider!r}")  # pragma: no cover - the schema forbids it
+    return _class(model, "sampler")(model, replay=replay, policy=policy)
 
 
 def make_scorer(config: ScorerConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> Scorer:
     watch_credentials(config)
-    if config.provider == "openai":
-        _require("openai", "openai")
-        from .openai_compat import OpenAIScorer
-        return OpenAIScorer(config, replay=replay, policy=policy)
-    if config.provider == "hf":
-        _require("transformers", "hf")
-        from .hf import HFScorer
-        return HFScorer(config)
-    raise SamplingError(f"unknown scorer provider {config.provider!r}")  # pragma: no cover
+    return _class(config, "scorer")(config, replay=replay, policy=policy)
 
 
 def credentials_problem(model: ModelConfig) -> str | None:

@@ -74,7 +74,8 @@ class HFScorer:
     as `nn.Module.to` does) and put in eval mode. A slow tokenizer (no offsets) is accepted: then the
     context's ids must be a prefix of the full text's ids."""
 
-    def __init__(self, config: ScorerConfig, *, model=None, tokenizer=None):
+    def __init__(self, config: ScorerConfig, *, model=None, tokenizer=None, replay: bool = False, policy=None):
+        # `replay` and `policy` are every provider's; a local model neither records nor sends requests.
         self.config = config
         self.name = f"hf:{config.name}"
         self.batch_size = config.batch_size

@@ -1,0 +1,112 @@
+"""Providers: where a suite's traces (a Sampler) and scores (a Scorer) come from.
+
+One registry (`PROVIDERS`, see `rlhf_eval.registry`): the built-ins register here as a team's own
+do, with `@provider`; an installed package offers one through the `rlhf_eval.providers` entry
+point; a suite may name one as ``module:attribute``. Light on purpose: a suite is checked against
+it when it loads, and no provider's module (nor its SDK) is imported until a suite samples.
+`rlhf_eval.backends` builds the sampler or scorer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from .registry import Registry, RegistryError, suggest
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A registered provider: `sampler()` / `scorer()` return the class that draws traces / scores
+    texts (None when it does not), built as ``cls(config, replay=..., policy=...)`` from the suite's
+    `model` / scorer settings (`config.options` holds the settings only it knows). `key_envs` are
+    the variables its key is read from by default (never written anywhere); `needs` a module it
+    imports, with `install` what to pip install when it is missing."""
+
+    name: str
+    sampler: Callable[[], type] | None = None
+    scorer: Callable[[], type] | None = None
+    key_envs: tuple[str, ...] = ()
+    needs: str | None = None
+    install: str | None = None
+
+
+def _as_provider(name: str, obj: Any) -> Provider:
+    """The registry's adapter: a `Provider` (renamed), or a class with `sample` and/or `score`."""
+    if isinstance(obj, Provider):
+        return obj if obj.name == name else replace(obj, name=name)
+    if isinstance(obj, type) and (callable(getattr(obj, "sample", None)) or callable(getattr(obj, "score", None))):
+        return Provider(name, sampler=(lambda: obj) if callable(getattr(obj, "sample", None)) else None,
+                        scorer=(lambda: obj) if callable(getattr(obj, "score", None)) else None)
+    raise RegistryError(f"provider {name!r}: {obj!r} is not a class with a sample() or score() method "
+                        "(see rlhf_eval.sampling.Sampler / Scorer)")
+
+
+PROVIDERS: Registry[Provider] = Registry("provider", "rlhf_eval.providers", _as_provider)
+
+
+def provider(name: str, **settings: Any) -> Callable[[Callable[[], type]], Callable[[], type]]:
+    """Register the decorated function, which imports and returns a Sampler class, as provider
+    `name`; `settings` are `Provider`'s (``key_envs``, ``needs``, ``install``). As inspect_ai's
+    ``@modelapi``, the import happens inside the function, on first use::
+
+        @provider("my-server", key_envs=("MY_SERVER_KEY",))
+        def my_server():
+            from my_evals.sampler import MyServerSampler
+            return MyServerSampler
+    """
+    def register(load: Callable[[], type]) -> Callable[[], type]:
+        PROVIDERS.register(name, Provider(name, sampler=load, **settings))
+        return load
+    return register
+
+
+def _gemini():
+    from .backends.gemini import GeminiSampler
+    return GeminiSampler
+
+
+def _openai_sampler():
+    from .backends.openai_compat import OpenAISampler
+    return OpenAISampler
+
+
+def _openai_scorer():
+    from .backends.openai_compat import OpenAIScorer
+    return OpenAIScorer
+
+
+def _gemini_legacy():
+    from .backends.gemini_legacy import LegacyGeminiSampler
+    return LegacyGeminiSampler
+
+
+def _hf():
+    from .backends.hf import HFScorer
+    return HFScorer
+
+
+BUILT_IN = frozenset({"gemini", "gemini-legacy", "openai", "hf"})
+_GOOGLE_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+provider("gemini", key_envs=_GOOGLE_KEYS)(_gemini)
+provider("gemini-legacy", key_envs=_GOOGLE_KEYS, needs="google.generativeai", install="rlhf-eval[legacy]")(_gemini_legacy)
+PROVIDERS.register("openai", Provider("openai", sampler=_openai_sampler, scorer=_openai_scorer,
+                                      key_envs=("OPENAI_API_KEY",), needs="openai", install="rlhf-eval[openai]"))
+PROVIDERS.register("hf", Provider("hf", scorer=_hf, needs="transformers", install="rlhf-eval[hf]"))
+
+
+def provider_problem(name: str, role: str) -> str | None:
+    """Why provider `name` cannot be the suite's `role` ("sampler" or "scorer"), or None."""
+    try:
+        entry = PROVIDERS.get(name)
+    except RegistryError as exc:
+        if not str(exc).startswith("unknown"):
+            return str(exc)  # an installed provider that does not load
+        known = _with(role) + PROVIDERS.installed_names()
+        return f"unknown {role} provider {name!r}{suggest(str(name), known)}"
+    if getattr(entry, role) is None:
+        return f"provider {name!r} has no {role}; {role}s: {', '.join(_with(role))}"
+    return None
+
+
+def _with(role: str) -> list[str]:
+    return sorted(n for n, entry in PROVIDERS.registered().items() if getattr(entry, role) is not None)
