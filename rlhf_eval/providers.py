@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from .registry import Registry, RegistryError, suggest
+from .registry import Registry, RegistryError, _origin, suggest
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def provider(name: str, **settings: Any) -> Callable[[Callable[[], type]], Calla
             return MyServerSampler
     """
     def register(load: Callable[[], type]) -> Callable[[], type]:
-        PROVIDERS.register(name, Provider(name, sampler=load, **settings))
+        PROVIDERS.register(name, Provider(name, sampler=load, **settings), origin=_origin(load))
         return load
     return register
 
@@ -96,13 +96,12 @@ PROVIDERS.register("hf", Provider("hf", scorer=_hf, needs="transformers", instal
 
 def provider_problem(name: str, role: str) -> str | None:
     """Why provider `name` cannot be the suite's `role` ("sampler" or "scorer"), or None."""
+    if name not in PROVIDERS and ":" not in str(name):
+        return f"unknown {role} provider {name!r}{suggest(str(name), _with(role) + PROVIDERS.installed_names())}"
     try:
         entry = PROVIDERS.get(name)
-    except RegistryError as exc:
-        if not str(exc).startswith("unknown"):
-            return str(exc)  # an installed provider that does not load
-        known = _with(role) + PROVIDERS.installed_names()
-        return f"unknown {role} provider {name!r}{suggest(str(name), known)}"
+    except RegistryError as exc:  # an installed provider or a module:Class that does not load
+        return str(exc)
     if getattr(entry, role) is None:
         return f"provider {name!r} has no {role}; {role}s: {', '.join(_with(role))}"
     return None

@@ -54,21 +54,30 @@ class Registry(Generic[T]):
         self._adapt = adapt
         self._error = error
         self._entries: dict[str, T] = {}
+        self._origins: dict[str, str] = {}  # name -> where its entry comes from (module:qualified name)
         self._entry_points: dict[str, list[EntryPoint]] | None = None
 
-    def register(self, name: str, obj: Any) -> T:
-        """Keep `obj` under `name` (adapted). Raises `error` for a name that is not a non-empty
-        string, or that is taken by something else: a team's verifier never silently replaces a
-        built-in or another team's (the same function registered again, as a module imported
-        twice does, is not a conflict)."""
+    def register(self, name: str, obj: Any, origin: str | None = None) -> T:
+        """Keep `obj` under `name` (adapted). `origin` says where it comes from (default: `obj`'s
+        module:qualified name; a decorator passes the function's). Raises `error` for a name that
+        is not a non-empty string, or that is taken by something else: a team's extension never
+        silently replaces a built-in or another team's (the same function registered again, as a
+        module imported twice does, is not a conflict)."""
         if not isinstance(name, str) or not name.strip():
             raise self._error(f"a {self.kind} needs a name, got {name!r}")
-        taken = self._entries.get(name)
-        if taken is not None and _origin(taken) != _origin(obj):
-            raise self._error(f"{self.kind} {name!r} is already registered by {_origin(taken)}; "
-                              f"register {_origin(obj)} under another name")
+        origin = origin or _origin(obj)
+        taken = self._origins.get(name)
+        if taken is not None and taken != origin:
+            raise self._error(f"{self.kind} {name!r} is already registered by {taken}; register {origin} under "
+                              "another name")
         entry = self._entries[name] = self._adapt(name, obj)
+        self._origins[name] = origin
         return entry
+
+    def unregister(self, name: str) -> None:
+        """Forget `name` (a test's, or a notebook's that is being rewritten); nothing if unknown."""
+        self._entries.pop(name, None)
+        self._origins.pop(name, None)
 
     def get(self, name: str) -> T:
         """The entry for `name`. Raises `error`: unknown (with the closest known name), or an
@@ -136,9 +145,7 @@ class Registry(Generic[T]):
 
 def _origin(obj: Any) -> str:
     """Where a registered thing comes from, as module:qualified name (the same across imports)."""
-    # An adapted entry names the function it wraps: a Verifier's run, a Provider's loader.
-    run = next((getattr(obj, a) for a in ("run", "sampler", "scorer") if callable(getattr(obj, a, None))), obj)
-    run = getattr(run, "func", run)  # functools.partial
+    run = getattr(obj, "func", obj)  # functools.partial
     module = getattr(run, "__module__", None) or type(run).__module__
     name = getattr(run, "__qualname__", None) or type(run).__qualname__
     return f"{module}:{name}"

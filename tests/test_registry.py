@@ -16,7 +16,8 @@ import pytest
 
 from conftest import NO_HYPOTHESIS, TEST_KEY
 from rlhf_eval import SuiteError, Verdict, VerifierError, load_suite, verifier, verify
-from rlhf_eval.registry import Registry
+from rlhf_eval.providers import PROVIDERS
+from rlhf_eval.registry import Registry, RegistryError
 from rlhf_eval.verify import VERIFIERS, _as_verifier, check_options, equivalent
 from test_plugin import report_json, suite_yaml
 
@@ -71,20 +72,21 @@ def crashes_on_answers(text: str, reference: str) -> bool:
 '''
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def registered():
-    """Names a test registers, removed again so other tests see only the built-ins."""
-    names = []
-    yield names
-    for name in names:
-        VERIFIERS._entries.pop(name, None)
+    """What a test registers (or loads from a reference) is forgotten after it, pass or fail, so
+    every test sees only the built-ins."""
+    before = {registry: set(registry.registered()) for registry in (VERIFIERS, PROVIDERS)}
+    yield
+    for registry, names in before.items():
+        for name in set(registry.registered()) - names:
+            registry.unregister(name)
 
 
-def test_a_decorated_function_is_a_verifier_with_its_signature_as_options(registered):
+def test_a_decorated_function_is_a_verifier_with_its_signature_as_options():
     @verifier("ends_with")
     def ends_with(text: str, reference: str, suffix_only: bool = True, weight: float = 1.0, note: str | None = None):
         return text.rstrip().endswith(reference)
-    registered.append("ends_with")
 
     assert "ends_with" in VERIFIERS and "ends_with" in VERIFIERS.names()
     assert ends_with("plain call", "call") is True  # the function itself is unchanged
@@ -105,7 +107,7 @@ def test_a_decorated_function_is_a_verifier_with_its_signature_as_options(regist
     assert equivalent(" 7", "7 ", "ends_with") and not equivalent("", "", "ends_with")
 
 
-def test_required_options_hooks_and_equivalence_are_the_teams(registered):
+def test_required_options_hooks_and_equivalence_are_the_teams():
     def check(options):
         if options.get("unit") not in (None, "cm", "m"):
             raise VerifierError(f"option 'unit' must be cm or m, got {options['unit']!r}")
@@ -115,7 +117,6 @@ def test_required_options_hooks_and_equivalence_are_the_teams(registered):
               reference=lambda answer: answer.split("=")[-1].strip())
     def length(text: str, reference: str, unit: str) -> Verdict:
         return Verdict("correct" if f"{reference} {unit}" in text else "incorrect", text.split()[-2])
-    registered.append("length")
 
     with pytest.raises(VerifierError, match=r"^length verifier: option 'unit' is required$"):
         verify("3 cm", "3", "length")
@@ -128,9 +129,8 @@ def test_required_options_hooks_and_equivalence_are_the_teams(registered):
 
 
 @pytest.mark.parametrize("returned, shown", [(None, "NoneType None"), ("correct", "str 'correct'")])
-def test_a_verifier_that_returns_neither_verdict_nor_bool_is_one_line(registered, returned, shown):
+def test_a_verifier_that_returns_neither_verdict_nor_bool_is_one_line(returned, shown):
     VERIFIERS.register("sloppy", lambda text, reference: returned)
-    registered.append("sloppy")
     with pytest.raises(VerifierError) as info:
         verify("x", "y", "sloppy")
     assert str(info.value) == f"verifier 'sloppy' returned {shown}; return a rlhf_eval.Verdict or a bool"
@@ -159,7 +159,6 @@ def test_unknown_names_list_what_is_known_and_references_fail_in_one_line(tmp_pa
     with pytest.raises(VerifierError, match=r"^verifier 'team_refs:nope': cannot load reference \(AttributeError: "):
         verify("1", "1", "team_refs:nope")
     assert verify("so 12", "10", "team_refs:last_integer", tolerance=2).correct
-    VERIFIERS._entries.pop("team_refs:last_integer")
 
 
 def _suite_with(verifier_spec, model: dict | None = None) -> str:
@@ -185,7 +184,6 @@ def test_a_module_reference_in_a_suite_records_and_replays(project, live, monkey
         for trace in q["traces"]:
             if trace["verdict"] in ("correct", "incorrect", "unparsable"):
                 assert trace["verdict"] == team(trace["text"], reference).status
-    VERIFIERS._entries.pop("team_checks:last_integer", None)
 
 
 def test_a_team_verifier_that_raises_fails_that_question_in_one_line(project, live, monkeypatch):
@@ -198,7 +196,6 @@ def test_a_team_verifier_that_raises_fails_that_question_in_one_line(project, li
     assert len(failure) == 1 and re.fullmatch(r"demo\.yaml::q-0000: verifier 'team_crash:crashes_on_answers' "
                                               r"raised ValueError: cannot read '.{1,5}'", failure[0]), failure
     assert "Traceback" not in result.stdout.str()
-    VERIFIERS._entries.pop("team_crash:crashes_on_answers", None)
 
 
 def test_a_reference_a_team_verifier_cannot_read_fails_the_suite_at_load(tmp_path, monkeypatch):
@@ -211,7 +208,6 @@ def test_a_reference_a_team_verifier_cannot_read_fails_the_suite_at_load(tmp_pat
         load_suite(path)
     assert str(info.value).endswith("question 'a': answer 'many': verifier 'team_load:last_integer' raised "
                                     "ValueError: could not convert string to float: 'many'")
-    VERIFIERS._entries.pop("team_load:last_integer", None)
 
 
 def test_a_suite_naming_an_unknown_verifier_fails_at_load_with_the_known_ones(tmp_path):
@@ -308,7 +304,7 @@ def test_an_installed_packages_verifier_and_provider_record_and_replay(installed
 
 # ------------------------------------------------------------------ what a helper's attack found
 
-def test_a_taken_name_is_refused_and_the_same_function_again_is_not_a_conflict(registered):
+def test_a_taken_name_is_refused_and_the_same_function_again_is_not_a_conflict():
     def exact(text: str, reference: str) -> bool:
         return True
     with pytest.raises(VerifierError) as info:
@@ -319,7 +315,6 @@ def test_a_taken_name_is_refused_and_the_same_function_again_is_not_a_conflict(r
     assert verify("Paris", "Berlin", "exact").status == "incorrect"  # the built-in still judges
     verifier("mine")(exact)
     verifier("mine")(exact)  # a module imported twice registers the same function again
-    registered.append("mine")
     for bad in (5, "", "  "):
         with pytest.raises(VerifierError, match=r"^a verifier needs a name, got "):
             VERIFIERS.register(bad, exact)
@@ -336,7 +331,6 @@ def test_a_verifier_returning_bools_has_no_maj_at_k_and_says_why(project, live, 
     assert metrics["accuracy"] == 1.0 and metrics["maj_at_k"] is None
     result.stdout.fnmatch_lines(["*maj_at_k could not be measured: the verifier gives no extracted answer to vote "
                                  "with (it returns True/False)*"])
-    VERIFIERS._entries.pop("team_bools:says_yes", None)
 
 
 @pytest.mark.parametrize("run, message", [
@@ -347,36 +341,35 @@ def test_a_verifier_returning_bools_has_no_maj_at_k_and_says_why(project, live, 
     (lambda text, reference: sys.exit(3), "verifier 'odd' raised SystemExit: 3"),
     (lambda text, reference, **opts: True, "verifier 'odd' raised TypeError: "),
 ])
-def test_what_a_verifier_does_wrong_is_one_line_naming_it(registered, run, message):
+def test_what_a_verifier_does_wrong_is_one_line_naming_it(run, message):
     VERIFIERS.register("odd", run)
-    registered.append("odd")
     with pytest.raises(VerifierError) as info:
         verify("x", "y", "odd", **({"text": "clash"} if "TypeError" in message else {}))
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
-def test_a_hook_that_raises_is_one_line_naming_the_hook(registered):
+def test_a_hook_that_raises_is_one_line_naming_the_hook():
     def boom(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
     @verifier("hooked", equivalent=boom, prepare=boom)
     def hooked(text: str, reference: str) -> bool:
         return True
-    registered.append("hooked")
     with pytest.raises(VerifierError, match=r"^hooked verifier: prepare of verifier 'hooked' raised "
                                             r"ZeroDivisionError: division by zero$"):
         verify("x", "y", "hooked")
-    VERIFIERS._entries["hooked"] = dataclasses.replace(VERIFIERS.get("hooked"), prepare=None)
+    entry = VERIFIERS.get("hooked")
+    VERIFIERS.unregister("hooked")
+    VERIFIERS.register("hooked", dataclasses.replace(entry, prepare=None))
     with pytest.raises(VerifierError, match=r"^equivalent of verifier 'hooked' raised ZeroDivisionError"):
         equivalent("1", "1", "hooked")
 
 
-def test_a_bound_method_can_be_decorated_and_an_unresolvable_annotation_checks_the_others(registered):
+def test_a_bound_method_can_be_decorated_and_an_unresolvable_annotation_checks_the_others():
     class Judge:
         def judge(self, text: str, reference: str, tolerance: int = 0) -> bool:
             return text == reference
     verifier("method")(Judge().judge)
-    registered.append("method")
     assert verify("a", "a", "method").correct
 
     namespace: dict = {}
@@ -384,7 +377,6 @@ def test_a_bound_method_can_be_decorated_and_an_unresolvable_annotation_checks_t
          "def partly(text: str, reference: str, tol: int = 0, scale: Decimal = None) -> bool:\n"
          "    return True\n", namespace)  # Decimal is not importable where the function lives
     VERIFIERS.register("partly", namespace["partly"])
-    registered.append("partly")
     with pytest.raises(VerifierError, match=r"^partly verifier: option 'tol' must be int, got str 'oops'$"):
         check_options("partly", {"tol": "oops"})
     check_options("partly", {"scale": "anything"})
@@ -424,9 +416,8 @@ def test_a_jsonl_suite_with_an_unknown_verifier_says_so_at_the_verifier_line(tmp
     assert str(info.value) == f"{path}:4: verifier: unknown verifier 'numerik'; did you mean 'numeric'?"
 
 
-def test_an_option_named_verifier_is_refused_in_one_line(registered, tmp_path):
+def test_an_option_named_verifier_is_refused_in_one_line(tmp_path):
     VERIFIERS.register("loose", lambda text, reference, **options: True)
-    registered.append("loose")
     with pytest.raises(VerifierError, match=r"^loose verifier: an option cannot be named 'verifier' \(it names "):
         check_options("loose", {"verifier": 1})
     with pytest.raises(VerifierError, match=r"^verifier 'strict': an option cannot be named 'verifier'"):
@@ -453,8 +444,6 @@ def test_a_providers_module_reference_records_and_replays_and_a_wrong_role_is_on
     replayed.assert_outcomes(passed=2)
     assert rep_report["suites"][0]["questions"] == rec_report["suites"][0]["questions"]
 
-    from rlhf_eval.providers import PROVIDERS
-    PROVIDERS._entries.pop("team_sampler:TinyChat", None)
     for dpo_reference, message in [
         ({"provider": "gemini", "name": "m"}, "dpo.reference.provider: provider 'gemini' has no scorer; scorers: hf, "
                                               "openai"),
@@ -468,4 +457,19 @@ def test_a_providers_module_reference_records_and_replays_and_a_wrong_role_is_on
         with pytest.raises(SuiteError) as info:
             load_suite(path)
         assert str(info.value).split(": ", 1)[1] == message
-    PROVIDERS._entries.pop("team_sampler:TinyChat", None)
+
+
+def test_a_provider_name_is_taken_once_and_the_same_class_again_is_no_conflict(tmp_path, monkeypatch):
+    (tmp_path / "team_classes.py").write_text(TEAM_MODULE + "\n\nclass Other(TinyChat):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import team_classes
+    PROVIDERS.register("tiny", team_classes.TinyChat)
+    PROVIDERS.register("tiny", team_classes.TinyChat)  # a module imported twice registers it again
+    with pytest.raises(RegistryError) as info:
+        PROVIDERS.register("tiny", team_classes.Other)
+    assert str(info.value) == ("provider 'tiny' is already registered by team_classes:TinyChat; register "
+                               "team_classes:Other under another name")
+    from rlhf_eval.providers import provider
+    with pytest.raises(RegistryError, match=r"^provider 'gemini' is already registered by "
+                                            r"rlhf_eval\.providers:_gemini; register "):
+        provider("gemini")(lambda: team_classes.TinyChat)
