@@ -43,7 +43,8 @@ def finish_verdict(reason: str) -> tuple[str, str] | None:
         return "blocked", f"finishReason {reason}: the API withheld the answer"
     if reason in ERRORS:
         return "error", f"finishReason {reason}: {ERRORS[reason]}"
-    return "error", f"finishReason {reason}: not a finish reason rlhf-eval knows (a newer API?)"
+    return "error", (f"finishReason {reason}: not a finish reason rlhf-eval knows (a newer API? a team's provider "
+                     "gives Gemini's names: see rlhf_eval/finish.py)")
 
 
 def withheld(reason: str) -> bool:

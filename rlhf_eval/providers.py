@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from .registry import Registry, RegistryError, _origin, suggest
+from .registry import Registry, RegistryError, _origin, check_name, suggest
 
 
 @dataclass(frozen=True)
@@ -44,18 +44,27 @@ def _as_provider(name: str, obj: Any) -> Provider:
 PROVIDERS: Registry[Provider] = Registry("provider", "rlhf_eval.providers", _as_provider)
 
 
-def provider(name: str, **settings: Any) -> Callable[[Callable[[], type]], Callable[[], type]]:
-    """Register the decorated function, which imports and returns a Sampler class, as provider
-    `name`; `settings` are `Provider`'s (``key_envs``, ``needs``, ``install``). As inspect_ai's
-    ``@modelapi``, the import happens inside the function, on first use::
+def provider(name: str, *, role: str = "sampler", key_envs: tuple[str, ...] = (), needs: str | None = None,
+             install: str | None = None) -> Callable[[Callable[[], type]], Callable[[], type]]:
+    """Register the decorated function, which imports and returns a Sampler class (or, with
+    ``role="scorer"``, a Scorer class), as provider `name`; the other settings are `Provider`'s.
+    As inspect_ai's ``@modelapi``, the import happens inside the function, on first use::
 
         @provider("my-server", key_envs=("MY_SERVER_KEY",))
         def my_server():
             from my_evals.sampler import MyServerSampler
             return MyServerSampler
     """
+    check_name(name, "provider")
+    if role not in ("sampler", "scorer"):
+        raise RegistryError(f"provider {name!r}: role must be 'sampler' or 'scorer', got {role!r}")
+
     def register(load: Callable[[], type]) -> Callable[[], type]:
-        PROVIDERS.register(name, Provider(name, sampler=load, **settings), origin=_origin(load))
+        if isinstance(load, type):
+            raise RegistryError(f"provider {name!r}: @provider decorates a function that imports and returns the "
+                                f"class, not the class {load.__name__} itself")
+        PROVIDERS.register(name, Provider(name, **{role: load}, key_envs=tuple(key_envs), needs=needs,
+                                          install=install), origin=_origin(load))
         return load
     return register
 

@@ -143,6 +143,14 @@ class Registry(Generic[T]):
                               f"({type(exc).__name__}: {_first_line(exc)})") from None
 
 
+def check_name(name: Any, kind: str, error: type[ValueError] = RegistryError) -> None:
+    """Raise `error` unless `name` can be registered: text without spaces or a colon (a colon
+    makes a module:attribute reference)."""
+    if not isinstance(name, str) or not name or any(c.isspace() or c == ":" for c in name):
+        raise error(f"a {kind} name is text without spaces or ':' (which makes a module:attribute reference), "
+                    f"got {name!r}")
+
+
 def _origin(obj: Any) -> str:
     """Where a registered thing comes from, as module:qualified name (the same across imports)."""
     run = getattr(obj, "func", obj)  # functools.partial

@@ -10,6 +10,7 @@ import difflib
 import errno
 import gc
 import json
+import math
 import os
 import re
 import stat
@@ -104,6 +105,20 @@ def _base_url(url: str) -> str:
 BaseUrl = Annotated[str, AfterValidator(_base_url)]
 
 
+def _plain_options(value: Any, where: str = "options") -> None:
+    """A provider's options go into the JSON report: text keys and finite numbers only."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: keys are text, got {key!r}")
+            _plain_options(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _plain_options(item, f"{where}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} is not a finite number")
+
+
 def _provider_for(role: str):
     def check(name: str) -> str:
         problem = provider_problem(name, role)
@@ -141,6 +156,7 @@ class ScorerConfig(_Strict):
         provider = info.data.get("provider")
         if v and provider in BUILT_IN:
             raise ValueError(f"options are a team's own provider's settings; {provider} takes its own as keys")
+        _plain_options(v)
         return v
 
 
@@ -183,6 +199,7 @@ class ModelConfig(_Strict):
         if self.options and self.provider in BUILT_IN:
             raise ValueError(f"options are a team's own provider's settings; {self.provider} takes its own as "
                              "model keys")
+        _plain_options(self.options)
         if self.vertex is not None and self.provider != "gemini":
             raise ValueError("vertex is only for provider gemini")
         if self.provider == "openai" and self.endpoint == "completions" and self.max_output_tokens is None:

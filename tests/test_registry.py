@@ -473,3 +473,98 @@ def test_a_provider_name_is_taken_once_and_the_same_class_again_is_no_conflict(t
     with pytest.raises(RegistryError, match=r"^provider 'gemini' is already registered by "
                                             r"rlhf_eval\.providers:_gemini; register "):
         provider("gemini")(lambda: team_classes.TinyChat)
+
+
+PROVIDER_FAULTS = '''
+from rlhf_eval import Trace
+
+
+class Base:
+    def __init__(self, model, *, replay=False, policy=None):
+        self.model = model
+
+    def trace(self, i):
+        return Trace(text="A: 4", finish_reason="STOP", token_count=None, logp=None, seed=i, model_version="m")
+
+
+class TooFew(Base):
+    def sample(self, prompt, k, seed):
+        return [self.trace(seed)]
+
+
+class Strings(Base):
+    def sample(self, prompt, k, seed):
+        return ["A: 4"] * k
+
+
+class Raises(Base):
+    def sample(self, prompt, k, seed):
+        raise KeyError("choices")
+
+
+class Exits(Base):
+    def sample(self, prompt, k, seed):
+        raise SystemExit(3)
+
+
+class NoGpu(Base):
+    def __init__(self, model, *, replay=False, policy=None):
+        raise RuntimeError("no GPU here")
+
+    def sample(self, prompt, k, seed):
+        return []
+
+
+class OldSignature:
+    def __init__(self, model):
+        pass
+
+    def sample(self, prompt, k, seed):
+        return []
+'''
+
+
+@pytest.mark.parametrize("cls, message", [
+    ("TooFew", "provider 'team_faults:TooFew' returned 1 traces for samples: 2"),
+    ("Strings", "provider 'team_faults:Strings' returned str, not a list of rlhf_eval.Trace"),
+    ("Raises", "provider 'team_faults:Raises' raised KeyError: 'choices'"),
+    ("Exits", "provider 'team_faults:Exits' raised SystemExit: 3"),
+    ("NoGpu", "provider 'team_faults:NoGpu' raised RuntimeError: no GPU here"),
+    ("OldSignature", "provider 'team_faults:OldSignature' raised TypeError: OldSignature.__init__() got an "
+                     "unexpected keyword argument 'replay'"),
+])
+def test_a_provider_that_breaks_its_contract_fails_the_question_in_one_line(project, monkeypatch, cls, message):
+    (project.path / "team_faults.py").write_text(PROVIDER_FAULTS)
+    monkeypatch.syspath_prepend(str(project.path))
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    model = {"provider": f"team_faults:{cls}", "name": "m"}
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=1, logprobs=False, extra={"model": model}))
+    result = project.runpytest("-p", "no:cacheprovider", "--rlhf-record-mode=once")
+    result.assert_outcomes(failed=1)
+    assert f"demo.yaml::q-0000: {message}" in result.stdout.lines
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_provider_decorator_misuse_and_odd_names_are_one_line():
+    from rlhf_eval.providers import provider
+    with pytest.raises(RegistryError, match=r"^provider 'x': @provider decorates a function that imports and "
+                                            r"returns the class, not the class TinyChat itself$"):
+        provider("x")(type("TinyChat", (), {"sample": lambda self, p, k, s: []}))
+    for name in ("team:Good", "weird name", ""):
+        with pytest.raises(RegistryError, match=r"^a provider name is text without spaces or ':'"):
+            provider(name)
+    with pytest.raises(VerifierError, match=r"^a verifier name is text without spaces or ':'"):
+        verifier("a:b")(lambda text, reference: True)
+    with pytest.raises(RegistryError, match=r"^provider 'x': role must be 'sampler' or 'scorer'"):
+        provider("x", role="judge")
+
+
+def test_a_providers_options_are_plain_data(tmp_path, monkeypatch):
+    (tmp_path / "team_opts.py").write_text(TEAM_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "s.yaml"
+    path.write_text(suite_yaml(limit=1, extra={"model": {"provider": "team_opts:TinyChat", "name": "m",
+                                                         "options": {"scale": float("nan")}}}))
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert str(info.value).endswith("model: options.scale: nan is not a finite number")

@@ -9,9 +9,11 @@ import importlib.util
 import os
 
 from ..credentials import redact_url, url_problem, watch_key_env, watch_url
-from ..providers import PROVIDERS
+from ..providers import BUILT_IN, PROVIDERS
+from ..recording import CassetteProblem
 from ..registry import RegistryError
-from ..sampling import Sampler, SamplingError, Scorer
+from ..sampling import Sampler, SamplingError, Score, Scorer
+from ..types import Trace
 from ..suite import ModelConfig, ScorerConfig
 from ..throttle import SERIAL, RequestPolicy
 
@@ -70,23 +72,72 @@ def _class(config: ModelConfig | ScorerConfig, role: str) -> type:
         if not found:
             raise SamplingError(f"provider {entry.name!r} needs the {entry.needs!r} package: "
                                 f"pip install '{entry.install or entry.needs}'") from None
-    try:
-        return load()
-    except SamplingError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a team's provider that cannot import: one line
-        raise SamplingError(f"provider {entry.name!r}: cannot load its {role} ({type(exc).__name__}: {exc})") from None
+    cls = _guard(entry.name, "could not load its class:", load)
+    method = "sample" if role == "sampler" else "score"
+    if not (isinstance(cls, type) and callable(getattr(cls, method, None))):
+        raise SamplingError(f"provider {entry.name!r} gave {cls!r} as its {role}, not a class with a {method}() "
+                            "method (@provider decorates a function that imports and returns the class)")
+    return cls
 
 
 def make_sampler(model: ModelConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> Sampler:
     """The sampler for `model`; with `replay`, placeholder credentials (a cassette answers every request)."""
     watch_credentials(model)
-    return _class(model, "sampler")(model, replay=replay, policy=policy)
+    cls = _class(model, "sampler")
+    sampler = _guard(model.provider, "raised", lambda: cls(model, replay=replay, policy=policy))
+    return sampler if model.provider in BUILT_IN else _CheckedSampler(model.provider, sampler)
 
 
 def make_scorer(config: ScorerConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> Scorer:
     watch_credentials(config)
-    return _class(config, "scorer")(config, replay=replay, policy=policy)
+    cls = _class(config, "scorer")
+    scorer = _guard(config.provider, "raised", lambda: cls(config, replay=replay, policy=policy))
+    return scorer if config.provider in BUILT_IN else _CheckedScorer(config.provider, scorer)
+
+
+def _guard(provider: str, what: str, call):
+    """`call()`, a team's provider code: what it raises but our own errors (a SamplingError, a
+    cassette's problem) and Ctrl-C becomes one line naming the provider."""
+    try:
+        return call()
+    except (SamplingError, CassetteProblem, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit from a team's code is still its one line
+        text = " ".join(str(exc).split())
+        raise SamplingError(f"provider {provider!r} {what} {type(exc).__name__}: {text[:200] or 'no message'}") from None
+
+
+class _CheckedSampler:
+    """A team's sampler, held to the Sampler contract: k `Trace`s, its exceptions one line each."""
+
+    def __init__(self, provider: str, inner: Sampler) -> None:
+        self.provider, self.inner = provider, inner
+
+    def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
+        traces = _guard(self.provider, "raised", lambda: self.inner.sample(prompt, k, seed))
+        if not isinstance(traces, list) or not all(isinstance(t, Trace) for t in traces):
+            shown = type(traces).__name__ if not isinstance(traces, list) else \
+                next(type(t).__name__ for t in traces if not isinstance(t, Trace))
+            raise SamplingError(f"provider {self.provider!r} returned {shown}, not a list of rlhf_eval.Trace")
+        if len(traces) != k:
+            raise SamplingError(f"provider {self.provider!r} returned {len(traces)} traces for samples: {k}")
+        return traces
+
+
+class _CheckedScorer:
+    """A team's scorer, held to the Scorer contract: one `Score` per completion."""
+
+    def __init__(self, provider: str, inner: Scorer) -> None:
+        self.provider, self.inner = provider, inner
+        self.name = str(getattr(inner, "name", provider))
+
+    def score(self, prompt: str, completions) -> list[Score]:
+        scores = _guard(self.provider, "raised", lambda: self.inner.score(prompt, completions))
+        if (not isinstance(scores, list) or len(scores) != len(completions)
+                or not all(isinstance(s, Score) for s in scores)):
+            raise SamplingError(f"provider {self.provider!r} returned {type(scores).__name__} from score(); "
+                                f"expected a list of {len(completions)} rlhf_eval.Score")
+        return scores
 
 
 def credentials_problem(model: ModelConfig) -> str | None:
