@@ -16,7 +16,8 @@ from . import objectives as obj
 from . import stats
 from .backends import logprobs_note, make_sampler, make_scorer
 from .finish import finish_verdict, withheld
-from .recording import cassette_path, use_cassette
+from .paths import shown_path
+from .recording import CassetteProblem, cassette_path, use_cassette
 from .sampling import Sampler, Scorer
 from .suite import Question, Suite
 from .thresholds import ThresholdFailure, check_thresholds
@@ -247,8 +248,13 @@ def sample_question(suite: Suite, question: Question, backends: Backends, *,
     if cassette_dir is None:
         return draw_traces(prompt, suite.spec.samples, suite.spec.seed, backends)
     path = cassette_path(cassette_dir, suite.name, question.id)
-    with use_cassette(path, record_mode, rerecord_hint=rerecord_hint):
-        return draw_traces(prompt, suite.spec.samples, suite.spec.seed, backends)
+    with use_cassette(path, record_mode, rerecord_hint=rerecord_hint) as cassette:
+        traces = draw_traces(prompt, suite.spec.samples, suite.spec.seed, backends)
+        if record_mode != "none" and traces and not len(cassette):  # nothing to replay them from
+            raise CassetteProblem(f"provider {suite.spec.model.provider!r} gave traces but sent no request that can "
+                                  "be recorded (rlhf-eval records HTTP through httpx, requests, urllib3 or aiohttp); "
+                                  f"nothing was written to {shown_path(path)}")
+        return traces
 
 
 def evaluate_question(suite: Suite, question: Question | str, *, backends: Backends | None = None,

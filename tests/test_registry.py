@@ -515,6 +515,11 @@ class NoGpu(Base):
         return []
 
 
+class Local(Base):
+    def sample(self, prompt, k, seed):
+        return [self.trace(seed + i) for i in range(k)]
+
+
 class OldSignature:
     def __init__(self, model):
         pass
@@ -526,6 +531,8 @@ class OldSignature:
 
 @pytest.mark.parametrize("cls, message", [
     ("TooFew", "provider 'team_faults:TooFew' returned 1 traces for samples: 2"),
+    ("Local", "provider 'team_faults:Local' gave traces but sent no request that can be recorded (rlhf-eval records "
+              "HTTP through httpx, requests, urllib3 or aiohttp); nothing was written to cassettes/demo/q-0000.yaml"),
     ("Strings", "provider 'team_faults:Strings' returned str, not a list of rlhf_eval.Trace"),
     ("Raises", "provider 'team_faults:Raises' raised KeyError: 'choices'"),
     ("Exits", "provider 'team_faults:Exits' raised SystemExit: 3"),
@@ -543,6 +550,7 @@ def test_a_provider_that_breaks_its_contract_fails_the_question_in_one_line(proj
     result.assert_outcomes(failed=1)
     assert f"demo.yaml::q-0000: {message}" in result.stdout.lines
     assert "Traceback" not in result.stdout.str()
+    assert not (project.path / "cassettes" / "demo" / "q-0000.yaml").exists()
 
 
 def test_provider_decorator_misuse_and_odd_names_are_one_line():
