@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from .registry import Registry, RegistryError, _origin, check_name, suggest
+from .registry import Registry, RegistryError, check_name, origin_of, suggest
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def provider(name: str, *, role: str = "sampler", key_envs: tuple[str, ...] = ()
             raise RegistryError(f"provider {name!r}: @provider decorates a function that imports and returns the "
                                 f"class, not the class {load.__name__} itself")
         PROVIDERS.register(name, Provider(name, **{role: load}, key_envs=tuple(key_envs), needs=needs,
-                                          install=install), origin=_origin(load))
+                                          install=install), origin=origin_of(load))
         return load
     return register
 

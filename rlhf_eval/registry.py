@@ -65,7 +65,7 @@ class Registry(Generic[T]):
         module imported twice does, is not a conflict)."""
         if not isinstance(name, str) or not name.strip():
             raise self._error(f"a {self.kind} needs a name, got {name!r}")
-        origin = origin or _origin(obj)
+        origin = origin or origin_of(obj)
         taken = self._origins.get(name)
         if taken is not None and taken != origin:
             raise self._error(f"{self.kind} {name!r} is already registered by {taken}; register {origin} under "
@@ -151,7 +151,7 @@ def check_name(name: Any, kind: str, error: type[ValueError] = RegistryError) ->
                     f"got {name!r}")
 
 
-def _origin(obj: Any) -> str:
+def origin_of(obj: Any) -> str:
     """Where a registered thing comes from, as module:qualified name (the same across imports)."""
     run = getattr(obj, "func", obj)  # functools.partial
     module = getattr(run, "__module__", None) or type(run).__module__

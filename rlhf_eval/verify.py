@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from .math_worker import MathWorkerError, math_call
-from .registry import Registry, _origin, check_name, suggest
+from .registry import Registry, check_name, origin_of, suggest
 from .types import Verdict
 
 __all__ = ["verify", "verifier", "Verifier", "VERIFIERS", "VerifierError", "check_options", "prepared_options",
@@ -949,7 +949,7 @@ def verifier(name: str | None = None, *, equivalent: Callable[..., bool] | None 
             setattr(fn, _SPEC, hooks)  # for an entry point that names the function
         registered = name or getattr(fn, "__name__", None)
         check_name(registered, "verifier", VerifierError)
-        VERIFIERS.register(registered, _as_verifier(registered, fn, hooks), origin=_origin(fn))
+        VERIFIERS.register(registered, _as_verifier(registered, fn, hooks), origin=origin_of(fn))
         return fn
     return register
 
