@@ -576,3 +576,29 @@ def test_a_providers_options_are_plain_data(tmp_path, monkeypatch):
     with pytest.raises(SuiteError) as info:
         load_suite(path)
     assert str(info.value).endswith("model: options.scale: nan is not a finite number")
+
+
+def test_a_scorer_registered_with_provider_serves_as_a_reference_not_as_a_sampler(tmp_path):
+    from rlhf_eval import Score
+    from rlhf_eval.backends import make_scorer
+    from rlhf_eval.providers import provider
+
+    class LengthScorer:
+        name = "length"
+
+        def __init__(self, config, *, replay=False, policy=None):
+            pass
+
+        def score(self, prompt, completions):
+            return [Score(logp=-float(len(c)), token_count=len(c)) for c in completions]
+
+    provider("length-scorer", role="scorer")(lambda: LengthScorer)
+    path = tmp_path / "s.yaml"
+    path.write_text(suite_yaml(limit=1, extra={"dpo": {"reference": {"provider": "length-scorer", "name": "m"}}}))
+    suite = load_suite(path)
+    assert make_scorer(suite.spec.dpo.reference).score("p", ["ab", "abcd"]) == [Score(-2.0, 2), Score(-4.0, 4)]
+    path.write_text(suite_yaml(limit=1, extra={"model": {"provider": "length-scorer", "name": "m"}}))
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert str(info.value).endswith("model.provider: provider 'length-scorer' has no sampler; samplers: gemini, "
+                                    "gemini-legacy, openai")
