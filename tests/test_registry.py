@@ -443,6 +443,12 @@ def test_a_providers_module_reference_records_and_replays_and_a_wrong_role_is_on
     replayed, rep_report = report_json(project)
     replayed.assert_outcomes(passed=2)
     assert rep_report["suites"][0]["questions"] == rec_report["suites"][0]["questions"]
+    # A changed setting the team's provider sends is a stale cassette, explained, as for a built-in.
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=2, logprobs=False, extra={
+        "model": {**model, "temperature": 0.5}}))
+    stale = project.runpytest("-p", "no:cacheprovider")
+    stale.assert_outcomes(failed=2)
+    stale.stdout.fnmatch_lines(["demo.yaml::q-0000: stale cassette cassettes/demo/q-0000.yaml: *temperature: 1.0 → 0.5*"])
 
     for dpo_reference, message in [
         ({"provider": "gemini", "name": "m"}, "dpo.reference.provider: provider 'gemini' has no scorer; scorers: hf, "

@@ -10,7 +10,7 @@ import os
 
 from ..credentials import redact_url, url_problem, watch_key_env, watch_url
 from ..providers import BUILT_IN, PROVIDERS
-from ..recording import CassetteProblem
+from ..recording import CassetteProblem, find_cassette_mismatch
 from ..registry import RegistryError
 from ..sampling import Sampler, SamplingError, Score, Scorer
 from ..types import Trace
@@ -97,12 +97,15 @@ def make_scorer(config: ScorerConfig, *, replay: bool = False, policy: RequestPo
 
 def _guard(provider: str, what: str, call):
     """`call()`, a team's provider code: what it raises but our own errors (a SamplingError, a
-    cassette's problem) and Ctrl-C becomes one line naming the provider."""
+    cassette's problem, vcrpy refusing a request the cassette does not hold, which the cassette
+    then explains as stale) and Ctrl-C becomes one line naming the provider."""
     try:
         return call()
     except (SamplingError, CassetteProblem, KeyboardInterrupt):
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a team's code is still its one line
+        if find_cassette_mismatch(exc) is not None:
+            raise
         text = " ".join(str(exc).split())
         raise SamplingError(f"provider {provider!r} {what} {type(exc).__name__}: {text[:200] or 'no message'}") from None
 
