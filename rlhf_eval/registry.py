@@ -140,7 +140,7 @@ class Registry(Generic[T]):
             return load()
         except Exception as exc:  # noqa: BLE001 - a third party's import error, in one line
             raise self._error(f"{self.kind} {name!r}: cannot load {what} "
-                              f"({type(exc).__name__}: {_first_line(exc)})") from None
+                              f"({exception_line(exc)})") from None
 
 
 def check_name(name: Any, kind: str, error: type[ValueError] = RegistryError) -> None:
@@ -174,6 +174,9 @@ def _import(module: str, attribute: str) -> Any:
     return obj
 
 
-def _first_line(exc: BaseException) -> str:
+def exception_line(exc: BaseException, width: int = 200) -> str:
+    """`Type: first line of the message` (at most `width` characters of it), what an extension's
+    own exception becomes in the one line that names the extension."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else "no message"
+    first = text.splitlines()[0] if text else "no message"
+    return f"{type(exc).__name__}: {first if len(first) <= width else first[:width - 1] + '…'}"

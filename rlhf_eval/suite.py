@@ -105,8 +105,16 @@ def _base_url(url: str) -> str:
 BaseUrl = Annotated[str, AfterValidator(_base_url)]
 
 
+def _team_options(options: dict, provider: str | None, keys: str) -> dict:
+    """`options` checked: only a team's provider takes them (a built-in takes its settings as
+    `keys`), and they go into the JSON report, so text keys and finite numbers only."""
+    if options and provider in BUILT_IN:
+        raise ValueError(f"options are a team's own provider's settings; {provider} takes its own as {keys}")
+    _plain_options(options)
+    return options
+
+
 def _plain_options(value: Any, where: str = "options") -> None:
-    """A provider's options go into the JSON report: text keys and finite numbers only."""
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -153,11 +161,7 @@ class ScorerConfig(_Strict):
     @field_validator("options")
     @classmethod
     def _own_options(cls, v, info):
-        provider = info.data.get("provider")
-        if v and provider in BUILT_IN:
-            raise ValueError(f"options are a team's own provider's settings; {provider} takes its own as keys")
-        _plain_options(v)
-        return v
+        return _team_options(v, info.data.get("provider"), "keys")
 
 
 class ModelConfig(_Strict):
@@ -196,10 +200,7 @@ class ModelConfig(_Strict):
     def _consistent(self):
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
-        if self.options and self.provider in BUILT_IN:
-            raise ValueError(f"options are a team's own provider's settings; {self.provider} takes its own as "
-                             "model keys")
-        _plain_options(self.options)
+        _team_options(self.options, self.provider, "model keys")
         if self.vertex is not None and self.provider != "gemini":
             raise ValueError("vertex is only for provider gemini")
         if self.provider == "openai" and self.endpoint == "completions" and self.max_output_tokens is None:

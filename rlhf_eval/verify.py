@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from .math_worker import MathWorkerError, math_call
-from .registry import Registry, check_name, origin_of, suggest
+from .registry import Registry, check_name, exception_line, origin_of, suggest
 from .types import Verdict
 
 __all__ = ["verify", "verifier", "Verifier", "VERIFIERS", "VerifierError", "check_options", "prepared_options",
@@ -1041,10 +1041,8 @@ def _hook(v: Verifier, what: str, fn: Callable, *args: Any, **kwargs: Any) -> An
     except (VerifierError, KeyboardInterrupt):
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a team's code is still its one line
-        text = str(exc).strip()
-        message = text.splitlines()[0] if text else "no message"
         raise VerifierError(f"{'verifier' if what == 'run' else what + ' of verifier'} {v.name!r} raised "
-                            f"{type(exc).__name__}: {message}") from None
+                            f"{exception_line(exc)}") from None
 
 
 def check_options(verifier: str, options: dict) -> None:

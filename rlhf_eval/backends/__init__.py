@@ -11,7 +11,7 @@ import os
 from ..credentials import redact_url, url_problem, watch_key_env, watch_url
 from ..providers import BUILT_IN, PROVIDERS
 from ..recording import CassetteProblem, find_cassette_mismatch
-from ..registry import RegistryError
+from ..registry import RegistryError, exception_line
 from ..sampling import Sampler, SamplingError, Score, Scorer
 from ..types import Trace
 from ..suite import ModelConfig, ScorerConfig
@@ -106,8 +106,7 @@ def _guard(provider: str, what: str, call):
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a team's code is still its one line
         if find_cassette_mismatch(exc) is not None:
             raise
-        text = " ".join(str(exc).split())
-        raise SamplingError(f"provider {provider!r} {what} {type(exc).__name__}: {text[:200] or 'no message'}") from None
+        raise SamplingError(f"provider {provider!r} {what} {exception_line(exc)}") from None
 
 
 class _CheckedSampler:
