@@ -94,13 +94,13 @@ def _hf():
     return HFScorer
 
 
-BUILT_IN = frozenset({"gemini", "gemini-legacy", "openai", "hf"})
 _GOOGLE_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 provider("gemini", key_envs=_GOOGLE_KEYS)(_gemini)
 provider("gemini-legacy", key_envs=_GOOGLE_KEYS, needs="google.generativeai", install="rlhf-eval[legacy]")(_gemini_legacy)
 PROVIDERS.register("openai", Provider("openai", sampler=_openai_sampler, scorer=_openai_scorer,
                                       key_envs=("OPENAI_API_KEY",), needs="openai", install="rlhf-eval[openai]"))
 PROVIDERS.register("hf", Provider("hf", scorer=_hf, needs="transformers", install="rlhf-eval[hf]"))
+BUILT_IN = frozenset(PROVIDERS.registered())  # registered before any team's code can run
 
 
 def provider_problem(name: str, role: str) -> str | None:
