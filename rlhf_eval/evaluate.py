@@ -80,6 +80,14 @@ class QuestionResult:
         }
 
 
+def error_result(suite: Suite, question: Question, error: str) -> dict[str, Any]:
+    """A report question that could not be scored (its cassette, the API or a verifier failed):
+    the keys of `QuestionResult.to_dict`, with no traces or metrics, and the one-line `error`."""
+    return {"suite": suite.name, "id": question.id, "index": question.index, "passed": False,
+            "prompt": suite.render_prompt(question), "answer": question.answer, "metrics": None, "intervals": {},
+            "dpo_unavailable": None, "failures": [], "unchecked": [], "traces": [], "pairs": [], "error": error}
+
+
 def verdict_for(trace: Trace, question: Question, suite: Suite) -> Verdict:
     """How the API finished decides first (`rlhf_eval.finish`); only a finished answer goes to the verifier."""
     decided = finish_verdict(trace.finish_reason)
