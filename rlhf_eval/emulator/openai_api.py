@@ -1,8 +1,8 @@
 """OpenAI-compatible endpoints of the emulator, as vLLM, SGLang and llama.cpp's server expose them.
 
 ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` and
-``GET /v1/models/{id}``. The behaviour is documented in the package docstring
-(``rlhf_eval/emulator/__init__.py``, section "OpenAI-compatible endpoints"); the answers come
+``GET /v1/models/{id}``. The behaviour is documented in
+docs/emulator.md (section "OpenAI-compatible endpoints"); the answers come
 from the same trace bank, hash and (per-model tempered) unigram model as the Gemini endpoints
 (see ``server.py`` and ``bank.py``).
 """

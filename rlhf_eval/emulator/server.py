@@ -1,6 +1,6 @@
 """HTTP server of the Gemini emulator: routing, request parsing, responses, faults.
 
-The behaviour is documented in the package docstring (``rlhf_eval/emulator/__init__.py``).
+The behaviour is documented in docs/emulator.md.
 """
 from __future__ import annotations
 
