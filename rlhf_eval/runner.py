@@ -41,6 +41,7 @@ INTERRUPT_GRACE = 1.0
 
 Key = tuple[str, str]  # (suite file, question id): one question of a run
 Rerecord = Callable[[Suite, Question, str], str]
+MakeBackends = Callable[[Suite, bool, RequestPolicy], "Backends | None"]
 
 
 class RunError(ValueError):
@@ -162,11 +163,14 @@ class Run:
 
     Under pytest-xdist the workers evaluate and the controller adds and finishes; any one process
     may do all of it. `rerecord_command(suite, question, mode)` words the command a message offers
-    to (re-)record a question."""
+    to (re-)record a question; `make_backends(suite, replay, policy)` may supply a suite's
+    `Backends` (None: built from the suite's `model:` as usual)."""
 
-    def __init__(self, options: RunOptions | None = None, *, rerecord_command: Rerecord | None = None) -> None:
+    def __init__(self, options: RunOptions | None = None, *, rerecord_command: Rerecord | None = None,
+                 make_backends: MakeBackends | None = None) -> None:
         self.options = options or RunOptions()
         self._rerecord = rerecord_command or (lambda s, q, mode: pytest_command(s, q, mode))
+        self._make_backends = make_backends
         self.policy: RequestPolicy | None = None
         self.prefetch: Prefetcher | None = None
         self._backends: dict[str, Backends] = {}
@@ -231,7 +235,9 @@ class Run:
         with self._backends_lock:
             key = str(suite.path)
             if key not in self._backends:
-                self._backends[key] = Backends.for_suite(suite, replay=not self.recording, policy=self.policy)
+                supplied = self._make_backends and self._make_backends(suite, not self.recording, self.policy)
+                self._backends[key] = supplied or Backends.for_suite(suite, replay=not self.recording,
+                                                                     policy=self.policy)
             return self._backends[key]
 
     def sample(self, suite: Suite, question: Question) -> list[Trace]:
@@ -423,7 +429,7 @@ class Interrupted(KeyboardInterrupt):
 
 def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", cassette_dir: str | Path = "cassettes",
                rootdir: str | Path = ".", suite_patterns: Iterable[str] = DEFAULT_SUITE_FILES,
-               **options: Any) -> dict[str, Any]:
+               backends: MakeBackends | None = None, **options: Any) -> dict[str, Any]:
     """Run suites without pytest, as `pytest PATHS` would: the same sampling, cassettes and report.
 
     Args:
@@ -431,6 +437,8 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
             `rlhf_suite_files`, relative to `rootdir`) are run.
         record_mode: as `--rlhf-record-mode`.
         cassette_dir: as `--rlhf-cassette-dir`.
+        backends: `backends(suite, replay, policy)` may return a suite's `Backends` (None: built
+            from its `model:`), as the plugin's `pytest_rlhf_eval_backends` hook does.
         **options: any other `RunOptions` field (report_json, html, export, save, baseline,
             fail_rules, concurrency, rate_limit_rpm, retries, ...).
 
@@ -441,7 +449,8 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
     on Ctrl-C or SIGTERM, keeping every complete cassette.
     """
     run = Run(RunOptions(record_mode=record_mode, cassette_dir=Path(cassette_dir), **options),
-              rerecord_command=lambda s, q, mode: pytest_command(s, q, mode, Path(cassette_dir)))
+              rerecord_command=lambda s, q, mode: pytest_command(s, q, mode, Path(cassette_dir)),
+              make_backends=backends)
     run.load_baseline()
     root = Path(rootdir).resolve()
     seen: dict[str, Path] = {}

@@ -100,3 +100,33 @@ def test_the_runner_is_what_the_plugin_runs():
     for engine in ("sample_question", "score_question", "build_report", "RequestPolicy", "compare_reports",
                    "write_json", "export_files", "DaemonPool", "Backends"):
         assert engine not in source, engine
+
+
+def test_a_conftest_supplies_a_suite_s_backends_through_the_hook(project, live, monkeypatch):
+    """`pytest_rlhf_eval_backends` in a conftest.py gives the sampler of one suite (here: Gemini
+    through an explicit base URL, as a proxy would be); what it sends is recorded like any request,
+    and the other suite is built as usual."""
+    monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")  # only the hook's URL reaches a server
+    project.makeconftest(f"""
+from rlhf_eval import Backends
+from rlhf_eval.backends.gemini import GeminiSampler
+
+def pytest_rlhf_eval_backends(config, suite, replay, policy):
+    if suite.name == "proxied":
+        return Backends(sampler=GeminiSampler(suite.spec.model, replay=replay, policy=policy,
+                                              base_url={live.base_url!r}))
+""")
+    project.makefile(".yaml", proxied=suite_yaml(name="proxied", samples=2, limit=2))
+    sent = len(live.requests)
+    result = project.runpytest("-p", "no:cacheprovider", "--rlhf-record-mode=once", "proxied.yaml")
+    result.assert_outcomes(passed=2)
+    assert len(live.requests) == sent + 4
+    assert sorted(p.name for p in (project.path / "cassettes" / "proxied").glob("*.yaml")) == [
+        "q-0000.yaml", "q-0001.yaml"]
+    (project.path / "conftest.py").unlink()  # replay needs no hook: the cassettes hold the exchange
+    monkeypatch.delenv("GEMINI_API_KEY")
+    project.runpytest("-p", "no:cacheprovider", "proxied.yaml").assert_outcomes(passed=2)
+    project.makefile(".yaml", plain=suite_yaml(name="plain", samples=2, limit=1))
+    result = project.runpytest("-p", "no:cacheprovider", "plain.yaml")  # built as usual: no cassette yet
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*no cassette*"])

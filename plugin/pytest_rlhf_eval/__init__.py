@@ -34,6 +34,12 @@ run_key = pytest.StashKey["Run"]()
 nodeids_key = pytest.StashKey[dict]()  # (suite file, question id) -> the item's node id
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rlhf-eval", "rlhf-eval: preference-signal evals from YAML suites")
     group.addoption("--rlhf-record-mode", choices=RECORD_MODES, default=None,
@@ -108,7 +114,9 @@ def the_run(config: pytest.Config) -> Run:
             save=baseline_path(config, save) if save else None, save_name=save,
             baseline=baseline_path(config, compare) if compare else None, baseline_name=compare,
             fail_rules=opt("--rlhf-compare-fail"),
-        ), rerecord_command=lambda suite, question, mode: _rerecord_command(config, suite, question, mode))
+        ), rerecord_command=lambda suite, question, mode: _rerecord_command(config, suite, question, mode),
+            make_backends=lambda suite, replay, policy: config.hook.pytest_rlhf_eval_backends(
+                config=config, suite=suite, replay=replay, policy=policy))
         if not _is_xdist_worker(config):
             try:
                 run.load_baseline()
