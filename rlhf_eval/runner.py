@@ -16,7 +16,8 @@ import signal
 import shlex
 import threading
 from concurrent.futures import Future, wait as futures_wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -171,7 +172,7 @@ class Run:
         self.options = options or RunOptions()
         self._rerecord = rerecord_command or (lambda s, q, mode: pytest_command(s, q, mode))
         self._make_backends = make_backends
-        self.policy: RequestPolicy | None = None
+        self.policy = request_policy(self.options)
         self.prefetch: Prefetcher | None = None
         self._backends: dict[str, Backends] = {}
         self._backends_lock = threading.Lock()  # prefetch threads ask too
@@ -180,6 +181,7 @@ class Run:
         self.suites: dict[str, dict] = {}  # suite name -> its settings
         self.report: dict | None = None
         self.baseline: dict | None = None
+        self.baseline_name = self.options.baseline_name or (self.options.baseline or Path()).stem
         self.fail_rules: dict[str, float] = {}
         self.written: list[str] = []  # files written, for the summary
         self.problems: list[str] = []  # outputs that could not be written, one line each
@@ -223,9 +225,8 @@ class Run:
         return None
 
     def start(self, rows: list[list[tuple[Suite, Question]]], *, prefetch: bool = True) -> None:
-        """Build the request policy; when recording `rows` (runs of consecutive questions) with
-        `prefetch`, sample ahead within each row."""
-        self.policy = request_policy(self.options)
+        """When recording `rows` (runs of consecutive questions) with `prefetch`, sample ahead
+        within each row."""
         if (prefetch and self.recording and sum(map(len, rows)) > 1 and self.policy.concurrency > 1):
             self.prefetch = Prefetcher(rows, self.policy.concurrency, self.sample)
 
@@ -288,8 +289,7 @@ class Run:
     def stop(self, grace: float = 0.0) -> None:
         """No request is sent or retried any more; questions not started are dropped; started ones
         get `grace` seconds to write their cassettes."""
-        if self.policy is not None:
-            self.policy.stop()
+        self.policy.stop()
         if self.prefetch is not None:
             self.prefetch.abandon(grace)
 
@@ -325,8 +325,7 @@ class Run:
 
         report = self.report = build_report(self.results, self.suites)
         if self.baseline is not None:
-            name = self.options.baseline_name or self.options.baseline.stem
-            comparison = report["comparison"] = compare_reports(report, self.baseline, name)
+            comparison = report["comparison"] = compare_reports(report, self.baseline, self.baseline_name)
             comparison["failures"] = regressions(comparison, self.fail_rules)
         self._write_outputs(report)
         return report
@@ -366,10 +365,10 @@ class Run:
             outputs.append((f"baseline {o.save_name or o.save.stem}", o.save, write_json))
         for label, path, write in outputs:
             if path is not None:
-                self._write(label, path, lambda path=path, write=write: write(report, path))
+                self._write(label, path, partial(write, report, path))
         if o.export is not None:
             for path, text in export_files(report, o.export).items():
-                if not self._write("the export", path, lambda path=path, text=text: write_without_secrets(path, text)):
+                if not self._write("the export", path, partial(write_without_secrets, path, text)):
                     break
 
     def _write(self, label: str, path: Path, write: Callable[[], None]) -> bool:

@@ -13,7 +13,7 @@ import gc
 import shlex
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -244,7 +244,7 @@ class QuestionItem(pytest.Item):
         self.user_properties += [(SETTINGS_KEY, outcome.settings), (RESULT_KEY, outcome.result)]
         if outcome.error is not None:
             raise ItemError(outcome.error)
-        if outcome.scored.failures:
+        if outcome.scored is not None and outcome.scored.failures:
             raise QuestionFailed(outcome.scored)
 
     def repr_failure(self, excinfo, style=None):
@@ -472,7 +472,7 @@ class ReportPlugin:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
-        props = dict(report.user_properties)
+        props: dict[str, Any] = dict(report.user_properties)
         if RESULT_KEY in props:
             the_run(self.config).add(props[SETTINGS_KEY], props[RESULT_KEY])
 
