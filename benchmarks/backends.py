@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from rlhf_eval.evaluate import Backends
@@ -55,9 +56,10 @@ def main() -> None:
             path = Path(tmp) / f"{provider}.yaml"
             path.write_text(text)
             suite = load_suite(path)
-            first = cpu_ms(lambda: Backends.for_suite(suite, replay=True), 1)  # imports the SDK
-            ours = cpu_ms(lambda: Backends.for_suite(suite, replay=True), args.repeat)
-            baseline = cpu_ms(lambda: sdk_client(provider), args.repeat)
+            build = partial(Backends.for_suite, suite, replay=True)
+            first = cpu_ms(build, 1)  # imports the SDK
+            ours = cpu_ms(build, args.repeat)
+            baseline = cpu_ms(partial(sdk_client, provider), args.repeat)
             print(f"{provider:7s} first build {first:7.1f} ms (SDK import included) · then {ours:6.2f} ms a build "
                   f"· a new SDK client {baseline:6.2f} ms · ratio {baseline / ours:5.1f}x")
 

@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -133,8 +134,8 @@ def main() -> None:
             path = out / f"{name}.yaml"
             path.write_text(SHAPES[name](args.size), encoding="utf-8")
             text = path.read_text(encoding="utf-8")
-            seconds, suite = cpu_seconds(lambda: load_or_refuse(path), args.repeat)
-            baseline, _ = cpu_seconds(lambda: yaml.load(text, Loader=_Loader), args.repeat)
+            seconds, suite = cpu_seconds(partial(load_or_refuse, path), args.repeat)
+            baseline, _ = cpu_seconds(partial(yaml.load, text, Loader=_Loader), args.repeat)
             count = f"{len(suite.questions):,}" if not isinstance(suite, SuiteError) else "refused"
             print(f"{name:<8} {path.stat().st_size / 1e6:>7.2f}MB {count:>9} "
                   f"{seconds:>9.3f} s {baseline:>8.3f} s {seconds / baseline:>5.2f}x")

@@ -14,6 +14,7 @@ from yaml.events import (AliasEvent, DocumentStartEvent, MappingEndEvent, Mappin
                          SequenceEndEvent, SequenceStartEvent)
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+_Loader: type[yaml.SafeLoader]
 try:  # libyaml is ~10x faster when present; the pure-Python loader is the fallback
     _Loader = yaml.CSafeLoader
     from yaml._yaml import CParser as _Parser

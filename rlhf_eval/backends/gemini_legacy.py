@@ -189,7 +189,7 @@ def _one_line(text: str) -> str:
 
 
 def _api_message(exc: Any) -> str:
-    response = getattr(exc, "response", None)
+    response: Any = getattr(exc, "response", None)
     try:
         message = response.json()["error"]["message"]
     except Exception:

@@ -319,8 +319,8 @@ class _Sampling:
     """The sampling settings shared by both endpoints."""
 
     def __init__(self, body: dict, *, max_tokens: int | None, allow_zero_tokens: bool):
-        self.n = _int(body, "n")
-        self.n = 1 if self.n is None else self.n
+        n = _int(body, "n")
+        self.n: int = 1 if n is None else n
         _in_range("n", self.n, 1, MAX_CHOICES)
         temperature = _float(body, "temperature")
         _in_range("temperature", temperature, 0, 2)
@@ -744,7 +744,7 @@ def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") 
     style = STYLE_THINK if reasoning_style(model, markers.reasoning) is not None else None
     bank = state.bank
     lm = bank.model_for(model)  # the same model scores the echoed prompt and the generated text
-    choices = []
+    choices: list[dict[str, Any]] = []
     prompt_tokens = 0
     completion_tokens = 0
     reasoning = None
@@ -772,9 +772,9 @@ def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") 
                     if server == SERVER_LLAMA_CPP:  # llama.cpp's current shape (S01)
                         lp = {"content": _content_logprobs(lm, (g.r_chosen, g.a_chosen), k, llama=True)}
                     else:
-                        lp = _legacy_logprobs(lm, p_trace.chosen if echo else None, (g.r_chosen, g.a_chosen), k)
+                        lp = _legacy_logprobs(lm, p_trace.chosen if echo and p_trace else None, (g.r_chosen, g.a_chosen), k)
                 choice = {"text": prefix + g.inline, "index": len(choices), "logprobs": lp, "finish_reason": g.finish}
-            if pk is not None:
+            if pk is not None and p_trace is not None:  # p_trace is made whenever pk is asked for
                 choice["prompt_logprobs"] = _prompt_logprobs(lm, p_trace.chosen, pk)
             choices.append(choice)
     # vLLM's completions usage: the three counts (the O02 excerpt shows none; chat's details not assumed)

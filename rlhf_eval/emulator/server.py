@@ -1156,7 +1156,7 @@ class _Handler(BaseHTTPRequestHandler):
             if m is not None:
                 version, model, action = m.groups()
                 project = location = None
-            else:
+            elif vm is not None:
                 version, project, location, model, action = vm.groups()
             entry["model"] = model
             if action == "streamGenerateContent":
