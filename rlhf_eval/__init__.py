@@ -20,6 +20,7 @@ from .verify import Verifier, VerifierError, verifier, verify
 # The names below load on first use (PEP 562): importing one submodule — the emulator, the report
 # or the command line — does not pay for vcrpy and the provider SDKs.
 _EXPORTS = {
+    "rewards": ("RewardError", "reward_function"),
     "evaluate": ("Backends", "QuestionResult", "evaluate_question", "sample_question", "score_question"),
     "sampling": ("Sampler", "SamplingError", "Score", "Scorer", "ScoringError"),
     "suite": ("Question", "Suite", "SuiteError", "load_suite"),
@@ -44,6 +45,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from .rewards import RewardError, reward_function
     from .evaluate import Backends, QuestionResult, evaluate_question, sample_question, score_question
     from .sampling import Sampler, SamplingError, Score, Scorer, ScoringError
     from .suite import Question, Suite, SuiteError, load_suite
