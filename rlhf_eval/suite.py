@@ -632,7 +632,7 @@ def _reward_argument_problems(spec: SuiteSpec, funcs: list[RewardFunction], ques
         if missing:
             where = ("reward_funcs", i) if spec.reward_funcs else ("rewards",)
             problems.append(err(where, f"reward_funcs[{i}]: reward function {fn.name!r} requires the argument "
-                                f"{missing[0]!r}, which no question has{_closest(missing[0], sorted(given))}; it "
+                                f"{missing[0]!r}, which no question has; it "
                                 f"gets {', '.join(sorted(given))} (a JSONL column arrives under its own name, the "
                                 "reference as answer)"))
     return problems

@@ -453,6 +453,8 @@ Fault injection (markers in the prompt text, case-insensitive, removed before an
 ``[[emulator:503x2]]``       fails the first 2 times this exact (model, request body) is seen, then
                              answers normally (any code, any count: ``429x1``, ``500x3``...)
 ``[[emulator:latency=200]]`` sleep 200 ms before answering (adds to the server-wide ``latency_ms``)
+``[[emulator:boxed]]``       the final answer line is written ``The final answer is $\\boxed{26}$.``, as a model told
+                             to put its final answer within ``\\boxed{}`` writes it (any endpoint)
 ``[[emulator:echo_key]]``    every answer text starts with the line ``The API key of this request is <key>``
                              (or ``This request carried no API key.``), followed by the usual answer
 
