@@ -19,7 +19,7 @@ from .backends import logprobs_note, make_sampler, make_scorer
 from .finish import finish_verdict, withheld
 from .paths import shown_path
 from .recording import CassetteProblem, cassette_path, use_cassette
-from .rewards import resolve as resolve_reward, reward_kwargs, rewards_per_function, weighted_sum
+from .rewards import resolve_reward, reward_kwargs, rewards_per_function, weighted_sum
 from .sampling import Sampler, Scorer
 from .suite import Question, Suite
 from .thresholds import ThresholdFailure, check_thresholds

@@ -44,21 +44,32 @@ import contextlib
 import inspect
 import math
 import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from .registry import Registry, RegistryError, check_name, exception_line, origin_of
 from .verify import VerifierError
 
-__all__ = ["REWARDS", "RewardFunction", "RewardError", "reward_function", "resolve", "reward_kwargs",
-           "rewards_per_function", "weighted_sum", "DEFAULT", "HARNESS_ARGUMENTS"]
+__all__ = [
+    "DEFAULT_REWARD",
+    "HARNESS_ARGUMENTS",
+    "REWARDS",
+    "RewardError",
+    "RewardFunction",
+    "resolve_reward",
+    "reward_function",
+    "reward_kwargs",
+    "rewards_per_function",
+    "weighted_sum",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The reward function a suite that names none uses: the verdict table (`rewards:`), weight 1.
-DEFAULT = "accuracy"
+DEFAULT_REWARD = "accuracy"
 #: Keyword arguments rlhf-eval passes besides the question's fields; a field may not take one.
 HARNESS_ARGUMENTS = ("completions", "prompts", "verdicts", "verdict_rewards")
 
@@ -130,13 +141,13 @@ def reward_function(name: str | None = None) -> Callable[[F], F]:
     ``my_evals.rewards:think_format`` with nothing registered."""
     def register(fn: F) -> F:
         registered = name or getattr(fn, "__name__", None)
-        check_name(registered, "reward function")
-        REWARDS.register(registered, fn, origin=origin_of(fn))
+        check_name(registered, "reward function")  # text without spaces or ':', else one line
+        REWARDS.register(str(registered), fn, origin=origin_of(fn))
         return fn
     return register
 
 
-def resolve(name: str) -> RewardFunction:
+def resolve_reward(name: str) -> RewardFunction:
     """The reward function a suite names: registered, installed, ``module:function``, or TRL's
     dotted ``module.function`` (read as ``module:function`` when no registered name matches).
     Raises RegistryError (one line; an unknown name lists the known ones)."""
@@ -147,7 +158,7 @@ def resolve(name: str) -> RewardFunction:
     return REWARDS.get(name)
 
 
-@reward_function(DEFAULT)
+@reward_function(DEFAULT_REWARD)
 def accuracy(completions: list, verdicts: list[str], verdict_rewards: dict[str, float],
              **kwargs: Any) -> list[float | None]:
     """The verdict table as a reward function: each completion gets the suite's `rewards:` value
@@ -161,7 +172,7 @@ def accuracy(completions: list, verdicts: list[str], verdict_rewards: dict[str, 
 
 
 def reward_kwargs(prompt: str, fields: dict[str, Any], answer: str, verdicts: Sequence[str],
-                  verdict_rewards: dict[str, float]) -> dict[str, list]:
+                  verdict_rewards: dict[str, float]) -> dict[str, Any]:
     """What a reward function gets besides `completions`, for one question of k = len(verdicts)
     completions: each column repeated k times, as TRL repeats a dataset row per generation."""
     k = len(verdicts)
@@ -184,9 +195,7 @@ def rewards_per_function(funcs: Sequence[RewardFunction], completions: list[str]
 def _called(fn: RewardFunction, completions: list[str], kwargs: dict[str, Any], question_id: str) -> list[float]:
     where = f"on question {question_id!r}"
     try:
-        # A copy of each list: a function that edits its arguments cannot change the next one's.
-        returned = fn.run(completions=list(completions), **{k: list(v) if isinstance(v, list) else dict(v)
-                                                             if isinstance(v, dict) else v for k, v in kwargs.items()})
+        returned = fn.run(completions=list(completions), **_copied(kwargs))
     except (KeyboardInterrupt, RewardError):
         raise
     except BaseException as exc:  # noqa: BLE001 - a team's code, SystemExit included, is one line
@@ -215,6 +224,13 @@ def _called(fn: RewardFunction, completions: list[str], kwargs: dict[str, Any], 
                               "is finite (None, or NaN, means it does not apply)")
         values.append(value)
     return values
+
+
+def _copied(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Each argument list (and the verdict table) copied: a function that edits its arguments in
+    place cannot change what the next function is given."""
+    return {key: list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+            for key, value in kwargs.items()}
 
 
 def weighted_sum(per_function: np.ndarray, weights: Sequence[float]) -> np.ndarray:

@@ -22,10 +22,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .credentials import redact_url, url_problem
 from .paths import shown_path
-from .types import VERDICTS
 from .providers import BUILT_IN, provider_problem
 from .registry import RegistryError
-from .rewards import DEFAULT as DEFAULT_REWARD, HARNESS_ARGUMENTS, RewardFunction, resolve as resolve_reward
+from .rewards import DEFAULT_REWARD, HARNESS_ARGUMENTS, RewardFunction, resolve_reward
+from .types import VERDICTS
 from .verify import VerifierError, extract_reference, prepared_options, verify
 from .yamlines import YamlError, line_of, load_with_lines
 
@@ -531,9 +531,9 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
         seen[q.id] = qline
         extra = dict(q.model_extra or {})
         fields = {"question": q.question, **extra}
-        taken = sorted(fields.keys() & set(HARNESS_ARGUMENTS))
+        taken = fields.keys() & set(HARNESS_ARGUMENTS)
         if taken:
-            raise SuiteError(where_path, qline, f"question {_short(q.id)}: field {taken[0]!r} is an argument "
+            raise SuiteError(where_path, qline, f"question {_short(q.id)}: field {min(taken)!r} is an argument "
                              "rlhf-eval gives reward functions; rename it")
         missing = used - fields.keys()
         if missing:

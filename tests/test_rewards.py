@@ -6,7 +6,6 @@ Then the suite syntax, the default (the verdict table as the `accuracy` reward),
 reward function can do wrong."""
 import json
 import math
-import re
 import sys
 
 import numpy as np
@@ -193,6 +192,7 @@ def test_a_suite_naming_no_reward_function_is_the_verdict_table_as_accuracy(tmp_
     traces = result.to_dict()["traces"]
     assert [t["rewards_by_function"] for t in traces] == [{"accuracy": r} for r in (2.0, 0.0, -1.0, 2.0)]
     rewards, advantages, std = trl_group(np.array([[2.0], [0.0], [-1.0], [2.0]]), [1.0])
+    assert [t["reward"] for t in traces] == list(rewards)
     assert [t["advantage"] for t in traces] == pytest.approx(list(advantages), rel=1e-12)
     assert result.metrics["spread"] == pytest.approx(std)
 
@@ -326,20 +326,20 @@ def test_module_references_load_and_the_decorator_refuses_what_trl_could_not_cal
 @pytest.mark.parametrize("body, message", [
     ("raise KeyError('solution')", "reward function 'odd' raised KeyError: 'solution' on question 'a'"),
     ("raise SystemExit(3)", "reward function 'odd' raised SystemExit: 3 on question 'a'"),
-    ("return [1.0]", "reward function 'odd' returned 1 rewards for 2 completions on question 'a'; return one per "
-                     "completion"),
-    ("return [1.0, 'high']", "reward function 'odd' returned str 'high' for completion 1 on question 'a'; a reward "
-                             "is a number or None"),
-    ("return [float('inf'), 0.0]", "reward function 'odd' returned inf for completion 0 on question 'a'; a reward "
-                                   "is finite (None, or NaN, means it does not apply)"),
-    ("return 1.0", "reward function 'odd' returned float on question 'a'; return a list with one float (or None) "
-                   "per completion"),
-    ("return {'a': 1.0, 'b': 2.0}", "reward function 'odd' returned dict on question 'a'; return a list with one "
-                                    "float (or None) per completion"),
+    ("return [1.0]", ("reward function 'odd' returned 1 rewards for 2 completions on question 'a'; return one per "
+                     "completion")),
+    ("return [1.0, 'high']", ("reward function 'odd' returned str 'high' for completion 1 on question 'a'; a reward "
+                             "is a number or None")),
+    ("return [float('inf'), 0.0]", ("reward function 'odd' returned inf for completion 0 on question 'a'; a reward "
+                                   "is finite (None, or NaN, means it does not apply)")),
+    ("return 1.0", ("reward function 'odd' returned float on question 'a'; return a list with one float (or None) "
+                   "per completion")),
+    ("return {'a': 1.0, 'b': 2.0}", ("reward function 'odd' returned dict on question 'a'; return a list with one "
+                                    "float (or None) per completion")),
 ])
 def test_what_a_reward_function_does_wrong_is_one_line_naming_it_and_the_question(tmp_path, body, message):
     namespace: dict = {}
-    exec(f"def odd(completions, **kwargs):\n    {body}\n", namespace)
+    exec(f"def odd(completions, **kwargs):\n    {body}\n", namespace)  # noqa: S102 - the faulty function under test
     REWARDS.register("odd", namespace["odd"])
     try:
         suite = load_suite(_inline(tmp_path, reward_funcs=["accuracy", "odd"]))
@@ -369,6 +369,6 @@ def test_a_reward_function_that_raises_fails_that_question_in_one_line_and_the_r
     result = report_json(team, "--rlhf-record-mode=once")[0]
     result.assert_outcomes(passed=1, failed=1)
     failure = [line for line in result.stdout.lines if line.startswith("demo.yaml::q-0001:")]
-    assert failure == ["demo.yaml::q-0001: reward function 'team_rewards:raises_on_robes' raised ValueError: no "
-                       "robes here on question 'q-0001'"]
+    assert failure == [("demo.yaml::q-0001: reward function 'team_rewards:raises_on_robes' raised ValueError: no "
+                       "robes here on question 'q-0001'")]
     assert "Traceback" not in result.stdout.str()
