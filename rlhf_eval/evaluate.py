@@ -102,7 +102,8 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
     function's, each one line naming it."""
     spec = suite.spec
     verdicts = [verdict_for(t, question, suite) for t in traces]
-    by_function, rewards = suite_rewards(suite, question, traces, verdicts)
+    prompt = suite.render_prompt(question)
+    by_function, rewards = suite_rewards(suite, question, prompt, traces, verdicts)
     scorable = ~np.isnan(rewards)
     correct = np.array([v.correct for v in verdicts], dtype=bool)
     # Pairs stay on correctness, as DPO data is built from verified answers; best_worst ranks by the
@@ -168,25 +169,25 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         suite=suite.name, question_id=question.id, index=question.index, traces=list(traces),
         verdicts=verdicts, rewards=rewards, advantages=advantages, chosen_idx=chosen_idx,
         rejected_idx=rejected_idx, margins=margins, scored_pairs=scored, metrics=metrics,
-        dpo_unavailable=unavailable, intervals=intervals, prompt=suite.render_prompt(question),
+        dpo_unavailable=unavailable, intervals=intervals, prompt=prompt,
         answer=question.answer, rewards_by_function=by_function,
     )
     result.failures, result.unchecked = check_thresholds(metrics, question.thresholds, unavailable, intervals)
     return result
 
 
-def suite_rewards(suite: Suite, question: Question, traces: list[Trace],
+def suite_rewards(suite: Suite, question: Question, prompt: str, traces: list[Trace],
                   verdicts: list[Verdict]) -> tuple[dict[str, list[float | None]], np.ndarray]:
-    """Each of the suite's reward functions called on the traces as TRL calls it, and their
-    weighted sum: ({name: k rewards, None where it does not apply}, (k,) floats, NaN where none
-    applies). Raises RewardError (one line) for a function that fails."""
+    """Each of the suite's reward functions called on the traces (sampled from `prompt`) as TRL
+    calls it, and their weighted sum: ({name: k rewards, None where it does not apply}, (k,)
+    floats, NaN where none applies). Raises RewardError (one line) for a function that fails."""
     funcs = suite.reward_funcs
     entries = [resolve_reward(name) for name, _ in funcs]
-    kwargs = reward_kwargs(suite.render_prompt(question), question.fields, question.answer,
-                           [v.status for v in verdicts], suite.spec.rewards.model_dump())
+    kwargs = reward_kwargs(prompt, question.fields, question.answer, [v.status for v in verdicts],
+                           suite.verdict_rewards)
     per_function = rewards_per_function(entries, [t.text for t in traces], kwargs, question.id)
-    by_function = {name: [None if math.isnan(r) else float(r) for r in per_function[:, i]]
-                   for i, (name, _) in enumerate(funcs)}
+    by_function = {name: [None if r != r else r for r in column]  # NaN (r != r): it does not apply
+                   for (name, _), column in zip(funcs, per_function.T.tolist())}
     return by_function, weighted_sum(per_function, [w for _, w in funcs])
 
 

@@ -210,6 +210,8 @@ def _called(fn: RewardFunction, completions: list[str], kwargs: dict[str, Any], 
     if len(returned) != len(completions):
         raise RewardError(f"reward function {fn.name!r} returned {len(returned)} rewards for {len(completions)} "
                           f"completions {where}; return one per completion")
+    if all(type(reward) is float and -math.inf < reward < math.inf for reward in returned):
+        return returned  # the common case, at a fraction of the checks below
     values = []
     for j, reward in enumerate(returned):
         if reward is None:
@@ -236,9 +238,14 @@ def _copied(kwargs: dict[str, Any]) -> dict[str, Any]:
 def weighted_sum(per_function: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     """TRL's reward: ``nansum(rewards_per_func * reward_weights, dim=1)``, (k, F) -> (k,), and NaN
     for a completion every function returned None for (TRL's `unscorable_mask`)."""
+    if per_function.shape[1] == 1:  # one function (the default): its None stays NaN, as TRL's mask makes it
+        return per_function[:, 0] * float(weights[0])
     weighted = per_function * np.asarray(weights, dtype=float)[None, :]
-    total = np.nansum(weighted, axis=1)
-    total[np.isnan(per_function).all(axis=1)] = np.nan
+    missing = np.isnan(per_function)
+    if not missing.any():  # the common case: nansum's copy and masks would change nothing
+        return weighted.sum(axis=1)
+    total = np.where(missing, 0.0, weighted).sum(axis=1)
+    total[missing.all(axis=1)] = np.nan
     return total
 
 

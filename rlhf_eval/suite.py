@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import errno
+import functools
 import gc
 import json
 import math
@@ -384,13 +385,19 @@ class Suite:
     def name(self) -> str:
         return self.spec.suite
 
-    @property
+    # Cached (the spec is frozen): read for every question scored.
+    @functools.cached_property
     def reward_funcs(self) -> list[tuple[str, float]]:
         """(name, weight) of each reward function, in the suite's order: `reward_funcs` with
         `reward_weights` (TRL's default 1.0 each), or the built-in accuracy alone."""
         names = self.spec.reward_funcs or [DEFAULT_REWARD]
         weights = self.spec.reward_weights or [1.0] * len(names)
         return list(zip(names, (float(w) for w in weights)))
+
+    @functools.cached_property
+    def verdict_rewards(self) -> dict[str, float]:
+        """The `rewards:` table, verdict -> reward (the built-in accuracy reward's setting)."""
+        return dict(self.spec.rewards)
 
     def render_prompt(self, question: Question) -> str:
         return render(self.spec.prompt, question.fields)
