@@ -538,7 +538,7 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
         seen[q.id] = qline
         extra = dict(q.model_extra or {})
         fields = {"question": q.question, **extra}
-        taken = fields.keys() & set(HARNESS_ARGUMENTS)
+        taken = fields.keys() & _HARNESS_ARGUMENTS
         if taken:
             raise SuiteError(where_path, qline, f"question {_short(q.id)}: field {min(taken)!r} is an argument "
                              "rlhf-eval gives reward functions; rename it")
@@ -643,6 +643,9 @@ def _reward_argument_problems(spec: SuiteSpec, funcs: list[RewardFunction], ques
                                 f"gets {', '.join(sorted(given))} (a JSONL column arrives under its own name, the "
                                 "reference as answer)"))
     return problems
+
+
+_HARNESS_ARGUMENTS = frozenset(HARNESS_ARGUMENTS)
 
 
 class _Reported(Exception):
