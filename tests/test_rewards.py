@@ -258,38 +258,38 @@ def _line_of(path, key) -> int:
 
 
 def test_unknown_names_weights_and_settings_that_cannot_work_are_one_line_at_load(tmp_path, monkeypatch):
-    (tmp_path / "team_load.py").write_text(TEAM_REWARDS + "\n\ndef positional(completions):\n    return []\n")
+    (tmp_path / "rewards_load.py").write_text(TEAM_REWARDS + "\n\ndef positional(completions):\n    return []\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     path = _inline(tmp_path, reward_funcs=["acuracy"])
     assert _load_error(path).endswith("reward_funcs[0]: unknown reward function 'acuracy'; did you mean 'accuracy'?")
     path = _inline(tmp_path, reward_funcs=["zzz"])
     assert _load_error(path).endswith("reward_funcs[0]: unknown reward function 'zzz'; known: accuracy")
-    path = _inline(tmp_path, reward_funcs=["accuracy", "team_load:boxed_accuracy"], reward_weights=[1.0])
+    path = _inline(tmp_path, reward_funcs=["accuracy", "rewards_load:boxed_accuracy"], reward_weights=[1.0])
     assert _load_error(path) == (f"{path}:{_line_of(path, 'reward_weights')}: reward_weights: 1 weight for 2 "
-                                 "reward functions (accuracy, team_load:boxed_accuracy); give one weight per function, "
+                                 "reward functions (accuracy, rewards_load:boxed_accuracy); give one weight per function, "
                                  "in the same order, as TRL's GRPOConfig.reward_weights")
     path = _inline(tmp_path, reward_weights=[1.0, 2.0])
     assert _load_error(path).endswith("reward_weights: 2 weights for 1 reward function (accuracy); give one weight "
                                       "per function, in the same order, as TRL's GRPOConfig.reward_weights")
-    path = _inline(tmp_path, reward_funcs=["team_load:think_format"], rewards={"correct": 2.0})
+    path = _inline(tmp_path, reward_funcs=["rewards_load:think_format"], rewards={"correct": 2.0})
     assert _load_error(path).endswith(f"{_line_of(path, 'rewards')}: rewards: the verdict table is the setting of "
                                       "the built-in 'accuracy' reward function, which reward_funcs does not name; add "
                                       "accuracy to reward_funcs, or remove rewards")
     path = _inline(tmp_path, reward_funcs=["accuracy", "accuracy"])
     assert _load_error(path).endswith("reward_funcs[1]: 'accuracy' is named twice; each reward function counts once "
                                       "(give it a larger weight in reward_weights instead)")
-    path = _inline(tmp_path, reward_funcs=["team_load:boxed_accuracy"])  # TRL's column is `solution`
-    assert _load_error(path).endswith("reward_funcs[0]: reward function 'team_load:boxed_accuracy' requires the "
+    path = _inline(tmp_path, reward_funcs=["rewards_load:boxed_accuracy"])  # TRL's column is `solution`
+    assert _load_error(path).endswith("reward_funcs[0]: reward function 'rewards_load:boxed_accuracy' requires the "
                                       "argument 'solution', which no question has; it gets answer, completions, "
                                       "prompts, question, verdict_rewards, verdicts (a JSONL column arrives under its "
                                       "own name, the reference as answer)")
-    path = _inline(tmp_path, reward_funcs=["team_load:positional"])
-    assert _load_error(path).endswith("reward_funcs[0]: reward function 'team_load:positional': 'positional' must "
+    path = _inline(tmp_path, reward_funcs=["rewards_load:positional"])
+    assert _load_error(path).endswith("reward_funcs[0]: reward function 'rewards_load:positional': 'positional' must "
                                       "take (completions, **kwargs), as TRL's GRPOTrainer calls it with keyword "
                                       "arguments only (prompts, completions and every column)")
-    path = _inline(tmp_path, reward_funcs=["team_load.nowhere"])
-    assert _load_error(path).endswith("reward_funcs[0]: reward function 'team_load:nowhere': cannot load reference "
-                                      "(AttributeError: module 'team_load' has no attribute 'nowhere')")
+    path = _inline(tmp_path, reward_funcs=["rewards_load.nowhere"])
+    assert _load_error(path).endswith("reward_funcs[0]: reward function 'rewards_load:nowhere': cannot load reference "
+                                      "(AttributeError: module 'rewards_load' has no attribute 'nowhere')")
     path = _inline(tmp_path, reward_funcs=[], reward_weights=[1.0])
     assert "reward_funcs: " in _load_error(path)
     (tmp_path / "q.jsonl").write_text('{"question": "2+2?", "answer": "4", "completions": "x"}\n')
@@ -299,16 +299,16 @@ def test_unknown_names_weights_and_settings_that_cannot_work_are_one_line_at_loa
 
 
 def test_module_references_load_and_the_decorator_refuses_what_trl_could_not_call(tmp_path, monkeypatch):
-    (tmp_path / "team_ref.py").write_text(TEAM_REWARDS)
+    (tmp_path / "rewards_ref.py").write_text(TEAM_REWARDS)
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "q.jsonl").write_text('{"question": "2+2?", "answer": "4", "solution": "4"}\n')
     path = tmp_path / "s.yaml"
     path.write_text(suite_yaml(samples=2, extra={"questions": {"source": "q.jsonl"},
-                                                 "reward_funcs": ["team_ref:boxed_accuracy", "accuracy"]}))
+                                                 "reward_funcs": ["rewards_ref:boxed_accuracy", "accuracy"]}))
     suite = load_suite(path)
-    assert suite.reward_funcs == [("team_ref:boxed_accuracy", 1.0), ("accuracy", 1.0)]
+    assert suite.reward_funcs == [("rewards_ref:boxed_accuracy", 1.0), ("accuracy", 1.0)]
     result = score_question(suite, suite.questions[0], _traces(r"so \boxed{4}", "A: 4"))
-    assert result.rewards_by_function == {"team_ref:boxed_accuracy": [1.0, 0.0], "accuracy": [1.0, 1.0]}
+    assert result.rewards_by_function == {"rewards_ref:boxed_accuracy": [1.0, 0.0], "accuracy": [1.0, 1.0]}
     assert list(result.rewards) == [2.0, 1.0]
     with pytest.raises(ValueError, match=r"^a reward function name is text without spaces or ':'"):
         reward_function("a:b")(lambda completions, **kwargs: [])
@@ -317,7 +317,7 @@ def test_module_references_load_and_the_decorator_refuses_what_trl_could_not_cal
         reward_function("accuracy")(lambda completions, **kwargs: [])
     with pytest.raises(ValueError, match=r"^reward function 'cls': <class 'int'> is not a function taking "):
         REWARDS.register("cls", int)
-    for name in [n for n in REWARDS.registered() if n.startswith("team_ref")]:
+    for name in [n for n in REWARDS.registered() if n.startswith("rewards_ref")]:
         REWARDS.unregister(name)
 
 
