@@ -72,14 +72,21 @@ ROWS = {6: "[[emulator:boxed]] ",                                    # reasons i
         3: ""}                                                      # reasons, no box; its solution is no number
 
 
+@pytest.fixture(autouse=True)
+def registered():
+    """What a test registers (or loads from a reference) is forgotten after it: every test sees
+    the built-in `accuracy` alone."""
+    before = set(REWARDS.registered())
+    yield
+    for name in set(REWARDS.registered()) - before:
+        REWARDS.unregister(name)
+
+
 @pytest.fixture
 def team(project, monkeypatch):
     (project.path / "team_rewards.py").write_text(TEAM_REWARDS)
     monkeypatch.syspath_prepend(str(project.path))
     yield project
-    for name in list(REWARDS.registered()):
-        if name.startswith("team_rewards"):
-            REWARDS.unregister(name)
     sys.modules.pop("team_rewards", None)
 
 
@@ -317,8 +324,6 @@ def test_module_references_load_and_the_decorator_refuses_what_trl_could_not_cal
         reward_function("accuracy")(lambda completions, **kwargs: [])
     with pytest.raises(ValueError, match=r"^reward function 'cls': <class 'int'> is not a function taking "):
         REWARDS.register("cls", int)
-    for name in [n for n in REWARDS.registered() if n.startswith("rewards_ref")]:
-        REWARDS.unregister(name)
 
 
 # ------------------------------------------------------------------ what a reward function does wrong
