@@ -23,6 +23,7 @@ from .verify import Verifier, VerifierError, verifier, verify
 # The names below load on first use (PEP 562): importing one submodule — the emulator, the report
 # or the command line — does not pay for vcrpy and the provider SDKs.
 _EXPORTS = {
+    "rewards": ("RewardError", "reward_function"),
     "evaluate": ("Backends", "QuestionResult", "evaluate_question", "sample_question", "score_question"),
     "runner": ("Run", "RunError", "RunOptions", "run_suites"),
     "sampling": ("Sampler", "SamplingError", "Score", "Scorer", "ScoringError"),
@@ -48,6 +49,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from .rewards import RewardError, reward_function
     from .evaluate import Backends, QuestionResult, evaluate_question, sample_question, score_question
     from .runner import Run, RunError, RunOptions, run_suites
     from .sampling import Sampler, SamplingError, Score, Scorer, ScoringError

@@ -23,6 +23,7 @@ from .server import (
     EmulatorState,
     RawJSON,
     _number,
+    boxed_answer,
     cut_at_stops,
     echo_key_text,
     parse_markers,
@@ -376,13 +377,15 @@ def _first_stop(text: str, stops: list[str]) -> str | None:
 
 
 def _generate(bank: Bank, model: str, p: _Prompt, j: int, sp: _Sampling, seed: int, pad_to: int = 0,
-              prefix: str = "", style: str | None = None) -> _Gen:
+              prefix: str = "", style: str | None = None, boxed: bool = False) -> _Gen:
     """Choice ``j`` for one prompt: the answer is exactly the text the Gemini side would give for
     the same model, prompt, seed and candidate index (padding to ``pad_to`` tokens, the
     ``echo_key`` ``prefix``, stop sequences); a reasoning model (``style``) generates its
     reasoning first. ``max_tokens`` then cuts reasoning and answer together."""
     trace = pick_trace(bank, model, p.norm, p.clean, p.qi, seed, j, sp.greedy, pad_to)
     lm = bank.model_for(model)
+    if boxed:
+        trace = lm.make_trace(boxed_answer(trace.text))
     if prefix:
         trace = lm.make_trace(prefix + trace.text)
     stop_hit = _first_stop(trace.text, sp.stops)
@@ -687,7 +690,7 @@ def chat_completions(state: EmulatorState, path: str, body: dict, api_key: str =
             choices.append(_chat_choice(server, j, _message(server, style, "", None), None, "length", None, False))
             continue
         g = _generate(bank, model, prompt, j, sp, seed, state.pad_to_tokens,
-                      echo_key_text(api_key) if markers.echo_key else "", style)
+                      echo_key_text(api_key) if markers.echo_key else "", style, markers.boxed)
         completion_tokens += g.n_tokens
         if style in (STYLE_REASONING_CONTENT, STYLE_REASONING):  # a reasoning parser counts them
             reasoning_tokens = (reasoning_tokens or 0) + len(g.r_chosen)
@@ -765,7 +768,7 @@ def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") 
                 choice = {"text": prefix, "index": len(choices), "logprobs": None, "finish_reason": finish}
             else:
                 g = _generate(bank, model, prompt, j, sp, seed, state.pad_to_tokens,
-                              echo_key_text(api_key) if markers.echo_key else "", style)
+                              echo_key_text(api_key) if markers.echo_key else "", style, markers.boxed)
                 completion_tokens += g.n_tokens
                 lp = None
                 if k is not None:
