@@ -237,3 +237,57 @@ def test_the_package_and_its_light_modules_load_no_recorder_or_sdk():
             " callable(namespace['verify']))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines() == ["[]", "rlhf_eval.suite rlhf_eval.evaluate True", "True True", "True True"]
+
+
+REQUESTS_PROVIDER = '''
+import os
+
+import requests
+
+from rlhf_eval import SamplingError, Trace
+
+
+class RequestsChat:
+    """A team's sampler that sends each trace's request with `requests` (urllib3), not httpx."""
+
+    def __init__(self, model, *, replay=False, policy=None):
+        self.model = model
+        self.url = os.environ["TEAM_CHAT_URL"] + "/v1/chat/completions"
+
+    def sample(self, prompt, k, seed):
+        traces = []
+        for i in range(k):
+            body = {"model": self.model.name, "messages": [{"role": "user", "content": prompt}], "seed": seed + i,
+                    "temperature": self.model.temperature, "max_tokens": 400}
+            response = requests.post(self.url, json=body, timeout=30)
+            if response.status_code != 200:
+                raise SamplingError(f"the chat server answered {response.status_code}", status=response.status_code)
+            choice = response.json()["choices"][0]
+            traces.append(Trace(text=choice["message"]["content"], finish_reason="STOP", token_count=None, logp=None,
+                                seed=seed + i, model_version=response.json()["model"]))
+        return traces
+'''
+
+
+def test_a_provider_sending_with_requests_records_concurrently_as_serially(project, live, monkeypatch):
+    """vcrpy un-patches every HTTP library, for every thread, while it sends one request for real;
+    questions recording at once through `requests` lost requests to the network (unrecorded) until
+    the adapter kept the other threads' patches in place."""
+    from test_load import cassettes
+    from test_plugin import metrics_of, report_json, suite_yaml
+
+    (project.path / "team_requests.py").write_text(REQUESTS_PROVIDER)
+    monkeypatch.syspath_prepend(str(project.path))
+    monkeypatch.setenv("TEAM_CHAT_URL", live.base_url)
+    model = {"provider": "team_requests:RequestsChat", "name": "gemini-2.0-flash", "temperature": 1.0}
+    project.makefile(".yaml", demo=suite_yaml(samples=4, limit=8, logprobs=False, extra={"model": model}))
+    serial, serial_report = report_json(project, "--rlhf-record-mode=once", "--rlhf-concurrency=1",
+                                        "--rlhf-cassette-dir=serial")
+    serial.assert_outcomes(passed=8)
+    sent = len(live.requests)
+    concurrent, concurrent_report = report_json(project, "--rlhf-record-mode=once", "--rlhf-concurrency=8",
+                                                "--rlhf-cassette-dir=concurrent")
+    concurrent.assert_outcomes(passed=8)
+    assert len(live.requests) == sent + 32
+    assert cassettes(project.path / "concurrent") == cassettes(project.path / "serial")  # byte for byte
+    assert metrics_of(concurrent_report) == metrics_of(serial_report)
