@@ -314,3 +314,17 @@ def test_sending_for_real_puts_back_only_the_classes_that_name_themselves(tmp_pa
                 pass
             contract(http.client.HTTPSConnection is vcr.patch._HTTPSConnection, "nested force_reset windows")
         contract(http.client.HTTPSConnection is stub, "the stubs' http.client.HTTPSConnection after a window")
+
+
+def test_the_installed_vcrpy_is_in_the_range_pyproject_declares():
+    import tomllib
+    from pathlib import Path
+
+    from packaging.specifiers import SpecifierSet
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    (declared,) = [d[len("vcrpy"):] for d in pyproject["project"]["dependencies"] if d.startswith("vcrpy")]
+    assert declared == SUPPORTED, f"pyproject.toml allows vcrpy{declared}, vcr_adapter.SUPPORTED says {SUPPORTED}"
+    assert vcr.__version__ in SpecifierSet(SUPPORTED), (
+        f"vcrpy {vcr.__version__} is installed, outside the range rlhf-eval is tested with ({SUPPORTED}): "
+        f"pip install 'vcrpy{SUPPORTED}'")

@@ -5,6 +5,7 @@ import functools
 import json
 from typing import Any
 
+_orjson: Any
 try:  # optional: parses the same JSON to the same values as `json`, ~4x faster
     import orjson as _orjson
 except ImportError:  # pragma: no cover - then `json` does it all

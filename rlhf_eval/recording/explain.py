@@ -29,10 +29,10 @@ def explain_mismatch(new, recorded: list, path: Path, hint: str) -> str:
     """Say which part of request `new` changed since the cassette (holding the vcrpy requests
     `recorded`) was recorded, and how to record it again (`hint`: the command, may be empty).
     Seeds are read by the providers (`rlhf_eval.providers.request_seed`)."""
-    path = shown_path(path)
+    shown = shown_path(path)
     fix = f"; re-record with: {hint}" if hint else ""
     if not recorded:
-        return f"cassette {path} holds no requests{fix}"
+        return f"cassette {shown} holds no requests{fix}"
     new_body = body_json(new)
     seed = request_seed(new_body)
     seeded = [(r, s) for r in recorded if (s := request_seed(body_json(r))) is not None]
@@ -40,7 +40,7 @@ def explain_mismatch(new, recorded: list, path: Path, hint: str) -> str:
     if seed is not None and seeded and not same_seed:
         if any(r.path == new.path and _same_but_seed(body_json(r), new_body, s, seed) for r, s in seeded):
             seeds = [s for _, s in seeded]
-            return (f"stale cassette {path}: it holds seeds {_span(seeds)} ({len(seeds)} requests) but this run "
+            return (f"stale cassette {shown}: it holds seeds {_span(seeds)} ({len(seeds)} requests) but this run "
                     f"asks for seed {seed} (did `samples` or `seed` change?){fix}")
     old = same_seed[0] if same_seed else recorded[0]
     diffs = []
@@ -52,11 +52,11 @@ def explain_mismatch(new, recorded: list, path: Path, hint: str) -> str:
     if not diffs:
         answers = sum(1 for r in recorded if r.method == new.method and r.path == new.path
                       and body_json(r) == new_body)
-        return (f"cassette {path} holds {answers} {'answer' if answers == 1 else 'answers'} to this request and the "
+        return (f"cassette {shown} holds {answers} {'answer' if answers == 1 else 'answers'} to this request and the "
                 f"run asks for more (did `samples` grow?); {rerecord_advice(hint, 'new_episodes')} "
                 "(records only the missing ones)")
-    shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
-    return f"stale cassette {path}: the suite changed since it was recorded: {shown}{fix}"
+    changes = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+    return f"stale cassette {shown}: the suite changed since it was recorded: {changes}{fix}"
 
 
 def _same_but_seed(old: Any, new: Any, old_seed: int, new_seed: int) -> bool:

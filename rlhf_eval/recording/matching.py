@@ -58,13 +58,13 @@ class MatchIndex:
 
     def __init__(self) -> None:
         self._keys: dict[Any, list[int]] = {None: []}  # None: requests without keys, always tried
-        self._indexed = 0
+        self._indexed = 0  # how many of the recorded requests are in `_keys`
 
     def candidates(self, request, recorded: list) -> list[int]:
         """Indices, in recorded order, of the requests in `recorded` (pairs (request, response))
         that may match `request`; every one that does match is among them."""
-        if self._indexed > len(recorded):
-            self.__init__()
+        if self._indexed > len(recorded):  # not the list it was built from: start again
+            self._keys, self._indexed = {None: []}, 0
         for i in range(self._indexed, len(recorded)):
             keys = match_keys(recorded[i][0])
             for key in (None,) if keys is None else keys:

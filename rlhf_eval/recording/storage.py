@@ -23,7 +23,8 @@ class AtomicPersister:
         try:
             data = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError) as exc:
-            raise CassetteProblem(f"{shown_path(path)}: cannot read cassette ({exc}); delete it and re-record") from None
+            raise CassetteProblem(
+                f"{shown_path(path)}: cannot read cassette ({exc}); delete it and re-record") from None
         if not data.strip():
             raise CassetteNotFoundError()
         try:

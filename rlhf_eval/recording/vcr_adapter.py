@@ -27,7 +27,7 @@ from vcr.request import HeadersDict, Request
 from vcr.serialize import serialize
 from vcr.serializers import compat
 
-SUPPORTED = ">=8.4,<10"  # as pyproject.toml: 8.4 added `_loaded_count` and record mode all's replacing save
+SUPPORTED = ">=8.4.0,<10"  # as pyproject.toml: 8.4 added `_loaded_count` and record mode all's replacing save
 
 # Documented API, re-exported so that no other module imports vcrpy.
 VCR = vcr.VCR
