@@ -36,6 +36,7 @@ class IndexedCassette(AdaptedCassette):
 
     rerecord_hint = ""  # the command that records this question again; set by `use_cassette`
     _index: MatchIndex | None = None
+    _plain = False  # matched or filtered otherwise than `open_cassette` sets up: vcrpy's own scan
 
     def _ours(self) -> bool:
         """Whether this cassette matches and filters as `open_cassette` set it up (the index and
@@ -43,9 +44,10 @@ class IndexedCassette(AdaptedCassette):
         return self.matchers == MATCHERS and self.filters_requests_with(filter_request)
 
     def candidates(self, request) -> Iterable[int] | None:
-        if not self._ours():
-            return None
-        if self._index is None:
+        if self._index is None:  # matchers and filter are set when the cassette loads: decided once
+            if self._plain or not self._ours():
+                self._plain = True
+                return None
             self._index = MatchIndex()
         return self._index.candidates(request, self.data)
 
