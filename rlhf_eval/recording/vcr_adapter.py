@@ -122,8 +122,9 @@ class AdaptedCassette(Cassette):
 
     def _responses(self, request):
         """vcrpy's `_responses` (pairs (index, response) of the interactions `request` matches),
-        over `candidates` only. vcrpy's filters the request first; our filter only drops headers
-        and query parameters, which our matchers never read, so the copy is skipped too."""
+        over `candidates` only. vcrpy's runs the request through `before_record_request` first;
+        a subclass that gives candidates vouches that its filter changes nothing its matchers
+        read, so the request is matched as it is (and the filter's copy of it is saved)."""
         candidates = self.candidates(request)
         if candidates is None:
             yield from super()._responses(request)
