@@ -23,7 +23,8 @@ from rlhf_eval.evaluate import Backends
 from rlhf_eval.suite import load_suite
 
 SUITES = {
-    "gemini": "suite: g\nmodel: {name: gemini-2.0-flash}\nsamples: 2\nquestions:\n  - {id: a, question: q, answer: 1}\n",
+    "gemini": ("suite: g\nmodel: {name: gemini-2.0-flash}\nsamples: 2\n"
+               "questions:\n  - {id: a, question: q, answer: 1}\n"),
     "openai": ("suite: o\nmodel: {provider: openai, name: m, base_url: 'http://127.0.0.1:9/v1'}\nsamples: 2\n"
                "questions:\n  - {id: a, question: q, answer: 1}\n"),
 }

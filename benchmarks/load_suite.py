@@ -30,6 +30,7 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -104,7 +105,7 @@ def brackets(size: int) -> str:
 SHAPES = {"brackets": brackets, "inline": inline, "block": block, "long": long, "deep": deep, "aliases": aliases}
 
 
-def cpu_seconds(run, repeat: int) -> tuple[float, object]:
+def cpu_seconds(run, repeat: int) -> tuple[float, Any]:
     """The median CPU time of `repeat` runs of `run()`, and its last result."""
     times, result = [], None
     for _ in range(repeat):

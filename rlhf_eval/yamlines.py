@@ -199,7 +199,7 @@ class _EventBuilder:
     path's checks in its order: key, duplicate key, value; nesting depth as each list or mapping
     opens. A tag, an anchor or an alias raises _NotPlain."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.constructor = yaml.constructor.SafeConstructor()
         self.scalars: dict[str, Any] = {}  # plain text -> its value, for the non-strings (numbers repeat)
 

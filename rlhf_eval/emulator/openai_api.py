@@ -775,7 +775,8 @@ def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") 
                     if server == SERVER_LLAMA_CPP:  # llama.cpp's current shape (S01)
                         lp = {"content": _content_logprobs(lm, (g.r_chosen, g.a_chosen), k, llama=True)}
                     else:
-                        lp = _legacy_logprobs(lm, p_trace.chosen if echo and p_trace else None, (g.r_chosen, g.a_chosen), k)
+                        lp = _legacy_logprobs(lm, p_trace.chosen if echo and p_trace else None,
+                                              (g.r_chosen, g.a_chosen), k)
                 choice = {"text": prefix + g.inline, "index": len(choices), "logprobs": lp, "finish_reason": g.finish}
             if pk is not None and p_trace is not None:  # p_trace is made whenever pk is asked for
                 choice["prompt_logprobs"] = _prompt_logprobs(lm, p_trace.chosen, pk)

@@ -313,7 +313,8 @@ def quota_exceeded(model: str, rpm: float, wait_s: float) -> ApiError:
 def camelize(obj: Any) -> Any:
     """Rewrite every dict key from snake_case to camelCase, recursively."""
     if isinstance(obj, dict):
-        return {(_CAMEL_RE.sub(lambda m: m.group(1).upper(), k) if "_" in k else k): camelize(v) for k, v in obj.items()}
+        return {(_CAMEL_RE.sub(lambda m: m.group(1).upper(), k) if "_" in k else k): camelize(v)
+                for k, v in obj.items()}
     if isinstance(obj, list):
         return [camelize(v) for v in obj]
     return obj
@@ -1183,7 +1184,8 @@ class _Handler(BaseHTTPRequestHandler):
                 version, project, location, model, action = vm.groups()
             entry["model"] = model
             if action == "streamGenerateContent":
-                raise ApiError(501, "UNIMPLEMENTED", "streamGenerateContent is not implemented by the rlhf-eval emulator.")
+                raise ApiError(501, "UNIMPLEMENTED",
+                               "streamGenerateContent is not implemented by the rlhf-eval emulator.")
             if action != "generateContent":
                 raise ApiError(404, "NOT_FOUND", f"Method not found: {action} (the emulator serves generateContent).")
             key = self.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
