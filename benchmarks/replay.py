@@ -52,7 +52,10 @@ OFFLINE_URL = "http://127.0.0.1:9"  # nothing listens there: a request that esca
 
 
 def offline_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    """No key, a base URL where nothing listens, and bytecode cached as usual (a machine that sets
+    PYTHONDONTWRITEBYTECODE would compile every module of the product again in every run)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "PYTHONDONTWRITEBYTECODE")}
     env["RLHF_EVAL_GEMINI_BASE_URL"] = OFFLINE_URL
     return env
 
@@ -246,10 +249,10 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
             pass_at_k = 1.0 if c else 0.0  # n = k: pass@k is whether any trace is correct
             spread = float(rewards.std())
             advantages = (rewards - rewards.mean()) / (rewards.std() + eps)
-            w, l = np.meshgrid(np.flatnonzero(correct), np.flatnonzero(~correct), indexing="ij")
-            w, l = w.ravel(), l.ravel()
-            margins = beta * (logp[w] - logp[l])
-            metrics = {"accuracy": accuracy, "pass_at_k": pass_at_k, "pairs": len(w), "spread": spread,
+            winners, losers = np.meshgrid(np.flatnonzero(correct), np.flatnonzero(~correct), indexing="ij")
+            winners, losers = winners.ravel(), losers.ravel()
+            margins = beta * (logp[winners] - logp[losers])
+            metrics = {"accuracy": accuracy, "pass_at_k": pass_at_k, "pairs": len(winners), "spread": spread,
                        "nonzero_advantages": int((np.abs(advantages) > 0).sum()),
                        "mean_tokens": float(np.mean(tokens)), "mean_logp": float(np.nanmean(logp))}
             if len(margins):
