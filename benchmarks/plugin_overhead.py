@@ -38,8 +38,11 @@ IMPORT_PROBE = ("import time, pytest\n"
                 "print(time.process_time() - start)\n")
 
 
-def plugin_import_cpu(env: dict) -> float:
-    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], env=env, check=True, capture_output=True, text=True)
+def plugin_import_cpu(env: dict, cwd: Path) -> float:
+    """CPU seconds of `import pytest_rlhf_eval` after pytest, in a fresh process run in `cwd` (not
+    in a checkout: `python -c` would import the package from the current folder)."""
+    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], cwd=cwd, env=env, check=True, capture_output=True,
+                         text=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -61,7 +64,7 @@ def main() -> None:
             a, b = statistics.median(with_plugin), statistics.median(without)
             print(f"pytest, one plain test, {label}, median of {repeat} (CPU s): with rlhf-eval {a:.3f}, "
                   f"without {b:.3f}; the plugin adds {a - b:+.3f} s")
-        imports = [plugin_import_cpu(env) for _ in range(repeat)]
+        imports = [plugin_import_cpu(env, project) for _ in range(repeat)]
         print(f"import pytest_rlhf_eval after pytest, median of {repeat} (CPU s): {statistics.median(imports):.3f} "
               f"(min {min(imports):.3f}, max {max(imports):.3f})")
 

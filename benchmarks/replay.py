@@ -313,14 +313,15 @@ def profile_groups(p: Profile) -> list[tuple[str, float]]:
     g["cassette load: read + JSON parse + vcrpy Cassette"] = p.cum("rlhf_eval/recording.py", "open_cassette")
     g["vcrpy patch install/remove"] = p.cum("rlhf_eval/recording.py", "hold") + p.cum("rlhf_eval/recording.py",
                                                                                       "release")
-    vcr_stub = p.cum("vcr/stubs/httpx_stubs.py", "_vcr_handle_request")
-    g["vcrpy matching + playback (stub)"] = vcr_stub
+    vcr_stub = (p.cum("vcr/stubs/httpx_stubs.py", "_vcr_handle_request")
+                + p.cum("rlhf_eval/backends/replay_http.py", "_replay"))
+    g["cassette matching + playback (replay client, or vcrpy's stub)"] = vcr_stub
     parse = (p.cum("rlhf_eval/backends/gemini.py", "traces_from_response")
              + p.cum_from("json/__init__.py", "loads", "rlhf_eval/backends/gemini.py", "_request")
              + p.cum_from("rlhf_eval/recording.py", "loads_json", "rlhf_eval/backends/gemini.py", "_request"))
     g["response parsing: JSON body → traces"] = parse
     request = p.cum("rlhf_eval/backends/gemini.py", "_request")
-    g["SDK request building (google-genai, httpx)"] = max(0.0, request - vcr_stub - parse)
+    g["SDK request building (google-genai; httpx when recording)"] = max(0.0, request - vcr_stub - parse)
     verification = p.cum("rlhf_eval/evaluate.py", "verdict_for") + p.cum("rlhf_eval/evaluate.py",
                                                                          "majority_vote_accuracy")
     g["verification: answer extraction + verifier"] = verification
