@@ -55,10 +55,13 @@ class CompactJSONSerializer:
                 + ",\n".join(lines) + "\n]}\n")
 
     @staticmethod
-    def deserialize(text: str) -> dict:
+    def deserialize(text: str | bytes) -> dict:
+        """The cassette in `text`; bytes must be UTF-8 (else UnicodeDecodeError)."""
         try:
             return loads_json(text)
         except ValueError:
+            if isinstance(text, bytes):
+                text = text.decode("utf-8")
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             return yaml.load(text, Loader=loader)
 
