@@ -32,6 +32,7 @@ from rlhf_eval.record_modes import RECORD_MODES
 # rlhf-eval installed, and a run with no suite should not pay a second for it.
 if TYPE_CHECKING:
     from rlhf_eval.evaluate import Backends
+    from rlhf_eval.report_model import Report
     from rlhf_eval.throttle import RequestPolicy
 
 RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
@@ -49,8 +50,8 @@ class RunState:
         self.questions: list[dict] = []
         self.suites: dict[str, dict] = {}
         self.backends: dict[str, Any] = {}  # suite path -> Backends
-        self.report: dict | None = None
-        self.baseline: dict | None = None
+        self.report: Report | None = None
+        self.baseline: Report | None = None
         self.fail_rules: dict[str, float] = {}
         self.written: list[str] = []  # files this run wrote, for the summary
         self.patch_held = False  # vcrpy's patch kept installed across consecutive questions
@@ -713,18 +714,18 @@ class ReportPlugin:
 
         state, opt = self.state, self.config.getoption
         report = state.report = build_report(state.questions, state.suites)
-        if any(s["threshold_failures"] for s in report["suites"]):
+        if any(s.threshold_failures for s in report.suites):
             session.testsfailed += 1  # like --cov-fail-under: the run fails after every item ran
         if state.baseline is not None:
-            comparison = report["comparison"] = compare_reports(report, state.baseline, opt("--rlhf-compare"))
-            comparison["failures"] = regressions(comparison, state.fail_rules)
-            if comparison["failures"]:
+            comparison = report.comparison = compare_reports(report, state.baseline, opt("--rlhf-compare"))
+            comparison.failures = regressions(comparison, state.fail_rules)
+            if comparison.failures:
                 session.testsfailed += 1
         self._write_outputs(report)
         if self.problems:
             session.testsfailed += 1  # every output that could be written was; the run still fails
 
-    def _write_outputs(self, report: dict) -> None:
+    def _write_outputs(self, report: Report) -> None:
         """Write each output asked for; one that cannot be written is one line in `self.problems`
         and does not stop the others."""
         from rlhf_eval.export import export_files
@@ -770,13 +771,13 @@ class ReportPlugin:
         tr = terminalreporter
         tr.write_sep("=", "rlhf-eval report")
         tr.write_line(render_table(report))
-        for s in report["suites"]:
-            for line in s["threshold_failures"]:
-                tr.write_line(f"FAIL suite {s['name']}: {line}", red=True, bold=True)
-        if "comparison" in report:
-            tr.write_sep("-", f"compared with baseline {report['comparison']['baseline']}")
-            tr.write_line(render_comparison(report["comparison"]))
-            for line in report["comparison"]["failures"]:
+        for s in report.suites:
+            for line in s.threshold_failures:
+                tr.write_line(f"FAIL suite {s.name}: {line}", red=True, bold=True)
+        if report.comparison is not None:
+            tr.write_sep("-", f"compared with baseline {report.comparison.baseline}")
+            tr.write_line(render_comparison(report.comparison))
+            for line in report.comparison.failures:
                 tr.write_line(f"FAIL regression: {line}", red=True, bold=True)
         for path in self.state.written:
             tr.write_line(f"rlhf-eval: wrote {path}")

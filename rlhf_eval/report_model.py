@@ -1,0 +1,335 @@
+"""The run report as typed models: Report → Suite → Question → Trace / Pair, plus the Comparison
+against a baseline. `Report.load(path)` reads a JSON report, `report.dump(path)` writes one.
+
+The written JSON is what these models hold, key for key: a field that was never set (an errored
+question has no `prompt`, a run without a baseline no `comparison`) is left out, as before the
+models existed, so reports written before and after them compare equal.
+
+Every model allows fields it does not know and keeps them through load → dump: a report written by a
+newer rlhf-eval of the same `REPORT_VERSION` (one that adds a field, as per-trace
+`rewards_by_function` was added) still loads. Known fields are checked strictly when loading a file (a
+string where a number belongs is an error, not converted), and a report of a newer version is
+refused: its fields may mean something else.
+
+Errors: `Report.load` raises `ReportError` (one line: file, field path, what is wrong, what to do);
+`Report.dump` raises OSError, or `credentials.SecretInOutput` (and writes nothing).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .credentials import write_without_secrets
+
+# The shape of the written JSON. Bump it only when a key changes meaning or goes away (and keep
+# loading the older version); adding an optional key needs no bump (readers allow unknown keys).
+REPORT_VERSION = 1
+WRITE_HINT = "write one with pytest --rlhf-report-json=PATH"
+
+
+class ReportError(ValueError):
+    """A report file (or report dict) that cannot be used; the message is one line."""
+
+
+class _Model(BaseModel):
+    # extra="allow": fields of a newer minor version (or another team's addition) survive load → dump.
+    # strict: a file's "0.5" where a number belongs is an error; building in memory validates with
+    # strict=False (numpy scalars become Python numbers there).
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class Pair(_Model):
+    """A DPO preference pair: indices into the question's traces; `margin` None when not scored."""
+    chosen: int
+    rejected: int
+    margin: float | None = None
+
+
+class Trace(_Model):
+    """One sampled completion (rlhf_eval.types.Trace) with what the harness decided about it.
+
+    logp / ref_logp: Σ of chosen-token log-probabilities (nats); reward: the verdict's reward;
+    advantage: GRPO's group-normalised advantage."""
+    text: str = ""
+    finish_reason: str | None = None
+    token_count: int | None = None
+    logp: float | None = None
+    seed: int | None = None
+    model_version: str | None = None
+    candidate_index: int = 0
+    logp_source: str | None = None
+    ref_logp: float | None = None
+    ref_token_count: int | None = None
+    reasoning: str = ""
+    reasoning_tokens: int | None = None
+    logp_note: str | None = None
+    answer_missing: str | None = None
+    system_fingerprint: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    verdict: str | None = None  # one of rlhf_eval.types.VERDICTS
+    extracted: str | None = None
+    detail: str = ""
+    reward: float | None = None
+    advantage: float | None = None
+    # per reward function (TRL-style reward_funcs), when the suite has them; None: the function gave none
+    rewards_by_function: dict[str, float | None] | None = None
+
+
+class Failure(_Model):
+    """A breached threshold (rlhf_eval.thresholds.ThresholdFailure)."""
+    metric: str
+    value: float | None = None
+    bound: str = ""
+    reason: str = ""
+
+
+class QuestionMetrics(_Model):
+    """Per-question metrics (rlhf_eval.evaluate.score_question), in the order it computes them."""
+    k: int | None = None
+    correct: int | None = None
+    incorrect: int | None = None
+    unparsable: int | None = None
+    blocked: int | None = None
+    truncated: int | None = None
+    error: int | None = None
+    accuracy: float | None = None
+    pass_at_k: float | None = None
+    unparsable_rate: float | None = None
+    pairs: int | None = None
+    spread: float | None = None
+    nonzero_advantages: int | None = None
+    mean_tokens: float | None = None
+    mean_reasoning_tokens: float | None = None
+    mean_logp: float | None = None
+    mean_ref_logp: float | None = None
+    pairs_scored: int | None = None
+    mean_margin: float | None = None
+    reward_accuracy: float | None = None
+    dpo_loss: float | None = None
+    maj_at_k: float | None = None
+
+    def get(self, key: str) -> Any:
+        """The metric named `key` (a field or an extra one), None when absent."""
+        return getattr(self, key, None)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(name, value) of the metrics the report holds, in its order."""
+        return list(self.model_dump(exclude_unset=True).items())
+
+
+Interval = list[float]  # [low, high] of a 95% interval
+
+
+class Question(_Model):
+    """One question's result; `metrics` is None (and `error` set) when it errored before scoring."""
+    suite: str = ""
+    id: str
+    index: int = 0
+    passed: bool = True
+    error: str | None = None
+    prompt: str | None = None
+    answer: str | None = None
+    metrics: QuestionMetrics | None = None
+    intervals: dict[str, Interval] = Field(default_factory=dict)
+    dpo_unavailable: str | None = None  # why DPO metrics are unavailable
+    failures: list[Failure] = Field(default_factory=list)
+    unchecked: list[str] = Field(default_factory=list)
+    traces: list[Trace] = Field(default_factory=list)
+    pairs: list[Pair] = Field(default_factory=list)
+
+    @property
+    def result(self) -> Literal["ERROR", "pass", "FAIL"]:
+        return "ERROR" if self.error else "pass" if self.passed else "FAIL"
+
+
+class SuiteAggregates(_Model):
+    """Suite-level metrics pooled over the scored questions (rlhf_eval.report.suite_aggregates)."""
+    questions: int = 0
+    questions_failed: int = 0
+    traces: int = 0
+    accuracy: float | None = None
+    pass_at_k: float | None = None
+    unparsable_rate: float | None = None
+    pairs: int = 0
+    mean_spread: float | None = None
+    frac_zero_spread: float | None = None
+    mean_tokens: float | None = None
+    mean_reasoning_tokens: float | None = None
+    dpo_unavailable: str | None = None
+    maj_at_k: float | None = None
+    mean_margin: float | None = None
+    reward_accuracy: float | None = None
+    dpo_loss: float | None = None
+    intervals: dict[str, Interval] = Field(default_factory=dict)
+
+    def get(self, key: str) -> Any:
+        return getattr(self, key, None)
+
+
+class RewardFunc(_Model):
+    """A TRL-style reward function of the suite and its weight in the total reward."""
+    name: str
+    weight: float = 1.0
+
+
+class Suite(_Model):
+    """A suite's settings (what recomputing its metrics needs), aggregates and questions."""
+    name: str
+    path: str | None = None
+    description: str | None = None
+    model: dict[str, Any] = Field(default_factory=dict)  # rlhf_eval.suite.ModelSpec, dumped
+    samples: int | None = None
+    seed: int | None = None
+    verifier: dict[str, Any] = Field(default_factory=dict)  # {"name": ..., **options}
+    rewards: dict[str, float] = Field(default_factory=dict)  # verdict -> reward
+    reward_funcs: list[RewardFunc] | None = None
+    dpo: dict[str, Any] = Field(default_factory=dict)
+    grpo: dict[str, Any] = Field(default_factory=dict)
+    suite_thresholds: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    aggregates: SuiteAggregates = Field(default_factory=SuiteAggregates)
+    threshold_failures: list[str] = Field(default_factory=list)
+    questions: list[Question]
+
+    @property
+    def failed(self) -> bool:
+        """A suite threshold was breached or a question failed."""
+        return bool(self.threshold_failures or self.aggregates.questions_failed)
+
+
+class MetricChange(_Model):
+    """One metric against the baseline: Δ = current − baseline, and whether the change is significant."""
+    baseline: float | None = None
+    current: float | None = None
+    delta: float | None = None
+    p_value: float | None = None
+    test: str | None = None  # the test that gave p_value
+    significant: bool = False
+    worse: bool = False
+
+
+class PreferenceFlip(_Model):
+    """A (chosen answer, rejected answer) pair whose mean DPO margin changed sign since the baseline.
+    "Flip" means this and only this in rlhf-eval (a trace whose verdict changed is a verdict change)."""
+    chosen: str
+    rejected: str
+    baseline_margin: float
+    current_margin: float
+    direction: Literal["now rejected", "now preferred"] | None = None
+
+
+class QuestionComparison(_Model):
+    metrics: dict[str, MetricChange] = Field(default_factory=dict)
+    flips: list[PreferenceFlip] = Field(default_factory=list)
+    grpo_signal: str | None = None  # "lost: …" / "gained: …" when the reward spread went to / from zero
+
+
+class SuiteComparison(_Model):
+    name: str
+    aggregates: dict[str, MetricChange] = Field(default_factory=dict)
+    questions: dict[str, QuestionComparison] = Field(default_factory=dict)  # by question id
+    only_in_baseline: list[str] = Field(default_factory=list)
+    only_in_current: list[str] = Field(default_factory=list)
+
+
+class Comparison(_Model):
+    """This run against a baseline report (rlhf_eval.compare.compare_reports)."""
+    baseline: str = ""
+    model_version_changed: bool = False
+    note: str = ""
+    suites: list[SuiteComparison] = Field(default_factory=list)
+    failures: list[str] = Field(default_factory=list)  # --rlhf-compare-fail regressions, one line each
+
+    def suite(self, name: str) -> SuiteComparison | None:
+        return next((s for s in self.suites if s.name == name), None)
+
+
+class Report(_Model):
+    """The whole run: every suite with its settings, aggregates, questions and traces."""
+    version: int = REPORT_VERSION
+    suites: list[Suite]
+    comparison: Comparison | None = None
+
+    # -- reading
+
+    @classmethod
+    def load(cls, path: str | Path, what: str = "report", hint: str | None = None) -> Report:
+        """Read a JSON report written by ``pytest --rlhf-report-json``; any problem is a one-line ReportError."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ReportError(f"{path}: no such {what} file ({hint or WRITE_HINT.replace('PATH', str(path))})") from None
+        except IsADirectoryError:
+            raise ReportError(f"{path}: is a directory, not a JSON {what}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ReportError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+        return cls.from_data(data, source=str(path), strict=True)
+
+    @classmethod
+    def from_data(cls, data: Any, *, source: str = "report", strict: bool = True) -> Report:
+        """Validate parsed JSON (or a report dict) into a Report; a problem is a one-line ReportError
+        naming `source` and the field path."""
+        if not isinstance(data, dict) or not isinstance(data.get("suites"), list):
+            raise ReportError(f"{source}: not an rlhf-eval report (no 'suites' list); {WRITE_HINT}")
+        version = data.get("version", REPORT_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ReportError(f"{source}: version: expected a report version (a whole number ≥ 1), got {version!r}; "
+                              f"{WRITE_HINT}")
+        if version > REPORT_VERSION:
+            raise ReportError(f"{source}: version: the report is version {version}, this rlhf-eval reads up to "
+                              f"{REPORT_VERSION}; upgrade rlhf-eval (pip install -U rlhf-eval) to read it")
+        try:
+            return cls.model_validate(data, strict=strict)
+        except ValidationError as e:
+            raise ReportError(_problem(source, e)) from None
+
+    @classmethod
+    def of(cls, report: Report | dict) -> Report:
+        """`report` itself, or the dict validated into a Report (leniently: numpy numbers pass)."""
+        return report if isinstance(report, Report) else cls.from_data(report, source="report dict", strict=False)
+
+    # -- writing
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able dict `dump` writes (fields never set left out, unknown ones kept)."""
+        return self.model_dump(exclude_unset=True)
+
+    def to_json(self) -> str:
+        # The json module, not pydantic's serializer: the same bytes as reports written before the
+        # models (indent 1, non-ASCII kept, shortest float repr); NaN is refused, as JSON has none.
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def dump(self, path: str | Path) -> None:
+        """Write atomically, so a reader never sees half a report. Raises OSError, or SecretInOutput
+        (and writes nothing) if the report would contain one of the run's secrets."""
+        write_without_secrets(path, self.to_json())
+
+    # -- look-ups
+
+    def suite(self, name: str) -> Suite | None:
+        return next((s for s in self.suites if s.name == name), None)
+
+    def question(self, suite: str, question_id: str) -> Question | None:
+        s = self.suite(suite)
+        return next((q for q in s.questions if q.id == question_id), None) if s else None
+
+
+FILE_FIX = f"the file was not written by rlhf-eval or was edited: {WRITE_HINT}"
+
+
+def _problem(source: str, error: ValidationError, fix: str = FILE_FIX) -> str:
+    """The first validation problem as one line: source: field.path: what is wrong; what to do."""
+    first = error.errors(include_url=False)[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".") or "(top level)"
+    got = repr(first.get("input"))
+    got = got if len(got) <= 60 else got[:57] + "..."
+    more = error.error_count() - 1
+    tail = f" (and {more} more problem{'s' * (more != 1)})" if more else ""
+    return f"{source}: {loc}: {first['msg'][0].lower()}{first['msg'][1:]}, got {got}{tail}; {fix}"
