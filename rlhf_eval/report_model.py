@@ -17,10 +17,12 @@ Errors: `Report.load` raises `ReportError` (one line: file, field path, what is 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from .credentials import write_without_secrets
 
@@ -38,7 +40,8 @@ class _Model(BaseModel):
     # extra="allow": fields of a newer minor version (or another team's addition) survive load → dump.
     # strict: a file's "0.5" where a number belongs is an error; building in memory validates with
     # strict=False (numpy scalars become Python numbers there).
-    model_config = ConfigDict(extra="allow", strict=True)
+    # ser_json_inf_nan: NaN is written as a token `to_json` then refuses (pydantic would write null).
+    model_config = ConfigDict(extra="allow", strict=True, ser_json_inf_nan="constants")
 
 
 class Pair(_Model):
@@ -79,9 +82,9 @@ class Trace(_Model):
 
 
 class Failure(_Model):
-    """A breached threshold (rlhf_eval.thresholds.ThresholdFailure)."""
+    """A breached threshold (rlhf_eval.thresholds.ThresholdFailure); `value` None: not measurable."""
     metric: str
-    value: float | None = None
+    value: int | float | None = None  # a count stays an int (pairs), as written
     bound: str = ""
     reason: str = ""
 
@@ -302,9 +305,15 @@ class Report(_Model):
         return self.model_dump(exclude_unset=True)
 
     def to_json(self) -> str:
-        # The json module, not pydantic's serializer: the same bytes as reports written before the
-        # models (indent 1, non-ASCII kept, shortest float repr); NaN is refused, as JSON has none.
-        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+        """The report as `dump` writes it: the bytes `json.dumps(self.to_dict(), indent=1,
+        ensure_ascii=False)` gives (as reports were written before these models), made by pydantic's
+        serializer, 3-4× faster than the json module's indenting encoder (pure Python). Raises
+        ValueError for a NaN or infinite number, which JSON cannot hold."""
+        try:
+            text = self.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
+        except PydanticSerializationError:  # e.g. a lone surrogate in a text: let the json module decide
+            return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False, default=_jsonable) + "\n"
+        return _python_numbers(text) + "\n"
 
     def dump(self, path: str | Path) -> None:
         """Write atomically, so a reader never sees half a report. Raises OSError, or SecretInOutput
@@ -319,6 +328,48 @@ class Report(_Model):
     def question(self, suite: str, question_id: str) -> Question | None:
         s = self.suite(suite)
         return next((q for q in s.questions if q.id == question_id), None) if s else None
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars (in free-form fields such as a trace's `extra`) as Python numbers."""
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# A number on a line of indented JSON: the whole line is [indent]["key": ]number[,]. No string can
+# match (it would start with a quote), so only value tokens are rewritten.
+_NUMBER_LINE = re.compile(r'(\s*(?:"(?:[^"\\]|\\.)*": )?)(-?(?:\d+(?:\.\d+)?(?:e[-+]?\d+)?|NaN|Infinity))(,?)')
+# Where pydantic's float text can differ from Python's repr: exponents (1e-6 / 1e-06, 1e16 / 1e+16),
+# decimals below 1e-4 (0.00001 / 1e-05); NaN / Infinity, which are refused. Found with str.find,
+# several times faster than one regex over a report of 10 MB.
+_NEEDLES = ("e-", "e1", "e2", "e3", "0.0000", "NaN", "Infinity")
+
+
+def _python_numbers(text: str) -> str:
+    """Rewrite the number tokens whose text pydantic (Rust's shortest float format) writes
+    differently from Python's repr, so the output is byte for byte the json module's."""
+    lines: dict[int, int] = {}  # start -> end of each line holding a candidate
+    for needle in _NEEDLES:
+        i = text.find(needle)
+        while i >= 0:
+            start = text.rfind("\n", 0, i) + 1
+            end = text.find("\n", i)
+            lines[start] = len(text) if end < 0 else end
+            i = text.find(needle, lines[start])
+    out, last = [], 0
+    for start in sorted(lines):
+        line = _NUMBER_LINE.fullmatch(text, start, lines[start])
+        if line is None:
+            continue  # the needle is inside a string
+        number = line.group(2)
+        if number.lstrip("-") in ("NaN", "Infinity"):
+            raise ValueError(f"Out of range float values are not JSON compliant: {number} at line "
+                             f"{text.count(chr(10), 0, start) + 1} of the report")
+        out += [text[last:start], line.group(1), repr(float(number)), line.group(3)]
+        last = lines[start]
+    out.append(text[last:])
+    return "".join(out)
 
 
 FILE_FIX = f"the file was not written by rlhf-eval or was edited: {WRITE_HINT}"
