@@ -126,9 +126,10 @@ def _versions(suite: Suite, key: str = "model_version") -> list[str]:
     return sorted({str(v) for q in suite.questions for t in q.traces if (v := getattr(t, key, None))})
 
 
-def compare_reports(current: Report, baseline: Report, baseline_name: str) -> Comparison:
+def compare_reports(current: Report | dict, baseline: Report | dict, baseline_name: str) -> Comparison:
     """This run against `baseline` (its suites matched by name); `failures` is left empty for
-    `regressions` to fill."""
+    `regressions` to fill. A report dict is validated into a Report first (ReportError if it does not fit)."""
+    current, baseline = Report.of(current), Report.of(baseline)
     base_suites = {s.name: s for s in baseline.suites}
     suites, notes = [], []
     changed = False

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO
 from rlhf_eval.html_report import _highlight, render_html, write_html
+from rlhf_eval.report_model import Report
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -492,8 +493,8 @@ def test_renders_the_comparison_the_harness_computes(shipped_report):
     for _, q in _questions(baseline):
         for t in q["traces"]:
             t["model_version"] = "gemini-2.0-flash-001"
-    report = copy.deepcopy(shipped_report)
-    report["comparison"] = compare.compare_reports(report, baseline, "baseline.json")
+    report = Report.of(shipped_report)
+    report.comparison = compare.compare_reports(report, Report.of(baseline), "baseline.json")
     root = parse(render_html(report))
     assert "Model version changed" in root.find("div", cls="changed").text()
     assert root.find("table", cls="sum").find_all("span", cls="d"), "deltas next to the metrics"

@@ -156,7 +156,7 @@ def test_question_endpoint_returns_traces_pairs_and_deltas(client, reports):
     assert (acc["baseline"], acc["current"]) == (b["metrics"]["accuracy"], q["metrics"]["accuracy"])
     assert acc["delta"] == pytest.approx(-0.25)
     assert base["deltas"]["spread"]["delta"] == 0
-    assert [(f["index"], f["baseline"], f["current"]) for f in base["flips"]] == \
+    assert [(f["index"], f["baseline"], f["current"]) for f in base["verdict_changes"]] == \
         [(0, b["traces"][0]["verdict"], q["traces"][0]["verdict"])]
     row = dict(zip(metrics["headers"], next(r for r in metrics["data"] if r[0] == "accuracy")))
     assert (row["value"], row["baseline"], row["Δ"]) == (f"{q['metrics']['accuracy']:.3f}",
@@ -166,7 +166,7 @@ def test_question_endpoint_returns_traces_pairs_and_deltas(client, reports):
         assert row["interval"] == f"[{lo:.3f}, {hi:.3f}]"
 
     detail, *_ = client.predict(*reports["removed"], api_name="/question")
-    assert detail["baseline"] == {"found": False, "deltas": {}, "flips": []}
+    assert detail["baseline"] == {"found": False, "deltas": {}, "verdict_changes": []}
 
     with pytest.raises(gradio_client.exceptions.AppError, match="no question 'nope'"):
         client.predict(suite, "nope", api_name="/question")
