@@ -372,15 +372,20 @@ def _python_numbers(text: str) -> str:
     return "".join(out)
 
 
-FILE_FIX = f"the file was not written by rlhf-eval or was edited: {WRITE_HINT}"
+FILE_FIX = "fix that field, or write the report again with pytest --rlhf-report-json=PATH"
 
 
 def _problem(source: str, error: ValidationError, fix: str = FILE_FIX) -> str:
     """The first validation problem as one line: source: field.path: what is wrong; what to do."""
     first = error.errors(include_url=False)[0]
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".") or "(top level)"
-    got = repr(first.get("input"))
-    got = got if len(got) <= 60 else got[:57] + "..."
+    if first["type"] == "missing":
+        what = "is missing"
+    else:
+        msg = first["msg"]
+        what = msg[len("Input "):] if msg.startswith("Input ") else msg[0].lower() + msg[1:]
+        got = repr(first.get("input"))
+        what += f", got {got if len(got) <= 60 else got[:57] + '...'}"
     more = error.error_count() - 1
     tail = f" (and {more} more problem{'s' * (more != 1)})" if more else ""
-    return f"{source}: {loc}: {first['msg'][0].lower()}{first['msg'][1:]}, got {got}{tail}; {fix}"
+    return f"{source}: {loc}: {what}{tail}; {fix}"

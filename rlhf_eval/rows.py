@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .objectives import ZERO_TOL
 from .report_model import Question, Suite
 
 UNAVAILABLE = "unavailable"  # a DPO metric of a model that gave no log-probabilities
@@ -137,6 +136,8 @@ def delta(before: Any, after: Any) -> float | int | None:
 
 def is_zero_spread(spread: Any) -> bool:
     """Every trace got the same reward: no GRPO signal (the tolerance of objectives.frac_zero_spread)."""
+    from .objectives import ZERO_TOL  # here: suite.py loads this module, and should not load numpy
+
     return is_number(spread) and abs(spread) < ZERO_TOL
 
 

@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .credentials import redact_url, url_problem
 from .paths import shown_path
+from .rows import DPO_METRICS  # noqa: F401  (needs log-probabilities: "unavailable", never a number; one definition)
 from .types import VERDICTS
 from .providers import BUILT_IN, provider_problem
 from .verify import VerifierError, extract_reference, prepared_options, verify
@@ -39,8 +40,6 @@ SUITE_METRICS = (
 )
 # Metrics that are fractions in [0, 1]: a bound outside it is a mistake (a percentage, say).
 FRACTIONS = frozenset({"accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "reward_accuracy", "frac_zero_spread"})
-# Metrics that need log-probabilities; without them they are "unavailable", never a number.
-DPO_METRICS = frozenset({"mean_margin", "reward_accuracy", "dpo_loss", "mean_logp"})
 # Metrics with a 95% interval, which a threshold may gate on with `on: lower|upper`.
 QUESTION_INTERVALS = ("accuracy", "reward_accuracy", "mean_margin", "spread")
 SUITE_INTERVALS = ("accuracy", "reward_accuracy", "mean_margin", "mean_spread", "frac_zero_spread")

@@ -193,8 +193,10 @@ def test_screenshot_shows_the_table(server, reports):
         assert len(im.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
 
 
-@pytest.mark.parametrize("content", [None, "{not json", '["a list"]', '{"suites": [{"name": "s"}]}'],
-                         ids=["missing", "invalid-json", "not-a-report", "bad-suite"])
+@pytest.mark.parametrize("content", [None, "{not json", '["a list"]', '{"suites": [{"name": "s"}]}',
+                                     '{"version": 7, "suites": []}',
+                                     '{"version": 1, "suites": [{"name": "s", "questions": [{"id": "q", "passed": "no"}]}]}'],
+                         ids=["missing", "invalid-json", "not-a-report", "bad-suite", "newer-version", "wrong-type"])
 def test_cli_refuses_a_bad_report_in_one_line(tmp_path, content):
     path = tmp_path / "report.json"
     if content is not None:
