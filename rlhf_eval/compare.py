@@ -10,13 +10,28 @@ from __future__ import annotations
 import numpy as np
 
 from . import stats
-from .report_model import (Comparison, MetricChange, PreferenceFlip, Question, QuestionComparison, Report, Suite,
-                           SuiteComparison)
+from .report_model import (
+    Comparison,
+    MetricChange,
+    PreferenceFlip,
+    Question,
+    QuestionComparison,
+    QuestionMetrics,
+    Report,
+    Suite,
+    SuiteComparison,
+)
 from .rows import higher_is_better, is_zero_spread
 
 ALPHA = 0.05
 # The suite aggregates compare_suite tests, so the ones --rlhf-compare-fail may gate on.
 COMPARED_METRICS = ("accuracy", "unparsable_rate", "frac_zero_spread", "reward_accuracy", "mean_margin", "mean_spread")
+
+
+def _m(q: Question) -> QuestionMetrics:
+    """The metrics of a scored question (only those are compared)."""
+    assert q.metrics is not None
+    return q.metrics
 
 
 def _traces(questions: list[Question]):
@@ -52,8 +67,8 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
                                 sum(t.verdict == "correct" for t in ct), len(ct)),
         "unparsable_rate": _proportion("unparsable_rate", sum(t.verdict == "unparsable" for t in bt), len(bt),
                                        sum(t.verdict == "unparsable" for t in ct), len(ct)),
-        "frac_zero_spread": _proportion("frac_zero_spread", sum(is_zero_spread(q.metrics.spread) for q in bq), len(bq),
-                                        sum(is_zero_spread(q.metrics.spread) for q in cq), len(cq)),
+        "frac_zero_spread": _proportion("frac_zero_spread", sum(is_zero_spread(_m(q).spread) for q in bq), len(bq),
+                                        sum(is_zero_spread(_m(q).spread) for q in cq), len(cq)),
         "reward_accuracy": _proportion("reward_accuracy", int((bm > 0).sum()), len(bm), int((cm > 0).sum()), len(cm)),
     }
     if len(bm) > 1 and len(cm) > 1:
@@ -65,8 +80,8 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
     base_by_id = {q.id: q for q in bq}
     shared = [(base_by_id[q.id], q) for q in cq if q.id in base_by_id]
     if len(shared) > 1:
-        b_spread = [b.metrics.spread for b, _ in shared]
-        c_spread = [c.metrics.spread for _, c in shared]
+        b_spread = np.array([_m(b).spread for b, _ in shared], float)
+        c_spread = np.array([_m(c).spread for _, c in shared], float)
         aggregates["mean_spread"] = _entry("mean_spread", float(np.mean(b_spread)), float(np.mean(c_spread)),
                                            stats.paired_bootstrap_test(b_spread, c_spread), "paired bootstrap over questions")
     questions = {c.id: compare_question(c, b) for b, c in shared}
@@ -83,12 +98,12 @@ def compare_question(cur: Question, base: Question) -> QuestionComparison:
         "accuracy": _proportion("accuracy", sum(t.verdict == "correct" for t in bt), len(bt),
                                 sum(t.verdict == "correct" for t in ct), len(ct)),
         "reward_accuracy": _proportion("reward_accuracy", int((bm > 0).sum()), len(bm), int((cm > 0).sum()), len(cm)),
-        "spread": _entry("spread", base.metrics.spread, cur.metrics.spread, None, None),
-        "mean_margin": _entry("mean_margin", base.metrics.mean_margin, cur.metrics.mean_margin,
+        "spread": _entry("spread", _m(base).spread, _m(cur).spread, None, None),
+        "mean_margin": _entry("mean_margin", _m(base).mean_margin, _m(cur).mean_margin,
                               stats.bootstrap_difference_test(bm, cm) if len(bm) > 1 and len(cm) > 1 else None,
                               "bootstrap difference of means" if len(bm) > 1 and len(cm) > 1 else None),
     }
-    was_zero, now_zero = is_zero_spread(base.metrics.spread), is_zero_spread(cur.metrics.spread)
+    was_zero, now_zero = is_zero_spread(_m(base).spread), is_zero_spread(_m(cur).spread)
     signal = None
     if not was_zero and now_zero:
         signal = "lost: every trace now gets the same reward (no GRPO signal)"

@@ -25,8 +25,22 @@ import numpy as np
 
 from .credentials import write_without_secrets
 from .report_model import MetricChange, Question, QuestionComparison, Report, Suite
-from .rows import (DPO_METRICS, UNAVAILABLE, Cell, digits_of, fmt, fmt_p, fmt_signed, is_number, is_zero_spread,
-                   metric_order, question_cells, suite_cells, summary_columns, typographic)
+from .rows import (
+    DPO_METRICS,
+    UNAVAILABLE,
+    Cell,
+    digits_of,
+    fmt,
+    fmt_p,
+    fmt_signed,
+    is_number,
+    is_zero_spread,
+    metric_order,
+    question_cells,
+    suite_cells,
+    summary_columns,
+    typographic,
+)
 from .types import VERDICTS
 
 __all__ = ["render_html", "write_html"]
@@ -73,14 +87,14 @@ def _signed(v: Any, digits: int = 3) -> str:
 # small pieces: intervals, deltas, anchors
 
 
-def _interval_values(intervals: dict | None, name: str) -> tuple[float, float] | None:
-    iv = (intervals or {}).get(name)
+def _interval_values(intervals: dict | None, name: str | None) -> tuple[float, float] | None:
+    iv = (intervals or {}).get(name) if name else None
     if isinstance(iv, (list, tuple)) and len(iv) == 2 and is_number(iv[0]) and is_number(iv[1]):
         return float(iv[0]), float(iv[1])
     return None
 
 
-def _interval(intervals: dict | None, name: str) -> str:
+def _interval(intervals: dict | None, name: str | None) -> str:
     """' [lo, hi]' when the intervals hold two numbers for `name`, else ''."""
     iv = _interval_values(intervals, name)
     if iv is None:

@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from tabulate import tabulate
-
 from pydantic import ValidationError
+from tabulate import tabulate
 
 from . import objectives as obj
 from . import rows as rows_
 from .credentials import redact_base_urls
 from .paths import shown_path
-from .report_model import (REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates,
-                           _problem)
+from .report_model import REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates, _problem
 from .suite import Bound
 from .thresholds import check_thresholds
 
@@ -42,6 +40,7 @@ def suite_settings(suite) -> dict[str, Any]:
 def suite_aggregates(questions: list[Question], dpo: dict) -> SuiteAggregates:
     """Suite-level metrics over the questions that ran (pooled over traces and pairs)."""
     scored = [q for q in questions if q.metrics]
+    metrics = [q.metrics for q in scored if q.metrics]  # theirs (the same test, for the type checker)
     traces = [t for q in scored for t in q.traces]
     n = len(traces)
     correct = sum(t.verdict == "correct" for t in traces)
@@ -52,18 +51,18 @@ def suite_aggregates(questions: list[Question], dpo: dict) -> SuiteAggregates:
         "questions_failed": sum(not q.passed for q in questions),
         "traces": n,
         "accuracy": correct / n if n else None,
-        "pass_at_k": _mean(q.metrics.pass_at_k for q in scored),
+        "pass_at_k": _mean(m.pass_at_k for m in metrics),
         "unparsable_rate": sum(t.verdict == "unparsable" for t in traces) / n if n else None,
-        "pairs": sum(q.metrics.pairs or 0 for q in scored),
-        "mean_spread": _mean(q.metrics.spread for q in scored),
-        "frac_zero_spread": obj.frac_zero_spread([q.metrics.spread for q in scored]) if scored else None,
+        "pairs": sum(m.pairs or 0 for m in metrics),
+        "mean_spread": _mean(m.spread for m in metrics),
+        "frac_zero_spread": obj.frac_zero_spread([m.spread for m in metrics]) if scored else None,
         # answer and reasoning tokens apart, over the traces whose API reported them
         "mean_tokens": _mean(t.token_count for t in traces),
         "mean_reasoning_tokens": _mean(t.reasoning_tokens for t in traces),
         "dpo_unavailable": (unavailable[0].dpo_unavailable if scored and len(unavailable) == len(scored)
                             else None),
     }
-    out["maj_at_k"] = _mean(q.metrics.maj_at_k for q in scored)
+    out["maj_at_k"] = _mean(m.maj_at_k for m in metrics)
     if out["dpo_unavailable"] or not len(margins):
         out.update({"mean_margin": None, "reward_accuracy": None, "dpo_loss": None})
     else:
@@ -84,7 +83,7 @@ def suite_intervals(questions: list[Question], *, with_margins: bool, n_resample
         return {}
     n_traces = np.array([len(q.traces) for q in questions], float)
     n_correct = np.array([sum(t.verdict == "correct" for t in q.traces) for q in questions], float)
-    spread = np.array([q.metrics.spread for q in questions], float)
+    spread = np.array([q.metrics.spread if q.metrics else None for q in questions], float)
     margins = [np.array([p.margin for p in q.pairs if p.margin is not None], float) for q in questions]
     m_count = np.array([len(m) for m in margins], float)
     m_sum = np.array([m.sum() for m in margins])
@@ -136,6 +135,12 @@ def build_report(questions: Iterable[dict | Question], suites: dict[str, dict]) 
 
 
 def _question(data: dict) -> Question:
+    # Strict first: QuestionResult.to_dict() gives plain Python values, and pydantic's strict path is
+    # the faster one; a numpy scalar (a team's verifier or reward) is converted by the lax one.
+    try:
+        return Question.model_validate(data, strict=True)
+    except ValidationError:
+        pass
     try:
         return Question.model_validate(data, strict=False)
     except ValidationError as e:

@@ -22,8 +22,22 @@ import re
 from typing import Any
 
 from .report_model import Question, Report
-from .rows import (METRICS, SUITE_SUMMARY, cell, delta, digits_of, fmt, fmt_delta, is_number, is_zero_spread,
-                   metric_order, question_cells, suite_result, summary_columns)
+from .rows import (
+    METRICS,
+    SUITE_SUMMARY,
+    cell,
+    delta,
+    digits_of,
+    fmt,
+    fmt_delta,
+    fmt_p,
+    is_number,
+    is_zero_spread,
+    metric_order,
+    question_cells,
+    suite_result,
+    summary_columns,
+)
 
 FILTERS: dict[str, str] = {  # value -> label
     "all": "all questions",
@@ -156,7 +170,7 @@ def summary_markdown(report: Report | dict, baseline: Report | dict | None = Non
         for failure in comparison.failures:
             lines.append(f"- {_md(failure)}")
         for cs in comparison.suites:
-            significant = [f"{k} {fmt_delta(v.delta)} (p = {fmt(v.p_value)}{', worse' if v.worse else ''})"
+            significant = [f"{k} {fmt_delta(v.delta)} (p = {fmt_p(v.p_value)}{', worse' if v.worse else ''})"
                            for k, v in cs.aggregates.items() if v.significant]
             lines.append(f"- {cs.name}: " + ("significant: " + " · ".join(significant) if significant
                                              else "no significant change"))
@@ -271,7 +285,7 @@ def metrics_table(detail: dict) -> dict[str, Any]:
             row += [fmt(d["baseline"], digits_of(k)), fmt_delta(d["delta"])] if d else ["", ""]
         if tests:
             t = tests.get(k)
-            row.append(f"{fmt(t.get('p_value'))}{' *' if t.get('significant') else ''}"
+            row.append(f"{fmt_p(t.get('p_value'))}{' *' if t.get('significant') else ''}"
                        if isinstance(t, dict) and t.get("p_value") is not None else "")
         rows.append(row)
     return {"headers": headers, "data": rows}
