@@ -17,7 +17,8 @@ from . import objectives as obj
 from . import rows as rows_
 from .credentials import redact_base_urls
 from .paths import shown_path
-from .report_model import REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates, _problem
+from .report_model import (REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates,
+                           problem_line)
 from .suite import Bound
 from .thresholds import check_thresholds
 
@@ -144,7 +145,7 @@ def _question(data: dict) -> Question:
     try:
         return Question.model_validate(data, strict=False)
     except ValidationError as e:
-        raise ReportError(_problem(f"question {data.get('suite')}::{data.get('id')}", e,
+        raise ReportError(problem_line(f"question {data.get('suite')}::{data.get('id')}", e,
                                   "a bug in rlhf-eval or in a plugin that adds to results: please report it")) from None
 
 

@@ -11,8 +11,11 @@ newer rlhf-eval of the same `REPORT_VERSION` (one that adds a field, as per-trac
 string where a number belongs is an error, not converted), and a report of a newer version is
 refused: its fields may mean something else.
 
+A report without a `version` key (none was ever written so) is read as version 1.
+
 Errors: `Report.load` raises `ReportError` (one line: file, field path, what is wrong, what to do);
-`Report.dump` raises OSError, or `credentials.SecretInOutput` (and writes nothing).
+`Report.dump` raises OSError, ValueError (a NaN or infinite number, which JSON cannot hold), or
+`credentials.SecretInOutput` (and writes nothing).
 """
 from __future__ import annotations
 
@@ -291,7 +294,7 @@ class Report(_Model):
         try:
             return cls.model_validate(data, strict=strict)
         except ValidationError as e:
-            raise ReportError(_problem(source, e)) from None
+            raise ReportError(problem_line(source, e)) from None
 
     @classmethod
     def of(cls, report: Report | dict) -> Report:
@@ -375,7 +378,7 @@ def _python_numbers(text: str) -> str:
 FILE_FIX = "fix that field, or write the report again with pytest --rlhf-report-json=PATH"
 
 
-def _problem(source: str, error: ValidationError, fix: str = FILE_FIX) -> str:
+def problem_line(source: str, error: ValidationError, fix: str = FILE_FIX) -> str:
     """The first validation problem as one line: source: field.path: what is wrong; what to do."""
     first = error.errors(include_url=False)[0]
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".") or "(top level)"
