@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 from .report_model import Question, Suite
 
@@ -70,9 +70,11 @@ def metric_order(keys) -> list[str]:
     return [k for k in METRICS if k in keys] + sorted(keys - METRICS.keys())
 
 
+_DIGITS = {k: m.digits for k, m in METRICS.items()}
+
+
 def digits_of(key: str) -> int:
-    m = METRICS.get(key)
-    return m.digits if m else 3
+    return _DIGITS.get(key, 3)
 
 
 def higher_is_better(key: str) -> bool:
@@ -143,8 +145,7 @@ def is_zero_spread(spread: Any) -> bool:
 
 # ---------------------------------------------------------------------------------------------- the summary table
 
-@dataclass(frozen=True)
-class Cell:
+class Cell(NamedTuple):  # a NamedTuple: a table has one per value, and it is the cheapest to make
     """One value of a table: `metric` names it (for its interval and its delta), `text` is how it
     reads ("-" when absent, "unavailable" for a DPO metric without log-probabilities, then
     `unavailable` says why); `prefix` is a label inside a cell holding two values."""
@@ -158,7 +159,7 @@ class Cell:
 def cell(metric: str, value: Any, unavailable: str | None = None) -> Cell:
     if unavailable and metric in DPO_METRICS:
         return Cell(metric, value, UNAVAILABLE, unavailable)
-    return Cell(metric, value, fmt(value, digits_of(metric)))
+    return Cell(metric, value, fmt(value, _DIGITS.get(metric, 3)))
 
 
 @dataclass(frozen=True)
@@ -184,14 +185,18 @@ SUMMARY_COLUMNS = (
 SPREAD_PREFIX = {"frac_zero_spread": "zero "}
 
 
-def summary_columns(maj_at_k: bool = False) -> list[Column]:
-    return [c for c in SUMMARY_COLUMNS if maj_at_k or c.question != "maj_at_k"]
+_WITHOUT_MAJ = tuple(c for c in SUMMARY_COLUMNS if c.question != "maj_at_k")
+
+
+def summary_columns(maj_at_k: bool = False) -> tuple[Column, ...]:
+    """The columns between the question and the result; maj@k only where the report has it."""
+    return SUMMARY_COLUMNS if maj_at_k else _WITHOUT_MAJ
 
 
 def question_cells(q: Question, maj_at_k: bool = False) -> list[Cell]:
     """A question's summary cells, one per `summary_columns(maj_at_k)`."""
-    m = q.metrics
-    return [cell(c.question, m.get(c.question) if m else None, q.dpo_unavailable) for c in summary_columns(maj_at_k)]
+    m, unavailable = q.metrics, q.dpo_unavailable
+    return [cell(c.question, getattr(m, c.question) if m else None, unavailable) for c in summary_columns(maj_at_k)]
 
 
 def suite_cells(s: Suite, maj_at_k: bool = False) -> list[list[Cell]]:
