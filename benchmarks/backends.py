@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from rlhf_eval.evaluate import Backends
 from rlhf_eval.suite import load_suite
 
 SUITES = {
-    "gemini": "suite: g\nmodel: {name: gemini-2.0-flash}\nsamples: 2\nquestions:\n  - {id: a, question: q, answer: 1}\n",
+    "gemini": ("suite: g\nmodel: {name: gemini-2.0-flash}\nsamples: 2\n"
+               "questions:\n  - {id: a, question: q, answer: 1}\n"),
     "openai": ("suite: o\nmodel: {provider: openai, name: m, base_url: 'http://127.0.0.1:9/v1'}\nsamples: 2\n"
                "questions:\n  - {id: a, question: q, answer: 1}\n"),
 }
@@ -55,9 +57,10 @@ def main() -> None:
             path = Path(tmp) / f"{provider}.yaml"
             path.write_text(text)
             suite = load_suite(path)
-            first = cpu_ms(lambda: Backends.for_suite(suite, replay=True), 1)  # imports the SDK
-            ours = cpu_ms(lambda: Backends.for_suite(suite, replay=True), args.repeat)
-            baseline = cpu_ms(lambda: sdk_client(provider), args.repeat)
+            build = partial(Backends.for_suite, suite, replay=True)
+            first = cpu_ms(build, 1)  # imports the SDK
+            ours = cpu_ms(build, args.repeat)
+            baseline = cpu_ms(partial(sdk_client, provider), args.repeat)
             print(f"{provider:7s} first build {first:7.1f} ms (SDK import included) · then {ours:6.2f} ms a build "
                   f"· a new SDK client {baseline:6.2f} ms · ratio {baseline / ours:5.1f}x")
 

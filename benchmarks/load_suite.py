@@ -28,7 +28,9 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -103,7 +105,7 @@ def brackets(size: int) -> str:
 SHAPES = {"brackets": brackets, "inline": inline, "block": block, "long": long, "deep": deep, "aliases": aliases}
 
 
-def cpu_seconds(run, repeat: int) -> tuple[float, object]:
+def cpu_seconds(run, repeat: int) -> tuple[float, Any]:
     """The median CPU time of `repeat` runs of `run()`, and its last result."""
     times, result = [], None
     for _ in range(repeat):
@@ -133,8 +135,8 @@ def main() -> None:
             path = out / f"{name}.yaml"
             path.write_text(SHAPES[name](args.size), encoding="utf-8")
             text = path.read_text(encoding="utf-8")
-            seconds, suite = cpu_seconds(lambda: load_or_refuse(path), args.repeat)
-            baseline, _ = cpu_seconds(lambda: yaml.load(text, Loader=_Loader), args.repeat)
+            seconds, suite = cpu_seconds(partial(load_or_refuse, path), args.repeat)
+            baseline, _ = cpu_seconds(partial(yaml.load, text, Loader=_Loader), args.repeat)
             count = f"{len(suite.questions):,}" if not isinstance(suite, SuiteError) else "refused"
             print(f"{name:<8} {path.stat().st_size / 1e6:>7.2f}MB {count:>9} "
                   f"{seconds:>9.3f} s {baseline:>8.3f} s {seconds / baseline:>5.2f}x")

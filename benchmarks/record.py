@@ -42,7 +42,8 @@ class Watcher(threading.Thread):
     def __init__(self, emu, every: float = 0.005) -> None:
         super().__init__(daemon=True)
         self.emu, self.every = emu, every
-        self.first = self.last = None
+        self.first: float | None = None  # perf_counter() seconds, once a request is answered
+        self.last: float | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -124,6 +125,9 @@ def main() -> None:
         watcher.join()
         stats = emu.stats
 
+    if watcher.first is None or watcher.last is None:  # nothing answered: there is no window to measure
+        sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-2000:])
+        raise SystemExit(f"the emulator answered no request (pytest exited {proc.returncode})")
     lines = proc.stdout.strip().splitlines()
     progress = [line[line.index("rlhf-eval recording:"):] for line in lines if "rlhf-eval recording:" in line]
     retries = re.search(r"(\d+) requests · (\d+) retries", progress[-1]) if progress else None

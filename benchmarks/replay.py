@@ -209,14 +209,14 @@ def profile_groups(p: Profile) -> list[tuple[str, float]]:
     """Exclusive time per group (they add up to the total)."""
     g = {}
     g["collection: suite YAML + JSONL, items"] = p.cum("pytest_rlhf_eval/__init__.py", "collect")
-    g["cassette load: read + JSON parse + vcrpy Cassette"] = p.cum("rlhf_eval/recording.py", "open_cassette")
-    g["vcrpy patch install/remove"] = p.cum("rlhf_eval/recording.py", "hold") + p.cum("rlhf_eval/recording.py",
-                                                                                      "release")
+    g["cassette load: read + JSON parse + vcrpy Cassette"] = p.cum("rlhf_eval/recording/cassette.py", "open_cassette")
+    g["vcrpy patch install/remove"] = (p.cum("rlhf_eval/recording/router.py", "hold")
+                                       + p.cum("rlhf_eval/recording/router.py", "release"))
     vcr_stub = p.cum("vcr/stubs/httpx_stubs.py", "_vcr_handle_request")
     g["vcrpy matching + playback (stub)"] = vcr_stub
     parse = (p.cum("rlhf_eval/backends/gemini.py", "traces_from_response")
              + p.cum_from("json/__init__.py", "loads", "rlhf_eval/backends/gemini.py", "_request")
-             + p.cum_from("rlhf_eval/recording.py", "loads_json", "rlhf_eval/backends/gemini.py", "_request"))
+             + p.cum_from("rlhf_eval/recording/bodies.py", "loads_json", "rlhf_eval/backends/gemini.py", "_request"))
     g["response parsing: JSON body → traces"] = parse
     request = p.cum("rlhf_eval/backends/gemini.py", "_request")
     g["SDK request building (google-genai, httpx)"] = max(0.0, request - vcr_stub - parse)

@@ -6,6 +6,9 @@ Usable without pytest:
     suite = load_suite("suites/gsm8k_smoke.yaml")
     result = evaluate_question(suite, "gsm8k-0000", cassette_dir="cassettes")
     result.metrics["accuracy"], result.metrics["mean_margin"]
+
+    from rlhf_eval import run_suites
+    report = run_suites(["suites/"], report_json="report.json")   # what `pytest suites/` does
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from .verify import Verifier, VerifierError, verifier, verify
 # The names below load on first use (PEP 562): importing one submodule — the emulator, the report
 # or the command line — does not pay for vcrpy and the provider SDKs.
 _EXPORTS = {
+    "rewards": ("RewardError", "reward_function"),
     "evaluate": ("Backends", "QuestionResult", "evaluate_question", "sample_question", "score_question"),
+    "runner": ("Run", "RunError", "RunOptions", "run_suites"),
     "sampling": ("Sampler", "SamplingError", "Score", "Scorer", "ScoringError"),
     "suite": ("Question", "Suite", "SuiteError", "load_suite"),
     "types": ("VERDICTS", "Trace", "Verdict"),
@@ -44,7 +49,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from .rewards import RewardError, reward_function
     from .evaluate import Backends, QuestionResult, evaluate_question, sample_question, score_question
+    from .runner import Run, RunError, RunOptions, run_suites
     from .sampling import Sampler, SamplingError, Score, Scorer, ScoringError
     from .suite import Question, Suite, SuiteError, load_suite
     from .types import VERDICTS, Trace, Verdict

@@ -219,7 +219,7 @@ def refuse_secrets(path: str | Path, text: str) -> None:
         raise SecretInOutput(path, leaked)
 
 
-def write_problem(label: str, path: str | Path, exc: Exception) -> str:
+def write_problem(label: str, path: str | Path, exc: SecretInOutput | OSError) -> str:
     """The one line for output `label` that `write_without_secrets` could not write to `path`:
     `exc` is its SecretInOutput or OSError."""
     if isinstance(exc, SecretInOutput):

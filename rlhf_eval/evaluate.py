@@ -6,6 +6,7 @@ recorded traces alone; `evaluate_question` adds sampling through a cassette.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from .backends import logprobs_note, make_sampler, make_scorer
 from .finish import finish_verdict, withheld
 from .paths import shown_path
 from .recording import CassetteProblem, cassette_path, use_cassette
+from .rewards import resolve_reward, reward_kwargs, rewards_per_function, weighted_sum
 from .sampling import Sampler, Scorer
 from .suite import Question, Suite
 from .thresholds import ThresholdFailure, check_thresholds
@@ -46,6 +48,9 @@ class QuestionResult:
     unchecked: list[str] = field(default_factory=list)  # thresholds not applicable (e.g. no pairs)
     prompt: str = ""  # as sent (rendered from the suite's template)
     answer: str = ""  # the reference the verifier compared against
+    # Each reward function's reward per trace (None: it does not apply); `rewards` is their weighted
+    # sum, NaN where every function returned None (see rlhf_eval.rewards).
+    rewards_by_function: dict[str, list[float | None]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -70,14 +75,23 @@ class QuestionResult:
             "unchecked": list(self.unchecked),
             "traces": [
                 {**t.to_dict(), "verdict": v.status, "extracted": v.extracted, "detail": v.detail,
-                 "reward": float(r), "advantage": float(a)}
-                for t, v, r, a in zip(self.traces, self.verdicts, self.rewards, self.advantages)
+                 "reward": None if math.isnan(r) else float(r), "advantage": float(a),
+                 "rewards_by_function": {name: rewards[i] for name, rewards in self.rewards_by_function.items()}}
+                for i, (t, v, r, a) in enumerate(zip(self.traces, self.verdicts, self.rewards, self.advantages))
             ],
             "pairs": [
                 {"chosen": int(w), "rejected": int(l), "margin": margin_of.get(p)}
                 for p, (w, l) in enumerate(zip(self.chosen_idx, self.rejected_idx))
             ],
         }
+
+
+def error_result(suite: Suite, question: Question, error: str) -> dict[str, Any]:
+    """A report question that could not be scored (its cassette, the API or a verifier failed):
+    the keys of `QuestionResult.to_dict`, with no traces or metrics, and the one-line `error`."""
+    return {"suite": suite.name, "id": question.id, "index": question.index, "passed": False,
+            "prompt": suite.render_prompt(question), "answer": question.answer, "metrics": None, "intervals": {},
+            "dpo_unavailable": None, "failures": [], "unchecked": [], "traces": [], "pairs": [], "error": error}
 
 
 def verdict_for(trace: Trace, question: Question, suite: Suite) -> Verdict:
@@ -91,12 +105,24 @@ def verdict_for(trace: Trace, question: Question, suite: Suite) -> Verdict:
 
 
 def score_question(suite: Suite, question: Question, traces: list[Trace]) -> QuestionResult:
+    """Verdicts, rewards, advantages, pairs, DPO margins and thresholds of one question's traces.
+    Raises VerifierError for a verifier's failure and RewardError (a VerifierError) for a reward
+    function's, each one line naming it."""
     spec = suite.spec
     verdicts = [verdict_for(t, question, suite) for t in traces]
-    rewards = np.array([getattr(spec.rewards, v.status) for v in verdicts], dtype=float)
+    prompt = suite.render_prompt(question)
+    by_function, rewards = suite_rewards(suite, question, prompt, traces, verdicts)
+    scorable = ~np.isnan(rewards)
     correct = np.array([v.correct for v in verdicts], dtype=bool)
-    chosen_idx, rejected_idx = obj.preference_pairs(correct, rewards, spec.dpo.pairing)
-    advantages = obj.grpo_advantages(rewards, scale_rewards=spec.grpo.scale_rewards, epsilon=spec.grpo.epsilon)
+    # Pairs stay on correctness, as DPO data is built from verified answers; best_worst ranks by the
+    # weighted reward, an unscorable trace ranking last on its side (never "best", never "worst").
+    ranked = np.where(scorable, rewards, np.where(correct, -np.inf, np.inf))
+    chosen_idx, rejected_idx = obj.preference_pairs(correct, ranked, spec.dpo.pairing)
+    # As TRL: unscorable traces are out of the group's mean and std, and their advantage is 0.
+    advantages = np.zeros(len(traces))
+    advantages[scorable] = obj.grpo_advantages(rewards[scorable], scale_rewards=spec.grpo.scale_rewards,
+                                               epsilon=spec.grpo.epsilon)
+    signal = rewards[scorable] if scorable.any() else np.zeros(1)
 
     counts = obj.verdict_counts([v.status for v in verdicts])
     k = len(traces)
@@ -106,7 +132,8 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         "pass_at_k": obj.pass_at_k(k, int(correct.sum()), k),
         "unparsable_rate": counts["unparsable"] / k,
         "pairs": int(len(chosen_idx)),
-        "spread": obj.reward_spread(rewards),
+        # No trace with a reward (every function returned None for each) is no signal: spread 0.
+        "spread": obj.reward_spread(signal),
         "nonzero_advantages": obj.nonzero_advantages(advantages),
         "mean_tokens": _mean([t.token_count for t in traces]),
         "mean_reasoning_tokens": _mean([t.reasoning_tokens for t in traces]),
@@ -145,16 +172,31 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
                         "reward_accuracy": None, "dpo_loss": None})
 
     metrics["maj_at_k"] = majority_vote_accuracy(verdicts, question, suite)
-    intervals = question_intervals(correct, rewards, margins)
+    intervals = question_intervals(correct, signal, margins)
     result = QuestionResult(
         suite=suite.name, question_id=question.id, index=question.index, traces=list(traces),
         verdicts=verdicts, rewards=rewards, advantages=advantages, chosen_idx=chosen_idx,
         rejected_idx=rejected_idx, margins=margins, scored_pairs=scored, metrics=metrics,
-        dpo_unavailable=unavailable, intervals=intervals, prompt=suite.render_prompt(question),
-        answer=question.answer,
+        dpo_unavailable=unavailable, intervals=intervals, prompt=prompt,
+        answer=question.answer, rewards_by_function=by_function,
     )
     result.failures, result.unchecked = check_thresholds(metrics, question.thresholds, unavailable, intervals)
     return result
+
+
+def suite_rewards(suite: Suite, question: Question, prompt: str, traces: list[Trace],
+                  verdicts: list[Verdict]) -> tuple[dict[str, list[float | None]], np.ndarray]:
+    """Each of the suite's reward functions called on the traces (sampled from `prompt`) as TRL
+    calls it, and their weighted sum: ({name: k rewards, None where it does not apply}, (k,)
+    floats, NaN where none applies). Raises RewardError (one line) for a function that fails."""
+    funcs = suite.reward_funcs
+    entries = [resolve_reward(name) for name, _ in funcs]
+    kwargs = reward_kwargs(prompt, question.fields, question.answer, [v.status for v in verdicts],
+                           suite.verdict_rewards)
+    per_function = rewards_per_function(entries, [t.text for t in traces], kwargs, question.id)
+    by_function = {name: [None if r != r else r for r in column]  # NaN (r != r): it does not apply
+                   for (name, _), column in zip(funcs, per_function.T.tolist())}
+    return by_function, weighted_sum(per_function, [w for _, w in funcs])
 
 
 def question_intervals(correct: np.ndarray, rewards: np.ndarray, margins: np.ndarray | None) -> dict:

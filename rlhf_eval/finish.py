@@ -25,7 +25,8 @@ ERRORS = {
     "MISSING_THOUGHT_SIGNATURE": "the request lacked a thought signature",
     "MALFORMED_RESPONSE": "the API produced a malformed response",
     "IMAGE_OTHER": "image generation stopped", "NO_IMAGE": "the model produced no image",
-    "PUP_LIMITED_DISABLED": "the account is limited under the Prohibited Use Policy; check the Google AI Studio account",
+    "PUP_LIMITED_DISABLED": ("the account is limited under the Prohibited Use Policy; "
+                             "check the Google AI Studio account"),
     "MISSING_CANDIDATE": "the API sent fewer candidates than were asked for",
     "ABORTED": "the server aborted the request (vLLM: out of memory, a client disconnect, a restart)",
 }

@@ -151,18 +151,18 @@ def preference_pairs(
     _same_shape(ok, r, "correct", "rewards")
     if pairing not in PAIRINGS:
         raise ValueError(f"preference_pairs: pairing must be one of {PAIRINGS}, got {pairing!r}")
-    w = np.flatnonzero(ok).astype(np.int64)
-    l = np.flatnonzero(~ok).astype(np.int64)
-    if w.size == 0 or l.size == 0:
+    won = np.flatnonzero(ok).astype(np.int64)
+    lost = np.flatnonzero(~ok).astype(np.int64)
+    if won.size == 0 or lost.size == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     if pairing == "all":
-        ww, ll = np.meshgrid(w, l, indexing="ij")  # rows: w, columns: l -> ravel is w-major
-        return ww.ravel(), ll.ravel()
+        chosen, rejected = np.meshgrid(won, lost, indexing="ij")  # rows: won, columns: lost -> won-major
+        return chosen.ravel(), rejected.ravel()
     if np.isnan(r).any():
         raise ValueError("preference_pairs: rewards contain nan; best_worst needs comparable rewards")
-    # np.argmax/argmin return the first extremum and w, l are ascending: lowest index wins ties.
-    best = w[np.argmax(r[w])]
-    worst = l[np.argmin(r[l])]
+    # np.argmax/argmin return the first extremum and won, lost are ascending: lowest index wins ties.
+    best = won[np.argmax(r[won])]
+    worst = lost[np.argmin(r[lost])]
     return np.array([best], dtype=np.int64), np.array([worst], dtype=np.int64)
 
 
@@ -246,18 +246,19 @@ def dpo_loss(
         raise ValueError(f"dpo_loss: label_smoothing must be in [0, 0.5], got {ls}")
     if ls and loss_type != "sigmoid":
         raise ValueError(f"dpo_loss: label_smoothing is only defined for the sigmoid loss, not {loss_type!r}")
+    ipo_beta = 1.0
     if loss_type == "ipo":
         if beta is None:
             raise ValueError("dpo_loss: the ipo loss needs beta (to recover logits = margins / beta)")
-        beta = float(beta)
-        if not np.isfinite(beta) or beta <= 0:
+        ipo_beta = float(beta)
+        if not np.isfinite(ipo_beta) or ipo_beta <= 0:
             raise ValueError(f"dpo_loss: beta must be a positive number, got {beta}")
     if m.size == 0:
         return float("nan")
     if loss_type == "sigmoid":
         losses = -_logsigmoid(m) * (1.0 - ls) - _logsigmoid(-m) * ls
     elif loss_type == "ipo":
-        losses = (m / beta - 1.0 / (2.0 * beta)) ** 2
+        losses = (m / ipo_beta - 1.0 / (2.0 * ipo_beta)) ** 2
     else:
         losses = np.maximum(0.0, 1.0 - m)
     return float(losses.mean())

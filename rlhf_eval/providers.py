@@ -20,7 +20,10 @@ class Provider:
     texts (None when it does not), built as ``cls(config, replay=..., policy=...)`` from the suite's
     `model` / scorer settings (`config.options` holds the settings only it knows). `key_envs` are
     the variables its key is read from by default (never written anywhere); `needs` a module it
-    imports, with `install` what to pip install when it is missing."""
+    imports, with `install` what to pip install when it is missing. `request_seed(body)` reads the
+    seed from one of its request bodies (the parsed JSON; None when it holds none): recording
+    orders a cassette's interactions by it and tells a changed `samples`/`seed` from a changed
+    suite with it (`request_seed` below), never reading a provider's body format itself."""
 
     name: str
     sampler: Callable[[], type] | None = None
@@ -28,15 +31,19 @@ class Provider:
     key_envs: tuple[str, ...] = ()
     needs: str | None = None
     install: str | None = None
+    request_seed: Callable[[Any], int | None] | None = None
 
 
 def _as_provider(name: str, obj: Any) -> Provider:
-    """The registry's adapter: a `Provider` (renamed), or a class with `sample` and/or `score`."""
+    """The registry's adapter: a `Provider` (renamed), or a class with `sample` and/or `score`
+    (and, optionally, a static `request_seed(body)`)."""
     if isinstance(obj, Provider):
         return obj if obj.name == name else replace(obj, name=name)
     if isinstance(obj, type) and (callable(getattr(obj, "sample", None)) or callable(getattr(obj, "score", None))):
         return Provider(name, sampler=(lambda: obj) if callable(getattr(obj, "sample", None)) else None,
-                        scorer=(lambda: obj) if callable(getattr(obj, "score", None)) else None)
+                        scorer=(lambda: obj) if callable(getattr(obj, "score", None)) else None,
+                        request_seed=getattr(obj, "request_seed", None) if callable(getattr(obj, "request_seed", None))
+                        else None)
     raise RegistryError(f"provider {name!r}: {obj!r} is not a class with a sample() or score() method "
                         "(see rlhf_eval.sampling.Sampler / Scorer)")
 
@@ -45,12 +52,13 @@ PROVIDERS: Registry[Provider] = Registry("provider", "rlhf_eval.providers", _as_
 
 
 def provider(name: str, *, role: str = "sampler", key_envs: tuple[str, ...] = (), needs: str | None = None,
-             install: str | None = None) -> Callable[[Callable[[], type]], Callable[[], type]]:
+             install: str | None = None, request_seed: Callable[[Any], int | None] | None = None
+             ) -> Callable[[Callable[[], type]], Callable[[], type]]:
     """Register the decorated function, which imports and returns a Sampler class (or, with
     ``role="scorer"``, a Scorer class), as provider `name`; the other settings are `Provider`'s.
     As inspect_ai's ``@modelapi``, the import happens inside the function, on first use::
 
-        @provider("my-server", key_envs=("MY_SERVER_KEY",))
+        @provider("my-server", key_envs=("MY_SERVER_KEY",), request_seed=lambda body: body.get("seed"))
         def my_server():
             from my_evals.sampler import MyServerSampler
             return MyServerSampler
@@ -64,7 +72,7 @@ def provider(name: str, *, role: str = "sampler", key_envs: tuple[str, ...] = ()
             raise RegistryError(f"provider {name!r}: @provider decorates a function that imports and returns the "
                                 f"class, not the class {load.__name__} itself")
         PROVIDERS.register(name, Provider(name, **{role: load}, key_envs=tuple(key_envs), needs=needs,
-                                          install=install), origin=origin_of(load))
+                                          install=install, request_seed=request_seed), origin=origin_of(load))
         return load
     return register
 
@@ -94,11 +102,22 @@ def _hf():
     return HFScorer
 
 
+def _gemini_seed(body: Any) -> int | None:
+    from .backends.gemini import request_seed  # the backend builds the body, so it knows where the seed is
+    return request_seed(body)
+
+
+def _openai_seed(body: Any) -> int | None:
+    from .backends.openai_compat import request_seed
+    return request_seed(body)
+
+
 _GOOGLE_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-provider("gemini", key_envs=_GOOGLE_KEYS)(_gemini)
+provider("gemini", key_envs=_GOOGLE_KEYS, request_seed=_gemini_seed)(_gemini)
 provider("gemini-legacy", key_envs=_GOOGLE_KEYS, needs="google.generativeai", install="rlhf-eval[legacy]")(_gemini_legacy)
 PROVIDERS.register("openai", Provider("openai", sampler=_openai_sampler, scorer=_openai_scorer,
-                                      key_envs=("OPENAI_API_KEY",), needs="openai", install="rlhf-eval[openai]"))
+                                      key_envs=("OPENAI_API_KEY",), needs="openai", install="rlhf-eval[openai]",
+                                      request_seed=_openai_seed))
 PROVIDERS.register("hf", Provider("hf", scorer=_hf, needs="transformers", install="rlhf-eval[hf]"))
 BUILT_IN = frozenset(PROVIDERS.registered())  # registered before any team's code can run
 
@@ -118,3 +137,21 @@ def provider_problem(name: str, role: str) -> str | None:
 
 def _with(role: str) -> list[str]:
     return sorted(n for n, entry in PROVIDERS.registered().items() if getattr(entry, role) is not None)
+
+
+def request_seed(body: Any) -> int | None:
+    """The seed of request `body` (parsed JSON), as the provider that sent it reads it; None when
+    no registered provider finds one. A cassette is written and explained without knowing which
+    provider recorded it, so every registered provider's `request_seed` is asked, built-ins first,
+    and the first integer wins. A hook that raises counts as finding none: the seed only orders a
+    cassette's lines and words an explanation, which must not stop a recording."""
+    for entry in PROVIDERS.registered().values():
+        if entry.request_seed is None:
+            continue
+        try:
+            seed = entry.request_seed(body)
+        except Exception:  # a team's hook on a body it does not know
+            continue
+        if type(seed) is int:
+            return seed
+    return None

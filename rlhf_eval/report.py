@@ -33,7 +33,9 @@ def suite_settings(suite) -> dict[str, Any]:
         "name": s.suite, "path": shown_path(suite.path), "description": s.description,
         "model": s.model.model_dump(), "samples": s.samples, "seed": s.seed,
         "verifier": {"name": s.verifier.name, **s.verifier.options},
-        "rewards": s.rewards.model_dump(), "dpo": s.dpo.model_dump(), "grpo": s.grpo.model_dump(),
+        "rewards": s.rewards.model_dump(),
+        "reward_funcs": [{"name": name, "weight": weight} for name, weight in suite.reward_funcs],
+        "dpo": s.dpo.model_dump(), "grpo": s.grpo.model_dump(),
         "suite_thresholds": {k: v.model_dump(exclude_none=True) for k, v in s.suite_thresholds.items()},
     })
 

@@ -135,7 +135,6 @@ class Question(_Model):
     id: str
     index: int = 0
     passed: bool = True
-    error: str | None = None
     prompt: str | None = None
     answer: str | None = None
     metrics: QuestionMetrics | None = None
@@ -145,6 +144,7 @@ class Question(_Model):
     unchecked: list[str] = Field(default_factory=list)
     traces: list[Trace] = Field(default_factory=list)
     pairs: list[Pair] = Field(default_factory=list)
+    error: str | None = None  # why it could not be scored (one line)
 
     @property
     def result(self) -> Literal["ERROR", "pass", "FAIL"]:
@@ -304,8 +304,9 @@ class Report(_Model):
     # -- writing
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-able dict `dump` writes (fields never set left out, unknown ones kept)."""
-        return self.model_dump(exclude_unset=True)
+        """The report as the JSON `dump` writes holds it, as Python values (fields never set left
+        out, unknown ones kept, tuples as lists)."""
+        return self.model_dump(mode="json", exclude_unset=True, fallback=_jsonable)
 
     def to_json(self) -> str:
         """The report as `dump` writes it: the bytes `json.dumps(self.to_dict(), indent=1,

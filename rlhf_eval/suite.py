@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import errno
+import functools
 import gc
 import json
 import math
@@ -22,9 +23,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .credentials import redact_url, url_problem
 from .paths import shown_path
+from .providers import BUILT_IN, provider_problem
+from .registry import RegistryError
+from .rewards import DEFAULT_REWARD, HARNESS_ARGUMENTS, RewardFunction, resolve_reward
 from .rows import DPO_METRICS  # noqa: F401  (needs log-probabilities: "unavailable", never a number; one definition)
 from .types import VERDICTS
-from .providers import BUILT_IN, provider_problem
 from .verify import VerifierError, extract_reference, prepared_options, verify
 from .yamlines import YamlError, line_of, load_with_lines
 
@@ -335,7 +338,11 @@ class SuiteSpec(_Strict):
     seed: int = Field(0, ge=0, lt=2**31 - 1000)
     prompt: str = "{question}"
     verifier: VerifierConfig = VerifierConfig()
-    rewards: Rewards = Rewards()
+    rewards: Rewards = Rewards()  # the built-in `accuracy` reward function's setting
+    # TRL's names and shapes (GRPOTrainer(reward_funcs=...), GRPOConfig.reward_weights, the keys of a
+    # `trl grpo --config` recipe), so a team's recipe copies over; None: [accuracy], weight 1.
+    reward_funcs: list[str] | None = Field(None, min_length=1)
+    reward_weights: list[float] | None = Field(None, min_length=1)
     dpo: DPOConfig = DPOConfig()
     grpo: GRPOConfig = GRPOConfig()
     thresholds: dict[str, Bound] = {}
@@ -376,6 +383,20 @@ class Suite:
     @property
     def name(self) -> str:
         return self.spec.suite
+
+    # Cached (the spec is frozen): read for every question scored.
+    @functools.cached_property
+    def reward_funcs(self) -> list[tuple[str, float]]:
+        """(name, weight) of each reward function, in the suite's order: `reward_funcs` with
+        `reward_weights` (TRL's default 1.0 each), or the built-in accuracy alone."""
+        names = self.spec.reward_funcs or [DEFAULT_REWARD]
+        weights = self.spec.reward_weights or [1.0] * len(names)
+        return list(zip(names, (float(w) for w in weights)))
+
+    @functools.cached_property
+    def verdict_rewards(self) -> dict[str, float]:
+        """The `rewards:` table, verdict -> reward (the built-in accuracy reward's setting)."""
+        return dict(self.spec.rewards)
 
     def render_prompt(self, question: Question) -> str:
         return render(self.spec.prompt, question.fields)
@@ -477,6 +498,8 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
     options, problem = _checked_verifier(spec.verifier.name, spec.verifier.options)
     if problem:
         problems.append(err(("verifier",), f"verifier: {problem}"))
+    reward_funcs, reward_problems = _reward_problems(spec, err)
+    problems += reward_problems
     problems += _metric_problems(spec.thresholds, QUESTION_METRICS, ("thresholds",), err, QUESTION_INTERVALS)
     problems += _metric_problems(spec.suite_thresholds, SUITE_METRICS, ("suite_thresholds",), err, SUITE_INTERVALS)
 
@@ -514,6 +537,10 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
         seen[q.id] = qline
         extra = dict(q.model_extra or {})
         fields = {"question": q.question, **extra}
+        taken = fields.keys() & _HARNESS_ARGUMENTS
+        if taken:
+            raise SuiteError(where_path, qline, f"question {_short(q.id)}: field {min(taken)!r} is an argument "
+                             "rlhf-eval gives reward functions; rename it")
         missing = used - fields.keys()
         if missing:
             name = sorted(missing)[0]
@@ -563,9 +590,61 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
             pass
     if not raw_questions:
         problems.append(err(("questions",), "the suite has no questions"))
+    if not problems:
+        problems += _reward_argument_problems(spec, reward_funcs, questions, err)
     if problems:
         raise SuiteError.joined(problems)
     return Suite(spec=spec, path=path, questions=questions)
+
+
+def _reward_problems(spec: SuiteSpec, err) -> tuple[list[RewardFunction], list[SuiteError]]:
+    """The suite's reward functions (those that resolve), and a SuiteError for each unknown or
+    unloadable name, a name given twice, weights that do not pair with the names, and a `rewards:`
+    table no function reads."""
+    names = spec.reward_funcs or [DEFAULT_REWARD]
+    found, problems = [], []
+    for i, name in enumerate(names):
+        where = ("reward_funcs", i) if spec.reward_funcs else ("rewards",)
+        if name in names[:i]:
+            problems.append(err(where, f"reward_funcs[{i}]: {_short(name)} is named twice; each reward function "
+                                "counts once (give it a larger weight in reward_weights instead)"))
+            continue
+        try:
+            found.append(resolve_reward(name))
+        except RegistryError as exc:
+            problems.append(err(where, f"reward_funcs[{i}]: {exc}"))
+    weights = spec.reward_weights
+    if weights is not None and len(weights) != len(names):
+        problems.append(err(("reward_weights",), f"reward_weights: {len(weights)} weight{'s' * (len(weights) != 1)} "
+                            f"for {len(names)} reward function{'s' * (len(names) != 1)} ({', '.join(names)}); give "
+                            "one weight per function, in the same order, as TRL's GRPOConfig.reward_weights"))
+    if "rewards" in spec.model_fields_set and DEFAULT_REWARD not in names:
+        problems.append(err(("rewards",), f"rewards: the verdict table is the setting of the built-in "
+                            f"{DEFAULT_REWARD!r} reward function, which reward_funcs does not name; add "
+                            f"{DEFAULT_REWARD} to reward_funcs, or remove rewards"))
+    return found, problems
+
+
+def _reward_argument_problems(spec: SuiteSpec, funcs: list[RewardFunction], questions: list[Question],
+                              err) -> list[SuiteError]:
+    """A SuiteError for each argument a reward function requires that no question has (TRL's
+    `accuracy_reward` takes `solution`; a suite's reference is `answer`)."""
+    given = set(HARNESS_ARGUMENTS) | {"answer"}
+    for q in questions:
+        given |= q.fields.keys()
+    problems = []
+    for i, fn in enumerate(funcs):
+        missing = [name for name in fn.needs if name not in given]
+        if missing:
+            where = ("reward_funcs", i) if spec.reward_funcs else ("rewards",)
+            problems.append(err(where, f"reward_funcs[{i}]: reward function {fn.name!r} requires the argument "
+                                f"{missing[0]!r}, which no question has; it "
+                                f"gets {', '.join(sorted(given))} (a JSONL column arrives under its own name, the "
+                                "reference as answer)"))
+    return problems
+
+
+_HARNESS_ARGUMENTS = frozenset(HARNESS_ARGUMENTS)
 
 
 class _Reported(Exception):

@@ -50,7 +50,8 @@ def check_thresholds(metrics: dict, thresholds: dict[str, Bound], dpo_unavailabl
                                                  f"{name} could not be measured: {_NOT_MEASURABLE[name]}"))
             elif unmeasured == "fail":
                 cause = nothing_scored or "no preference pairs in the run"
-                failures.append(ThresholdFailure(name, None, bound.describe(), f"{name} could not be measured ({cause})"))
+                failures.append(ThresholdFailure(name, None, bound.describe(),
+                                                 f"{name} could not be measured ({cause})"))
             else:
                 unchecked.append(f"{name} (no preference pairs to measure)")
             continue

@@ -14,6 +14,7 @@ from yaml.events import (AliasEvent, DocumentStartEvent, MappingEndEvent, Mappin
                          SequenceEndEvent, SequenceStartEvent)
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+_Loader: type[yaml.SafeLoader]
 try:  # libyaml is ~10x faster when present; the pure-Python loader is the fallback
     _Loader = yaml.CSafeLoader
     from yaml._yaml import CParser as _Parser
@@ -198,7 +199,7 @@ class _EventBuilder:
     path's checks in its order: key, duplicate key, value; nesting depth as each list or mapping
     opens. A tag, an anchor or an alias raises _NotPlain."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.constructor = yaml.constructor.SafeConstructor()
         self.scalars: dict[str, Any] = {}  # plain text -> its value, for the non-strings (numbers repeat)
 

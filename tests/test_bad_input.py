@@ -95,7 +95,8 @@ CASES = {
     # --- missing required fields ---
     "missing_suite.yaml": "missing_suite.yaml:1: suite: required key is missing",
     "not_a_suite.yaml": "not_a_suite.yaml:1: not a suite: none of `suite`, `model`, `samples`, `questions` is here; "
-                        "a suite starts with `suite: <name>` (keep other YAML files out of the rlhf_suite_files patterns)",
+                        "a suite starts with `suite: <name>` "
+                        "(keep other YAML files out of the rlhf_suite_files patterns)",
     "missing_model.yaml": "missing_model.yaml:1: model: required key is missing",
     "missing_model_name.yaml": "missing_model_name.yaml:2: model.name: required key is missing",
     "missing_samples.yaml": "missing_samples.yaml:1: samples: required key is missing",
@@ -107,20 +108,25 @@ CASES = {
     "empty_questions.yaml": "empty_questions.yaml:5: the suite has no questions",
     # --- duplicates ---
     "duplicate_id_inline.yaml":
-        "duplicate_id_inline.yaml:9: duplicate question id 'ducks' (first at line 6); ids must be unique within a suite",
+        "duplicate_id_inline.yaml:9: duplicate question id 'ducks' (first at line 6); "
+        "ids must be unique within a suite",
     "duplicate_id_jsonl.yaml":
         "data/duplicate_ids.jsonl:4: duplicate question id 'q1' (first at line 1); ids must be unique within a suite",
     # --- thresholds ---
-    "threshold_min_gt_max.yaml": "threshold_min_gt_max.yaml:6: thresholds.accuracy: impossible threshold: min 0.9 > max 0.1",
+    "threshold_min_gt_max.yaml":
+        "threshold_min_gt_max.yaml:6: thresholds.accuracy: impossible threshold: min 0.9 > max 0.1",
     "threshold_empty_bound.yaml": "threshold_empty_bound.yaml:6: thresholds.spread: a threshold needs min and/or max",
     "threshold_on_sideways.yaml":
         "threshold_on_sideways.yaml:6: thresholds.accuracy.on: expected 'point', 'lower' or 'upper', got 'middle'",
     "unknown_metric_question.yaml":
-        "unknown_metric_question.yaml:10: questions[0] (a).thresholds.acuracy: unknown metric (did you mean 'accuracy'?); "
+        "unknown_metric_question.yaml:10: questions[0] (a).thresholds.acuracy: unknown metric "
+        "(did you mean 'accuracy'?); "
         "known: accuracy, pass_at_k, maj_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, spread, "
-        "nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, correct, incorrect, unparsable, blocked, truncated, error",
+        "nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, correct, incorrect, unparsable, blocked, "
+        "truncated, error",
     "unknown_metric_suite.yaml":
-        "unknown_metric_suite.yaml:6: suite_thresholds.frac_zero_sprd: unknown metric (did you mean 'frac_zero_spread'?); "
+        "unknown_metric_suite.yaml:6: suite_thresholds.frac_zero_sprd: unknown metric "
+        "(did you mean 'frac_zero_spread'?); "
         "known: accuracy, pass_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, frac_zero_spread, "
         "mean_spread, questions_failed, mean_tokens, mean_reasoning_tokens",
     "question_metric_in_suite_thresholds.yaml":
@@ -136,7 +142,8 @@ CASES = {
     # --- verifiers ---
     "unknown_verifier.yaml": "unknown_verifier.yaml:5: verifier: unknown verifier 'numerik'; did you mean 'numeric'?",
     "unknown_verifier_option.yaml":
-        "unknown_verifier_option.yaml:5: verifier: numeric verifier: unknown option 'tolerence'; known: abs_tol, rel_tol",
+        "unknown_verifier_option.yaml:5: verifier: numeric verifier: unknown option 'tolerence'; "
+        "known: abs_tol, rel_tol",
     "unknown_question_verifier_option.yaml":
         "unknown_question_verifier_option.yaml:9: questions[0] (a).verifier: numeric verifier: unknown option "
         "'abs_tolerance'; did you mean 'abs_tol'?",
@@ -146,7 +153,8 @@ CASES = {
     "regex_bad_pattern.yaml":
         "regex_bad_pattern.yaml:5: verifier: regex verifier: bad pattern 'Answer: (?P<answer>[A-D]': missing ), "
         "unterminated subpattern at position 8",
-    "regex_missing_pattern.yaml": "regex_missing_pattern.yaml:5: verifier: regex verifier: option 'pattern' is required",
+    "regex_missing_pattern.yaml":
+        "regex_missing_pattern.yaml:5: verifier: regex verifier: option 'pattern' is required",
     "bad_answer_regex.yaml":
         "bad_answer_regex.yaml:7: questions.answer_regex: answer_regex does not compile: missing ), unterminated "
         "subpattern at position 7",
@@ -170,7 +178,8 @@ CASES = {
     "jsonl_answer_regex_no_match.yaml":
         "data/good.jsonl:1: answer_regex '####\\\\s*(.+)' does not match the answer '2'",
     "jsonl_id_with_slash.yaml":
-        "data/slash_ids.jsonl:2: question id '../q2' must be letters, digits, '.', '_' or '-' (it names the cassette file)",
+        "data/slash_ids.jsonl:2: question id '../q2' must be letters, digits, '.', '_' or '-' "
+        "(it names the cassette file)",
     "jsonl_prompt_missing_field.yaml":
         "data/good.jsonl:1: prompt uses {topic} but question 'good-0000' has no field 'topic'; add it to the question "
         "or remove it from the prompt",
@@ -198,9 +207,11 @@ CASES = {
         "openai_completions_no_max_tokens.yaml:2: model: endpoint completions needs max_output_tokens (servers "
         "default to 16 tokens)",
     "vertex_non_gemini.yaml": "vertex_non_gemini.yaml:2: model: vertex is only for provider gemini",
-    "top_logprobs_without_logprobs.yaml": "top_logprobs_without_logprobs.yaml:2: model: top_logprobs needs logprobs: true",
+    "top_logprobs_without_logprobs.yaml":
+        "top_logprobs_without_logprobs.yaml:2: model: top_logprobs needs logprobs: true",
     "length_normalized_with_reference.yaml":
-        "length_normalized_with_reference.yaml:6: dpo: length_normalized (SimPO) is reference-free; set reference: none",
+        "length_normalized_with_reference.yaml:6: dpo: length_normalized (SimPO) is reference-free; "
+        "set reference: none",
     "legacy_thinking_budget.yaml":
         "legacy_thinking_budget.yaml:2: model: google-generativeai cannot send thinking_budget; use provider gemini",
     "reference_template_without_prompt.yaml":
@@ -235,8 +246,10 @@ CASES = {
     "threshold_nan.yaml": "threshold_nan.yaml:6: thresholds.spread.min: expected a finite number, got nan",
     # a base URL that cannot reach a server, shown without its credentials
     "base_url_bad_port.yaml": "base_url_bad_port.yaml:5: model.base_url: 'http://***@localhost:80000/v1' is not a "
-                              "server URL (its port is not a number from 0 to 65535); write e.g. http://localhost:8000/v1",
-    "scorer_base_url_no_scheme.yaml": "scorer_base_url_no_scheme.yaml:4: model.scorer.base_url: 'localhost:8000/v1?key=***' "
+                              "server URL (its port is not a number from 0 to 65535); write e.g. "
+                              "http://localhost:8000/v1",
+    "scorer_base_url_no_scheme.yaml": "scorer_base_url_no_scheme.yaml:4: model.scorer.base_url: "
+                                      "'localhost:8000/v1?key=***' "
                                       "is not a server URL (it needs a scheme, http:// or https://); write e.g. "
                                       "http://localhost:8000/v1",
     # --- hints, and every problem at once (a line each) ---
@@ -245,8 +258,8 @@ CASES = {
     "regex_flag_unknown.yaml": "regex_flag_unknown.yaml:5: verifier: regex verifier: unknown flag 'IGNORCASE' (did you "
                                "mean 'IGNORECASE'?); known: IGNORECASE, MULTILINE, DOTALL, VERBOSE, ASCII (or the "
                                "letters imsxa)",
-    "fraction_bound_question.yaml": "fraction_bound_question.yaml:9: questions[0] (a).thresholds.maj_at_k.max: maj_at_k "
-                                    "is a fraction from 0 to 1, not -0.2 (for 50% write 0.5)",
+    "fraction_bound_question.yaml": "fraction_bound_question.yaml:9: questions[0] (a).thresholds.maj_at_k.max: "
+                                    "maj_at_k is a fraction from 0 to 1, not -0.2 (for 50% write 0.5)",
     "several_problems.yaml":
         "several_problems.yaml:4: model.temprature: unknown key (did you mean 'temperature'?)\n"
         "several_problems.yaml:5: samples: Input should be greater than or equal to 1\n"

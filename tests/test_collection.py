@@ -242,7 +242,7 @@ def test_progress_counts_questions_only_and_writes_between_lines(progress_projec
     lines = result.stdout.lines
     last = found[-1][0]
     if verbosity == "-v":  # every result line whole, each question's before its progress line
-        for n, (i, _) in enumerate(found):
+        for i, _ in found:
             before = [line for line in lines[:i] if line.strip()]
             assert re.match(r"\S+\.yaml::q-\d+ PASSED", before[-1]), before[-1]
         assert sum(bool(re.match(r"\S+::\S+ PASSED +\[ *\d+%\]$", line)) for line in lines) == 5

@@ -189,7 +189,8 @@ def test_logprobs_without_top_candidates_and_avg_logprobs_by_default(client):
 
 @pytest.mark.parametrize(
     "model, message",
-    [(MODEL_25, f"Logprobs is not enabled for models/{MODEL_25}"), (MODEL_3, "Logprobs is not supported for this model.")],
+    [(MODEL_25, f"Logprobs is not enabled for models/{MODEL_25}"),
+     (MODEL_3, "Logprobs is not supported for this model.")],
 )
 def test_logprobs_refused_on_newer_models(client, model, message):
     with pytest.raises(errors.ClientError) as ei:

@@ -188,7 +188,8 @@ def test_chat_n_seed_determinism_and_greedy(client, bank):
     assert [c.message.content for c in chat(client, prompt_for(q), seed=7, n=8).choices] == texts
     assert chat(client, prompt_for(q), seed=7).choices[0].message.content == texts[0]
     assert r.usage.completion_tokens == sum(len(TOKEN_RE.findall(t)) for t in texts)
-    greedy = {c.message.content for s in range(3) for c in chat(client, prompt_for(q), seed=s, n=3, temperature=0).choices}
+    greedy = {c.message.content for s in range(3)
+              for c in chat(client, prompt_for(q), seed=s, n=3, temperature=0).choices}
     assert len(greedy) == 1
 
 
@@ -347,7 +348,8 @@ def test_prompt_logprobs_vllm_shape(client, unigram):
     assert len(pl) == len(tokens) and pl[0] is None
     for tok, d, lp in zip(tokens[1:], pl[1:], c.logprobs.token_logprobs[1:]):
         first_id, first = next(iter(d.items()))
-        assert first_id.isdigit() and first["decoded_token"] == tok and first["logprob"] == lp == pytest.approx(unigram(tok))
+        assert (first_id.isdigit() and first["decoded_token"] == tok
+                and first["logprob"] == lp == pytest.approx(unigram(tok)))
         assert 2 <= len(d) <= 3 and all(set(v) == {"logprob", "rank", "decoded_token"} for v in d.values())
         assert all(isinstance(v["rank"], int) and v["rank"] >= 1 for v in d.values())
         # rank is consistent with the logprobs: a more probable token never ranks lower
@@ -553,7 +555,8 @@ def test_fault_twice_then_success_and_content_markers(emu, client, bank):
     for _ in range(2):
         with pytest.raises(openai.InternalServerError):
             chat(client, p, seed=3)
-    assert chat(client, p, seed=3).choices[0].message.content == chat(client, prompt_for(q), seed=3).choices[0].message.content
+    assert (chat(client, p, seed=3).choices[0].message.content
+            == chat(client, prompt_for(q), seed=3).choices[0].message.content)
     s = chat(client, "[[emulator:safety]] hi", n=2)
     assert [c.finish_reason for c in s.choices] == ["content_filter"] * 2 and s.choices[0].message.content is None
     for reason in ("RECITATION", "PROHIBITED_CONTENT", "NEW_REASON_2027"):  # any reason: a content filter

@@ -174,7 +174,8 @@ def test_server_error_is_one_line_and_not_retried(record_env):
     assert [r["status"] for r in record_env.requests[before:]] == [503]
 
 
-@pytest.mark.parametrize("marker, words", [("429", ["rate limited", "retry after 2s"]), ("404", ["not found", "model.name"])])
+@pytest.mark.parametrize("marker, words", [("429", ["rate limited", "retry after 2s"]),
+                                            ("404", ["not found", "model.name"])])
 def test_client_errors_are_one_line(record_env, marker, words):
     with pytest.raises(SamplingError) as info:
         LegacyGeminiSampler(_model()).sample(f"What is 6*7? [[emulator:{marker}]]", 1, 0)
@@ -251,7 +252,8 @@ questions:
 
     assert first.to_dict() == again.to_dict()
     # and through the library's own wiring (make_sampler picks the legacy sampler, with replay credentials)
-    assert evaluate.evaluate_question(suite, qid, cassette_dir=cassettes, record_mode="none").to_dict() == first.to_dict()
+    assert (evaluate.evaluate_question(suite, qid, cassette_dir=cassettes, record_mode="none").to_dict()
+            == first.to_dict())
     assert len(first.traces) == 4 and all(t.seed is None and t.logp is not None for t in first.traces)
     assert first.metrics["mean_logp"] is not None
     cassette = cassettes / "legacy_smoke" / f"{qid}.yaml"

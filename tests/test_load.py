@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from conftest import GSM8K_TEST, TEST_KEY
+from conftest import TEST_KEY
 from rlhf_eval.emulator import Emulator
 from rlhf_eval.sampling import SamplingError
 from rlhf_eval.throttle import RateLimiter, RequestPolicy, RetryPolicy

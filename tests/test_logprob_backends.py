@@ -69,7 +69,8 @@ def test_openai_sampler_with_a_reference_model_records_replays_and_recomputes(pr
     assert metrics_of(rep) == metrics_of(rec)
     questions = rep["suites"][0]["questions"]
     assert all(t["logp"] is not None and t["ref_logp"] is not None for q in questions for t in q["traces"])
-    assert any(t["logp"] != t["ref_logp"] for q in questions for t in q["traces"]), "a different model scores differently"
+    assert any(t["logp"] != t["ref_logp"] for q in questions for t in q["traces"]), \
+        "a different model scores differently"
     scored = [q for q in questions if q["pairs"]]
     assert scored, "at least one question has preference pairs"
     for q in scored:

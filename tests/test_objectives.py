@@ -21,11 +21,11 @@ def ref_pass_at_k(n, c, k):
 
 def ref_pairs_all(correct):
     chosen, rejected = [], []
-    for w in range(len(correct)):
-        for l in range(len(correct)):
-            if correct[w] and not correct[l]:
-                chosen.append(w)
-                rejected.append(l)
+    for win in range(len(correct)):
+        for lose in range(len(correct)):
+            if correct[win] and not correct[lose]:
+                chosen.append(win)
+                rejected.append(lose)
     return chosen, rejected
 
 

@@ -4,7 +4,6 @@ import importlib
 import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 import yaml

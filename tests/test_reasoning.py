@@ -37,7 +37,8 @@ def gemini_body(*, logprobs=True) -> dict:
             "finishReason": "STOP", "avgLogprobs": -3.25}
     if logprobs:
         cand["logprobsResult"] = {"chosenCandidates": [
-            {"token": t, "logProbability": v, "tokenId": i} for i, (t, v) in enumerate(zip(ANSWER_TOKENS, ANSWER_LOGPS))]}
+            {"token": t, "logProbability": v, "tokenId": i}
+            for i, (t, v) in enumerate(zip(ANSWER_TOKENS, ANSWER_LOGPS))]}
     return {"candidates": [cand], "modelVersion": "gemini-2.5-flash",
             "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 6, "thoughtsTokenCount": 14,
                               "totalTokenCount": 29}}
@@ -101,7 +102,8 @@ def test_without_logprobs_the_answer_token_count_comes_from_usage_or_is_unknown(
     (i,) = traces_from_openai(openai_body(inline=True, logprobs=False), seed=0, expected=1)
     # completion_tokens 20 covers the <think> span too and nothing says how much of it: unknown, not 20
     assert (i.text, i.token_count, i.reasoning_tokens, i.logp) == (ANSWER, None, None, None)
-    (r,) = traces_from_openai(openai_body(inline=True, logprobs=False, report_reasoning_tokens=True), seed=0, expected=1)
+    (r,) = traces_from_openai(openai_body(inline=True, logprobs=False, report_reasoning_tokens=True),
+                              seed=0, expected=1)
     assert (r.token_count, r.reasoning_tokens) == (6, 14)
 
 
@@ -168,7 +170,8 @@ def test_openai_logprobs_spanning_the_reasoning_keep_only_a_provable_answer_suff
     content[13:15] = [{"token": "\n\nThe", "logprob": -0.5}]
     (s,) = traces_from_openai(body, seed=0, expected=1)
     assert (s.logp, s.token_count) == (None, None)
-    assert s.logp_note.startswith("a token straddles the reasoning and the answer, so the answer's tokens cannot be told")
+    assert s.logp_note.startswith("a token straddles the reasoning and the answer, "
+                                  "so the answer's tokens cannot be told")
     # token texts that do not spell the content (a detokenizer's byte tokens, say)
     body = openai_body(inline=False)
     body["choices"][0]["logprobs"]["content"][-1]["token"] = "bytes:\\x2e"
@@ -219,7 +222,8 @@ def test_custom_reasoning_tags_and_none(tmp_path):
     s = split_reasoning("[R]x[/R] 18", ("[R]", "[/R]"))
     assert (s.answer, s.reasoning) == ("18", "x")
     assert split_reasoning("<think>x</think>18", None).answer == "<think>x</think>18"
-    suite = _suite(tmp_path, "  provider: openai\n  name: r1\n  base_url: http://x/v1\n  reasoning_tags: null", "numeric")
+    suite = _suite(tmp_path, "  provider: openai\n  name: r1\n  base_url: http://x/v1\n  reasoning_tags: null",
+                   "numeric")
     assert suite.spec.model.reasoning_tags is None
 
 
@@ -235,7 +239,8 @@ def test_the_json_report_keeps_answer_and_reasoning_apart(tmp_path):
     (t,) = traces_from_openai(openai_body(inline=True), seed=0, expected=1)
     d = json.loads(json.dumps(score_question(suite, suite.questions[0], [t]).to_dict()))
     trace = d["traces"][0]
-    assert (trace["text"], trace["reasoning"], trace["token_count"], trace["reasoning_tokens"]) == (ANSWER, REASONING, 6, 14)
+    assert (trace["text"], trace["reasoning"], trace["token_count"], trace["reasoning_tokens"]) == (
+        ANSWER, REASONING, 6, 14)
     assert (d["metrics"]["mean_tokens"], d["metrics"]["mean_reasoning_tokens"]) == (6, 14)
 
 
@@ -279,7 +284,8 @@ def test_an_empty_think_block_is_still_reasoning_and_its_tokens_not_the_answers(
                               seed=0, expected=1)
     assert (t.text, t.logp, t.token_count, t.reasoning_tokens) == ("42", -0.5, 1, 4)
     closing_only = ["</think>", "\n\n", "42"]
-    (c,) = traces_from_openai(_chat("".join(closing_only), tokens=closing_only, logps=[-1, -1, -0.5]), seed=0, expected=1)
+    (c,) = traces_from_openai(_chat("".join(closing_only), tokens=closing_only, logps=[-1, -1, -0.5]),
+                              seed=0, expected=1)
     assert (c.text, c.logp, c.token_count) == ("42", -0.5, 1)
     # a reasoning parser that leaves an empty reasoning field, logprobs over every token
     (v,) = traces_from_openai(_chat("42", tokens=EMPTY_THINK, logps=[-1, -1, -1, -1, -0.5], beside="\n\n"),
@@ -293,16 +299,20 @@ def test_an_empty_think_block_is_still_reasoning_and_its_tokens_not_the_answers(
 
 
 def test_a_reasoning_field_without_a_reasoning_count_leaves_the_answers_count_unknown():
-    (t,) = traces_from_openai(_chat("42", beside="long reasoning", usage={"completion_tokens": 500}), seed=0, expected=1)
+    (t,) = traces_from_openai(_chat("42", beside="long reasoning", usage={"completion_tokens": 500}),
+                              seed=0, expected=1)
     assert (t.token_count, t.reasoning_tokens) == (None, None)  # not 500: that counts the reasoning too
 
 
 def test_a_reasoning_parsers_leading_newlines_are_not_the_answer():
     # vLLM's deepseek_r1/qwen3 parsers leave the text after </think> as it is: content "\n\n42"
     tokens = ["<think>", "r", "</think>", "\n\n", "42"]
-    (p,) = traces_from_openai(_chat("\n\n42", tokens=tokens, logps=[-1, -1, -1, -1, -0.5], beside="r"), seed=0, expected=1)
-    (i,) = traces_from_openai(_chat("".join(tokens), tokens=tokens, logps=[-1, -1, -1, -1, -0.5]), seed=0, expected=1)
-    assert (p.text, p.logp, p.token_count, p.reasoning) == (i.text, i.logp, i.token_count, i.reasoning) == ("42", -0.5, 1, "r")
+    (p,) = traces_from_openai(_chat("\n\n42", tokens=tokens, logps=[-1, -1, -1, -1, -0.5], beside="r"),
+                              seed=0, expected=1)
+    (i,) = traces_from_openai(_chat("".join(tokens), tokens=tokens, logps=[-1, -1, -1, -1, -0.5]),
+                              seed=0, expected=1)
+    assert (p.text, p.logp, p.token_count, p.reasoning) == (i.text, i.logp, i.token_count, i.reasoning) == (
+        "42", -0.5, 1, "r")
 
 
 @pytest.mark.parametrize("content", ["The answer is 42. Some models wrap reasoning in <think> tags.",
@@ -402,7 +412,8 @@ def test_odd_but_valid_bodies_parse():
     g = {"candidates": [{"content": {"parts": [{"text": None}, {"text": "4"}]}, "finishReason": "STOP"}]}
     assert traces_from_response(g, seed=0, expected=1)[0].text == "4"
     # proto3 JSON omits a logProbability of 0 (probability 1): the token counts as 0, not as missing
-    g = {"candidates": [{"content": {"parts": [{"text": "4"}]}, "logprobsResult": {"chosenCandidates": [{"token": "4"}]}}]}
+    g = {"candidates": [{"content": {"parts": [{"text": "4"}]},
+                         "logprobsResult": {"chosenCandidates": [{"token": "4"}]}}]}
     assert traces_from_response(g, seed=0, expected=1)[0].logp == 0.0
 
 
@@ -417,7 +428,8 @@ def test_the_scorer_refuses_offsets_that_drift_from_the_text(fixed_body):
     tokens = ["Q", ":", "eggs", "?", "\n", "1", "8", "eggs", "."]
     offsets = [sum(map(len, tokens[:i])) for i in range(len(tokens))]
     fixed_body.serve({"model": "ref", "choices": [{"index": 0, "text": context + completion + ".", "logprobs": {
-        "tokens": tokens, "token_logprobs": [None, -1, -1, -1, -1, -0.25, -0.125, -0.5, -7.0], "text_offset": offsets}}]})
+        "tokens": tokens, "token_logprobs": [None, -1, -1, -1, -1, -0.25, -0.125, -0.5, -7.0],
+        "text_offset": offsets}}]})
     scorer = OpenAIScorer(ScorerConfig(provider="openai", name="ref", base_url=f"{fixed_body.url}/v1"))
     with pytest.raises(ScoringError, match="token offsets do not tile the text"):
         scorer.score(context, [completion])

@@ -237,3 +237,112 @@ def test_the_package_and_its_light_modules_load_no_recorder_or_sdk():
             " callable(namespace['verify']))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines() == ["[]", "rlhf_eval.suite rlhf_eval.evaluate True", "True True", "True True"]
+
+
+REQUESTS_PROVIDER = '''
+import os
+
+import requests
+
+from rlhf_eval import SamplingError, Trace
+
+
+class RequestsChat:
+    """A team's sampler that sends each trace's request with `requests` (urllib3), not httpx."""
+
+    def __init__(self, model, *, replay=False, policy=None):
+        self.model = model
+        self.url = os.environ["TEAM_CHAT_URL"] + "/v1/chat/completions"
+
+    def sample(self, prompt, k, seed):
+        traces = []
+        for i in range(k):
+            body = {"model": self.model.name, "messages": [{"role": "user", "content": prompt}], "seed": seed + i,
+                    "temperature": self.model.temperature, "max_tokens": 400}
+            response = requests.post(self.url, json=body, timeout=30)
+            if response.status_code != 200:
+                raise SamplingError(f"the chat server answered {response.status_code}", status=response.status_code)
+            choice = response.json()["choices"][0]
+            traces.append(Trace(text=choice["message"]["content"], finish_reason="STOP", token_count=None, logp=None,
+                                seed=seed + i, model_version=response.json()["model"]))
+        return traces
+'''
+
+
+def test_a_provider_sending_with_requests_records_concurrently_as_serially(project, live, monkeypatch):
+    """vcrpy un-patches every HTTP library, for every thread, while it sends one request for real;
+    questions recording at once through `requests` lost requests to the network (unrecorded) until
+    the adapter kept the other threads' patches in place."""
+    from test_load import cassettes
+    from test_plugin import metrics_of, report_json, suite_yaml
+
+    (project.path / "team_requests.py").write_text(REQUESTS_PROVIDER)
+    monkeypatch.syspath_prepend(str(project.path))
+    monkeypatch.setenv("TEAM_CHAT_URL", live.base_url)
+    model = {"provider": "team_requests:RequestsChat", "name": "gemini-2.0-flash", "temperature": 1.0}
+    project.makefile(".yaml", demo=suite_yaml(samples=4, limit=8, logprobs=False, extra={"model": model}))
+    serial, serial_report = report_json(project, "--rlhf-record-mode=once", "--rlhf-concurrency=1",
+                                        "--rlhf-cassette-dir=serial")
+    serial.assert_outcomes(passed=8)
+    sent = len(live.requests)
+    concurrent, concurrent_report = report_json(project, "--rlhf-record-mode=once", "--rlhf-concurrency=8",
+                                                "--rlhf-cassette-dir=concurrent")
+    concurrent.assert_outcomes(passed=8)
+    assert len(live.requests) == sent + 32
+    assert cassettes(project.path / "concurrent") == cassettes(project.path / "serial")  # byte for byte
+    assert metrics_of(concurrent_report) == metrics_of(serial_report)
+
+
+def test_a_team_providers_seed_hook_orders_its_cassette_and_explains_a_changed_seed(fixed_body, tmp_path,
+                                                                                    monkeypatch):
+    """Recording knows no provider's body format: where the seed is comes from the provider
+    (`request_seed`), so a team's own format is ordered and explained as Gemini's and OpenAI's are."""
+    import httpx
+
+    from rlhf_eval.providers import PROVIDERS, provider
+
+    monkeypatch.chdir(tmp_path)
+    fixed_body.serve({"text": "4"})
+
+    def body(seed):
+        return {"prompt": "What is 2+2?", "sampling": {"random_seed": seed, "temperature": 1.0}}
+
+    with use_cassette("c.yaml", "once"):
+        for seed in (102, 100, 101):  # as concurrent traces may finish
+            httpx.post(f"{fixed_body.url}/generate", json=body(seed))
+
+    def replay_seed(seed):
+        with pytest.raises(CassetteProblem) as info, use_cassette("c.yaml", "none", rerecord_hint="pytest s.yaml::q"):
+            httpx.post("http://127.0.0.1:9/generate", json=body(seed))
+        return str(info.value)
+
+    def recorded_seeds():
+        return [json.loads(i["request"]["body"])["sampling"]["random_seed"]
+                for i in json.loads((tmp_path / "c.yaml").read_text())["interactions"]]
+
+    assert recorded_seeds() == [102, 100, 101]  # no provider reads this format: recorded order
+    assert replay_seed(103) == ("stale cassette c.yaml: the suite changed since it was recorded: "
+                                "sampling.random_seed: 102 → 103; re-record with: pytest s.yaml::q")
+
+    @provider("seeded-team", request_seed=lambda body: body["sampling"]["random_seed"])  # KeyError on others' bodies
+    def seeded_team():
+        raise AssertionError("never sampled here")
+    try:
+        with use_cassette("c.yaml", "all"):
+            for seed in (102, 100, 101):
+                httpx.post(f"{fixed_body.url}/generate", json=body(seed))
+        assert recorded_seeds() == [100, 101, 102]
+        assert replay_seed(103) == ("stale cassette c.yaml: it holds seeds 100–102 (3 requests) but this run asks "
+                                    "for seed 103 (did `samples` or `seed` change?); re-record with: pytest s.yaml::q")
+        # Gemini's bodies (on which the team's hook raises) beside the team's: each read by its provider.
+        gemini = f"{fixed_body.url}/v1beta/models/m:generateContent"
+        with use_cassette("g.yaml", "once"):
+            for url, sent in ((gemini, {**BODY, "generationConfig": {"seed": 2}}),
+                              (f"{fixed_body.url}/generate", body(0)),
+                              (gemini, {**BODY, "generationConfig": {"seed": 1}})):
+                httpx.post(url, json=sent)
+        lines = json.loads((tmp_path / "g.yaml").read_text())["interactions"]
+        assert [json.loads(i["request"]["body"]).get("generationConfig", {}).get("seed", "team") for i in lines] == [
+            "team", 1, 2]
+    finally:
+        PROVIDERS.unregister("seeded-team")

@@ -12,12 +12,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import NO_HYPOTHESIS, TEST_KEY
 from rlhf_eval import SuiteError, Verdict, VerifierError, load_suite, verifier, verify
 from rlhf_eval.providers import PROVIDERS
 from rlhf_eval.registry import Registry, RegistryError
+from rlhf_eval.rewards import REWARDS
 from rlhf_eval.verify import VERIFIERS, _as_verifier, check_options, equivalent
 from test_plugin import report_json, suite_yaml
 
@@ -65,6 +67,11 @@ class TinyChat:
         return traces
 
 
+def short_answer(completions, **kwargs):
+    """A team's length penalty, written for TRL's GRPOTrainer."""
+    return [-len(completion) / 1000 for completion in completions]
+
+
 def crashes_on_answers(text: str, reference: str) -> bool:
     if text:
         raise ValueError(f"cannot read {text[:5]!r}")
@@ -76,7 +83,7 @@ def crashes_on_answers(text: str, reference: str) -> bool:
 def registered():
     """What a test registers (or loads from a reference) is forgotten after it, pass or fail, so
     every test sees only the built-ins."""
-    before = {registry: set(registry.registered()) for registry in (VERIFIERS, PROVIDERS)}
+    before = {registry: set(registry.registered()) for registry in (VERIFIERS, PROVIDERS, REWARDS)}
     yield
     for registry, names in before.items():
         for name in set(registry.registered()) - names:
@@ -161,8 +168,9 @@ def test_unknown_names_list_what_is_known_and_references_fail_in_one_line(tmp_pa
     assert verify("so 12", "10", "team_refs:last_integer", tolerance=2).correct
 
 
-def _suite_with(verifier_spec, model: dict | None = None) -> str:
-    return suite_yaml(samples=4, limit=3, extra={"verifier": verifier_spec, **({"model": model} if model else {})})
+def _suite_with(verifier_spec, model: dict | None = None, **extra) -> str:
+    return suite_yaml(samples=4, limit=3, extra={"verifier": verifier_spec, **({"model": model} if model else {}),
+                                                 **extra})
 
 
 def test_a_module_reference_in_a_suite_records_and_replays(project, live, monkeypatch):
@@ -221,16 +229,17 @@ def test_a_suite_naming_an_unknown_verifier_fails_at_load_with_the_known_ones(tm
 # ------------------------------------------------------------------ an installed outside package
 
 def _wheel(directory: Path, name: str, modules: dict[str, str], entry_points: dict[str, str],
-           providers: dict[str, str] | None = None) -> Path:
-    """A real wheel of package `name`: its modules, `rlhf_eval.verifiers` and `rlhf_eval.providers`
-    entry points."""
+           providers: dict[str, str] | None = None, rewards: dict[str, str] | None = None) -> Path:
+    """A real wheel of package `name`: its modules, `rlhf_eval.verifiers`, `rlhf_eval.providers`
+    and `rlhf_eval.rewards` entry points."""
     dist = f"{name}-0.1.dist-info"
     files = {f"{module}.py": text for module, text in modules.items()}
     files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n"
     files[f"{dist}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     points = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
-    files[f"{dist}/entry_points.txt"] = f"[rlhf_eval.verifiers]\n{points}" + (
-        "\n[rlhf_eval.providers]\n" + "".join(f"{k} = {v}\n" for k, v in providers.items()) if providers else "")
+    files[f"{dist}/entry_points.txt"] = f"[rlhf_eval.verifiers]\n{points}" + "".join(
+        f"\n[rlhf_eval.{group}]\n" + "".join(f"{k} = {v}\n" for k, v in offered.items())
+        for group, offered in (("providers", providers), ("rewards", rewards)) if offered)
     record = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
@@ -249,7 +258,7 @@ def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     wheel = _wheel(root, "team_evals", {"team_evals": TEAM_MODULE, "team_broken": "raise ImportError('no GPU here')"},
                    {"last_integer": "team_evals:last_integer", "needs_gpu": "team_broken:whatever"},
-                   {"tiny-chat": "team_evals:TinyChat"})
+                   {"tiny-chat": "team_evals:TinyChat"}, {"short_answer": "team_evals:short_answer"})
     target = root / "site-packages"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target),
                     str(wheel)], check=True, capture_output=True)
@@ -263,12 +272,15 @@ def _pytest(cwd: Path, site: Path, env: dict, *args: str) -> subprocess.Complete
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_an_installed_packages_verifier_and_provider_record_and_replay(installed, tmp_path, live):
-    """The team's package brings both its sampler (entry point `tiny-chat`, its own HTTP client)
-    and its verifier: recorded through the emulator, replayed offline with nothing listening."""
+def test_an_installed_packages_verifier_reward_function_and_provider_record_and_replay(installed, tmp_path, live):
+    """The team's package brings its sampler (entry point `tiny-chat`, its own HTTP client), its
+    verifier and a reward function in TRL's signature: recorded through the emulator, replayed
+    offline with nothing listening (issue 12, Done-when 1)."""
     (tmp_path / "pytest.ini").write_text("[pytest]\nrlhf_suite_files = *.yaml\n")
     model = {"provider": "tiny-chat", "name": "gemini-2.0-flash", "temperature": 1.0, "options": {"max_tokens": 300}}
-    (tmp_path / "demo.yaml").write_text(_suite_with({"name": "last_integer", "tolerance": 0}, model=model))
+    (tmp_path / "demo.yaml").write_text(_suite_with({"name": "last_integer", "tolerance": 0}, model=model,
+                                                    reward_funcs=["accuracy", "short_answer"],
+                                                    reward_weights=[1.0, 2.0]))
     recording = {"TEAM_CHAT_URL": live.base_url, "RLHF_EVAL_GEMINI_BASE_URL": live.base_url, "GEMINI_API_KEY": TEST_KEY}
     before = len(live.requests)
     rec = _pytest(tmp_path, installed, recording, "--rlhf-record-mode=once", "--rlhf-report-json=rec.json")
@@ -285,6 +297,18 @@ def test_an_installed_packages_verifier_and_provider_record_and_replay(installed
     assert replayed["suites"][0]["model"]["provider"] == "tiny-chat"
     verdicts = {t["verdict"] for q in replayed["suites"][0]["questions"] for t in q["traces"]}
     assert verdicts & {"correct", "incorrect"}
+    # The package's reward function, weighted 2, beside the verdict table's accuracy; the sum drives the advantages.
+    assert replayed["suites"][0]["reward_funcs"] == [{"name": "accuracy", "weight": 1.0},
+                                                     {"name": "short_answer", "weight": 2.0}]
+    for q in replayed["suites"][0]["questions"]:
+        traces = q["traces"]
+        for t in traces:
+            accuracy = float(t["verdict"] == "correct")
+            assert t["rewards_by_function"] == {"accuracy": accuracy, "short_answer": -len(t["text"]) / 1000}
+            assert t["reward"] == pytest.approx(accuracy - 2 * len(t["text"]) / 1000, rel=1e-12)
+        rewards = np.array([t["reward"] for t in traces])
+        assert [t["advantage"] for t in traces] == pytest.approx(
+            list((rewards - rewards.mean()) / (rewards.std(ddof=1) + 1e-4)), rel=1e-9)  # TRL's, group-scaled
 
     # A package whose entry point cannot load costs nothing until a suite names it; then one line.
     text = _suite_with("needs_gpu")
@@ -300,6 +324,13 @@ def test_an_installed_packages_verifier_and_provider_record_and_replay(installed
     unknown = _pytest(tmp_path, installed, offline)
     assert (f"demo.yaml:{line}: verifier: unknown verifier 'zzz'; known: choice, exact, last_integer, math, needs_gpu, "
             "numeric, regex") in unknown.stdout.splitlines()
+    # and an unknown reward function lists the installed one with the built-in
+    text = _suite_with("numeric", reward_funcs=["zzz"])
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row.startswith("- zzz"))
+    (tmp_path / "demo.yaml").write_text(text)
+    unknown = _pytest(tmp_path, installed, offline)
+    assert (f"demo.yaml:{line}: reward_funcs[0]: unknown reward function 'zzz'; known: accuracy, short_answer"
+            in unknown.stdout.splitlines()), unknown.stdout[-2000:]
 
 
 # ------------------------------------------------------------------ what a helper's attack found

@@ -126,10 +126,20 @@ def test_fields_other_work_adds_load_typed_and_survive_a_dump(shipped, tmp_path)
     assert [(f.name, f.weight) for f in s.reward_funcs] == [("format", 0.5), ("correctness", 1.0)]
     assert s.questions[0].traces[0].rewards_by_function["judge"] is None
     assert s.questions[0].metrics.get("future_metric") == 0.25
-    assert report.suites[0].reward_funcs is None and report.suites[0].questions[0].traces[0].rewards_by_function is None
+    unchanged = report.suites[0]  # as the harness wrote it: the built-in accuracy alone
+    assert [(f.name, f.weight) for f in unchanged.reward_funcs] == [("accuracy", 1.0)]
+    assert all(t.rewards_by_function == {"accuracy": t.reward} for q in unchanged.questions for t in q.traces)
     out = tmp_path / "out.json"
     report.dump(out)
     assert json.loads(out.read_text()) == data  # known keys come in the model's order, unknown ones after
+    legacy = copy.deepcopy(shipped)  # a report written before reward functions existed
+    for s_ in legacy["suites"]:
+        del s_["reward_funcs"]
+        for t in (t for q_ in s_["questions"] for t in q_["traces"]):
+            del t["rewards_by_function"]
+    old = Report.load(_write(tmp_path, legacy, "legacy.json"))
+    assert old.suites[0].reward_funcs is None and old.suites[0].questions[0].traces[0].rewards_by_function is None
+    assert old.to_dict() == legacy
     assert "future_metric" in render_html(report)  # readers show a metric they do not know, after the known ones
 
     data["suites"][1]["reward_funcs"][0]["weight"] = "half"

@@ -216,7 +216,8 @@ def test_numeric_is_fast():
 
 
 def test_exact():
-    assert verify("Let me think.\nThe answer is Paris.", "paris", "exact") == Verdict("correct", "Paris.", "from answer is")
+    assert (verify("Let me think.\nThe answer is Paris.", "paris", "exact")
+            == Verdict("correct", "Paris.", "from answer is"))
     assert verify("so\n#### New   York", "new york", "exact").correct
     assert verify("\\boxed{Blue whale}", "blue whale!", "exact").correct
     assert verify("Reasoning...\n\nLondon\n\n", "london", "exact") == Verdict("correct", "London", "from last line")
@@ -359,7 +360,8 @@ def test_math_timeout_without_signals():
     # Off the main thread signal.alarm is unavailable; the worker process is timed from here
     # instead. A real hang (sympy expanding 9^387420489), not a sleep: see test_verifier_math_worker.py.
     result: list = []
-    worker = threading.Thread(target=lambda: result.append(verify("\\boxed{\\gcd(9^{9^{9}}, 6)}", "3", "math", timeout=0.5)))
+    worker = threading.Thread(
+        target=lambda: result.append(verify("\\boxed{\\gcd(9^{9^{9}}, 6)}", "3", "math", timeout=0.5)))
     worker.start()
     worker.join(60)
     assert result and result[0].status == "unparsable" and "timed out" in result[0].detail

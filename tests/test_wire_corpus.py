@@ -81,8 +81,9 @@ def test_g02_vertex_logprobs_without_top_candidates(wire, monkeypatch, tmp_path)
 
 
 def test_g03_thought_parts_are_reasoning_and_only_the_answer_is_verified(wire, monkeypatch, tmp_path):
-    raw, t, v, r = _gemini(wire, monkeypatch, tmp_path, "G03_dev_3pro_thought_parts.json", "gemini-3-pro-preview", logprobs=True,
-                           answer="right-left-right", verifier="{name: regex, pattern: '(Right-Left-Right)'}",
+    raw, t, v, r = _gemini(wire, monkeypatch, tmp_path, "G03_dev_3pro_thought_parts.json", "gemini-3-pro-preview",
+                           logprobs=True, answer="right-left-right",
+                           verifier="{name: regex, pattern: '(Right-Left-Right)'}",
                            question="How do I cross the street?")
     thought, answer = raw["candidates"][0]["content"]["parts"]
     assert thought["thought"] is True and "thoughtSignature" in answer
@@ -90,7 +91,8 @@ def test_g03_thought_parts_are_reasoning_and_only_the_answer_is_verified(wire, m
     assert t.text.startswith("Crossing the street safely") and t.reasoning.startswith("**A Safe Street-Crossing Guide")
     assert (t.token_count, t.reasoning_tokens, t.logp, t.logp_note) == (736, 1001, None, None)
     assert (v.status, v.extracted) == ("correct", "Right-Left-Right")
-    assert r.dpo_unavailable == "gemini-3-pro-preview returns no log-probabilities on the Gemini Developer API, so none were requested"
+    assert r.dpo_unavailable == ("gemini-3-pro-preview returns no log-probabilities on the Gemini Developer API, "
+                                 "so none were requested")
 
 
 def test_g04_thinking_model_out_of_budget_is_truncated_with_no_answer_tokens(wire, monkeypatch, tmp_path):
@@ -110,7 +112,8 @@ def test_g05_max_tokens_with_text(wire, monkeypatch, tmp_path):
 def test_g06_safety_with_empty_content_is_blocked(wire, monkeypatch, tmp_path):
     _, t, v, _ = _gemini(wire, monkeypatch, tmp_path, "G06_dev_15flash_safety.json", "gemini-1.5-flash",
                          answer="x", verifier="exact", question="Tell me a joke.")
-    assert (t.text, t.finish_reason, t.token_count, t.logp, t.model_version) == ("", "SAFETY", 0, None, "gemini-1.5-flash")
+    assert (t.text, t.finish_reason, t.token_count, t.logp, t.model_version) == (
+        "", "SAFETY", 0, None, "gemini-1.5-flash")
     assert v.status == "blocked" and "SAFETY" in v.detail
 
 
@@ -130,9 +133,11 @@ def test_g09_g11_avg_logprobs_alone_never_becomes_a_logp(wire, monkeypatch, tmp_
     raw, t, v, r = _gemini(wire, monkeypatch, tmp_path, body, model, vertex=vertex, answer="Paris",
                            verifier="{name: regex, pattern: '(Paris)'}", question="What is the capital of France?")
     assert raw["candidates"][0]["avgLogprobs"] < 0
-    assert (t.text, v.status, t.token_count, t.reasoning_tokens) == ("The capital of France is Paris.\n", "correct", 8, None)
+    assert (t.text, v.status, t.token_count, t.reasoning_tokens) == (
+        "The capital of France is Paris.\n", "correct", 8, None)
     assert t.logp is None and t.logp_source is None and "avgLogprobs" in t.logp_note
-    assert r.metrics["mean_logp"] is None and r.dpo_unavailable == f"{model} was not asked for log-probabilities (the suite has model.logprobs: false)"
+    assert r.metrics["mean_logp"] is None and r.dpo_unavailable == (
+        f"{model} was not asked for log-probabilities (the suite has model.logprobs: false)")
 
 
 def test_g12_thoughts_counted_apart_from_the_answer(wire, monkeypatch, tmp_path):
@@ -149,14 +154,16 @@ def _openai(wire, monkeypatch, tmp_path, body: str, model: str, *, endpoint="cha
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     raw = wire.serve_file(body)
     spec = (f"  provider: openai\n  name: {model}\n  base_url: {wire.url}/v1\n  endpoint: {endpoint}\n"
-            f"  logprobs: {str(logprobs).lower()}\n" + ("  max_output_tokens: 16\n" if endpoint == "completions" else ""))
+            f"  logprobs: {str(logprobs).lower()}\n"
+            + ("  max_output_tokens: 16\n" if endpoint == "completions" else ""))
     trace, verdict, result = _run(_suite(tmp_path, spec, **kw))
     assert wire.paths[-1] == f"/v1/{'chat/completions' if endpoint == 'chat' else 'completions'}"
     return raw, trace, verdict, result
 
 
 def test_o04_vllm_reasoning_field_glm(wire, monkeypatch, tmp_path):
-    raw, t, v, _ = _openai(wire, monkeypatch, tmp_path, "O04_vllm_crusoe_glm_reasoning_chat.json", "zai/GLM-5.2", answer=4)
+    raw, t, v, _ = _openai(wire, monkeypatch, tmp_path, "O04_vllm_crusoe_glm_reasoning_chat.json", "zai/GLM-5.2",
+                           answer=4)
     assert (t.text, t.reasoning) == ("2 + 2 = 4.", raw["choices"][0]["message"]["reasoning"])
     assert (v.status, v.extracted) == ("correct", "4")
     # completion_tokens 118 includes reasoning_tokens 108

@@ -35,6 +35,14 @@ _BLOCK_REASONS = {0: "BLOCK_REASON_UNSPECIFIED", 1: "SAFETY", 2: "OTHER", 3: "BL
                   5: "IMAGE_SAFETY"}
 
 
+def request_seed(body: Any) -> int | None:
+    """The seed of a generateContent request body (parsed JSON): its `generationConfig.seed`, or
+    None. The `gemini` provider's `request_seed` hook (`rlhf_eval.providers`)."""
+    config = body.get("generationConfig") if isinstance(body, dict) else None
+    seed = config.get("seed") if isinstance(config, dict) else None
+    return seed if type(seed) is int else None
+
+
 def logprobs_supported(model: str, *, vertex: bool) -> bool | None:
     """Whether the API returns log-probabilities for `model` (reference §5, late 2026); None if unknown.
 

@@ -36,7 +36,10 @@ REQUEST_TIMEOUT_S = 60.0
 
 
 class LegacySeedWarning(UserWarning):
-    """google-generativeai cannot send a seed (filter it with `-W ignore::rlhf_eval.backends.gemini_legacy.LegacySeedWarning`)."""
+    """google-generativeai cannot send a seed.
+
+    Filter it with `-W ignore::rlhf_eval.backends.gemini_legacy.LegacySeedWarning`.
+    """
 
 
 SEED_WARNING = (
@@ -189,7 +192,7 @@ def _one_line(text: str) -> str:
 
 
 def _api_message(exc: Any) -> str:
-    response = getattr(exc, "response", None)
+    response: Any = getattr(exc, "response", None)
     try:
         message = response.json()["error"]["message"]
     except Exception:

@@ -47,7 +47,7 @@ def _load(config: ScorerConfig, what: str):
         # transformers ≥ 4.56 spells it `dtype`; older versions only know `torch_dtype`.
         major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
         kwargs["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = _DTYPES[config.dtype]
-        loader = transformers.AutoModelForCausalLM
+        loader: Any = transformers.AutoModelForCausalLM
     else:
         loader = transformers.AutoTokenizer
     try:

@@ -37,6 +37,13 @@ _FINISH = {"stop": "STOP", "eos": "STOP", "eos_token": "STOP", "stop_sequence": 
            "tool_calls": "UNEXPECTED_TOOL_CALL", "function_call": "UNEXPECTED_TOOL_CALL", "abort": "ABORTED"}
 
 
+def request_seed(body: Any) -> int | None:
+    """The seed of a chat or completions request body (parsed JSON): its top-level `seed`, or
+    None. The `openai` provider's `request_seed` hook (`rlhf_eval.providers`)."""
+    seed = body.get("seed") if isinstance(body, dict) else None
+    return seed if type(seed) is int else None
+
+
 def _client(base_url: str | None, api_key_env: str | None, replay: bool):
     from . import api_key, server_url
 

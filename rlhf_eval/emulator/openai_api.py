@@ -1,8 +1,8 @@
 """OpenAI-compatible endpoints of the emulator, as vLLM, SGLang and llama.cpp's server expose them.
 
 ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` and
-``GET /v1/models/{id}``. The behaviour is documented in the package docstring
-(``rlhf_eval/emulator/__init__.py``, section "OpenAI-compatible endpoints"); the answers come
+``GET /v1/models/{id}``. The behaviour is documented in
+docs/emulator.md (section "OpenAI-compatible endpoints"); the answers come
 from the same trace bank, hash and (per-model tempered) unigram model as the Gemini endpoints
 (see ``server.py`` and ``bank.py``).
 """
@@ -23,6 +23,7 @@ from .server import (
     EmulatorState,
     RawJSON,
     _number,
+    boxed_answer,
     cut_at_stops,
     echo_key_text,
     parse_markers,
@@ -319,8 +320,8 @@ class _Sampling:
     """The sampling settings shared by both endpoints."""
 
     def __init__(self, body: dict, *, max_tokens: int | None, allow_zero_tokens: bool):
-        self.n = _int(body, "n")
-        self.n = 1 if self.n is None else self.n
+        n = _int(body, "n")
+        self.n: int = 1 if n is None else n
         _in_range("n", self.n, 1, MAX_CHOICES)
         temperature = _float(body, "temperature")
         _in_range("temperature", temperature, 0, 2)
@@ -376,13 +377,15 @@ def _first_stop(text: str, stops: list[str]) -> str | None:
 
 
 def _generate(bank: Bank, model: str, p: _Prompt, j: int, sp: _Sampling, seed: int, pad_to: int = 0,
-              prefix: str = "", style: str | None = None) -> _Gen:
+              prefix: str = "", style: str | None = None, boxed: bool = False) -> _Gen:
     """Choice ``j`` for one prompt: the answer is exactly the text the Gemini side would give for
     the same model, prompt, seed and candidate index (padding to ``pad_to`` tokens, the
     ``echo_key`` ``prefix``, stop sequences); a reasoning model (``style``) generates its
     reasoning first. ``max_tokens`` then cuts reasoning and answer together."""
     trace = pick_trace(bank, model, p.norm, p.clean, p.qi, seed, j, sp.greedy, pad_to)
     lm = bank.model_for(model)
+    if boxed:
+        trace = lm.make_trace(boxed_answer(trace.text))
     if prefix:
         trace = lm.make_trace(prefix + trace.text)
     stop_hit = _first_stop(trace.text, sp.stops)
@@ -687,7 +690,7 @@ def chat_completions(state: EmulatorState, path: str, body: dict, api_key: str =
             choices.append(_chat_choice(server, j, _message(server, style, "", None), None, "length", None, False))
             continue
         g = _generate(bank, model, prompt, j, sp, seed, state.pad_to_tokens,
-                      echo_key_text(api_key) if markers.echo_key else "", style)
+                      echo_key_text(api_key) if markers.echo_key else "", style, markers.boxed)
         completion_tokens += g.n_tokens
         if style in (STYLE_REASONING_CONTENT, STYLE_REASONING):  # a reasoning parser counts them
             reasoning_tokens = (reasoning_tokens or 0) + len(g.r_chosen)
@@ -744,7 +747,7 @@ def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") 
     style = STYLE_THINK if reasoning_style(model, markers.reasoning) is not None else None
     bank = state.bank
     lm = bank.model_for(model)  # the same model scores the echoed prompt and the generated text
-    choices = []
+    choices: list[dict[str, Any]] = []
     prompt_tokens = 0
     completion_tokens = 0
     reasoning = None
@@ -765,16 +768,17 @@ def completions(state: EmulatorState, path: str, body: dict, api_key: str = "") 
                 choice = {"text": prefix, "index": len(choices), "logprobs": None, "finish_reason": finish}
             else:
                 g = _generate(bank, model, prompt, j, sp, seed, state.pad_to_tokens,
-                              echo_key_text(api_key) if markers.echo_key else "", style)
+                              echo_key_text(api_key) if markers.echo_key else "", style, markers.boxed)
                 completion_tokens += g.n_tokens
                 lp = None
                 if k is not None:
                     if server == SERVER_LLAMA_CPP:  # llama.cpp's current shape (S01)
                         lp = {"content": _content_logprobs(lm, (g.r_chosen, g.a_chosen), k, llama=True)}
                     else:
-                        lp = _legacy_logprobs(lm, p_trace.chosen if echo else None, (g.r_chosen, g.a_chosen), k)
+                        lp = _legacy_logprobs(lm, p_trace.chosen if echo and p_trace else None,
+                                              (g.r_chosen, g.a_chosen), k)
                 choice = {"text": prefix + g.inline, "index": len(choices), "logprobs": lp, "finish_reason": g.finish}
-            if pk is not None:
+            if pk is not None and p_trace is not None:  # p_trace is made whenever pk is asked for
                 choice["prompt_logprobs"] = _prompt_logprobs(lm, p_trace.chosen, pk)
             choices.append(choice)
     # vLLM's completions usage: the three counts (the O02 excerpt shows none; chat's details not assumed)

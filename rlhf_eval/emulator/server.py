@@ -1,6 +1,6 @@
 """HTTP server of the Gemini emulator: routing, request parsing, responses, faults.
 
-The behaviour is documented in the package docstring (``rlhf_eval/emulator/__init__.py``).
+The behaviour is documented in docs/emulator.md.
 """
 from __future__ import annotations
 
@@ -313,7 +313,8 @@ def quota_exceeded(model: str, rpm: float, wait_s: float) -> ApiError:
 def camelize(obj: Any) -> Any:
     """Rewrite every dict key from snake_case to camelCase, recursively."""
     if isinstance(obj, dict):
-        return {(_CAMEL_RE.sub(lambda m: m.group(1).upper(), k) if "_" in k else k): camelize(v) for k, v in obj.items()}
+        return {(_CAMEL_RE.sub(lambda m: m.group(1).upper(), k) if "_" in k else k): camelize(v)
+                for k, v in obj.items()}
     if isinstance(obj, list):
         return [camelize(v) for v in obj]
     return obj
@@ -552,6 +553,24 @@ def pad_text(text: str, target: int, extra_lines: list[str] | tuple[str, ...] = 
     return "\n".join([*body, *added, final])
 
 
+_ANSWER_LINE_RE = re.compile(r"^(\s*)(?:A:|The answer is)\s*(.*?)\.?\s*$")
+
+
+def boxed_answer(text: str) -> str:
+    """``text`` with its final answer line (``A: 26``, ``The answer is (B).``) written as a model
+    told to "put your final answer within \\boxed{}" writes it: ``The final answer is
+    $\\boxed{26}$.`` (``[[emulator:boxed]]``); a text without one is unchanged."""
+    head, _, last = text.rpartition("\n")
+    m = _ANSWER_LINE_RE.match(last)
+    if m is None or not m.group(2):
+        return text
+    answer = m.group(2)
+    if len(answer) == 3 and answer[0] == "(" and answer[2] == ")":  # an option letter: (B) -> B
+        answer = answer[1]
+    line = f"{m.group(1)}The final answer is $\\boxed{{{answer}}}$."
+    return f"{head}\n{line}" if head or text.startswith("\n") else line
+
+
 _NAME_MARKER_RE = re.compile(r"^(block|finish|reasoning)=([a-z][a-z0-9_]*)$")
 #: ``[[emulator:reasoning=MODE]]`` modes (used by the OpenAI-compatible side; see openai_api.py)
 REASONING_MODES = ("reasoning_content", "reasoning", "think", "none")
@@ -560,7 +579,7 @@ REASONING_MODES = ("reasoning_content", "reasoning", "think", "none")
 class Markers:
     """The fault markers found in a prompt (see :func:`parse_markers`)."""
 
-    __slots__ = ("mode", "reason", "error_code", "error_times", "delay", "echo_key", "reasoning")
+    __slots__ = ("mode", "reason", "error_code", "error_times", "delay", "echo_key", "reasoning", "boxed")
 
     def __init__(self) -> None:
         self.mode: str | None = None  # "block", "finish" or "max_tokens"
@@ -570,6 +589,7 @@ class Markers:
         self.delay = 0.0  # seconds
         self.echo_key = False  # [[emulator:echo_key]]: the answer quotes the request's API key
         self.reasoning: str | None = None  # [[emulator:reasoning=MODE]] (OpenAI-compatible side only)
+        self.boxed = False  # [[emulator:boxed]]: the final answer line gives the answer in \boxed{}
 
 
 def parse_markers(raw_prompt: str) -> Markers:
@@ -592,6 +612,8 @@ def parse_markers(raw_prompt: str) -> Markers:
             mk.mode, mk.reason = "max_tokens", "MAX_TOKENS"
         elif word == "echo_key":
             mk.echo_key = True
+        elif word == "boxed":
+            mk.boxed = True
         elif nm and nm.group(1) == "reasoning":
             if nm.group(2) not in REASONING_MODES:
                 raise invalid(f"emulator marker [[emulator:{m.group(1).strip()}]]: the reasoning mode must be one "
@@ -614,7 +636,7 @@ def parse_markers(raw_prompt: str) -> Markers:
         else:
             raise invalid(
                 f"unknown emulator marker [[emulator:{m.group(1)}]]; known: block, block=<REASON>, safety, "
-                "finish=<REASON>, max_tokens, reasoning=<MODE>, echo_key, 429, 500, 503 (or 400/403/404/504), "
+                "finish=<REASON>, max_tokens, reasoning=<MODE>, echo_key, boxed, 429, 500, 503 (or 400/403/404/504), "
                 "<code>x<N>, latency=<ms>"
             )
     return mk
@@ -995,6 +1017,8 @@ class EmulatorState:
             pad_to = self.pad_to_tokens
             for j in range(n):
                 trace = pick_trace(bank, model, prompt, clean, qi, seed, j, greedy, pad_to)
+                if markers.boxed:
+                    trace = model_lp.make_trace(boxed_answer(trace.text))
                 if markers.echo_key:
                     trace = model_lp.make_trace(echo_key_text(api_key) + trace.text)
                 trace = cut_at_stops(model_lp, trace, stops)
@@ -1156,11 +1180,12 @@ class _Handler(BaseHTTPRequestHandler):
             if m is not None:
                 version, model, action = m.groups()
                 project = location = None
-            else:
+            elif vm is not None:
                 version, project, location, model, action = vm.groups()
             entry["model"] = model
             if action == "streamGenerateContent":
-                raise ApiError(501, "UNIMPLEMENTED", "streamGenerateContent is not implemented by the rlhf-eval emulator.")
+                raise ApiError(501, "UNIMPLEMENTED",
+                               "streamGenerateContent is not implemented by the rlhf-eval emulator.")
             if action != "generateContent":
                 raise ApiError(404, "NOT_FOUND", f"Method not found: {action} (the emulator serves generateContent).")
             key = self.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]

@@ -1,0 +1,492 @@
+"""Running suites: the one engine behind `pytest suites/` and `run_suites`.
+
+A `Run` owns everything between the questions and the report: the request policy, each suite's
+backends, prefetching while recording, sampling through the cassettes, scoring, gathering the
+results, building the report, comparing it with a baseline and writing the outputs. The pytest
+plugin adapts it to items and hooks (as syrupy's hooks call its snapshot session); `run_suites`
+drives it in a plain loop. Both give the same report for the same suites and cassettes.
+
+    from rlhf_eval import run_suites
+    report = run_suites(["suites/"], record_mode="none", report_json="report.json")
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import shlex
+import threading
+from concurrent.futures import Future, wait as futures_wait
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from .atomic import unwritable_reason
+from .backends import credentials_problem, record_env_hint
+from .credentials import SecretInOutput, watch_settings, write_problem, write_without_secrets
+from .discovery import DEFAULT_SUITE_FILES, suite_files
+from .evaluate import Backends, QuestionResult, error_result, sample_question, score_question
+from .paths import shown_path
+from .record_modes import RECORD_MODES
+from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
+from .report import (Report, ReportError, build_report, load_report, render_comparison, render_table, suite_settings,
+                     write_json)
+from .sampling import SamplingError
+from .suite import Question, Suite, SuiteError, load_suite
+from .throttle import DaemonPool, RequestPolicy, RetryPolicy
+from .types import Trace
+from .verify import VerifierError
+
+# How long an interrupted run waits for the questions still running: one whose last answer is
+# arriving writes its cassette; a long generation is abandoned (its question then writes nothing).
+INTERRUPT_GRACE = 1.0
+
+Key = tuple[str, str]  # (suite file, question id): one question of a run
+Rerecord = Callable[[Suite, Question, str], str]
+MakeBackends = Callable[[Suite, bool, RequestPolicy], "Backends | None"]
+
+
+class RunError(ValueError):
+    """A setting or a place on disk that stops a run before anything is sampled; one line."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI timeout, `kill`), raised in the main thread so it stops the run as Ctrl-C does."""
+
+
+@dataclass
+class RunOptions:
+    """How a run samples and what it writes. Each field is one `--rlhf-...` option of the plugin.
+
+    Paths are as given (relative to the working directory). `workers` is how many processes share
+    `concurrency` and `rate_limit_rpm` (pytest-xdist's workers): each gets its share."""
+
+    cassette_dir: Path = Path("cassettes")
+    record_mode: str = "none"
+    concurrency: int = 8  # requests in flight while recording, across traces and questions
+    rate_limit_rpm: float | None = None
+    retries: int = 5
+    retry_timeout: float = 600.0  # seconds
+    retry_delay: float = 1.0  # seconds before the first retry when the API does not say
+    workers: int = 1
+    report_json: Path | None = None
+    html: Path | None = None
+    export: Path | None = None  # TRL-ready datasets under export/<suite>/
+    save: Path | None = None  # also write the JSON report here, as a baseline
+    save_name: str | None = None  # how the baseline is named in messages (default: the file's stem)
+    baseline: Path | None = None  # compare with this report
+    baseline_name: str | None = None
+    fail_rules: Sequence[str] = ()  # METRIC:DELTA regressions that fail the run
+
+    def __post_init__(self) -> None:
+        if self.record_mode not in RECORD_MODES:
+            raise RunError(f"record mode {self.record_mode!r}; expected one of {', '.join(RECORD_MODES)}")
+        for name in ("cassette_dir", "report_json", "html", "export", "save", "baseline"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, name, Path(value))
+
+
+def request_policy(options: RunOptions) -> RequestPolicy:
+    """One policy per process, its share of the concurrency and rate when `workers` share them."""
+    # A replay never waits on the network: it is pure CPU under one GIL, where a thread pool only
+    # adds hand-offs and contention (it made replay ~2x slower). Concurrency is for recording.
+    concurrency = options.concurrency if options.record_mode != "none" else 1
+    return RequestPolicy(
+        concurrency=max(1, concurrency // options.workers),
+        rate_limit_rpm=options.rate_limit_rpm / options.workers if options.rate_limit_rpm else None,
+        retry=RetryPolicy(attempts=1 + max(0, options.retries), max_total=options.retry_timeout,
+                          initial_delay=max(0.0, options.retry_delay)),
+    )
+
+
+def pytest_command(suite: Suite, question: Question, mode: str, cassette_dir: Path | None = None) -> str:
+    """The command that (re-)records one question, with the key it needs when none is set."""
+    parts = ["pytest", f"{shown_path(suite.path)}::{question.id}", f"--rlhf-record-mode={mode}"]
+    if cassette_dir is not None:
+        parts.append(f"--rlhf-cassette-dir={cassette_dir}")
+    return record_env_hint(suite.spec.model) + " ".join(shlex.quote(p) for p in parts)
+
+
+@dataclass
+class Outcome:
+    """One question's result: `result` (a report question) always; `scored` when it was scored,
+    `error` (one line) when it could not be."""
+
+    settings: dict[str, Any]  # its suite's settings, as the report holds them
+    result: dict[str, Any]
+    scored: QuestionResult | None = None
+    error: str | None = None
+
+
+class Prefetcher:
+    """While recording, samples the questions ahead of the one being run, so requests of different
+    questions overlap (each question still writes only its own cassette); the runner then only
+    collects their traces, in its order.
+
+    Prefetching stays within a row of consecutive questions, started by the row's first question
+    asked for: a test that runs between two rows (any other test of a pytest session) then runs
+    with no question recording in the background, and so without vcrpy's patch installed."""
+
+    def __init__(self, rows: list[list[tuple[Suite, Question]]], workers: int,
+                 sample: Callable[[Suite, Question], list[Trace]]) -> None:
+        self._pool = DaemonPool(workers, "rlhf-eval-question")
+        self._sample = sample
+        self._rows = {_key(s, q): row for row in rows for s, q in row}
+        self._futures: dict[Key, Future] = {}
+
+    def result(self, suite: Suite, question: Question) -> list[Trace]:
+        row = self._rows.get(_key(suite, question))
+        if row is not None:  # the first question of its row to run
+            for s, q in row:
+                del self._rows[_key(s, q)]
+                self._futures[_key(s, q)] = self._pool.submit(self._sample, s, q)
+        future = self._futures.pop(_key(suite, question), None)
+        return future.result() if future else self._sample(suite, question)
+
+    def close(self) -> None:
+        """The run ended (or stopped at -x): a started question finishes its cassette."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abandon(self, grace: float) -> None:
+        """The run was interrupted: questions not started never will be; started ones get `grace`
+        seconds to finish (one whose last answer is arriving still writes its cassette)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        futures_wait([f for f in self._futures.values() if not f.done()], timeout=grace)
+
+
+def _key(suite: Suite, question: Question) -> Key:
+    return str(suite.path), question.id
+
+
+class Run:
+    """One run of questions: call `load_baseline`, `start`, then `evaluate` each question (and
+    `add` its outcome where results are gathered), then `close` and `finish`.
+
+    Under pytest-xdist the workers evaluate and the controller adds and finishes; any one process
+    may do all of it. `rerecord_command(suite, question, mode)` words the command a message offers
+    to (re-)record a question; `make_backends(suite, replay, policy)` may supply a suite's
+    `Backends` (None: built from the suite's `model:` as usual)."""
+
+    def __init__(self, options: RunOptions | None = None, *, rerecord_command: Rerecord | None = None,
+                 make_backends: MakeBackends | None = None) -> None:
+        self.options = options or RunOptions()
+        self._rerecord = rerecord_command or (lambda s, q, mode: pytest_command(s, q, mode))
+        self._make_backends = make_backends
+        self.policy = request_policy(self.options)
+        self.prefetch: Prefetcher | None = None
+        self._backends: dict[str, Backends] = {}
+        self._backends_lock = threading.Lock()  # prefetch threads ask too
+        self._patch_held = False
+        self.results: list[dict] = []
+        self.suites: dict[str, dict] = {}  # suite name -> its settings
+        self.report: Report | None = None
+        self.baseline: Report | None = None
+        self.baseline_name = self.options.baseline_name or (self.options.baseline or Path()).stem
+        self.fail_rules: dict[str, float] = {}
+        self.written: list[str] = []  # files written, for the summary
+        self.problems: list[str] = []  # outputs that could not be written, one line each
+
+    @property
+    def recording(self) -> bool:
+        return self.options.record_mode != "none"
+
+    # ---------------------------------------------------------------------------- before sampling
+
+    def load_baseline(self) -> None:
+        """Read the baseline and the regression rules; raises RunError (one line) when either is bad."""
+        from .compare import parse_fail_rules
+
+        o = self.options
+        try:
+            self.fail_rules = parse_fail_rules(list(o.fail_rules))
+            if o.baseline is not None:
+                self.baseline = load_report(o.baseline, "baseline report", "save one with --rlhf-save NAME")
+        except (ValueError, ReportError) as exc:
+            raise RunError(str(exc)) from None
+        if self.fail_rules and o.baseline is None:
+            raise RunError("--rlhf-compare-fail needs --rlhf-compare NAME")
+
+    def unwritable_cassette_folder(self, questions: Iterable[tuple[Suite, Question]]) -> str | None:
+        """When recording: why a folder a cassette will be written to is not writable (a read-only
+        disk, a file in the way), in one line; None when all are (or when replaying)."""
+        if not self.recording:
+            return None
+        root = self.options.cassette_dir
+        folders = set()
+        for suite, question in questions:
+            path = cassette_path(root, suite.name, question.id)
+            if self.options.record_mode != "once" or not path.is_file():
+                folders.add(path.parent)
+        for folder in ([root] if folders else []) + sorted(folders):  # the root first: its fault is every suite's
+            reason = unwritable_reason(folder)
+            if reason:
+                return (f"cannot record cassettes into {shown_path(folder)} ({reason}); no request was sent: "
+                        "choose a writable folder with --rlhf-cassette-dir=DIR")
+        return None
+
+    def start(self, rows: list[list[tuple[Suite, Question]]], *, prefetch: bool = True) -> None:
+        """When recording `rows` (runs of consecutive questions) with `prefetch`, sample ahead
+        within each row."""
+        if (prefetch and self.recording and sum(map(len, rows)) > 1 and self.policy.concurrency > 1):
+            self.prefetch = Prefetcher(rows, self.policy.concurrency, self.sample)
+
+    # ------------------------------------------------------------------------------- per question
+
+    def backends(self, suite: Suite) -> Backends:
+        with self._backends_lock:
+            key = str(suite.path)
+            if key not in self._backends:
+                supplied = self._make_backends and self._make_backends(suite, not self.recording, self.policy)
+                self._backends[key] = supplied or Backends.for_suite(suite, replay=not self.recording,
+                                                                     policy=self.policy)
+            return self._backends[key]
+
+    def sample(self, suite: Suite, question: Question) -> list[Trace]:
+        """The question's traces, through its cassette (raises CassetteProblem / SamplingError)."""
+        mode = self.options.record_mode
+        problem = credentials_problem(suite.spec.model) if self.recording else None
+        if problem:
+            raise SamplingError(problem)
+        return sample_question(suite, question, self.backends(suite), cassette_dir=self.options.cassette_dir,
+                               record_mode=mode, rerecord_hint=self._rerecord(suite, question,
+                                                                              "once" if mode == "none" else mode))
+
+    def evaluate(self, suite: Suite, question: Question) -> Outcome:
+        """Sample (or collect the prefetched traces of) one question and score it. A cassette, API
+        or verifier problem is the outcome's one-line `error`; anything else is raised."""
+        settings = suite_settings(suite)
+        try:
+            traces = self.prefetch.result(suite, question) if self.prefetch else self.sample(suite, question)
+            scored = score_question(suite, question, traces)
+        except CassetteProblem as exc:
+            error = str(exc)
+            if "stale" in error:  # `once` would keep the stale cassette
+                error = error.replace("--rlhf-record-mode=once", "--rlhf-record-mode=rewrite")
+        except (SamplingError, VerifierError) as exc:  # the API, or a team's verifier on one answer
+            error = str(exc)
+        else:
+            return Outcome(settings, scored.to_dict(), scored=scored)
+        return Outcome(settings, error_result(suite, question, error), error=error)
+
+    def add(self, settings: dict[str, Any], result: dict[str, Any]) -> None:
+        """Gather one question's result (an `Outcome`'s, possibly from another process)."""
+        self.results.append(result)
+        self.suites.setdefault(settings["name"], settings)
+
+    # ------------------------------------------------------------------------ vcrpy's patch, stops
+
+    def hold_patch(self) -> None:
+        """Keep vcrpy's patch installed across consecutive questions (one install per row)."""
+        if not self._patch_held:
+            hold_patch()
+            self._patch_held = True
+
+    def release_patch(self) -> None:
+        if self._patch_held:
+            self._patch_held = False
+            release_patch()
+
+    def stop(self, grace: float = 0.0) -> None:
+        """No request is sent or retried any more; questions not started are dropped; started ones
+        get `grace` seconds to write their cassettes."""
+        self.policy.stop()
+        if self.prefetch is not None:
+            self.prefetch.abandon(grace)
+
+    def close(self) -> None:
+        """Every question was asked for: wait for the prefetched ones still writing their cassettes."""
+        if self.prefetch is not None:
+            self.prefetch.close()
+
+    def interrupted_line(self, questions: Iterable[tuple[Suite, Question]], cause: str) -> str | None:
+        """What an interrupted recording left: complete cassettes kept, questions still to record
+        (None when replaying or when the run had no question)."""
+        if not self.recording:
+            return None
+        root = self.options.cassette_dir
+        paths = [cassette_path(root, s.name, q.id) for s, q in questions]
+        if not paths:
+            return None
+        kept = sum(p.is_file() for p in paths)  # written whole or not at all: any file is complete
+        folders = {p.parent for p in paths}
+        where = shown_path(folders.pop() if len(folders) == 1 else root) + "/"
+        if kept == len(paths):
+            return f"rlhf-eval stopped on {cause}; every question's cassette is complete under {where}"
+        return (f"rlhf-eval stopped on {cause}; kept {kept} complete cassette{'s' * (kept != 1)} under {where}, "
+                f"{len(paths) - kept} question{'s' * (len(paths) - kept != 1)} not recorded — "
+                "run the same command again to record them")
+
+    # -------------------------------------------------------------------------------- the report
+
+    def finish(self) -> Report:
+        """Build the report from the gathered results, compare it with the baseline, and write
+        every output asked for (one that cannot be written is a line in `problems`)."""
+        from .compare import compare_reports, regressions
+
+        report = self.report = build_report(self.results, self.suites)
+        if self.baseline is not None:
+            comparison = report.comparison = compare_reports(report, self.baseline, self.baseline_name)
+            comparison.failures = regressions(comparison, self.fail_rules)
+        self._write_outputs(report)
+        return report
+
+    @property
+    def passed(self) -> bool:
+        """No suite threshold failed, no significant regression, every output written."""
+        report = self.report
+        if report is None:
+            return not self.problems
+        return not (any(s.threshold_failures for s in report.suites)
+                    or (report.comparison is not None and report.comparison.failures) or self.problems)
+
+    def summary(self) -> list[tuple[str, str]]:
+        """The closing lines, each with its style: "title" and "section" (a separator line with
+        the text), "text", or "fail" (shown red)."""
+        report = self.report
+        if report is None:
+            return []
+        lines = [("title", "rlhf-eval report"), ("text", render_table(report))]
+        lines += [("fail", f"FAIL suite {s.name}: {line}") for s in report.suites for line in s.threshold_failures]
+        if report.comparison is not None:
+            lines += [("section", f"compared with baseline {report.comparison.baseline}"),
+                      ("text", render_comparison(report.comparison))]
+            lines += [("fail", f"FAIL regression: {line}") for line in report.comparison.failures]
+        lines += [("text", f"rlhf-eval: wrote {path}") for path in self.written]
+        return lines + [("fail", line) for line in self.problems]
+
+    def _write_outputs(self, report: Report) -> None:
+        from .export import export_files
+        from .html_report import write_html
+
+        o = self.options
+        for settings in self.suites.values():  # under xdist, this process built no backend
+            watch_settings(settings)
+        outputs = [("the JSON report", o.report_json, write_json), ("the HTML report", o.html, write_html)]
+        if o.save is not None:
+            outputs.append((f"baseline {o.save_name or o.save.stem}", o.save, write_json))
+        for label, path, write in outputs:
+            if path is not None:
+                self._write(label, path, partial(write, report, path))
+        if o.export is not None:
+            for path, text in export_files(report, o.export).items():
+                if not self._write("the export", path, partial(write_without_secrets, path, text)):
+                    break
+
+    def _write(self, label: str, path: Path, write: Callable[[], None]) -> bool:
+        """Run `write()`; False (after noting the one line that says why) if it failed for the disk.
+        A file refused for a secret is noted too, but True: the next file may be fine."""
+        try:
+            write()
+        except SecretInOutput as exc:
+            self.problems.append(f"rlhf-eval: {write_problem(label, path, exc)} (find which answer or error holds "
+                                 "it in the cassettes, and re-record them)")
+            return True
+        except OSError as exc:
+            self.problems.append(f"rlhf-eval: {write_problem(label, path, exc)}")
+            return False
+        self.written.append(str(path))
+        return True
+
+
+def check_unique_name(suite: Suite, seen: dict[str, Path], cassette_dir: Path) -> None:
+    """Raise SuiteError when another suite of the run has `suite`'s name: the two would share (and
+    overwrite) one cassette folder. `seen` maps the names met so far to their files."""
+    first = seen.setdefault(suite.name, suite.path)
+    if first != suite.path:
+        from .yamlines import line_of, load_with_lines
+
+        try:
+            _, lines = load_with_lines(Path(suite.path).read_bytes().decode("utf-8-sig"))
+            line = line_of(lines, ("suite",))
+        except (OSError, ValueError):
+            line = None
+        folder = shown_path(Path(cassette_dir) / suite.name)
+        raise SuiteError(suite.path, line, f"suite name {suite.name!r} is already used by {shown_path(first)}; each "
+                                           f"suite needs its own name (it names the cassette folder {folder}/)")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """For the block's length, SIGTERM stops the run like Ctrl-C (raises `Terminated`). Only a
+    process's main thread may handle signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM; the message says what was kept and what is left."""
+
+
+def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", cassette_dir: str | Path = "cassettes",
+               rootdir: str | Path = ".", suite_patterns: Iterable[str] = DEFAULT_SUITE_FILES,
+               backends: MakeBackends | None = None, **options: Any) -> Report:
+    """Run suites without pytest, as `pytest PATHS` would: the same sampling, cassettes and report.
+
+    Args:
+        paths: suite files, or folders whose suite files (by `suite_patterns`, like ini
+            `rlhf_suite_files`, relative to `rootdir`) are run.
+        record_mode: as `--rlhf-record-mode`.
+        cassette_dir: as `--rlhf-cassette-dir`.
+        backends: `backends(suite, replay, policy)` may return a suite's `Backends` (None: built
+            from its `model:`), as the plugin's `pytest_rlhf_eval_backends` hook does.
+        **options: any other `RunOptions` field (report_json, html, export, save, baseline,
+            fail_rules, concurrency, rate_limit_rpm, retries, ...).
+
+    Returns the report (the `Report` `--rlhf-report-json` writes; `report.to_dict()` is that JSON);
+    its suites' `threshold_failures` and its `comparison.failures` say what failed. Raises SuiteError for a file that is not a
+    valid suite; RunError for a bad setting, an unwritable cassette folder, or (after writing every
+    other) an output that could not be written, one line each; `Interrupted` (a KeyboardInterrupt)
+    on Ctrl-C or SIGTERM, keeping every complete cassette.
+    """
+    run = Run(RunOptions(record_mode=record_mode, cassette_dir=Path(cassette_dir), **options),
+              rerecord_command=lambda s, q, mode: pytest_command(s, q, mode, Path(cassette_dir)),
+              make_backends=backends)
+    run.load_baseline()
+    root = Path(rootdir).resolve()
+    seen: dict[str, Path] = {}
+    questions = []
+    try:
+        files = suite_files(paths, root, suite_patterns, run.options.cassette_dir)
+    except FileNotFoundError as exc:
+        raise RunError(str(exc)) from None
+    for path in files:
+        suite = load_suite(path)
+        check_unique_name(suite, seen, run.options.cassette_dir)
+        questions += [(suite, q) for q in suite.questions]
+    problem = run.unwritable_cassette_folder(questions)
+    if problem:
+        raise RunError(problem)
+    run.start([questions])
+    with sigterm_as_interrupt():
+        try:
+            run.hold_patch()
+            for suite, question in questions:
+                outcome = run.evaluate(suite, question)
+                run.add(outcome.settings, outcome.result)
+            run.close()
+        except KeyboardInterrupt as exc:
+            cause = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting for requests
+                run.stop(INTERRUPT_GRACE)
+            raise Interrupted(run.interrupted_line(questions, cause) or f"stopped on {cause}") from None
+        finally:
+            run.stop(0)
+            run.release_patch()
+    report = run.finish()
+    if run.problems:
+        raise RunError("\n".join(run.problems))
+    return report
+
+
+__all__ = ["Interrupted", "Outcome", "Prefetcher", "Run", "RunError", "RunOptions", "run_suites"]
