@@ -83,7 +83,8 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
         b_spread = np.array([_m(b).spread for b, _ in shared], float)
         c_spread = np.array([_m(c).spread for _, c in shared], float)
         aggregates["mean_spread"] = _entry("mean_spread", float(np.mean(b_spread)), float(np.mean(c_spread)),
-                                           stats.paired_bootstrap_test(b_spread, c_spread), "paired bootstrap over questions")
+                                           stats.paired_bootstrap_test(b_spread, c_spread),
+                                           "paired bootstrap over questions")
     questions = {c.id: compare_question(c, b) for b, c in shared}
     return SuiteComparison(name=cur.name, aggregates=aggregates, questions=questions,
                            only_in_baseline=sorted(set(base_by_id) - {q.id for q in cq}),

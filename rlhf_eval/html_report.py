@@ -1,9 +1,9 @@
 """The run report as one self-contained HTML page.
 
 `render_html(report)` turns the `Report` that `report.build_report` makes (the same one written as
-JSON; a report dict is validated into one) into a single HTML file: inline CSS, inline SVG plots, an optional small inline script for
-filtering and expanding — and nothing fetched from anywhere. Everything reads with JavaScript
-off. Every string taken from the report is escaped (trace texts are model output).
+JSON; a report dict is validated into one) into a single HTML file: inline CSS, inline SVG plots, an
+optional small inline script for filtering and expanding — and nothing fetched from anywhere.
+Everything reads with JavaScript off. Every string taken from the report is escaped (trace texts are model output).
 
 Optional parts are rendered when present and skipped when absent: per-question and per-suite
 `intervals` ({metric: [lo, hi]}), `metrics.maj_at_k`, and a top-level `comparison` against a
@@ -223,8 +223,9 @@ def _bar_chart(values: list[float | None], labels: list[str], hrefs: list[str], 
     for i, v in enumerate(values):
         x = left + i * slot + (slot - bw) / 2
         tip = f"{labels[i]}: {_fmt(v)}"
-        if intervals and intervals[i]:
-            tip += f" [{_fmt(intervals[i][0], 2)}, {_fmt(intervals[i][1], 2)}]"
+        iv = intervals[i] if intervals else None
+        if iv:
+            tip += f" [{_fmt(iv[0], 2)}, {_fmt(iv[1], 2)}]"
         parts = [f'<a href="#{hrefs[i]}"><title>{_esc(tip)}</title>']
         if v is None or not is_number(v):
             parts.append(f'<rect x="{x:.2f}" y="{base - 2:.1f}" width="{bw:.2f}" height="2" class="na"/>')
@@ -236,8 +237,8 @@ def _bar_chart(values: list[float | None], labels: list[str], hrefs: list[str], 
             if zero_marks and float(v) == 0.0:
                 cx = x + bw / 2
                 parts.append(f'<path d="M{cx - 3:.1f} {base + 3:.1f}l3 -5l3 5z" class="zero"/>')
-        if intervals and intervals[i]:
-            lo, hi = intervals[i]
+        if iv:
+            lo, hi = iv
             cx = x + bw / 2
             parts.append(f'<line x1="{cx:.2f}" x2="{cx:.2f}" y1="{y(lo):.1f}" y2="{y(hi):.1f}" class="err"/>')
         parts.append("</a>")
@@ -308,7 +309,9 @@ _CSS = """
 :root{--fg:#1d2327;--muted:#68737d;--line:#dde3e8;--bg:#fff;--soft:#f5f7f9;--ok:#1a7f37;--bad:#c62828;
 --okbg:#e6f4ea;--badbg:#fdecec;--warnbg:#fff6db;--warn:#8a6100;--acc:#2f6db5}
 *{box-sizing:border-box}
-body{margin:0;padding:14px 22px 40px;font:13px/1.4 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;color:var(--fg);background:var(--bg)}
+body{margin:0;padding:14px 22px 40px;
+font:13px/1.4 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;color:var(--fg);
+background:var(--bg)}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:18px 0 6px}h3{font-size:13px;margin:10px 0 4px}
 a{color:var(--acc);text-decoration:none}a:hover{text-decoration:underline}
 .muted{color:var(--muted)}.small{font-size:11.5px}
@@ -337,16 +340,19 @@ table.sum{font-variant-numeric:tabular-nums;min-width:60%}
 table.sum th,table.sum td{padding:1px 7px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 table.sum th{background:var(--soft);position:sticky;top:0;font-weight:600;z-index:1}
 table.sum td.l,table.sum th.l{text-align:left}
-table.sum tr.sh th{background:#fff;text-align:left;font-size:13.5px;padding-top:8px;position:static;border-bottom:1px solid #c5ced6}
+table.sum tr.sh th{background:#fff;text-align:left;font-size:13.5px;padding-top:8px;position:static;
+border-bottom:1px solid #c5ced6}
 table.sum tr.srow td{font-weight:600;background:#eef2f6;border-bottom:2px solid #c5ced6}
 table.sum tr.fail td{background:var(--badbg)}table.sum tr.srow.fail td{background:#f8d7d7}
 .res{font-weight:700}.res.pass{color:var(--ok)}.res.fail{color:var(--bad)}
-.badge{display:inline-block;padding:0 5px;border-radius:8px;font-size:10.5px;font-weight:600;line-height:15px;vertical-align:1px}
+.badge{display:inline-block;padding:0 5px;border-radius:8px;font-size:10.5px;font-weight:600;line-height:15px;
+vertical-align:1px}
 .badge.zero{background:#fde9c8;color:#8a4b00}
 .na-t{color:var(--muted);font-style:italic}
 .ci{color:var(--muted);font-size:11px}
 .d{font-size:11px;margin-left:2px}.d.ns{color:#8a949c}.d.ns.worse{color:#b07a7a}
-.d.sig{font-weight:700;padding:0 3px;border-radius:3px}.d.sig.worse{color:#fff;background:var(--bad)}.d.sig.better{color:#fff;background:var(--ok)}
+.d.sig{font-weight:700;padding:0 3px;border-radius:3px}.d.sig.worse{color:#fff;background:var(--bad)}
+.d.sig.better{color:#fff;background:var(--ok)}
 #controls{margin:4px 0 6px;display:flex;gap:10px;align-items:center;flex-wrap:wrap}
 #controls[hidden]{display:none}
 #controls input[type=search]{padding:2px 6px;width:220px}
@@ -361,27 +367,36 @@ details.q>summary .qid{font-weight:700;margin:0 6px}
 .kvs{display:flex;flex-wrap:wrap;gap:4px 14px;margin:2px 0 6px;font-variant-numeric:tabular-nums}
 .kv .k{color:var(--muted);margin-right:3px}
 ul.fails{margin:4px 0;padding-left:18px;color:var(--bad)}ul.unchk{margin:4px 0;padding-left:18px;color:var(--muted)}
-.err-box{background:var(--badbg);color:#7a1111;padding:4px 8px;border-radius:3px;white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+.err-box{background:var(--badbg);color:#7a1111;padding:4px 8px;border-radius:3px;white-space:pre-wrap;
+font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 table.tr{width:100%;font-variant-numeric:tabular-nums}
-table.tr th,table.tr td{padding:3px 6px;border-bottom:1px solid var(--line);vertical-align:top;text-align:right;white-space:nowrap}
+table.tr th,table.tr td{padding:3px 6px;border-bottom:1px solid var(--line);vertical-align:top;text-align:right;
+white-space:nowrap}
 table.tr th{background:var(--soft);font-weight:600;font-size:12px}
 table.tr td.l,table.tr th.l{text-align:left}
-table.tr td.txt{white-space:pre-wrap;text-align:left;font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;line-height:1.35;width:100%;word-break:break-word}
+table.tr td.txt{white-space:pre-wrap;text-align:left;
+font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;line-height:1.35;width:100%;
+word-break:break-word}
 mark{background:#ffe066;color:#000;padding:0 2px;border-radius:2px;outline:1px solid #e0b400;font-weight:700}
 mark.ok{background:#b6f0c4;outline-color:#2f9e52}mark.bad{background:#ffd0cc;outline-color:#d9534f}
-.qref{margin:2px 0 4px}.qref .ref{font-family:ui-monospace,Menlo,Consolas,monospace;background:var(--soft);padding:0 4px;border-radius:3px}
-details.prompt{display:inline-block;margin-left:14px;vertical-align:top}details.prompt>summary{cursor:pointer;color:var(--acc)}
+.qref{margin:2px 0 4px}
+.qref .ref{font-family:ui-monospace,Menlo,Consolas,monospace;background:var(--soft);padding:0 4px;border-radius:3px}
+details.prompt{display:inline-block;margin-left:14px;vertical-align:top}
+details.prompt>summary{cursor:pointer;color:var(--acc)}
 details.prompt[open]{display:block;margin:4px 0 0}
 details.rs{margin-bottom:4px;color:#555;white-space:pre-wrap}details.rs>summary{cursor:pointer}
-.pre{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;background:var(--soft);padding:4px 8px;border-radius:3px}
+.pre{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;
+background:var(--soft);padding:4px 8px;border-radius:3px}
 .v{display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;font-weight:700;color:#fff}
 .v.correct{background:var(--ok)}.v.incorrect{background:var(--bad)}.v.unparsable{background:#8e44ad}
 .v.truncated{background:#d17a00}.v.blocked{background:#555}.v.error{background:#000}.v.other{background:#777}
 .vd{display:block;color:var(--muted);font-size:10.5px}
 .pos{color:var(--ok)}.neg{color:var(--bad)}
 .pairs{display:flex;flex-wrap:wrap;gap:4px 6px;margin:4px 0}
-.pair{border:1px solid var(--line);border-radius:10px;padding:0 7px;font-size:11.5px;font-variant-numeric:tabular-nums;white-space:nowrap}
-.pair.pos{background:var(--okbg);border-color:#b7dfc2}.pair.neg{background:var(--badbg);border-color:#f0b8b8}.pair.na{color:var(--muted)}
+.pair{border:1px solid var(--line);border-radius:10px;padding:0 7px;font-size:11.5px;
+font-variant-numeric:tabular-nums;white-space:nowrap}
+.pair.pos{background:var(--okbg);border-color:#b7dfc2}.pair.neg{background:var(--badbg);border-color:#f0b8b8}
+.pair.na{color:var(--muted)}
 ul.flips{margin:4px 0;padding-left:18px}
 footer{margin-top:24px;color:var(--muted);font-size:11.5px}
 @media print{#controls{display:none}}
@@ -393,7 +408,8 @@ var c=document.getElementById('controls');if(!c)return;c.hidden=false;
 var f=document.getElementById('flt'),fo=document.getElementById('failonly'),zo=document.getElementById('zeroonly');
 var items=Array.prototype.slice.call(document.querySelectorAll('[data-q]'));
 function apply(){var t=f.value.trim().toLowerCase(),o=fo.checked,z=zo.checked,n=0;
-items.forEach(function(e){var s=(!t||e.getAttribute('data-q').indexOf(t)>=0)&&(!o||e.hasAttribute('data-fail'))&&(!z||e.hasAttribute('data-zero'));
+items.forEach(function(e){var s=(!t||e.getAttribute('data-q').indexOf(t)>=0)&&(!o||e.hasAttribute('data-fail'))
+&&(!z||e.hasAttribute('data-zero'));
 e.style.display=s?'':'none';if(s&&e.tagName==='TR')n++;});document.getElementById('shown').textContent=n+' shown';}
 f.addEventListener('input',apply);fo.addEventListener('change',apply);zo.addEventListener('change',apply);
 function all(open){document.querySelectorAll('details.q').forEach(function(d){d.open=open;});}
@@ -408,7 +424,8 @@ window.addEventListener('hashchange',target);target();apply();
 
 
 _ZERO_BADGE = ' <span class="badge zero" title="every trace got the same reward: no GRPO signal">zero</span>'
-_ZERO_BADGE_LONG = ' <span class="badge zero" title="every trace got the same reward: no GRPO signal">zero spread</span>'
+_ZERO_BADGE_LONG = (' <span class="badge zero" title="every trace got the same reward: no GRPO signal">'
+                    'zero spread</span>')
 
 
 def _verdict_badge(verdict: Any) -> str:
@@ -600,7 +617,7 @@ class _Page:
             tip = "; ".join(str(x) for x in s.threshold_failures)
             cells = [f'<td class="l" title="{ename}: the whole suite"><a href="#{self.s_anchor[si]}">suite</a>'
                      f' ({_esc(a.questions)} questions)</td>']
-            for column, parts in zip(columns, suite_cells(s, self.has_maj)):
+            for parts in suite_cells(s, self.has_maj):
                 title = (' title="mean spread over questions; fraction of questions with zero spread"'
                          if len(parts) > 1 else "")
                 cells.append(f"<td{title}>{' · '.join(_cell(c, a.intervals, ca) for c in parts)}</td>")
@@ -623,7 +640,8 @@ class _Page:
                        + [0.0])
             w(f'<figure><figcaption><a href="#{self.s_anchor[si]}">{_esc(s.name)}</a> <span class="muted">'
               f'({len(qs)} questions; click a bar for its question)</span></figcaption><div class="charts">')
-            w(_bar_chart(acc, labels, hrefs, title="accuracy per question" + (" (with interval)" if any(acc_iv) else ""),
+            w(_bar_chart(acc, labels, hrefs,
+                         title="accuracy per question" + (" (with interval)" if any(acc_iv) else ""),
                          ymax=1.0, fail=fail, intervals=acc_iv if any(acc_iv) else None))
             w(_bar_chart(spread, labels, hrefs, title="reward spread per question (▲ = zero spread)",
                          ymax=_nice_max(smax), fail=fail, intervals=spr_iv if any(spr_iv) else None, zero_marks=True))
@@ -632,7 +650,8 @@ class _Page:
             if unavailable:
                 w(f'<div class="unavail">DPO margin distribution unavailable: {_esc(unavailable)}</div>')
             elif not len(margins):
-                w('<div class="unavail">DPO margin distribution unavailable: no scored preference pairs in this suite.</div>')
+                w('<div class="unavail">DPO margin distribution unavailable: no scored preference pairs in this '
+                  'suite.</div>')
             else:
                 pos = int((margins > 0).sum())
                 w(_histogram(margins, title=f"DPO margins of all {len(margins)} scored pairs "
@@ -702,7 +721,8 @@ class _Page:
                     val = f'<span class="na-t" title="{_esc(unavailable)}">{UNAVAILABLE}</span>'
                 else:
                     val = _fmt(held[k], digits_of(k))
-                kv.append(f'<span class="kv"><span class="k">{_esc(k)}</span>{val}{_interval(iv, k)}{_delta(cq, k)}</span>')
+                kv.append(f'<span class="kv"><span class="k">{_esc(k)}</span>{val}{_interval(iv, k)}'
+                          f'{_delta(cq, k)}</span>')
             w(f'<div class="kvs">{"".join(kv)}</div>')
         if unavailable:
             w(f'<div class="muted">DPO metrics unavailable: {_esc(unavailable)}</div>')
@@ -722,7 +742,8 @@ class _Page:
                              f'margin <span class="{_sign_cls(b)}">{_signed(b)}</span> in the baseline → '
                              f'<span class="{_sign_cls(c)}">{_signed(c)}</span> now'
                              + (f' ({_esc(fl.direction)})' if fl.direction else "") + "</li>")
-            w(f'<h3>Flipped preferences since the baseline ({len(cqe.flips)})</h3><ul class="flips">{"".join(items)}</ul>')
+            w(f'<h3>Flipped preferences since the baseline ({len(cqe.flips)})</h3>'
+              f'<ul class="flips">{"".join(items)}</ul>')
         self.traces(w, q)
         self.pairs(w, q, unavailable)
         w("</div></details>")
@@ -748,7 +769,8 @@ class _Page:
             if ext is None or ext == "":
                 ans = '<span class="muted">-</span>'
             else:
-                ans = f"<b>{_esc(ext)}</b>" + ("" if found else ' <span class="muted small">(not found verbatim)</span>')
+                missing = "" if found else ' <span class="muted small">(not found verbatim)</span>'
+                ans = f"<b>{_esc(ext)}</b>{missing}"
             detail = f'<span class="vd">{_esc(t.detail)}</span>' if t.detail else ""
             ltip = (f' title="source: {_esc(t.logp_source)}"' if t.logp_source else
                     f' title="none: {_esc(t.logp_note)}"' if t.logp_note else "")

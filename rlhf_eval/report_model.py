@@ -267,7 +267,8 @@ class Report(_Model):
         try:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ReportError(f"{path}: no such {what} file ({hint or WRITE_HINT.replace('PATH', str(path))})") from None
+            how = hint or WRITE_HINT.replace("PATH", str(path))
+            raise ReportError(f"{path}: no such {what} file ({how})") from None
         except IsADirectoryError:
             raise ReportError(f"{path}: is a directory, not a JSON {what}") from None
         except (OSError, UnicodeDecodeError) as e:

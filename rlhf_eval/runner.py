@@ -444,10 +444,10 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
             fail_rules, concurrency, rate_limit_rpm, retries, ...).
 
     Returns the report (the `Report` `--rlhf-report-json` writes; `report.to_dict()` is that JSON);
-    its suites' `threshold_failures` and its `comparison.failures` say what failed. Raises SuiteError for a file that is not a
-    valid suite; RunError for a bad setting, an unwritable cassette folder, or (after writing every
-    other) an output that could not be written, one line each; `Interrupted` (a KeyboardInterrupt)
-    on Ctrl-C or SIGTERM, keeping every complete cassette.
+    its suites' `threshold_failures` and its `comparison.failures` say what failed. Raises
+    SuiteError for a file that is not a valid suite; RunError for a bad setting, an unwritable
+    cassette folder, or (after writing every other) an output that could not be written, one line
+    each; `Interrupted` (a KeyboardInterrupt) on Ctrl-C or SIGTERM, keeping every complete cassette.
     """
     run = Run(RunOptions(record_mode=record_mode, cassette_dir=Path(cassette_dir), **options),
               rerecord_command=lambda s, q, mode: pytest_command(s, q, mode, Path(cassette_dir)),

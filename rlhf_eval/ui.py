@@ -1,7 +1,8 @@
 """A Gradio viewer for a JSON report (``rlhf-eval ui REPORT.json [--compare BASELINE.json]``).
 
-The logic is plain functions over the `Report` (a report dict is validated into one) (filtering, table rows, one question's traces,
-pairs and metric deltas against a baseline report); `build_app` only wires them to components.
+The logic is plain functions over the `Report` (a report dict is validated into one): filtering,
+table rows, one question's traces, pairs and metric deltas against a baseline report; `build_app`
+only wires them to components.
 Gradio is imported inside `build_app`, so this module imports without it.
 
 Endpoints callable from ``gradio_client`` (api_name):
@@ -202,7 +203,8 @@ def question_detail(report: Report | dict, suite: str, question_id: str,
         })
     detail: dict[str, Any] = {
         "suite": suite, "id": q.id, "index": q.index, "result": q.result, "passed": q.passed,
-        "error": q.error, "dpo_unavailable": q.dpo_unavailable, "metrics": dict(q.metrics.items()) if q.metrics else None,
+        "error": q.error, "dpo_unavailable": q.dpo_unavailable,
+        "metrics": dict(q.metrics.items()) if q.metrics else None,
         "intervals": q.intervals, "failures": [f.model_dump() for f in q.failures], "prompt": q.prompt,
         "answer": q.answer, "traces": traces, "pairs": [p.model_dump() for p in q.pairs],
         "baseline": None,
@@ -324,7 +326,8 @@ def traces_html(detail: dict) -> str:
         cards.append(
             f"<div style='border:2px solid {color};border-radius:6px;padding:6px;min-width:0'>"
             f"<div style='font-size:12px;margin-bottom:4px'><b>#{t['index']}</b> "
-            f"<span style='color:#fff;background:{color};padding:0 4px;border-radius:3px'>{html.escape(str(t['verdict']))}</span>"
+            f"<span style='color:#fff;background:{color};padding:0 4px;border-radius:3px'>"
+            f"{html.escape(str(t['verdict']))}</span>"
             f" answer <code>{html.escape(str(t['extracted'] if t['extracted'] is not None else '—'))}</code>"
             f" · reward {fmt(t['reward'])} · adv {fmt(t['advantage'])} · logp {fmt(t['logp'])}"
             f" · {fmt(t['token_count'])} tok · seed {fmt(t['seed'])}</div>"

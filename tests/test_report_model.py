@@ -84,7 +84,8 @@ def test_a_field_of_the_wrong_type_is_one_line_with_its_path(shipped, tmp_path, 
 
 
 @pytest.mark.parametrize("version, what", [
-    (2, "the report is version 2, this rlhf-eval reads up to 1; upgrade rlhf-eval (pip install -U rlhf-eval) to read it"),
+    (2, "the report is version 2, this rlhf-eval reads up to 1; upgrade rlhf-eval (pip install -U rlhf-eval) "
+        "to read it"),
     ("1", "expected a report version (a whole number ≥ 1), got '1'"),
     (0, "expected a report version (a whole number ≥ 1), got 0"),
 ])
@@ -221,7 +222,7 @@ def test_a_fail_rule_must_name_a_metric_the_comparison_tests():
     """pass_at_k was accepted and then never checked (the comparison does not test it): now refused."""
     assert parse_fail_rules(["accuracy:0.05", "frac_zero_spread:0.1"]) == {"accuracy": 0.05, "frac_zero_spread": 0.1}
     with pytest.raises(ValueError, match="'pass_at_k:0.1': expected METRIC:DELTA with METRIC one of accuracy, "
-                                         "frac_zero_spread, mean_margin, mean_spread, reward_accuracy, unparsable_rate"):
+                       "frac_zero_spread, mean_margin, mean_spread, reward_accuracy, unparsable_rate"):
         parse_fail_rules(["pass_at_k:0.1"])
 
 

@@ -143,7 +143,8 @@ def test_question_endpoint_returns_traces_pairs_and_deltas(client, reports):
     assert [t["extracted"] for t in detail["traces"]] == [t["extracted"] for t in q["traces"]]
     assert [t["text"] for t in detail["traces"]] == [t["text"] for t in q["traces"]]
     assert [r[traces["headers"].index("verdict")] for r in traces["data"]] == [t["verdict"] for t in q["traces"]]
-    assert [r[traces["headers"].index("extracted")] for r in traces["data"]] == [t["extracted"] or "" for t in q["traces"]]
+    extracted = traces["headers"].index("extracted")
+    assert [r[extracted] for r in traces["data"]] == [t["extracted"] or "" for t in q["traces"]]
     assert detail["pairs"] == q["pairs"] and len(pairs["data"]) == len(q["pairs"])
     for t in detail["traces"]:  # the highlighted span is the extracted answer
         if t["answer_span"]:
@@ -195,7 +196,8 @@ def test_screenshot_shows_the_table(server, reports):
 
 @pytest.mark.parametrize("content", [None, "{not json", '["a list"]', '{"suites": [{"name": "s"}]}',
                                      '{"version": 7, "suites": []}',
-                                     '{"version": 1, "suites": [{"name": "s", "questions": [{"id": "q", "passed": "no"}]}]}'],
+                                     '{"version": 1, "suites": [{"name": "s", "questions": '
+                                     '[{"id": "q", "passed": "no"}]}]}'],
                          ids=["missing", "invalid-json", "not-a-report", "bad-suite", "newer-version", "wrong-type"])
 def test_cli_refuses_a_bad_report_in_one_line(tmp_path, content):
     path = tmp_path / "report.json"
