@@ -7,7 +7,10 @@ Runs `pytest -q` on a project of one plain test `--repeat` times with the plugin
 times without it (`-p no:rlhf_eval`, the baseline), alternating, each in a fresh process; once
 with bytecode cached as usual, once with PYTHONDONTWRITEBYTECODE=1 (set on some CI machines), where
 every run compiles the modules it imports again. Prints the median CPU seconds (user + system, of
-the child) of each and the difference.
+the child) of each and the difference. A run of pytest varies by tens of milliseconds on a busy
+machine, so it also times the plugin's import alone: `import pytest_rlhf_eval` after `import
+pytest` in a fresh process (`--repeat` times, median CPU seconds), which is what a run with no
+suite pays for the plugin beyond its hooks.
 """
 from __future__ import annotations
 
@@ -29,6 +32,20 @@ def child_cpu(args: list[str], cwd: Path, env: dict) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+IMPORT_PROBE = ("import time, pytest\n"
+                "start = time.process_time()\n"
+                "import pytest_rlhf_eval\n"
+                "print(time.process_time() - start)\n")
+
+
+def plugin_import_cpu(env: dict, cwd: Path) -> float:
+    """CPU seconds of `import pytest_rlhf_eval` after pytest, in a fresh process run in `cwd` (not
+    in a checkout: `python -c` would import the package from the current folder)."""
+    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], cwd=cwd, env=env, check=True, capture_output=True,
+                         text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
@@ -47,6 +64,9 @@ def main() -> None:
             a, b = statistics.median(with_plugin), statistics.median(without)
             print(f"pytest, one plain test, {label}, median of {repeat} (CPU s): with rlhf-eval {a:.3f}, "
                   f"without {b:.3f}; the plugin adds {a - b:+.3f} s")
+        imports = [plugin_import_cpu(env, project) for _ in range(repeat)]
+        print(f"import pytest_rlhf_eval after pytest, median of {repeat} (CPU s): {statistics.median(imports):.3f} "
+              f"(min {min(imports):.3f}, max {max(imports):.3f})")
 
 
 if __name__ == "__main__":

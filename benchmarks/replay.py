@@ -14,13 +14,22 @@
     no report. Its prompts and configs are computed by this script beforehand, so it does no
     suite parsing. Wall time from spawn to exit (same terms as (a)) and the time of the loop alone.
 (b') the same bare loop reading the raw JSON body (`should_return_http_response`, `json.loads`)
-    instead of the typed response, as the harness does: the floor of a vcrpy + google-genai
+    instead of the typed response, as the harness does: the least a vcrpy + google-genai
     replay, to see the harness's own overhead (`--baseline typed|raw|both`, default both).
     `--without-orjson` also times (a) with orjson hidden (rlhf-eval then parses with `json`).
+(f) floor: a subprocess that only does what any replay must: loads the suites (their questions and
+    references), reads and parses every cassette and every response body in it (orjson when
+    installed, as the harness), verifies every trace with the suite's verifier (`rlhf_eval.verify`)
+    and computes the per-question metrics in numpy (rewards, accuracy, pass@k, all preference
+    pairs, GRPO advantages, DPO margins, reward accuracy, DPO loss) — no pytest, no HTTP, no SDK,
+    no vcrpy, no report. Timed as (a): spawn to exit, peak RSS. harness / floor is the target of
+    issue 12 (<= 5). `--baseline none` skips (b), which takes minutes.
 (c) profile: cProfile of an in-process `pytest.main` over the first N questions, time grouped by
     what it is spent on, and the top functions by cumulative and by own time.
 
-Prints ms per question, the ratio harness / baseline, and the peak RSS.
+Prints ms per question, the ratios harness / baseline and harness / floor, and the peak RSS.
+Every run of (a), (b) and (f) alternates within one repeat, so a ratio compares runs made under
+the same load; compare ratios from one invocation, not across them.
 """
 from __future__ import annotations
 
@@ -43,18 +52,28 @@ OFFLINE_URL = "http://127.0.0.1:9"  # nothing listens there: a request that esca
 
 
 def offline_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    """No key, a base URL where nothing listens, and bytecode cached as usual (a machine that sets
+    PYTHONDONTWRITEBYTECODE would compile every module of the product again in every run)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "PYTHONDONTWRITEBYTECODE")}
     env["RLHF_EVAL_GEMINI_BASE_URL"] = OFFLINE_URL
     return env
 
 
-def run_measured(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, int, str]:
-    """Run `cmd`; (wall seconds, peak RSS in MB of that process, exit code, its output)."""
+# CPU seconds (user + system) of each measured process, by command kind: on a machine others
+# load, wall time swings with them while CPU time mostly does not, so ratios are shown for both.
+CPU: dict[str, list[float]] = {}
+
+
+def run_measured(cmd: list[str], cwd: Path, env: dict, kind: str = "") -> tuple[float, float, int, str]:
+    """Run `cmd`; (wall seconds, peak RSS in MB of that process, exit code, its output). Its CPU
+    seconds are appended to CPU[kind]."""
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
+        CPU.setdefault(kind, []).append(usage.ru_utime + usage.ru_stime)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         return seconds, usage.ru_maxrss / 1024, proc.returncode, out.read()
@@ -86,7 +105,8 @@ def run_harness(suite_dir: Path, cassette_dir: Path, extra: list[str], *, withou
         if without_orjson:  # a module named orjson that fails to import shadows the real one
             Path(blocker, "orjson.py").write_text('raise ImportError("blocked by benchmarks/replay.py")\n')
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [blocker, env.get("PYTHONPATH")]))
-        seconds, rss, code, output = run_measured(harness_cmd(suite_dir, cassette_dir, extra), cwd, env)
+        seconds, rss, code, output = run_measured(harness_cmd(suite_dir, cassette_dir, extra), cwd, env,
+                                                   "harness-no-orjson" if without_orjson else "harness")
     if code != 0:
         sys.stdout.write(output[-4000:])
         raise SystemExit(f"pytest exited {code}")
@@ -97,6 +117,14 @@ def run_harness(suite_dir: Path, cassette_dir: Path, extra: list[str], *, withou
 # (b) the baseline: bare vcrpy + google-genai, typed responses
 # ---------------------------------------------------------------------------------------------
 
+def plain_gemini(suite) -> bool:
+    """A suite the bare loops and the floor replay: Gemini's Developer API, one candidate a
+    request, no scorer and no DPO reference (the others' requests are not generateContent alone)."""
+    m = suite.spec.model
+    return (m.provider == "gemini" and m.vertex is None and m.candidates_per_request == 1 and m.scorer is None
+            and suite.spec.dpo.reference == "none")
+
+
 def baseline_plan(suites: list, cassette_dir: Path) -> list[dict]:
     """What the bare loop sends: per question its cassette, model, prompt and generation configs."""
     from rlhf_eval.backends.gemini import logprobs_supported
@@ -104,9 +132,9 @@ def baseline_plan(suites: list, cassette_dir: Path) -> list[dict]:
     plan = []
     for suite in suites:
         m = suite.spec.model
-        if m.provider != "gemini" or m.vertex is not None or m.candidates_per_request != 1 \
-                or m.scorer is not None or suite.spec.dpo.reference != "none":
-            print(f"baseline: skipping suite {suite.name} (only plain Gemini suites are replayed by the bare loop)")
+        if not plain_gemini(suite):
+            print(f"baseline and floor: skipping suite {suite.name} (only plain Gemini suites are replayed "
+                  "by the bare loop and the floor)")
             continue
         logprobs = bool(m.logprobs and logprobs_supported(m.name, vertex=False) is not False)
         config = {"system_instruction": m.system_instruction, "temperature": m.temperature, "top_p": m.top_p,
@@ -127,7 +155,7 @@ def baseline_child(plan_path: str, mode: str) -> None:
 
     mode "typed": google-genai's pydantic response, as a hand-written loop would use it;
     mode "raw": the raw HTTP body (`should_return_http_response`) parsed with `json`, as the
-    harness does — the floor for any vcrpy + google-genai replay."""
+    harness does — the least any vcrpy + google-genai replay does."""
     started = time.perf_counter()
     import vcr
     from google import genai
@@ -168,12 +196,102 @@ def run_baseline(plan: list[dict], mode: str) -> tuple[float, float, dict]:
     try:
         seconds, rss, code, output = run_measured(
             [sys.executable, str(Path(__file__).resolve()), "--baseline-child", f.name, "--baseline-mode", mode],
-            REPO, offline_env())
+            REPO, offline_env(), mode)
     finally:
         os.unlink(f.name)
     if code != 0:
         sys.stdout.write(output[-4000:])
         raise SystemExit(f"baseline exited {code}")
+    return seconds, rss, json.loads(output.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# (f) the floor: read + parse every cassette, verify, metrics in numpy
+# ---------------------------------------------------------------------------------------------
+
+def floor_child(suite_dir: str, cassette_dir: str) -> None:
+    """The floor (runs in its own process): the work no replay can skip, with none of the machinery.
+
+    Per question: read its cassette, parse it and each response body once, take each candidate's
+    text and sum its chosen-token log-probabilities, verify the text against the reference with
+    the suite's verifier, then the metrics in numpy. Prints a JSON line with timings and checksums
+    (mean accuracy, mean margin) so the work cannot be optimised away."""
+    started = time.perf_counter()
+    import math
+
+    import numpy as np
+    try:
+        import orjson
+        loads = orjson.loads
+    except ImportError:  # the harness parses with `json` then too
+        loads = json.loads
+    from rlhf_eval.suite import load_suite
+    from rlhf_eval.verify import verify
+
+    root, cassettes = Path(suite_dir), Path(cassette_dir)
+    paths = [root] if root.is_file() else sorted(root.glob("*.y*ml"))
+    suites = [load_suite(p) for p in paths]
+    loaded = time.perf_counter()
+    accuracies, margins_sum, margins_n, requests, questions = [], 0.0, 0, 0, 0
+    for suite in suites:
+        spec = suite.spec
+        if not plain_gemini(suite):
+            continue
+        name, table, beta, eps = spec.verifier.name, spec.rewards, spec.dpo.beta, spec.grpo.epsilon
+        for q in suite.questions:
+            data = loads((cassettes / suite.name / f"{q.id}.yaml").read_bytes())
+            statuses, logps, tokens = [], [], []
+            for interaction in data["interactions"]:
+                body = loads(interaction["response"]["body"]["string"])
+                if not body.get("candidates"):  # a blocked prompt: no answer, no logprob
+                    statuses.append("blocked")
+                    logps.append(math.nan)
+                    tokens.append(0)
+                for cand in body.get("candidates") or ():
+                    parts = (cand.get("content") or {}).get("parts") or ()
+                    text = "".join(part.get("text", "") for part in parts)
+                    chosen = (cand.get("logprobsResult") or {}).get("chosenCandidates") or ()
+                    logps.append(sum([c.get("logProbability", 0.0) for c in chosen]) if chosen else math.nan)
+                    tokens.append(len(chosen))
+                    statuses.append(verify(text, q.answer, name, **q.verifier_options).status)
+                requests += 1
+            k = len(statuses)
+            rewards = np.array([getattr(table, s) for s in statuses], dtype=float)
+            correct = np.array([s == "correct" for s in statuses], dtype=bool)
+            logp = np.array(logps, dtype=float)
+            c = int(correct.sum())
+            accuracy = c / k
+            pass_at_k = 1.0 if c else 0.0  # n = k: pass@k is whether any trace is correct
+            spread = float(rewards.std())
+            advantages = (rewards - rewards.mean()) / (rewards.std() + eps)
+            winners, losers = np.meshgrid(np.flatnonzero(correct), np.flatnonzero(~correct), indexing="ij")
+            winners, losers = winners.ravel(), losers.ravel()
+            scored = ~np.isnan(logp[winners]) & ~np.isnan(logp[losers])  # pairs with a logp on both sides
+            margins = beta * (logp[winners[scored]] - logp[losers[scored]])
+            metrics = {"accuracy": accuracy, "pass_at_k": pass_at_k, "pairs": len(winners), "spread": spread,
+                       "nonzero_advantages": int((np.abs(advantages) > 0).sum()),
+                       "mean_tokens": float(np.mean(tokens)),
+                       "mean_logp": None if np.isnan(logp).all() else float(np.nanmean(logp))}
+            if len(margins):
+                metrics.update(mean_margin=float(margins.mean()), reward_accuracy=float((margins > 0).mean()),
+                               dpo_loss=float(np.logaddexp(0.0, -margins).mean()))
+                margins_sum += float(margins.sum())
+                margins_n += len(margins)
+            accuracies.append(metrics["accuracy"])
+            questions += 1
+    done = time.perf_counter()
+    print(json.dumps({"questions": questions, "requests": requests, "import_s": loaded - started,
+                      "loop_s": done - loaded, "mean_accuracy": sum(accuracies) / max(1, len(accuracies)),
+                      "mean_margin": margins_sum / max(1, margins_n)}))
+
+
+def run_floor(suite_dir: Path, cassette_dir: Path) -> tuple[float, float, dict]:
+    seconds, rss, code, output = run_measured(
+        [sys.executable, str(Path(__file__).resolve()), "--floor-child", str(suite_dir),
+         "--floor-cassettes", str(cassette_dir)], REPO, offline_env(), "floor")
+    if code != 0:
+        sys.stdout.write(output[-4000:])
+        raise SystemExit(f"floor exited {code}")
     return seconds, rss, json.loads(output.strip().splitlines()[-1])
 
 
@@ -212,14 +330,15 @@ def profile_groups(p: Profile) -> list[tuple[str, float]]:
     g["cassette load: read + JSON parse + vcrpy Cassette"] = p.cum("rlhf_eval/recording/cassette.py", "open_cassette")
     g["vcrpy patch install/remove"] = (p.cum("rlhf_eval/recording/router.py", "hold")
                                        + p.cum("rlhf_eval/recording/router.py", "release"))
-    vcr_stub = p.cum("vcr/stubs/httpx_stubs.py", "_vcr_handle_request")
-    g["vcrpy matching + playback (stub)"] = vcr_stub
+    vcr_stub = (p.cum("vcr/stubs/httpx_stubs.py", "_vcr_handle_request")
+                + p.cum("rlhf_eval/backends/replay_http.py", "_replay"))
+    g["cassette matching + playback (replay client, or vcrpy's stub)"] = vcr_stub
     parse = (p.cum("rlhf_eval/backends/gemini.py", "traces_from_response")
              + p.cum_from("json/__init__.py", "loads", "rlhf_eval/backends/gemini.py", "_request")
              + p.cum_from("rlhf_eval/recording/bodies.py", "loads_json", "rlhf_eval/backends/gemini.py", "_request"))
     g["response parsing: JSON body → traces"] = parse
     request = p.cum("rlhf_eval/backends/gemini.py", "_request")
-    g["SDK request building (google-genai, httpx)"] = max(0.0, request - vcr_stub - parse)
+    g["SDK request building (google-genai; httpx when recording)"] = max(0.0, request - vcr_stub - parse)
     verification = p.cum("rlhf_eval/evaluate.py", "verdict_for") + p.cum("rlhf_eval/evaluate.py",
                                                                          "majority_vote_accuracy")
     g["verification: answer extraction + verifier"] = verification
@@ -307,16 +426,20 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--pytest-arg", action="append", default=[], help="extra argument for (a), repeatable")
-    parser.add_argument("--baseline", choices=["typed", "raw", "both"], default="both",
+    parser.add_argument("--baseline", choices=["typed", "raw", "both", "none"], default="both",
                         help="typed: the brief's bare loop (genai's typed response); raw: the same loop reading "
-                             "the raw JSON body, as the harness does; both (default)")
+                             "the raw JSON body, as the harness does; both (default); none: only (a) and the floor")
     parser.add_argument("--without-orjson", action="store_true",
                         help="also time (a) with orjson hidden (rlhf-eval then parses JSON with the json module)")
     parser.add_argument("--baseline-child", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-mode", default="typed", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-child", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-cassettes", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_child:
         return baseline_child(args.baseline_child, args.baseline_mode)
+    if args.floor_child:
+        return floor_child(args.floor_child, args.floor_cassettes)
 
     root = (args.root or REPO).resolve()
     suite_dir = (args.suite_dir or root / "suites").resolve()
@@ -329,13 +452,19 @@ def main() -> None:
 
     plan = baseline_plan(suites, cassette_dir)
     nb = len(plan)
-    modes = ["typed", "raw"] if args.baseline == "both" else [args.baseline]
+    modes = {"both": ["typed", "raw"], "none": []}.get(args.baseline, [args.baseline])
     harness, rss = [], []
+    floor = {"wall": [], "rss": [], "loop": [], "ratio": []}
     base = {m: {"wall": [], "rss": [], "loop": []} for m in modes}
     for _ in range(args.repeat):
         seconds, peak = run_harness(suite_dir, cassette_dir, args.pytest_arg)
         harness.append(seconds)
         rss.append(peak)
+        f_seconds, f_peak, f_info = run_floor(suite_dir, cassette_dir)
+        floor["wall"].append(f_seconds)
+        floor["rss"].append(f_peak)
+        floor["loop"].append(f_info["loop_s"])
+        floor["ratio"].append(seconds / f_seconds)  # this repeat's pair, run back to back
         for m in modes:
             seconds, peak, info = run_baseline(plan, m)
             base[m]["wall"].append(seconds)
@@ -353,6 +482,20 @@ def main() -> None:
         print(f"    the same without orjson:        {w:7.2f} s wall  {w / n * 1000:6.2f} ms/question  "
               f"peak RSS {max(r[1] for r in runs):5.0f} MB   (median of {args.repeat}: "
               f"{', '.join(f'{r[0]:.2f}' for r in runs)})")
+    f, f_loop = statistics.median(floor["wall"]), statistics.median(floor["loop"])
+    print(f"(f) floor: parse + verify + numpy:  {f:7.2f} s wall  {f / n * 1000:6.2f} ms/question  "
+          f"peak RSS {max(floor['rss']):5.0f} MB   (median of {args.repeat}: "
+          f"{', '.join(f'{x:.2f}' for x in floor['wall'])}; loop alone {f_loop:.2f} s; "
+          f"mean accuracy {f_info['mean_accuracy']:.4f}, mean margin {f_info['mean_margin']:.4f})")
+    hc, fc = statistics.median(CPU["harness"]), statistics.median(CPU["floor"])
+    nf = f_info["questions"]
+    if nf == n:
+        print(f"    ratio harness / floor: {h / f:.2f} (medians; per repeat: "
+              f"{', '.join(f'{x:.2f}' for x in floor['ratio'])}; issue 12 asks for <= 5)")
+        print(f"    CPU seconds (user + system), medians: harness {hc:.2f}, floor {fc:.2f}; ratio {hc / fc:.2f}")
+    else:  # the floor replays only the plain Gemini suites: compare per question
+        print(f"    ratio harness / floor per question: {(h / n) / (f / max(1, nf)):.2f} on wall, "
+              f"{(hc / n) / (fc / max(1, nf)):.2f} on CPU (the floor replays {nf} of the {n} questions)")
     labels = {"typed": "(b) baseline, vcrpy + genai typed: ", "raw": "(b') vcrpy + genai raw JSON body:  "}
     for m in modes:
         b, loop = statistics.median(base[m]["wall"]), statistics.median(base[m]["loop"])

@@ -13,15 +13,13 @@ Usable without pytest:
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
-# `verify` is both a submodule and the function exported under its name: imported now, so the
-# name is the function. Loading the submodule later (the evaluator does) would otherwise bind the
-# package attribute to the module before a lazy lookup could run. It loads no SDK.
-from .verify import Verifier, VerifierError, verifier, verify
-
-# The names below load on first use (PEP 562): importing one submodule — the emulator, the report
-# or the command line — does not pay for vcrpy and the provider SDKs.
+# The names below load on first use (PEP 562): importing one submodule — the emulator, the report,
+# the command line, or the pytest plugin in a run with no suite — does not pay for vcrpy, the
+# provider SDKs, or the verifiers' patterns (~40 ms).
 _EXPORTS = {
     "rewards": ("RewardError", "reward_function"),
     "evaluate": ("Backends", "QuestionResult", "evaluate_question", "sample_question", "score_question"),
@@ -29,10 +27,39 @@ _EXPORTS = {
     "sampling": ("Sampler", "SamplingError", "Score", "Scorer", "ScoringError"),
     "suite": ("Question", "Suite", "SuiteError", "load_suite"),
     "types": ("VERDICTS", "Trace", "Verdict"),
+    "verify": ("Verifier", "VerifierError", "verifier"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted([*_MODULE_OF, "Verifier", "VerifierError", "verifier", "verify"])
+__all__ = sorted([*_MODULE_OF, "verify"])
+
+
+class _Package(types.ModuleType):
+    """This package, whose `verify` is the function `rlhf_eval.verify.verify`, loaded on first use.
+
+    `verify` also names the submodule, and importing a submodule binds it on its package (the
+    evaluator imports it): a plain lazy name would then turn into the module. As a property the
+    name stays the function; anything else assigned to it (a test's monkeypatch) is kept."""
+
+    @property
+    def verify(self) -> Any:
+        if "verify" in self.__dict__:
+            return self.__dict__["verify"]
+        from .verify import verify as function  # binds the submodule here: the setter skips it
+
+        return function
+
+    @verify.setter
+    def verify(self, value: Any) -> None:
+        if not (isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.verify"):
+            self.__dict__["verify"] = value
+
+    @verify.deleter
+    def verify(self) -> None:
+        self.__dict__.pop("verify", None)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
@@ -55,3 +82,4 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .sampling import Sampler, SamplingError, Score, Scorer, ScoringError
     from .suite import Question, Suite, SuiteError, load_suite
     from .types import VERDICTS, Trace, Verdict
+    from .verify import Verifier, VerifierError, verifier, verify

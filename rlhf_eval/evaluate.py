@@ -21,7 +21,7 @@ from .paths import shown_path
 from .recording import CassetteProblem, cassette_path, use_cassette
 from .rewards import resolve_reward, reward_kwargs, rewards_per_function, weighted_sum
 from .sampling import Sampler, Scorer
-from .suite import Question, Suite
+from .suite import Question, ScorerConfig, Suite
 from .thresholds import ThresholdFailure, check_thresholds
 from .throttle import SERIAL, RequestPolicy
 from .types import Trace, Verdict
@@ -80,8 +80,8 @@ class QuestionResult:
                 for i, (t, v, r, a) in enumerate(zip(self.traces, self.verdicts, self.rewards, self.advantages))
             ],
             "pairs": [
-                {"chosen": int(w), "rejected": int(l), "margin": margin_of.get(p)}
-                for p, (w, l) in enumerate(zip(self.chosen_idx, self.rejected_idx))
+                {"chosen": int(chosen), "rejected": int(rejected), "margin": margin_of.get(p)}
+                for p, (chosen, rejected) in enumerate(zip(self.chosen_idx, self.rejected_idx))
             ],
         }
 
@@ -139,7 +139,8 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         "mean_reasoning_tokens": _mean([t.reasoning_tokens for t in traces]),
     }
 
-    with_reference = spec.dpo.reference != "none"
+    reference = spec.dpo.reference if isinstance(spec.dpo.reference, ScorerConfig) else None  # None: "none"
+    with_reference = reference is not None
     logps = _array([t.logp for t in traces])
     ref_logps = _array([t.ref_logp for t in traces])
     tokens = np.array([t.token_count or 0 for t in traces], dtype=float)
@@ -152,8 +153,8 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
     if np.isnan(logps).all():
         unavailable = (logprobs_note(spec.model) or next((t.logp_note for t in traces if t.logp_note), None)
                        or f"{spec.model.name} returned no log-probabilities")
-    elif with_reference and np.isnan(ref_logps).all():
-        unavailable = f"the reference model {spec.dpo.reference.name} scored no trace"
+    elif reference is not None and np.isnan(ref_logps).all():
+        unavailable = f"the reference model {reference.name} scored no trace"
     elif len(chosen_idx) and not len(scored):
         unavailable = "no preference pair has log-probabilities on both sides"
     if unavailable is None:
@@ -273,8 +274,9 @@ def draw_traces(prompt: str, k: int, seed: int, backends: Backends) -> list[Trac
         for i, sc in zip(scorable, scores):
             # The scorer's token count goes with its logp, so a per-token mean stays consistent.
             traces[i] = dataclasses.replace(
-                traces[i], logp=sc.logp, token_count=sc.token_count, logp_source=f"scorer {backends.policy_scorer.name}",
-                logp_note=None, extra={**traces[i].extra, "api_token_count": traces[i].token_count})
+                traces[i], logp=sc.logp, token_count=sc.token_count,
+                logp_source=f"scorer {backends.policy_scorer.name}", logp_note=None,
+                extra={**traces[i].extra, "api_token_count": traces[i].token_count})
     if backends.reference is not None and scorable:
         scores = backends.reference.score(prompt, [traces[i].text for i in scorable])
         for i, sc in zip(scorable, scores):

@@ -114,7 +114,8 @@ def _openai_seed(body: Any) -> int | None:
 
 _GOOGLE_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 provider("gemini", key_envs=_GOOGLE_KEYS, request_seed=_gemini_seed)(_gemini)
-provider("gemini-legacy", key_envs=_GOOGLE_KEYS, needs="google.generativeai", install="rlhf-eval[legacy]")(_gemini_legacy)
+provider("gemini-legacy", key_envs=_GOOGLE_KEYS, needs="google.generativeai",
+         install="rlhf-eval[legacy]")(_gemini_legacy)
 PROVIDERS.register("openai", Provider("openai", sampler=_openai_sampler, scorer=_openai_scorer,
                                       key_envs=("OPENAI_API_KEY",), needs="openai", install="rlhf-eval[openai]",
                                       request_seed=_openai_seed))

@@ -12,6 +12,7 @@ drives it in a plain loop. Both give the same report for the same suites and cas
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import shlex
 import threading
@@ -177,6 +178,7 @@ class Run:
         self.prefetch: Prefetcher | None = None
         self._backends: dict[str, Backends] = {}
         self._backends_lock = threading.Lock()  # prefetch threads ask too
+        self._settings: dict[str, dict] = {}  # suite file -> its settings, as the report holds them
         self._patch_held = False
         self.results: list[dict] = []
         self.suites: dict[str, dict] = {}  # suite name -> its settings
@@ -228,6 +230,10 @@ class Run:
     def start(self, rows: list[list[tuple[Suite, Question]]], *, prefetch: bool = True) -> None:
         """When recording `rows` (runs of consecutive questions) with `prefetch`, sample ahead
         within each row."""
+        # What is loaded by now (the suites, the SDKs, vcrpy) lives to the end of the run: the
+        # collector need not walk it again on every collection of the oldest generation (about a
+        # twentieth of a replay's CPU).
+        gc.freeze()
         if (prefetch and self.recording and sum(map(len, rows)) > 1 and self.policy.concurrency > 1):
             self.prefetch = Prefetcher(rows, self.policy.concurrency, self.sample)
 
@@ -255,7 +261,9 @@ class Run:
     def evaluate(self, suite: Suite, question: Question) -> Outcome:
         """Sample (or collect the prefetched traces of) one question and score it. A cassette, API
         or verifier problem is the outcome's one-line `error`; anything else is raised."""
-        settings = suite_settings(suite)
+        settings = self._settings.get(str(suite.path))
+        if settings is None:
+            settings = self._settings[str(suite.path)] = suite_settings(suite)
         try:
             traces = self.prefetch.result(suite, question) if self.prefetch else self.sample(suite, question)
             scored = score_question(suite, question, traces)
@@ -356,19 +364,18 @@ class Run:
         return lines + [("fail", line) for line in self.problems]
 
     def _write_outputs(self, report: Report) -> None:
-        from .export import export_files
-        from .html_report import write_html
-
         o = self.options
         for settings in self.suites.values():  # under xdist, this process built no backend
             watch_settings(settings)
-        outputs = [("the JSON report", o.report_json, write_json), ("the HTML report", o.html, write_html)]
+        outputs = [("the JSON report", o.report_json, write_json), ("the HTML report", o.html, _write_html)]
         if o.save is not None:
             outputs.append((f"baseline {o.save_name or o.save.stem}", o.save, write_json))
         for label, path, write in outputs:
             if path is not None:
                 self._write(label, path, partial(write, report, path))
         if o.export is not None:
+            from .export import export_files
+
             for path, text in export_files(report, o.export).items():
                 if not self._write("the export", path, partial(write_without_secrets, path, text)):
                     break
@@ -387,6 +394,12 @@ class Run:
             return False
         self.written.append(str(path))
         return True
+
+
+def _write_html(report: Report, path: Path) -> None:
+    from .html_report import write_html  # its import is not free, and most runs write no HTML
+
+    write_html(report, path)
 
 
 def check_unique_name(suite: Suite, seen: dict[str, Path], cassette_dir: Path) -> None:

@@ -453,7 +453,8 @@ def _load_suite(path: Path) -> Suite:
     if not {"suite", "model", "samples", "questions"} & data.keys():
         # Some other YAML file matched the suite patterns: listing every key it lacks would be noise.
         raise SuiteError(path, 1, "not a suite: none of `suite`, `model`, `samples`, `questions` is here; a suite "
-                                  "starts with `suite: <name>` (keep other YAML files out of the rlhf_suite_files patterns)")
+                                  "starts with `suite: <name>` "
+                                  "(keep other YAML files out of the rlhf_suite_files patterns)")
     try:
         spec = SuiteSpec.model_validate(data)
     except ValidationError as exc:
@@ -474,7 +475,8 @@ def _read_suite_file(path: Path) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise SuiteError(path, None, "cannot read the file (it is not a regular file); a suite is a YAML file")
         if info.st_size > MAX_SUITE_BYTES:
-            raise SuiteError(path, None, f"the file is {info.st_size / 1e6:.0f} MB, over the {MAX_SUITE_BYTES / 1e6:.0f} MB "
+            raise SuiteError(path, None, f"the file is {info.st_size / 1e6:.0f} MB, "
+                             f"over the {MAX_SUITE_BYTES / 1e6:.0f} MB "
                              "a suite may be; put the questions in a JSONL file (questions: {source: ...})")
         return path.read_bytes()
     except OSError as exc:
@@ -513,11 +515,15 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
     inline = isinstance(spec.questions, list)
     verifier = None if problem else spec.verifier.name
     try:
-        raw_questions = ([(q, line_of(lines, ("questions", i)), ("questions", i)) for i, q in enumerate(spec.questions)]
-                         if inline else _read_source(spec.questions, path, lines, verifier))
+        if isinstance(spec.questions, list):  # `inline`, tested again here so the type narrows
+            raw_questions = [(q, line_of(lines, ("questions", i)), ("questions", i))
+                             for i, q in enumerate(spec.questions)]
+            where_path = str(path)
+        else:
+            raw_questions = _read_source(spec.questions, path, lines, verifier)
+            where_path = str(_source_path(spec.questions, path))
     except SuiteError as exc:
         raise SuiteError.joined(problems + exc.problems) from None
-    where_path = str(path) if inline else str(_source_path(spec.questions, path))
     seen: dict[str, int | None] = {}
     # A prompt field no question has is one problem, not one per question; {answer} is reported above.
     unfilled = {"answer"}
@@ -573,7 +579,8 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
             try:  # a reference the verifier cannot read is a data bug, not a model failure: catch it now
                 verify("", q.answer, spec.verifier.name, **own)
             except VerifierError as exc:
-                raise SuiteError(where_path, qline, f"question {_short(q.id)}: answer {_short(q.answer)}: {exc}") from None
+                raise SuiteError(where_path, qline,
+                                 f"question {_short(q.id)}: answer {_short(q.answer)}: {exc}") from None
             if own is options:
                 readable.add(q.answer)
         return Question(id=q.id, question=q.question, answer=q.answer, fields=fields,
@@ -679,7 +686,7 @@ def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: s
         raise SuiteError(suite_path, source_line, f"questions.source: no file {_short(src.source)} (looked for {file})")
     answer_re = re.compile(src.answer_regex, re.MULTILINE) if src.answer_regex else None
     prefix = src.id_prefix or file.stem
-    out = []
+    out: list[tuple[QuestionSpec, int, tuple]] = []
     try:
         handle = file.open("rb")  # bytes, decoded line by line, so a bad byte gets its line number
         kind = _foreign_format(file, handle.read(8))
@@ -919,7 +926,8 @@ def _dotted(loc: tuple, data: Any) -> str:
     node = data
     for part in loc:
         if isinstance(part, int):
-            qid = node[part].get("id") if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) else None
+            qid = (node[part].get("id")
+                   if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) else None)
             out += f"[{part}]" + (f" ({qid})" if qid is not None and out == "questions" else "")
         else:
             out += ("." if out else "") + str(part)

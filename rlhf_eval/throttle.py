@@ -117,7 +117,7 @@ class DaemonPool(Executor):
                 thread.join()
 
     def _cancel_queued(self) -> None:
-        kept = []
+        kept: list[None] = []  # the workers' stop signals (None); every job is cancelled
         while True:
             try:
                 job = self._queue.get_nowait()

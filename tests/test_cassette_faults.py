@@ -138,7 +138,8 @@ BEFORE_THE_SDK = {
     "cut mid-JSON": (lambda kind: body('{"choices": [{"text": "The answer'),
                      "holds a response the API does not send (its body is cut off mid-JSON: …"
                      "'{\"choices\": [{\"text\": \"The answer')"),
-    "a list": (lambda kind: body("[]"), "holds a response the API does not send (its body is a JSON list, not an object)"),
+    "a list": (lambda kind: body("[]"),
+               "holds a response the API does not send (its body is a JSON list, not an object)"),
     "null": (lambda kind: body(None), "holds a response the API does not send (its body is null, not text)"),
     "no body": (lambda kind: lambda response: response.update(body=None),
                 "holds a response the API does not send (its body field is null, not a mapping with 'string')"),
@@ -160,7 +161,8 @@ BEFORE_THE_SDK = {
                  "recorded an HTTP 502 from the API (<html><body>502 Bad Gateway</body></html>)"),
     "400": (lambda kind: http_error(400, '{"error": {"message": "Request contains an invalid argument."}}'),
             "recorded an HTTP 400 from the API (Request contains an invalid argument.)"),
-    "429 no body": (lambda kind: http_error(429, ""), "recorded an HTTP 429 from the API (whatever the reason phrase was)"),
+    "429 no body": (lambda kind: http_error(429, ""),
+                    "recorded an HTTP 429 from the API (whatever the reason phrase was)"),
 }
 
 
@@ -233,7 +235,8 @@ def test_a_recorded_server_error_is_not_retried_nor_called_already_replayed(kind
     policy = RequestPolicy(retry=RetryPolicy(attempts=4), sleep=waits.append)  # what the plugin builds
     with pytest.raises(ReplayFault) as info:
         sample(kind, path, "none", replay=True, policy=policy)
-    assert str(info.value) == f"cassette {path} interaction 2 of 2 recorded an HTTP 503 from the API (Overloaded.); {REWRITE}"
+    assert str(info.value) == (f"cassette {path} interaction 2 of 2 recorded an HTTP 503 from the API (Overloaded.); "
+                               f"{REWRITE}")
     assert waits == [] and policy.retries == 0
 
 
@@ -324,7 +327,8 @@ def _mutate(data, text: str) -> str:
 
 
 @pytest.mark.parametrize("kind", MODELS)
-@settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_change_to_a_recorded_body_gives_traces_or_the_line(kind, data, recorded, offline):
     source = json.loads(recorded[kind][0].read_text())

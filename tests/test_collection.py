@@ -59,10 +59,10 @@ def test_a_ci_config_with_a_suite_key_leaves_the_test_run_untouched(plain):
 
 def test_a_run_with_no_suite_loads_none_of_the_engine(plain):
     """The plugin is in every pytest run of an environment that has rlhf-eval: one that collects no
-    suite loads no suite model, recorder, SDK or numpy for it (benchmarks/plugin_overhead.py says
+    suite loads no suite model, verifier, recorder, SDK or numpy for it (benchmarks/plugin_overhead.py says
     what that saves). A run that collects a suite has loaded them by its first test."""
-    engine = ["rlhf_eval.suite", "pydantic", "rlhf_eval.recording", "vcr", "google.genai", "openai", "numpy",
-              "tabulate"]
+    engine = ["rlhf_eval.suite", "pydantic", "rlhf_eval.recording", "rlhf_eval.verify", "vcr", "google.genai",
+              "openai", "numpy", "tabulate"]
     write(plain.path, "test_app.py", f"import sys\n\n\ndef test_app():\n    print('LOADED', "
                                      f"[m for m in {engine!r} if m in sys.modules])\n")
     alone = plain.runpytest_subprocess("-p", "no:cacheprovider", "-s", "test_app.py")

@@ -479,13 +479,15 @@ def test_a_providers_module_reference_records_and_replays_and_a_wrong_role_is_on
         "model": {**model, "temperature": 0.5}}))
     stale = project.runpytest("-p", "no:cacheprovider")
     stale.assert_outcomes(failed=2)
-    stale.stdout.fnmatch_lines(["demo.yaml::q-0000: stale cassette cassettes/demo/q-0000.yaml: *temperature: 1.0 → 0.5*"])
+    stale.stdout.fnmatch_lines(["demo.yaml::q-0000: stale cassette cassettes/demo/q-0000.yaml: "
+                                "*temperature: 1.0 → 0.5*"])
 
     for dpo_reference, message in [
         ({"provider": "gemini", "name": "m"}, "dpo.reference.provider: provider 'gemini' has no scorer; scorers: hf, "
                                               "openai"),
         ({"provider": "team_sampler:TinyChat", "name": "m"}, "dpo.reference.provider: provider "
-                                                             "'team_sampler:TinyChat' has no scorer; scorers: hf, openai"),
+                                                             "'team_sampler:TinyChat' has no scorer; "
+                                                             "scorers: hf, openai"),
         ({"provider": "hf", "name": "m", "options": {"x": 1}}, "dpo.reference.options: options are a team's own "
                                                                "provider's settings; hf takes its own as keys"),
     ]:

@@ -273,8 +273,8 @@ def test_unknown_names_weights_and_settings_that_cannot_work_are_one_line_at_loa
     assert _load_error(path).endswith("reward_funcs[0]: unknown reward function 'zzz'; known: accuracy")
     path = _inline(tmp_path, reward_funcs=["accuracy", "rewards_load:boxed_accuracy"], reward_weights=[1.0])
     assert _load_error(path) == (f"{path}:{_line_of(path, 'reward_weights')}: reward_weights: 1 weight for 2 "
-                                 "reward functions (accuracy, rewards_load:boxed_accuracy); give one weight per function, "
-                                 "in the same order, as TRL's GRPOConfig.reward_weights")
+                                 "reward functions (accuracy, rewards_load:boxed_accuracy); "
+                                 "give one weight per function, in the same order, as TRL's GRPOConfig.reward_weights")
     path = _inline(tmp_path, reward_weights=[1.0, 2.0])
     assert _load_error(path).endswith("reward_weights: 2 weights for 1 reward function (accuracy); give one weight "
                                       "per function, in the same order, as TRL's GRPOConfig.reward_weights")

@@ -21,7 +21,8 @@ import vcr.stubs
 from rlhf_eval.recording import CompactJSONSerializer
 from rlhf_eval.recording.vcr_adapter import (SUPPORTED, VCR, AdaptedCassette, CannotOverwriteExistingCassetteException,
                                              CassetteNotFoundError, PatchTarget, RecordMode, cassette_options,
-                                             copy_request, install_patches, match_method, match_path,
+                                             copy_request, httpx_response, install_patches, match_method,
+                                             match_path,
                                              request_filters, request_from_dict, requests_match,
                                              response_with_bytes, serialize)
 
@@ -65,6 +66,15 @@ def test_request_from_dict_builds_what_a_cassette_file_holds():
 def test_response_with_bytes_turns_a_body_string_into_bytes():
     response = response_with_bytes(interaction({}, "a")["response"])
     contract(response["body"]["string"] == b'{"answer": "a"}', "vcr.serializers.compat.convert_to_bytes")
+
+
+def test_httpx_response_is_the_response_vcrpys_httpx_stub_plays():
+    recorded = response_with_bytes(interaction({}, "a")["response"])
+    response = httpx_response(recorded, httpx)
+    contract(isinstance(response, httpx.Response) and response.status_code == 200,
+             "vcr.stubs.httpx_stubs._deserialize_response(vcr_response, httpx) (status)")
+    contract(response.headers["content-type"] == "application/json" and response.read() == b'{"answer": "a"}',
+             "vcr.stubs.httpx_stubs._deserialize_response (headers, body)")
 
 
 def test_copy_request_is_an_independent_equal_request():

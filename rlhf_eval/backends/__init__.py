@@ -144,8 +144,10 @@ class _CheckedScorer:
 
 def credentials_problem(model: ModelConfig) -> str | None:
     """Why recording with `model` cannot work from this environment, or None."""
-    if model.provider in ("gemini", "gemini-legacy") and model.vertex is None and not api_key(model.provider, model.api_key_env):
-        names = " (or ".join(key_envs(model.provider, model.api_key_env)) + ")" * (len(key_envs(model.provider, model.api_key_env)) - 1)
+    if (model.provider in ("gemini", "gemini-legacy") and model.vertex is None
+            and not api_key(model.provider, model.api_key_env)):
+        names = (" (or ".join(key_envs(model.provider, model.api_key_env))
+                 + ")" * (len(key_envs(model.provider, model.api_key_env)) - 1))
         return (f"recording needs an API key: set {names}; "
                 "replaying (--rlhf-record-mode=none) needs none")
     return None
@@ -153,7 +155,8 @@ def credentials_problem(model: ModelConfig) -> str | None:
 
 def record_env_hint(model: ModelConfig) -> str:
     """What to put before the re-record command, e.g. `GEMINI_API_KEY=<your key> `."""
-    if model.provider in ("gemini", "gemini-legacy") and model.vertex is None and not api_key(model.provider, model.api_key_env):
+    if (model.provider in ("gemini", "gemini-legacy") and model.vertex is None
+            and not api_key(model.provider, model.api_key_env)):
         return f"{key_envs(model.provider, model.api_key_env)[0]}=<your key> "
     return ""
 

@@ -90,7 +90,9 @@ def _describe(exc, model: str, url: str) -> str:
         return f"could not reach {url} ({type(exc).__name__}: {exc}); is the server running?"
     status = getattr(exc, "status_code", None)
     body = getattr(exc, "body", None)
-    message = (body.get("message") if isinstance(body, dict) else None) or getattr(exc, "message", str(exc))
+    detail = body.get("message") if isinstance(body, dict) else None
+    # str(): a server's body may hold any JSON value there, and `.lower()` below needs text
+    message = str(detail or getattr(exc, "message", None) or exc)
     if status == 400 and "logprob" in message.lower():
         return f"{model} refuses log-probabilities ({message}); set model.logprobs: false in the suite"
     if status == 401:
@@ -188,7 +190,8 @@ def _content(message: dict) -> tuple[str, str | None]:
     beside = next((message[k] for k in ("reasoning_content", "reasoning") if message.get(k) is not None), None)
     if isinstance(content, list):
         texts = [c.get("text") or "" for c in content if c.get("type") == "text"]
-        thinking = [t.get("text") or "" for c in content if c.get("type") == "thinking" for t in c.get("thinking") or ()]
+        thinking = [t.get("text") or "" for c in content if c.get("type") == "thinking"
+                    for t in c.get("thinking") or ()]
         content = "".join(texts)
         if thinking:
             beside = "\n\n".join(filter(None, [beside, *thinking]))
@@ -216,7 +219,8 @@ def _trace(choice: dict, j: int, usage: dict, seed, version, fingerprint, tags) 
         note = f"the server withheld the answer (finish_reason {raw_finish})"
     elif values:
         logp, count, note = answer_logprobs(tokens, values, shown, split.answer_start, has_reasoning=split.reasoned)
-    if reasoning_tokens is None and logp is not None and split.tagged:
+    # answer_logprobs sets count with logp: the answer's tokens were found among the logprob tokens
+    if reasoning_tokens is None and count is not None and split.tagged:
         reasoning_tokens = len(values) - count  # the tokens before the answer spell the inline reasoning
     if count is None and usage.get("completion_tokens") is not None:
         if reasoning_tokens is not None:  # completion_tokens includes reasoning_tokens
@@ -299,7 +303,8 @@ class OpenAIScorer:
                 any(offsets[b] != offsets[a] + len(tokens[a]) for a, b in zip(inside, inside[1:])) or \
                 offsets[inside[-1]] + len(tokens[inside[-1]]) != len(text):
             raise ScoringError(f"{where}: token offsets do not tile the text (the server's token texts and offsets "
-                               "disagree, e.g. for non-ASCII text); cannot tell which logprobs belong to the completion")
+                               "disagree, e.g. for non-ASCII text); "
+                               "cannot tell which logprobs belong to the completion")
         return Score(float(sum(values[i] for i in inside)), len(inside))
 
 

@@ -34,7 +34,7 @@ VCR = vcr.VCR
 __all__ = ["VCR", "RecordMode", "CannotOverwriteExistingCassetteException", "CassetteNotFoundError",
            "match_method", "match_path", "requests_match", "serialize", "request_from_dict",
            "response_with_bytes", "copy_request", "request_filters", "cassette_options", "AdaptedCassette",
-           "PatchTarget", "install_patches"]
+           "PatchTarget", "install_patches", "Request", "httpx_response"]
 
 
 def request_from_dict(data: dict) -> Request:
@@ -50,6 +50,18 @@ def response_with_bytes(response: dict) -> dict:
 
     Relies on `vcr.serializers.compat.convert_to_bytes` (undocumented; `deserialize` applies it)."""
     return compat.convert_to_bytes(response)
+
+
+def httpx_response(recorded: dict, httpx_module: Any) -> Any:
+    """The `httpx_module.Response` vcrpy's httpx stub would build for a played `recorded` response
+    (status, headers, body), not yet read.
+
+    Relies on the private `vcr.stubs.httpx_stubs._deserialize_response(vcr_response, httpx)`, so
+    that a replay that skips httpx's transport (`rlhf_eval.backends.replay_http`) answers exactly
+    what vcrpy's patched transport would."""
+    from vcr.stubs.httpx_stubs import _deserialize_response
+
+    return _deserialize_response(recorded, httpx_module)
 
 
 def copy_request(request: Request) -> Request:
