@@ -12,9 +12,10 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from . import report
+from .report_model import Report
 
 PROG = "rlhf-eval"
 
@@ -23,7 +24,7 @@ class CliError(Exception):
     """A mistake the user can fix: printed as one line, exit status 2."""
 
 
-def load_report(path: str | Path, what: str = "report") -> dict[str, Any]:
+def load_report(path: str | Path, what: str = "report") -> Report:
     try:
         return report.load_report(path, what)
     except report.ReportError as e:

@@ -15,46 +15,51 @@ from pathlib import Path
 from typing import Any
 
 from .credentials import write_without_secrets
+from .report_model import Question, Report, Suite
 
 
-def _prompt(suite: dict, question: dict) -> Any:
-    system = (suite.get("model") or {}).get("system_instruction")
+def _system(suite: Suite) -> str | None:
+    return suite.model.get("system_instruction")
+
+
+def _prompt(suite: Suite, question: Question) -> Any:
+    system = _system(suite)
     if system:
-        return [{"role": "system", "content": system}, {"role": "user", "content": question["prompt"]}]
-    return question["prompt"]
+        return [{"role": "system", "content": system}, {"role": "user", "content": question.prompt}]
+    return question.prompt
 
 
-def _completion(suite: dict, text: str) -> Any:
-    return [{"role": "assistant", "content": text}] if (suite.get("model") or {}).get("system_instruction") else text
+def _completion(suite: Suite, text: str) -> Any:
+    return [{"role": "assistant", "content": text}] if _system(suite) else text
 
 
-def suite_records(suite: dict) -> dict[str, list[dict]]:
-    """The four datasets of one suite from its report section."""
+def suite_records(suite: Suite) -> dict[str, list[dict]]:
+    """The four datasets of one suite from its report section: name → records."""
     dpo, prompts, groups, sft = [], [], [], []
-    for q in suite["questions"]:
-        if not q.get("metrics"):
+    for q in suite.questions:
+        if not q.metrics:
             continue  # an item that errored has no traces to export
-        prompt, traces = _prompt(suite, q), q["traces"]
-        for p in q["pairs"]:
-            dpo.append({"prompt": prompt, "chosen": _completion(suite, traces[p["chosen"]]["text"]),
-                        "rejected": _completion(suite, traces[p["rejected"]]["text"])})
-        prompts.append({"prompt": prompt, "answer": q["answer"], "question_id": q["id"]})
-        groups.append({"prompt": prompt, "question_id": q["id"],
-                       "completions": [_completion(suite, t["text"]) for t in traces],
-                       "rewards": [t["reward"] for t in traces], "advantages": [t["advantage"] for t in traces]})
-        sft += [{"prompt": prompt, "completion": _completion(suite, t["text"])}
-                for t in traces if t["verdict"] == "correct"]
+        prompt, traces = _prompt(suite, q), q.traces
+        for p in q.pairs:
+            dpo.append({"prompt": prompt, "chosen": _completion(suite, traces[p.chosen].text),
+                        "rejected": _completion(suite, traces[p.rejected].text)})
+        prompts.append({"prompt": prompt, "answer": q.answer, "question_id": q.id})
+        groups.append({"prompt": prompt, "question_id": q.id,
+                       "completions": [_completion(suite, t.text) for t in traces],
+                       "rewards": [t.reward for t in traces], "advantages": [t.advantage for t in traces]})
+        sft += [{"prompt": prompt, "completion": _completion(suite, t.text)}
+                for t in traces if t.verdict == "correct"]
     return {"dpo": dpo, "grpo_prompts": prompts, "grpo_groups": groups, "sft": sft}
 
 
-def export_files(report: dict, directory: str | Path) -> dict[Path, str]:
+def export_files(report: Report | dict, directory: str | Path) -> dict[Path, str]:
     """Every suite's datasets as the files `export_report` writes: path under `directory/<suite>/` → text."""
-    return {Path(directory) / suite["name"] / f"{name}.jsonl":
+    return {Path(directory) / suite.name / f"{name}.jsonl":
             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            for suite in report["suites"] for name, rows in suite_records(suite).items()}
+            for suite in Report.of(report).suites for name, rows in suite_records(suite).items()}
 
 
-def export_report(report: dict, directory: str | Path) -> list[Path]:
+def export_report(report: Report | dict, directory: str | Path) -> list[Path]:
     """Write every suite's datasets under `directory/<suite>/`; returns the files written.
 
     Raises OSError, or SecretInOutput for a file that would contain one of the run's secrets

@@ -1,9 +1,9 @@
 """The run report as one self-contained HTML page.
 
-`render_html(report)` turns the dict `report.build_report` makes (the same one written as JSON)
-into a single HTML file: inline CSS, inline SVG plots, an optional small inline script for
-filtering and expanding — and nothing fetched from anywhere. Everything reads with JavaScript
-off. Every string taken from the report is escaped (trace texts are model output).
+`render_html(report)` turns the `Report` that `report.build_report` makes (the same one written as
+JSON; a report dict is validated into one) into a single HTML file: inline CSS, inline SVG plots, an
+optional small inline script for filtering and expanding — and nothing fetched from anywhere.
+Everything reads with JavaScript off. Every string taken from the report is escaped (trace texts are model output).
 
 Optional parts are rendered when present and skipped when absent: per-question and per-suite
 `intervals` ({metric: [lo, hi]}), `metrics.maj_at_k`, and a top-level `comparison` against a
@@ -24,11 +24,26 @@ from urllib.parse import quote
 import numpy as np
 
 from .credentials import write_without_secrets
+from .report_model import MetricChange, Question, QuestionComparison, Report, Suite
+from .rows import (
+    DPO_METRICS,
+    UNAVAILABLE,
+    Cell,
+    digits_of,
+    fmt,
+    fmt_p,
+    fmt_signed,
+    is_number,
+    is_zero_spread,
+    metric_order,
+    question_cells,
+    suite_cells,
+    summary_columns,
+    typographic,
+)
+from .types import VERDICTS
 
 __all__ = ["render_html", "write_html"]
-
-# shown as "unavailable" (with the reason) when the model gave no log-probabilities
-DPO_METRICS = ("mean_margin", "reward_accuracy", "dpo_loss", "mean_logp", "mean_ref_logp")
 
 # C0 controls (but tab, newline, carriage return), DEL and lone surrogates: invalid in an HTML
 # document or unencodable as UTF-8. Shown as visible replacement characters instead.
@@ -54,85 +69,58 @@ def _esc(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# numbers
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+# numbers: rows' formatters, escaped, with a true minus sign
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        if math.isnan(v):
-            return "-"
-        if math.isinf(v):
-            return "∞" if v > 0 else "−∞"
-        return f"{float(v):.{digits}f}".replace("-", "−")
-    return _esc(v)
+    if isinstance(v, str):
+        return _esc(v)
+    text = fmt(v, digits)
+    return text if text == "-" else typographic(text)
 
 
 def _signed(v: Any, digits: int = 3) -> str:
-    if not _is_num(v):
-        return _fmt(v, digits)
-    return f"{float(v):+.{digits}f}".replace("-", "−")
+    return typographic(fmt_signed(v, digits)) if is_number(v) else _fmt(v, digits)
 
 
 # ---------------------------------------------------------------------------------------------
 # small pieces: intervals, deltas, anchors
 
 
-def _interval(intervals: dict | None, *names: str) -> str:
-    """' [lo, hi]' for the first of `names` the intervals hold with two numbers, else ''."""
-    if not isinstance(intervals, dict):
-        return ""
-    for name in names:
-        iv = intervals.get(name)
-        if isinstance(iv, (list, tuple)) and len(iv) == 2 and _is_num(iv[0]) and _is_num(iv[1]):
-            return f' <span class="ci" title="interval for {_esc(name)}">[{_fmt(iv[0], 2)}, {_fmt(iv[1], 2)}]</span>'
-    return ""
-
-
-def _interval_values(intervals: dict | None, name: str) -> tuple[float, float] | None:
-    if not isinstance(intervals, dict):
-        return None
-    iv = intervals.get(name)
-    if isinstance(iv, (list, tuple)) and len(iv) == 2 and _is_num(iv[0]) and _is_num(iv[1]):
+def _interval_values(intervals: dict | None, name: str | None) -> tuple[float, float] | None:
+    iv = (intervals or {}).get(name) if name else None
+    if isinstance(iv, (list, tuple)) and len(iv) == 2 and is_number(iv[0]) and is_number(iv[1]):
         return float(iv[0]), float(iv[1])
     return None
 
 
-def _delta(cmp_metrics: dict | None, *names: str, digits: int = 3) -> str:
-    """The change against the baseline for the first of `names` the comparison holds, else ''."""
-    if not isinstance(cmp_metrics, dict):
+def _interval(intervals: dict | None, name: str | None) -> str:
+    """' [lo, hi]' when the intervals hold two numbers for `name`, else ''."""
+    iv = _interval_values(intervals, name)
+    if iv is None:
         return ""
-    entry = None
-    for name in names:
-        entry = cmp_metrics.get(name)
-        if isinstance(entry, dict):
-            break
-    if not isinstance(entry, dict):
+    return f' <span class="ci" title="interval for {_esc(name)}">[{_fmt(iv[0], 2)}, {_fmt(iv[1], 2)}]</span>'
+
+
+def _delta(changes: dict[str, MetricChange] | None, name: str | None, digits: int = 3) -> str:
+    """The change against the baseline of metric `name` when the comparison holds it, else ''."""
+    entry = (changes or {}).get(name) if name else None
+    if entry is None:
         return ""
-    base, cur, delta = entry.get("baseline"), entry.get("current"), entry.get("delta")
-    if not _is_num(delta) and _is_num(base) and _is_num(cur):
+    base, cur, delta = entry.baseline, entry.current, entry.delta
+    if not is_number(delta) and is_number(base) and is_number(cur):
         delta = float(cur) - float(base)
-    significant, worse = bool(entry.get("significant")), bool(entry.get("worse"))
+    significant, worse = entry.significant, entry.worse
     tip = [f"{name}: baseline {_fmt(base, digits)} → current {_fmt(cur, digits)}"]
-    p = entry.get("p_value")
-    if _is_num(p):
-        tip.append(f"p = {float(p):.3g}")
-    if entry.get("test"):
-        tip.append(f"test: {_esc(entry['test'])}")
+    if is_number(entry.p_value):
+        tip.append(f"p = {fmt_p(entry.p_value)}")
+    if entry.test:
+        tip.append(f"test: {_esc(entry.test)}")
     tip.append("significant" if significant else "not significant")
     if worse:
         tip.append("worse")
     cls = "d " + ("sig " + ("worse" if worse else "better") if significant else ("ns worse" if worse else "ns"))
-    text = "Δ n/a" if not _is_num(delta) else f"Δ{_signed(delta, digits)}"
+    text = "Δ n/a" if not is_number(delta) else f"Δ{_signed(delta, digits)}"
     star = "*" if significant else ""
     return f' <span class="{cls}" title="{"; ".join(tip)}">{text}{star}</span>'
 
@@ -235,10 +223,11 @@ def _bar_chart(values: list[float | None], labels: list[str], hrefs: list[str], 
     for i, v in enumerate(values):
         x = left + i * slot + (slot - bw) / 2
         tip = f"{labels[i]}: {_fmt(v)}"
-        if intervals and intervals[i]:
-            tip += f" [{_fmt(intervals[i][0], 2)}, {_fmt(intervals[i][1], 2)}]"
+        iv = intervals[i] if intervals else None
+        if iv:
+            tip += f" [{_fmt(iv[0], 2)}, {_fmt(iv[1], 2)}]"
         parts = [f'<a href="#{hrefs[i]}"><title>{_esc(tip)}</title>']
-        if v is None or not _is_num(v):
+        if v is None or not is_number(v):
             parts.append(f'<rect x="{x:.2f}" y="{base - 2:.1f}" width="{bw:.2f}" height="2" class="na"/>')
         else:
             yy = y(float(v))
@@ -248,8 +237,8 @@ def _bar_chart(values: list[float | None], labels: list[str], hrefs: list[str], 
             if zero_marks and float(v) == 0.0:
                 cx = x + bw / 2
                 parts.append(f'<path d="M{cx - 3:.1f} {base + 3:.1f}l3 -5l3 5z" class="zero"/>')
-        if intervals and intervals[i]:
-            lo, hi = intervals[i]
+        if iv:
+            lo, hi = iv
             cx = x + bw / 2
             parts.append(f'<line x1="{cx:.2f}" x2="{cx:.2f}" y1="{y(lo):.1f}" y2="{y(hi):.1f}" class="err"/>')
         parts.append("</a>")
@@ -320,7 +309,9 @@ _CSS = """
 :root{--fg:#1d2327;--muted:#68737d;--line:#dde3e8;--bg:#fff;--soft:#f5f7f9;--ok:#1a7f37;--bad:#c62828;
 --okbg:#e6f4ea;--badbg:#fdecec;--warnbg:#fff6db;--warn:#8a6100;--acc:#2f6db5}
 *{box-sizing:border-box}
-body{margin:0;padding:14px 22px 40px;font:13px/1.4 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;color:var(--fg);background:var(--bg)}
+body{margin:0;padding:14px 22px 40px;
+font:13px/1.4 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;color:var(--fg);
+background:var(--bg)}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:18px 0 6px}h3{font-size:13px;margin:10px 0 4px}
 a{color:var(--acc);text-decoration:none}a:hover{text-decoration:underline}
 .muted{color:var(--muted)}.small{font-size:11.5px}
@@ -349,16 +340,19 @@ table.sum{font-variant-numeric:tabular-nums;min-width:60%}
 table.sum th,table.sum td{padding:1px 7px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 table.sum th{background:var(--soft);position:sticky;top:0;font-weight:600;z-index:1}
 table.sum td.l,table.sum th.l{text-align:left}
-table.sum tr.sh th{background:#fff;text-align:left;font-size:13.5px;padding-top:8px;position:static;border-bottom:1px solid #c5ced6}
+table.sum tr.sh th{background:#fff;text-align:left;font-size:13.5px;padding-top:8px;position:static;
+border-bottom:1px solid #c5ced6}
 table.sum tr.srow td{font-weight:600;background:#eef2f6;border-bottom:2px solid #c5ced6}
 table.sum tr.fail td{background:var(--badbg)}table.sum tr.srow.fail td{background:#f8d7d7}
 .res{font-weight:700}.res.pass{color:var(--ok)}.res.fail{color:var(--bad)}
-.badge{display:inline-block;padding:0 5px;border-radius:8px;font-size:10.5px;font-weight:600;line-height:15px;vertical-align:1px}
+.badge{display:inline-block;padding:0 5px;border-radius:8px;font-size:10.5px;font-weight:600;line-height:15px;
+vertical-align:1px}
 .badge.zero{background:#fde9c8;color:#8a4b00}
 .na-t{color:var(--muted);font-style:italic}
 .ci{color:var(--muted);font-size:11px}
 .d{font-size:11px;margin-left:2px}.d.ns{color:#8a949c}.d.ns.worse{color:#b07a7a}
-.d.sig{font-weight:700;padding:0 3px;border-radius:3px}.d.sig.worse{color:#fff;background:var(--bad)}.d.sig.better{color:#fff;background:var(--ok)}
+.d.sig{font-weight:700;padding:0 3px;border-radius:3px}.d.sig.worse{color:#fff;background:var(--bad)}
+.d.sig.better{color:#fff;background:var(--ok)}
 #controls{margin:4px 0 6px;display:flex;gap:10px;align-items:center;flex-wrap:wrap}
 #controls[hidden]{display:none}
 #controls input[type=search]{padding:2px 6px;width:220px}
@@ -373,27 +367,36 @@ details.q>summary .qid{font-weight:700;margin:0 6px}
 .kvs{display:flex;flex-wrap:wrap;gap:4px 14px;margin:2px 0 6px;font-variant-numeric:tabular-nums}
 .kv .k{color:var(--muted);margin-right:3px}
 ul.fails{margin:4px 0;padding-left:18px;color:var(--bad)}ul.unchk{margin:4px 0;padding-left:18px;color:var(--muted)}
-.err-box{background:var(--badbg);color:#7a1111;padding:4px 8px;border-radius:3px;white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+.err-box{background:var(--badbg);color:#7a1111;padding:4px 8px;border-radius:3px;white-space:pre-wrap;
+font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 table.tr{width:100%;font-variant-numeric:tabular-nums}
-table.tr th,table.tr td{padding:3px 6px;border-bottom:1px solid var(--line);vertical-align:top;text-align:right;white-space:nowrap}
+table.tr th,table.tr td{padding:3px 6px;border-bottom:1px solid var(--line);vertical-align:top;text-align:right;
+white-space:nowrap}
 table.tr th{background:var(--soft);font-weight:600;font-size:12px}
 table.tr td.l,table.tr th.l{text-align:left}
-table.tr td.txt{white-space:pre-wrap;text-align:left;font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;line-height:1.35;width:100%;word-break:break-word}
+table.tr td.txt{white-space:pre-wrap;text-align:left;
+font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;line-height:1.35;width:100%;
+word-break:break-word}
 mark{background:#ffe066;color:#000;padding:0 2px;border-radius:2px;outline:1px solid #e0b400;font-weight:700}
 mark.ok{background:#b6f0c4;outline-color:#2f9e52}mark.bad{background:#ffd0cc;outline-color:#d9534f}
-.qref{margin:2px 0 4px}.qref .ref{font-family:ui-monospace,Menlo,Consolas,monospace;background:var(--soft);padding:0 4px;border-radius:3px}
-details.prompt{display:inline-block;margin-left:14px;vertical-align:top}details.prompt>summary{cursor:pointer;color:var(--acc)}
+.qref{margin:2px 0 4px}
+.qref .ref{font-family:ui-monospace,Menlo,Consolas,monospace;background:var(--soft);padding:0 4px;border-radius:3px}
+details.prompt{display:inline-block;margin-left:14px;vertical-align:top}
+details.prompt>summary{cursor:pointer;color:var(--acc)}
 details.prompt[open]{display:block;margin:4px 0 0}
 details.rs{margin-bottom:4px;color:#555;white-space:pre-wrap}details.rs>summary{cursor:pointer}
-.pre{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;background:var(--soft);padding:4px 8px;border-radius:3px}
+.pre{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;
+background:var(--soft);padding:4px 8px;border-radius:3px}
 .v{display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;font-weight:700;color:#fff}
 .v.correct{background:var(--ok)}.v.incorrect{background:var(--bad)}.v.unparsable{background:#8e44ad}
 .v.truncated{background:#d17a00}.v.blocked{background:#555}.v.error{background:#000}.v.other{background:#777}
 .vd{display:block;color:var(--muted);font-size:10.5px}
 .pos{color:var(--ok)}.neg{color:var(--bad)}
 .pairs{display:flex;flex-wrap:wrap;gap:4px 6px;margin:4px 0}
-.pair{border:1px solid var(--line);border-radius:10px;padding:0 7px;font-size:11.5px;font-variant-numeric:tabular-nums;white-space:nowrap}
-.pair.pos{background:var(--okbg);border-color:#b7dfc2}.pair.neg{background:var(--badbg);border-color:#f0b8b8}.pair.na{color:var(--muted)}
+.pair{border:1px solid var(--line);border-radius:10px;padding:0 7px;font-size:11.5px;
+font-variant-numeric:tabular-nums;white-space:nowrap}
+.pair.pos{background:var(--okbg);border-color:#b7dfc2}.pair.neg{background:var(--badbg);border-color:#f0b8b8}
+.pair.na{color:var(--muted)}
 ul.flips{margin:4px 0;padding-left:18px}
 footer{margin-top:24px;color:var(--muted);font-size:11.5px}
 @media print{#controls{display:none}}
@@ -405,7 +408,8 @@ var c=document.getElementById('controls');if(!c)return;c.hidden=false;
 var f=document.getElementById('flt'),fo=document.getElementById('failonly'),zo=document.getElementById('zeroonly');
 var items=Array.prototype.slice.call(document.querySelectorAll('[data-q]'));
 function apply(){var t=f.value.trim().toLowerCase(),o=fo.checked,z=zo.checked,n=0;
-items.forEach(function(e){var s=(!t||e.getAttribute('data-q').indexOf(t)>=0)&&(!o||e.hasAttribute('data-fail'))&&(!z||e.hasAttribute('data-zero'));
+items.forEach(function(e){var s=(!t||e.getAttribute('data-q').indexOf(t)>=0)&&(!o||e.hasAttribute('data-fail'))
+&&(!z||e.hasAttribute('data-zero'));
 e.style.display=s?'':'none';if(s&&e.tagName==='TR')n++;});document.getElementById('shown').textContent=n+' shown';}
 f.addEventListener('input',apply);fo.addEventListener('change',apply);zo.addEventListener('change',apply);
 function all(open){document.querySelectorAll('details.q').forEach(function(d){d.open=open;});}
@@ -420,80 +424,74 @@ window.addEventListener('hashchange',target);target();apply();
 
 
 _ZERO_BADGE = ' <span class="badge zero" title="every trace got the same reward: no GRPO signal">zero</span>'
-_ZERO_BADGE_LONG = ' <span class="badge zero" title="every trace got the same reward: no GRPO signal">zero spread</span>'
+_ZERO_BADGE_LONG = (' <span class="badge zero" title="every trace got the same reward: no GRPO signal">'
+                    'zero spread</span>')
 
 
 def _verdict_badge(verdict: Any) -> str:
     v = str(verdict)
-    cls = v if v in ("correct", "incorrect", "unparsable", "truncated", "blocked", "error") else "other"
+    cls = v if v in VERDICTS else "other"
     return f'<span class="v {cls}">{_esc(v)}</span>'
 
 
 def _dpo_cell(value: Any, unavailable: Any, interval: str = "", delta: str = "") -> str:
     if unavailable:
-        return f'<span class="na-t" title="{_esc(unavailable)}">unavailable</span>{delta}'
+        return f'<span class="na-t" title="{_esc(unavailable)}">{UNAVAILABLE}</span>{delta}'
     return f"{_fmt(value)}{interval}{delta}"
 
 
-def _model_versions(suite: dict) -> list[str]:
+def _cell(c: Cell, intervals: dict | None, changes: dict[str, MetricChange] | None) -> str:
+    """A summary-table value with its interval and its change against the baseline (when there are)."""
+    digits = 0 if isinstance(c.value, int) else 3
+    if c.unavailable:
+        return _dpo_cell(c.value, c.unavailable, delta=_delta(changes, c.metric, digits))
+    zero = _ZERO_BADGE if c.metric == "spread" and is_zero_spread(c.value) else ""
+    text = c.text if c.text == "-" else typographic(_esc(c.text))
+    return f"{c.prefix}{text}{zero}{_interval(intervals, c.metric)}{_delta(changes, c.metric, digits)}"
+
+
+def _model_versions(suite: Suite) -> list[str]:
     seen: dict[str, None] = {}
-    for q in suite.get("questions") or ():
-        for t in q.get("traces") or ():
-            mv = t.get("model_version")
-            if mv:
-                seen.setdefault(str(mv), None)
+    for q in suite.questions:
+        for t in q.traces:
+            if t.model_version:
+                seen.setdefault(str(t.model_version), None)
     return list(seen)
 
 
-def _suite_failed(suite: dict) -> bool:
-    a = suite.get("aggregates") or {}
-    return bool(suite.get("threshold_failures")) or bool(a.get("questions_failed")) or \
-        any(not q.get("passed", True) or q.get("error") for q in suite.get("questions") or ())
-
-
-def _question_result(q: dict) -> tuple[str, str]:
-    if q.get("error"):
-        return "ERROR", "fail"
-    return ("pass", "pass") if q.get("passed", True) else ("FAIL", "fail")
+def _failed(q: Question) -> bool:
+    return bool(q.error) or not q.passed
 
 
 class _Page:
     """Holds the report and the look-ups every part needs; `render()` returns the whole page."""
 
-    def __init__(self, report: dict, title: str) -> None:
+    def __init__(self, report: Report, title: str) -> None:
         self.report = report
         self.title = title
-        self.suites: list[dict] = list(report.get("suites") or [])
-        cmp = report.get("comparison")
-        self.cmp: dict | None = cmp if isinstance(cmp, dict) else None
-        self.cmp_suites: dict[str, dict] = {}
-        if self.cmp:
-            for cs in self.cmp.get("suites") or ():
-                if isinstance(cs, dict) and "name" in cs:
-                    self.cmp_suites[str(cs["name"])] = cs
+        self.suites: list[Suite] = report.suites
+        self.cmp = report.comparison
+        self.cmp_suites = {cs.name: cs for cs in self.cmp.suites} if self.cmp else {}
         self.taken: set[str] = set()
         # anchors, computed once so the table, the plots and the sections agree
         self.q_anchor: dict[tuple[int, int], str] = {}
         self.s_anchor: dict[int, str] = {}
         for si, s in enumerate(self.suites):
-            self.s_anchor[si] = _anchor("s-", s.get("name", si), taken=self.taken)
-            for qi, q in enumerate(s.get("questions") or ()):
-                self.q_anchor[si, qi] = _anchor("q-", s.get("name", si), q.get("id", qi), taken=self.taken)
-        self.has_maj = any(isinstance(q.get("metrics"), dict) and "maj_at_k" in q["metrics"]
-                           for s in self.suites for q in s.get("questions") or ()) or \
-            any("maj_at_k" in (s.get("aggregates") or {}) for s in self.suites)
+            self.s_anchor[si] = _anchor("s-", s.name, taken=self.taken)
+            for qi, q in enumerate(s.questions):
+                self.q_anchor[si, qi] = _anchor("q-", s.name, q.id, taken=self.taken)
+        self.has_maj = any(q.metrics is not None and "maj_at_k" in q.metrics.model_fields_set
+                           for s in self.suites for q in s.questions) or \
+            any("maj_at_k" in s.aggregates.model_fields_set for s in self.suites)
 
     # -- comparison look-ups
-    def cmp_suite_metrics(self, suite: dict) -> dict | None:
-        cs = self.cmp_suites.get(str(suite.get("name")))
-        return cs.get("aggregates") if cs else None
+    def cmp_suite_metrics(self, suite: Suite) -> dict[str, MetricChange] | None:
+        cs = self.cmp_suites.get(suite.name)
+        return cs.aggregates if cs else None
 
-    def cmp_question(self, suite: dict, q: dict) -> dict:
-        cs = self.cmp_suites.get(str(suite.get("name")))
-        if not cs:
-            return {}
-        entry = (cs.get("questions") or {}).get(str(q.get("id")))
-        return entry if isinstance(entry, dict) else {}
+    def cmp_question(self, suite: Suite, q: Question) -> QuestionComparison:
+        cs = self.cmp_suites.get(suite.name)
+        return (cs.questions.get(q.id) if cs else None) or QuestionComparison()
 
     # -- the page
     def render(self) -> str:
@@ -511,20 +509,20 @@ class _Page:
         w("</section>")
         self.sections(w)
         w('<footer>Generated by rlhf_eval.html_report from the JSON report (version '
-          f'{_esc(self.report.get("version", "?"))}). Self-contained: no scripts, styles, fonts or images are '
+          f'{_esc(self.report.version)}). Self-contained: no scripts, styles, fonts or images are '
           'loaded from anywhere; the page reads with JavaScript off (the script only adds filtering and '
           'expand/collapse).</footer>')
         w(f"<script>{_SCRIPT}</script></body></html>\n")
         return "".join(out)
 
     def header(self, w) -> None:
-        n_q = sum(len(s.get("questions") or ()) for s in self.suites)
-        n_failed = sum(1 for s in self.suites for q in s.get("questions") or ()
-                       if not q.get("passed", True) or q.get("error"))
-        n_t = sum(len(q.get("traces") or ()) for s in self.suites for q in s.get("questions") or ())
-        n_p = sum(len(q.get("pairs") or ()) for s in self.suites for q in s.get("questions") or ())
-        suite_fail = [s for s in self.suites if s.get("threshold_failures")]
-        cmp_fail = list((self.cmp or {}).get("failures") or ())
+        questions = [q for s in self.suites for q in s.questions]
+        n_q = len(questions)
+        n_failed = sum(1 for q in questions if _failed(q))
+        n_t = sum(len(q.traces) for q in questions)
+        n_p = sum(len(q.pairs) for q in questions)
+        suite_fail = [s for s in self.suites if s.threshold_failures]
+        cmp_fail = list(self.cmp.failures) if self.cmp else []
         failed = bool(n_failed or suite_fail or cmp_fail)
         w('<header><div class="hl">')
         w(f'<h1>{_esc(self.title)}</h1>')
@@ -545,47 +543,41 @@ class _Page:
         if self.cmp:
             self.comparison_banner(w)
         for si, s in enumerate(self.suites):
-            m = s.get("model") or {}
-            a = s.get("aggregates") or {}
-            dpo = s.get("dpo") or {}
+            a = s.aggregates
             vs = _model_versions(s)
             ver = f' (model version {", ".join(_esc(v) for v in vs)})' if vs else ""
-            bits = [f'<a href="#{self.s_anchor[si]}"><b>{_esc(s.get("name", "?"))}</b></a>',
-                    f'{_esc(m.get("provider", "?"))} / {_esc(m.get("name", "?"))}{ver}',
-                    f'k = {_esc(s.get("samples", "?"))}', f'seed {_esc(s.get("seed", "?"))}',
-                    f'verifier {_esc((s.get("verifier") or {}).get("name", "?"))}',
-                    f'{_esc(a.get("questions", len(s.get("questions") or ())))} questions, '
-                    f'{_esc(a.get("questions_failed", 0))} failed']
-            if dpo:
-                bits.append(f'DPO β = {_esc(dpo.get("beta", "?"))}, reference {_esc(dpo.get("reference", "none"))}')
+            n_questions = a.questions if "questions" in a.model_fields_set else len(s.questions)
+            bits = [f'<a href="#{self.s_anchor[si]}"><b>{_esc(s.name)}</b></a>',
+                    f'{_esc(s.model.get("provider", "?"))} / {_esc(s.model.get("name", "?"))}{ver}',
+                    f'k = {_esc(_or(s.samples, "?"))}', f'seed {_esc(_or(s.seed, "?"))}',
+                    f'verifier {_esc(s.verifier.get("name", "?"))}',
+                    f'{_esc(n_questions)} questions, {_esc(a.questions_failed)} failed']
+            if s.dpo:
+                bits.append(f'DPO β = {_esc(s.dpo.get("beta", "?"))}, reference {_esc(s.dpo.get("reference", "none"))}')
             w(f'<div class="suites-line">{" · ".join(bits)}</div>')
-            for line in s.get("threshold_failures") or ():
-                w(f'<div class="banner changed">FAIL suite {_esc(s.get("name"))}: {_esc(line)}</div>')
+            for line in s.threshold_failures:
+                w(f'<div class="banner changed">FAIL suite {_esc(s.name)}: {_esc(line)}</div>')
         w("</header>")
 
     def comparison_banner(self, w) -> None:
-        c = self.cmp or {}
-        base = c.get("baseline")
-        if c.get("model_version_changed"):
-            w(f'<div class="banner changed">Model version changed since the baseline {_esc(base)}: '
+        c = self.cmp
+        assert c is not None
+        if c.model_version_changed:
+            w(f'<div class="banner changed">Model version changed since the baseline {_esc(c.baseline)}: '
               'differences below may come from a different model, not from the change under test.</div>')
-        w(f'<div class="banner cmp">Compared with baseline <b>{_esc(base)}</b>. '
+        w(f'<div class="banner cmp">Compared with baseline <b>{_esc(c.baseline)}</b>. '
           'Δ = current − baseline next to each metric; <span class="d sig worse">Δ*</span> / '
           '<span class="d sig better">Δ*</span> mark a significant change (worse / better), grey ones are '
           'not significant; hover a Δ for the test and p-value.')
-        if c.get("note"):
-            w(f'<div>{_esc(c["note"])}</div>')
-        for cs in c.get("suites") or ():
-            if not isinstance(cs, dict):
-                continue
-            for key, what in (("only_in_baseline", "only in the baseline"), ("only_in_current", "new in this run")):
-                ids = cs.get(key) or ()
+        if c.note:
+            w(f'<div>{_esc(c.note)}</div>')
+        for cs in c.suites:
+            for ids, what in ((cs.only_in_baseline, "only in the baseline"), (cs.only_in_current, "new in this run")):
                 if ids:
-                    shown = ", ".join(_esc(i) for i in list(ids)[:20]) + (" …" if len(ids) > 20 else "")
-                    w(f'<div class="small">{_esc(cs.get("name"))}: {len(ids)} question(s) {what}: {shown}</div>')
-        fails = c.get("failures") or ()
-        if fails:
-            w('<ul>' + "".join(f'<li class="neg">{_esc(f)}</li>' for f in fails) + '</ul>')
+                    shown = ", ".join(_esc(i) for i in ids[:20]) + (" …" if len(ids) > 20 else "")
+                    w(f'<div class="small">{_esc(cs.name)}: {len(ids)} question(s) {what}: {shown}</div>')
+        if c.failures:
+            w('<ul>' + "".join(f'<li class="neg">{_esc(f)}</li>' for f in c.failures) + '</ul>')
         w("</div>")
 
     def controls(self, w) -> None:
@@ -596,95 +588,70 @@ class _Page:
           '</button><span id="shown" class="muted"></span></div>')
 
     def summary_table(self, w) -> None:
-        head = ["question", "k", "accuracy"] + (["maj@k"] if self.has_maj else []) + \
-            ["unparsable", "pairs", "mean margin", "reward acc", "spread", "result"]
+        columns = summary_columns(self.has_maj)
+        head = ["question"] + [c.label for c in columns] + ["result"]
         w('<div class="tablewrap"><table class="sum"><thead><tr>')
         w("".join(f'<th class="{"l" if h == "question" else ""}">{h}</th>' for h in head))
         w("</tr></thead>")
         for si, s in enumerate(self.suites):
-            name = s.get("name", "?")
-            ename = _esc(name)
-            model = s.get("model") or {}
+            ename = _esc(s.name)
             w(f'<tbody><tr class="sh"><th colspan="{len(head)}"><a href="#{self.s_anchor[si]}">{ename}</a> '
-              f'<span class="muted small">{_esc(model.get("name", ""))} · k = {_esc(s.get("samples", "?"))} · '
-              f'{len(s.get("questions") or ())} questions</span></th></tr>')
-            for qi, q in enumerate(s.get("questions") or ()):
-                m = q.get("metrics") if isinstance(q.get("metrics"), dict) else {}
-                iv = q.get("intervals")
-                cq = self.cmp_question(s, q).get("metrics")
-                unavailable = q.get("dpo_unavailable")
-                res, rcls = _question_result(q)
-                spread = m.get("spread")
-                zero = _is_num(spread) and float(spread) == 0.0
-                attrs = f' data-q="{_esc(str(name).lower())}/{_esc(str(q.get("id", "")).lower())}"'
+              f'<span class="muted small">{_esc(s.model.get("name", ""))} · k = {_esc(_or(s.samples, "?"))} · '
+              f'{len(s.questions)} questions</span></th></tr>')
+            for qi, q in enumerate(s.questions):
+                cq = self.cmp_question(s, q).metrics
+                res, rcls = q.result, "fail" if _failed(q) else "pass"
+                attrs = f' data-q="{_esc(s.name.lower())}/{_esc(q.id.lower())}"'
                 if rcls == "fail":
                     attrs += " data-fail"
-                if zero:
+                if q.metrics is not None and is_zero_spread(q.metrics.spread):
                     attrs += " data-zero"
                 cls = ' class="fail"' if rcls == "fail" else ""
-                cells = [f'<td class="l"><a href="#{self.q_anchor[si, qi]}">{_esc(q.get("id", "?"))}</a></td>',
-                         f'<td>{_fmt(m.get("k"))}</td>',
-                         f'<td>{_fmt(m.get("accuracy"))}{_interval(iv, "accuracy")}{_delta(cq, "accuracy")}</td>']
-                if self.has_maj:
-                    cells.append(f'<td>{_fmt(m.get("maj_at_k"))}{_interval(iv, "maj_at_k")}{_delta(cq, "maj_at_k")}</td>')
-                cells += [f'<td>{_fmt(m.get("unparsable"))}{_delta(cq, "unparsable", "unparsable_rate")}</td>',
-                          f'<td>{_fmt(m.get("pairs"))}{_delta(cq, "pairs", digits=0)}</td>',
-                          f'<td>{_dpo_cell(m.get("mean_margin"), unavailable, _interval(iv, "mean_margin"), _delta(cq, "mean_margin"))}</td>',
-                          f'<td>{_dpo_cell(m.get("reward_accuracy"), unavailable, _interval(iv, "reward_accuracy"), _delta(cq, "reward_accuracy"))}</td>',
-                          f'<td>{_fmt(spread)}{_ZERO_BADGE if zero else ""}'
-                          f'{_interval(iv, "spread")}{_delta(cq, "spread")}</td>',
-                          f'<td><span class="res {rcls}">{res}</span></td>']
+                cells = [f'<td class="l"><a href="#{self.q_anchor[si, qi]}">{_esc(q.id)}</a></td>']
+                cells += [f"<td>{_cell(c, q.intervals, cq)}</td>" for c in question_cells(q, self.has_maj)]
+                cells.append(f'<td><span class="res {rcls}">{res}</span></td>')
                 w(f'<tr{cls}{attrs}>{"".join(cells)}</tr>')
-            a = s.get("aggregates") or {}
-            aiv = a.get("intervals")
+            a = s.aggregates
             ca = self.cmp_suite_metrics(s)
-            unavailable = a.get("dpo_unavailable")
-            sfail = bool(s.get("threshold_failures")) or bool(a.get("questions_failed"))
-            tip = "; ".join(str(x) for x in s.get("threshold_failures") or ())
+            sfail = s.failed
+            tip = "; ".join(str(x) for x in s.threshold_failures)
             cells = [f'<td class="l" title="{ename}: the whole suite"><a href="#{self.s_anchor[si]}">suite</a>'
-                     f' ({_esc(a.get("questions", "?"))} questions)</td>',
-                     f'<td>{_fmt(s.get("samples"))}</td>',
-                     f'<td>{_fmt(a.get("accuracy"))}{_interval(aiv, "accuracy")}{_delta(ca, "accuracy")}</td>']
-            if self.has_maj:
-                cells.append(f'<td>{_fmt(a.get("maj_at_k"))}{_interval(aiv, "maj_at_k")}{_delta(ca, "maj_at_k")}</td>')
-            cells += [f'<td>{_fmt(a.get("unparsable_rate"))}{_delta(ca, "unparsable_rate")}</td>',
-                      f'<td>{_fmt(a.get("pairs"))}{_delta(ca, "pairs", digits=0)}</td>',
-                      f'<td>{_dpo_cell(a.get("mean_margin"), unavailable, _interval(aiv, "mean_margin"), _delta(ca, "mean_margin"))}</td>',
-                      f'<td>{_dpo_cell(a.get("reward_accuracy"), unavailable, _interval(aiv, "reward_accuracy"), _delta(ca, "reward_accuracy"))}</td>',
-                      f'<td title="mean spread over questions; fraction of questions with zero spread">{_fmt(a.get("mean_spread"))}'
-                      f'{_interval(aiv, "mean_spread", "spread")}{_delta(ca, "mean_spread", "spread")} · zero '
-                      f'{_fmt(a.get("frac_zero_spread"))}{_delta(ca, "frac_zero_spread")}</td>',
-                      f'<td title="{_esc(tip)}"><span class="res {"fail" if sfail else "pass"}">'
-                      f'{"FAIL" if sfail else "pass"}</span></td>']
+                     f' ({_esc(a.questions)} questions)</td>']
+            for parts in suite_cells(s, self.has_maj):
+                title = (' title="mean spread over questions; fraction of questions with zero spread"'
+                         if len(parts) > 1 else "")
+                cells.append(f"<td{title}>{' · '.join(_cell(c, a.intervals, ca) for c in parts)}</td>")
+            cells.append(f'<td title="{_esc(tip)}"><span class="res {"fail" if sfail else "pass"}">'
+                         f'{"FAIL" if sfail else "pass"}</span></td>')
             w(f'<tr class="srow{" fail" if sfail else ""}">{"".join(cells)}</tr></tbody>')
         w("</table></div>")
 
     def plots(self, w) -> None:
         for si, s in enumerate(self.suites):
-            qs = s.get("questions") or []
-            name = str(s.get("name", "?"))
-            labels = [str(q.get("id", "?")) for q in qs]
+            qs = s.questions
+            labels = [q.id for q in qs]
             hrefs = [self.q_anchor[si, qi] for qi in range(len(qs))]
-            metrics = [q.get("metrics") if isinstance(q.get("metrics"), dict) else {} for q in qs]
-            fail = [bool(q.get("error")) or not q.get("passed", True) for q in qs]
-            acc = [m.get("accuracy") for m in metrics]
-            spread = [m.get("spread") for m in metrics]
-            acc_iv = [_interval_values(q.get("intervals"), "accuracy") for q in qs]
-            spr_iv = [_interval_values(q.get("intervals"), "spread") for q in qs]
-            smax = max([float(v) for v in spread if _is_num(v)] + [hi for iv in spr_iv if iv for hi in iv[1:]] + [0.0])
-            w(f'<figure><figcaption><a href="#{self.s_anchor[si]}">{_esc(name)}</a> <span class="muted">'
+            fail = [_failed(q) for q in qs]
+            acc = [q.metrics.accuracy if q.metrics else None for q in qs]
+            spread = [q.metrics.spread if q.metrics else None for q in qs]
+            acc_iv = [_interval_values(q.intervals, "accuracy") for q in qs]
+            spr_iv = [_interval_values(q.intervals, "spread") for q in qs]
+            smax = max([float(v) for v in spread if is_number(v)] + [hi for iv in spr_iv if iv for hi in iv[1:]]
+                       + [0.0])
+            w(f'<figure><figcaption><a href="#{self.s_anchor[si]}">{_esc(s.name)}</a> <span class="muted">'
               f'({len(qs)} questions; click a bar for its question)</span></figcaption><div class="charts">')
-            w(_bar_chart(acc, labels, hrefs, title="accuracy per question" + (" (with interval)" if any(acc_iv) else ""),
+            w(_bar_chart(acc, labels, hrefs,
+                         title="accuracy per question" + (" (with interval)" if any(acc_iv) else ""),
                          ymax=1.0, fail=fail, intervals=acc_iv if any(acc_iv) else None))
             w(_bar_chart(spread, labels, hrefs, title="reward spread per question (▲ = zero spread)",
                          ymax=_nice_max(smax), fail=fail, intervals=spr_iv if any(spr_iv) else None, zero_marks=True))
-            unavailable = (s.get("aggregates") or {}).get("dpo_unavailable")
-            margins = np.fromiter((p["margin"] for q in qs for p in q.get("pairs") or ()
-                                   if _is_num(p.get("margin"))), dtype=float)
+            unavailable = s.aggregates.dpo_unavailable
+            margins = np.fromiter((p.margin for q in qs for p in q.pairs if is_number(p.margin)), dtype=float)
             if unavailable:
                 w(f'<div class="unavail">DPO margin distribution unavailable: {_esc(unavailable)}</div>')
             elif not len(margins):
-                w('<div class="unavail">DPO margin distribution unavailable: no scored preference pairs in this suite.</div>')
+                w('<div class="unavail">DPO margin distribution unavailable: no scored preference pairs in this '
+                  'suite.</div>')
             else:
                 pos = int((margins > 0).sum())
                 w(_histogram(margins, title=f"DPO margins of all {len(margins)} scored pairs "
@@ -694,120 +661,100 @@ class _Page:
     def sections(self, w) -> None:
         first = True
         for si, s in enumerate(self.suites):
-            name = s.get("name", "?")
-            a = s.get("aggregates") or {}
-            w(f'<section class="suite" id="{self.s_anchor[si]}"><h2>{_esc(name)}: questions</h2>')
-            if s.get("description"):
-                w(f'<div>{_esc(s["description"])}</div>')
-            rw = s.get("rewards") or {}
-            dpo = s.get("dpo") or {}
-            grpo = s.get("grpo") or {}
-            st = s.get("suite_thresholds") or {}
+            w(f'<section class="suite" id="{self.s_anchor[si]}"><h2>{_esc(s.name)}: questions</h2>')
+            if s.description:
+                w(f'<div>{_esc(s.description)}</div>')
             bits = []
-            if rw:
-                bits.append("rewards " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in rw.items()))
-            if dpo:
-                bits.append("DPO " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in dpo.items()))
-            if grpo:
-                bits.append("GRPO " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in grpo.items()))
-            if st:
+            if s.rewards:
+                bits.append("rewards " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in s.rewards.items()))
+            if s.dpo:
+                bits.append("DPO " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in s.dpo.items()))
+            if s.grpo:
+                bits.append("GRPO " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in s.grpo.items()))
+            if s.suite_thresholds:
                 bits.append("suite thresholds " + ", ".join(
                     f"{_esc(k)} " + " ".join(f"{_esc(b)} {_esc(x)}" for b, x in (v or {}).items())
-                    for k, v in st.items()))
-            if a.get("dpo_unavailable"):
-                bits.append(f'DPO metrics unavailable: {_esc(a["dpo_unavailable"])}')
+                    for k, v in s.suite_thresholds.items()))
+            if s.aggregates.dpo_unavailable:
+                bits.append(f'DPO metrics unavailable: {_esc(s.aggregates.dpo_unavailable)}')
             if bits:
                 w(f'<div class="settings small">{" · ".join(bits)}</div>')
-            for qi, q in enumerate(s.get("questions") or ()):
+            for qi, q in enumerate(s.questions):
                 self.question(w, s, si, qi, q, open_=first)
                 first = False
             w("</section>")
 
-    def question(self, w, s: dict, si: int, qi: int, q: dict, *, open_: bool) -> None:
-        m = q.get("metrics") if isinstance(q.get("metrics"), dict) else {}
-        iv = q.get("intervals")
+    def question(self, w, s: Suite, si: int, qi: int, q: Question, *, open_: bool) -> None:
+        m = q.metrics
+        iv = q.intervals
         cqe = self.cmp_question(s, q)
-        cq = cqe.get("metrics")
-        unavailable = q.get("dpo_unavailable")
-        res, rcls = _question_result(q)
-        spread = m.get("spread")
-        zero = _is_num(spread) and float(spread) == 0.0
-        attrs = f' data-q="{_esc(str(s.get("name", "")).lower())}/{_esc(str(q.get("id", "")).lower())}"'
+        cq = cqe.metrics
+        unavailable = q.dpo_unavailable
+        rcls = "fail" if _failed(q) else "pass"
+        spread = m.spread if m else None
+        zero = is_zero_spread(spread)
+        attrs = f' data-q="{_esc(s.name.lower())}/{_esc(q.id.lower())}"'
         if rcls == "fail":
             attrs += " data-fail"
         if zero:
             attrs += " data-zero"
         w(f'<details class="q" id="{self.q_anchor[si, qi]}"{attrs}{" open" if open_ else ""}><summary>'
-          f'<span class="res {rcls}">{res}</span><span class="qid">{_esc(q.get("id", "?"))}</span>'
-          f'<span class="muted">{_esc(s.get("name", "?"))}</span>'
-          + (f' · answer <b>{_esc(q["answer"])}</b>' if q.get("answer") is not None else "")
-          + f' · accuracy {_fmt(m.get("accuracy"))}'
+          f'<span class="res {rcls}">{q.result}</span><span class="qid">{_esc(q.id)}</span>'
+          f'<span class="muted">{_esc(s.name)}</span>'
+          + (f' · answer <b>{_esc(q.answer)}</b>' if q.answer is not None else "")
+          + f' · accuracy {_fmt(m.accuracy if m else None)}'
           f'{_interval(iv, "accuracy")}{_delta(cq, "accuracy")} · spread {_fmt(spread)}'
-          f'{_ZERO_BADGE_LONG if zero else ""} · pairs {_fmt(m.get("pairs"))} · '
-          f'mean margin {_dpo_cell(m.get("mean_margin"), unavailable)}</summary><div class="qbody">')
-        if q.get("error"):
-            w(f'<div class="err-box">{_esc(q["error"])}</div>')
-        if q.get("answer") is not None or q.get("prompt"):
-            ref = (f'reference answer <b class="ref">{_esc(q["answer"])}</b>' if q.get("answer") is not None else "")
-            prompt = (f'<details class="prompt"><summary>prompt</summary><div class="pre">{_esc(q["prompt"])}</div>'
-                      '</details>' if q.get("prompt") else "")
+          f'{_ZERO_BADGE_LONG if zero else ""} · pairs {_fmt(m.pairs if m else None)} · '
+          f'mean margin {_dpo_cell(m.mean_margin if m else None, unavailable)}</summary><div class="qbody">')
+        if q.error:
+            w(f'<div class="err-box">{_esc(q.error)}</div>')
+        if q.answer is not None or q.prompt:
+            ref = f'reference answer <b class="ref">{_esc(q.answer)}</b>' if q.answer is not None else ""
+            prompt = (f'<details class="prompt"><summary>prompt</summary><div class="pre">{_esc(q.prompt)}</div>'
+                      '</details>' if q.prompt else "")
             w(f'<div class="qref">{ref}{prompt}</div>')
-        if m:
+        held = dict(m.items()) if m else {}
+        if held:
             kv = []
-            order = ["k", "correct", "incorrect", "unparsable", "blocked", "truncated", "error", "accuracy",
-                     "maj_at_k", "pass_at_k", "unparsable_rate", "spread", "nonzero_advantages", "pairs",
-                     "pairs_scored", "mean_margin", "reward_accuracy", "dpo_loss", "mean_tokens", "mean_logp",
-                     "mean_ref_logp"]
-            keys = [k for k in order if k in m] + [k for k in m if k not in order]
-            for k in keys:
-                v = m[k]
+            for k in metric_order(held):
                 if k in DPO_METRICS and unavailable:
-                    val = f'<span class="na-t" title="{_esc(unavailable)}">unavailable</span>'
+                    val = f'<span class="na-t" title="{_esc(unavailable)}">{UNAVAILABLE}</span>'
                 else:
-                    val = _fmt(v, 2 if k in ("mean_logp", "mean_ref_logp", "mean_tokens") else 3)
-                kv.append(f'<span class="kv"><span class="k">{_esc(k)}</span>{val}{_interval(iv, k)}{_delta(cq, k)}</span>')
+                    val = _fmt(held[k], digits_of(k))
+                kv.append(f'<span class="kv"><span class="k">{_esc(k)}</span>{val}{_interval(iv, k)}'
+                          f'{_delta(cq, k)}</span>')
             w(f'<div class="kvs">{"".join(kv)}</div>')
         if unavailable:
             w(f'<div class="muted">DPO metrics unavailable: {_esc(unavailable)}</div>')
-        fails = q.get("failures") or ()
-        if fails:
-            items = []
-            for f in fails:
-                if isinstance(f, dict):
-                    items.append(f'<li><b>{_esc(f.get("metric", "?"))}</b> = {_fmt(f.get("value"))} '
-                                 f'(threshold {_esc(f.get("bound", "?"))}): {_esc(f.get("reason", ""))}</li>')
-                else:
-                    items.append(f"<li>{_esc(f)}</li>")
+        if q.failures:
+            items = [f'<li><b>{_esc(f.metric)}</b> = {_fmt(f.value)} (threshold {_esc(f.bound)}): {_esc(f.reason)}</li>'
+                     for f in q.failures]
             w(f'<h3>Failures</h3><ul class="fails">{"".join(items)}</ul>')
-        unchecked = q.get("unchecked") or ()
-        if unchecked:
-            w('<ul class="unchk">' + "".join(f"<li>not checked: {_esc(u)}</li>" for u in unchecked) + "</ul>")
-        if cqe.get("grpo_signal"):
-            w(f'<div class="banner cmp">GRPO signal since the baseline: {_esc(cqe["grpo_signal"])}</div>')
-        flips = cqe.get("flips") or ()
-        if flips:
+        if q.unchecked:
+            w('<ul class="unchk">' + "".join(f"<li>not checked: {_esc(u)}</li>" for u in q.unchecked) + "</ul>")
+        if cqe.grpo_signal:
+            w(f'<div class="banner cmp">GRPO signal since the baseline: {_esc(cqe.grpo_signal)}</div>')
+        if cqe.flips:
             items = []
-            for fl in flips:
-                if not isinstance(fl, dict):
-                    items.append(f"<li>{_esc(fl)}</li>")
-                    continue
-                b, c = fl.get("baseline_margin"), fl.get("current_margin")
-                items.append(f'<li>chosen answer “{_esc(fl.get("chosen"))}” vs rejected “{_esc(fl.get("rejected"))}”: '
+            for fl in cqe.flips:
+                b, c = fl.baseline_margin, fl.current_margin
+                items.append(f'<li>chosen answer “{_esc(fl.chosen)}” vs rejected “{_esc(fl.rejected)}”: '
                              f'margin <span class="{_sign_cls(b)}">{_signed(b)}</span> in the baseline → '
                              f'<span class="{_sign_cls(c)}">{_signed(c)}</span> now'
-                             + (f' ({_esc(fl["direction"])})' if fl.get("direction") else "") + "</li>")
-            w(f'<h3>Flipped preferences since the baseline ({len(flips)})</h3><ul class="flips">{"".join(items)}</ul>')
+                             + (f' ({_esc(fl.direction)})' if fl.direction else "") + "</li>")
+            w(f'<h3>Flipped preferences since the baseline ({len(cqe.flips)})</h3>'
+              f'<ul class="flips">{"".join(items)}</ul>')
         self.traces(w, q)
         self.pairs(w, q, unavailable)
         w("</div></details>")
 
-    def traces(self, w, q: dict) -> None:
-        traces = q.get("traces") or []
+    def traces(self, w, q: Question) -> None:
+        traces = q.traces
         if not traces:
             w('<div class="muted">No traces recorded.</div>')
             return
-        has_ref = any(t.get("ref_logp") is not None for t in traces)
-        has_reasoning = any(t.get("reasoning_tokens") is not None or t.get("reasoning") for t in traces)
+        has_ref = any(t.ref_logp is not None for t in traces)
+        has_reasoning = any(t.reasoning_tokens is not None or t.reasoning for t in traces)
         head = ['<th>#</th><th class="l">verdict</th><th class="l">answer</th><th>reward</th><th>advantage</th>'
                 '<th title="the answer\'s tokens">tokens</th>',
                 '<th title="thinking tokens the API reported">reasoning tokens</th>' if has_reasoning else "",
@@ -817,65 +764,66 @@ class _Page:
         w(f'<h3>Traces ({len(traces)})</h3><table class="tr"><thead><tr>{"".join(head)}</tr></thead><tbody>')
         rows = []
         for i, t in enumerate(traces):
-            text, found = _highlight(t.get("text") or "", t.get("extracted"),
-                                     "ok" if t.get("verdict") == "correct" else "bad")
-            ext = t.get("extracted")
+            text, found = _highlight(t.text, t.extracted, "ok" if t.verdict == "correct" else "bad")
+            ext = t.extracted
             if ext is None or ext == "":
                 ans = '<span class="muted">-</span>'
             else:
-                ans = f"<b>{_esc(ext)}</b>" + ("" if found else ' <span class="muted small">(not found verbatim)</span>')
-            detail = f'<span class="vd">{_esc(t["detail"])}</span>' if t.get("detail") else ""
-            logp = t.get("logp")
-            ltip = (f' title="source: {_esc(t.get("logp_source"))}"' if t.get("logp_source") else
-                    f' title="none: {_esc(t.get("logp_note"))}"' if t.get("logp_note") else "")
-            if t.get("reasoning"):  # shown apart from the answer, collapsed: it is never verified
+                missing = "" if found else ' <span class="muted small">(not found verbatim)</span>'
+                ans = f"<b>{_esc(ext)}</b>{missing}"
+            detail = f'<span class="vd">{_esc(t.detail)}</span>' if t.detail else ""
+            ltip = (f' title="source: {_esc(t.logp_source)}"' if t.logp_source else
+                    f' title="none: {_esc(t.logp_note)}"' if t.logp_note else "")
+            if t.reasoning:  # shown apart from the answer, collapsed: it is never verified
                 text = (f'<details class="rs"><summary class="muted small">reasoning (not verified)</summary>'
-                        f'{_esc(t["reasoning"])}</details>{text}')
-            adv = t.get("advantage")
-            seed = t.get("seed")
+                        f'{_esc(t.reasoning)}</details>{text}')
             rows.append(
-                f'<tr><td>{i}</td><td class="l">{_verdict_badge(t.get("verdict", "?"))}{detail}</td>'
-                f'<td class="l">{ans}</td><td>{_fmt(t.get("reward"), 2)}</td>'
-                f'<td class="{_sign_cls(adv)}">{_signed(adv)}</td><td>{_fmt(t.get("token_count"))}</td>'
-                + (f'<td>{_fmt(t.get("reasoning_tokens"))}</td>' if has_reasoning else "")
-                + f'<td{ltip}>{_fmt(logp, 2)}</td>'
-                + (f'<td>{_fmt(t.get("ref_logp"), 2)}</td>' if has_ref else "")
-                + f'<td class="l">{_esc(t.get("finish_reason", "-"))}</td><td>{"-" if seed is None else _esc(seed)}</td>'
+                f'<tr><td>{i}</td><td class="l">{_verdict_badge(_or(t.verdict, "?"))}{detail}</td>'
+                f'<td class="l">{ans}</td><td>{_fmt(t.reward, 2)}</td>'
+                f'<td class="{_sign_cls(t.advantage)}">{_signed(t.advantage)}</td><td>{_fmt(t.token_count)}</td>'
+                + (f'<td>{_fmt(t.reasoning_tokens)}</td>' if has_reasoning else "")
+                + f'<td{ltip}>{_fmt(t.logp, 2)}</td>'
+                + (f'<td>{_fmt(t.ref_logp, 2)}</td>' if has_ref else "")
+                + f'<td class="l">{_esc(_or(t.finish_reason, "-"))}</td><td>{_esc(_or(t.seed, "-"))}</td>'
                 f'<td class="txt">{text}</td></tr>')
         w("".join(rows))
         w("</tbody></table>")
 
-    def pairs(self, w, q: dict, unavailable: Any) -> None:
-        pairs = q.get("pairs") or []
+    def pairs(self, w, q: Question, unavailable: Any) -> None:
+        pairs = q.pairs
         if not pairs:
             w('<div class="muted">No preference pairs (every trace got the same verdict class).</div>')
             return
-        scored = [p.get("margin") for p in pairs if _is_num(p.get("margin"))]
+        scored = [p.margin for p in pairs if is_number(p.margin)]
         pos = sum(1 for x in scored if x > 0)
         note = (f"{len(scored)} scored, {pos} with margin &gt; 0" if scored
                 else f"margins unavailable{': ' + _esc(unavailable) if unavailable else ''}")
         chips = []
         for p in pairs:
-            mg = p.get("margin")
-            cls = _sign_cls(mg) if _is_num(mg) else "na"
-            val = _signed(mg) if _is_num(mg) else "unavailable"
-            chips.append(f'<span class="pair {cls}">chosen #{_esc(p.get("chosen", "?"))} vs rejected '
-                         f'#{_esc(p.get("rejected", "?"))} <b>{val}</b></span>')
+            mg = p.margin
+            cls = _sign_cls(mg) if is_number(mg) else "na"
+            val = _signed(mg) if is_number(mg) else UNAVAILABLE
+            chips.append(f'<span class="pair {cls}">chosen #{p.chosen} vs rejected #{p.rejected} <b>{val}</b></span>')
         w(f'<h3>Preference pairs ({len(pairs)}; {note})</h3><div class="pairs">{"".join(chips)}</div>')
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def _sign_cls(v: Any) -> str:
-    if not _is_num(v) or float(v) == 0:
+    if not is_number(v) or float(v) == 0:
         return ""
     return "pos" if float(v) > 0 else "neg"
 
 
-def render_html(report: dict, *, title: str = "rlhf-eval report") -> str:
-    """The whole report as one self-contained HTML page (a str)."""
-    return _Page(report, title).render()
+def render_html(report: Report | dict, *, title: str = "rlhf-eval report") -> str:
+    """The whole report as one self-contained HTML page (a str). A dict is validated into a Report
+    first (ReportError, one line, if it does not fit)."""
+    return _Page(Report.of(report), title).render()
 
 
-def write_html(report: dict, path: str | Path, *, title: str = "rlhf-eval report") -> None:
+def write_html(report: Report | dict, path: str | Path, *, title: str = "rlhf-eval report") -> None:
     """Render and write atomically, so a reader never sees half a page. Raises OSError, or
     SecretInOutput (and writes nothing) if the page would contain one of the run's secrets."""
     write_without_secrets(path, render_html(report, title=title))

@@ -1,25 +1,29 @@
-"""The run report: question dicts → suite aggregates → table rows → text or JSON.
+"""The run report: question dicts → the typed `Report` (report_model) with suite aggregates → the
+terminal table (rows) → text; `write_json` / `load_report` write and read it as JSON.
 
-Each step is its own function (data → rows → rendering), and the JSON holds every trace with the
-settings used, so every number can be recomputed from the file alone (tests/test_report.py does).
+Each step is its own function (data → model → rows → rendering), and the JSON holds every trace with
+the settings used, so every number can be recomputed from the file alone (tests/test_report.py does).
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from pydantic import ValidationError
 from tabulate import tabulate
 
 from . import objectives as obj
-from .thresholds import check_thresholds
-from .suite import Bound
-from .credentials import redact_base_urls, write_without_secrets
+from . import rows as rows_
+from .credentials import redact_base_urls
 from .paths import shown_path
+from .report_model import (REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates,
+                           problem_line)
+from .suite import Bound
+from .thresholds import check_thresholds
 
-REPORT_VERSION = 1
+__all__ = ["REPORT_VERSION", "Report", "ReportError", "build_report", "load_report", "render_comparison",
+           "render_table", "suite_aggregates", "suite_intervals", "suite_settings", "write_json"]
 
 
 def suite_settings(suite) -> dict[str, Any]:
@@ -36,31 +40,32 @@ def suite_settings(suite) -> dict[str, Any]:
     })
 
 
-def suite_aggregates(questions: list[dict], dpo: dict) -> dict[str, Any]:
+def suite_aggregates(questions: list[Question], dpo: dict) -> SuiteAggregates:
     """Suite-level metrics over the questions that ran (pooled over traces and pairs)."""
-    scored = [q for q in questions if q.get("metrics")]
-    traces = [t for q in scored for t in q["traces"]]
+    scored = [q for q in questions if q.metrics]
+    metrics = [q.metrics for q in scored if q.metrics]  # theirs (the same test, for the type checker)
+    traces = [t for q in scored for t in q.traces]
     n = len(traces)
-    correct = sum(t["verdict"] == "correct" for t in traces)
-    margins = np.array([p["margin"] for q in scored for p in q["pairs"] if p["margin"] is not None], float)
-    unavailable = [q for q in scored if q["dpo_unavailable"]]
+    correct = sum(t.verdict == "correct" for t in traces)
+    margins = np.array([p.margin for q in scored for p in q.pairs if p.margin is not None], float)
+    unavailable = [q for q in scored if q.dpo_unavailable]
     out: dict[str, Any] = {
         "questions": len(questions),
-        "questions_failed": sum(not q["passed"] for q in questions),
+        "questions_failed": sum(not q.passed for q in questions),
         "traces": n,
         "accuracy": correct / n if n else None,
-        "pass_at_k": _mean(q["metrics"]["pass_at_k"] for q in scored),
-        "unparsable_rate": sum(t["verdict"] == "unparsable" for t in traces) / n if n else None,
-        "pairs": sum(q["metrics"]["pairs"] for q in scored),
-        "mean_spread": _mean(q["metrics"]["spread"] for q in scored),
-        "frac_zero_spread": obj.frac_zero_spread([q["metrics"]["spread"] for q in scored]) if scored else None,
+        "pass_at_k": _mean(m.pass_at_k for m in metrics),
+        "unparsable_rate": sum(t.verdict == "unparsable" for t in traces) / n if n else None,
+        "pairs": sum(m.pairs or 0 for m in metrics),
+        "mean_spread": _mean(m.spread for m in metrics),
+        "frac_zero_spread": obj.frac_zero_spread([m.spread for m in metrics]) if scored else None,
         # answer and reasoning tokens apart, over the traces whose API reported them
-        "mean_tokens": _mean(t.get("token_count") for t in traces),
-        "mean_reasoning_tokens": _mean(t.get("reasoning_tokens") for t in traces),
-        "dpo_unavailable": (unavailable[0]["dpo_unavailable"] if scored and len(unavailable) == len(scored)
+        "mean_tokens": _mean(t.token_count for t in traces),
+        "mean_reasoning_tokens": _mean(t.reasoning_tokens for t in traces),
+        "dpo_unavailable": (unavailable[0].dpo_unavailable if scored and len(unavailable) == len(scored)
                             else None),
     }
-    out["maj_at_k"] = _mean(q["metrics"].get("maj_at_k") for q in scored)
+    out["maj_at_k"] = _mean(m.maj_at_k for m in metrics)
     if out["dpo_unavailable"] or not len(margins):
         out.update({"mean_margin": None, "reward_accuracy": None, "dpo_loss": None})
     else:
@@ -69,18 +74,20 @@ def suite_aggregates(questions: list[dict], dpo: dict) -> dict[str, Any]:
         out["dpo_loss"] = (obj.simpo_loss(margins, dpo["simpo_gamma"]) if dpo["length_normalized"]
                            else obj.dpo_loss(margins, dpo["loss_type"], dpo["label_smoothing"], beta=dpo["beta"]))
     out["intervals"] = suite_intervals(scored, with_margins=out["mean_margin"] is not None)
-    return out
+    return SuiteAggregates.model_validate(out, strict=False)
 
 
-def suite_intervals(questions: list[dict], *, with_margins: bool, n_resamples: int = 2000, seed: int = 0) -> dict:
+def suite_intervals(questions: list[Question], *, with_margins: bool, n_resamples: int = 2000,
+                    seed: int = 0) -> dict[str, list[float]]:
     """95% intervals of suite aggregates by a cluster bootstrap: resample *questions* (traces of one
-    question are not independent), recompute each pooled statistic, take percentiles."""
+    question are not independent), recompute each pooled statistic, take percentiles.
+    `questions` are scored ones (metrics set); returns {metric: [low, high]}."""
     if not questions:
         return {}
-    n_traces = np.array([len(q["traces"]) for q in questions], float)
-    n_correct = np.array([sum(t["verdict"] == "correct" for t in q["traces"]) for q in questions], float)
-    spread = np.array([q["metrics"]["spread"] for q in questions], float)
-    margins = [np.array([p["margin"] for p in q["pairs"] if p["margin"] is not None], float) for q in questions]
+    n_traces = np.array([len(q.traces) for q in questions], float)
+    n_correct = np.array([sum(t.verdict == "correct" for t in q.traces) for q in questions], float)
+    spread = np.array([q.metrics.spread if q.metrics else None for q in questions], float)
+    margins = [np.array([p.margin for p in q.pairs if p.margin is not None], float) for q in questions]
     m_count = np.array([len(m) for m in margins], float)
     m_sum = np.array([m.sum() for m in margins])
     m_pos = np.array([(m > 0).sum() for m in margins], float)
@@ -102,117 +109,82 @@ def suite_intervals(questions: list[dict], *, with_margins: bool, n_resamples: i
     return {k: v for k, v in out.items() if v is not None}
 
 
-class ReportError(ValueError):
-    """A report file that cannot be used; the message is one line."""
+def load_report(path: str | Path, what: str = "report", hint: str | None = None) -> Report:
+    """Read a JSON report written by ``pytest --rlhf-report-json`` (`Report.load`); any problem is a
+    one-line ReportError."""
+    return Report.load(path, what, hint)
 
 
-def load_report(path: str | Path, what: str = "report", hint: str | None = None) -> dict[str, Any]:
-    """Read a JSON report written by ``pytest --rlhf-report-json``; any problem is a one-line ReportError."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportError(f"{path}: no such {what} file ({hint or f'write one with pytest --rlhf-report-json={path}'})") from None
-    except IsADirectoryError:
-        raise ReportError(f"{path}: is a directory, not a JSON {what}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("suites"), list):
-        raise ReportError(f"{path}: not an rlhf-eval report (no 'suites' list); "
-                       "write one with pytest --rlhf-report-json=PATH")
-    for i, s in enumerate(data["suites"]):
-        if not (isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("questions"), list)
-                and all(isinstance(q, dict) and isinstance(q.get("id"), str) for q in s["questions"])):
-            raise ReportError(f"{path}: suites[{i}] is not a suite of the report (needs 'name' and 'questions' with ids)")
-    return data
+def build_report(questions: Iterable[dict | Question], suites: dict[str, dict]) -> Report:
+    """The whole run as a Report, questions in suite order whatever order they ran in.
 
-
-def build_report(questions: Iterable[dict], suites: dict[str, dict]) -> dict[str, Any]:
-    """The whole run as one JSON-able dict, questions in suite order whatever order they ran in."""
-    by_suite: dict[str, list[dict]] = {}
+    `questions`: QuestionResult.to_dict() dicts (or Question models); `suites`: suite name →
+    `suite_settings(suite)`. Raises ReportError for a question dict that does not fit the model (a bug)."""
+    by_suite: dict[str, list[Question]] = {}
     for q in questions:
-        by_suite.setdefault(q["suite"], []).append(q)
+        q = q if isinstance(q, Question) else _question(q)
+        by_suite.setdefault(q.suite, []).append(q)
     out_suites = []
     for name in sorted(by_suite):
-        qs = sorted(by_suite[name], key=lambda q: q["index"])
+        qs = sorted(by_suite[name], key=lambda q: q.index)
         settings = suites.get(name, {})
         aggregates = suite_aggregates(qs, settings.get("dpo", {}))
-        out_suites.append({**settings, "name": name, "aggregates": aggregates,
-                           "threshold_failures": suite_threshold_failures(aggregates, settings),
-                           "questions": qs})
-    return {"version": REPORT_VERSION, "suites": out_suites}
+        suite = Suite.model_validate({**settings, "name": name, "questions": []}, strict=False)
+        suite.aggregates = aggregates
+        suite.threshold_failures = suite_threshold_failures(aggregates, settings)
+        suite.questions = qs  # validated already: not again
+        out_suites.append(suite)
+    return Report(version=REPORT_VERSION, suites=out_suites)
 
 
-def suite_threshold_failures(aggregates: dict, settings: dict) -> list[str]:
+def _question(data: dict) -> Question:
+    # Strict first: QuestionResult.to_dict() gives plain Python values, and pydantic's strict path is
+    # the faster one; a numpy scalar (a team's verifier or reward) is converted by the lax one.
+    try:
+        return Question.model_validate(data, strict=True)
+    except ValidationError:
+        pass
+    try:
+        return Question.model_validate(data, strict=False)
+    except ValidationError as e:
+        raise ReportError(problem_line(f"question {data.get('suite')}::{data.get('id')}", e,
+                                  "a bug in rlhf-eval or in a plugin that adds to results: please report it")) from None
+
+
+def suite_threshold_failures(aggregates: SuiteAggregates, settings: dict) -> list[str]:
     """One line per breached suite threshold (like --cov-fail-under)."""
     thresholds = {name: Bound(**raw) for name, raw in (settings.get("suite_thresholds") or {}).items()}
-    n = aggregates.get("questions", 0)
+    n = aggregates.questions
     nothing_scored = (f"none of its {n} question{'s' * (n != 1)} was scored: see their errors above"
-                      if not aggregates.get("traces") else None)
-    failures, _ = check_thresholds(aggregates, thresholds, aggregates.get("dpo_unavailable"),
-                                   aggregates.get("intervals"), unmeasured="fail", nothing_scored=nothing_scored)
+                      if not aggregates.traces else None)
+    failures, _ = check_thresholds(aggregates.model_dump(), thresholds, aggregates.dpo_unavailable,
+                                   aggregates.intervals, unmeasured="fail", nothing_scored=nothing_scored)
     return [f.reason for f in failures]
 
 
-COLUMNS = ["suite", "question", "k", "accuracy", "unparsable", "pairs", "mean margin", "reward acc",
-           "spread", "result"]
-
-
-def report_rows(report: dict) -> list[list[Any]]:
+def report_rows(report: Report) -> list[list[str]]:
+    """The terminal table's rows (`columns()`): one per question, then one per suite."""
     rows = []
-    for s in report["suites"]:
-        for q in s["questions"]:
-            m = q.get("metrics") or {}
-            rows.append([s["name"], q["id"], m.get("k", "-"), _fmt(m.get("accuracy")), m.get("unparsable", "-"),
-                         m.get("pairs", "-"), _dpo(m.get("mean_margin"), q.get("dpo_unavailable")),
-                         _dpo(m.get("reward_accuracy"), q.get("dpo_unavailable")), _fmt(m.get("spread")),
-                         _result(q)])
-        a = s["aggregates"]
-        rows.append([s["name"], f"(suite: {a['questions']} questions)", s.get("samples", "-"), _fmt(a["accuracy"]),
-                     _fmt(a["unparsable_rate"]), a["pairs"], _dpo(a["mean_margin"], a["dpo_unavailable"]),
-                     _dpo(a["reward_accuracy"], a["dpo_unavailable"]),
-                     f"zero: {_fmt(a['frac_zero_spread'])}",
-                     "FAIL" if s["threshold_failures"] or a["questions_failed"] else "pass"])
+    for s in report.suites:
+        for q in s.questions:
+            rows.append([s.name, q.id, *(c.text for c in rows_.question_cells(q)), q.result])
+        rows.append([s.name, rows_.suite_label(s), *(rows_.cells_text(c) for c in rows_.suite_cells(s)),
+                     rows_.suite_result(s)])
     return rows
 
 
-def render_table(report: dict) -> str:
-    return tabulate(report_rows(report), headers=COLUMNS, tablefmt="simple", disable_numparse=True)
+def columns() -> list[str]:
+    return ["suite", "question", *(c.label for c in rows_.summary_columns()), "result"]
 
 
-def write_json(report: dict, path: str | Path) -> None:
-    """Write atomically, so a reader never sees half a report. Raises OSError, or SecretInOutput
-    (and writes nothing) if the report would contain one of the run's secrets."""
-    write_without_secrets(path, json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False,
-                                           default=_jsonable) + "\n")
+def render_table(report: Report | dict) -> str:
+    return tabulate(report_rows(Report.of(report)), headers=columns(), tablefmt="simple", disable_numparse=True)
 
 
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def _result(q: dict) -> str:
-    if q.get("error"):
-        return "ERROR"
-    return "pass" if q["passed"] else "FAIL"
-
-
-def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.3f}"
-
-
-def _dpo(value, unavailable) -> str:
-    return "unavailable" if unavailable else _fmt(value)
+def write_json(report: Report | dict, path: str | Path) -> None:
+    """Write atomically (`Report.dump`), so a reader never sees half a report. Raises OSError, or
+    SecretInOutput (and writes nothing) if the report would contain one of the run's secrets."""
+    Report.of(report).dump(path)
 
 
 def _mean(values) -> float | None:
@@ -220,35 +192,37 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def comparison_rows(comparison: dict) -> list[list[Any]]:
+COMPARISON_COLUMNS = ["suite", "metric", "baseline", "current", "delta", "p", "significant"]
+
+
+def comparison_rows(comparison: Comparison) -> list[list[str]]:
     rows = []
-    for s in comparison["suites"]:
-        for metric, e in s["aggregates"].items():
-            mark = ("WORSE" if e["worse"] else "better") if e["significant"] else ""
-            rows.append([s["name"], metric, _fmt(e["baseline"]), _fmt(e["current"]),
-                         "-" if e["delta"] is None else f"{e['delta']:+.3f}",
-                         "-" if e["p_value"] is None else f"{e['p_value']:.3g}", mark])
+    for s in comparison.suites:
+        for metric, e in s.aggregates.items():
+            mark = ("WORSE" if e.worse else "better") if e.significant else ""
+            rows.append([s.name, metric, rows_.fmt(e.baseline), rows_.fmt(e.current), rows_.fmt_signed(e.delta),
+                         rows_.fmt_p(e.p_value), mark])
     return rows
 
 
-def render_comparison(comparison: dict, max_flips: int = 10) -> str:
-    """Suite deltas with significance, then where preference flipped and GRPO signal changed."""
+def render_comparison(comparison: Comparison, max_drift: int = 10) -> str:
+    """Suite deltas with significance, then the preference drift: answer pairs whose preference
+    flipped, and questions whose GRPO signal was lost or gained (the first `max_drift` lines)."""
     lines = []
-    if comparison.get("note"):
-        lines.append(f"note: {comparison['note']}")
-    lines.append(tabulate(comparison_rows(comparison), disable_numparse=True,
-                          headers=["suite", "metric", "baseline", "current", "delta", "p", "significant"]))
+    if comparison.note:
+        lines.append(f"note: {comparison.note}")
+    lines.append(tabulate(comparison_rows(comparison), disable_numparse=True, headers=COMPARISON_COLUMNS))
     drift = []
-    for s in comparison["suites"]:
-        for qid, q in s["questions"].items():
-            for f in q["flips"]:
-                drift.append(f"{s['name']}::{qid}: {f['chosen']} over {f['rejected']} {f['direction']} "
-                             f"(margin {f['baseline_margin']:+.3f} → {f['current_margin']:+.3f})")
-            if q["grpo_signal"]:
-                drift.append(f"{s['name']}::{qid}: GRPO signal {q['grpo_signal']}")
+    for s in comparison.suites:
+        for qid, q in s.questions.items():
+            for f in q.flips:
+                drift.append(f"{s.name}::{qid}: {f.chosen} over {f.rejected} {f.direction} "
+                             f"(margin {f.baseline_margin:+.3f} → {f.current_margin:+.3f})")
+            if q.grpo_signal:
+                drift.append(f"{s.name}::{qid}: GRPO signal {q.grpo_signal}")
     if drift:
         lines.append(f"preference drift ({len(drift)}):")
-        lines += ["  " + d for d in drift[:max_flips]]
-        if len(drift) > max_flips:
-            lines.append(f"  … and {len(drift) - max_flips} more in the JSON report (comparison.suites[].questions)")
+        lines += ["  " + d for d in drift[:max_drift]]
+        if len(drift) > max_drift:
+            lines.append(f"  … and {len(drift) - max_drift} more in the JSON report (comparison.suites[].questions)")
     return "\n".join(lines)

@@ -30,7 +30,8 @@ from .evaluate import Backends, QuestionResult, error_result, sample_question, s
 from .paths import shown_path
 from .record_modes import RECORD_MODES
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
-from .report import ReportError, build_report, load_report, render_comparison, render_table, suite_settings, write_json
+from .report import (Report, ReportError, build_report, load_report, render_comparison, render_table, suite_settings,
+                     write_json)
 from .sampling import SamplingError
 from .suite import Question, Suite, SuiteError, load_suite
 from .throttle import DaemonPool, RequestPolicy, RetryPolicy
@@ -181,8 +182,8 @@ class Run:
         self._patch_held = False
         self.results: list[dict] = []
         self.suites: dict[str, dict] = {}  # suite name -> its settings
-        self.report: dict | None = None
-        self.baseline: dict | None = None
+        self.report: Report | None = None
+        self.baseline: Report | None = None
         self.baseline_name = self.options.baseline_name or (self.options.baseline or Path()).stem
         self.fail_rules: dict[str, float] = {}
         self.written: list[str] = []  # files written, for the summary
@@ -326,24 +327,26 @@ class Run:
 
     # -------------------------------------------------------------------------------- the report
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> Report:
         """Build the report from the gathered results, compare it with the baseline, and write
         every output asked for (one that cannot be written is a line in `problems`)."""
         from .compare import compare_reports, regressions
 
         report = self.report = build_report(self.results, self.suites)
         if self.baseline is not None:
-            comparison = report["comparison"] = compare_reports(report, self.baseline, self.baseline_name)
-            comparison["failures"] = regressions(comparison, self.fail_rules)
+            comparison = report.comparison = compare_reports(report, self.baseline, self.baseline_name)
+            comparison.failures = regressions(comparison, self.fail_rules)
         self._write_outputs(report)
         return report
 
     @property
     def passed(self) -> bool:
         """No suite threshold failed, no significant regression, every output written."""
-        report = self.report or {}
-        return not (any(s["threshold_failures"] for s in report.get("suites", []))
-                    or (report.get("comparison") or {}).get("failures") or self.problems)
+        report = self.report
+        if report is None:
+            return not self.problems
+        return not (any(s.threshold_failures for s in report.suites)
+                    or (report.comparison is not None and report.comparison.failures) or self.problems)
 
     def summary(self) -> list[tuple[str, str]]:
         """The closing lines, each with its style: "title" and "section" (a separator line with
@@ -352,16 +355,15 @@ class Run:
         if report is None:
             return []
         lines = [("title", "rlhf-eval report"), ("text", render_table(report))]
-        lines += [("fail", f"FAIL suite {s['name']}: {line}") for s in report["suites"]
-                  for line in s["threshold_failures"]]
-        if "comparison" in report:
-            lines += [("section", f"compared with baseline {report['comparison']['baseline']}"),
-                      ("text", render_comparison(report["comparison"]))]
-            lines += [("fail", f"FAIL regression: {line}") for line in report["comparison"]["failures"]]
+        lines += [("fail", f"FAIL suite {s.name}: {line}") for s in report.suites for line in s.threshold_failures]
+        if report.comparison is not None:
+            lines += [("section", f"compared with baseline {report.comparison.baseline}"),
+                      ("text", render_comparison(report.comparison))]
+            lines += [("fail", f"FAIL regression: {line}") for line in report.comparison.failures]
         lines += [("text", f"rlhf-eval: wrote {path}") for path in self.written]
         return lines + [("fail", line) for line in self.problems]
 
-    def _write_outputs(self, report: dict) -> None:
+    def _write_outputs(self, report: Report) -> None:
         o = self.options
         for settings in self.suites.values():  # under xdist, this process built no backend
             watch_settings(settings)
@@ -394,7 +396,7 @@ class Run:
         return True
 
 
-def _write_html(report: dict, path: Path) -> None:
+def _write_html(report: Report, path: Path) -> None:
     from .html_report import write_html  # its import is not free, and most runs write no HTML
 
     write_html(report, path)
@@ -441,7 +443,7 @@ class Interrupted(KeyboardInterrupt):
 
 def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", cassette_dir: str | Path = "cassettes",
                rootdir: str | Path = ".", suite_patterns: Iterable[str] = DEFAULT_SUITE_FILES,
-               backends: MakeBackends | None = None, **options: Any) -> dict[str, Any]:
+               backends: MakeBackends | None = None, **options: Any) -> Report:
     """Run suites without pytest, as `pytest PATHS` would: the same sampling, cassettes and report.
 
     Args:
@@ -454,11 +456,11 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
         **options: any other `RunOptions` field (report_json, html, export, save, baseline,
             fail_rules, concurrency, rate_limit_rpm, retries, ...).
 
-    Returns the report (the dict `--rlhf-report-json` writes); its suites' `threshold_failures`
-    and its `comparison["failures"]` say what failed. Raises SuiteError for a file that is not a
-    valid suite; RunError for a bad setting, an unwritable cassette folder, or (after writing every
-    other) an output that could not be written, one line each; `Interrupted` (a KeyboardInterrupt)
-    on Ctrl-C or SIGTERM, keeping every complete cassette.
+    Returns the report (the `Report` `--rlhf-report-json` writes; `report.to_dict()` is that JSON);
+    its suites' `threshold_failures` and its `comparison.failures` say what failed. Raises
+    SuiteError for a file that is not a valid suite; RunError for a bad setting, an unwritable
+    cassette folder, or (after writing every other) an output that could not be written, one line
+    each; `Interrupted` (a KeyboardInterrupt) on Ctrl-C or SIGTERM, keeping every complete cassette.
     """
     run = Run(RunOptions(record_mode=record_mode, cassette_dir=Path(cassette_dir), **options),
               rerecord_command=lambda s, q, mode: pytest_command(s, q, mode, Path(cassette_dir)),

@@ -26,6 +26,7 @@ from .paths import shown_path
 from .providers import BUILT_IN, provider_problem
 from .registry import RegistryError
 from .rewards import DEFAULT_REWARD, HARNESS_ARGUMENTS, RewardFunction, resolve_reward
+from .rows import DPO_METRICS  # noqa: F401  (needs log-probabilities: "unavailable", never a number; one definition)
 from .types import VERDICTS
 from .verify import VerifierError, extract_reference, prepared_options, verify
 from .yamlines import YamlError, line_of, load_with_lines
@@ -42,8 +43,6 @@ SUITE_METRICS = (
 )
 # Metrics that are fractions in [0, 1]: a bound outside it is a mistake (a percentage, say).
 FRACTIONS = frozenset({"accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "reward_accuracy", "frac_zero_spread"})
-# Metrics that need log-probabilities; without them they are "unavailable", never a number.
-DPO_METRICS = frozenset({"mean_margin", "reward_accuracy", "dpo_loss", "mean_logp"})
 # Metrics with a 95% interval, which a threshold may gate on with `on: lower|upper`.
 QUESTION_INTERVALS = ("accuracy", "reward_accuracy", "mean_margin", "spread")
 SUITE_INTERVALS = ("accuracy", "reward_accuracy", "mean_margin", "mean_spread", "frac_zero_spread")

@@ -1,7 +1,8 @@
 """A Gradio viewer for a JSON report (``rlhf-eval ui REPORT.json [--compare BASELINE.json]``).
 
-The logic is plain functions over the report dict (filtering, table rows, one question's traces,
-pairs and metric deltas against a baseline report); `build_app` only wires them to components.
+The logic is plain functions over the `Report` (a report dict is validated into one): filtering,
+table rows, one question's traces, pairs and metric deltas against a baseline report; `build_app`
+only wires them to components.
 Gradio is imported inside `build_app`, so this module imports without it.
 
 Endpoints callable from ``gradio_client`` (api_name):
@@ -10,18 +11,34 @@ Endpoints callable from ``gradio_client`` (api_name):
   filter is one of `FILTERS` ("all", "failing", "zero-spread", "dpo-unavailable"), suite a suite
   name or `ALL_SUITES`.
 * ``/question`` (suite, question_id) → ``(detail, traces, pairs, metrics, traces_html)``: detail is
-  the dict of `question_detail` (every trace, pair, metric, and the deltas against the baseline),
+  the dict of `question_detail` (every trace, pair, metric, the deltas and verdict changes against
+  the baseline),
   the next three are tables, the last the traces side by side as HTML.
 """
 from __future__ import annotations
 
 import html
-import math
 import os
 import re
 from typing import Any
 
-ZERO_TOL = 1e-12  # rlhf_eval.objectives.ZERO_TOL: a spread below it is zero (TRL's frac_reward_zero_std)
+from .report_model import Question, Report
+from .rows import (
+    METRICS,
+    SUITE_SUMMARY,
+    cell,
+    delta,
+    digits_of,
+    fmt,
+    fmt_delta,
+    fmt_p,
+    is_number,
+    is_zero_spread,
+    metric_order,
+    question_cells,
+    suite_result,
+    summary_columns,
+)
 
 FILTERS: dict[str, str] = {  # value -> label
     "all": "all questions",
@@ -31,14 +48,9 @@ FILTERS: dict[str, str] = {  # value -> label
 }
 ALL_SUITES = "(all)"  # suite names are [A-Za-z0-9._-]+, so this never collides with one
 
-TABLE_COLUMNS = ["suite", "question", "k", "accuracy", "unparsable", "pairs", "mean margin", "reward acc",
-                 "spread", "result"]
-# (column, metric) shown as a delta against the baseline
-DELTA_COLUMNS = [("Δ accuracy", "accuracy"), ("Δ unparsable", "unparsable"), ("Δ pairs", "pairs"),
-                 ("Δ mean margin", "mean_margin"), ("Δ reward acc", "reward_accuracy"), ("Δ spread", "spread")]
-METRIC_ORDER = ["k", "correct", "incorrect", "unparsable", "blocked", "truncated", "error", "accuracy", "pass_at_k",
-                "maj_at_k", "unparsable_rate", "pairs", "pairs_scored", "spread", "nonzero_advantages", "mean_tokens",
-                "mean_logp", "mean_margin", "reward_accuracy", "dpo_loss"]
+# the summary table: rows.summary_columns() between the question and the result, then their deltas
+TABLE_COLUMNS = ["suite", "question", *(c.label for c in summary_columns()), "result"]
+DELTA_COLUMNS = [(f"Δ {c.label}", c.question) for c in summary_columns() if c.question != "k"]
 TRACE_COLUMNS = ["#", "seed", "verdict", "extracted", "reward", "advantage", "logp", "ref logp", "tokens",
                  "reasoning tokens", "finish", "text"]
 PAIR_COLUMNS = ["chosen", "rejected", "margin", "chosen answer", "rejected answer"]
@@ -48,210 +60,195 @@ VERDICT_COLORS = {"correct": "#1a7f37", "incorrect": "#cf222e", "unparsable": "#
 
 # ---------------------------------------------------------------------------------------------- lookup
 
-def suite_names(report: dict) -> list[str]:
-    return [s["name"] for s in report.get("suites", [])]
+def suite_names(report: Report) -> list[str]:
+    return [s.name for s in report.suites]
 
 
-def find_question(report: dict | None, suite: str, question_id: str) -> dict | None:
-    for s in (report or {}).get("suites", []):
-        if s["name"] == suite:
-            for q in s.get("questions", []):
-                if q.get("id") == question_id:
-                    return q
-    return None
+def find_question(report: Report | None, suite: str, question_id: str) -> Question | None:
+    return report.question(suite, question_id) if report is not None else None
 
 
-def is_failing(q: dict) -> bool:
-    return bool(q.get("error")) or not q.get("passed", False)
+def is_failing(q: Question) -> bool:
+    return bool(q.error) or not q.passed
 
 
-def is_zero_spread(q: dict) -> bool:
-    spread = (q.get("metrics") or {}).get("spread")
-    return _number(spread) and abs(spread) < ZERO_TOL
+def has_zero_spread(q: Question) -> bool:
+    return q.metrics is not None and is_zero_spread(q.metrics.spread)
 
 
-def is_dpo_unavailable(q: dict) -> bool:
-    return bool(q.get("dpo_unavailable"))
+def is_dpo_unavailable(q: Question) -> bool:
+    return bool(q.dpo_unavailable)
 
 
-_PREDICATES = {"all": lambda q: True, "failing": is_failing, "zero-spread": is_zero_spread,
+_PREDICATES = {"all": lambda q: True, "failing": is_failing, "zero-spread": has_zero_spread,
                "dpo-unavailable": is_dpo_unavailable}
 
 
-def select_questions(report: dict, filter: str = "all", suite: str | None = ALL_SUITES) -> list[tuple[str, dict]]:
+def select_questions(report: Report | dict, filter: str = "all",
+                     suite: str | None = ALL_SUITES) -> list[tuple[str, Question]]:
     """(suite name, question) for the questions that pass `filter`, in report order."""
+    report = Report.of(report)
     if filter not in _PREDICATES:
         raise ValueError(f"unknown filter {filter!r}; one of {', '.join(FILTERS)}")
     keep = _PREDICATES[filter]
     every = suite in (None, "", ALL_SUITES)
     if not every and suite not in suite_names(report):
         raise ValueError(f"no suite {suite!r} in the report; one of {', '.join(suite_names(report))}")
-    return [(s["name"], q) for s in report.get("suites", []) if every or s["name"] == suite
-            for q in s.get("questions", []) if keep(q)]
+    return [(s.name, q) for s in report.suites if every or s.name == suite for q in s.questions if keep(q)]
 
 
 # ---------------------------------------------------------------------------------------------- summary table
 
-def table_headers(baseline: dict | None = None) -> list[str]:
+def table_headers(baseline: Report | None = None) -> list[str]:
     cols = list(TABLE_COLUMNS)
     if baseline is not None:
         cols += [c for c, _ in DELTA_COLUMNS] + ["Δ result"]
     return cols
 
 
-def question_row(suite: str, q: dict, baseline: dict | None = None) -> list[str]:
-    """One summary-table row, formatted like the terminal table (plus deltas with a baseline)."""
-    m = q.get("metrics") or {}
-    unavailable = q.get("dpo_unavailable")
-    row = [suite, q["id"], _fmt(m.get("k")), _fmt(m.get("accuracy")), _fmt(m.get("unparsable")),
-           _fmt(m.get("pairs")), _dpo(m.get("mean_margin"), unavailable), _dpo(m.get("reward_accuracy"), unavailable),
-           _fmt(m.get("spread")), result_of(q)]
+def question_row(suite: str, q: Question, baseline: Report | None = None) -> list[str]:
+    """One summary-table row, the terminal table's (rows.question_cells), plus deltas with a baseline."""
+    row = [suite, q.id, *(c.text for c in question_cells(q)), q.result]
     if baseline is not None:
-        b = find_question(baseline, suite, q["id"])
+        b = find_question(baseline, suite, q.id)
         if b is None:
             row += ["new"] + [""] * (len(DELTA_COLUMNS) - 1) + [""]
         else:
-            bm = b.get("metrics") or {}
-            row += [_fmt_delta(_delta(bm.get(k), m.get(k))) for _, k in DELTA_COLUMNS]
-            before, now = result_of(b), result_of(q)
-            row.append("" if before == now else f"{before} → {now}")
+            row += [fmt_delta(delta(_metric(b, k), _metric(q, k))) for _, k in DELTA_COLUMNS]
+            row.append("" if b.result == q.result else f"{b.result} → {q.result}")
     return row
 
 
-def questions_table(report: dict, filter: str = "all", suite: str | None = ALL_SUITES,
-                    baseline: dict | None = None) -> dict[str, Any]:
+def questions_table(report: Report | dict, filter: str = "all", suite: str | None = ALL_SUITES,
+                    baseline: Report | dict | None = None) -> dict[str, Any]:
     """The summary table for the questions that pass `filter`: {"headers": [...], "data": rows}."""
+    baseline = Report.of(baseline) if baseline is not None else None
     rows = [question_row(s, q, baseline) for s, q in select_questions(report, filter, suite)]
     return {"headers": table_headers(baseline), "data": rows}
 
 
-def result_of(q: dict) -> str:
-    if q.get("error"):
-        return "ERROR"
-    return "pass" if q.get("passed") else "FAIL"
+def result_of(q: Question) -> str:
+    return q.result
 
 
-def summary_markdown(report: dict, baseline: dict | None = None, source: str | None = None,
+def summary_markdown(report: Report | dict, baseline: Report | dict | None = None, source: str | None = None,
                      baseline_source: str | None = None) -> str:
     """Per-suite aggregates, suite threshold failures, and the report's own comparison if it has one."""
+    report = Report.of(report)
+    baseline = Report.of(baseline) if baseline is not None else None
     lines = ["# rlhf-eval report" + (f" — `{source}`" if source else "")]
     if baseline is not None:
         lines.append(f"Compared with baseline `{baseline_source or 'baseline'}`: Δ = this report − baseline.")
-    for s in report.get("suites", []):
-        a = s.get("aggregates") or {}
-        model = (s.get("model") or {}).get("name", "?")
-        failed = bool(s.get("threshold_failures")) or bool(a.get("questions_failed"))
-        lines.append(f"\n**{s['name']}** ({model}, k = {s.get('samples', '?')}) — "
-                     f"{a.get('questions', len(s.get('questions', [])))} questions, "
-                     f"{a.get('questions_failed', 0)} failed · accuracy {_fmt(a.get('accuracy'))} · "
-                     f"pass@k {_fmt(a.get('pass_at_k'))} · pairs {_fmt(a.get('pairs'))} · "
-                     f"mean margin {_dpo(a.get('mean_margin'), a.get('dpo_unavailable'))} · "
-                     f"reward acc {_dpo(a.get('reward_accuracy'), a.get('dpo_unavailable'))} · "
-                     f"mean spread {_fmt(a.get('mean_spread'))} · zero spread {_fmt(a.get('frac_zero_spread'))} · "
-                     f"**{'FAIL' if failed else 'pass'}**")
-        for failure in s.get("threshold_failures") or []:
+    for s in report.suites:
+        a = s.aggregates
+        shown = " · ".join(f"{METRICS[k].label} {cell(k, a.get(k), a.dpo_unavailable).text}" for k in SUITE_SUMMARY)
+        lines.append(f"\n**{s.name}** ({s.model.get('name', '?')}, k = {_or(s.samples, '?')}) — "
+                     f"{a.questions} questions, {a.questions_failed} failed · {shown} · "
+                     f"**{suite_result(s)}**")
+        for failure in s.threshold_failures:
             lines.append(f"- suite threshold: {_md(failure)}")
         if baseline is not None:
-            b = next((x for x in baseline.get("suites", []) if x["name"] == s["name"]), None)
+            b = baseline.suite(s.name)
             if b is None:
                 lines.append("- not in the baseline")
             else:
-                ba = b.get("aggregates") or {}
-                deltas = [f"{k} {_fmt_delta(_delta(ba.get(k), a.get(k)))}"
-                          for k in ("accuracy", "pass_at_k", "pairs", "mean_margin", "reward_accuracy",
-                                    "mean_spread", "frac_zero_spread")
-                          if _delta(ba.get(k), a.get(k)) is not None]
+                deltas = [f"{k} {fmt_delta(d)}" for k in SUITE_SUMMARY
+                          if (d := delta(b.aggregates.get(k), a.get(k))) is not None]
                 if deltas:
                     lines.append("- Δ vs baseline: " + " · ".join(deltas))
-                current_ids = {q["id"] for q in s.get("questions", [])}
-                gone = [q["id"] for q in b.get("questions", []) if q["id"] not in current_ids]
+                current_ids = {q.id for q in s.questions}
+                gone = [q.id for q in b.questions if q.id not in current_ids]
                 if gone:
                     lines.append(f"- {len(gone)} baseline question(s) not in this report: "
                                  + ", ".join(f"`{g}`" for g in gone[:10]) + (" …" if len(gone) > 10 else ""))
-    comparison = report.get("comparison")
-    if isinstance(comparison, dict):
-        lines.append(f"\n**Comparison in the report** (baseline `{comparison.get('baseline', '?')}`)")
-        if comparison.get("model_version_changed"):
+    comparison = report.comparison
+    if comparison is not None:
+        lines.append(f"\n**Comparison in the report** (baseline `{comparison.baseline or '?'}`)")
+        if comparison.model_version_changed:
             lines.append("- the model version changed")
-        if comparison.get("note"):
-            lines.append(f"- {_md(str(comparison['note']))}")
-        for failure in comparison.get("failures") or []:
-            lines.append(f"- {_md(str(failure))}")
-        for cs in comparison.get("suites") or []:
-            worse = [f"{k} {_fmt_delta(v.get('delta'))} (p = {_fmt(v.get('p_value'))}"
-                     f"{', worse' if v.get('worse') else ''})"
-                     for k, v in (cs.get("aggregates") or {}).items()
-                     if isinstance(v, dict) and v.get("significant")]
-            lines.append(f"- {cs.get('name')}: " + ("significant: " + " · ".join(worse) if worse
-                                                     else "no significant change"))
+        if comparison.note:
+            lines.append(f"- {_md(comparison.note)}")
+        for failure in comparison.failures:
+            lines.append(f"- {_md(failure)}")
+        for cs in comparison.suites:
+            significant = [f"{k} {fmt_delta(v.delta)} (p = {fmt_p(v.p_value)}{', worse' if v.worse else ''})"
+                           for k, v in cs.aggregates.items() if v.significant]
+            lines.append(f"- {cs.name}: " + ("significant: " + " · ".join(significant) if significant
+                                             else "no significant change"))
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- one question
 
-def question_detail(report: dict, suite: str, question_id: str, baseline: dict | None = None) -> dict[str, Any]:
-    """Everything about one question as a JSON-able dict (raises LookupError if it is not in the report)."""
+def question_detail(report: Report | dict, suite: str, question_id: str,
+                    baseline: Report | dict | None = None) -> dict[str, Any]:
+    """Everything about one question as a JSON-able dict (raises LookupError if it is not in the report).
+
+    With a baseline, "baseline" holds {"found", "result", "deltas": metric_deltas, "verdict_changes"};
+    with the report's own comparison, "comparison" holds its entry for the question (metric changes
+    with p-values, preference flips, GRPO signal)."""
+    report = Report.of(report)
     q = find_question(report, suite, question_id)
     if q is None:
         raise LookupError(f"no question {question_id!r} in suite {suite!r}")
     traces = []
-    for i, t in enumerate(q.get("traces") or []):
-        text = t.get("text") or ""
+    for i, t in enumerate(q.traces):
         traces.append({
-            "index": i, "seed": t.get("seed"), "verdict": t.get("verdict"), "extracted": t.get("extracted"),
-            "detail": t.get("detail"), "reward": t.get("reward"), "advantage": t.get("advantage"),
-            "logp": t.get("logp"), "logp_note": t.get("logp_note"), "ref_logp": t.get("ref_logp"),
-            "token_count": t.get("token_count"), "reasoning_tokens": t.get("reasoning_tokens"),
-            "reasoning": t.get("reasoning") or "", "finish_reason": t.get("finish_reason"), "model_version": t.get("model_version"), "text": text,
-            "answer_span": answer_span(text, t.get("extracted")),
+            "index": i, "seed": t.seed, "verdict": t.verdict, "extracted": t.extracted,
+            "detail": t.detail, "reward": t.reward, "advantage": t.advantage,
+            "logp": t.logp, "logp_note": t.logp_note, "ref_logp": t.ref_logp,
+            "token_count": t.token_count, "reasoning_tokens": t.reasoning_tokens,
+            "reasoning": t.reasoning, "finish_reason": t.finish_reason, "model_version": t.model_version,
+            "text": t.text, "answer_span": answer_span(t.text, t.extracted),
         })
-    pairs = [{"chosen": p.get("chosen"), "rejected": p.get("rejected"), "margin": p.get("margin")}
-             for p in q.get("pairs") or []]
     detail: dict[str, Any] = {
-        "suite": suite, "id": q["id"], "index": q.get("index"), "result": result_of(q), "passed": q.get("passed"),
-        "error": q.get("error"), "dpo_unavailable": q.get("dpo_unavailable"), "metrics": q.get("metrics"),
-        "intervals": q.get("intervals"), "failures": q.get("failures") or [], "prompt": q.get("prompt"),
-        "answer": q.get("answer"), "traces": traces, "pairs": pairs,
+        "suite": suite, "id": q.id, "index": q.index, "result": q.result, "passed": q.passed,
+        "error": q.error, "dpo_unavailable": q.dpo_unavailable,
+        "metrics": dict(q.metrics.items()) if q.metrics else None,
+        "intervals": q.intervals, "failures": [f.model_dump() for f in q.failures], "prompt": q.prompt,
+        "answer": q.answer, "traces": traces, "pairs": [p.model_dump() for p in q.pairs],
         "baseline": None,
     }
     if baseline is not None:
-        b = find_question(baseline, suite, question_id)
-        detail["baseline"] = ({"found": False, "deltas": {}, "flips": []} if b is None else
-                              {"found": True, "result": result_of(b), "deltas": metric_deltas(b, q),
-                               "flips": verdict_flips(b, q)})
-    comparison = _comparison_entry(report, suite, question_id)
-    if comparison is not None:
-        detail["comparison"] = comparison
+        b = find_question(Report.of(baseline), suite, question_id)
+        detail["baseline"] = ({"found": False, "deltas": {}, "verdict_changes": []} if b is None else
+                              {"found": True, "result": b.result, "deltas": metric_deltas(b, q),
+                               "verdict_changes": verdict_changes(b, q)})
+    cs = report.comparison.suite(suite) if report.comparison else None
+    if cs is not None and question_id in cs.questions:
+        detail["comparison"] = cs.questions[question_id].model_dump(exclude_unset=True)
     return detail
 
 
-def metric_deltas(before: dict, after: dict) -> dict[str, dict[str, Any]]:
+def metric_deltas(before: Question, after: Question) -> dict[str, dict[str, Any]]:
     """{metric: {"baseline", "current", "delta"}} over the metrics of either question (delta None if one is missing)."""
-    bm, am = before.get("metrics") or {}, after.get("metrics") or {}
+    bm = dict(before.metrics.items()) if before.metrics else {}
+    am = dict(after.metrics.items()) if after.metrics else {}
     out = {}
-    for k in _metric_keys(am, bm):
+    for k in metric_order(am.keys() | bm.keys()):
         b, a = bm.get(k), am.get(k)
-        if (b is None or _number(b)) and (a is None or _number(a)):
-            out[k] = {"baseline": b, "current": a, "delta": _delta(b, a)}
+        if (b is None or is_number(b)) and (a is None or is_number(a)):
+            out[k] = {"baseline": b, "current": a, "delta": delta(b, a)}
     return out
 
 
-def verdict_flips(before: dict, after: dict) -> list[dict[str, Any]]:
-    """Traces (matched by seed and candidate index) whose verdict changed."""
-    old = {(t.get("seed"), t.get("candidate_index", 0)): t for t in before.get("traces") or []}
-    flips = []
-    for i, t in enumerate(after.get("traces") or []):
-        b = old.get((t.get("seed"), t.get("candidate_index", 0)))
-        if b is not None and b.get("verdict") != t.get("verdict"):
-            flips.append({"index": i, "seed": t.get("seed"), "baseline": b.get("verdict"), "current": t.get("verdict"),
-                          "baseline_extracted": b.get("extracted"), "current_extracted": t.get("extracted")})
-    return flips
+def verdict_changes(before: Question, after: Question) -> list[dict[str, Any]]:
+    """Traces (matched by seed and candidate index) whose verdict changed. Not "flips": a flip is a
+    preference flip of the comparison (an answer pair whose margin changed sign)."""
+    old = {(t.seed, t.candidate_index): t for t in before.traces}
+    changes = []
+    for i, t in enumerate(after.traces):
+        b = old.get((t.seed, t.candidate_index))
+        if b is not None and b.verdict != t.verdict:
+            changes.append({"index": i, "seed": t.seed, "baseline": b.verdict, "current": t.verdict,
+                            "baseline_extracted": b.extracted, "current_extracted": t.extracted})
+    return changes
 
 
 def traces_table(detail: dict) -> dict[str, Any]:
-    rows = [[t["index"], _fmt(t["seed"]), t["verdict"] or "", t["extracted"] or "", _fmt(t["reward"]),
-             _fmt(t["advantage"]), _fmt(t["logp"]), _fmt(t["ref_logp"]), _fmt(t["token_count"]),
-             _fmt(t["reasoning_tokens"]), t["finish_reason"] or "", _preview(t["text"])] for t in detail["traces"]]
+    rows = [[t["index"], fmt(t["seed"]), t["verdict"] or "", t["extracted"] or "", fmt(t["reward"]),
+             fmt(t["advantage"]), fmt(t["logp"]), fmt(t["ref_logp"]), fmt(t["token_count"]),
+             fmt(t["reasoning_tokens"]), t["finish_reason"] or "", _preview(t["text"])] for t in detail["traces"]]
     return {"headers": TRACE_COLUMNS, "data": rows}
 
 
@@ -261,8 +258,8 @@ def pairs_table(detail: dict) -> dict[str, Any]:
     def answer(i):
         return traces[i]["extracted"] or "" if isinstance(i, int) and 0 <= i < len(traces) else ""
 
-    rows = [[_fmt(p["chosen"]), _fmt(p["rejected"]),
-             "unavailable" if p["margin"] is None and detail.get("dpo_unavailable") else _fmt(p["margin"]),
+    rows = [[fmt(p["chosen"]), fmt(p["rejected"]),
+             "unavailable" if p["margin"] is None and detail.get("dpo_unavailable") else fmt(p["margin"]),
              answer(p["chosen"]), answer(p["rejected"])] for p in detail["pairs"]]
     return {"headers": PAIR_COLUMNS, "data": rows}
 
@@ -277,20 +274,20 @@ def metrics_table(detail: dict) -> dict[str, Any]:
     headers = (["metric", "value"] + (["interval"] if intervals else []) + (["baseline", "Δ"] if with_baseline else [])
                + (["p"] if tests else []))
     rows = []
-    for k in _metric_keys(metrics, {m: None for m in deltas}):
+    for k in metric_order(metrics.keys() | deltas.keys()):
         v = metrics.get(k)
-        if not (v is None or _number(v)):
+        if not (v is None or is_number(v)):
             continue
-        row = [k, _fmt(v)]
+        row = [k, fmt(v, digits_of(k))]
         if intervals:
             iv = intervals.get(k)
-            row.append(f"[{_fmt(iv[0])}, {_fmt(iv[1])}]" if isinstance(iv, (list, tuple)) and len(iv) == 2 else "")
+            row.append(f"[{fmt(iv[0])}, {fmt(iv[1])}]" if isinstance(iv, (list, tuple)) and len(iv) == 2 else "")
         if with_baseline:
             d = deltas.get(k)
-            row += [_fmt(d["baseline"]), _fmt_delta(d["delta"])] if d else ["", ""]
+            row += [fmt(d["baseline"], digits_of(k)), fmt_delta(d["delta"])] if d else ["", ""]
         if tests:
             t = tests.get(k)
-            row.append(f"{_fmt(t.get('p_value'))}{' *' if t.get('significant') else ''}"
+            row.append(f"{fmt_p(t.get('p_value'))}{' *' if t.get('significant') else ''}"
                        if isinstance(t, dict) and t.get("p_value") is not None else "")
         rows.append(row)
     return {"headers": headers, "data": rows}
@@ -306,10 +303,10 @@ def traces_html(detail: dict) -> str:
         head += f"<br>✗ {html.escape(str(f.get('reason') or f.get('metric')))}"
     if detail.get("dpo_unavailable"):
         head += f"<br>DPO unavailable: {html.escape(str(detail['dpo_unavailable']))}"
-    flips = (detail.get("baseline") or {}).get("flips") or []
-    if flips:
-        head += "<br>verdict flips vs baseline: " + ", ".join(
-            f"#{f['index']} {html.escape(str(f['baseline']))} → {html.escape(str(f['current']))}" for f in flips)
+    changes = (detail.get("baseline") or {}).get("verdict_changes") or []
+    if changes:
+        head += "<br>verdict changes vs baseline: " + ", ".join(
+            f"#{c['index']} {html.escape(str(c['baseline']))} → {html.escape(str(c['current']))}" for c in changes)
     if detail.get("answer") is not None:
         head += f"<br>reference answer: <code>{html.escape(str(detail['answer']))}</code>"
     if detail.get("prompt"):
@@ -329,10 +326,11 @@ def traces_html(detail: dict) -> str:
         cards.append(
             f"<div style='border:2px solid {color};border-radius:6px;padding:6px;min-width:0'>"
             f"<div style='font-size:12px;margin-bottom:4px'><b>#{t['index']}</b> "
-            f"<span style='color:#fff;background:{color};padding:0 4px;border-radius:3px'>{html.escape(str(t['verdict']))}</span>"
+            f"<span style='color:#fff;background:{color};padding:0 4px;border-radius:3px'>"
+            f"{html.escape(str(t['verdict']))}</span>"
             f" answer <code>{html.escape(str(t['extracted'] if t['extracted'] is not None else '—'))}</code>"
-            f" · reward {_fmt(t['reward'])} · adv {_fmt(t['advantage'])} · logp {_fmt(t['logp'])}"
-            f" · {_fmt(t['token_count'])} tok · seed {_fmt(t['seed'])}</div>"
+            f" · reward {fmt(t['reward'])} · adv {fmt(t['advantage'])} · logp {fmt(t['logp'])}"
+            f" · {fmt(t['token_count'])} tok · seed {fmt(t['seed'])}</div>"
             f"<div style='white-space:pre-wrap;font-family:monospace;font-size:12px;max-height:320px;overflow:auto'>"
             f"{body}</div></div>")
     grid = ("<div style='display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:8px'>"
@@ -354,7 +352,7 @@ def answer_span(text: str, extracted: str | None) -> list[int] | None:
     return [i, i + len(needle)] if i >= 0 else None
 
 
-def question_view(report: dict, suite: str, question_id: str, baseline: dict | None = None):
+def question_view(report: Report | dict, suite: str, question_id: str, baseline: Report | dict | None = None):
     """What `/question` returns: (detail, traces table, pairs table, metrics table, traces HTML)."""
     detail = question_detail(report, suite, question_id, baseline)
     return detail, traces_table(detail), pairs_table(detail), metrics_table(detail), traces_html(detail)
@@ -362,14 +360,16 @@ def question_view(report: dict, suite: str, question_id: str, baseline: dict | N
 
 # ---------------------------------------------------------------------------------------------- the app
 
-def build_app(report: dict, baseline: dict | None = None, *, source: str | None = None,
+def build_app(report: Report | dict, baseline: Report | dict | None = None, *, source: str | None = None,
               baseline_source: str | None = None):
     """A gradio.Blocks browsing `report` (and its deltas against `baseline`). Launch it yourself."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
+    report = Report.of(report)
+    baseline = Report.of(baseline) if baseline is not None else None
     names = suite_names(report)
-    first = next(((s, q["id"]) for s, q in select_questions(report)), (names[0] if names else "", ""))
+    first = next(((s, q.id) for s, q in select_questions(report)), (names[0] if names else "", ""))
     initial = questions_table(report, "all", ALL_SUITES, baseline)
 
     def on_filter(filter, suite):
@@ -434,36 +434,12 @@ def build_app(report: dict, baseline: dict | None = None, *, source: str | None 
 
 # ---------------------------------------------------------------------------------------------- formatting
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))
+def _metric(q: Question, key: str):
+    return q.metrics.get(key) if q.metrics else None
 
 
-def _delta(before, after):
-    return after - before if _number(before) and _number(after) else None
-
-
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    return str(v)
-
-
-def _fmt_delta(d) -> str:
-    if d is None:
-        return "-"
-    if isinstance(d, int):
-        return f"{d:+d}" if d else "0"
-    return f"{d:+.3f}" if abs(d) >= 5e-4 else "0"
-
-
-def _dpo(v, unavailable) -> str:
-    return "unavailable" if unavailable else _fmt(v)
+def _or(value, default):
+    return default if value is None else value
 
 
 def _preview(text: str, n: int = 160) -> str:
@@ -475,16 +451,3 @@ def _md(s: str) -> str:
     return s.replace("*", r"\*").replace("_", r"\_").replace("<", "&lt;")
 
 
-def _metric_keys(*dicts) -> list[str]:
-    seen = set().union(*(d.keys() for d in dicts))
-    return [k for k in METRIC_ORDER if k in seen] + sorted(seen - set(METRIC_ORDER))
-
-
-def _comparison_entry(report: dict, suite: str, question_id: str):
-    comparison = report.get("comparison")
-    if not isinstance(comparison, dict):
-        return None
-    for cs in comparison.get("suites") or []:
-        if isinstance(cs, dict) and cs.get("name") == suite:
-            return (cs.get("questions") or {}).get(question_id)
-    return None

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from test_plugin import metrics_of, report_json, run, suite_yaml
+from test_plugin import report_json, run, suite_yaml
 
 
 def significant(comparison, suite="demo"):
@@ -44,7 +44,8 @@ def test_compare_flags_the_significant_changes_and_only_those(project, live):
     acc = report["comparison"]["suites"][0]["aggregates"]["accuracy"]
     assert acc["baseline"] == pytest.approx(base_acc) and acc["p_value"] is not None
     greedy.stdout.fnmatch_lines(["*compared with baseline base*", "*frac_zero_spread*WORSE*", "*GRPO signal lost*",
-                                 "FAIL regression: suite demo: frac_zero_spread *→ 1 *allowed 0.1*two-proportion z-test*"])
+                                 "FAIL regression: suite demo: frac_zero_spread *→ 1 *allowed 0.1*"
+                                 "two-proportion z-test*"])
     # Not asked to gate on accuracy: whatever it did, only the named metric decides the exit code.
     allowed = run(project, "--rlhf-cassette-dir=greedy", "--rlhf-compare=base",
                   "--rlhf-compare-fail=frac_zero_spread:0.95")
@@ -70,7 +71,8 @@ def test_compare_options_are_checked_before_anything_runs(project, live):
     project.makefile(".yaml", demo=suite_yaml(limit=1))
     missing = run(project, "--rlhf-compare=nope")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
-    missing.stderr.fnmatch_lines(["*baselines/nope.json: no such baseline report file (save one with --rlhf-save NAME)*"])
+    missing.stderr.fnmatch_lines(
+        ["*baselines/nope.json: no such baseline report file (save one with --rlhf-save NAME)*"])
     bad = run(project, "--rlhf-compare-fail=acuracy:0.1")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--rlhf-compare-fail 'acuracy:0.1': expected METRIC:DELTA*"])
@@ -90,12 +92,13 @@ def test_exports_load_with_datasets_and_hold_exactly_the_reported_pairs_and_grou
         folder = out / suite["name"]
 
         def load(name):
-            return datasets.load_dataset("json", data_files=str(folder / f"{name}.jsonl"), split="train")
+            return datasets.load_dataset("json", data_files=str(folder / f"{name}.jsonl"), split="train")  # noqa: B023
 
         dpo = load("dpo")
         assert dpo.column_names == ["prompt", "chosen", "rejected"]
         assert len(dpo) == sum(q["metrics"]["pairs"] for q in qs) == suite["aggregates"]["pairs"]
-        expected = [(q["traces"][p["chosen"]]["text"], q["traces"][p["rejected"]]["text"]) for q in qs for p in q["pairs"]]
+        expected = [(q["traces"][p["chosen"]]["text"], q["traces"][p["rejected"]]["text"])
+                    for q in qs for p in q["pairs"]]
         if suite["name"] == "chat":  # conversational: the system turn is kept
             assert dpo[0]["prompt"][0] == {"role": "system", "content": "You are careful."}
             assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dpo] == expected

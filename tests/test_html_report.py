@@ -1,13 +1,10 @@
 """The HTML report: one self-contained page rendered from the shipped suites' JSON report, checked
 with the stdlib HTML parser (and, when Chromium is installed, screenshotted in a headless browser)."""
 import copy
-import json
-import os
 import re
 import shutil
 import struct
 import subprocess
-import sys
 import time
 import zlib
 from html.parser import HTMLParser
@@ -16,6 +13,7 @@ import pytest
 
 from conftest import REPO
 from rlhf_eval.html_report import _highlight, render_html, write_html
+from rlhf_eval.report_model import Report
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -236,7 +234,7 @@ def test_summary_table_has_a_row_per_question_and_per_suite(page, shipped_report
     col = _columns(table)
     assert list(col)[:3] == ["question", "k", "accuracy"] and list(col)[-1] == "result"
     assert ("maj@k" in col) == any("maj_at_k" in q["metrics"] for _, q in _questions(shipped_report))
-    for (s, q), row in zip(_questions(shipped_report), qrows):
+    for (_, q), row in zip(_questions(shipped_report), qrows):
         cells = [td.text().strip() for td in row.find_all("td")]
         assert cells[0] == q["id"] and cells[1] == str(q["metrics"]["k"])
         assert cells[2].startswith(f"{q['metrics']['accuracy']:.3f}")  # then the interval, when there is one
@@ -492,8 +490,8 @@ def test_renders_the_comparison_the_harness_computes(shipped_report):
     for _, q in _questions(baseline):
         for t in q["traces"]:
             t["model_version"] = "gemini-2.0-flash-001"
-    report = copy.deepcopy(shipped_report)
-    report["comparison"] = compare.compare_reports(report, baseline, "baseline.json")
+    report = Report.of(shipped_report)
+    report.comparison = compare.compare_reports(report, Report.of(baseline), "baseline.json")
     root = parse(render_html(report))
     assert "Model version changed" in root.find("div", cls="changed").text()
     assert root.find("table", cls="sum").find_all("span", cls="d"), "deltas next to the metrics"

@@ -257,11 +257,11 @@ def test_a_new_backend_fingerprint_is_not_a_model_change(shipped_report):
                 for t in q["traces"]:
                     t["system_fingerprint"] = fp
     comparison = compare_reports(current, baseline, "base")
-    assert comparison["model_version_changed"] is False
-    assert "backend fingerprint changed (b4501-667d7284 → b6000-abcdef12); the model is the same" in comparison["note"]
+    assert comparison.model_version_changed is False
+    assert "backend fingerprint changed (b4501-667d7284 → b6000-abcdef12); the model is the same" in comparison.note
     for t in (t for s in current["suites"] for q in s["questions"] for t in q["traces"]):
         t["model_version"] = "other-model"
-    assert compare_reports(current, baseline, "base")["model_version_changed"] is True
+    assert compare_reports(current, baseline, "base").model_version_changed is True
 
 
 # --- field reports: an attack on the parsers found these; each is a case with its right value ---------

@@ -1,11 +1,9 @@
 """The shipped suites replay offline, and every number in the JSON report recomputes from the file alone."""
-import json
 import math
 import statistics
 
 import pytest
 
-from conftest import REPO
 
 
 def test_shipped_suites_pass_offline_and_print_the_report(shipped_report):
@@ -49,16 +47,16 @@ def test_every_number_recomputes_from_the_json_alone(shipped_report):
             for t, r in zip(traces, rewards):
                 expected = (r - mean) / (std + grpo["epsilon"]) if grpo["scale_rewards"] == "group" else r - mean
                 assert t["advantage"] == pytest.approx(expected)
-            pairs = [(w, l) for w in range(k) if correct[w] for l in range(k) if not correct[l]]
+            pairs = [(won, lost) for won in range(k) if correct[won] for lost in range(k) if not correct[lost]]
             assert [(p["chosen"], p["rejected"]) for p in q["pairs"]] == pairs
             assert m["pairs"] == len(pairs)
             if q["dpo_unavailable"]:
                 assert all(t["logp"] is None for t in traces)
                 assert m["mean_margin"] is None and all(p["margin"] is None for p in q["pairs"])
             else:
-                def rho(t):  # DPO's implicit reward without β: ℓ − ℓ_ref, or ℓ reference-free
+                def rho(t, dpo=dpo):  # DPO's implicit reward without β: ℓ − ℓ_ref, or ℓ reference-free
                     return t["logp"] - (t["ref_logp"] if dpo["reference"] != "none" else 0.0)
-                margins = [dpo["beta"] * (rho(traces[w]) - rho(traces[l])) for w, l in pairs]
+                margins = [dpo["beta"] * (rho(traces[won]) - rho(traces[lost])) for won, lost in pairs]
                 assert [p["margin"] for p in q["pairs"]] == pytest.approx(margins)
                 if margins:
                     assert m["mean_margin"] == pytest.approx(sum(margins) / len(margins))
@@ -78,14 +76,16 @@ def test_every_number_recomputes_from_the_json_alone(shipped_report):
 def test_the_reference_suite_holds_logp_and_ref_logp_for_every_trace(shipped_report):
     report, stdout = shipped_report
     suite = next(s for s in report["suites"] if s["name"] == "gsm8k_reference")
-    assert suite["dpo"]["reference"]["provider"] == "openai" and suite["dpo"]["reference"]["name"] == "Qwen/Qwen2.5-Math-7B"
+    reference = suite["dpo"]["reference"]
+    assert reference["provider"] == "openai" and reference["name"] == "Qwen/Qwen2.5-Math-7B"
     traces = [t for q in suite["questions"] for t in q["traces"]]
     assert len(traces) == 20 * 4
     assert all(t["logp"] is not None and t["ref_logp"] is not None for t in traces)
     assert all(t["logp_source"] == "logprobs.content" for t in traces)
     # the policy and the reference disagree, so margins are not just β(ℓw − ℓl)
     assert all(t["logp"] != t["ref_logp"] for t in traces)
-    assert all(t["model_version"] == "Qwen/Qwen2.5-Math-7B-Instruct" and t["system_fingerprint"] is None for t in traces)
+    assert all(t["model_version"] == "Qwen/Qwen2.5-Math-7B-Instruct" and t["system_fingerprint"] is None
+               for t in traces)
     margins = [p["margin"] for q in suite["questions"] for p in q["pairs"]]
     assert len(margins) == suite["aggregates"]["pairs"] > 0 and None not in margins
     assert "gsm8k_reference  (suite: 20 questions)" in stdout

@@ -44,13 +44,12 @@ def test_run_suites_records_with_prefetch_then_replays_offline(demo, live, monke
     monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.delenv("GEMINI_API_KEY")
     replayed = run_suites(["suites/demo.yaml"])
-    assert json.loads(json.dumps(replayed)) == json.loads((demo / "rec.json").read_text()) == json.loads(
-        json.dumps(recorded))
-    assert [q["id"] for q in replayed["suites"][0]["questions"]] == ["q-0000", "q-0001", "q-0002"]
+    assert replayed.to_dict() == json.loads((demo / "rec.json").read_text()) == recorded.to_dict()
+    assert [q.id for q in replayed.suites[0].questions] == ["q-0000", "q-0001", "q-0002"]
 
 
 def test_a_missing_cassette_is_that_question_s_error_with_the_command_that_records_it(demo, offline):
-    report = run_suites(["suites"])
+    report = run_suites(["suites"]).to_dict()
     (suite,) = report["suites"]
     assert [q["passed"] for q in suite["questions"]] == [False] * 3
     error = suite["questions"][0]["error"]

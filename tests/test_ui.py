@@ -143,7 +143,8 @@ def test_question_endpoint_returns_traces_pairs_and_deltas(client, reports):
     assert [t["extracted"] for t in detail["traces"]] == [t["extracted"] for t in q["traces"]]
     assert [t["text"] for t in detail["traces"]] == [t["text"] for t in q["traces"]]
     assert [r[traces["headers"].index("verdict")] for r in traces["data"]] == [t["verdict"] for t in q["traces"]]
-    assert [r[traces["headers"].index("extracted")] for r in traces["data"]] == [t["extracted"] or "" for t in q["traces"]]
+    extracted = traces["headers"].index("extracted")
+    assert [r[extracted] for r in traces["data"]] == [t["extracted"] or "" for t in q["traces"]]
     assert detail["pairs"] == q["pairs"] and len(pairs["data"]) == len(q["pairs"])
     for t in detail["traces"]:  # the highlighted span is the extracted answer
         if t["answer_span"]:
@@ -156,7 +157,7 @@ def test_question_endpoint_returns_traces_pairs_and_deltas(client, reports):
     assert (acc["baseline"], acc["current"]) == (b["metrics"]["accuracy"], q["metrics"]["accuracy"])
     assert acc["delta"] == pytest.approx(-0.25)
     assert base["deltas"]["spread"]["delta"] == 0
-    assert [(f["index"], f["baseline"], f["current"]) for f in base["flips"]] == \
+    assert [(f["index"], f["baseline"], f["current"]) for f in base["verdict_changes"]] == \
         [(0, b["traces"][0]["verdict"], q["traces"][0]["verdict"])]
     row = dict(zip(metrics["headers"], next(r for r in metrics["data"] if r[0] == "accuracy")))
     assert (row["value"], row["baseline"], row["Δ"]) == (f"{q['metrics']['accuracy']:.3f}",
@@ -166,7 +167,7 @@ def test_question_endpoint_returns_traces_pairs_and_deltas(client, reports):
         assert row["interval"] == f"[{lo:.3f}, {hi:.3f}]"
 
     detail, *_ = client.predict(*reports["removed"], api_name="/question")
-    assert detail["baseline"] == {"found": False, "deltas": {}, "flips": []}
+    assert detail["baseline"] == {"found": False, "deltas": {}, "verdict_changes": []}
 
     with pytest.raises(gradio_client.exceptions.AppError, match="no question 'nope'"):
         client.predict(suite, "nope", api_name="/question")
@@ -193,8 +194,11 @@ def test_screenshot_shows_the_table(server, reports):
         assert len(im.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
 
 
-@pytest.mark.parametrize("content", [None, "{not json", '["a list"]', '{"suites": [{"name": "s"}]}'],
-                         ids=["missing", "invalid-json", "not-a-report", "bad-suite"])
+@pytest.mark.parametrize("content", [None, "{not json", '["a list"]', '{"suites": [{"name": "s"}]}',
+                                     '{"version": 7, "suites": []}',
+                                     '{"version": 1, "suites": [{"name": "s", "questions": '
+                                     '[{"id": "q", "passed": "no"}]}]}'],
+                         ids=["missing", "invalid-json", "not-a-report", "bad-suite", "newer-version", "wrong-type"])
 def test_cli_refuses_a_bad_report_in_one_line(tmp_path, content):
     path = tmp_path / "report.json"
     if content is not None:

@@ -1,0 +1,396 @@
+"""The run report as typed models: Report → Suite → Question → Trace / Pair, plus the Comparison
+against a baseline. `Report.load(path)` reads a JSON report, `report.dump(path)` writes one.
+
+The written JSON is what these models hold, key for key: a field that was never set (an errored
+question has no `prompt`, a run without a baseline no `comparison`) is left out, as before the
+models existed, so reports written before and after them compare equal.
+
+Every model allows fields it does not know and keeps them through load → dump: a report written by a
+newer rlhf-eval of the same `REPORT_VERSION` (one that adds a field, as per-trace
+`rewards_by_function` was added) still loads. Known fields are checked strictly when loading a file (a
+string where a number belongs is an error, not converted), and a report of a newer version is
+refused: its fields may mean something else.
+
+A report without a `version` key (none was ever written so) is read as version 1.
+
+Errors: `Report.load` raises `ReportError` (one line: file, field path, what is wrong, what to do);
+`Report.dump` raises OSError, ValueError (a NaN or infinite number, which JSON cannot hold), or
+`credentials.SecretInOutput` (and writes nothing).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from .credentials import write_without_secrets
+
+# The shape of the written JSON. Bump it only when a key changes meaning or goes away (and keep
+# loading the older version); adding an optional key needs no bump (readers allow unknown keys).
+REPORT_VERSION = 1
+WRITE_HINT = "write one with pytest --rlhf-report-json=PATH"
+
+
+class ReportError(ValueError):
+    """A report file (or report dict) that cannot be used; the message is one line."""
+
+
+class _Model(BaseModel):
+    # extra="allow": fields of a newer minor version (or another team's addition) survive load → dump.
+    # strict: a file's "0.5" where a number belongs is an error; building in memory validates with
+    # strict=False (numpy scalars become Python numbers there).
+    # ser_json_inf_nan: NaN is written as a token `to_json` then refuses (pydantic would write null).
+    model_config = ConfigDict(extra="allow", strict=True, ser_json_inf_nan="constants")
+
+
+class Pair(_Model):
+    """A DPO preference pair: indices into the question's traces; `margin` None when not scored."""
+    chosen: int
+    rejected: int
+    margin: float | None = None
+
+
+class Trace(_Model):
+    """One sampled completion (rlhf_eval.types.Trace) with what the harness decided about it.
+
+    logp / ref_logp: Σ of chosen-token log-probabilities (nats); reward: the verdict's reward;
+    advantage: GRPO's group-normalised advantage."""
+    text: str = ""
+    finish_reason: str | None = None
+    token_count: int | None = None
+    logp: float | None = None
+    seed: int | None = None
+    model_version: str | None = None
+    candidate_index: int = 0
+    logp_source: str | None = None
+    ref_logp: float | None = None
+    ref_token_count: int | None = None
+    reasoning: str = ""
+    reasoning_tokens: int | None = None
+    logp_note: str | None = None
+    answer_missing: str | None = None
+    system_fingerprint: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    verdict: str | None = None  # one of rlhf_eval.types.VERDICTS
+    extracted: str | None = None
+    detail: str = ""
+    reward: float | None = None
+    advantage: float | None = None
+    # per reward function (TRL-style reward_funcs), when the suite has them; None: the function gave none
+    rewards_by_function: dict[str, float | None] | None = None
+
+
+class Failure(_Model):
+    """A breached threshold (rlhf_eval.thresholds.ThresholdFailure); `value` None: not measurable."""
+    metric: str
+    value: int | float | None = None  # a count stays an int (pairs), as written
+    bound: str = ""
+    reason: str = ""
+
+
+class QuestionMetrics(_Model):
+    """Per-question metrics (rlhf_eval.evaluate.score_question), in the order it computes them."""
+    k: int | None = None
+    correct: int | None = None
+    incorrect: int | None = None
+    unparsable: int | None = None
+    blocked: int | None = None
+    truncated: int | None = None
+    error: int | None = None
+    accuracy: float | None = None
+    pass_at_k: float | None = None
+    unparsable_rate: float | None = None
+    pairs: int | None = None
+    spread: float | None = None
+    nonzero_advantages: int | None = None
+    mean_tokens: float | None = None
+    mean_reasoning_tokens: float | None = None
+    mean_logp: float | None = None
+    mean_ref_logp: float | None = None
+    pairs_scored: int | None = None
+    mean_margin: float | None = None
+    reward_accuracy: float | None = None
+    dpo_loss: float | None = None
+    maj_at_k: float | None = None
+
+    def get(self, key: str) -> Any:
+        """The metric named `key` (a field or an extra one), None when absent."""
+        return getattr(self, key, None)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(name, value) of the metrics the report holds, in its order."""
+        return list(self.model_dump(exclude_unset=True).items())
+
+
+Interval = list[float]  # [low, high] of a 95% interval
+
+
+class Question(_Model):
+    """One question's result; `metrics` is None (and `error` set) when it errored before scoring."""
+    suite: str = ""
+    id: str
+    index: int = 0
+    passed: bool = True
+    prompt: str | None = None
+    answer: str | None = None
+    metrics: QuestionMetrics | None = None
+    intervals: dict[str, Interval] = Field(default_factory=dict)
+    dpo_unavailable: str | None = None  # why DPO metrics are unavailable
+    failures: list[Failure] = Field(default_factory=list)
+    unchecked: list[str] = Field(default_factory=list)
+    traces: list[Trace] = Field(default_factory=list)
+    pairs: list[Pair] = Field(default_factory=list)
+    error: str | None = None  # why it could not be scored (one line)
+
+    @property
+    def result(self) -> Literal["ERROR", "pass", "FAIL"]:
+        return "ERROR" if self.error else "pass" if self.passed else "FAIL"
+
+
+class SuiteAggregates(_Model):
+    """Suite-level metrics pooled over the scored questions (rlhf_eval.report.suite_aggregates)."""
+    questions: int = 0
+    questions_failed: int = 0
+    traces: int = 0
+    accuracy: float | None = None
+    pass_at_k: float | None = None
+    unparsable_rate: float | None = None
+    pairs: int = 0
+    mean_spread: float | None = None
+    frac_zero_spread: float | None = None
+    mean_tokens: float | None = None
+    mean_reasoning_tokens: float | None = None
+    dpo_unavailable: str | None = None
+    maj_at_k: float | None = None
+    mean_margin: float | None = None
+    reward_accuracy: float | None = None
+    dpo_loss: float | None = None
+    intervals: dict[str, Interval] = Field(default_factory=dict)
+
+    def get(self, key: str) -> Any:
+        return getattr(self, key, None)
+
+
+class RewardFunc(_Model):
+    """A TRL-style reward function of the suite and its weight in the total reward."""
+    name: str
+    weight: float = 1.0
+
+
+class Suite(_Model):
+    """A suite's settings (what recomputing its metrics needs), aggregates and questions."""
+    name: str
+    path: str | None = None
+    description: str | None = None
+    model: dict[str, Any] = Field(default_factory=dict)  # rlhf_eval.suite.ModelSpec, dumped
+    samples: int | None = None
+    seed: int | None = None
+    verifier: dict[str, Any] = Field(default_factory=dict)  # {"name": ..., **options}
+    rewards: dict[str, float] = Field(default_factory=dict)  # verdict -> reward
+    reward_funcs: list[RewardFunc] | None = None
+    dpo: dict[str, Any] = Field(default_factory=dict)
+    grpo: dict[str, Any] = Field(default_factory=dict)
+    suite_thresholds: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    aggregates: SuiteAggregates = Field(default_factory=SuiteAggregates)
+    threshold_failures: list[str] = Field(default_factory=list)
+    questions: list[Question]
+
+    @property
+    def failed(self) -> bool:
+        """A suite threshold was breached or a question failed."""
+        return bool(self.threshold_failures or self.aggregates.questions_failed)
+
+
+class MetricChange(_Model):
+    """One metric against the baseline: Δ = current − baseline, and whether the change is significant."""
+    baseline: float | None = None
+    current: float | None = None
+    delta: float | None = None
+    p_value: float | None = None
+    test: str | None = None  # the test that gave p_value
+    significant: bool = False
+    worse: bool = False
+
+
+class PreferenceFlip(_Model):
+    """A (chosen answer, rejected answer) pair whose mean DPO margin changed sign since the baseline.
+    "Flip" means this and only this in rlhf-eval (a trace whose verdict changed is a verdict change)."""
+    chosen: str
+    rejected: str
+    baseline_margin: float
+    current_margin: float
+    direction: Literal["now rejected", "now preferred"] | None = None
+
+
+class QuestionComparison(_Model):
+    metrics: dict[str, MetricChange] = Field(default_factory=dict)
+    flips: list[PreferenceFlip] = Field(default_factory=list)
+    grpo_signal: str | None = None  # "lost: …" / "gained: …" when the reward spread went to / from zero
+
+
+class SuiteComparison(_Model):
+    name: str
+    aggregates: dict[str, MetricChange] = Field(default_factory=dict)
+    questions: dict[str, QuestionComparison] = Field(default_factory=dict)  # by question id
+    only_in_baseline: list[str] = Field(default_factory=list)
+    only_in_current: list[str] = Field(default_factory=list)
+
+
+class Comparison(_Model):
+    """This run against a baseline report (rlhf_eval.compare.compare_reports)."""
+    baseline: str = ""
+    model_version_changed: bool = False
+    note: str = ""
+    suites: list[SuiteComparison] = Field(default_factory=list)
+    failures: list[str] = Field(default_factory=list)  # --rlhf-compare-fail regressions, one line each
+
+    def suite(self, name: str) -> SuiteComparison | None:
+        return next((s for s in self.suites if s.name == name), None)
+
+
+class Report(_Model):
+    """The whole run: every suite with its settings, aggregates, questions and traces."""
+    version: int = REPORT_VERSION
+    suites: list[Suite]
+    comparison: Comparison | None = None
+
+    # -- reading
+
+    @classmethod
+    def load(cls, path: str | Path, what: str = "report", hint: str | None = None) -> Report:
+        """Read a JSON report written by ``pytest --rlhf-report-json``; any problem is a one-line ReportError."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            how = hint or WRITE_HINT.replace("PATH", str(path))
+            raise ReportError(f"{path}: no such {what} file ({how})") from None
+        except IsADirectoryError:
+            raise ReportError(f"{path}: is a directory, not a JSON {what}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ReportError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+        return cls.from_data(data, source=str(path), strict=True)
+
+    @classmethod
+    def from_data(cls, data: Any, *, source: str = "report", strict: bool = True) -> Report:
+        """Validate parsed JSON (or a report dict) into a Report; a problem is a one-line ReportError
+        naming `source` and the field path."""
+        if not isinstance(data, dict) or not isinstance(data.get("suites"), list):
+            raise ReportError(f"{source}: not an rlhf-eval report (no 'suites' list); {WRITE_HINT}")
+        version = data.get("version", REPORT_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ReportError(f"{source}: version: expected a report version (a whole number ≥ 1), got {version!r}; "
+                              f"{WRITE_HINT}")
+        if version > REPORT_VERSION:
+            raise ReportError(f"{source}: version: the report is version {version}, this rlhf-eval reads up to "
+                              f"{REPORT_VERSION}; upgrade rlhf-eval (pip install -U rlhf-eval) to read it")
+        try:
+            return cls.model_validate(data, strict=strict)
+        except ValidationError as e:
+            raise ReportError(problem_line(source, e)) from None
+
+    @classmethod
+    def of(cls, report: Report | dict) -> Report:
+        """`report` itself, or the dict validated into a Report (leniently: numpy numbers pass)."""
+        return report if isinstance(report, Report) else cls.from_data(report, source="report dict", strict=False)
+
+    # -- writing
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as the JSON `dump` writes holds it, as Python values (fields never set left
+        out, unknown ones kept, tuples as lists)."""
+        return self.model_dump(mode="json", exclude_unset=True, fallback=_jsonable)
+
+    def to_json(self) -> str:
+        """The report as `dump` writes it: the bytes `json.dumps(self.to_dict(), indent=1,
+        ensure_ascii=False)` gives (as reports were written before these models), made by pydantic's
+        serializer, 3-4× faster than the json module's indenting encoder (pure Python). Raises
+        ValueError for a NaN or infinite number, which JSON cannot hold."""
+        try:
+            text = self.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
+        except PydanticSerializationError:  # e.g. a lone surrogate in a text: let the json module decide
+            return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False, default=_jsonable) + "\n"
+        return _python_numbers(text) + "\n"
+
+    def dump(self, path: str | Path) -> None:
+        """Write atomically, so a reader never sees half a report. Raises OSError, or SecretInOutput
+        (and writes nothing) if the report would contain one of the run's secrets."""
+        write_without_secrets(path, self.to_json())
+
+    # -- look-ups
+
+    def suite(self, name: str) -> Suite | None:
+        return next((s for s in self.suites if s.name == name), None)
+
+    def question(self, suite: str, question_id: str) -> Question | None:
+        s = self.suite(suite)
+        return next((q for q in s.questions if q.id == question_id), None) if s else None
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars (in free-form fields such as a trace's `extra`) as Python numbers."""
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# A number on a line of indented JSON: the whole line is [indent]["key": ]number[,]. No string can
+# match (it would start with a quote), so only value tokens are rewritten.
+_NUMBER_LINE = re.compile(r'(\s*(?:"(?:[^"\\]|\\.)*": )?)(-?(?:\d+(?:\.\d+)?(?:e[-+]?\d+)?|NaN|Infinity))(,?)')
+# Where pydantic's float text can differ from Python's repr: exponents (1e-6 / 1e-06, 1e16 / 1e+16),
+# decimals below 1e-4 (0.00001 / 1e-05); NaN / Infinity, which are refused. Found with str.find,
+# several times faster than one regex over a report of 10 MB.
+_NEEDLES = ("e-", "e1", "e2", "e3", "0.0000", "NaN", "Infinity")
+
+
+def _python_numbers(text: str) -> str:
+    """Rewrite the number tokens whose text pydantic (Rust's shortest float format) writes
+    differently from Python's repr, so the output is byte for byte the json module's."""
+    lines: dict[int, int] = {}  # start -> end of each line holding a candidate
+    for needle in _NEEDLES:
+        i = text.find(needle)
+        while i >= 0:
+            start = text.rfind("\n", 0, i) + 1
+            end = text.find("\n", i)
+            lines[start] = len(text) if end < 0 else end
+            i = text.find(needle, lines[start])
+    out, last = [], 0
+    for start in sorted(lines):
+        line = _NUMBER_LINE.fullmatch(text, start, lines[start])
+        if line is None:
+            continue  # the needle is inside a string
+        number = line.group(2)
+        if number.lstrip("-") in ("NaN", "Infinity"):
+            raise ValueError(f"Out of range float values are not JSON compliant: {number} at line "
+                             f"{text.count(chr(10), 0, start) + 1} of the report")
+        out += [text[last:start], line.group(1), repr(float(number)), line.group(3)]
+        last = lines[start]
+    out.append(text[last:])
+    return "".join(out)
+
+
+FILE_FIX = "fix that field, or write the report again with pytest --rlhf-report-json=PATH"
+
+
+def problem_line(source: str, error: ValidationError, fix: str = FILE_FIX) -> str:
+    """The first validation problem as one line: source: field.path: what is wrong; what to do."""
+    first = error.errors(include_url=False)[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".") or "(top level)"
+    if first["type"] == "missing":
+        what = "is missing"
+    else:
+        msg = first["msg"]
+        what = msg[len("Input "):] if msg.startswith("Input ") else msg[0].lower() + msg[1:]
+        got = repr(first.get("input"))
+        what += f", got {got if len(got) <= 60 else got[:57] + '...'}"
+    more = error.error_count() - 1
+    tail = f" (and {more} more problem{'s' * (more != 1)})" if more else ""
+    return f"{source}: {loc}: {what}{tail}; {fix}"

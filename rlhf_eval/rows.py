@@ -1,0 +1,225 @@
+"""What the report's readers show, defined once: metric definitions, the summary table's columns and
+cells, and the number formatters. The terminal table (`report.render_table`), the HTML report
+(`html_report`) and the Gradio viewer (`ui`) all render from here, so a metric has one label, one
+format, one place in the order and one "higher is better" wherever it appears.
+
+Formatting is plain text: `fmt(None)` is "-", a float has `digits` decimals, an int is exact. The
+HTML report escapes these strings and sets minus signs typographically (`typographic`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeGuard
+
+from .report_model import Question, Suite
+
+UNAVAILABLE = "unavailable"  # a DPO metric of a model that gave no log-probabilities
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric as readers show it. `higher_is_better` None: neither (a count, a size); `dpo`: needs
+    log-probabilities, so it is "unavailable" (with the reason) rather than a number without them."""
+    key: str
+    label: str
+    digits: int = 3
+    higher_is_better: bool | None = None
+    dpo: bool = False
+
+
+# The one order metrics are listed in (a question's metrics, then the suite-only ones).
+METRICS: dict[str, Metric] = {m.key: m for m in (
+    Metric("k", "k"),
+    Metric("correct", "correct"),
+    Metric("incorrect", "incorrect"),
+    Metric("unparsable", "unparsable"),
+    Metric("blocked", "blocked"),
+    Metric("truncated", "truncated"),
+    Metric("error", "error"),
+    Metric("accuracy", "accuracy", higher_is_better=True),
+    Metric("pass_at_k", "pass@k", higher_is_better=True),
+    Metric("maj_at_k", "maj@k", higher_is_better=True),
+    Metric("unparsable_rate", "unparsable", higher_is_better=False),
+    Metric("spread", "spread", higher_is_better=True),
+    Metric("nonzero_advantages", "nonzero advantages"),
+    Metric("pairs", "pairs"),
+    Metric("pairs_scored", "pairs scored"),
+    Metric("mean_margin", "mean margin", higher_is_better=True, dpo=True),
+    Metric("reward_accuracy", "reward acc", higher_is_better=True, dpo=True),
+    Metric("dpo_loss", "DPO loss", higher_is_better=False, dpo=True),
+    Metric("mean_logp", "mean logp", digits=2, dpo=True),
+    Metric("mean_ref_logp", "mean ref logp", digits=2, dpo=True),
+    Metric("mean_tokens", "mean tokens", digits=2),
+    Metric("mean_reasoning_tokens", "mean reasoning tokens", digits=2),
+    # suite aggregates only
+    Metric("questions", "questions"),
+    Metric("questions_failed", "questions failed"),
+    Metric("traces", "traces"),
+    Metric("mean_spread", "mean spread", higher_is_better=True),
+    Metric("frac_zero_spread", "zero spread", higher_is_better=False),
+)}
+DPO_METRICS = frozenset(k for k, m in METRICS.items() if m.dpo)
+# Suite aggregates a summary names, in this order (the viewer's suite lines and their deltas).
+SUITE_SUMMARY = ("accuracy", "pass_at_k", "pairs", "mean_margin", "reward_accuracy", "mean_spread", "frac_zero_spread")
+
+
+def metric_order(keys) -> list[str]:
+    """`keys` in the order of METRICS, unknown ones (a newer version's, a team's) after, sorted."""
+    keys = set(keys)
+    return [k for k in METRICS if k in keys] + sorted(keys - METRICS.keys())
+
+
+_DIGITS = {k: m.digits for k, m in METRICS.items()}
+
+
+def digits_of(key: str) -> int:
+    return _DIGITS.get(key, 3)
+
+
+def higher_is_better(key: str) -> bool:
+    """For a delta's direction; a metric with no preferred direction counts as higher is better."""
+    m = METRICS.get(key)
+    return m is None or m.higher_is_better is not False
+
+
+# ---------------------------------------------------------------------------------------------- formatters
+
+def is_number(v: Any) -> TypeGuard[int | float]:
+    """A finite int or float (bool is not a number here)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    """None / NaN → "-"; int exact; float with `digits` decimals; ±∞; bool yes/no; else str()."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        if math.isinf(v):
+            return "∞" if v > 0 else "-∞"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def fmt_signed(v: Any, digits: int = 3) -> str:
+    """A change with its sign (+0.250 / -0.250); fmt() for what is not a number."""
+    return f"{v:+.{digits}f}" if is_number(v) else fmt(v, digits)
+
+
+def fmt_delta(d: Any) -> str:
+    """A delta in a table: +0.250, +2, "0" for no change (or one below the shown precision), "-" for none."""
+    if d is None:
+        return "-"
+    if isinstance(d, int):
+        return f"{d:+d}" if d else "0"
+    return f"{d:+.3f}" if abs(d) >= 5e-4 else "0"
+
+
+def fmt_p(p: Any) -> str:
+    """A p-value: three significant digits."""
+    return "-" if p is None else f"{p:.3g}"
+
+
+def typographic(text: str) -> str:
+    """A formatted number with a true minus sign (U+2212), as the HTML report shows numbers."""
+    return text.replace("-", "\u2212")
+
+
+def delta(before: Any, after: Any) -> float | int | None:
+    """after − before when both are numbers, else None."""
+    return after - before if is_number(before) and is_number(after) else None
+
+
+def is_zero_spread(spread: Any) -> bool:
+    """Every trace got the same reward: no GRPO signal (the tolerance of objectives.frac_zero_spread)."""
+    from .objectives import ZERO_TOL  # here: suite.py loads this module, and should not load numpy
+
+    return is_number(spread) and abs(spread) < ZERO_TOL
+
+
+# ---------------------------------------------------------------------------------------------- the summary table
+
+class Cell(NamedTuple):  # a NamedTuple: a table has one per value, and it is the cheapest to make
+    """One value of a table: `metric` names it (for its interval and its delta), `text` is how it
+    reads ("-" when absent, "unavailable" for a DPO metric without log-probabilities, then
+    `unavailable` says why); `prefix` is a label inside a cell holding two values."""
+    metric: str | None
+    value: Any
+    text: str
+    unavailable: str | None = None
+    prefix: str = ""
+
+
+def cell(metric: str, value: Any, unavailable: str | None = None) -> Cell:
+    if unavailable and metric in DPO_METRICS:
+        return Cell(metric, value, UNAVAILABLE, unavailable)
+    return Cell(metric, value, fmt(value, _DIGITS.get(metric, 3)))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A summary-table column: the question metric of its row, and the suite aggregate(s) of the
+    suite's row (two aggregates share the spread column: mean spread and the zero-spread fraction)."""
+    label: str
+    question: str
+    suite: tuple[str, ...]
+
+
+# Between the question id and the result. maj@k is shown where the report has it (the HTML page).
+SUMMARY_COLUMNS = (
+    Column("k", "k", ("samples",)),
+    Column("accuracy", "accuracy", ("accuracy",)),
+    Column("maj@k", "maj_at_k", ("maj_at_k",)),
+    Column("unparsable", "unparsable", ("unparsable_rate",)),
+    Column("pairs", "pairs", ("pairs",)),
+    Column("mean margin", "mean_margin", ("mean_margin",)),
+    Column("reward acc", "reward_accuracy", ("reward_accuracy",)),
+    Column("spread", "spread", ("mean_spread", "frac_zero_spread")),
+)
+SPREAD_PREFIX = {"frac_zero_spread": "zero "}
+
+
+_WITHOUT_MAJ = tuple(c for c in SUMMARY_COLUMNS if c.question != "maj_at_k")
+
+
+def summary_columns(maj_at_k: bool = False) -> tuple[Column, ...]:
+    """The columns between the question and the result; maj@k only where the report has it."""
+    return SUMMARY_COLUMNS if maj_at_k else _WITHOUT_MAJ
+
+
+def question_cells(q: Question, maj_at_k: bool = False) -> list[Cell]:
+    """A question's summary cells, one per `summary_columns(maj_at_k)`."""
+    m, unavailable = q.metrics, q.dpo_unavailable
+    return [cell(c.question, getattr(m, c.question) if m else None, unavailable) for c in summary_columns(maj_at_k)]
+
+
+def suite_cells(s: Suite, maj_at_k: bool = False) -> list[list[Cell]]:
+    """A suite's summary cells: per column, the cells of its aggregates (k is the suite's samples)."""
+    a = s.aggregates
+    out = []
+    for c in summary_columns(maj_at_k):
+        cells = []
+        for key in c.suite:
+            value = s.samples if key == "samples" else a.get(key)
+            cells.append(Cell(key, value, fmt(value), prefix=SPREAD_PREFIX.get(key, ""))
+                         if key not in DPO_METRICS else cell(key, value, a.dpo_unavailable))
+        out.append(cells)
+    return out
+
+
+def cells_text(cells: list[Cell]) -> str:
+    return " · ".join(c.prefix + c.text for c in cells)
+
+
+def suite_label(s: Suite) -> str:
+    return f"(suite: {s.aggregates.questions} questions)"
+
+
+def suite_result(s: Suite) -> str:
+    return "FAIL" if s.failed else "pass"
