@@ -9,6 +9,7 @@ Usable without pytest:
 
     from rlhf_eval import run_suites
     report = run_suites(["suites/"], report_json="report.json")   # what `pytest suites/` does
+    report.suites[0].aggregates.frac_zero_spread                   # a typed rlhf_eval.Report
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ _EXPORTS = {
     "rewards": ("RewardError", "reward_function"),
     "evaluate": ("Backends", "QuestionResult", "evaluate_question", "sample_question", "score_question"),
     "runner": ("Run", "RunError", "RunOptions", "run_suites"),
+    "report_model": ("Report", "ReportError"),
     "sampling": ("Sampler", "SamplingError", "Score", "Scorer", "ScoringError"),
     "suite": ("Question", "Suite", "SuiteError", "load_suite"),
     "types": ("VERDICTS", "Trace", "Verdict"),
@@ -78,6 +80,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
     from .rewards import RewardError, reward_function
     from .evaluate import Backends, QuestionResult, evaluate_question, sample_question, score_question
+    from .report_model import Report, ReportError
     from .runner import Run, RunError, RunOptions, run_suites
     from .sampling import Sampler, SamplingError, Score, Scorer, ScoringError
     from .suite import Question, Suite, SuiteError, load_suite

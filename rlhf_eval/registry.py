@@ -143,12 +143,13 @@ class Registry(Generic[T]):
                               f"({exception_line(exc)})") from None
 
 
-def check_name(name: Any, kind: str, error: type[ValueError] = RegistryError) -> None:
-    """Raise `error` unless `name` can be registered: text without spaces or a colon (a colon
-    makes a module:attribute reference)."""
+def check_name(name: Any, kind: str, error: type[ValueError] = RegistryError) -> str:
+    """`name`, when it can be registered: text without spaces or a colon (a colon makes a
+    module:attribute reference); else raises `error`."""
     if not isinstance(name, str) or not name or any(c.isspace() or c == ":" for c in name):
         raise error(f"a {kind} name is text without spaces or ':' (which makes a module:attribute reference), "
                     f"got {name!r}")
+    return name
 
 
 def origin_of(obj: Any) -> str:

@@ -55,7 +55,7 @@ import types
 import typing
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from .math_worker import MathWorkerError, math_call
 from .registry import Registry, check_name, exception_line, origin_of, suggest
@@ -106,7 +106,8 @@ _NUMBER = re.compile(
     r")"
     r"(?:[eE](?P<exp>[-+]?\d+)"
     r"|[ \t]*+(?:\\times|×|\\cdot|·|\*|x|X)[ \t]*+10"
-    r"(?:[ \t]*+(?:\^|\*\*)[ \t]*+(?:\{[ \t]*+(?P<e10>[-−+]?\d+)[ \t]*+\}|(?P<e10b>[-−+]?\d+))|(?P<e10s>⁻?[⁰¹²³⁴⁵⁶⁷⁸⁹]+))"
+    r"(?:[ \t]*+(?:\^|\*\*)[ \t]*+(?:\{[ \t]*+(?P<e10>[-−+]?\d+)[ \t]*+\}|(?P<e10b>[-−+]?\d+))"
+    r"|(?P<e10s>⁻?[⁰¹²³⁴⁵⁶⁷⁸⁹]+))"
     r"|(?:\^|\*\*)[ \t]*+(?:\{[ \t]*+(?P<pw>[-−+]?\d+)[ \t]*+\}|(?P<pwb>\d+))|(?P<pws>[⁰¹²³⁴⁵⁶⁷⁸⁹]+))?"
     r"(?:[ \t]?/[ \t]?(?P<den>\d+(?:\.\d+)?))?"
     r"(?:[ \t\u00a0]++(?P<scale>(?i:hundred|thousand|million|billion|trillion|dozen))\b(?!-))?"
@@ -176,7 +177,8 @@ def _number_value(m: re.Match) -> float:
     return -value if m["sign"] else value
 
 
-_FRAC_TEXT = re.compile(r"(?<![ \t])(\d?)[ \t]*+\\(?:[dtcs]?frac|nicefrac)[ \t]*+(?:\{[ \t]*+([^{}\s]*)[ \t]*+\}|(\d))[ \t]*+(?:\{[ \t]*+([^{}\s]*)[ \t]*+\}|(\d))")
+_FRAC_TEXT = re.compile(r"(?<![ \t])(\d?)[ \t]*+\\(?:[dtcs]?frac|nicefrac)"
+                        r"[ \t]*+(?:\{[ \t]*+([^{}\s]*)[ \t]*+\}|(\d))[ \t]*+(?:\{[ \t]*+([^{}\s]*)[ \t]*+\}|(\d))")
 
 
 def _plain_frac(m: re.Match) -> str:
@@ -328,11 +330,15 @@ _SENTENCE_END = re.compile(r"[.!?;](?=\s|\Z)|\n")
 _ASIDE = re.compile(r"(?<![ \t])[ \t]*+\([^()\n]*+\)")
 
 
+def _last(matches: Iterator[re.Match]) -> re.Match | None:
+    """The last of `matches` (None if there is none), without keeping the others."""
+    tail = collections.deque(matches, maxlen=1)
+    return tail[0] if tail else None
+
+
 def _boxed_contents(text: str) -> str | None:
     """The contents of the last `\\boxed{...}`, honouring nested braces."""
-    last = None
-    for last in _BOXED.finditer(text):
-        pass
+    last = _last(_BOXED.finditer(text))
     if last is None:
         return None
     depth, start = 1, last.end()
@@ -364,14 +370,10 @@ def _marked_segments(text: str):
     if boxed is not None:
         yield "boxed", boxed
     low = _lower(text)
-    last = None
-    for last in _ANSWER_IS.finditer(low):
-        pass
+    last = _last(_ANSWER_IS.finditer(low))
     if last is not None:
         yield "answer is", _rest_of_line(text, last.end())
-    last = None
-    for last in _ANSWER_LINE.finditer("\n" + low):
-        pass
+    last = _last(_ANSWER_LINE.finditer("\n" + low))
     if last is not None:
         yield "answer line", _rest_of_line(text, last.end() - 1)
 
@@ -432,9 +434,7 @@ def _last_number(text: str) -> re.Match | None:
     start = text.rfind("\n", 0, end) + 1
     if end - start > 32:
         start = _window_start(text, start, end)
-    last = None
-    for last in _NUMBER.finditer(text, start):
-        pass
+    last = _last(_NUMBER.finditer(text, start))
     return last
 
 
@@ -529,9 +529,7 @@ def _regex(
     strip_punctuation: bool = True,
 ) -> Verdict:
     rx = _compile(pattern, flags)
-    last = None
-    for last in rx.finditer(text):
-        pass
+    last = _last(rx.finditer(text))
     if last is None:
         return Verdict("unparsable", None, "pattern did not match")
     if "answer" in rx.groupindex:
@@ -564,7 +562,8 @@ _CHOICE_MARKER = re.compile(
 _OPTION_IS_CORRECT = re.compile(
     r"\b(?:option|choice)[ \t]*+\(?([a-z])\)?[ \t]++is[ \t]++(?:the[ \t]++)?(?:correct|right|best|answer)\b"
 )
-_LETTER = re.compile(r"(?<![A-Za-z0-9\\'’])(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])(?![A-Za-z0-9'’]|\.[A-Za-z]|-[A-Za-z]))")
+_LETTER = re.compile(r"(?<![A-Za-z0-9\\'’])"
+                     r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])(?![A-Za-z0-9'’]|\.[A-Za-z]|-[A-Za-z]))")
 # After an article/pronoun-looking "A"/"I" these words still make it a letter: "A because...".
 _LETTER_THEN = frozenset("because since as is was fits matches seems and or but which with given best here".split())
 _NEXT_WORD = re.compile(r"[ \t]++([a-z]+)")
@@ -591,8 +590,10 @@ _LONE_LETTER_LINE = re.compile(
 # The final line written as an option: "C) 40 km/h", "(C) 40 km/h", "C. 40 km/h", "C: 40".
 _OPTION_LINE = re.compile(r"[ \t>*_#-]*+(?:\(([A-Za-z])\)|([A-Z])[.:)]|([a-z])\))(?=\s|\Z)")
 _PAREN_LETTER = re.compile(r"\(([A-Za-z])\)")
-_REJECTED_BEFORE = re.compile(r"\b(?:not|nor|than|over|unlike|except|eliminate|eliminating|excluding|rule[ \t]++out)[ \t]*+$")
-_REJECTED_AFTER = re.compile(r"[ \t]*+(?:(?:is|are|was|were)[ \t]++(?:wrong|incorrect|false|not|ruled[ \t]++out)|isn't|can't|cannot)\b")
+_REJECTED_BEFORE = re.compile(
+    r"\b(?:not|nor|than|over|unlike|except|eliminate|eliminating|excluding|rule[ \t]++out)[ \t]*+$")
+_REJECTED_AFTER = re.compile(
+    r"[ \t]*+(?:(?:is|are|was|were)[ \t]++(?:wrong|incorrect|false|not|ruled[ \t]++out)|isn't|can't|cannot)\b")
 _STATEMENT_CAP = 300  # a marker's letter comes right after it; a bound keeps retries linear
 
 
@@ -638,9 +639,7 @@ def _find_choice(text: str, allowed: str) -> tuple[str, str] | None:
         if letter:
             marked, marked_at = letter, m.start()
             break
-    last = None
-    for last in _OPTION_IS_CORRECT.finditer(low):
-        pass
+    last = _last(_OPTION_IS_CORRECT.finditer(low))
     if last is not None and last.start() > marked_at and last[1].upper() in allowed:
         marked = text[last.start(1)]
     if marked:
@@ -660,9 +659,7 @@ def _find_choice(text: str, allowed: str) -> tuple[str, str] | None:
             and not _REJECTED_AFTER.match(low_line, m.end(), m.end() + 40)
         )
 
-    last = None
-    for last in _PAREN_LETTER.finditer(line):
-        pass
+    last = _last(_PAREN_LETTER.finditer(line))
     if last is not None and not line[last.end() :].strip(" \t.!*_$") and accepted(last):
         return last[1], "last line"
     for m in _PAREN_LETTER.finditer(line):
@@ -729,9 +726,11 @@ def _math_failure(outcome: str, step: str, timeout: float | None) -> str:
     return f"math_verify {step} failed ({outcome[len('error: '):]})"
 
 
-def _math(text: str, reference: str, timeout: float | None = 10.0, float_rounding: int = 6, strict: bool = True) -> Verdict:
+def _math(text: str, reference: str, timeout: float | None = 10.0, float_rounding: int = 6,
+          strict: bool = True) -> Verdict:
     _math_available()
-    results, outcome = _in_worker("verify", _as_math_input(reference), _as_math_input(text), timeout, float_rounding, strict)
+    results, outcome = _in_worker("verify", _as_math_input(reference), _as_math_input(text), timeout, float_rounding,
+                                  strict)
     if not results:
         raise VerifierError(f"math verifier: reference {reference!r}: {_math_failure(outcome, 'parse', timeout)}")
     if not results[0]:
@@ -788,7 +787,8 @@ def _equivalent_choice(a: str, b: str, choices: str = "ABCDE") -> bool:
     return la is not None and la == _answer_letter(b, allowed)
 
 
-def _equivalent_math(a: str, b: str, timeout: float | None = 10.0, float_rounding: int = 6, strict: bool = True) -> bool:
+def _equivalent_math(a: str, b: str, timeout: float | None = 10.0, float_rounding: int = 6,
+                     strict: bool = True) -> bool:
     _math_available()
     results, outcome = _in_worker("equivalent", _as_math_input(a), _as_math_input(b), timeout, float_rounding, strict)
     return outcome == "done" and len(results) == 4 and all(results)
@@ -947,8 +947,7 @@ def verifier(name: str | None = None, *, equivalent: Callable[..., bool] | None 
         hooks = {"equivalent": equivalent, "check": check, "prepare": prepare, "reference": reference}
         with contextlib.suppress(AttributeError, TypeError):  # a bound method or a builtin takes no attribute
             setattr(fn, _SPEC, hooks)  # for an entry point that names the function
-        registered = name or getattr(fn, "__name__", None)
-        check_name(registered, "verifier", VerifierError)
+        registered = check_name(name or getattr(fn, "__name__", None), "verifier", VerifierError)
         VERIFIERS.register(registered, _as_verifier(registered, fn, hooks), origin=origin_of(fn))
         return fn
     return register

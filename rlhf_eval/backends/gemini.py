@@ -106,7 +106,7 @@ class GeminiSampler:
         base_url = server_url(base_url or model.base_url, BASE_URL_ENV)
         self.vertex = model.vertex is not None
         self.ask_logprobs = model.logprobs and logprobs_supported(model.name, vertex=self.vertex) is not False
-        if self.vertex:
+        if model.vertex is not None:
             # a replay needs no token; one from `gcloud auth print-access-token` also works, and
             # without one google-genai uses Application Default Credentials
             token = REPLAY_KEY if replay else os.environ.get(VERTEX_TOKEN_ENV)

@@ -18,13 +18,14 @@ import email.message
 import functools
 from typing import Any
 
+from ..recording import ROUTER
+from ..recording.vcr_adapter import CannotOverwriteExistingCassetteException, Request as VcrRequest, httpx_response
+
+_httpx: Any
 try:  # the HTTP library google-genai uses by default, and the one its client must come from
     import httpx2 as _httpx
 except ImportError:  # pragma: no cover - older google-genai installs: httpx
     import httpx as _httpx
-
-from ..recording import ROUTER
-from ..recording.vcr_adapter import CannotOverwriteExistingCassetteException, Request as VcrRequest, httpx_response
 
 
 class _Unsent:
