@@ -346,3 +346,22 @@ def test_a_team_providers_seed_hook_orders_its_cassette_and_explains_a_changed_s
             "team", 1, 2]
     finally:
         PROVIDERS.unregister("seeded-team")
+
+
+def test_filter_request_keeps_a_clean_request_as_it_is_and_cleans_any_other():
+    """A request with only the kept headers and no query or user info (every one loaded from a
+    cassette written here) is kept as it is; any other is filtered on a copy."""
+    from vcr.request import Request
+
+    from rlhf_eval.recording.matching import filter_request
+
+    clean = Request("POST", "https://api.example/v1beta/models/m:generateContent", b"{}",
+                    {"content-type": "application/json"})
+    assert filter_request(clean) is clean
+    for uri, headers in [("https://api.example/v1?key=SECRET", {"content-type": "application/json"}),
+                         ("https://user:SECRET@api.example/v1", {}),
+                         ("https://api.example/v1", {"x-goog-api-key": "SECRET", "content-type": "application/json"})]:
+        raw = Request("POST", uri, b"{}", headers)
+        kept = filter_request(raw)
+        assert kept is not raw and "SECRET" not in kept.uri and "x-goog-api-key" not in kept.headers
+        assert "SECRET" in raw.uri + "".join(raw.headers.values())  # the caller's request is untouched
