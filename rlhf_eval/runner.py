@@ -243,7 +243,11 @@ class Run:
         with self._backends_lock:
             key = str(suite.path)
             if key not in self._backends:
-                supplied = self._make_backends and self._make_backends(suite, not self.recording, self.policy)
+                supplied = self._make_backends(suite, not self.recording, self.policy) if self._make_backends else None
+                if supplied is not None and not isinstance(supplied, Backends):
+                    raise SamplingError(f"the backends supplied for suite {suite.name!r} are "
+                                        f"{type(supplied).__name__}, not rlhf_eval.Backends "
+                                        "(see the pytest_rlhf_eval_backends hook)")
                 self._backends[key] = supplied or Backends.for_suite(suite, replay=not self.recording,
                                                                      policy=self.policy)
             return self._backends[key]
@@ -301,6 +305,7 @@ class Run:
         self.policy.stop()
         if self.prefetch is not None:
             self.prefetch.abandon(grace)
+        gc.unfreeze()  # what `start` froze may be garbage once the run is over
 
     def close(self) -> None:
         """Every question was asked for: wait for the prefetched ones still writing their cassettes."""

@@ -129,3 +129,10 @@ def pytest_rlhf_eval_backends(config, suite, replay, policy):
     result = project.runpytest("-p", "no:cacheprovider", "plain.yaml")  # built as usual: no cassette yet
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*no cassette*"])
+
+
+def test_backends_that_are_not_backends_fail_each_question_in_one_line(demo, offline):
+    report = run_suites(["suites/demo.yaml"], backends=lambda suite, replay, policy: "a sampler")
+    errors = {q.error for q in report.suites[0].questions}
+    assert errors == {"the backends supplied for suite 'demo' are str, not rlhf_eval.Backends "
+                      "(see the pytest_rlhf_eval_backends hook)"}
