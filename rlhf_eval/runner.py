@@ -101,9 +101,11 @@ def request_policy(options: RunOptions) -> RequestPolicy:
     )
 
 
-def pytest_command(suite: Suite, question: Question, mode: str, cassette_dir: Path | None = None) -> str:
-    """The command that (re-)records one question, with the key it needs when none is set."""
-    parts = ["pytest", f"{shown_path(suite.path)}::{question.id}", f"--rlhf-record-mode={mode}"]
+def pytest_command(suite: Suite, question: Question, mode: str, cassette_dir: str | Path | None = None,
+                   nodeid: str | None = None) -> str:
+    """The command that (re-)records one question (`nodeid`: its pytest node id, by default
+    `<suite file>::<question id>`), with the key it needs when none is set."""
+    parts = ["pytest", nodeid or f"{shown_path(suite.path)}::{question.id}", f"--rlhf-record-mode={mode}"]
     if cassette_dir is not None:
         parts.append(f"--rlhf-cassette-dir={cassette_dir}")
     return record_env_hint(suite.spec.model) + " ".join(shlex.quote(p) for p in parts)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
-import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,13 +126,10 @@ def the_run(config: pytest.Config) -> Run:
 
 
 def _rerecord_command(config: pytest.Config, suite, question, mode: str) -> str:
-    from rlhf_eval.backends import record_env_hint
+    from rlhf_eval.runner import pytest_command
 
-    nodeid = config.stash.get(nodeids_key, {}).get((str(suite.path), question.id), question.id)
-    parts = ["pytest", nodeid, f"--rlhf-record-mode={mode}"]
-    if config.getoption("--rlhf-cassette-dir"):
-        parts.append(f"--rlhf-cassette-dir={config.getoption('--rlhf-cassette-dir')}")
-    return record_env_hint(suite.spec.model) + " ".join(shlex.quote(p) for p in parts)
+    nodeid = config.stash.get(nodeids_key, {}).get((str(suite.path), question.id))
+    return pytest_command(suite, question, mode, config.getoption("--rlhf-cassette-dir"), nodeid)
 
 
 def record_mode(config: pytest.Config) -> str:
