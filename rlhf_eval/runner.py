@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .atomic import unwritable_reason
-from .backends import credentials_problem, record_env_hint
+from .backends import CheckedSampler, CheckedScorer, credentials_problem, guard, record_env_hint
 from .credentials import SecretInOutput, watch_settings, write_problem, write_without_secrets
 from .discovery import DEFAULT_SUITE_FILES, suite_files
 from .evaluate import Backends, QuestionResult, error_result, sample_question, score_question
@@ -245,14 +245,28 @@ class Run:
         with self._backends_lock:
             key = str(suite.path)
             if key not in self._backends:
-                supplied = self._make_backends(suite, not self.recording, self.policy) if self._make_backends else None
-                if supplied is not None and not isinstance(supplied, Backends):
-                    raise SamplingError(f"the backends supplied for suite {suite.name!r} are "
-                                        f"{type(supplied).__name__}, not rlhf_eval.Backends "
-                                        "(see the pytest_rlhf_eval_backends hook)")
+                supplied = self._supplied_backends(suite, self._make_backends) if self._make_backends else None
                 self._backends[key] = supplied or Backends.for_suite(suite, replay=not self.recording,
                                                                      policy=self.policy)
             return self._backends[key]
+
+    def _supplied_backends(self, suite: Suite, make: MakeBackends) -> Backends | None:
+        """The backends `make_backends` gives for `suite` (None: the usual ones), held to the same
+        contracts as a team's provider: what it raises, or its samplers and scorers do wrong, is one
+        line for each question."""
+        who = "the backends hook (pytest_rlhf_eval_backends)"
+        supplied = guard(who, "raised", lambda: make(suite, not self.recording, self.policy))
+        if supplied is None:
+            return None
+        if not isinstance(supplied, Backends):
+            raise SamplingError(f"{who} returned {type(supplied).__name__} for suite {suite.name!r}, "
+                                "not rlhf_eval.Backends or None")
+        return Backends(
+            sampler=CheckedSampler(f"the sampler from {who}", supplied.sampler),
+            policy_scorer=(CheckedScorer(f"the policy scorer from {who}", supplied.policy_scorer)
+                           if supplied.policy_scorer is not None else None),
+            reference=(CheckedScorer(f"the reference scorer from {who}", supplied.reference)
+                       if supplied.reference is not None else None))
 
     def sample(self, suite: Suite, question: Question) -> list[Trace]:
         """The question's traces, through its cassette (raises CassetteProblem / SamplingError)."""

@@ -131,8 +131,28 @@ def pytest_rlhf_eval_backends(config, suite, replay, policy):
     result.stdout.fnmatch_lines(["*no cassette*"])
 
 
-def test_backends_that_are_not_backends_fail_each_question_in_one_line(demo, offline):
-    report = run_suites(["suites/demo.yaml"], backends=lambda suite, replay, policy: "a sampler")
-    errors = {q.error for q in report.suites[0].questions}
-    assert errors == {"the backends supplied for suite 'demo' are str, not rlhf_eval.Backends "
-                      "(see the pytest_rlhf_eval_backends hook)"}
+def test_supplied_backends_are_held_to_the_provider_contracts_in_one_line(demo, live):
+    """Whatever the backends hook gives or raises, and a sampler it gives that breaks the Sampler
+    contract, fails each question in one line naming the hook; the run goes on."""
+    from rlhf_eval import Backends, Trace
+
+    class OneTrace:
+        def sample(self, prompt, k, seed):
+            return [Trace(text="A: 4", finish_reason="STOP", token_count=2, logp=None, seed=seed,
+                          model_version="m")]
+
+    def explode(suite, replay, policy):
+        raise RuntimeError("hook exploded")
+
+    hook = "the backends hook (pytest_rlhf_eval_backends)"
+    for make, error in [
+        (lambda suite, replay, policy: "a sampler",
+         f"{hook} returned str for suite 'demo', not rlhf_eval.Backends or None"),
+        (explode, f"{hook} raised RuntimeError: hook exploded"),
+        (lambda suite, replay, policy: Backends(sampler="x"),
+         f"the sampler from {hook} raised AttributeError: 'str' object has no attribute 'sample'"),
+        (lambda suite, replay, policy: Backends(sampler=OneTrace()),
+         f"the sampler from {hook} returned 1 traces for samples: 3"),
+    ]:
+        report = run_suites(["suites/demo.yaml"], record_mode="once", backends=make)
+        assert {q.error for q in report.suites[0].questions} == {error}

@@ -72,7 +72,7 @@ def _class(config: ModelConfig | ScorerConfig, role: str) -> type:
         if not found:
             raise SamplingError(f"provider {entry.name!r} needs the {entry.needs!r} package: "
                                 f"pip install '{entry.install or entry.needs}'") from None
-    cls = _guard(entry.name, "could not load its class:", load)
+    cls = guard(f"provider {entry.name!r}", "could not load its class:", load)
     method = "sample" if role == "sampler" else "score"
     if not (isinstance(cls, type) and callable(getattr(cls, method, None))):
         raise SamplingError(f"provider {entry.name!r} gave {cls!r} as its {role}, not a class with a {method}() "
@@ -84,21 +84,22 @@ def make_sampler(model: ModelConfig, *, replay: bool = False, policy: RequestPol
     """The sampler for `model`; with `replay`, placeholder credentials (a cassette answers every request)."""
     watch_credentials(model)
     cls = _class(model, "sampler")
-    sampler = _guard(model.provider, "raised", lambda: cls(model, replay=replay, policy=policy))
-    return sampler if model.provider in BUILT_IN else _CheckedSampler(model.provider, sampler)
+    sampler = guard(f"provider {model.provider!r}", "raised", lambda: cls(model, replay=replay, policy=policy))
+    return sampler if model.provider in BUILT_IN else CheckedSampler(f"provider {model.provider!r}", sampler)
 
 
 def make_scorer(config: ScorerConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL) -> Scorer:
     watch_credentials(config)
     cls = _class(config, "scorer")
-    scorer = _guard(config.provider, "raised", lambda: cls(config, replay=replay, policy=policy))
-    return scorer if config.provider in BUILT_IN else _CheckedScorer(config.provider, scorer)
+    scorer = guard(f"provider {config.provider!r}", "raised", lambda: cls(config, replay=replay, policy=policy))
+    return scorer if config.provider in BUILT_IN else CheckedScorer(f"provider {config.provider!r}", scorer,
+                                                                               config.provider)
 
 
-def _guard(provider: str, what: str, call):
-    """`call()`, a team's provider code: what it raises but our own errors (a SamplingError, a
-    cassette's problem, vcrpy refusing a request the cassette does not hold, which the cassette
-    then explains as stale) and Ctrl-C becomes one line naming the provider."""
+def guard(who: str, what: str, call):
+    """`call()`, a team's code (`who`: e.g. "provider 'mine'"): what it raises but our own errors
+    (a SamplingError, a cassette's problem, vcrpy refusing a request the cassette does not hold,
+    which the cassette then explains as stale) and Ctrl-C becomes one line naming it."""
     try:
         return call()
     except (SamplingError, CassetteProblem, KeyboardInterrupt):
@@ -106,38 +107,40 @@ def _guard(provider: str, what: str, call):
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a team's code is still its one line
         if find_cassette_mismatch(exc) is not None:
             raise
-        raise SamplingError(f"provider {provider!r} {what} {exception_line(exc)}") from None
+        raise SamplingError(f"{who} {what} {exception_line(exc)}") from None
 
 
-class _CheckedSampler:
-    """A team's sampler, held to the Sampler contract: k `Trace`s, its exceptions one line each."""
+class CheckedSampler:
+    """A team's sampler (`who`: how messages name it), held to the Sampler contract: k `Trace`s,
+    its exceptions one line each."""
 
-    def __init__(self, provider: str, inner: Sampler) -> None:
-        self.provider, self.inner = provider, inner
+    def __init__(self, who: str, inner: Sampler) -> None:
+        self.who, self.inner = who, inner
 
     def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
-        traces = _guard(self.provider, "raised", lambda: self.inner.sample(prompt, k, seed))
+        traces = guard(self.who, "raised", lambda: self.inner.sample(prompt, k, seed))
         if not isinstance(traces, list) or not all(isinstance(t, Trace) for t in traces):
             shown = type(traces).__name__ if not isinstance(traces, list) else \
                 next(type(t).__name__ for t in traces if not isinstance(t, Trace))
-            raise SamplingError(f"provider {self.provider!r} returned {shown}, not a list of rlhf_eval.Trace")
+            raise SamplingError(f"{self.who} returned {shown}, not a list of rlhf_eval.Trace")
         if len(traces) != k:
-            raise SamplingError(f"provider {self.provider!r} returned {len(traces)} traces for samples: {k}")
+            raise SamplingError(f"{self.who} returned {len(traces)} traces for samples: {k}")
         return traces
 
 
-class _CheckedScorer:
-    """A team's scorer, held to the Scorer contract: one `Score` per completion."""
+class CheckedScorer:
+    """A team's scorer (`who`: how messages name it), held to the Scorer contract: one `Score`
+    per completion."""
 
-    def __init__(self, provider: str, inner: Scorer) -> None:
-        self.provider, self.inner = provider, inner
-        self.name = str(getattr(inner, "name", provider))
+    def __init__(self, who: str, inner: Scorer, name: str | None = None) -> None:
+        self.who, self.inner = who, inner
+        self.name = str(getattr(inner, "name", name or who))
 
     def score(self, prompt: str, completions) -> list[Score]:
-        scores = _guard(self.provider, "raised", lambda: self.inner.score(prompt, completions))
+        scores = guard(self.who, "raised", lambda: self.inner.score(prompt, completions))
         if (not isinstance(scores, list) or len(scores) != len(completions)
                 or not all(isinstance(s, Score) for s in scores)):
-            raise SamplingError(f"provider {self.provider!r} returned {type(scores).__name__} from score(); "
+            raise SamplingError(f"{self.who} returned {type(scores).__name__} from score(); "
                                 f"expected a list of {len(completions)} rlhf_eval.Score")
         return scores
 
