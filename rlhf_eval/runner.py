@@ -12,7 +12,10 @@ drives it in a plain loop. Both give the same report for the same suites and cas
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
+import math
+import os
 import signal
 import shlex
 import threading
@@ -20,7 +23,7 @@ from concurrent.futures import Future, wait as futures_wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, cast
 
 from .atomic import unwritable_reason
 from .backends import CheckedSampler, CheckedScorer, credentials_problem, guard, record_env_hint
@@ -29,6 +32,7 @@ from .discovery import DEFAULT_SUITE_FILES, suite_files
 from .evaluate import Backends, QuestionResult, error_result, sample_question, score_question
 from .paths import shown_path
 from .record_modes import RECORD_MODES
+from .registry import suggest
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
 from .report import (Report, ReportError, build_report, load_report, render_comparison, render_table, suite_settings,
                      write_json)
@@ -80,12 +84,30 @@ class RunOptions:
     fail_rules: Sequence[str] = ()  # METRIC:DELTA regressions that fail the run
 
     def __post_init__(self) -> None:
+        """Raises RunError (one line) for a setting of the wrong kind or out of range."""
         if self.record_mode not in RECORD_MODES:
             raise RunError(f"record mode {self.record_mode!r}; expected one of {', '.join(RECORD_MODES)}")
         for name in ("cassette_dir", "report_json", "html", "export", "save", "baseline"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, Path):
-                setattr(self, name, Path(value))
+            if value is None and name != "cassette_dir":
+                continue
+            if not isinstance(value, (str, os.PathLike)) or not str(value):
+                raise RunError(f"{name} = {value!r}: expected a path")
+            setattr(self, name, Path(value))
+        for name, least in (("concurrency", 1), ("retries", 0), ("workers", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise RunError(f"{name} = {value!r}: expected a whole number, at least {least}")
+        for name, positive in (("rate_limit_rpm", True), ("retry_timeout", False), ("retry_delay", False)):
+            value = getattr(self, name)
+            if value is None and name == "rate_limit_rpm":
+                continue
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                    or value < 0 or (positive and value == 0)):
+                raise RunError(f"{name} = {value!r}: expected a {'positive' if positive else 'non-negative'} "
+                               "number of " + ("requests a minute" if name == "rate_limit_rpm" else "seconds"))
+        if isinstance(self.fail_rules, str):  # one rule, not its characters
+            self.fail_rules = (self.fail_rules,)
 
 
 def request_policy(options: RunOptions) -> RequestPolicy:
@@ -477,14 +499,25 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
         **options: any other `RunOptions` field (report_json, html, export, save, baseline,
             fail_rules, concurrency, rate_limit_rpm, retries, ...).
 
-    Returns the report (the `Report` `--rlhf-report-json` writes; `report.to_dict()` is that JSON);
-    its suites' `threshold_failures` and its `comparison.failures` say what failed. Raises
+    Returns the report (the `Report` `--rlhf-report-json` writes; `report.to_dict()` is that JSON).
+    What pytest would fail: a suite's `failed` (a question failed, or a suite threshold: its
+    `threshold_failures`; each question's `passed` and `error`) and, with a baseline, its
+    `comparison.failures`. Raises
     SuiteError for a file that is not a valid suite; RunError for a bad setting, an unwritable
     cassette folder, or (after writing every other) an output that could not be written, one line
     each; `Interrupted` (a KeyboardInterrupt) on Ctrl-C or SIGTERM, keeping every complete cassette.
     """
-    run = Run(RunOptions(record_mode=record_mode, cassette_dir=Path(cassette_dir), **options),
-              rerecord_command=lambda s, q, mode: pytest_command(s, q, mode, Path(cassette_dir)),
+    known = {f.name for f in dataclasses.fields(RunOptions)} - {"record_mode", "cassette_dir"}
+    for name in options:
+        if name not in known:
+            raise RunError(f"run_suites() has no option {name!r}{suggest(name, known)}")
+    if isinstance(paths, (str, os.PathLike)):  # one path, not its characters
+        paths = [paths]
+    if isinstance(suite_patterns, str):
+        suite_patterns = [suite_patterns]
+    # RunOptions takes any path-like and checks it (a None or a number is one RunError line)
+    run = Run(RunOptions(record_mode=record_mode, cassette_dir=cast(Path, cassette_dir), **options),
+              rerecord_command=lambda s, q, mode: pytest_command(s, q, mode, cassette_dir),
               make_backends=backends)
     run.load_baseline()
     root = Path(rootdir).resolve()
@@ -494,6 +527,9 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
         files = suite_files(paths, root, suite_patterns, run.options.cassette_dir)
     except FileNotFoundError as exc:
         raise RunError(str(exc)) from None
+    if not files:
+        raise RunError(f"no suite in {', '.join(map(str, paths)) or 'no paths'}: a folder's suite files are the YAML "
+                       f"files matching {', '.join(suite_patterns)}")
     for path in files:
         suite = load_suite(path)
         check_unique_name(suite, seen, run.options.cassette_dir)

@@ -156,3 +156,26 @@ def test_supplied_backends_are_held_to_the_provider_contracts_in_one_line(demo, 
     ]:
         report = run_suites(["suites/demo.yaml"], record_mode="once", backends=make)
         assert {q.error for q in report.suites[0].questions} == {error}
+
+
+def test_run_suites_settings_of_the_wrong_kind_are_one_line(demo, offline):
+    for options, error in [
+        ({"concurrency": "8"}, "concurrency = '8': expected a whole number, at least 1"),
+        ({"retries": -1}, "retries = -1: expected a whole number, at least 0"),
+        ({"workers": 0}, "workers = 0: expected a whole number, at least 1"),
+        ({"rate_limit_rpm": "10"}, "rate_limit_rpm = '10': expected a positive number of requests a minute"),
+        ({"retry_timeout": float("nan")}, "retry_timeout = nan: expected a non-negative number of seconds"),
+        ({"report_json": True}, "report_json = True: expected a path"),
+        ({"cassette_dir": None}, "cassette_dir = None: expected a path"),
+        ({"reportjson": "r.json"}, "run_suites() has no option 'reportjson'; did you mean 'report_json'?"),
+    ]:
+        with pytest.raises(RunError) as raised:
+            run_suites(["suites"], **options)
+        assert str(raised.value) == error
+    (demo / "cassettes").mkdir()
+    with pytest.raises(RunError, match=r"^no suite in cassettes: a folder's suite files are the YAML files matching"):
+        run_suites(["cassettes"])
+    # one path, or one rule, is taken whole
+    assert [s.name for s in run_suites("suites/demo.yaml").suites] == ["demo"]
+    with pytest.raises(RunError, match="no such baseline report file"):
+        run_suites("suites/demo.yaml", baseline="base.json", fail_rules="accuracy:0.05")
