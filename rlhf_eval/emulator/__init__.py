@@ -7,7 +7,8 @@ offline recording. Test support and a user tool: nothing in rlhf-eval itself imp
         ...                                         # point an SDK at emu.base_url
 
 or ``python -m rlhf_eval.emulator --port 8765`` (also installed as ``rlhf-eval-emulator``).
-docs/emulator.md describes every endpoint, answer, fault marker and knob.
+README.md in this package (rlhf_eval/emulator/README.md, installed with it) describes every
+endpoint, answer, fault marker and knob.
 """
 from __future__ import annotations
 

@@ -14,7 +14,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Serve a local emulator of the Gemini generateContent REST API (Developer API and "
         "Vertex AI paths) and of an OpenAI-compatible server (/v1/chat/completions, /v1/completions, "
         "/v1/models; vLLM/llama.cpp style) "
-        "(see `python -c 'import rlhf_eval.emulator; help(rlhf_eval.emulator)'`).",
+        "; every endpoint, answer, fault marker and knob is described in README.md in the installed "
+        "package (python -c 'import rlhf_eval.emulator as e, pathlib; print(pathlib.Path(e.__file__).parent "
+        "/ \"README.md\")').",
     )
     ap.add_argument("--port", type=int, default=8765, help="port to listen on (0 = any free port; default 8765)")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -1,7 +1,7 @@
 """The emulator's trace bank, tokenizer and (tempered) unigram log-probability models.
 
 Everything here is read-only after :func:`load_bank` builds it (once per process), apart from
-caches, so it is shared freely between server threads. See docs/emulator.md for the
+caches, so it is shared freely between server threads. See README.md (beside this module) for the
 definitions.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` and
 ``GET /v1/models/{id}``. The behaviour is documented in
-docs/emulator.md (section "OpenAI-compatible endpoints"); the answers come
+the package's README.md (section "OpenAI-compatible endpoints"); the answers come
 from the same trace bank, hash and (per-model tempered) unigram model as the Gemini endpoints
 (see ``server.py`` and ``bank.py``).
 """

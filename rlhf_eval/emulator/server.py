@@ -1,6 +1,6 @@
 """HTTP server of the Gemini emulator: routing, request parsing, responses, faults.
 
-The behaviour is documented in docs/emulator.md.
+The behaviour is documented in README.md (beside this module).
 """
 from __future__ import annotations
 
