@@ -293,9 +293,12 @@ class Run:
     def sample(self, suite: Suite, question: Question) -> list[Trace]:
         """The question's traces, through its cassette (raises CassetteProblem / SamplingError)."""
         mode = self.options.record_mode
-        problem = credentials_problem(suite.spec.model) if self.recording else None
-        if problem:
-            raise SamplingError(problem)
+        # Mode once replays a question whose cassette exists: that needs no key.
+        if self.recording and not (mode == "once" and cassette_path(self.options.cassette_dir, suite.name,
+                                                                    question.id).is_file()):
+            problem = credentials_problem(suite.spec.model)
+            if problem:
+                raise SamplingError(problem)
         return sample_question(suite, question, self.backends(suite), cassette_dir=self.options.cassette_dir,
                                record_mode=mode, rerecord_hint=self._rerecord(suite, question,
                                                                               "once" if mode == "none" else mode))

@@ -44,6 +44,8 @@ def test_run_suites_records_with_prefetch_then_replays_offline(demo, live, monke
     monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.delenv("GEMINI_API_KEY")
     replayed = run_suites(["suites/demo.yaml"])
+    # mode once with every cassette there records nothing, so it needs no key either
+    assert run_suites(["suites/demo.yaml"], record_mode="once").to_dict() == replayed.to_dict()
     assert replayed.to_dict() == json.loads((demo / "rec.json").read_text()) == recorded.to_dict()
     assert [q.id for q in replayed.suites[0].questions] == ["q-0000", "q-0001", "q-0002"]
 
