@@ -19,7 +19,7 @@ from .backends import logprobs_note, make_sampler, make_scorer
 from .finish import finish_verdict, withheld
 from .paths import shown_path
 from .recording import CassetteProblem, cassette_path, use_cassette
-from .rewards import resolve_reward, reward_kwargs, rewards_per_function, weighted_sum
+from .rewards import RewardError, resolve_reward, reward_kwargs, rewards_per_function, weighted_sum
 from .sampling import Sampler, Scorer
 from .suite import Question, ScorerConfig, Suite
 from .thresholds import ThresholdFailure, check_thresholds
@@ -107,7 +107,8 @@ def verdict_for(trace: Trace, question: Question, suite: Suite) -> Verdict:
 def score_question(suite: Suite, question: Question, traces: list[Trace]) -> QuestionResult:
     """Verdicts, rewards, advantages, pairs, DPO margins and thresholds of one question's traces.
     Raises VerifierError for a verifier's failure and RewardError (a VerifierError) for a reward
-    function's, each one line naming it."""
+    function's, each one line naming it; RewardError too for weighted rewards whose sum, or whose
+    group's mean and std, is beyond the float range."""
     spec = suite.spec
     verdicts = [verdict_for(t, question, suite) for t in traces]
     prompt = suite.render_prompt(question)
@@ -120,9 +121,16 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
     chosen_idx, rejected_idx = obj.preference_pairs(correct, ranked, spec.dpo.pairing)
     # As TRL: unscorable traces are out of the group's mean and std, and their advantage is 0.
     advantages = np.zeros(len(traces))
-    advantages[scorable] = obj.grpo_advantages(rewards[scorable], scale_rewards=spec.grpo.scale_rewards,
-                                               epsilon=spec.grpo.epsilon)
     signal = rewards[scorable] if scorable.any() else np.zeros(1)
+    with np.errstate(over="ignore", invalid="ignore"):  # finite rewards near the float range: refused below
+        advantages[scorable] = obj.grpo_advantages(rewards[scorable], scale_rewards=spec.grpo.scale_rewards,
+                                                   epsilon=spec.grpo.epsilon)
+        # No trace with a reward (every function returned None for each) is no signal: spread 0.
+        spread = obj.reward_spread(signal)
+    if not (np.isfinite(advantages).all() and math.isfinite(spread)):
+        raise RewardError(f"the weighted rewards on question {question.id!r} (from {signal.min():g} to "
+                          f"{signal.max():g}) are too large for their group's mean and std to be finite; scale the "
+                          "reward functions or reward_weights down")
 
     counts = obj.verdict_counts([v.status for v in verdicts])
     k = len(traces)
@@ -132,8 +140,7 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         "pass_at_k": obj.pass_at_k(k, int(correct.sum()), k),
         "unparsable_rate": counts["unparsable"] / k,
         "pairs": int(len(chosen_idx)),
-        # No trace with a reward (every function returned None for each) is no signal: spread 0.
-        "spread": obj.reward_spread(signal),
+        "spread": spread,
         "nonzero_advantages": obj.nonzero_advantages(advantages),
         "mean_tokens": _mean([t.token_count for t in traces]),
         "mean_reasoning_tokens": _mean([t.reasoning_tokens for t in traces]),
@@ -197,7 +204,7 @@ def suite_rewards(suite: Suite, question: Question, prompt: str, traces: list[Tr
     per_function = rewards_per_function(entries, [t.text for t in traces], kwargs, question.id)
     by_function = {name: [None if r != r else r for r in column]  # NaN (r != r): it does not apply
                    for (name, _), column in zip(funcs, per_function.T.tolist())}
-    return by_function, weighted_sum(per_function, [w for _, w in funcs])
+    return by_function, weighted_sum(per_function, [w for _, w in funcs], [name for name, _ in funcs], question.id)
 
 
 def question_intervals(correct: np.ndarray, rewards: np.ndarray, margins: np.ndarray | None) -> dict:

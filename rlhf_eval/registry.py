@@ -45,12 +45,16 @@ class Registry(Generic[T]):
     """Extensions of one `kind` ("verifier"), from registration, the entry-point `group`, or a
     ``module:attribute`` reference. `adapt(name, obj)` turns what was loaded into the kept entry
     (and raises `error` with one line when it cannot); `error` is the exception type raised for an
-    unknown or broken name, so a kind keeps its own (e.g. `VerifierError`)."""
+    unknown or broken name, so a kind keeps its own (e.g. `VerifierError`). `example` is the
+    reference an error shows for one without a module or attribute (e.g.
+    ``my_evals.verifiers:sentiment``; default ``my_evals.<group's last part>:my_<kind>``)."""
 
     def __init__(self, kind: str, group: str, adapt: Callable[[str, Any], T],
-                 error: type[ValueError] = RegistryError) -> None:
+                 error: type[ValueError] = RegistryError, example: str | None = None) -> None:
         self.kind = kind
         self.group = group
+        # The `module:attribute` a malformed reference's error shows (default from the group's name).
+        self.example = example or f"my_evals.{group.rpartition('.')[2]}:my_{kind.replace(' ', '_')}"
         self._adapt = adapt
         self._error = error
         self._entries: dict[str, T] = {}
@@ -98,7 +102,8 @@ class Registry(Generic[T]):
                                                   f"entry point {point.value!r} of {point.group}"))
         if ":" in name:
             module, _, attribute = name.partition(":")
-            return self.register(name, self._load(name, lambda: _import(module, attribute), "reference"))
+            return self.register(name, self._load(name, lambda: _import(module, attribute, self.example),
+                                                  "reference"))
         raise self._error(f"unknown {self.kind} {name!r}{suggest(name, self.names())}")
 
     def names(self) -> list[str]:
@@ -166,9 +171,9 @@ def _load_point(point: EntryPoint) -> Any:
     return point.load()
 
 
-def _import(module: str, attribute: str) -> Any:
+def _import(module: str, attribute: str, example: str) -> Any:
     if not module or not attribute:
-        raise ValueError("expected module:attribute, e.g. my_evals.verifiers:sentiment")
+        raise ValueError(f"expected module:attribute, e.g. {example}")
     obj = importlib.import_module(module)
     for part in attribute.split("."):
         obj = getattr(obj, part)

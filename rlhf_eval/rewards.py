@@ -125,7 +125,8 @@ def _as_reward(name: str, obj: Any) -> RewardFunction:
     return RewardFunction(name, obj, _signature_needs(name, obj))
 
 
-REWARDS: Registry[RewardFunction] = Registry("reward function", "rlhf_eval.rewards", _as_reward)
+REWARDS: Registry[RewardFunction] = Registry("reward function", "rlhf_eval.rewards", _as_reward,
+                                             example="my_evals.rewards:format_reward")
 
 
 def reward_function(name: str | None = None) -> Callable[[F], F]:
@@ -203,10 +204,17 @@ def _called(fn: RewardFunction, completions: list[str], kwargs: dict[str, Any], 
     try:  # TRL takes any iterable (it builds a list of it): a tuple, a numpy array, a generator
         if isinstance(returned, (str, bytes, dict)):
             raise TypeError
-        returned = list(returned)
-    except Exception:  # noqa: BLE001 - not iterable, or a team's iterator that fails
+        iterator = iter(returned)
+    except Exception:  # noqa: BLE001 - not iterable (or a team's __iter__ that fails)
         raise RewardError(f"reward function {fn.name!r} returned {type(returned).__name__} {where}; return a list "
                           "with one float (or None) per completion") from None
+    try:  # a generator runs the team's code only now: what it raises is its failure, as in the call
+        returned = list(iterator)
+    except (KeyboardInterrupt, RewardError):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - as above
+        raise RewardError(f"reward function {fn.name!r} raised {exception_line(exc)} {where} (while reading the "
+                          f"{type(returned).__name__} it returned)") from None
     if len(returned) != len(completions):
         raise RewardError(f"reward function {fn.name!r} returned {len(returned)} rewards for {len(completions)} "
                           f"completions {where}; return one per completion")
@@ -235,18 +243,44 @@ def _copied(kwargs: dict[str, Any]) -> dict[str, Any]:
             for key, value in kwargs.items()}
 
 
-def weighted_sum(per_function: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+def weighted_sum(per_function: np.ndarray, weights: Sequence[float], names: Sequence[str] | None = None,
+                 question_id: str | None = None) -> np.ndarray:
     """TRL's reward: ``nansum(rewards_per_func * reward_weights, dim=1)``, (k, F) -> (k,), and NaN
-    for a completion every function returned None for (TRL's `unscorable_mask`)."""
-    if per_function.shape[1] == 1:  # one function (the default): its None stays NaN, as TRL's mask makes it
-        return per_function[:, 0] * float(weights[0])
-    weighted = per_function * np.asarray(weights, dtype=float)[None, :]
-    missing = np.isnan(per_function)
-    if not missing.any():  # the common case: nansum's copy and masks would change nothing
-        return weighted.sum(axis=1)
-    total = np.where(missing, 0.0, weighted).sum(axis=1)
-    total[missing.all(axis=1)] = np.nan
+    for a completion every function returned None for (TRL's `unscorable_mask`).
+
+    Raises RewardError (one line naming the question, the functions that applied and the value)
+    when a completion's sum is not finite: finite rewards times finite weights can still pass the
+    float range (about ±1.8e308), and an infinite reward makes every advantage of its group NaN.
+    `names` (default ``reward_funcs[i]``) and `question_id` only word that line."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, in one line
+        if per_function.shape[1] == 1:  # one function (the default): its None stays NaN, as TRL's mask makes it
+            total = per_function[:, 0] * float(weights[0])
+        else:
+            weighted = per_function * np.asarray(weights, dtype=float)[None, :]
+            missing = np.isnan(per_function)
+            if not missing.any():  # the common case: nansum's copy and masks would change nothing
+                total = weighted.sum(axis=1)
+            else:
+                total = np.where(missing, 0.0, weighted).sum(axis=1)
+                total[missing.all(axis=1)] = np.nan
+    if not np.isfinite(total).all():  # NaN is fine only where no function applied (inf - inf is NaN too)
+        overflowed = np.flatnonzero(~np.isfinite(total) & ~np.isnan(per_function).all(axis=1))
+        if overflowed.size:
+            raise RewardError(_overflow_line(per_function, weights, names, question_id, int(overflowed[0]),
+                                             float(total[overflowed[0]])))
     return total
+
+
+def _overflow_line(per_function: np.ndarray, weights: Sequence[float], names: Sequence[str] | None,
+                   question_id: str | None, j: int, value: float) -> str:
+    shown = list(names) if names is not None else [f"reward_funcs[{i}]" for i in range(per_function.shape[1])]
+    applied = [i for i in range(per_function.shape[1]) if not math.isnan(per_function[j, i])]
+    who = ", ".join(repr(shown[i]) for i in applied)
+    terms = " + ".join(f"{per_function[j, i]:g} × {float(weights[i]):g}" for i in applied)
+    where = f" on question {question_id!r}" if question_id is not None else ""
+    return (f"reward function{'s' * (len(applied) != 1)} {who} give{'s' * (len(applied) == 1)} completion {j}{where} "
+            f"a weighted reward of {value} ({terms}); keep each reward times its weight, and their sum, within "
+            "the float range (about ±1.8e308)")
 
 
 def _short(value: Any) -> str:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator,
+                      model_validator)
 
 from .credentials import redact_url, url_problem
 from .paths import shown_path
@@ -342,7 +343,8 @@ class SuiteSpec(_Strict):
     # TRL's names and shapes (GRPOTrainer(reward_funcs=...), GRPOConfig.reward_weights, the keys of a
     # `trl grpo --config` recipe), so a team's recipe copies over; None: [accuracy], weight 1.
     reward_funcs: list[str] | None = Field(None, min_length=1)
-    reward_weights: list[float] | None = Field(None, min_length=1)
+    # Strict: `true` (or "2") is no weight, though pydantic would read it as 1.0 (2.0).
+    reward_weights: list[Annotated[float, Strict()]] | None = Field(None, min_length=1)
     dpo: DPOConfig = DPOConfig()
     grpo: GRPOConfig = GRPOConfig()
     thresholds: dict[str, Bound] = {}
@@ -606,10 +608,11 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
 
 def _reward_problems(spec: SuiteSpec, err) -> tuple[list[RewardFunction], list[SuiteError]]:
     """The suite's reward functions (those that resolve), and a SuiteError for each unknown or
-    unloadable name, a name given twice, weights that do not pair with the names, and a `rewards:`
-    table no function reads."""
+    unloadable name, a name given twice (or one function under two names), weights that do not pair
+    with the names, and a `rewards:` table no function reads."""
     names = spec.reward_funcs or [DEFAULT_REWARD]
-    found, problems = [], []
+    found: list[RewardFunction] = []
+    problems: list[SuiteError] = []
     for i, name in enumerate(names):
         where = ("reward_funcs", i) if spec.reward_funcs else ("rewards",)
         if name in names[:i]:
@@ -617,9 +620,17 @@ def _reward_problems(spec: SuiteSpec, err) -> tuple[list[RewardFunction], list[S
                                 "counts once (give it a larger weight in reward_weights instead)"))
             continue
         try:
-            found.append(resolve_reward(name))
+            fn = resolve_reward(name)
         except RegistryError as exc:
             problems.append(err(where, f"reward_funcs[{i}]: {exc}"))
+            continue
+        same = next((j for j, other in enumerate(found) if other.run is fn.run), None)
+        if same is not None:  # two names of one function (`accuracy`, `rlhf_eval.rewards:accuracy`)
+            problems.append(err(where, f"reward_funcs[{i}]: {_short(name)} is the same function as "
+                                f"{_short(found[same].name)}; each reward function counts once (give it a larger "
+                                "weight in reward_weights instead)"))
+            continue
+        found.append(fn)
     weights = spec.reward_weights
     if weights is not None and len(weights) != len(names):
         problems.append(err(("reward_weights",), f"reward_weights: {len(weights)} weight{'s' * (len(weights) != 1)} "

@@ -7,6 +7,7 @@ reward function can do wrong."""
 import json
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -60,6 +61,11 @@ def raises_on_robes(completions, question, **kwargs):
     if "robe" in question[0]:
         raise ValueError("no robes here")
     return [0.0] * len(completions)
+
+
+def huge_on_robes(completions, question, **kwargs):
+    """Finite, but times its weight beyond the float range."""
+    return [1e308 if "robe" in question[0] else 0.0 for _ in completions]
 '''
 
 FUNCS = ["team_rewards:boxed_accuracy", "team_rewards.think_format", "team_rewards:reward_len"]  # TRL's dotted form too
@@ -285,6 +291,17 @@ def test_unknown_names_weights_and_settings_that_cannot_work_are_one_line_at_loa
     path = _inline(tmp_path, reward_funcs=["accuracy", "accuracy"])
     assert _load_error(path).endswith("reward_funcs[1]: 'accuracy' is named twice; each reward function counts once "
                                       "(give it a larger weight in reward_weights instead)")
+    path = _inline(tmp_path, reward_funcs=["accuracy", "rlhf_eval.rewards:accuracy"])  # one function, two names
+    assert _load_error(path) == (f"{path}:{_line_of(path, 'reward_funcs') + 2}: reward_funcs[1]: "  # its item
+                                 "'rlhf_eval.rewards:accuracy' is the same function as 'accuracy'; each reward "
+                                 "function counts once (give it a larger weight in reward_weights instead)")
+    for weight in (True, "2"):  # pydantic would read them as 1.0 and 2.0
+        path = _inline(tmp_path, reward_funcs=["accuracy", "rewards_load:think_format"], reward_weights=[weight, 1])
+        assert _load_error(path) == (f"{path}:{_line_of(path, 'reward_weights') + 1}: reward_weights[0]: expected a "
+                                     f"number, got {weight!r}")
+    path = _inline(tmp_path, reward_funcs=[":think_format"])
+    assert _load_error(path).endswith("reward_funcs[0]: reward function ':think_format': cannot load reference "
+                                      "(ValueError: expected module:attribute, e.g. my_evals.rewards:format_reward)")
     path = _inline(tmp_path, reward_funcs=["rewards_load:boxed_accuracy"])  # TRL's column is `solution`
     assert _load_error(path).endswith("reward_funcs[0]: reward function 'rewards_load:boxed_accuracy' requires the "
                                       "argument 'solution', which no question has; it gets answer, completions, "
@@ -341,6 +358,9 @@ def test_module_references_load_and_the_decorator_refuses_what_trl_could_not_cal
                    "per completion")),
     ("return {'a': 1.0, 'b': 2.0}", ("reward function 'odd' returned dict on question 'a'; return a list with one "
                                     "float (or None) per completion")),
+    ("return (1.0 / (c == 'A: 4') for c in completions)",  # a generator that raises partway, at the second
+     ("reward function 'odd' raised ZeroDivisionError: float division by zero on question 'a' (while reading the "
+      "generator it returned)")),
 ])
 def test_what_a_reward_function_does_wrong_is_one_line_naming_it_and_the_question(tmp_path, body, message):
     namespace: dict = {}
@@ -366,6 +386,53 @@ def test_numpy_arrays_tuples_generators_and_nan_are_taken_as_trl_takes_them(tmp_
     finally:
         REWARDS.unregister("np")
         REWARDS.unregister("gen")
+
+
+def test_a_weighted_reward_beyond_the_float_range_is_one_line_naming_the_functions_and_the_question(tmp_path):
+    REWARDS.register("huge", lambda completions, **kwargs: [None if "5" in c else 1e200 for c in completions])
+    REWARDS.register("opposed", lambda completions, **kwargs: [-1e308 if "4" in c else None for c in completions])
+    try:
+        for funcs, weights, message in [
+            (["accuracy", "huge"], [1e308, 1e308], "reward functions 'accuracy', 'huge' give completion 0 on "
+             "question 'a' a weighted reward of inf (1 × 1e+308 + 1e+200 × 1e+308)"),
+            (["huge"], [1e200], "reward function 'huge' gives completion 0 on question 'a' a weighted reward of inf "
+             "(1e+200 × 1e+200)"),
+            (["huge", "opposed"], [1e110, 10.0], "reward functions 'huge', 'opposed' give completion 0 on question "
+             "'a' a weighted reward of nan (1e+200 × 1e+110 + -1e+308 × 10)"),  # inf - inf: not "does not apply"
+        ]:
+            suite = load_suite(_inline(tmp_path, reward_funcs=funcs, reward_weights=weights))
+            with pytest.raises(RewardError) as info, warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)  # numpy's overflow warning is no second report
+                score_question(suite, suite.questions[0], _traces("A: 4", "A: 5"))
+            assert str(info.value) == (message + "; keep each reward times its weight, and their sum, within the "
+                                       "float range (about ±1.8e308)")
+        # Each sum finite, but the group's std is not: refused too, as the spread would be inf in the JSON.
+        REWARDS.register("apart", lambda completions, **kwargs: [1e200 if "4" in c else -1e200 for c in completions])
+        suite = load_suite(_inline(tmp_path, reward_funcs=["apart"]))
+        with pytest.raises(RewardError) as info, warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            score_question(suite, suite.questions[0], _traces("A: 4", "A: 5"))
+        assert str(info.value) == ("the weighted rewards on question 'a' (from -1e+200 to 1e+200) are too large for "
+                                   "their group's mean and std to be finite; scale the reward functions or "
+                                   "reward_weights down")
+        # A completion no function applies to stays NaN (unscorable), not an overflow.
+        assert np.isnan(weighted_sum(np.array([[np.nan, np.nan], [1.0, np.nan]]), [1e308, 1e308])[0])
+    finally:
+        for name in ("huge", "opposed", "apart"):
+            REWARDS.unregister(name)
+
+
+def test_a_weighted_reward_that_overflows_fails_that_question_and_the_run_goes_on(team, live):
+    team.makefile(".yaml", demo=suite_yaml(samples=2, limit=2, extra={
+        "reward_funcs": ["accuracy", "team_rewards:huge_on_robes"], "reward_weights": [1.0, 10.0]}))
+    result, report = report_json(team, "--rlhf-record-mode=once")
+    result.assert_outcomes(passed=1, failed=1)
+    failure = [line for line in result.stdout.lines if line.startswith("demo.yaml::q-0001:")]
+    assert len(failure) == 1 and failure[0].startswith(
+        "demo.yaml::q-0001: reward functions 'accuracy', 'team_rewards:huge_on_robes' give completion 0 on question "
+        "'q-0001' a weighted reward of inf (")
+    assert "Traceback" not in result.stdout.str()
+    assert [q["id"] for s in report["suites"] for q in s["questions"]] == ["q-0000", "q-0001"]
 
 
 def test_a_reward_function_that_raises_fails_that_question_in_one_line_and_the_run_goes_on(team, live):
