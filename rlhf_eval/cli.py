@@ -101,7 +101,11 @@ def run_export(args: argparse.Namespace) -> int:
 
     from .export import export_files
 
-    for path, text in export_files(load_report(args.report), args.directory).items():
+    try:
+        files = export_files(load_report(args.report), args.directory)
+    except report.ReportError as e:
+        raise CliError(f"{args.report}: {e}") from None
+    for path, text in files.items():
         with _writing("the export", path):
             write_without_secrets(path, text)
         print(f"{PROG}: wrote {path}")

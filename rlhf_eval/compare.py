@@ -7,6 +7,8 @@ margins, and the mean spread by a paired bootstrap over the questions both runs 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import stats
@@ -169,7 +171,9 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
 
 
 def parse_fail_rules(values: list[str]) -> dict[str, float]:
-    """`accuracy:0.05` → {"accuracy": 0.05}; raises ValueError with one line for a bad rule."""
+    """`accuracy:0.05` → {"accuracy": 0.05}: the worsening each metric may show before the run fails.
+    Raises ValueError with one line for a bad rule, a DELTA that is not a finite number ≥ 0 included
+    (NaN would never be exceeded, so it would switch the gate off without a word)."""
     rules = {}
     for value in values:
         metric, sep, delta = value.partition(":")
@@ -177,9 +181,13 @@ def parse_fail_rules(values: list[str]) -> dict[str, float]:
             raise ValueError(f"--rlhf-compare-fail {value!r}: expected METRIC:DELTA with METRIC one of "
                              f"{', '.join(sorted(COMPARED_METRICS))}")
         try:
-            rules[metric] = abs(float(delta))
+            allowed = float(delta)
         except ValueError:
-            raise ValueError(f"--rlhf-compare-fail {value!r}: DELTA must be a number") from None
+            allowed = math.nan
+        if not (math.isfinite(allowed) and allowed >= 0):
+            raise ValueError(f"--rlhf-compare-fail {value!r}: DELTA must be a finite number ≥ 0 (the worsening "
+                             f"allowed, e.g. {metric}:0.05)")
+        rules[metric] = abs(allowed)  # -0.0 → 0.0
     return rules
 
 

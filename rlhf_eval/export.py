@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .credentials import write_without_secrets
-from .report_model import Question, Report, Suite
+from .report_model import FOLDER_NAME_RE, FOLDER_NAME_RULE, Question, Report, ReportError, Suite
 
 
 def _system(suite: Suite) -> str | None:
@@ -53,17 +53,30 @@ def suite_records(suite: Suite) -> dict[str, list[dict]]:
 
 
 def export_files(report: Report | dict, directory: str | Path) -> dict[Path, str]:
-    """Every suite's datasets as the files `export_report` writes: path under `directory/<suite>/` → text."""
+    """Every suite's datasets as the files `export_report` writes: path under `directory/<suite>/` → text.
+
+    A suite's name is a folder name (the report model checks it), so every path is inside `directory`.
+    Raises ReportError (one line, "suites[i].name: ...") when two suites share a name: their files would
+    overwrite each other."""
+    suites = Report.of(report).suites
+    first: dict[str, int] = {}
+    for i, suite in enumerate(suites):
+        if not FOLDER_NAME_RE.fullmatch(suite.name):  # loading checked it; a name assigned since was not
+            raise ReportError(f"suites[{i}].name: {suite.name!r} is not a suite name ({FOLDER_NAME_RULE})")
+        if suite.name in first:
+            raise ReportError(f"suites[{i}].name: {suite.name!r} is also the name of suites[{first[suite.name]}]; "
+                              "export writes one folder per suite, so suite names must differ")
+        first[suite.name] = i
     return {Path(directory) / suite.name / f"{name}.jsonl":
             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            for suite in Report.of(report).suites for name, rows in suite_records(suite).items()}
+            for suite in suites for name, rows in suite_records(suite).items()}
 
 
 def export_report(report: Report | dict, directory: str | Path) -> list[Path]:
     """Write every suite's datasets under `directory/<suite>/`; returns the files written.
 
-    Raises OSError, or SecretInOutput for a file that would contain one of the run's secrets
-    (that file is not written)."""
+    Raises ReportError for two suites of one name (nothing is written), OSError, or SecretInOutput for a
+    file that would contain one of the run's secrets (that file is not written)."""
     written = []
     for path, text in export_files(report, directory).items():
         write_without_secrets(path, text)

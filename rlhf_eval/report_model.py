@@ -11,21 +11,28 @@ newer rlhf-eval of the same `REPORT_VERSION` (one that adds a field, as per-trac
 string where a number belongs is an error, not converted), and a report of a newer version is
 refused: its fields may mean something else.
 
-A report without a `version` key (none was ever written so) is read as version 1.
+A report without a `version` key (none was ever written so) is read as version 1; a dump always
+writes the version.
+
+Loading also refuses what the writer never writes and a reader would trip on: a suite name that is not
+a folder name (it names the export's folder: "../x" would write outside it), a pair index that is not
+one of the question's traces, a NaN or infinite number (JSON has none; 1e400 parses as infinity).
 
 Errors: `Report.load` raises `ReportError` (one line: file, field path, what is wrong, what to do);
-`Report.dump` raises OSError, ValueError (a NaN or infinite number, which JSON cannot hold), or
-`credentials.SecretInOutput` (and writes nothing).
+`Report.dump` raises OSError, ValueError (a NaN or infinite number, which JSON cannot hold; the
+message names its field), or `credentials.SecretInOutput` (and writes nothing).
 """
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import PydanticSerializationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError, PydanticSerializationError
 
 from .credentials import write_without_secrets
 
@@ -33,6 +40,10 @@ from .credentials import write_without_secrets
 # loading the older version); adding an optional key needs no bump (readers allow unknown keys).
 REPORT_VERSION = 1
 WRITE_HINT = "write one with pytest --rlhf-report-json=PATH"
+# A suite name or question id: it names a folder (cassettes, an export), so no '/', no '..', not empty.
+# rlhf_eval.suite checks suite files with this same rule.
+FOLDER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+FOLDER_NAME_RULE = "letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class ReportError(ValueError):
@@ -199,6 +210,13 @@ class Suite(_Model):
     threshold_failures: list[str] = Field(default_factory=list)
     questions: list[Question]
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, v: str) -> str:
+        if not FOLDER_NAME_RE.fullmatch(v):
+            raise PydanticCustomError("suite_name", f"must be a suite name: {FOLDER_NAME_RULE} (it names a folder)")
+        return v
+
     @property
     def failed(self) -> bool:
         """A suite threshold was breached or a question failed."""
@@ -258,11 +276,19 @@ class Report(_Model):
     suites: list[Suite]
     comparison: Comparison | None = None
 
+    @model_validator(mode="after")
+    def _version_is_always_written(self) -> Report:
+        self.model_fields_set.add("version")  # a dump leaves out unset fields; never this one
+        return self
+
     # -- reading
 
     @classmethod
     def load(cls, path: str | Path, what: str = "report", hint: str | None = None) -> Report:
         """Read a JSON report written by ``pytest --rlhf-report-json``; any problem is a one-line ReportError."""
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise ReportError(f"no {what} file given (expected a path, got {_clip(path)}); "
+                              + (hint or WRITE_HINT))
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
@@ -273,29 +299,50 @@ class Report(_Model):
             raise ReportError(f"{path}: is a directory, not a JSON {what}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ReportError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
+        non_finite: list[str] = []  # the tokens of NaN / ±Infinity / 1e400: then find their field
         try:
-            data = json.loads(text)
+            note = functools.partial(_float_noting_overflow, non_finite)
+            data = json.loads(text, parse_constant=note, parse_float=note)
         except json.JSONDecodeError as e:
             raise ReportError(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
-        return cls.from_data(data, source=str(path), strict=True)
+        except RecursionError:
+            raise ReportError(f"{path}: not a report: nested too deeply to read; {WRITE_HINT}") from None
+        except ValueError:  # the only other one json raises: an integer of over 4300 digits (int's limit)
+            raise ReportError(f"{path}: not a report: it holds a number of over 4300 digits; {WRITE_HINT}") from None
+        return cls._validated(data, str(path), strict=True, check_finite=bool(non_finite))
 
     @classmethod
     def from_data(cls, data: Any, *, source: str = "report", strict: bool = True) -> Report:
         """Validate parsed JSON (or a report dict) into a Report; a problem is a one-line ReportError
-        naming `source` and the field path."""
+        naming `source` and the field path. With `strict` (a file's data), a NaN or infinite number
+        anywhere is refused too."""
+        return cls._validated(data, source, strict=strict, check_finite=strict)
+
+    @classmethod
+    def _validated(cls, data: Any, source: str, *, strict: bool, check_finite: bool) -> Report:
+        """from_data; `check_finite`: walk the data for a NaN or infinite number (`load` knows from
+        the parse whether there is one, and skips the walk, a quarter of the load time, when not)."""
         if not isinstance(data, dict) or not isinstance(data.get("suites"), list):
             raise ReportError(f"{source}: not an rlhf-eval report (no 'suites' list); {WRITE_HINT}")
         version = data.get("version", REPORT_VERSION)
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ReportError(f"{source}: version: expected a report version (a whole number ≥ 1), got {version!r}; "
-                              f"{WRITE_HINT}")
+            raise ReportError(f"{source}: version: expected a report version (a whole number ≥ 1), got "
+                              f"{_clip(version)}; {WRITE_HINT}")
         if version > REPORT_VERSION:
-            raise ReportError(f"{source}: version: the report is version {version}, this rlhf-eval reads up to "
-                              f"{REPORT_VERSION}; upgrade rlhf-eval (pip install -U rlhf-eval) to read it")
+            raise ReportError(f"{source}: version: the report is version {_clip(version)}, this rlhf-eval reads up "
+                              f"to {REPORT_VERSION}; upgrade rlhf-eval (pip install -U rlhf-eval) to read it")
         try:
-            return cls.model_validate(data, strict=strict)
+            report = cls.model_validate(data, strict=strict)
         except ValidationError as e:
             raise ReportError(problem_line(source, e)) from None
+        except RecursionError:
+            raise ReportError(f"{source}: not a report: nested too deeply to read; {WRITE_HINT}") from None
+        problem = _bad_pair_index(report)
+        if problem is None and check_finite and (bad := _non_finite(data)):
+            problem = f"{bad[0]}: {bad[1]!r} is not a finite number (JSON has no NaN or infinity)"
+        if problem:
+            raise ReportError(f"{source}: {problem}; {FILE_FIX}")
+        return report
 
     @classmethod
     def of(cls, report: Report | dict) -> Report:
@@ -313,12 +360,19 @@ class Report(_Model):
         """The report as `dump` writes it: the bytes `json.dumps(self.to_dict(), indent=1,
         ensure_ascii=False)` gives (as reports were written before these models), made by pydantic's
         serializer, 3-4× faster than the json module's indenting encoder (pure Python). Raises
-        ValueError for a NaN or infinite number, which JSON cannot hold."""
+        ValueError for a NaN or infinite number, which JSON cannot hold (naming its field)."""
         try:
-            text = self.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
-        except PydanticSerializationError:  # e.g. a lone surrogate in a text: let the json module decide
-            return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False, default=_jsonable) + "\n"
-        return _python_numbers(text) + "\n"
+            try:
+                text = self.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
+            except PydanticSerializationError:  # e.g. a lone surrogate in a text: let the json module decide
+                return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False,
+                                  default=_jsonable) + "\n"
+            return _python_numbers(text) + "\n"
+        except ValueError as e:
+            bad = _non_finite(self.to_dict())  # walked on this error path only
+            if bad is None:
+                raise
+            raise ValueError(f"Out of range float values are not JSON compliant: {bad[0]} is {bad[1]!r}") from e
 
     def dump(self, path: str | Path) -> None:
         """Write atomically, so a reader never sees half a report. Raises OSError, or SecretInOutput
@@ -333,6 +387,56 @@ class Report(_Model):
     def question(self, suite: str, question_id: str) -> Question | None:
         s = self.suite(suite)
         return next((q for q in s.questions if q.id == question_id), None) if s else None
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters (a 400-digit number is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _float_noting_overflow(noted: list[str], token: str) -> float:
+    """json.loads's parser of floats and of NaN / Infinity that notes a value JSON cannot hold (NaN,
+    infinity, or a number too large for a float: 1e400 becomes inf)."""
+    value = float(token)
+    if not math.isfinite(value):
+        noted.append(token)
+    return value
+
+
+def _path(loc: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
+
+
+def _bad_pair_index(report: Report) -> str | None:
+    """The first pair index that is not one of its question's traces (negative ones included: Python
+    would silently pick a trace from the end), as "field.path: what is wrong"."""
+    for i, suite in enumerate(report.suites):
+        for j, q in enumerate(suite.questions):
+            n = len(q.traces)
+            for k, pair in enumerate(q.pairs):
+                for side in ("chosen", "rejected"):
+                    index = getattr(pair, side)
+                    if not 0 <= index < n:
+                        which = f"0 to {n - 1}" if n else "it has none"
+                        return (f"suites[{i}].questions[{j}].pairs[{k}].{side}: {_clip(index)} is not the index of "
+                                f"one of the question's traces ({which})")
+    return None
+
+
+def _non_finite(data: Any) -> tuple[str, float] | None:
+    """The field path and value of the first NaN or infinite number in `data` (parsed JSON), or None.
+    Iterative, so any depth json.loads gave is walked."""
+    stack: list[tuple[tuple, Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return _path(loc), value
+        if isinstance(value, dict):
+            stack += reversed([((*loc, k), v) for k, v in value.items()])
+        elif isinstance(value, list):
+            stack += reversed([((*loc, i), v) for i, v in enumerate(value)])
+    return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -383,7 +487,7 @@ FILE_FIX = "fix that field, or write the report again with pytest --rlhf-report-
 def problem_line(source: str, error: ValidationError, fix: str = FILE_FIX) -> str:
     """The first validation problem as one line: source: field.path: what is wrong; what to do."""
     first = error.errors(include_url=False)[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".") or "(top level)"
+    loc = _path(first["loc"])
     if first["type"] == "missing":
         what = "is missing"
     else:

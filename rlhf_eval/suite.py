@@ -26,6 +26,7 @@ from .credentials import redact_url, url_problem
 from .paths import shown_path
 from .providers import BUILT_IN, provider_problem
 from .registry import RegistryError
+from .report_model import FOLDER_NAME_RE
 from .rewards import DEFAULT_REWARD, HARNESS_ARGUMENTS, RewardFunction, resolve_reward
 from .rows import DPO_METRICS  # noqa: F401  (needs log-probabilities: "unavailable", never a number; one definition)
 from .types import VERDICTS
@@ -48,7 +49,7 @@ FRACTIONS = frozenset({"accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "
 QUESTION_INTERVALS = ("accuracy", "reward_accuracy", "mean_margin", "spread")
 SUITE_INTERVALS = ("accuracy", "reward_accuracy", "mean_margin", "mean_spread", "frac_zero_spread")
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ID_RE = FOLDER_NAME_RE  # whole-string matches only (fullmatch): "a\n" names no folder
 _PLACEHOLDER_RE = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 
 
@@ -354,7 +355,7 @@ class SuiteSpec(_Strict):
     @field_validator("suite")
     @classmethod
     def _name_is_a_folder_name(cls, v):
-        if not _ID_RE.match(v):
+        if not _ID_RE.fullmatch(v):
             raise ValueError("must be letters, digits, '.', '_' or '-' (it names the cassette folder)")
         return v
 
@@ -536,7 +537,7 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
 
     def question(index: int, q: QuestionSpec, qline: int | None, keypath: tuple) -> Question:
         """The question, or SuiteError for its first problem."""
-        if not _ID_RE.match(q.id):
+        if not _ID_RE.fullmatch(q.id):
             raise SuiteError(where_path, qline, f"question id {_short(q.id)} must be letters, digits, '.', '_' or '-' "
                              "(it names the cassette file)")
         if q.id in seen:

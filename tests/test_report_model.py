@@ -13,11 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlhf_eval import rows
+from rlhf_eval.cli import main
 from rlhf_eval.compare import COMPARED_METRICS, compare_reports, parse_fail_rules
+from rlhf_eval.export import export_files
 from rlhf_eval.html_report import render_html
 from rlhf_eval.report import build_report, report_rows, write_json
 from rlhf_eval.report import columns as report_columns
-from rlhf_eval.report_model import REPORT_VERSION, Report, ReportError
+from rlhf_eval.report_model import REPORT_VERSION, WRITE_HINT, Report, ReportError
 from rlhf_eval.ui import question_row
 
 
@@ -166,9 +168,113 @@ def test_the_written_json_is_byte_for_byte_the_json_modules(numbers, texts):
 def test_a_report_with_nan_is_refused_not_written_as_null(tmp_path, value):
     report = Report.from_data({"suites": [{"name": "s", "questions": [{"id": "q", "metrics": {"spread": value}}]}]},
                               strict=False)
-    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+    with pytest.raises(ValueError, match=r"^Out of range float values are not JSON compliant: "
+                                         r"suites\[0\]\.questions\[0\]\.metrics\.spread is -?(nan|inf)$"):
         write_json(report, tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()
+
+
+FIX = "fix that field, or write the report again with pytest --rlhf-report-json=PATH"
+
+
+def _refused(path) -> str:
+    with pytest.raises(ReportError) as e:
+        Report.load(path)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("name", ["../../etc/evil", "/tmp/x/abs", "", "a\n", "..", "a/b"])
+def test_a_suite_name_must_be_a_folder_name_so_an_export_stays_in_its_directory(shipped, tmp_path, name, capsys):
+    """The export writes DIR/<suite name>/: "../../etc/evil" wrote outside DIR, "" into DIR itself."""
+    data = copy.deepcopy(shipped)
+    data["suites"][2]["name"] = name
+    path = _write(tmp_path, data)
+    assert _refused(path) == (
+        f"{path}: suites[2].name: must be a suite name: letters, digits, '.', '_' or '-', starting with a letter "
+        f"or digit (it names a folder), got {name!r}; {FIX}")
+    out = tmp_path / "sub" / "out"
+    assert main(["export", str(path), str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"rlhf-eval: {_refused(path)}"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["report.json"]  # nothing written, anywhere
+
+
+def test_export_refuses_two_suites_of_one_name_and_writes_nothing(shipped, tmp_path, capsys):
+    data = copy.deepcopy(shipped)
+    data["suites"][2]["name"] = data["suites"][0]["name"]
+    path = _write(tmp_path, data)
+    assert main(["export", str(path), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"rlhf-eval: {path}: suites[2].name: 'gsm8k_reference' is also the name of suites[0]; export writes one "
+        "folder per suite, so suite names must differ"]
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ReportError, match=r"^suites\[2\]\.name: 'gsm8k_reference' is also"):
+        export_files(Report.load(path), tmp_path / "out")
+
+
+@pytest.mark.parametrize("token, shown", [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf"),
+                                          ("1e400", "inf"), ("-1e400", "-inf")])
+@pytest.mark.parametrize("where", ["suites[1].questions[2].traces[3].logp", "suites[0].aggregates.accuracy",
+                                   "suites[2].questions[0].traces[1].extra.scores[1]"])
+def test_a_nan_or_infinite_number_is_refused_at_load_with_its_field(shipped, tmp_path, token, shown, where):
+    """json.loads reads NaN, Infinity and 1e400 (as inf) which `dump` then cannot write: refused when read,
+    in a typed field or in a free-form one (a trace's `extra`)."""
+    data = copy.deepcopy(shipped)
+    fields = {"suites[1].questions[2].traces[3].logp": (data["suites"][1]["questions"][2]["traces"][3], "logp"),
+              "suites[0].aggregates.accuracy": (data["suites"][0]["aggregates"], "accuracy")}
+    if where in fields:
+        holder, key = fields[where]
+        holder[key] = "PLACEHOLDER"
+    else:
+        data["suites"][2]["questions"][0]["traces"][1]["extra"] = {"scores": [0.5, "PLACEHOLDER"]}
+    path = _write(tmp_path, data)
+    path.write_text(path.read_text().replace('"PLACEHOLDER"', token))
+    assert _refused(path) == f"{path}: {where}: {shown} is not a finite number (JSON has no NaN or infinity); {FIX}"
+
+
+def test_a_report_nested_too_deeply_is_one_line(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    assert _refused(deep) == f"{deep}: not a report: nested too deeply to read; {WRITE_HINT}"
+    deep.write_text('{"suites": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert _refused(deep) == f"{deep}: not a report: nested too deeply to read; {WRITE_HINT}"
+    for command in (["html", str(deep), str(tmp_path / "r.html")], ["export", str(deep), str(tmp_path / "out")]):
+        assert main(command) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"rlhf-eval: {_refused(deep)}"]
+
+
+@pytest.mark.parametrize("side, index", [("chosen", 99), ("rejected", -5), ("rejected", -1), ("chosen", "k")])
+def test_a_pair_index_must_be_one_of_the_questions_traces(shipped, tmp_path, side, index, capsys):
+    """99 was an IndexError traceback in `export`; -1 silently picked the last trace."""
+    data = copy.deepcopy(shipped)
+    q = data["suites"][1]["questions"][3]
+    k = len(q["traces"])
+    assert k > 1 and q["pairs"]
+    q["pairs"][0][side] = index = k if index == "k" else index  # k: one past the last trace
+    path = _write(tmp_path, data)
+    assert _refused(path) == (f"{path}: suites[1].questions[3].pairs[0].{side}: {index} is not the index of one of "
+                              f"the question's traces (0 to {k - 1}); {FIX}")
+    assert main(["export", str(path), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"rlhf-eval: {_refused(path)}"]
+
+
+def test_no_path_and_a_huge_version_are_one_short_line(shipped, tmp_path):
+    for path in ("", None):
+        with pytest.raises(ReportError) as e:
+            Report.load(path)
+        assert str(e.value) == f"no report file given (expected a path, got {path!r}); {WRITE_HINT}"
+    message = _refused(_write(tmp_path, {**shipped, "version": int("9" * 400)}))
+    assert len(message) < 300 and "9" * 57 + "..., this rlhf-eval reads up to 1" in message
+    message = _refused(_write(tmp_path, {**shipped, "version": "9" * 400}))
+    assert len(message) < 300 and "got '" + "9" * 56 + "...; write one" in message
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"version": ' + "9" * 5000 + ', "suites": []}')
+    assert _refused(huge) == f"{huge}: not a report: it holds a number of over 4300 digits; {WRITE_HINT}"
+
+
+def test_the_version_is_always_written():
+    assert Report.from_data({"suites": []}).to_dict() == {"version": REPORT_VERSION, "suites": []}
+    assert json.loads(Report(suites=[]).to_json()) == {"version": REPORT_VERSION, "suites": []}
 
 
 # ---------------------------------------------------------------------------------------------- one rows layer
@@ -224,6 +330,16 @@ def test_a_fail_rule_must_name_a_metric_the_comparison_tests():
     with pytest.raises(ValueError, match="'pass_at_k:0.1': expected METRIC:DELTA with METRIC one of accuracy, "
                        "frac_zero_spread, mean_margin, mean_spread, reward_accuracy, unparsable_rate"):
         parse_fail_rules(["pass_at_k:0.1"])
+
+
+@pytest.mark.parametrize("delta", ["nan", "NaN", "inf", "-inf", "-1", "-0.05", "1e400", "x", ""])
+def test_a_fail_rules_delta_must_be_a_finite_number_not_below_zero(delta):
+    """accuracy:nan was accepted and switched the gate off (nothing exceeds NaN); -1 became 1."""
+    with pytest.raises(ValueError) as e:
+        parse_fail_rules([f"accuracy:{delta}"])
+    assert str(e.value) == (f"--rlhf-compare-fail 'accuracy:{delta}': DELTA must be a finite number ≥ 0 "
+                            "(the worsening allowed, e.g. accuracy:0.05)")
+    assert parse_fail_rules(["accuracy:0", "mean_margin:-0"]) == {"accuracy": 0.0, "mean_margin": 0.0}
 
 
 def test_a_comparison_is_typed_and_flips_are_preference_flips(shipped):
