@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .credentials import write_without_secrets
-from .report_model import FOLDER_NAME_RE, FOLDER_NAME_RULE, Question, Report, ReportError, Suite
+from .paths import FOLDER_NAME_RE, FOLDER_NAME_RULE
+from .report_model import Question, Report, ReportError, Suite
 
 
 def _system(suite: Suite) -> str | None:

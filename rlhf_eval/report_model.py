@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError, PydanticSerializationError
 
 from .credentials import write_without_secrets
+from .paths import FOLDER_NAME_RE, FOLDER_NAME_RULE
 
 # The shape of the written JSON. Bump it only when a key changes meaning or goes away (and keep
 # loading the older version); adding an optional key needs no bump (readers allow unknown keys).
@@ -42,8 +43,6 @@ REPORT_VERSION = 1
 WRITE_HINT = "write one with pytest --rlhf-report-json=PATH"
 # A suite name or question id: it names a folder (cassettes, an export), so no '/', no '..', not empty.
 # rlhf_eval.suite checks suite files with this same rule.
-FOLDER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-FOLDER_NAME_RULE = "letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class ReportError(ValueError):

@@ -23,10 +23,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, Vali
                       model_validator)
 
 from .credentials import redact_url, url_problem
-from .paths import shown_path
+from .paths import FOLDER_NAME_RE, shown_path
 from .providers import BUILT_IN, provider_problem
 from .registry import RegistryError
-from .report_model import FOLDER_NAME_RE
 from .rewards import DEFAULT_REWARD, HARNESS_ARGUMENTS, RewardFunction, resolve_reward
 from .rows import DPO_METRICS  # noqa: F401  (needs log-probabilities: "unavailable", never a number; one definition)
 from .types import VERDICTS
