@@ -4,6 +4,9 @@ Follows "Working with non-python tests": `pytest_collect_file` â†’ `SuiteFile` â
 Per-question results travel as `item.user_properties` (plain values), are gathered in
 `pytest_runtest_logreport`, and the report is built once on the process that saw every report
 (the xdist controller, or the only process), so it is the same under `pytest -n auto`.
+
+Everything else is `rlhf_eval.runner.Run`, the engine `run_suites` drives too: these hooks only
+hand it the items in pytest's order and show what it reports.
 """
 from __future__ import annotations
 
