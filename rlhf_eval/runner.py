@@ -34,8 +34,7 @@ from .paths import shown_path
 from .record_modes import RECORD_MODES
 from .registry import suggest
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
-from .report import (Report, ReportError, build_report, load_report, render_comparison, render_table, suite_settings,
-                     write_json)
+from .report import Report, ReportError, build_report, load_report, render_comparison, render_table, suite_settings
 from .sampling import SamplingError
 from .suite import Question, Suite, SuiteError, load_suite
 from .throttle import DaemonPool, RequestPolicy, RetryPolicy
@@ -413,12 +412,19 @@ class Run:
         o = self.options
         for settings in self.suites.values():  # under xdist, this process built no backend
             watch_settings(settings)
-        outputs = [("the JSON report", o.report_json, write_json), ("the HTML report", o.html, _write_html)]
+        # The JSON report and the baseline are the same text: serialized once (~0.7 s for 1,000 x 8).
+        json_text = report.to_json() if o.report_json is not None or o.save is not None else ""
+
+        def json_file(path: Path) -> None:
+            write_without_secrets(path, json_text)
+
+        outputs: list[tuple[str, Path | None, Callable[[Path], None]]] = [
+            ("the JSON report", o.report_json, json_file), ("the HTML report", o.html, partial(_write_html, report))]
         if o.save is not None:
-            outputs.append((f"baseline {o.save_name or o.save.stem}", o.save, write_json))
+            outputs.append((f"baseline {o.save_name or o.save.stem}", o.save, json_file))
         for label, path, write in outputs:
             if path is not None:
-                self._write(label, path, partial(write, report, path))
+                self._write(label, path, partial(write, path))
         if o.export is not None:
             from .export import export_files
 
