@@ -203,6 +203,7 @@ class Run:
         self._backends_lock = threading.Lock()  # prefetch threads ask too
         self._settings: dict[str, dict] = {}  # suite file -> its settings, as the report holds them
         self._patch_held = False
+        self._frozen = False
         self.results: list[dict] = []
         self.suites: dict[str, dict] = {}  # suite name -> its settings
         self.report: Report | None = None
@@ -257,6 +258,7 @@ class Run:
         # collector need not walk it again on every collection of the oldest generation (about a
         # twentieth of a replay's CPU).
         gc.freeze()
+        self._frozen = True
         if (prefetch and self.recording and sum(map(len, rows)) > 1 and self.policy.concurrency > 1):
             self.prefetch = Prefetcher(rows, self.policy.concurrency, self.sample)
 
@@ -345,7 +347,14 @@ class Run:
         self.policy.stop()
         if self.prefetch is not None:
             self.prefetch.abandon(grace)
-        gc.unfreeze()  # what `start` froze may be garbage once the run is over
+
+    def unfreeze(self) -> None:
+        """Give what `start` froze back to the garbage collector, once the run and its outputs
+        are over: some of it may be garbage by then. Until this, a full collection (pytest runs
+        two as a session ends) does not walk the run's objects."""
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
     def close(self) -> None:
         """Every question was asked for: wait for the prefetched ones still writing their cassettes."""
@@ -382,6 +391,8 @@ class Run:
             comparison = report.comparison = compare_reports(report, self.baseline, self.baseline_name)
             comparison.failures = regressions(comparison, self.fail_rules)
         self._write_outputs(report)
+        if self._frozen:  # the results and the report live to `unfreeze` as well
+            gc.freeze()
         return report
 
     @property
@@ -547,6 +558,16 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
     if problem:
         raise RunError(problem)
     run.start([questions])
+    try:
+        report = _run_questions(run, questions)
+    finally:
+        run.unfreeze()
+    if run.problems:
+        raise RunError("\n".join(run.problems))
+    return report
+
+
+def _run_questions(run: Run, questions: list[tuple[Suite, Question]]) -> Report:
     with sigterm_as_interrupt():
         try:
             run.hold_patch()
@@ -562,10 +583,7 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
         finally:
             run.stop(0)
             run.release_patch()
-    report = run.finish()
-    if run.problems:
-        raise RunError("\n".join(run.problems))
-    return report
+    return run.finish()
 
 
 __all__ = ["Interrupted", "Outcome", "Prefetcher", "Run", "RunError", "RunOptions", "run_suites"]

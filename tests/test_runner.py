@@ -1,5 +1,6 @@
 """`rlhf_eval.run_suites`: the library runner behind the plugin. Without pytest it gives the same
 report as `pytest suites/`, records and replays the same cassettes, and fails bad input in one line."""
+import gc
 import json
 import os
 import subprocess
@@ -59,6 +60,22 @@ def test_a_missing_cassette_is_that_question_s_error_with_the_command_that_recor
     # the error row carries every key a scored question has
     assert set(suite["questions"][0]) >= {"prompt", "answer", "metrics", "intervals", "traces", "pairs"}
     assert suite["aggregates"]["questions_failed"] == 3 and suite["aggregates"]["traces"] == 0
+
+
+def test_a_run_gives_what_it_froze_back_to_the_garbage_collector(project, offline):
+    """A run freezes what it loaded (and, at its end, its results) so that full garbage
+    collections skip them; once its outputs are written, in-process or under pytest.main, nothing
+    it froze stays frozen — also when an output cannot be written."""
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=2))
+    assert gc.get_freeze_count() == 0
+    run_suites(["demo.yaml"])
+    assert gc.get_freeze_count() == 0
+    (project.path / "taken").write_text("a file")
+    with pytest.raises(RunError):
+        run_suites(["demo.yaml"], report_json="taken/r.json")
+    assert gc.get_freeze_count() == 0
+    project.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(failed=2)  # no cassettes
+    assert gc.get_freeze_count() == 0
 
 
 def test_bad_input_fails_in_one_line_before_anything_is_sampled(demo, offline):

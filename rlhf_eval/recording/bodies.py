@@ -5,14 +5,22 @@ import functools
 import json
 from typing import Any
 
+import numpy as np
+
 _orjson: Any
 try:  # optional: parses the same JSON to the same values as `json`, ~4x faster
     import orjson as _orjson
 except ImportError:  # pragma: no cover - then `json` does it all
     _orjson = None
 
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_INT64_DIGITS = b"0" * 19  # an integer literal orjson could not keep exact has at least 19 digits
+_DIGIT_RUN = b"\x01" * 19  # an integer literal orjson could not keep exact has at least 19 digits
+
+
+def _has_digit_run(raw: bytes) -> bool:
+    """Whether `raw` holds 19 ASCII digits in a row. numpy marks every digit at once (a 200 KB
+    cassette in 0.1 ms; `bytes.translate` took 0.4 ms, a regular expression longer still)."""
+    is_digit = (np.frombuffer(raw, np.uint8) - np.uint8(ord("0"))) < 10  # below "0" wraps to >= 208
+    return _DIGIT_RUN in is_digit.tobytes()
 
 
 def loads_json(text: str | bytes) -> Any:
@@ -25,7 +33,7 @@ def loads_json(text: str | bytes) -> Any:
     UTF-16 bytes, ...), goes to `json` — so the result, or the error, is always `json`'s."""
     if _orjson is not None:
         raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-        if isinstance(raw, bytes) and _INT64_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+        if isinstance(raw, bytes) and not _has_digit_run(raw):
             try:
                 return _orjson.loads(raw)
             except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
