@@ -327,6 +327,10 @@ class Run:
         """Gather one question's result (an `Outcome`'s, possibly from another process)."""
         self.results.append(result)
         self.suites.setdefault(settings["name"], settings)
+        if self._frozen:
+            # The results live to the end of the run too: frozen with the rest, a full collection
+            # does not walk every result gathered so far (it took 0.15 s at the 1,000th question).
+            gc.freeze()
 
     # ------------------------------------------------------------------------ vcrpy's patch, stops
 

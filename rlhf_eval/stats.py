@@ -19,6 +19,7 @@ indication, not as an exact 95% guarantee.  Over many questions (suite level) it
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from statistics import NormalDist
@@ -182,16 +183,49 @@ def bootstrap_interval(
     if v.size == 1:
         point = float(v[0]) if statistic == "mean" else 0.0
         return point, point
+    return _bootstrap_interval(v.tobytes(), statistic, confidence, n_resamples, seed)
+
+
+# A question's rewards are often the very vector another question had (k 0/1 rewards take at most
+# 2^k values), and the interval is a function of its arguments alone: computed once.
+@functools.lru_cache(maxsize=4096)
+def _bootstrap_interval(values: bytes, statistic: str, confidence: float, n_resamples: int,
+                        seed: int) -> tuple[float, float]:
+    v = np.frombuffer(values)
     stat = _statistic(statistic)
     if (v == v[0]).all():  # every resample is v itself (a question with no spread, often): no draws
         point = float(stat(v[None, :])[0])
         return point, point
-    rng = np.random.default_rng(seed)
-    n = v.size
-    boot = np.concatenate([stat(v[rng.integers(0, n, size=(rows, n))]) for rows in _blocks(n_resamples, n)])
+    boot = np.concatenate([stat(v[rows]) for rows in _resample_rows(v.size, n_resamples, seed)])
     alpha = 1.0 - confidence
     low, high = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(low), float(high)
+
+
+def _resample_rows(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The blocks of indices `bootstrap_interval` draws for n values: (rows, n) int arrays,
+    ``n_resamples`` rows in all, from ``np.random.default_rng(seed)``."""
+    if n * n_resamples <= _CACHED_DRAWS:
+        return _cached_resample_rows(n, n_resamples, seed)
+    return _draw_rows(n, n_resamples, seed)
+
+
+def _draw_rows(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    return tuple(rng.integers(0, n, size=(rows, n)) for rows in _blocks(n_resamples, n))
+
+
+# Every question with the same number of traces (or of pairs) draws the same indices: drawing them
+# was a third of an interval. Kept for small samples only (at most 1 MB each).
+_CACHED_DRAWS = 1 << 17
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_resample_rows(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    rows = _draw_rows(n, n_resamples, seed)
+    for block in rows:
+        block.flags.writeable = False
+    return rows
 
 
 # --------------------------------------------------------------------------- tests

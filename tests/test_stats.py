@@ -134,12 +134,35 @@ def test_bootstrap_matches_slow_loop(values, statistic, confidence, n_resamples,
     assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
 
 
+def forget_bootstraps():
+    """Computed intervals and drawn indices are kept (see `stats._bootstrap_interval`): start afresh."""
+    stats._bootstrap_interval.cache_clear()
+    stats._cached_resample_rows.cache_clear()
+
+
 def test_bootstrap_block_size_does_not_change_the_result(monkeypatch):
     want = stats.bootstrap_interval(A, "std", n_resamples=333, seed=5)
-    monkeypatch.setattr(stats, "_BLOCK", 7)  # blocks of one row each
-    assert stats.bootstrap_interval(A, "std", n_resamples=333, seed=5) == want
-    monkeypatch.setattr(stats, "_BLOCK", 40 * 50)  # 50 rows per block, last block partial
-    assert stats.bootstrap_interval(A, "std", n_resamples=333, seed=5) == want
+    for block in (7, 40 * 50):  # blocks of one row each; 50 rows per block, the last one partial
+        monkeypatch.setattr(stats, "_BLOCK", block)
+        forget_bootstraps()
+        assert stats.bootstrap_interval(A, "std", n_resamples=333, seed=5) == want
+    forget_bootstraps()
+
+
+def test_kept_intervals_and_kept_draws_change_no_result(monkeypatch):
+    """An interval asked for again, and one drawing the indices an earlier one drew, are the
+    intervals computed afresh with nothing kept; kept indices cannot be written to."""
+    samples = [[0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0], X10, A, [0.3, -0.2, 0.5]]
+    kept = [[stats.bootstrap_interval(x, s, seed=seed) for x in samples for s in ("mean", "std")]
+            for seed in (0, 1, 0)]
+    monkeypatch.setattr(stats, "_CACHED_DRAWS", 0)
+    forget_bootstraps()
+    fresh = [stats.bootstrap_interval(x, s, seed=seed) for x in samples for s in ("mean", "std") for seed in [0]]
+    assert kept[0] == kept[2] == fresh and kept[1] != kept[0]
+    assert stats._cached_resample_rows.cache_info().currsize == 0  # nothing was kept: all drawn afresh
+    with pytest.raises(ValueError):
+        stats._cached_resample_rows(8, 100, 0)[0][0, 0] = 1
+    forget_bootstraps()
 
 
 def test_bootstrap_is_seeded():
