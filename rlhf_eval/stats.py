@@ -23,7 +23,7 @@ import functools
 import itertools
 import math
 from statistics import NormalDist
-from typing import Callable, Hashable, Literal, Sequence
+from typing import Callable, Hashable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -183,15 +183,12 @@ def bootstrap_interval(
     if v.size == 1:
         point = float(v[0]) if statistic == "mean" else 0.0
         return point, point
-    return _bootstrap_interval(v.tobytes(), statistic, confidence, n_resamples, seed)
+    if v.size <= _KEPT_VALUES:
+        return _kept_interval(v.tobytes(), statistic, confidence, n_resamples, seed)
+    return _interval(v, statistic, confidence, n_resamples, seed)
 
 
-# A question's rewards are often the very vector another question had (k 0/1 rewards take at most
-# 2^k values), and the interval is a function of its arguments alone: computed once.
-@functools.lru_cache(maxsize=4096)
-def _bootstrap_interval(values: bytes, statistic: str, confidence: float, n_resamples: int,
-                        seed: int) -> tuple[float, float]:
-    v = np.frombuffer(values)
+def _interval(v: np.ndarray, statistic: str, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
     stat = _statistic(statistic)
     if (v == v[0]).all():  # every resample is v itself (a question with no spread, often): no draws
         point = float(stat(v[None, :])[0])
@@ -202,27 +199,41 @@ def _bootstrap_interval(values: bytes, statistic: str, confidence: float, n_resa
     return float(low), float(high)
 
 
-def _resample_rows(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+# A question's rewards are often the very vector another question had (k 0/1 rewards take at most
+# 2^k values), and an interval is a function of its arguments alone: each is computed once. Kept
+# for samples of up to 64 values (4096 of them, at most 2 MB).
+_KEPT_VALUES = 64
+
+
+@functools.lru_cache(maxsize=4096)
+def _kept_interval(values: bytes, statistic: str, confidence: float, n_resamples: int,
+                   seed: int) -> tuple[float, float]:
+    return _interval(np.frombuffer(values), statistic, confidence, n_resamples, seed)
+
+
+def _resample_rows(n: int, n_resamples: int, seed: int) -> Iterable[np.ndarray]:
     """The blocks of indices `bootstrap_interval` draws for n values: (rows, n) int arrays,
     ``n_resamples`` rows in all, from ``np.random.default_rng(seed)``."""
-    if n * n_resamples <= _CACHED_DRAWS:
-        return _cached_resample_rows(n, n_resamples, seed)
+    if n * n_resamples <= _KEPT_DRAWS:
+        return _kept_resample_rows(n, n_resamples, seed)
     return _draw_rows(n, n_resamples, seed)
 
 
-def _draw_rows(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+def _draw_rows(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Drawn block by block, so that a large sample never holds all its indices at once."""
     rng = np.random.default_rng(seed)
-    return tuple(rng.integers(0, n, size=(rows, n)) for rows in _blocks(n_resamples, n))
+    for rows in _blocks(n_resamples, n):
+        yield rng.integers(0, n, size=(rows, n))
 
 
 # Every question with the same number of traces (or of pairs) draws the same indices: drawing them
-# was a third of an interval. Kept for small samples only (at most 1 MB each).
-_CACHED_DRAWS = 1 << 17
+# was a third of an interval. Kept for small samples only (8 of at most 1 MB each).
+_KEPT_DRAWS = 1 << 17
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_resample_rows(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, ...]:
-    rows = _draw_rows(n, n_resamples, seed)
+def _kept_resample_rows(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    rows = tuple(_draw_rows(n, n_resamples, seed))
     for block in rows:
         block.flags.writeable = False
     return rows

@@ -135,9 +135,9 @@ def test_bootstrap_matches_slow_loop(values, statistic, confidence, n_resamples,
 
 
 def forget_bootstraps():
-    """Computed intervals and drawn indices are kept (see `stats._bootstrap_interval`): start afresh."""
-    stats._bootstrap_interval.cache_clear()
-    stats._cached_resample_rows.cache_clear()
+    """Computed intervals and drawn indices are kept (see `stats._kept_interval`): start afresh."""
+    stats._kept_interval.cache_clear()
+    stats._kept_resample_rows.cache_clear()
 
 
 def test_bootstrap_block_size_does_not_change_the_result(monkeypatch):
@@ -155,13 +155,15 @@ def test_kept_intervals_and_kept_draws_change_no_result(monkeypatch):
     samples = [[0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0], X10, A, [0.3, -0.2, 0.5]]
     kept = [[stats.bootstrap_interval(x, s, seed=seed) for x in samples for s in ("mean", "std")]
             for seed in (0, 1, 0)]
-    monkeypatch.setattr(stats, "_CACHED_DRAWS", 0)
+    monkeypatch.setattr(stats, "_KEPT_DRAWS", 0)
+    monkeypatch.setattr(stats, "_KEPT_VALUES", 0)
     forget_bootstraps()
-    fresh = [stats.bootstrap_interval(x, s, seed=seed) for x in samples for s in ("mean", "std") for seed in [0]]
+    fresh = [stats.bootstrap_interval(x, s, seed=0) for x in samples for s in ("mean", "std")]
     assert kept[0] == kept[2] == fresh and kept[1] != kept[0]
-    assert stats._cached_resample_rows.cache_info().currsize == 0  # nothing was kept: all drawn afresh
+    # nothing was kept: every interval computed and every index drawn afresh
+    assert stats._kept_resample_rows.cache_info().currsize == stats._kept_interval.cache_info().currsize == 0
     with pytest.raises(ValueError):
-        stats._cached_resample_rows(8, 100, 0)[0][0, 0] = 1
+        stats._kept_resample_rows(8, 100, 0)[0][0, 0] = 1
     forget_bootstraps()
 
 
