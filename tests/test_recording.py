@@ -373,3 +373,49 @@ def test_filter_request_keeps_a_clean_request_as_it_is_and_cleans_any_other():
         kept = filter_request(raw)
         assert kept is not raw and "SECRET" not in kept.uri and "x-goog-api-key" not in kept.headers
         assert "SECRET" in raw.uri + "".join(raw.headers.values())  # the caller's request is untouched
+
+
+def test_the_match_index_plays_what_vcrpy_s_own_scan_plays(tmp_path):
+    """A cassette with repeated requests, requests whose bodies differ only in key order and
+    spacing, and one request in another path, replayed in shuffled orders (in recorded order too,
+    where no body is parsed): the index plays exactly the interactions vcrpy's scan of every
+    recorded request plays, and refuses exactly the requests it refuses."""
+    import random
+
+    from vcr.errors import UnhandledHTTPRequestError
+    from vcr.request import Request
+
+    from rlhf_eval.recording import open_cassette
+
+    url = "https://generativelanguage.googleapis.com/v1beta/models/m:generateContent"
+    bodies = [{"contents": "a", "seed": s} for s in (1, 2, 1, 3)]
+    texts = [json.dumps(b) for b in bodies] + [json.dumps(bodies[1], indent=1), json.dumps(bodies[3])[::1]]
+    recorded = [(url, t) for t in texts] + [(url.replace("m:", "n:"), texts[0])]
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps({"version": 1, "interactions": [
+        {"request": {"method": "POST", "uri": u, "body": t, "headers": {"content-type": ["application/json"]}},
+         "response": {"status": {"code": 200, "message": "OK"}, "headers": {"content-type": ["application/json"]},
+                      "body": {"string": json.dumps({"answer": i})}}} for i, (u, t) in enumerate(recorded)]}))
+    asked = [*recorded, (url, json.dumps({"seed": 2, "contents": "a"})), (url, json.dumps({"contents": "b"}))]
+
+    def played(cassette, requests):
+        out = []
+        for u, t in requests:
+            request = Request("POST", u, t.encode(), {"content-type": "application/json"})
+            try:
+                out.append((cassette.can_play_response_for(request), cassette.play_response(request)["body"]))
+            except UnhandledHTTPRequestError:
+                out.append("refused")
+        return out
+
+    rng = random.Random(0)
+    orders = [asked, *(rng.sample(asked, len(asked)) for _ in range(30))]
+    for order in orders:
+        indexed, plain = open_cassette(path, "none"), open_cassette(path, "none")
+        plain._plain = True  # vcrpy's own scan of every recorded request
+        assert played(indexed, order) == played(plain, order)
+    from rlhf_eval.recording.bodies import frozen_body
+
+    frozen_body.cache_clear()
+    assert all(p != "refused" for p in played(open_cassette(path, "none"), recorded))
+    assert frozen_body.cache_info().misses == 0  # in recorded order, no body was parsed to match

@@ -49,7 +49,21 @@ class IndexedCassette(AdaptedCassette):
                 self._plain = True
                 return None
             self._index = MatchIndex()
-        return self._index.candidates(request, self.data)
+        first = self._next_in_order(self._index, request)
+        return (first,) if first is not None else self._index.candidates(request, self.data)
+
+    def _next_in_order(self, index: MatchIndex, request) -> int | None:
+        """The interaction vcrpy would play for `request` when replay follows the recorded order:
+        the first unplayed one with the same raw body, every interaction before it played. Then no
+        body needs parsing — an earlier unplayed one whose body parsed equal would have come first.
+        None otherwise (the parsed bodies decide)."""
+        same = index.raw_matches(request, self.data)
+        if same is None or self.allow_playback_repeats:
+            return None
+        first = next((i for i in same if not self.play_counts[i]), None)
+        if first is None or not all(self.play_counts[i] for i in range(first)):
+            return None
+        return first
 
     def on_played(self, index: int) -> None:
         note_played(self, index)

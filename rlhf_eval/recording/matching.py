@@ -48,34 +48,67 @@ def filter_request(request):
 def match_keys(request) -> tuple | None:
     """Keys under which `request` matches with `MATCHERS`: (method, path, raw body) and (method,
     path, body as JSON) — two requests match iff they share one. None if the body is not bytes/str."""
+    raw = raw_key(request)
+    if raw is None:
+        return None
+    body = raw[3]
+    return raw, (*raw[:2], "json", frozen_body(body) if body != b"" else None)
+
+
+def raw_key(request) -> tuple | None:
+    """The first of `match_keys`, (method, path, "raw", body), without parsing the body."""
     body = request.body
     if body is None or body == b"" or body == "":
         body = b""
     elif not isinstance(body, (bytes, str)):
         return None
-    head = (request.method, request.path or "/")
-    return (*head, "raw", body), (*head, "json", frozen_body(body) if body != b"" else None)
+    return request.method, request.path or "/", "raw", body
 
 
 class MatchIndex:
     """The recorded requests of one cassette by `match_keys`, kept up to date as interactions are
-    appended (they are never removed or reordered)."""
+    appended (they are never removed or reordered). Keys by raw body are made as requests are
+    recorded; keys by parsed body only once `candidates` needs them (`raw_matches` does not)."""
 
     def __init__(self) -> None:
-        self._keys: dict[Any, list[int]] = {None: []}  # None: requests without keys, always tried
-        self._indexed = 0  # how many of the recorded requests are in `_keys`
+        self._reset()
+
+    def _reset(self) -> None:
+        self._raw: dict[Any, list[int]] = {}
+        self._json: dict[Any, list[int]] = {}
+        self._unkeyed: list[int] = []  # requests without keys, always tried
+        self._indexed = 0  # how many of the recorded requests are in `_raw` and `_unkeyed`
+        self._parsed = 0  # how many are in `_json`
+
+    def _update(self, recorded: list) -> None:
+        if self._indexed > len(recorded):  # not the list it was built from: start again
+            self._reset()
+        for i in range(self._indexed, len(recorded)):
+            key = raw_key(recorded[i][0])
+            if key is None:
+                self._unkeyed.append(i)
+            else:
+                self._raw.setdefault(key, []).append(i)
+        self._indexed = len(recorded)
+
+    def raw_matches(self, request, recorded: list) -> list[int] | None:
+        """Indices, in recorded order, of the recorded requests with `request`'s method, path and
+        raw body (None if `request` has no keys). Another recorded request can still match it: one
+        whose body parses equal, or one without keys."""
+        self._update(recorded)
+        key = raw_key(request)
+        return None if key is None else self._raw.get(key, [])
 
     def candidates(self, request, recorded: list) -> list[int]:
         """Indices, in recorded order, of the requests in `recorded` (pairs (request, response))
         that may match `request`; every one that does match is among them."""
-        if self._indexed > len(recorded):  # not the list it was built from: start again
-            self._keys, self._indexed = {None: []}, 0
-        for i in range(self._indexed, len(recorded)):
+        self._update(recorded)
+        for i in range(self._parsed, len(recorded)):
             keys = match_keys(recorded[i][0])
-            for key in (None,) if keys is None else keys:
-                self._keys.setdefault(key, []).append(i)
-        self._indexed = len(recorded)
+            if keys is not None:
+                self._json.setdefault(keys[1], []).append(i)
+        self._parsed = len(recorded)
         keys = match_keys(request)
         if keys is None:
             return list(range(len(recorded)))
-        return sorted(set(self._keys.get(keys[0], ())) | set(self._keys.get(keys[1], ())) | set(self._keys[None]))
+        return sorted(set(self._raw.get(keys[0], ())) | set(self._json.get(keys[1], ())) | set(self._unkeyed))
