@@ -20,10 +20,11 @@
 (f) floor: a subprocess that only does what any replay must: loads the suites (their questions and
     references), reads and parses every cassette and every response body in it (orjson when
     installed, as the harness), verifies every trace with the suite's verifier (`rlhf_eval.verify`)
-    and computes the per-question metrics in numpy (rewards, accuracy, pass@k, all preference
-    pairs, GRPO advantages, DPO margins, reward accuracy, DPO loss) — no pytest, no HTTP, no SDK,
-    no vcrpy, no report. Timed as (a): spawn to exit, peak RSS. harness / floor is the target of
-    issue 12 (<= 5). `--baseline none` skips (b), which takes minutes.
+    and computes every metric of the report in numpy (per question: rewards, accuracy, pass@k,
+    all preference pairs, GRPO advantages and spread, DPO margins, reward accuracy, DPO loss,
+    maj@k and the 95% intervals; per suite: the cluster-bootstrap intervals) — no pytest, no HTTP,
+    no SDK, no vcrpy, no report written. Timed as (a): spawn to exit, peak RSS. harness / floor is
+    the target of issue 12 (<= 5). `--baseline none` skips (b), which takes minutes.
 (c) profile: cProfile of an in-process `pytest.main` over the first N questions, time grouped by
     what it is spent on, and the top functions by cumulative and by own time.
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import io
 import json
 import os
@@ -214,8 +216,14 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
 
     Per question: read its cassette, parse it and each response body once, take each candidate's
     text and sum its chosen-token log-probabilities, verify the text against the reference with
-    the suite's verifier, then the metrics in numpy. Prints a JSON line with timings and checksums
-    (mean accuracy, mean margin) so the work cannot be optimised away."""
+    the suite's verifier, then every metric the report gives a question, in numpy: rewards,
+    accuracy, pass@k, all preference pairs, GRPO advantages and spread, DPO margins, reward
+    accuracy, DPO loss, maj@k (answer classes under the verifier's equivalence) and the 95%
+    intervals (Wilson for accuracy and reward accuracy, the seeded bootstrap of `rlhf_eval.stats`
+    for spread and mean margin). Per suite: the cluster-bootstrap intervals of its aggregates (the
+    formula of `rlhf_eval.report.suite_intervals`). Until 2026-11-30 the floor stopped before
+    maj@k and the intervals. Prints a JSON line with timings and checksums (mean accuracy, mean
+    margin, mean maj@k, the suite interval of accuracy) so the work cannot be optimised away."""
     started = time.perf_counter()
     import math
 
@@ -225,26 +233,30 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
         loads = orjson.loads
     except ImportError:  # the harness parses with `json` then too
         loads = json.loads
+    from rlhf_eval import stats
     from rlhf_eval.suite import load_suite
-    from rlhf_eval.verify import verify
+    from rlhf_eval.verify import equivalent, verify
 
     root, cassettes = Path(suite_dir), Path(cassette_dir)
     paths = [root] if root.is_file() else sorted(root.glob("*.y*ml"))
     suites = [load_suite(p) for p in paths]
     loaded = time.perf_counter()
-    accuracies, margins_sum, margins_n, requests, questions = [], 0.0, 0, 0, 0
+    accuracies, margins_sum, margins_n, requests, questions, majorities = [], 0.0, 0, 0, 0, []
+    suite_accuracy_interval = None
     for suite in suites:
+        per_question: list[tuple[int, int, float, np.ndarray]] = []  # traces, correct, spread, margins
         spec = suite.spec
         if not plain_gemini(suite):
             continue
         name, table, beta, eps = spec.verifier.name, spec.rewards, spec.dpo.beta, spec.grpo.epsilon
         for q in suite.questions:
             data = loads((cassettes / suite.name / f"{q.id}.yaml").read_bytes())
-            statuses, logps, tokens = [], [], []
+            statuses, logps, tokens, answers = [], [], [], []
             for interaction in data["interactions"]:
                 body = loads(interaction["response"]["body"]["string"])
                 if not body.get("candidates"):  # a blocked prompt: no answer, no logprob
                     statuses.append("blocked")
+                    answers.append(None)
                     logps.append(math.nan)
                     tokens.append(0)
                 for cand in body.get("candidates") or ():
@@ -253,7 +265,9 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
                     chosen = (cand.get("logprobsResult") or {}).get("chosenCandidates") or ()
                     logps.append(sum([c.get("logProbability", 0.0) for c in chosen]) if chosen else math.nan)
                     tokens.append(len(chosen))
-                    statuses.append(verify(text, q.answer, name, **q.verifier_options).status)
+                    verdict = verify(text, q.answer, name, **q.verifier_options)
+                    statuses.append(verdict.status)
+                    answers.append(verdict.extracted if verdict.status in ("correct", "incorrect") else None)
                 requests += 1
             k = len(statuses)
             rewards = np.array([getattr(table, s) for s in statuses], dtype=float)
@@ -277,12 +291,50 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
                                dpo_loss=float(np.logaddexp(0.0, -margins).mean()))
                 margins_sum += float(margins.sum())
                 margins_n += len(margins)
+            same = functools.partial(equivalent, verifier=name, **q.verifier_options)
+            classes = stats.answer_classes(answers, same)
+            metrics["maj_at_k"] = stats.maj_at_k(classes, correct, k)
+            metrics["intervals"] = {"accuracy": stats.wilson_interval(c, k),
+                                    "spread": stats.bootstrap_interval(rewards, "std")}
+            if len(margins):
+                metrics["intervals"].update(
+                    reward_accuracy=stats.wilson_interval(int((margins > 0).sum()), len(margins)),
+                    mean_margin=stats.bootstrap_interval(margins, "mean"))
+            per_question.append((k, c, float(rewards.std(ddof=1)) if k > 1 else 0.0, margins))
             accuracies.append(metrics["accuracy"])
+            majorities.append(metrics["maj_at_k"])
             questions += 1
+        if per_question:
+            suite_accuracy_interval = cluster_bootstrap(per_question)["accuracy"]
     done = time.perf_counter()
     print(json.dumps({"questions": questions, "requests": requests, "import_s": loaded - started,
                       "loop_s": done - loaded, "mean_accuracy": sum(accuracies) / max(1, len(accuracies)),
-                      "mean_margin": margins_sum / max(1, margins_n)}))
+                      "mean_margin": margins_sum / max(1, margins_n),
+                      "mean_maj_at_k": sum(majorities) / max(1, len(majorities)),
+                      "suite_accuracy_interval": suite_accuracy_interval}))
+
+
+def cluster_bootstrap(per_question: list, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """A suite's 95% intervals by resampling questions, as `rlhf_eval.report.suite_intervals`
+    computes them: per question (traces, correct, spread, margins)."""
+    import numpy as np
+
+    from rlhf_eval.objectives import ZERO_TOL
+
+    n_traces = np.array([q[0] for q in per_question], float)
+    n_correct = np.array([q[1] for q in per_question], float)
+    spread = np.array([q[2] for q in per_question], float)
+    m_count = np.array([len(q[3]) for q in per_question], float)
+    m_sum = np.array([q[3].sum() for q in per_question])
+    m_pos = np.array([(q[3] > 0).sum() for q in per_question], float)
+    idx = np.random.default_rng(seed).integers(0, len(per_question), size=(n_resamples, len(per_question)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        samples = {"accuracy": n_correct[idx].sum(1) / n_traces[idx].sum(1), "mean_spread": spread[idx].mean(1),
+                   "frac_zero_spread": (spread[idx] < ZERO_TOL).mean(1),
+                   "mean_margin": m_sum[idx].sum(1) / m_count[idx].sum(1),
+                   "reward_accuracy": m_pos[idx].sum(1) / m_count[idx].sum(1)}
+    return {name: [float(x) for x in np.percentile(v[np.isfinite(v)], [2.5, 97.5])]
+            for name, v in samples.items() if np.isfinite(v).any()}
 
 
 def run_floor(suite_dir: Path, cassette_dir: Path) -> tuple[float, float, dict]:
@@ -486,7 +538,8 @@ def main() -> None:
     print(f"(f) floor: parse + verify + numpy:  {f:7.2f} s wall  {f / n * 1000:6.2f} ms/question  "
           f"peak RSS {max(floor['rss']):5.0f} MB   (median of {args.repeat}: "
           f"{', '.join(f'{x:.2f}' for x in floor['wall'])}; loop alone {f_loop:.2f} s; "
-          f"mean accuracy {f_info['mean_accuracy']:.4f}, mean margin {f_info['mean_margin']:.4f})")
+          f"mean accuracy {f_info['mean_accuracy']:.4f}, mean margin {f_info['mean_margin']:.4f}, "
+          f"mean maj@k {f_info['mean_maj_at_k']:.4f})")
     hc, fc = statistics.median(CPU["harness"]), statistics.median(CPU["floor"])
     nf = f_info["questions"]
     if nf == n:
