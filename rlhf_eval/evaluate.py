@@ -139,6 +139,7 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         "accuracy": obj.accuracy(correct),
         "pass_at_k": obj.pass_at_k(k, int(correct.sum()), k),
         "unparsable_rate": counts["unparsable"] / k,
+        "unique_traces": obj.unique_traces([t.text for t in traces]),
         "pairs": int(len(chosen_idx)),
         "spread": spread,
         "nonzero_advantages": obj.nonzero_advantages(advantages),
@@ -180,6 +181,7 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
                         "reward_accuracy": None, "dpo_loss": None})
 
     metrics["maj_at_k"] = majority_vote_accuracy(verdicts, question, suite)
+    metrics["pass_at"], metrics["pass_hat"] = obj.pass_curves(k, int(correct.sum())) if k else ([], [])
     intervals = question_intervals(correct, signal, margins)
     result = QuestionResult(
         suite=suite.name, question_id=question.id, index=question.index, traces=list(traces),

@@ -26,6 +26,7 @@ import numpy as np
 from .credentials import write_without_secrets
 from .report_model import MetricChange, Question, QuestionComparison, Report, Suite
 from .rows import (
+    CURVES,
     DPO_METRICS,
     UNAVAILABLE,
     Cell,
@@ -260,6 +261,40 @@ def _nice_max(v: float) -> float:
     return 10 * mag
 
 
+def _pass_curve(pass_at: list[float], pass_hat: list[float], *, small: bool = False) -> str:
+    """pass@k (at least one of k traces correct) and pass^k (all k correct) against the budget k = 1..n,
+    as lines from 0 to 1; each point's value in its tooltip."""
+    n = len(pass_at)
+    width, height = (150, 44) if small else (300, 104)
+    left, right, top, bottom = (22, 6, 6, 12) if small else (34, 8, 18, 16)
+    pw, ph = width - left - right, height - top - bottom
+    title = "pass@k and pass^k by budget k"
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        return left + (i / (n - 1) if n > 1 else 0.5) * pw, top + (1.0 - v) * ph
+
+    out = [_svg_open(width, height, title)]
+    if not small:
+        out.append(f'<text x="{left}" y="12" class="pt">{title} (— pass@k, - - pass^k)</text>')
+    base = top + ph
+    out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top}" y2="{top}" class="grid"/>'
+               f'<line x1="{left}" x2="{left + pw}" y1="{base}" y2="{base}" class="axis"/>'
+               f'<text x="{left - 4}" y="{top + 3}" class="ax" text-anchor="end">1</text>'
+               f'<text x="{left - 4}" y="{base + 3}" class="ax" text-anchor="end">0</text>'
+               f'<text x="{left}" y="{height - 2}" class="ax">k=1</text>'
+               f'<text x="{left + pw}" y="{height - 2}" class="ax" text-anchor="end">{n}</text>')
+    for values, cls, name in ((pass_at, "curve", "pass@"), (pass_hat, "curve hat", "pass^")):
+        if not values:
+            continue
+        points = [xy(i, v) for i, v in enumerate(values)]
+        out.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}" class="{cls}"/>')
+        radius = 1.5 if small else 2.5
+        out.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" class="{cls}"><title>{name}{k} = {_fmt(v)}</title>'
+                   '</circle>' for k, (x, y), v in zip(range(1, n + 1), points, values))
+    out.append("</svg>")
+    return "".join(out)
+
+
 def _histogram(margins: np.ndarray, *, title: str, width: int = 414, height: int = 104, bins: int = 24) -> str:
     left, right, top, bottom = 34, 6, 18, 16
     pw, ph = width - left - right, height - top - bottom
@@ -334,6 +369,8 @@ svg .pt{font-size:11px;font-weight:600;fill:#333}svg .ax{font-size:9.5px;fill:#7
 svg .grid{stroke:#eceff1}svg .axis{stroke:#999}svg .bar{fill:#4a86c5}svg .bar.fail{fill:#d9534f}
 svg .bar.pos{fill:#3c9a5f}svg .bar.neg{fill:#d9534f}svg .na{fill:#bbb}svg .zero{fill:#e08a00}
 svg .err{stroke:#222;stroke-width:1}svg .zl{stroke:#333;stroke-dasharray:3 2}
+svg polyline.curve{fill:none;stroke:#4a86c5;stroke-width:1.5}svg polyline.curve.hat{stroke:#e08a00;stroke-dasharray:4 2}
+svg circle.curve{fill:#4a86c5}svg circle.curve.hat{fill:#e08a00}
 .unavail{padding:10px;color:var(--muted);font-style:italic;background:#fff;border:1px dashed var(--line)}
 table{border-collapse:collapse}
 table.sum{font-variant-numeric:tabular-nums;min-width:60%}
@@ -645,6 +682,8 @@ class _Page:
                          ymax=1.0, fail=fail, intervals=acc_iv if any(acc_iv) else None))
             w(_bar_chart(spread, labels, hrefs, title="reward spread per question (▲ = zero spread)",
                          ymax=_nice_max(smax), fail=fail, intervals=spr_iv if any(spr_iv) else None, zero_marks=True))
+            if s.aggregates.pass_at:
+                w(_pass_curve(s.aggregates.pass_at, s.aggregates.pass_hat or []))
             unavailable = s.aggregates.dpo_unavailable
             margins = np.fromiter((p.margin for q in qs for p in q.pairs if is_number(p.margin)), dtype=float)
             if unavailable:
@@ -717,12 +756,17 @@ class _Page:
         if held:
             kv = []
             for k in metric_order(held):
+                if k in CURVES:
+                    continue
                 if k in DPO_METRICS and unavailable:
                     val = f'<span class="na-t" title="{_esc(unavailable)}">{UNAVAILABLE}</span>'
                 else:
                     val = _fmt(held[k], digits_of(k))
                 kv.append(f'<span class="kv"><span class="k">{_esc(k)}</span>{val}{_interval(iv, k)}'
                           f'{_delta(cq, k)}</span>')
+            if held.get("pass_at"):
+                kv.append(f'<span class="kv">{_pass_curve(held["pass_at"], held.get("pass_hat") or [], small=True)}'
+                          '</span>')
             w(f'<div class="kvs">{"".join(kv)}</div>')
         if unavailable:
             w(f'<div class="muted">DPO metrics unavailable: {_esc(unavailable)}</div>')

@@ -28,6 +28,9 @@ from rlhf_eval.types import VERDICTS
 __all__ = [
     "ZERO_TOL",
     "pass_at_k",
+    "pass_hat_k",
+    "pass_curves",
+    "unique_traces",
     "verdict_counts",
     "accuracy",
     "preference_pairs",
@@ -105,6 +108,44 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         return 1.0
     i = np.arange(n - c + 1, n + 1, dtype=np.float64)
     return float(1.0 - np.prod(1.0 - k / i))
+
+
+def pass_hat_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass^k, C(c, k)/C(n, k): the chance that k traces drawn without replacement from
+    the n sampled are all correct (Yao et al. 2024, τ-bench, eq. 1). Scalars in, float out.
+
+    ``n`` traces sampled, ``c`` of them correct, ``k`` the budget (1 <= k <= n). pass^1 equals
+    pass@1 (c/n); pass^n is 1 only when every trace is correct. Computed as the product
+    prod_{i=0}^{k-1} (c - i)/(n - i), which never forms a binomial.
+    """
+    pass_at_k(n, c, k)  # the same checks, the same messages
+    if c < k:
+        return 0.0
+    i = np.arange(k, dtype=np.float64)
+    return float(np.prod((c - i) / (n - i)))
+
+
+def pass_curves(n: int, c: int) -> tuple[list[float], list[float]]:
+    """pass@k and pass^k for every budget k = 1..n: two lists of n floats (index k - 1).
+
+    Args:
+        n: traces sampled for the question. Shape: scalar int, >= 1.
+        c: how many of them are correct. Shape: scalar int, 0 <= c <= n.
+    """
+    return [pass_at_k(n, c, k) for k in range(1, n + 1)], [pass_hat_k(n, c, k) for k in range(1, n + 1)]
+
+
+def unique_traces(texts: Sequence[str]) -> int:
+    """How many distinct answer texts (exactly equal strings) there are among a question's traces.
+
+    Args:
+        texts: each trace's answer text. Shape: (k,) strings.
+
+    Identical answers each make their own preference pairs with every answer of the other verdict,
+    so k traces with few distinct answers inflate the pair count with repeats."""
+    if isinstance(texts, str):
+        raise TypeError("unique_traces: texts must be a sequence of strings, not one string")
+    return len(set(texts))
 
 
 def verdict_counts(statuses: Sequence[str]) -> dict[str, int]:

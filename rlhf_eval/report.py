@@ -73,6 +73,10 @@ def suite_aggregates(questions: list[Question], dpo: dict) -> SuiteAggregates:
         out["reward_accuracy"] = obj.reward_accuracy(margins)
         out["dpo_loss"] = (obj.simpo_loss(margins, dpo["simpo_gamma"]) if dpo["length_normalized"]
                            else obj.dpo_loss(margins, dpo["loss_type"], dpo["label_smoothing"], beta=dpo["beta"]))
+    out["unique_traces"] = sum(m.unique_traces or 0 for m in metrics) if scored else None
+    for curve in ("pass_at", "pass_hat"):
+        curves = [getattr(m, curve) for m in metrics if getattr(m, curve)]
+        out[curve] = [float(np.mean(ks)) for ks in zip(*curves)] if curves else None  # k up to the shortest
     out["intervals"] = suite_intervals(scored, with_margins=out["mean_margin"] is not None)
     return SuiteAggregates.model_validate(out, strict=False)
 

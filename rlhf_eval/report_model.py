@@ -114,6 +114,7 @@ class QuestionMetrics(_Model):
     accuracy: float | None = None
     pass_at_k: float | None = None
     unparsable_rate: float | None = None
+    unique_traces: int | None = None  # distinct answer texts among the k traces
     pairs: int | None = None
     spread: float | None = None
     nonzero_advantages: int | None = None
@@ -126,6 +127,8 @@ class QuestionMetrics(_Model):
     reward_accuracy: float | None = None
     dpo_loss: float | None = None
     maj_at_k: float | None = None
+    pass_at: list[float] | None = None  # pass@k for k = 1..k traces (index k - 1)
+    pass_hat: list[float] | None = None  # pass^k, every one of k traces correct, for k = 1..k
 
     def get(self, key: str) -> Any:
         """The metric named `key` (a field or an extra one), None when absent."""
@@ -179,6 +182,9 @@ class SuiteAggregates(_Model):
     mean_margin: float | None = None
     reward_accuracy: float | None = None
     dpo_loss: float | None = None
+    unique_traces: int | None = None  # over the scored questions
+    pass_at: list[float] | None = None  # the questions' pass@k curves averaged, k = 1..the fewest traces
+    pass_hat: list[float] | None = None
     intervals: dict[str, Interval] = Field(default_factory=dict)
 
     def get(self, key: str) -> Any:

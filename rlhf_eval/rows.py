@@ -40,7 +40,10 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("accuracy", "accuracy", higher_is_better=True),
     Metric("pass_at_k", "pass@k", higher_is_better=True),
     Metric("maj_at_k", "maj@k", higher_is_better=True),
+    Metric("pass_at", "pass@1…k"),
+    Metric("pass_hat", "pass^1…k"),
     Metric("unparsable_rate", "unparsable", higher_is_better=False),
+    Metric("unique_traces", "unique traces"),
     Metric("spread", "spread", higher_is_better=True),
     Metric("nonzero_advantages", "nonzero advantages"),
     Metric("pairs", "pairs"),
@@ -60,6 +63,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("frac_zero_spread", "zero spread", higher_is_better=False),
 )}
 DPO_METRICS = frozenset(k for k, m in METRICS.items() if m.dpo)
+# Metrics that are a value per budget k = 1..k (index k - 1): drawn as a curve, not shown as a number.
+CURVES = ("pass_at", "pass_hat")
 # Suite aggregates a summary names, in this order (the viewer's suite lines and their deltas).
 SUITE_SUMMARY = ("accuracy", "pass_at_k", "pairs", "mean_margin", "reward_accuracy", "mean_spread", "frac_zero_spread")
 

@@ -36,7 +36,7 @@ from .yamlines import YamlError, line_of, load_with_lines
 QUESTION_METRICS = (
     "accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
     "dpo_loss", "spread", "nonzero_advantages", "mean_logp", "mean_tokens",
-    "mean_reasoning_tokens",
+    "mean_reasoning_tokens", "unique_traces",
 ) + VERDICTS
 SUITE_METRICS = (
     "accuracy", "pass_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",

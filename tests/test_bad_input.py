@@ -122,8 +122,8 @@ CASES = {
         "unknown_metric_question.yaml:10: questions[0] (a).thresholds.acuracy: unknown metric "
         "(did you mean 'accuracy'?); "
         "known: accuracy, pass_at_k, maj_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, spread, "
-        "nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, correct, incorrect, unparsable, blocked, "
-        "truncated, error",
+        "nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, unique_traces, correct, incorrect, "
+        "unparsable, blocked, truncated, error",
     "unknown_metric_suite.yaml":
         "unknown_metric_suite.yaml:6: suite_thresholds.frac_zero_sprd: unknown metric "
         "(did you mean 'frac_zero_spread'?); "
@@ -270,8 +270,8 @@ CASES = {
         "50% write 0.5)\n"
         "several_question_problems.yaml:8: questions[0] (a).thresholds.acuracy: unknown metric (did you mean "
         "'accuracy'?); known: accuracy, pass_at_k, maj_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, "
-        "dpo_loss, spread, nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, correct, incorrect, "
-        "unparsable, blocked, truncated, error\n"
+        "dpo_loss, spread, nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, unique_traces, correct, "
+        "incorrect, unparsable, blocked, truncated, error\n"
         "several_question_problems.yaml:9: duplicate question id 'a' (first at line 8); ids must be unique within a "
         "suite\n"
         "several_question_problems.yaml:10: question id 'b c' must be letters, digits, '.', '_' or '-' (it names the "

@@ -281,11 +281,17 @@ def test_svg_plots_per_suite(page, shipped_report):
         bars = [len([r for r in svg.find_all("rect") if "bar" in r.classes]) for svg in svgs]
         links = [len(svg.find_all("a")) for svg in svgs]
         assert bars[:2] == [n, n] and links[:2] == [n, n], "accuracy and spread: one bar per question"
+        # the suite's pass@k and pass^k by budget k, each point titled with the JSON's value
+        curve = [c.find("title").text() for c in svgs[2].find_all("circle")]
+        k = len(suite["aggregates"]["pass_at"])
+        assert curve == ([f"pass@{i + 1} = {v:.3f}" for i, v in enumerate(suite["aggregates"]["pass_at"])]
+                         + [f"pass^{i + 1} = {v:.3f}" for i, v in enumerate(suite["aggregates"]["pass_hat"])])
+        assert k == suite["samples"]
         if suite["name"] == "gsm8k_smoke":
-            assert len(svgs) == 3 and bars[2] > 3, "a histogram of the margins"
-            assert "202 scored pairs" in svgs[2].text()
+            assert len(svgs) == 4 and bars[3] > 3, "a histogram of the margins"
+            assert "202 scored pairs" in svgs[3].text()
         else:
-            assert len(svgs) == 2
+            assert len(svgs) == 3
 
 
 def test_every_question_has_a_section_with_all_its_traces_and_pairs(page, shipped_report):

@@ -94,6 +94,36 @@ def test_pass_at_k_hand_values():
     assert isinstance(obj.pass_at_k(5, 2, 2), float)
 
 
+def test_pass_curves_are_the_fractions_of_k_subsets_with_one_and_with_all_correct():
+    """pass@k and pass^k against every size-k subset of n traces (itertools, no formula): the
+    fraction of subsets holding at least one correct trace, and holding only correct ones."""
+    import itertools
+
+    for n in range(1, 9):
+        for c in range(n + 1):
+            correct = [True] * c + [False] * (n - c)
+            at, hat = obj.pass_curves(n, c)
+            assert len(at) == len(hat) == n
+            for k in range(1, n + 1):
+                subsets = list(itertools.combinations(correct, k))
+                assert at[k - 1] == pytest.approx(sum(any(s) for s in subsets) / len(subsets), abs=1e-12)
+                assert hat[k - 1] == pytest.approx(sum(all(s) for s in subsets) / len(subsets), abs=1e-12)
+                assert hat[k - 1] == obj.pass_hat_k(n, c, k)
+            assert at[0] == pytest.approx(hat[0]) == pytest.approx(c / n)  # pass@1 = pass^1 = accuracy
+    assert obj.pass_hat_k(8, 8, 8) == 1.0 and obj.pass_hat_k(8, 7, 8) == 0.0
+    with pytest.raises(ValueError, match="exceeds the number of samples"):
+        obj.pass_hat_k(4, 2, 5)
+    with pytest.raises(TypeError):
+        obj.pass_hat_k(4, True, 1)
+
+
+def test_unique_traces_counts_distinct_answer_texts():
+    assert obj.unique_traces(["A: 4", "A: 4", "A: 5", "a: 4"]) == 3
+    assert obj.unique_traces([]) == 0
+    with pytest.raises(TypeError):
+        obj.unique_traces("A: 4")
+
+
 def test_pass_at_k_matches_comb_random():
     rng = np.random.default_rng(0)
     for _ in range(400):

@@ -1,4 +1,5 @@
 """The shipped suites replay offline, and every number in the JSON report recomputes from the file alone."""
+import itertools
 import math
 import statistics
 
@@ -65,7 +66,17 @@ def test_every_number_recomputes_from_the_json_alone(shipped_report):
                 all_margins += margins
             all_correct += sum(correct)
             all_traces += k
+            assert m["unique_traces"] == len({t["text"] for t in traces})
+            for size in range(1, k + 1):
+                subsets = list(itertools.combinations(correct, size))
+                assert m["pass_at"][size - 1] == pytest.approx(sum(any(s) for s in subsets) / len(subsets))
+                assert m["pass_hat"][size - 1] == pytest.approx(sum(all(s) for s in subsets) / len(subsets))
         agg = suite["aggregates"]
+        questions = suite["questions"]
+        assert agg["unique_traces"] == sum(q["metrics"]["unique_traces"] for q in questions)
+        for curve in ("pass_at", "pass_hat"):
+            assert agg[curve] == pytest.approx([statistics.fmean(q["metrics"][curve][i] for q in questions)
+                                                for i in range(suite["samples"])])
         assert agg["accuracy"] == pytest.approx(all_correct / all_traces)
         assert agg["frac_zero_spread"] == pytest.approx(sum(s == 0 for s in spreads) / len(spreads))
         if all_margins:
