@@ -217,13 +217,14 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
     Per question: read its cassette, parse it and each response body once, take each candidate's
     text and sum its chosen-token log-probabilities, verify the text against the reference with
     the suite's verifier, then every metric the report gives a question, in numpy: rewards,
-    accuracy, pass@k, all preference pairs, GRPO advantages and spread, DPO margins, reward
-    accuracy, DPO loss, maj@k (answer classes under the verifier's equivalence) and the 95%
-    intervals (Wilson for accuracy and reward accuracy, the seeded bootstrap of `rlhf_eval.stats`
-    for spread and mean margin). Per suite: the cluster-bootstrap intervals of its aggregates (the
-    formula of `rlhf_eval.report.suite_intervals`). Until 2026-11-30 the floor stopped before
-    maj@k and the intervals. Prints a JSON line with timings and checksums (mean accuracy, mean
-    margin, mean maj@k, the suite interval of accuracy) so the work cannot be optimised away."""
+    accuracy, pass@k (and pass@1..k, pass^1..k), unique traces, all preference pairs, GRPO
+    advantages and spread, DPO margins, reward accuracy, DPO loss, maj@k (answer classes under
+    the verifier's equivalence) and the 95% intervals (Wilson for accuracy and reward accuracy,
+    the seeded bootstrap of `rlhf_eval.stats` for spread and mean margin). Per suite: the
+    cluster-bootstrap intervals of its aggregates (the formula of
+    `rlhf_eval.report.suite_intervals`). Until 2026-11-30 the floor stopped before maj@k and the
+    intervals. Prints a JSON line with timings and checksums (mean accuracy, mean margin, mean
+    maj@k, the suite interval of accuracy) so the work cannot be optimised away."""
     started = time.perf_counter()
     import math
 
@@ -234,6 +235,7 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
     except ImportError:  # the harness parses with `json` then too
         loads = json.loads
     from rlhf_eval import stats
+    from rlhf_eval.objectives import pass_curves
     from rlhf_eval.suite import load_suite
     from rlhf_eval.verify import equivalent, verify
 
@@ -251,7 +253,7 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
         name, table, beta, eps = spec.verifier.name, spec.rewards, spec.dpo.beta, spec.grpo.epsilon
         for q in suite.questions:
             data = loads((cassettes / suite.name / f"{q.id}.yaml").read_bytes())
-            statuses, logps, tokens, answers = [], [], [], []
+            statuses, logps, tokens, answers, texts = [], [], [], [], []
             for interaction in data["interactions"]:
                 body = loads(interaction["response"]["body"]["string"])
                 if not body.get("candidates"):  # a blocked prompt: no answer, no logprob
@@ -262,6 +264,7 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
                 for cand in body.get("candidates") or ():
                     parts = (cand.get("content") or {}).get("parts") or ()
                     text = "".join(part.get("text", "") for part in parts)
+                    texts.append(text)
                     chosen = (cand.get("logprobsResult") or {}).get("chosenCandidates") or ()
                     logps.append(sum([c.get("logProbability", 0.0) for c in chosen]) if chosen else math.nan)
                     tokens.append(len(chosen))
@@ -294,6 +297,8 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
             same = functools.partial(equivalent, verifier=name, **q.verifier_options)
             classes = stats.answer_classes(answers, same)
             metrics["maj_at_k"] = stats.maj_at_k(classes, correct, k)
+            metrics["pass_at"], metrics["pass_hat"] = pass_curves(k, c)
+            metrics["unique_traces"] = len(set(texts))
             metrics["intervals"] = {"accuracy": stats.wilson_interval(c, k),
                                     "spread": stats.bootstrap_interval(rewards, "std")}
             if len(margins):
