@@ -94,16 +94,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     ``n`` traces sampled, ``c`` of them correct, ``k`` the budget (1 <= k <= n).  Computed in
     the stable product form 1 - prod_{i=n-c+1}^{n} (1 - k/i), which never forms a binomial.
     """
-    for name, v in (("n", n), ("c", c), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"pass_at_k: {name} must be an int, got {type(v).__name__}")
-    n, c, k = int(n), int(c), int(k)
-    if n < 0 or not 0 <= c <= n:
-        raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
-    if k < 1:
-        raise ValueError(f"pass_at_k: k must be >= 1, got k={k}")
-    if k > n:
-        raise ValueError(f"pass_at_k: k={k} exceeds the number of samples n={n}")
+    n, c, k = _pass_args("pass_at_k", n, c, k)
     if n - c < k:  # every k-subset contains a correct trace
         return 1.0
     i = np.arange(n - c + 1, n + 1, dtype=np.float64)
@@ -118,11 +109,25 @@ def pass_hat_k(n: int, c: int, k: int) -> float:
     pass@1 (c/n); pass^n is 1 only when every trace is correct. Computed as the product
     prod_{i=0}^{k-1} (c - i)/(n - i), which never forms a binomial.
     """
-    pass_at_k(n, c, k)  # the same checks, the same messages
+    n, c, k = _pass_args("pass_hat_k", n, c, k)
     if c < k:
         return 0.0
     i = np.arange(k, dtype=np.float64)
     return float(np.prod((c - i) / (n - i)))
+
+
+def _pass_args(fn: str, n: int, c: int, k: int) -> tuple[int, int, int]:
+    for name, v in (("n", n), ("c", c), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{fn}: {name} must be an int, got {type(v).__name__}")
+    n, c, k = int(n), int(c), int(k)
+    if n < 0 or not 0 <= c <= n:
+        raise ValueError(f"{fn}: need 0 <= c <= n, got n={n}, c={c}")
+    if k < 1:
+        raise ValueError(f"{fn}: k must be >= 1, got k={k}")
+    if k > n:
+        raise ValueError(f"{fn}: k={k} exceeds the number of samples n={n}")
+    return n, c, k
 
 
 def pass_curves(n: int, c: int) -> tuple[list[float], list[float]]:
