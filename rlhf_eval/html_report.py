@@ -268,14 +268,14 @@ def _pass_curve(pass_at: list[float], pass_hat: list[float], *, small: bool = Fa
     width, height = (150, 44) if small else (300, 104)
     left, right, top, bottom = (22, 6, 6, 12) if small else (34, 8, 18, 16)
     pw, ph = width - left - right, height - top - bottom
-    title = "pass@k and pass^k by budget k"
+    title = "pass@k (—) and pass^k (- -) by budget k"
 
     def xy(i: int, v: float) -> tuple[float, float]:
         return left + (i / (n - 1) if n > 1 else 0.5) * pw, top + (1.0 - v) * ph
 
     out = [_svg_open(width, height, title)]
     if not small:
-        out.append(f'<text x="{left}" y="12" class="pt">{title} (— pass@k, - - pass^k)</text>')
+        out.append(f'<text x="{left}" y="12" class="pt">{title}</text>')
     base = top + ph
     out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top}" y2="{top}" class="grid"/>'
                f'<line x1="{left}" x2="{left + pw}" y1="{base}" y2="{base}" class="axis"/>'
