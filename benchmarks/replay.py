@@ -221,8 +221,8 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
     advantages and spread, DPO margins, reward accuracy, DPO loss, maj@k (answer classes under
     the verifier's equivalence) and the 95% intervals (Wilson for accuracy and reward accuracy,
     the seeded bootstrap of `rlhf_eval.stats` for spread and mean margin). Per suite: the
-    cluster-bootstrap intervals of its aggregates (the formula of
-    `rlhf_eval.report.suite_intervals`). Until 2026-11-30 the floor stopped before maj@k and the
+    cluster-bootstrap intervals of its aggregates (`rlhf_eval.stats.cluster_bootstrap_intervals`,
+    as the report). Until 2026-11-30 the floor stopped before maj@k and the
     intervals. Prints a JSON line with timings and checksums (mean accuracy, mean margin, mean
     maj@k, the suite interval of accuracy) so the work cannot be optimised away."""
     started = time.perf_counter()
@@ -235,7 +235,7 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
     except ImportError:  # the harness parses with `json` then too
         loads = json.loads
     from rlhf_eval import stats
-    from rlhf_eval.objectives import pass_curves
+    from rlhf_eval.objectives import pass_curves, reward_spread
     from rlhf_eval.suite import load_suite
     from rlhf_eval.verify import equivalent, verify
 
@@ -305,41 +305,21 @@ def floor_child(suite_dir: str, cassette_dir: str) -> None:
                 metrics["intervals"].update(
                     reward_accuracy=stats.wilson_interval(int((margins > 0).sum()), len(margins)),
                     mean_margin=stats.bootstrap_interval(margins, "mean"))
-            per_question.append((k, c, float(rewards.std(ddof=1)) if k > 1 else 0.0, margins))
+            per_question.append((k, c, reward_spread(rewards), margins))
             accuracies.append(metrics["accuracy"])
             majorities.append(metrics["maj_at_k"])
             questions += 1
         if per_question:
-            suite_accuracy_interval = cluster_bootstrap(per_question)["accuracy"]
+            n_traces, n_correct, spreads, suite_margins = zip(*per_question)
+            suite_accuracy_interval = stats.cluster_bootstrap_intervals(
+                n_traces, n_correct, spreads, suite_margins,
+                with_margins=any(len(m) for m in suite_margins))["accuracy"]
     done = time.perf_counter()
     print(json.dumps({"questions": questions, "requests": requests, "import_s": loaded - started,
                       "loop_s": done - loaded, "mean_accuracy": sum(accuracies) / max(1, len(accuracies)),
                       "mean_margin": margins_sum / max(1, margins_n),
                       "mean_maj_at_k": sum(majorities) / max(1, len(majorities)),
                       "suite_accuracy_interval": suite_accuracy_interval}))
-
-
-def cluster_bootstrap(per_question: list, n_resamples: int = 2000, seed: int = 0) -> dict:
-    """A suite's 95% intervals by resampling questions, as `rlhf_eval.report.suite_intervals`
-    computes them: per question (traces, correct, spread, margins)."""
-    import numpy as np
-
-    from rlhf_eval.objectives import ZERO_TOL
-
-    n_traces = np.array([q[0] for q in per_question], float)
-    n_correct = np.array([q[1] for q in per_question], float)
-    spread = np.array([q[2] for q in per_question], float)
-    m_count = np.array([len(q[3]) for q in per_question], float)
-    m_sum = np.array([q[3].sum() for q in per_question])
-    m_pos = np.array([(q[3] > 0).sum() for q in per_question], float)
-    idx = np.random.default_rng(seed).integers(0, len(per_question), size=(n_resamples, len(per_question)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        samples = {"accuracy": n_correct[idx].sum(1) / n_traces[idx].sum(1), "mean_spread": spread[idx].mean(1),
-                   "frac_zero_spread": (spread[idx] < ZERO_TOL).mean(1),
-                   "mean_margin": m_sum[idx].sum(1) / m_count[idx].sum(1),
-                   "reward_accuracy": m_pos[idx].sum(1) / m_count[idx].sum(1)}
-    return {name: [float(x) for x in np.percentile(v[np.isfinite(v)], [2.5, 97.5])]
-            for name, v in samples.items() if np.isfinite(v).any()}
 
 
 def run_floor(suite_dir: Path, cassette_dir: Path) -> tuple[float, float, dict]:

@@ -15,6 +15,7 @@ from tabulate import tabulate
 
 from . import objectives as obj
 from . import rows as rows_
+from . import stats
 from .credentials import redact_base_urls
 from .paths import shown_path
 from .report_model import (REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates,
@@ -83,34 +84,14 @@ def suite_aggregates(questions: list[Question], dpo: dict) -> SuiteAggregates:
 
 def suite_intervals(questions: list[Question], *, with_margins: bool, n_resamples: int = 2000,
                     seed: int = 0) -> dict[str, list[float]]:
-    """95% intervals of suite aggregates by a cluster bootstrap: resample *questions* (traces of one
-    question are not independent), recompute each pooled statistic, take percentiles.
-    `questions` are scored ones (metrics set); returns {metric: [low, high]}."""
-    if not questions:
-        return {}
-    n_traces = np.array([len(q.traces) for q in questions], float)
-    n_correct = np.array([sum(t.verdict == "correct" for t in q.traces) for q in questions], float)
-    spread = np.array([q.metrics.spread if q.metrics else None for q in questions], float)
-    margins = [np.array([p.margin for p in q.pairs if p.margin is not None], float) for q in questions]
-    m_count = np.array([len(m) for m in margins], float)
-    m_sum = np.array([m.sum() for m in margins])
-    m_pos = np.array([(m > 0).sum() for m in margins], float)
-    idx = np.random.default_rng(seed).integers(0, len(questions), size=(n_resamples, len(questions)))
-
-    def pct(samples):
-        samples = samples[np.isfinite(samples)]
-        return [float(x) for x in np.percentile(samples, [2.5, 97.5])] if len(samples) else None
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = {
-            "accuracy": pct(n_correct[idx].sum(1) / n_traces[idx].sum(1)),
-            "mean_spread": pct(spread[idx].mean(1)),
-            "frac_zero_spread": pct((spread[idx] < obj.ZERO_TOL).mean(1)),
-        }
-        if with_margins:
-            out["mean_margin"] = pct(m_sum[idx].sum(1) / m_count[idx].sum(1))
-            out["reward_accuracy"] = pct(m_pos[idx].sum(1) / m_count[idx].sum(1))
-    return {k: v for k, v in out.items() if v is not None}
+    """95% intervals of suite aggregates by a cluster bootstrap over `questions` (scored ones,
+    metrics set); see `stats.cluster_bootstrap_intervals`. Returns {metric: [low, high]}."""
+    return stats.cluster_bootstrap_intervals(
+        [len(q.traces) for q in questions],
+        [sum(t.verdict == "correct" for t in q.traces) for q in questions],
+        [q.metrics.spread if q.metrics else None for q in questions],
+        [[p.margin for p in q.pairs if p.margin is not None] for q in questions],
+        with_margins=with_margins, n_resamples=n_resamples, seed=seed)
 
 
 def load_report(path: str | Path, what: str = "report", hint: str | None = None) -> Report:

@@ -7,6 +7,7 @@ the same result on every run.  Inputs may be plain lists; scalar results are Pyt
 * ``wilson_interval`` — Wilson score interval for a proportion (accuracy, reward accuracy);
   matches ``statsmodels.stats.proportion.proportion_confint(method="wilson")``.
 * ``bootstrap_interval`` — percentile bootstrap of a mean (margins) or a ddof=1 std (GRPO spread).
+* ``cluster_bootstrap_intervals`` — a suite's pooled metrics, resampling questions.
 * ``two_proportion_test`` — pooled two-sided z-test, ``statsmodels...proportions_ztest``'s default.
 * ``bootstrap_difference_test`` / ``paired_bootstrap_test`` — bootstrap p-values for a change of
   a mean between two runs, on independent samples or on the same questions.
@@ -27,13 +28,14 @@ from typing import Callable, Hashable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
-from rlhf_eval.objectives import _bool_vec
+from rlhf_eval.objectives import ZERO_TOL, _bool_vec
 
 __all__ = [
     "MAJ_EXACT_LIMIT",
     "MAJ_MC_SUBSETS",
     "wilson_interval",
     "bootstrap_interval",
+    "cluster_bootstrap_intervals",
     "two_proportion_test",
     "bootstrap_difference_test",
     "paired_bootstrap_test",
@@ -237,6 +239,50 @@ def _kept_resample_rows(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray
     for block in rows:
         block.flags.writeable = False
     return rows
+
+
+def cluster_bootstrap_intervals(n_traces, n_correct, spread, margins, *, with_margins: bool,
+                                n_resamples: int = 2000, seed: int = 0) -> dict[str, list[float]]:
+    """95% intervals of a suite's pooled metrics by a cluster bootstrap: resample *questions* (the
+    traces of one question are not independent), recompute each pooled statistic, take the 2.5th
+    and 97.5th percentiles (``np.percentile``). Resamples where a statistic is undefined (no pairs,
+    no spread) are left out; a metric with none left is not in the result.
+
+    Args:
+        n_traces: traces per question. Shape: (q,) ints.
+        n_correct: correct traces per question. Shape: (q,) ints.
+        spread: each question's reward spread (None for none). Shape: (q,) floats.
+        margins: each question's scored-pair DPO margins. Shape: q lists of floats, any length.
+        with_margins: also give ``mean_margin`` and ``reward_accuracy`` (pooled over pairs).
+
+    Returns {"accuracy", "mean_spread", "frac_zero_spread"[, "mean_margin", "reward_accuracy"]: [low, high]}
+    ({} for no question), with the indices ``default_rng(seed).integers(0, q, size=(n_resamples, q))``.
+    """
+    q = len(n_traces)
+    if not q:
+        return {}
+    traces, correct = np.asarray(n_traces, float), np.asarray(n_correct, float)
+    spreads = np.array(spread, float)
+    margin_arrays = [np.asarray(m, float) for m in margins]
+    m_count = np.array([len(m) for m in margin_arrays], float)
+    m_sum = np.array([m.sum() for m in margin_arrays])
+    m_pos = np.array([(m > 0).sum() for m in margin_arrays], float)
+    idx = np.random.default_rng(seed).integers(0, q, size=(n_resamples, q))
+
+    def pct(samples):
+        samples = samples[np.isfinite(samples)]
+        return [float(x) for x in np.percentile(samples, [2.5, 97.5])] if len(samples) else None
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "accuracy": pct(correct[idx].sum(1) / traces[idx].sum(1)),
+            "mean_spread": pct(spreads[idx].mean(1)),
+            "frac_zero_spread": pct((spreads[idx] < ZERO_TOL).mean(1)),
+        }
+        if with_margins:
+            out["mean_margin"] = pct(m_sum[idx].sum(1) / m_count[idx].sum(1))
+            out["reward_accuracy"] = pct(m_pos[idx].sum(1) / m_count[idx].sum(1))
+    return {k: v for k, v in out.items() if v is not None}
 
 
 # --------------------------------------------------------------------------- tests
