@@ -10,7 +10,6 @@ import difflib
 import errno
 import functools
 import gc
-import json
 import math
 import os
 import re
@@ -29,7 +28,7 @@ from .registry import RegistryError
 from .rewards import DEFAULT_REWARD, HARNESS_ARGUMENTS, RewardFunction, resolve_reward
 from .rows import DPO_METRICS  # noqa: F401  (needs log-probabilities: "unavailable", never a number; one definition)
 from .types import VERDICTS
-from .verify import VerifierError, extract_reference, prepared_options, verify
+from .verify import VerifierError, prepared_options, verify
 from .yamlines import YamlError, line_of, load_with_lines
 
 # Metrics a threshold may name. Question metrics are computed per item, suite metrics over the run.
@@ -308,15 +307,34 @@ class QuestionSpec(BaseModel):
         return str(v)
 
 
-class QuestionSource(_Strict):
-    """Questions read from a JSONL file, so a dataset is referenced, never copied into the suite."""
+def _dotted_path(v: str | None) -> str | None:
+    if v is not None and (not v or any(not part for part in v.split("."))):
+        raise ValueError(f"{_short(v)} is not a column name or a dotted path to one (e.g. problem.text)")
+    return v
 
-    source: str
-    question_field: str = "question"
-    answer_field: str = "answer"
-    id_field: str | None = None
+
+DottedPath = Annotated[str, AfterValidator(_dotted_path)]
+
+
+class QuestionSource(_Strict):
+    """Questions read from a dataset, so it is referenced, never copied into the suite: a local
+    file or folder (`source`) or a Hugging Face Hub dataset (`hf`, with `datasets.load_dataset`'s
+    `name` as `config`, `split`, `revision`). Read by rlhf_eval/sources.py, which says the formats."""
+
+    source: str | None = None  # .jsonl, .jsonl.gz, .json, .csv, .tsv, .parquet, or a folder saved by datasets
+    hf: str | None = None  # a Hub dataset id, e.g. openai/gsm8k
+    config: str | None = None  # the dataset's configuration (load_dataset's `name`), e.g. main
+    split: str | None = None  # e.g. test; may be left out when the dataset has one split
+    revision: str | None = None  # hf: a branch, tag or commit of the dataset repository
+    question_field: DottedPath = "question"
+    answer_field: DottedPath = "answer"
+    id_field: DottedPath | None = None
+    fields: dict[str, DottedPath] = Field(default_factory=dict)  # more prompt fields: {name: dotted path}
     id_prefix: str | None = None
     answer_regex: str | None = None
+    # Strict: `shuffle: "yes"` or a seed `true` is a mistake, not a choice.
+    shuffle: Annotated[bool, Strict()] = False  # as datasets' .shuffle(seed=shuffle_seed), before offset/limit
+    shuffle_seed: Annotated[int, Strict()] = Field(42, ge=0)
     offset: int = Field(0, ge=0)
     limit: int | None = Field(None, ge=1)
 
@@ -329,6 +347,37 @@ class QuestionSource(_Strict):
             except re.error as exc:
                 raise ValueError(f"answer_regex does not compile: {exc}") from None
         return v
+
+    @field_validator("hf")
+    @classmethod
+    def _hub_id(cls, v):
+        if v is not None and not _HUB_ID_RE.fullmatch(v):
+            raise ValueError(f"{_short(v)} is not a Hub dataset id (owner/name, e.g. openai/gsm8k); "
+                             "a local file or folder goes in source")
+        return v
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, v):
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name in ("question", "answer", "id"):
+                raise ValueError(f"{_short(name)} cannot name a prompt field (letters, digits and _, not question, "
+                                 "answer or id: those have their own *_field keys)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_place(self):
+        if (self.source is None) == (self.hf is None):
+            raise ValueError("give source (a local file or folder) or hf (a Hugging Face Hub dataset id), "
+                             + ("not both" if self.source is not None else "e.g. source: data/test.jsonl"))
+        if self.revision is not None and self.hf is None:
+            raise ValueError("revision is for a Hub dataset (hf:); a local source has none")
+        if "shuffle_seed" in self.model_fields_set and not self.shuffle:
+            raise ValueError("shuffle_seed is set but shuffle is not; add shuffle: true")
+        return self
+
+
+_HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 class SuiteSpec(_Strict):
@@ -522,8 +571,8 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
                              for i, q in enumerate(spec.questions)]
             where_path = str(path)
         else:
-            raw_questions = _read_source(spec.questions, path, lines, verifier)
-            where_path = str(_source_path(spec.questions, path))
+            from .sources import read_source  # imports this module: here, not at the top
+            raw_questions, where_path = read_source(spec.questions, path, lines, verifier)
     except SuiteError as exc:
         raise SuiteError.joined(problems + exc.problems) from None
     seen: dict[str, int | None] = {}
@@ -679,110 +728,6 @@ def _checked_verifier(name: str, options: dict) -> tuple[dict, str | None]:
         return options, "regex verifier: the pattern nests too deeply"
 
 
-def _source_path(src: QuestionSource, suite_path: Path) -> Path:
-    return (suite_path.parent / src.source).resolve()
-
-
-def _read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: str | None) -> list:
-    """Rows of a JSONL question file as (QuestionSpec, line, keypath) — nothing copied into the suite."""
-    source_line = line_of(lines, ("questions", "source"))
-    try:
-        file = _source_path(src, suite_path)
-        found = file.is_file()
-    except (OSError, ValueError) as exc:  # a name too long for the system, a NUL byte in it
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SuiteError(suite_path, source_line, f"questions.source: {_short(src.source)} cannot be a file name "
-                         f"({reason}); give the JSONL file's path") from None
-    if not found:
-        raise SuiteError(suite_path, source_line, f"questions.source: no file {_short(src.source)} (looked for {file})")
-    answer_re = re.compile(src.answer_regex, re.MULTILINE) if src.answer_regex else None
-    prefix = src.id_prefix or file.stem
-    out: list[tuple[QuestionSpec, int, tuple]] = []
-    try:
-        handle = file.open("rb")  # bytes, decoded line by line, so a bad byte gets its line number
-        kind = _foreign_format(file, handle.read(8))
-        handle.seek(0)
-    except OSError as exc:
-        raise SuiteError(file, None, f"cannot read question file: {exc.strerror}") from None
-    if kind is not None:
-        handle.close()
-        todo = "decompress it" if "compressed" in kind else "convert it"
-        raise SuiteError(suite_path, source_line, f"questions.source: {_clip(src.source, 60)} is {kind}; sources are "
-                         f"JSONL files (one JSON object per line): {todo}")
-    with handle:
-        row_index = -1
-        try:
-            for lineno, raw_bytes in enumerate(handle, start=1):
-                try:
-                    raw = raw_bytes.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise SuiteError(file, lineno, "not UTF-8 text; save the file as UTF-8") from None
-                if not raw.strip():
-                    continue
-                row_index += 1
-                if row_index < src.offset:
-                    continue
-                if src.limit is not None and len(out) >= src.limit:
-                    break
-                try:
-                    row = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise SuiteError(file, lineno, f"not valid JSON: {exc.msg}") from None
-                except ValueError:  # a number past Python's 4300-digit limit
-                    raise SuiteError(file, lineno, "a number on this line has more than 4300 digits; "
-                                     "write it as a string") from None
-                except RecursionError:
-                    raise SuiteError(file, lineno, "values on this line are nested too deeply for a question") from None
-                if not isinstance(row, dict):
-                    raise SuiteError(file, lineno, "each line must be a JSON object")
-                for name, setting in ((src.question_field, "question"), (src.answer_field, "answer"),
-                                      (src.id_field, "id")):
-                    if name is not None and name not in row:
-                        raise SuiteError(file, lineno, f"no field {name!r}{_closest(name, list(row))}; "
-                                         f"set questions.{setting}_field in the suite")
-                answer = str(row[src.answer_field])
-                if answer_re:
-                    m = answer_re.search(answer)
-                    if not m:
-                        raise SuiteError(file, lineno, f"answer_regex {_short(src.answer_regex)} does not match "
-                                         f"the answer {answer[-60:]!r}")
-                    answer = ((m.group(1) if m.groups() else m.group(0)) or "").strip()  # an optional group: None
-                elif verifier is not None:  # None: the verifier is wrong, and said so at its own line
-                    try:
-                        answer = extract_reference(answer, verifier)
-                    except VerifierError as exc:
-                        raise SuiteError(file, lineno, f"answer {_short(answer)}: {exc}") from None
-                qid = str(row[src.id_field]) if src.id_field else f"{prefix}-{row_index:04d}"
-                extra = {k: v for k, v in row.items()
-                         if k not in (src.question_field, src.answer_field, src.id_field)}
-                spec = QuestionSpec.model_validate(
-                    {**{k: v for k, v in extra.items() if k not in ("thresholds", "verifier", "id")},
-                     "id": qid, "question": row[src.question_field], "answer": answer})
-                out.append((spec, lineno, ("questions",)))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            what = (f"expected {_EXPECTED[first['type']]}, got {_short(first.get('input'))}"
-                    if first["type"] in _EXPECTED else first["msg"])
-            raise SuiteError(file, lineno, f"{'.'.join(map(str, first['loc']))}: {what}") from None
-    return out
-
-
-# What a question file that is not JSONL starts with, and what it then is.
-_MAGIC = {b"PAR1": "a Parquet file", b"\x1f\x8b": "a gzip-compressed file", b"BZh": "a bzip2-compressed file",
-          b"\xfd7zXZ\x00": "an xz-compressed file", b"\x28\xb5\x2f\xfd": "a zstd-compressed file",
-          b"PK\x03\x04": "a zip archive (or an Excel workbook)", b"ARROW1": "an Arrow file"}
-_SUFFIXES = {".csv": "a CSV file", ".tsv": "a TSV file", ".parquet": "a Parquet file", ".arrow": "an Arrow file",
-             ".xlsx": "an Excel workbook", ".gz": "a gzip-compressed file", ".zip": "a zip archive"}
-
-
-def _foreign_format(file: Path, head: bytes) -> str | None:
-    """What `file` is when it is plainly not JSONL (by its first bytes, or a tabular suffix); else None."""
-    for magic, kind in _MAGIC.items():
-        if head.startswith(magic):
-            return kind
-    return _SUFFIXES.get(file.suffix.lower())
-
-
 def _metric_problems(thresholds: dict, allowed, keypath, err, with_interval, shown_key: str = "") -> list:
     """A SuiteError for each threshold naming an unknown metric, an interval it lacks, or a fraction
     bound outside 0..1."""
@@ -849,7 +794,7 @@ def _on_written_branch(errors: list, data: dict) -> list:
         n = len(prefix)
         errors = [e for e in errors if not (tuple(e["loc"][:n]) == prefix and len(e["loc"]) > n
                                             and isinstance(e["loc"][n], str)
-                                            and not e["loc"][n].startswith(branch))] or errors
+                                            and branch not in e["loc"][n])] or errors
     return errors
 
 

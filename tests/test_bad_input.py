@@ -276,13 +276,13 @@ CASES = {
         "suite\n"
         "several_question_problems.yaml:10: question id 'b c' must be letters, digits, '.', '_' or '-' (it names the "
         "cassette file)",
-    # --- question files that are not JSONL ---
-    "source_parquet.yaml": "source_parquet.yaml:6: questions.source: data/questions.parquet is a Parquet file; sources "
-                           "are JSONL files (one JSON object per line): convert it",
-    "source_gzip.yaml": "source_gzip.yaml:6: questions.source: data/questions.jsonl.gz is a gzip-compressed file; "
-                        "sources are JSONL files (one JSON object per line): decompress it",
-    "source_csv.yaml": "source_csv.yaml:6: questions.source: data/questions.csv is a CSV file; sources are JSONL files "
-                       "(one JSON object per line): convert it",
+    # --- question files in other formats, broken ---
+    "source_parquet.yaml": "data/questions.parquet: not a readable Parquet file (Could not open Parquet input source "
+                           "'data/questions.parquet': Parquet file size is 22 bytes, smaller than the size reported "
+                           "by footer's (4608bytes)); write it again (e.g. pyarrow.parquet.write_table)",
+    "source_gzip.yaml": "data/questions.jsonl.gz:2: not a readable gzip file (Compressed file ended before the "
+                        "end-of-stream marker was reached); download or compress it again",
+    "source_csv.yaml": "data/questions.csv:2: no field 'answer'; set questions.answer_field in the suite",
     "jsonl_missing_id_field.yaml": "data/good.jsonl:1: no field 'uid'; set questions.id_field in the suite",
 }
 
