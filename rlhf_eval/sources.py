@@ -77,6 +77,7 @@ def read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: st
     reported elsewhere). Raises SuiteError, one line: a file that is missing, unreadable or in an
     unknown format; a Hub dataset that is neither cached nor reachable; a row without a named
     column (its line, or its row number, and the closest key); a library that is not installed."""
+    reader: _Reader
     if src.hf is not None:
         reader = _HubReader(src, suite_path, lines)
     else:
@@ -162,7 +163,7 @@ def _file_reader(src: QuestionSource, suite_path: Path, lines: dict) -> _Reader:
 def _stem(file: Path) -> str:
     name = file.name
     for suffix in (".gz", *_TEXT_FORMATS, ".parquet", ".pq"):
-        name = name.removesuffix(suffix) if name.lower().endswith(suffix) else name
+        name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
     return name or file.stem
 
 
@@ -322,7 +323,7 @@ class _ParquetReader(_Reader):
 
     def rows(self, src: QuestionSource) -> Iterator[Row]:
         _need("pyarrow", self.suite_path, self.at, "Parquet")
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
         try:
             table = pq.read_table(self.file)
         except Exception as exc:  # pyarrow's ArrowInvalid, OSError, ...: one line, never its traceback
@@ -461,7 +462,7 @@ def lookup(row: Any, path: str) -> Any:
     Raises _Missing with a hint for the message (' (did you mean …?)', what is there instead, or '')."""
     if isinstance(row, dict) and path in row:
         return row[path]
-    node, walked = row, []
+    node, walked = row, []  # type: tuple[Any, list[str]]
     for part in path.split("."):
         where = ".".join(walked)
         if isinstance(node, dict):
