@@ -369,8 +369,7 @@ class _FolderReader(_DatasetRows):
     def __init__(self, src: QuestionSource, suite_path: Path, at: int | None, folder: Path):
         self.where_path, self.prefix = str(folder), folder.name
         saved = any((folder / name).is_file() for name in _SAVED_BY_DATASETS)
-        repository = (folder / "README.md").is_file() or any(folder.glob("*.parquet")) or any(
-            folder.glob("data/*"))
+        repository = not saved and _dataset_repository(folder)
         shown = _clip(src.source or "", 60)
 
         def fail(message: str) -> SuiteError:
@@ -378,7 +377,7 @@ class _FolderReader(_DatasetRows):
 
         if not (saved or repository):
             raise fail("a folder, but not one saved by datasets (no dataset_dict.json or state.json) nor a dataset "
-                       "repository (no README.md, *.parquet or data/); name a file or such a folder")
+                       "repository (no dataset card README.md, no Parquet files); name a file or such a folder")
         datasets = _need("datasets", suite_path, at, "a dataset folder")
         try:
             if saved:
@@ -392,6 +391,19 @@ class _FolderReader(_DatasetRows):
         except Exception as exc:  # the library's own error, one line
             raise fail(f"datasets cannot load it ({type(exc).__name__}: {_clip(_first_line(exc), 160)})") from None
         self.dataset = _one_split(loaded, src.split, fail)
+
+
+def _dataset_repository(folder: Path) -> bool:
+    """Whether `folder` looks like a dataset repository: a dataset card (README.md opening with
+    its YAML header) or Parquet files at most two folders down (gsm8k's `main/test-*.parquet`).
+    Any other folder (a project's root, a suite folder) is refused, never searched for data."""
+    try:
+        with open(folder / "README.md", "rb") as card:
+            if card.read(4).startswith(b"---"):
+                return True
+    except OSError:
+        pass
+    return any(folder.glob("*.parquet")) or any(folder.glob("*/*.parquet"))
 
 
 class _HubReader(_DatasetRows):

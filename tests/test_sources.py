@@ -131,6 +131,45 @@ def test_a_json_file_of_json_lines_and_a_tsv_file(tmp_path):
     assert [(q.question, q.answer, q.line) for q in suite.questions] == [("1+1?", "2", 2), ("2,\t2?", "4", 3)]
 
 
+def test_a_dataset_repository_folder_loads_by_config(tmp_path, monkeypatch):
+    """A dataset repository checked out locally (a card naming configs, Parquet under main/), as
+    `datasets.load_dataset(folder, config)` reads it; its cache goes to a folder of the test's."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "repo" / "main").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(ROWS[:4]), tmp_path / "repo" / "main" / "test-00000-of-00001.parquet")
+    (tmp_path / "repo" / "README.md").write_text(
+        "---\nconfigs:\n- config_name: main\n  data_files:\n  - split: test\n    path: main/test-*\n---\n# tiny\n")
+    suite = load_suite(write(tmp_path, HEAD + "questions:\n  source: repo\n  config: main\n  split: test\n"
+                             + MAPPING))
+    assert [(q.id, q.answer) for q in suite.questions] == [("r0", "0"), ("r1", "2"), ("r2", "4"), ("r3", "6")]
+
+
+def test_a_missing_library_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path, "parquet")
+    save(tmp_path, "saved")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # an import of it now fails, as when it is not installed
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    for source, what in (("q.parquet", "Parquet needs the pyarrow"), ("saved", "a dataset folder needs the datasets")):
+        assert error_of(write(tmp_path, HEAD + f"questions:\n  source: {source}\n" + MAPPING)) == \
+            f"s.yaml:6: questions: reading {what} library; pip install 'rlhf-eval[datasets]'"
+
+
+def test_text_sources_import_neither_datasets_nor_pyarrow(tmp_path):
+    save(tmp_path, "jsonl.gz")
+    save(tmp_path, "csv")
+    code = ("import sys\nfrom rlhf_eval import load_suite\n"
+            "for name in ('gz.yaml', 'csv.yaml'):\n    assert len(load_suite(name).questions) == 12\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('datasets', 'pyarrow', 'pandas')))\n")
+    write(tmp_path, HEAD + "questions:\n  source: q.jsonl.gz\n" + MAPPING, "gz.yaml")
+    write(tmp_path, HEAD + "questions:\n  source: q.csv\n" + MAPPING, "csv.yaml")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "plugin")]))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------------------------------------
 # shuffle, then offset/limit: the rows datasets' .shuffle(seed).select(range(...)) picks
 # ---------------------------------------------------------------------------------------------
@@ -265,8 +304,8 @@ def test_bad_files_one_line_each(tmp_path, monkeypatch, name, content, expected)
                                        "(it is for a Hub dataset or a folder saved by datasets)"),
     ("{source: q.jsonl, shufle: true}", "s.yaml:5: questions.shufle: unknown key (did you mean 'shuffle'?)"),
     ("{source: .}", "s.yaml:5: questions.source: .: a folder, but not one saved by datasets (no dataset_dict.json or "
-                    "state.json) nor a dataset repository (no README.md, *.parquet or data/); name a file or such a "
-                    "folder"),
+                    "state.json) nor a dataset repository (no dataset card README.md, no Parquet files); name a "
+                    "file or such a folder"),
 ])
 def test_bad_settings_one_line_each(tmp_path, monkeypatch, questions, expected):
     monkeypatch.chdir(tmp_path)
