@@ -235,7 +235,9 @@ class _JsonReader(_TextFile):
         try:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SuiteError(self.file, lineno, f"not valid JSON: {exc.msg}") from None
+            # A .json file may hold one object over several lines: say what a .json source holds.
+            shape = " (a .json source holds an array [{...}, ...] or one object per line)" * (self.kind == "json")
+            raise SuiteError(self.file, lineno, f"not valid JSON: {exc.msg}{shape}") from None
         except ValueError:  # a number past Python's 4300-digit limit
             raise SuiteError(self.file, lineno, "a number on this line has more than 4300 digits; "
                              "write it as a string") from None
@@ -256,8 +258,6 @@ class _JsonReader(_TextFile):
             raise SuiteError(self.file, None, "a number has more than 4300 digits; write it as a string") from None
         except RecursionError:
             raise SuiteError(self.file, None, "values are nested too deeply for a question") from None
-        if not isinstance(rows, list):  # `[1] x` is not JSON; a `{"data": [...]}` never gets here
-            raise SuiteError(self.file, None, "a .json source holds one array of objects [{...}, ...]")
         for number in _chosen(src, len(rows)):
             if not isinstance(rows[number], dict):
                 raise self.error(number, None, f"each row must be a JSON object, got {_short(rows[number], 40)}")

@@ -272,6 +272,8 @@ def test_duplicate_ids_in_a_positional_source_name_both_rows(tmp_path, monkeypat
     ("q.json", b'{"data": [{"question": "1+1?"}]}', "q.json:1: no field 'question'; set questions.question_field "
      "in the suite"),
     ("q.json", b'[{"question": "1+1?", "answer": 2}, 7]', "q.json: row 1: each row must be a JSON object, got 7"),
+    ("q.json", b'{\n "data": []\n}\n', "q.json:1: not valid JSON: Expecting property name enclosed in double quotes "
+     "(a .json source holds an array [{...}, ...] or one object per line)"),
     ("q.json", b'[{"question": "1+1?",\n "answer": 2},,]', "q.json:2: not valid JSON: Expecting value"),
 ])
 def test_bad_files_one_line_each(tmp_path, monkeypatch, name, content, expected):
