@@ -61,8 +61,7 @@ COLUMNS = {
 
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)?\s*"
 _BAND = re.compile(rf"\s*([\[(]?){_NUMBER}[:,]{_NUMBER}([\])]?)\s*")
-BAND_HELP = ("LOW:HIGH, both ends kept (0.2:0.8), or with brackets for open ends: (0:1) drops the all-wrong and "
-             "all-correct questions, [0.25:1) keeps 0.25 up to but not 1")
+BAND_HELP = "LOW:HIGH with 0 <= LOW <= HIGH <= 1, both ends kept (0.2:0.8), or brackets for open ends ((0:1), [0.25:1))"
 
 
 @dataclass(frozen=True)
@@ -78,9 +77,11 @@ class PassRateBand:
             value = getattr(self, name)
             if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
                     or not 0 <= value <= 1):
-                raise ValueError(f"pass rate band: {name} = {value!r}; expected a number from 0 to 1 ({BAND_HELP})")
-        if self.low > self.high or (self.low == self.high and (self.low_open or self.high_open)):
-            raise ValueError(f"pass rate band {self}: holds no pass rate; expected LOW below HIGH ({BAND_HELP})")
+                raise ValueError(f"{name} {value!r} is not a number from 0 to 1")
+        if self.low > self.high:
+            raise ValueError(f"LOW {self.low:g} is above HIGH {self.high:g}")
+        if self.low == self.high and (self.low_open or self.high_open):
+            raise ValueError(f"{self} holds no pass rate")
 
     @classmethod
     def parse(cls, text: str) -> PassRateBand:
@@ -89,7 +90,10 @@ class PassRateBand:
         if match is None or not (match[2] or match[3]):
             raise ValueError(f"pass rate band {text!r}: expected {BAND_HELP}")
         opening, low, high, closing = match.groups()
-        return cls(float(low) if low else 0.0, float(high) if high else 1.0, opening == "(", closing == ")")
+        try:
+            return cls(float(low) if low else 0.0, float(high) if high else 1.0, opening == "(", closing == ")")
+        except ValueError as e:
+            raise ValueError(f"pass rate band {text!r}: {e}; expected {BAND_HELP}") from None
 
     @classmethod
     def of(cls, value: PassRateBand | str | tuple[float, float] | list[float]) -> PassRateBand:
@@ -99,8 +103,11 @@ class PassRateBand:
         if isinstance(value, str):
             return cls.parse(value)
         if isinstance(value, (tuple, list)) and len(value) == 2:
-            return cls(*value)
-        raise ValueError(f"pass rate band {value!r}: expected (LOW, HIGH) or a string, {BAND_HELP}")
+            try:
+                return cls(*value)
+            except ValueError as e:
+                raise ValueError(f"pass rate band {tuple(value)!r}: {e}") from None
+        raise ValueError(f"pass rate band {value!r}: expected a (LOW, HIGH) pair or {BAND_HELP}")
 
     def __contains__(self, rate: float) -> bool:
         above_low = rate > self.low if self.low_open else rate >= self.low
@@ -371,7 +378,7 @@ def _parquet(rows: list[dict], columns: Iterable[str]) -> bytes:
     file's metadata, as `Dataset.to_parquet` writes; written here to skip its progress bar)."""
     try:
         import datasets
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
     except ImportError:
         raise ValueError(NEEDS_DATASETS) from None
     if rows:
