@@ -57,6 +57,8 @@ COLUMNS = {
                     "advantages", "rewards_by_function", "logps"),
     "sft": ("prompt", "completion", "question_id", "pass_rate", "reward", "rewards_by_function", "logp"),
 }
+
+
 # --------------------------------------------------------------------------------------- the filter
 
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)?\s*"
@@ -386,7 +388,10 @@ def _parquet(rows: list[dict], columns: Iterable[str]) -> bytes:
     else:  # no rows: the columns still exist, so a trainer's column check says "empty", not "missing"
         table = datasets.Dataset.from_dict({c: [] for c in columns})
     buffer = io.BytesIO()
-    pq.write_table(table.data.table, buffer)
+    if rows:
+        pq.write_table(table.data.table, buffer)
+    else:  # no row group at all: `datasets` reads a row group of 0 rows as a batch size of 0, and fails
+        pq.ParquetWriter(buffer, table.data.table.schema).close()
     return buffer.getvalue()
 
 

@@ -128,7 +128,8 @@ def test_reward_trainer_takes_the_dpo_pairs(exported, tokenizer, tmp_path, fmt):
 def test_sft_trainer_takes_the_sft_rows(exported, tokenizer, tmp_path, fmt):
     trainer = trl.SFTTrainer(model=_lm(tokenizer), args=_args(trl.SFTConfig, tmp_path, max_length=256),
                              train_dataset=_load(exported, fmt, "sft"), processing_class=tokenizer)
-    assert "completion_mask" in trainer.train_dataset.column_names  # read as prompt-completion
+    labels = trainer.train_dataset[0]["labels"]  # read as prompt-completion: the prompt is masked out
+    assert labels[0] == -100 and labels[-1] != -100
     _trains(trainer)
 
 
