@@ -155,8 +155,13 @@ def check_format(format: str) -> None:
     """Raises ValueError (one line) for a format that is not one, or parquet without `datasets`."""
     if format not in FORMATS:
         raise ValueError(f"export format {format!r}: expected one of {', '.join(FORMATS)}")
-    if format == "parquet" and importlib.util.find_spec("datasets") is None:
-        raise ValueError(NEEDS_DATASETS)
+    if format == "parquet":
+        try:
+            missing = importlib.util.find_spec("datasets") is None
+        except ValueError:  # sys.modules["datasets"] is None: its import is blocked
+            missing = True
+        if missing:
+            raise ValueError(NEEDS_DATASETS)
 
 
 # -------------------------------------------------------------------------------------- the records

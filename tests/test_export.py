@@ -1,12 +1,14 @@
 """The export's filter (pass-rate band, nonzero spread), deduplication, summary and formats, on the
 shipped suites' real report (conftest's `shipped_report`, replayed from the shipped cassettes)."""
 import json
+import sys
 
 import pytest
 
 from rlhf_eval.cli import main
 from rlhf_eval.export import PassRateBand, build_export, export_report
 from rlhf_eval.report_model import Report
+from rlhf_eval.runner import RunError, run_suites
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +107,26 @@ def test_a_bad_band_is_one_line_from_the_command_and_the_plugin(shipped_report, 
     assert line.startswith(f"ERROR: --rlhf-export-pass-rate: pass rate band {band!r}: ") and problem in line
     with pytest.raises(ValueError, match="pass rate band"):
         build_export(shipped_report[0], tmp_path, pass_rate=band)
+
+
+def test_parquet_without_the_datasets_library_is_one_line_before_anything_runs(shipped_report, tmp_path, capsys,
+                                                                              monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed: its import fails
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(shipped_report[0]))
+    assert main(["export", str(report), str(tmp_path / "out"), "--format=parquet"]) == 2
+    assert capsys.readouterr().err == ("rlhf-eval: --format: the parquet export needs the datasets library: "
+                                       "pip install 'rlhf-eval[datasets]'\n")
+    with pytest.raises(RunError, match=r"^the parquet export needs the datasets library: pip install"):
+        run_suites(["nowhere"], export="out", export_format="parquet")
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_suites_checks_the_export_options_before_anything_runs():
+    with pytest.raises(RunError, match=r"^pass rate band '0.9:0.1': LOW 0.9 is above HIGH 0.1; expected LOW:HIGH"):
+        run_suites(["nowhere"], export="out", export_pass_rate="0.9:0.1")
+    with pytest.raises(RunError, match=r"^pass rate band \(0.2, 1.5\): high 1.5 is not a number from 0 to 1$"):
+        run_suites(["nowhere"], export="out", export_pass_rate=(0.2, 1.5))
 
 
 def test_a_filter_option_without_an_export_is_a_usage_error(pytester):
