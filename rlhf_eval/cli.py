@@ -90,25 +90,41 @@ def run_html(args: argparse.Namespace) -> int:
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write TRL-ready datasets (DPO, GRPO, SFT) from a JSON report")
+    p = sub.add_parser("export", help="write TRL-ready datasets (DPO, GRPO, SFT) from a JSON report",
+                       description="Write TRL-ready datasets (DPO, GRPO, SFT) from a JSON report under DIR/<suite>/, "
+                                   "deduplicated, with a summary in DIR/summary.json; the options are the plugin's "
+                                   "--rlhf-export-* options, which are accepted too.")
     p.add_argument("report", metavar="REPORT.json")
     p.add_argument("directory", metavar="DIR")
+    p.add_argument("--pass-rate", "--rlhf-export-pass-rate", dest="pass_rate", metavar="LOW:HIGH",
+                   help="only the questions whose pass rate (accuracy) is in this band: both ends kept (0.2:0.8), "
+                        "or brackets for open ends: '(0:1)' drops all-wrong and all-correct questions")
+    p.add_argument("--nonzero-spread", "--rlhf-export-nonzero-spread", dest="nonzero_spread", action="store_true",
+                   help="only the questions whose rewards differ (a GRPO group with signal)")
+    p.add_argument("--format", "--rlhf-export-format", dest="format", choices=("jsonl", "parquet"), default="jsonl",
+                   help="jsonl (default) or parquet (needs pip install 'rlhf-eval[datasets]')")
     p.set_defaults(func=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .credentials import write_without_secrets
+    from .export import ExportFilter, build_export, check_format
 
-    from .export import export_files
-
+    for name, check in (("--pass-rate", lambda: ExportFilter.of(args.pass_rate)),
+                        ("--format", lambda: check_format(args.format))):
+        try:
+            check()
+        except ValueError as e:
+            raise CliError(f"{name}: {e}") from None
+    report_ = load_report(args.report)
     try:
-        files = export_files(load_report(args.report), args.directory)
+        export = build_export(report_, args.directory, pass_rate=args.pass_rate, nonzero_spread=args.nonzero_spread,
+                              format=args.format)
     except report.ReportError as e:
         raise CliError(f"{args.report}: {e}") from None
-    for path, text in files.items():
-        with _writing("the export", path):
-            write_without_secrets(path, text)
-        print(f"{PROG}: wrote {path}")
+    for f in export.files:
+        with _writing("the export", f.path):
+            f.write()
+    print(export.line())
     return 0
 
 

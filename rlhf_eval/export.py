@@ -1,23 +1,170 @@
 """What the eval found, as datasets TRL's trainers read without conversion (one folder per suite).
 
-- `dpo.jsonl` — DPOTrainer: `prompt`, `chosen`, `rejected`; exactly the report's preference pairs.
-- `grpo_prompts.jsonl` — GRPOTrainer: `prompt` plus `answer`, the column a reward function receives.
-- `grpo_groups.jsonl` — the recorded groups: `prompt`, `completions`, `rewards`, `advantages`.
-- `sft.jsonl` — SFTTrainer (prompt-completion): every verified-correct trace (rejection sampling).
+Under `DIR/<suite>/`, one file per dataset (`.jsonl`, or `.parquet` with `format="parquet"`):
+
+- `dpo` — DPOTrainer and RewardTrainer (TRL's preference format): `prompt`, `chosen`, `rejected`,
+  one row per distinct preference pair of the report.
+- `grpo_prompts` — GRPOTrainer: `prompt` plus `answer`, the column a reward function receives.
+- `grpo_groups` — the recorded groups: `prompt`, `completions`, `rewards`, `advantages`.
+- `sft` — SFTTrainer (prompt-completion): every distinct verified-correct trace (rejection sampling).
+
+Every row also carries `question_id` and `pass_rate` (the question's accuracy over its k traces),
+and what the report knows of its traces (see `COLUMNS`). `datasets.load_dataset("parquet",
+data_files={"train": "DIR/<suite>/dpo.parquet"})` (or "json" and the `.jsonl`) gives the
+`DatasetDict` a trainer takes. `DIR/summary.json` holds what was kept and dropped per suite;
+`Export.line` says it in one line.
+
+A filter keeps the questions whose pass rate lies in a band and/or whose reward spread is not zero
+(a group GRPO learns from; DAPO's dynamic sampling keeps 0 < accuracy < 1): every dataset is built
+from the kept questions only. Pass rate and spread come from the report's metrics, so exporting a
+JSON report gives what the run's own export gave.
 
 When the suite has a system instruction, prompts are conversational (lists of messages, TRL's
 "conversational" format), so the system turn is not lost; otherwise plain strings ("standard").
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from .credentials import write_without_secrets
-from .paths import FOLDER_NAME_RE, FOLDER_NAME_RULE
+from .credentials import refuse_secrets, write_without_secrets
+from .objectives import ZERO_TOL
+from .paths import FOLDER_NAME_RE, FOLDER_NAME_RULE, shown_path
 from .report_model import Question, Report, ReportError, Suite
 
+FORMATS = ("jsonl", "parquet")
+DATASETS = ("dpo", "grpo_prompts", "grpo_groups", "sft")
+NEEDS_DATASETS = "the parquet export needs the datasets library: pip install 'rlhf-eval[datasets]'"
+# The columns of each dataset, in order. Two names TRL's trainers would act on are avoided:
+# `margin` (RewardTrainer takes it as its loss margin; ours is the DPO margin, `dpo_margin`) and
+# `ref_chosen_logps` / `ref_rejected_logps` (DPOTrainer with `precompute_ref_log_probs=True` adds
+# columns of these names and fails on a duplicate; without it, it ignores them).
+COLUMNS = {
+    "dpo": ("prompt", "chosen", "rejected", "question_id", "pass_rate", "dpo_margin", "chosen_logps",
+            "rejected_logps", "chosen_ref_logps", "rejected_ref_logps", "chosen_reward", "rejected_reward",
+            "chosen_rewards_by_function", "rejected_rewards_by_function"),
+    "grpo_prompts": ("prompt", "answer", "question_id", "pass_rate", "spread"),
+    "grpo_groups": ("prompt", "answer", "question_id", "pass_rate", "spread", "completions", "rewards",
+                    "advantages", "rewards_by_function", "logps"),
+    "sft": ("prompt", "completion", "question_id", "pass_rate", "reward", "rewards_by_function", "logp"),
+}
+
+
+# --------------------------------------------------------------------------------------- the filter
+
+_NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)?\s*"
+_BAND = re.compile(rf"\s*([\[(]?){_NUMBER}[:,]{_NUMBER}([\])]?)\s*")
+BAND_HELP = "LOW:HIGH with 0 <= LOW <= HIGH <= 1, both ends kept (0.2:0.8), or brackets for open ends ((0:1), [0.25:1))"
+
+
+@dataclass(frozen=True)
+class PassRateBand:
+    """A range of pass rates (0 ≤ low ≤ high ≤ 1); `low_open` / `high_open` leave that end out."""
+    low: float = 0.0
+    high: float = 1.0
+    low_open: bool = False
+    high_open: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                    or not 0 <= value <= 1):
+                raise ValueError(f"{name} {value!r} is not a number from 0 to 1")
+        if self.low > self.high:
+            raise ValueError(f"LOW {self.low:g} is above HIGH {self.high:g}")
+        if self.low == self.high and (self.low_open or self.high_open):
+            raise ValueError(f"{self} holds no pass rate")
+
+    @classmethod
+    def parse(cls, text: str) -> PassRateBand:
+        """`"0.2:0.8"` (closed), `"(0:1)"`, `"[0.25,1)"`, `":0.5"` (from 0); ValueError (one line) otherwise."""
+        match = _BAND.fullmatch(text) if isinstance(text, str) else None
+        if match is None or not (match[2] or match[3]):
+            raise ValueError(f"pass rate band {text!r}: expected {BAND_HELP}")
+        opening, low, high, closing = match.groups()
+        try:
+            return cls(float(low) if low else 0.0, float(high) if high else 1.0, opening == "(", closing == ")")
+        except ValueError as e:
+            raise ValueError(f"pass rate band {text!r}: {e}; expected {BAND_HELP}") from None
+
+    @classmethod
+    def of(cls, value: PassRateBand | str | tuple[float, float] | list[float]) -> PassRateBand:
+        """A band from a band, its text (`parse`), or a (low, high) pair (both ends kept)."""
+        if isinstance(value, PassRateBand):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            try:
+                return cls(*value)
+            except ValueError as e:
+                raise ValueError(f"pass rate band {tuple(value)!r}: {e}") from None
+        raise ValueError(f"pass rate band {value!r}: expected a (LOW, HIGH) pair or {BAND_HELP}")
+
+    def __contains__(self, rate: float) -> bool:
+        above_low = rate > self.low if self.low_open else rate >= self.low
+        below_high = rate < self.high if self.high_open else rate <= self.high
+        return above_low and below_high
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+@dataclass(frozen=True)
+class ExportFilter:
+    """Which questions' data is exported: pass rate in `pass_rate` (None: any), and with
+    `nonzero_spread` only questions whose rewards differ (reward spread above 1e-12, as the report's
+    `frac_zero_spread` counts)."""
+    pass_rate: PassRateBand | None = None
+    nonzero_spread: bool = False
+
+    @classmethod
+    def of(cls, pass_rate: Any = None, nonzero_spread: bool = False) -> ExportFilter:
+        """Raises ValueError (one line) for a band that is not one (see `PassRateBand.of`)."""
+        return cls(None if pass_rate is None else PassRateBand.of(pass_rate), bool(nonzero_spread))
+
+    def drop_reason(self, question: Question) -> str | None:
+        """Why `question` is left out ("errored", "below", "above", "zero_spread"), None when kept.
+        A question that misses on several counts is counted once, by the first of these."""
+        m = question.metrics
+        if m is None or m.accuracy is None:
+            return "errored"  # no traces to export
+        band = self.pass_rate
+        if band is not None and m.accuracy not in band:
+            return "below" if m.accuracy <= band.low else "above"
+        if self.nonzero_spread and not (m.spread is not None and abs(m.spread) >= ZERO_TOL):
+            return "zero_spread"
+        return None
+
+    def __str__(self) -> str:
+        parts = [f"pass rate in {self.pass_rate}"] if self.pass_rate is not None else []
+        return " and ".join(parts + ["nonzero spread"] * self.nonzero_spread)
+
+
+def check_format(format: str) -> None:
+    """Raises ValueError (one line) for a format that is not one, or parquet without `datasets`."""
+    if format not in FORMATS:
+        raise ValueError(f"export format {format!r}: expected one of {', '.join(FORMATS)}")
+    if format == "parquet":
+        try:
+            missing = importlib.util.find_spec("datasets") is None
+        except ValueError:  # sys.modules["datasets"] is None: its import is blocked
+            missing = True
+        if missing:
+            raise ValueError(NEEDS_DATASETS)
+
+
+# -------------------------------------------------------------------------------------- the records
 
 def _system(suite: Suite) -> str | None:
     return suite.model.get("system_instruction")
@@ -34,31 +181,162 @@ def _completion(suite: Suite, text: str) -> Any:
     return [{"role": "assistant", "content": text}] if _system(suite) else text
 
 
-def suite_records(suite: Suite) -> dict[str, list[dict]]:
-    """The four datasets of one suite from its report section: name → records."""
-    dpo, prompts, groups, sft = [], [], [], []
+def _key(*values: Any) -> str:
+    """Identity of a row's texts (strings or message lists) for deduplication."""
+    return json.dumps(values, ensure_ascii=False, sort_keys=True)
+
+
+@dataclass
+class SuiteExport:
+    """One suite's datasets (name → rows) and what the filter and the deduplication left out."""
+    name: str
+    questions: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("errored", "below", "above",
+                                                                             "zero_spread"), 0))
+    records: dict[str, list[dict]] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)  # rows removed as identical to an earlier one
+
+    def summary(self) -> dict[str, Any]:
+        return {"questions": self.questions, "kept": self.kept, "dropped": self.dropped,
+                "rows": {k: len(v) for k, v in self.records.items()}, "duplicates_removed": self.duplicates}
+
+
+def suite_records(suite: Suite, keep: ExportFilter | None = None) -> SuiteExport:
+    """The four datasets of one suite from its report section, from the questions `keep` keeps
+    (all scored ones by default), identical DPO and SFT rows removed (the first is kept)."""
+    keep = keep or ExportFilter()
+    out = SuiteExport(suite.name, questions=len(suite.questions))
+    dpo: dict[str, dict] = {}
+    sft: dict[str, dict] = {}
+    prompts, groups = [], []
+    pairs_seen = sft_seen = 0
     for q in suite.questions:
-        if not q.metrics:
-            continue  # an item that errored has no traces to export
+        reason = keep.drop_reason(q)
+        if reason:
+            out.dropped[reason] += 1
+            continue
+        out.kept += 1
+        m = q.metrics
+        assert m is not None  # drop_reason drops a question without metrics
         prompt, traces = _prompt(suite, q), q.traces
+        common = {"question_id": q.id, "pass_rate": m.accuracy}
         for p in q.pairs:
-            dpo.append({"prompt": prompt, "chosen": _completion(suite, traces[p.chosen].text),
-                        "rejected": _completion(suite, traces[p.rejected].text)})
-        prompts.append({"prompt": prompt, "answer": q.answer, "question_id": q.id})
-        groups.append({"prompt": prompt, "question_id": q.id,
+            pairs_seen += 1
+            w, lo = traces[p.chosen], traces[p.rejected]
+            row = {"prompt": prompt, "chosen": _completion(suite, w.text), "rejected": _completion(suite, lo.text)}
+            dpo.setdefault(_key(row["prompt"], row["chosen"], row["rejected"]), {
+                **row, **common, "dpo_margin": p.margin, "chosen_logps": w.logp, "rejected_logps": lo.logp,
+                "chosen_ref_logps": w.ref_logp, "rejected_ref_logps": lo.ref_logp,
+                "chosen_reward": w.reward, "rejected_reward": lo.reward,
+                "chosen_rewards_by_function": w.rewards_by_function,
+                "rejected_rewards_by_function": lo.rewards_by_function})
+        prompts.append({"prompt": prompt, "answer": q.answer, **common, "spread": m.spread})
+        names = sorted({name for t in traces for name in (t.rewards_by_function or {})})
+        groups.append({"prompt": prompt, "answer": q.answer, **common, "spread": m.spread,
                        "completions": [_completion(suite, t.text) for t in traces],
-                       "rewards": [t.reward for t in traces], "advantages": [t.advantage for t in traces]})
-        sft += [{"prompt": prompt, "completion": _completion(suite, t.text)}
-                for t in traces if t.verdict == "correct"]
-    return {"dpo": dpo, "grpo_prompts": prompts, "grpo_groups": groups, "sft": sft}
+                       "rewards": [t.reward for t in traces], "advantages": [t.advantage for t in traces],
+                       "rewards_by_function": ({n: [(t.rewards_by_function or {}).get(n) for t in traces]
+                                                for n in names} or None),
+                       "logps": [t.logp for t in traces]})
+        for t in traces:
+            if t.verdict == "correct":
+                sft_seen += 1
+                row = {"prompt": prompt, "completion": _completion(suite, t.text)}
+                sft.setdefault(_key(row["prompt"], row["completion"]), {
+                    **row, **common, "reward": t.reward, "rewards_by_function": t.rewards_by_function,
+                    "logp": t.logp})
+    out.records = {"dpo": list(dpo.values()), "grpo_prompts": prompts, "grpo_groups": groups, "sft": list(sft.values())}
+    out.duplicates = {"dpo": pairs_seen - len(dpo), "sft": sft_seen - len(sft)}
+    return out
 
 
-def export_files(report: Report | dict, directory: str | Path) -> dict[Path, str]:
-    """Every suite's datasets as the files `export_report` writes: path under `directory/<suite>/` → text.
+# ------------------------------------------------------------------------------------------ the files
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One file of an export: `data` (text, or parquet bytes) and `text`, what is checked for the
+    run's secrets before it is written (the data itself, or the parquet's rows as JSON lines)."""
+    path: Path
+    data: str | bytes
+    text: str
+
+    def write(self) -> None:
+        """Atomically; raises SecretInOutput (nothing written) or OSError."""
+        if isinstance(self.data, str):
+            write_without_secrets(self.path, self.data)
+        else:
+            refuse_secrets(self.path, self.text)
+            _write_bytes(self.path, self.data)
+
+
+@dataclass
+class Export:
+    """What `build_export` made: the files to write, and per suite what was kept and dropped."""
+    directory: Path
+    filter: ExportFilter
+    format: str
+    suites: list[SuiteExport]
+    files: list[ExportFile]
+
+    def summary(self) -> dict[str, Any]:
+        """The content of `summary.json`: the filter, totals, and each suite's counts and files."""
+        totals: dict[str, Any] = {"questions": 0, "kept": 0, "dropped": {}, "rows": {}, "duplicates_removed": {}}
+        for s in self.suites:
+            one = s.summary()
+            totals["questions"] += one["questions"]
+            totals["kept"] += one["kept"]
+            for key in ("dropped", "rows", "duplicates_removed"):
+                for name, n in one[key].items():
+                    totals[key][name] = totals[key].get(name, 0) + n
+        return {"format": self.format,
+                "filter": {"pass_rate": None if self.filter.pass_rate is None else str(self.filter.pass_rate),
+                           "nonzero_spread": self.filter.nonzero_spread},
+                "totals": totals,
+                "suites": {s.name: {**s.summary(), "files": {k: f"{s.name}/{k}.{self.format}" for k in DATASETS}}
+                           for s in self.suites}}
+
+    def line(self) -> str:
+        """The one line a run or the command prints, e.g. "rlhf-eval: exported 3 suites to out/: 31 of
+        60 questions kept (pass rate in [0.2, 0.8]: 17 below, 12 above), 48 DPO pairs (202 before
+        dedupe), ...; per suite: out/summary.json"."""
+        t = self.summary()["totals"]
+        where = shown_path(self.directory)
+        n = len(self.suites)
+        kept = f"{t['kept']} of {t['questions']} questions kept"
+        why = [f"{t['dropped'][k]} {label}" for k, label in (("below", "below"), ("above", "above"),
+                                                              ("zero_spread", "zero spread"),
+                                                              ("errored", "errored")) if t["dropped"].get(k)]
+        if self.filter.pass_rate is not None or self.filter.nonzero_spread:
+            kept += f" by {self.filter}"
+        if why:
+            kept += f" ({', '.join(why)} left out)"
+        rows, dups = t["rows"], t["duplicates_removed"]
+
+        def deduped(name: str, label: str) -> str:
+            extra = f" ({rows.get(name, 0) + dups[name]} before dedupe)" if dups.get(name) else ""
+            return f"{rows.get(name, 0)} {label}{extra}"
+
+        return (f"rlhf-eval: exported {n} suite{'s' * (n != 1)} to {where}/: {kept}; {deduped('dpo', 'DPO pairs')}, "
+                f"{deduped('sft', 'SFT rows')}, {rows.get('grpo_prompts', 0)} GRPO prompts "
+                f"({self.format}); per suite: {shown_path(self.directory / 'summary.json')}")
+
+
+def build_export(report: Report | dict, directory: str | Path, *, pass_rate: Any = None,
+                 nonzero_spread: bool = False, format: str = "jsonl") -> Export:
+    """Every suite's datasets, dataset card and the summary, as the files `export_report` writes.
+
+    Args:
+        pass_rate: keep the questions whose pass rate (accuracy) is in this band: (low, high) with
+            both ends kept, a `PassRateBand`, or its text ("0.2:0.8", "(0:1)"); None keeps all.
+        nonzero_spread: keep only questions whose rewards differ (a GRPO group with signal).
+        format: "jsonl" or "parquet" (needs `datasets`).
 
     A suite's name is a folder name (the report model checks it), so every path is inside `directory`.
     Raises ReportError (one line, "suites[i].name: ...") when two suites share a name: their files would
-    overwrite each other."""
+    overwrite each other; ValueError (one line) for a bad band or format."""
+    keep = ExportFilter.of(pass_rate, nonzero_spread)
+    check_format(format)
     suites = Report.of(report).suites
     first: dict[str, int] = {}
     for i, suite in enumerate(suites):
@@ -68,18 +346,74 @@ def export_files(report: Report | dict, directory: str | Path) -> dict[Path, str
             raise ReportError(f"suites[{i}].name: {suite.name!r} is also the name of suites[{first[suite.name]}]; "
                               "export writes one folder per suite, so suite names must differ")
         first[suite.name] = i
-    return {Path(directory) / suite.name / f"{name}.jsonl":
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            for suite in suites for name, rows in suite_records(suite).items()}
+    directory = Path(directory)
+    exports, files = [], []
+    for suite in suites:
+        one = suite_records(suite, keep)
+        exports.append(one)
+        for name, rows in one.records.items():
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            path = directory / suite.name / f"{name}.{format}"
+            data: str | bytes = text if format == "jsonl" else _parquet(rows, COLUMNS[name])
+            files.append(ExportFile(path, data, text))
+    export = Export(directory, keep, format, exports, files)
+    summary = json.dumps(export.summary(), indent=1, ensure_ascii=False) + "\n"
+    files.append(ExportFile(directory / "summary.json", summary, summary))
+    return export
 
 
-def export_report(report: Report | dict, directory: str | Path) -> list[Path]:
-    """Write every suite's datasets under `directory/<suite>/`; returns the files written.
+def export_files(report: Report | dict, directory: str | Path, **options: Any) -> dict[Path, str | bytes]:
+    """The files `export_report` writes: path → text (bytes for parquet). Options as `build_export`."""
+    return {f.path: f.data for f in build_export(report, directory, **options).files}
 
-    Raises ReportError for two suites of one name (nothing is written), OSError, or SecretInOutput for a
-    file that would contain one of the run's secrets (that file is not written)."""
-    written = []
-    for path, text in export_files(report, directory).items():
-        write_without_secrets(path, text)
-        written.append(path)
-    return written
+
+def export_report(report: Report | dict, directory: str | Path, **options: Any) -> Export:
+    """Write every suite's datasets under `directory/<suite>/` (options as `build_export`); returns
+    the `Export` (its `line()` says what was written, `summary()` is `summary.json`).
+
+    Raises ReportError for two suites of one name, ValueError for a bad option (nothing is written
+    for either), OSError, or SecretInOutput for a file that would contain one of the run's secrets
+    (that file is not written)."""
+    export = build_export(report, directory, **options)
+    for f in export.files:
+        f.write()
+    return export
+
+
+def _parquet(rows: list[dict], columns: Iterable[str]) -> bytes:
+    """`rows` as a parquet file of the table `datasets` builds from them (its feature types in the
+    file's metadata, as `Dataset.to_parquet` writes; written here to skip its progress bar)."""
+    try:
+        import datasets
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    except ImportError:
+        raise ValueError(NEEDS_DATASETS) from None
+    if rows:
+        table = datasets.Dataset.from_list(rows)
+    else:  # no rows: the columns still exist, so a trainer's column check says "empty", not "missing"
+        table = datasets.Dataset.from_dict({c: [] for c in columns})
+    buffer = io.BytesIO()
+    if rows:
+        pq.write_table(table.data.table, buffer)
+    else:  # no row group at all: `datasets` reads a row group of 0 rows as a batch size of 0, and fails
+        pq.ParquetWriter(buffer, table.data.table.schema).close()
+    return buffer.getvalue()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """As `atomic.atomic_write_text`, for bytes: temp file beside `path`, then a rename."""
+    from .atomic import _UMASK, make_directory
+
+    make_directory(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as the text files: mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -76,6 +76,9 @@ class RunOptions:
     report_json: Path | None = None
     html: Path | None = None
     export: Path | None = None  # TRL-ready datasets under export/<suite>/
+    export_pass_rate: Any = None  # keep questions whose pass rate is in this band ("0.2:0.8", (0.2, 0.8))
+    export_nonzero_spread: bool = False  # keep only questions whose rewards differ
+    export_format: str = "jsonl"  # or "parquet" (needs `datasets`)
     save: Path | None = None  # also write the JSON report here, as a baseline
     save_name: str | None = None  # how the baseline is named in messages (default: the file's stem)
     baseline: Path | None = None  # compare with this report
@@ -107,6 +110,13 @@ class RunOptions:
                                "number of " + ("requests a minute" if name == "rate_limit_rpm" else "seconds"))
         if isinstance(self.fail_rules, str):  # one rule, not its characters
             self.fail_rules = (self.fail_rules,)
+        from .export import ExportFilter, check_format
+
+        try:
+            ExportFilter.of(self.export_pass_rate, self.export_nonzero_spread)
+            check_format(self.export_format)
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
 
 
 def request_policy(options: RunOptions) -> RequestPolicy:
@@ -211,6 +221,7 @@ class Run:
         self.baseline_name = self.options.baseline_name or (self.options.baseline or Path()).stem
         self.fail_rules: dict[str, float] = {}
         self.written: list[str] = []  # files written, for the summary
+        self.export_line: str | None = None  # what the export wrote, in one line
         self.problems: list[str] = []  # outputs that could not be written, one line each
 
     @property
@@ -421,6 +432,7 @@ class Run:
                       ("text", render_comparison(report.comparison))]
             lines += [("fail", f"FAIL regression: {line}") for line in report.comparison.failures]
         lines += [("text", f"rlhf-eval: wrote {path}") for path in self.written]
+        lines += [("text", self.export_line)] if self.export_line else []
         return lines + [("fail", line) for line in self.problems]
 
     def _write_outputs(self, report: Report) -> None:
@@ -441,11 +453,17 @@ class Run:
             if path is not None:
                 self._write(label, path, partial(write, path))
         if o.export is not None:
-            from .export import export_files
+            from .export import build_export
 
-            for path, text in export_files(report, o.export).items():
-                if not self._write("the export", path, partial(write_without_secrets, path, text)):
+            export = build_export(report, o.export, pass_rate=o.export_pass_rate,
+                                  nonzero_spread=o.export_nonzero_spread, format=o.export_format)
+            written, problems = len(self.written), len(self.problems)
+            for f in export.files:
+                if not self._write("the export", f.path, f.write):
                     break
+            del self.written[written:]  # one line says what the export wrote, not one a file
+            if len(self.problems) == problems:
+                self.export_line = export.line()
 
     def _write(self, label: str, path: Path, write: Callable[[], None]) -> bool:
         """Run `write()`; False (after noting the one line that says why) if it failed for the disk.
@@ -520,8 +538,9 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
         cassette_dir: as `--rlhf-cassette-dir`.
         backends: `backends(suite, replay, policy)` may return a suite's `Backends` (None: built
             from its `model:`), as the plugin's `pytest_rlhf_eval_backends` hook does.
-        **options: any other `RunOptions` field (report_json, html, export, save, baseline,
-            fail_rules, concurrency, rate_limit_rpm, retries, ...).
+        **options: any other `RunOptions` field (report_json, html, export, export_pass_rate,
+            export_nonzero_spread, export_format, save, baseline, fail_rules, concurrency,
+            rate_limit_rpm, retries, ...).
 
     Returns the report (the `Report` `--rlhf-report-json` writes; `report.to_dict()` is that JSON).
     What pytest would fail: a suite's `failed` (a question failed, or a suite threshold: its

@@ -95,10 +95,12 @@ def test_exports_load_with_datasets_and_hold_exactly_the_reported_pairs_and_grou
             return datasets.load_dataset("json", data_files=str(folder / f"{name}.jsonl"), split="train")  # noqa: B023
 
         dpo = load("dpo")
-        assert dpo.column_names == ["prompt", "chosen", "rejected"]
-        assert len(dpo) == sum(q["metrics"]["pairs"] for q in qs) == suite["aggregates"]["pairs"]
-        expected = [(q["traces"][p["chosen"]]["text"], q["traces"][p["rejected"]]["text"])
-                    for q in qs for p in q["pairs"]]
+        assert dpo.column_names[:5] == ["prompt", "chosen", "rejected", "question_id", "pass_rate"]
+        pairs = [(q["id"], q["traces"][p["chosen"]]["text"], q["traces"][p["rejected"]]["text"])
+                 for q in qs for p in q["pairs"]]
+        assert len(pairs) == suite["aggregates"]["pairs"]
+        expected = [(c, r) for _, c, r in dict.fromkeys(pairs)]  # identical pairs once, the first kept
+        assert len(dpo) == len(expected)
         if suite["name"] == "chat":  # conversational: the system turn is kept
             assert dpo[0]["prompt"][0] == {"role": "system", "content": "You are careful."}
             assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dpo] == expected
@@ -113,8 +115,8 @@ def test_exports_load_with_datasets_and_hold_exactly_the_reported_pairs_and_grou
         assert groups["rewards"] == [[t["reward"] for t in q["traces"]] for q in qs]
         assert groups["advantages"] == [pytest.approx([t["advantage"] for t in q["traces"]]) for q in qs]
         sft = load("sft")
-        assert set(sft.column_names) == {"prompt", "completion"}
-        assert len(sft) == sum(q["metrics"]["correct"] for q in qs)
+        assert {"prompt", "completion", "question_id", "pass_rate"} <= set(sft.column_names)
+        assert len(sft) == len({(q["id"], t["text"]) for q in qs for t in q["traces"] if t["verdict"] == "correct"})
 
 
 def test_interval_threshold_gates_on_the_bound(project, live):

@@ -75,6 +75,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where baselines live (default: <rootdir>/baselines, or ini rlhf_baseline_dir)")
     group.addoption("--rlhf-export", default=None, metavar="DIR",
                     help="write TRL-ready datasets (DPO pairs, GRPO prompts and groups, SFT) under DIR/<suite>/")
+    group.addoption("--rlhf-export-pass-rate", default=None, metavar="LOW:HIGH",
+                    help="with --rlhf-export: export only the questions whose pass rate (accuracy) is in this band; "
+                         "both ends kept (0.2:0.8), or brackets for open ends: '(0:1)' drops all-wrong and "
+                         "all-correct questions")
+    group.addoption("--rlhf-export-nonzero-spread", action="store_true", default=False,
+                    help="with --rlhf-export: export only the questions whose rewards differ (a GRPO group with "
+                         "signal; DAPO's dynamic sampling)")
+    group.addoption("--rlhf-export-format", choices=("jsonl", "parquet"), default="jsonl",
+                    help="with --rlhf-export: jsonl (default) or parquet (needs pip install 'rlhf-eval[datasets]')")
     group.addoption("--rlhf-html", default=None, metavar="PATH",
                     help="write a self-contained HTML report (tables, every trace, plots) to PATH")
     parser.addini("rlhf_cassette_dir", "cassette directory, relative to the rootdir", default="cassettes")
@@ -98,6 +107,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ReportPlugin(config), "rlhf-eval-report")
     if config.getoption("--rlhf-compare") or config.getoption("--rlhf-compare-fail"):
         the_run(config)  # bad comparison settings stop the run before anything is sampled
+    _check_export_options(config)
+
+
+def _check_export_options(config: pytest.Config) -> None:
+    """A bad export filter or format stops the run before anything is sampled, in one line."""
+    opt = config.getoption
+    given = [name for name in ("--rlhf-export-pass-rate", "--rlhf-export-nonzero-spread")
+             if opt(name)] + ["--rlhf-export-format"] * (opt("--rlhf-export-format") != "jsonl")
+    if not given:
+        return
+    if not opt("--rlhf-export"):
+        raise pytest.UsageError(f"{given[0]} needs --rlhf-export DIR")
+    from rlhf_eval.export import ExportFilter, check_format
+
+    for name, check in (("--rlhf-export-pass-rate", lambda: ExportFilter.of(opt("--rlhf-export-pass-rate"))),
+                        ("--rlhf-export-format", lambda: check_format(opt("--rlhf-export-format")))):
+        try:
+            check()
+        except ValueError as exc:
+            raise pytest.UsageError(f"{name}: {exc}") from None
 
 
 def the_run(config: pytest.Config) -> Run:
@@ -115,6 +144,8 @@ def the_run(config: pytest.Config) -> Run:
             retry_delay=opt("--rlhf-retry-delay"),
             workers=int(getattr(config, "workerinput", {}).get("workercount", 1)),
             report_json=opt("--rlhf-report-json"), html=opt("--rlhf-html"), export=opt("--rlhf-export"),
+            export_pass_rate=opt("--rlhf-export-pass-rate"), export_nonzero_spread=opt("--rlhf-export-nonzero-spread"),
+            export_format=opt("--rlhf-export-format"),
             save=baseline_path(config, save) if save else None, save_name=save,
             baseline=baseline_path(config, compare) if compare else None, baseline_name=compare,
             fail_rules=opt("--rlhf-compare-fail"),
