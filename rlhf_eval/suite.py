@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator,
                       model_validator)
+from pydantic_core import PydanticCustomError
 
 from .credentials import redact_url, url_problem
 from .paths import FOLDER_NAME_RE, shown_path
@@ -305,7 +306,9 @@ class QuestionSpec(BaseModel):
     def _text_or_chat(cls, v):
         if isinstance(v, (str, list)):
             return v
-        raise ValueError(f"expected text or a list of chat messages ({{role, content}}), got {_short(v)}")
+        # Its own error type: the message is shown as it is (a ValueError's gets "Value error, ").
+        raise PydanticCustomError("text_or_chat", "expected text or a list of chat messages ({role, content}), "
+                                  "got {got}", {"got": _short(v)})
 
     @field_validator("id", "answer", mode="before")
     @classmethod

@@ -76,8 +76,8 @@ QUESTIONS = "questions:\n  - {id: a, question: 'What is 3 + 4?', answer: '7'}\n"
      "prompt[0].role: unknown role 'usr' (did you mean 'user'?); roles are system, user, assistant"),
     ("prompt:\n  - {role: user, content: '{question}'}\n  - {role: assistant, content: '7'}\n", 6,
      "prompt[1]: the last message is 'assistant'; a prompt ends with the user's message"),
-    ("prompt:\n  - {role: user, content: hi}\n  - {role: system, content: x}\n  - {role: user, content: '{question}'}\n",
-     6, "prompt[1]: a system message comes first, and only once"),
+    ("prompt:\n  - {role: user, content: hi}\n  - {role: system, content: x}\n"
+     "  - {role: user, content: '{question}'}\n", 6, "prompt[1]: a system message comes first, and only once"),
     ("prompt:\n  - {role: user, content: '  '}\n  - {role: user, content: '{question}'}\n", 5,
      "prompt[0].content: empty; the APIs refuse an empty message"),
     ("prompt:\n  - {role: user, content: [{type: text, text: '{question}'}]}\n", 5,
@@ -274,10 +274,9 @@ def test_a_chat_suite_records_through_the_emulator_replays_offline_and_exports_t
     assert stored == suite.questions[0].prompt
 
     records = suite_records(suite)
-    for name, rows_out in records.items():
-        for row in rows_out:
-            assert row["prompt"] == suite.questions[[q.id for q in suite.questions].index(row["question_id"])].prompt \
-                if "question_id" in row else isinstance(row["prompt"], list)
+    prompts = [q.prompt for q in suite.questions]
+    assert all(row["prompt"] in prompts for rows_out in records.values() for row in rows_out)
+    assert [row["prompt"] for row in records["grpo_prompts"]] == prompts
     sft, groups = records["sft"], records["grpo_groups"]
     assert sft and all(r["completion"][0]["role"] == "assistant" and len(r["completion"]) == 1 for r in sft)
     assert all(c == [{"role": "assistant", "content": t.text}]
@@ -351,6 +350,13 @@ def test_reports_with_text_or_chat_prompts_load_and_the_html_shows_each_message_
     assert shown.count('<div class="msg">') == 4
     assert shown.index(">system<") < shown.index(">user<") < shown.index(">assistant<")
     assert "A: 5" in shown
+    from rlhf_eval import ui  # the viewer (gradio is imported only by build_app)
+    report = {"suites": [{"name": "s", "questions": [{"id": "b", "passed": True, "metrics": {}, "traces": [],
+                                                      "pairs": [], "prompt": CHAT + [{"role": "user",
+                                                                                      "content": "<b>"}]}]}]}
+    viewed = ui.traces_html(ui.question_detail(report, "s", "b"))
+    assert "chat prompt" in viewed and "&lt;b&gt;" in viewed
+    assert viewed.index(">SYSTEM<") < viewed.index(">USER<") < viewed.index(">ASSISTANT<")
 
 
 # ----------------------------------------------------------------------------- the hf scorer

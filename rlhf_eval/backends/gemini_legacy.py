@@ -191,7 +191,8 @@ class LegacyGeminiSampler:
         return _camel_keys(response.to_dict())
 
     def sample(self, prompt: Prompt, k: int, seed: int) -> list[Trace]:
-        """k traces for `prompt` (text, or a chat sent as turns); `seed` cannot be sent (see `LegacySeedWarning`) and is not recorded."""
+        """k traces for `prompt` (text, or a chat sent as turns); `seed` cannot be sent (see
+        `LegacySeedWarning`) and is not recorded."""
         _warn_no_seed()
         # One at a time: the requests of a question are identical (no seed), so they must replay
         # in the order they were recorded.
