@@ -149,7 +149,8 @@ class ScorerConfig(_Strict):
     base_url: BaseUrl | None = None  # openai: the server's /v1 URL (default: env OPENAI_BASE_URL)
     api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key, if any
     # The text the completion is appended to when scoring; {prompt} is the rendered prompt.
-    # For a chat model, write its chat template here so the scored context matches sampling.
+    # For a chat model and a text prompt, write its chat template here so the scored context matches
+    # sampling; a chat prompt is rendered by the tokenizer's own chat template (hf) before this.
     template: str = "{prompt}"
     device: str = "cpu"  # hf
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # hf
