@@ -20,7 +20,7 @@ from .finish import finish_verdict, withheld
 from .paths import shown_path
 from .recording import CassetteProblem, cassette_path, use_cassette
 from .rewards import RewardError, resolve_reward, reward_kwargs, rewards_per_function, weighted_sum
-from .sampling import Sampler, Scorer
+from .sampling import Prompt, Sampler, Scorer
 from .suite import Question, ScorerConfig, Suite
 from .thresholds import ThresholdFailure, check_thresholds
 from .throttle import SERIAL, RequestPolicy
@@ -46,7 +46,7 @@ class QuestionResult:
     intervals: dict[str, list[float]] = field(default_factory=dict)  # 95% intervals of some metrics
     failures: list[ThresholdFailure] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)  # thresholds not applicable (e.g. no pairs)
-    prompt: str = ""  # as sent (rendered from the suite's template)
+    prompt: Prompt = ""  # as sent (rendered from the suite's template): text or a chat
     answer: str = ""  # the reference the verifier compared against
     # Each reward function's reward per trace (None: it does not apply); `rewards` is their weighted
     # sum, NaN where every function returned None (see rlhf_eval.rewards).
@@ -194,7 +194,7 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
     return result
 
 
-def suite_rewards(suite: Suite, question: Question, prompt: str, traces: list[Trace],
+def suite_rewards(suite: Suite, question: Question, prompt: Prompt, traces: list[Trace],
                   verdicts: list[Verdict]) -> tuple[dict[str, list[float | None]], np.ndarray]:
     """Each of the suite's reward functions called on the traces (sampled from `prompt`) as TRL
     calls it, and their weighted sum: ({name: k rewards, None where it does not apply}, (k,)
@@ -271,7 +271,7 @@ class Backends:
         )
 
 
-def draw_traces(prompt: str, k: int, seed: int, backends: Backends) -> list[Trace]:
+def draw_traces(prompt: Prompt, k: int, seed: int, backends: Backends) -> list[Trace]:
     """Sample k traces, then add scorer log-probabilities: the policy scorer's for every trace when the
     sampler's are missing for any, the reference's for all."""
     traces = backends.sampler.sample(prompt, k, seed)

@@ -19,8 +19,9 @@ A filter keeps the questions whose pass rate lies in a band and/or whose reward 
 from the kept questions only. Pass rate and spread come from the report's metrics, so exporting a
 JSON report gives what the run's own export gave.
 
-When the suite has a system instruction, prompts are conversational (lists of messages, TRL's
-"conversational" format), so the system turn is not lost; otherwise plain strings ("standard").
+A chat suite's prompts (README "Chat prompts"), and every prompt of a suite with a system
+instruction, are conversational (lists of messages, TRL's "conversational" format, completions as
+`[{"role": "assistant", ...}]`), so no turn is lost; otherwise plain strings ("standard").
 """
 from __future__ import annotations
 
@@ -171,6 +172,11 @@ def _system(suite: Suite) -> str | None:
 
 
 def _prompt(suite: Suite, question: Question) -> Any:
+    """The question's prompt in TRL's format: a chat prompt as its messages (the system
+    instruction already first among them), text with a system instruction as [system, user]
+    messages, other text as it is."""
+    if isinstance(question.prompt, list):
+        return [dict(m) for m in question.prompt]
     system = _system(suite)
     if system:
         return [{"role": "system", "content": system}, {"role": "user", "content": question.prompt}]
@@ -178,7 +184,12 @@ def _prompt(suite: Suite, question: Question) -> Any:
 
 
 def _completion(suite: Suite, text: str) -> Any:
-    return [{"role": "assistant", "content": text}] if _system(suite) else text
+    """A completion in the format of the suite's prompts: `[{"role": "assistant", ...}]` when they
+    are conversational (a chat prompt, or a system instruction), else the text."""
+    # A suite's prompts are all text or all chats: the first recorded prompt says which.
+    first = next((q.prompt for q in suite.questions if q.prompt is not None), None)
+    conversational = isinstance(first, list) or bool(_system(suite))
+    return [{"role": "assistant", "content": text}] if conversational else text
 
 
 def _key(*values: Any) -> str:

@@ -61,6 +61,15 @@ def _fix_char(m: re.Match) -> str:
     return "\ufffd"
 
 
+def prompt_html(prompt: str | list[dict[str, Any]]) -> str:
+    """A report question's prompt as HTML: text in one block; a chat as one block per message under
+    its role (system, user, assistant), in order."""
+    if not isinstance(prompt, list):
+        return f'<div class="pre">{_esc(prompt)}</div>'
+    return "".join(f'<div class="msg"><div class="role">{_esc(m.get("role", ""))}</div>'
+                   f'<div class="pre">{_esc(m.get("content", ""))}</div></div>' for m in prompt)
+
+
 def _esc(value: Any) -> str:
     """Escape any value for HTML text and attribute values (quotes included)."""
     s = value if isinstance(value, str) else str(value)
@@ -421,6 +430,7 @@ mark.ok{background:#b6f0c4;outline-color:#2f9e52}mark.bad{background:#ffd0cc;out
 details.prompt{display:inline-block;margin-left:14px;vertical-align:top}
 details.prompt>summary{cursor:pointer;color:var(--acc)}
 details.prompt[open]{display:block;margin:4px 0 0}
+.msg{margin:2px 0}.msg .role{color:var(--muted);font-size:11px;font-weight:700;text-transform:uppercase}
 details.rs{margin-bottom:4px;color:#555;white-space:pre-wrap}details.rs>summary{cursor:pointer}
 .pre{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:11.5px;
 background:var(--soft);padding:4px 8px;border-radius:3px}
@@ -749,8 +759,8 @@ class _Page:
             w(f'<div class="err-box">{_esc(q.error)}</div>')
         if q.answer is not None or q.prompt:
             ref = f'reference answer <b class="ref">{_esc(q.answer)}</b>' if q.answer is not None else ""
-            prompt = (f'<details class="prompt"><summary>prompt</summary><div class="pre">{_esc(q.prompt)}</div>'
-                      '</details>' if q.prompt else "")
+            prompt = (f'<details class="prompt"><summary>{"chat prompt" if isinstance(q.prompt, list) else "prompt"}'
+                      f'</summary>{prompt_html(q.prompt)}</details>' if q.prompt else "")
             w(f'<div class="qref">{ref}{prompt}</div>')
         held = dict(m.items()) if m else {}
         if held:

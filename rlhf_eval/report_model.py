@@ -148,7 +148,8 @@ class Question(_Model):
     id: str
     index: int = 0
     passed: bool = True
-    prompt: str | None = None
+    # As sent: text, or a chat — TRL's conversational prompt, [{"role": ..., "content": ...}, ...]
+    prompt: str | list[dict[str, Any]] | None = None
     answer: str | None = None
     metrics: QuestionMetrics | None = None
     intervals: dict[str, Interval] = Field(default_factory=dict)

@@ -8,12 +8,15 @@ A reward function takes one question's k completions and returns one reward each
 It is called with keyword arguments only (as TRL calls it), so it must take ``**kwargs`` or name
 every argument it is given:
 
-* ``completions``: the k answer texts (``Trace.text``), in trace order. TRL passes message lists
-  (``[{"role": "assistant", "content": ...}]``) for a conversational dataset; a suite's prompt is
-  one text today, which TRL's standard (non-conversational) format matches, so these are strings.
+* ``completions``: the k answers (``Trace.text``), in trace order, as TRL passes them for the
+  suite's prompt format: strings for a text prompt (TRL's "standard" format); for a chat prompt
+  (TRL's "conversational" format, see README "Chat prompts") each a one-message list
+  ``[{"role": "assistant", "content": text}]``, as ``GRPOTrainer`` decodes a conversational
+  completion.
   A reasoning model's inline ``<think>`` span is split off by ``model.reasoning_tags`` before
   this; set ``reasoning_tags: null`` to pass the whole generated text, as TRL decodes it.
-* ``prompts``: the rendered prompt, repeated k times (TRL repeats each prompt per generation).
+* ``prompts``: the rendered prompt, repeated k times (TRL repeats each prompt per generation):
+  text, or for a chat prompt the conversation as sent, a list of ``{"role", "content"}`` messages.
 * every field of the question, repeated k times as TRL repeats each dataset column: ``question``,
   ``answer`` (the reference the verifier reads), and every other field or JSONL column.
 * ``verdicts``: the verdict of each completion (`rlhf_eval.types.VERDICTS`); and
@@ -41,6 +44,7 @@ alone, with weight 1.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import numbers
@@ -59,6 +63,8 @@ __all__ = [
     "REWARDS",
     "RewardError",
     "RewardFunction",
+    "as_completions",
+    "is_conversational",
     "resolve_reward",
     "reward_function",
     "reward_kwargs",
@@ -172,31 +178,52 @@ def accuracy(completions: list, verdicts: list[str], verdict_rewards: dict[str, 
 # ---------------------------------------------------------------------------------------------
 
 
-def reward_kwargs(prompt: str, fields: dict[str, Any], answer: str, verdicts: Sequence[str],
+def reward_kwargs(prompt: str | list[dict[str, str]], fields: dict[str, Any], answer: str, verdicts: Sequence[str],
                   verdict_rewards: dict[str, float]) -> dict[str, Any]:
     """What a reward function gets besides `completions`, for one question of k = len(verdicts)
-    completions: each column repeated k times, as TRL repeats a dataset row per generation."""
+    completions: each column repeated k times, as TRL repeats a dataset row per generation.
+    `prompt` is text or a chat (a list of messages); `rewards_per_function` passes the completions
+    in the same format."""
     k = len(verdicts)
     columns = {**fields, "answer": answer}
     return {**{key: [value] * k for key, value in columns.items()}, "prompts": [prompt] * k,
             "verdicts": list(verdicts), "verdict_rewards": dict(verdict_rewards)}
 
 
+def is_conversational(prompts: Any) -> bool:
+    """Whether `prompts` (the ``prompts`` argument) are chats: TRL's `is_conversational` test on the
+    first, a list whose first item is a mapping with a ``role``."""
+    first = prompts[0] if isinstance(prompts, list) and prompts else None
+    return isinstance(first, list) and bool(first) and isinstance(first[0], dict) and "role" in first[0]
+
+
+def as_completions(texts: Sequence[str], conversational: bool) -> list:
+    """The completions a reward function gets, as TRL's GRPOTrainer passes them: the texts, or for
+    a conversational prompt each as ``[{"role": "assistant", "content": text}]``."""
+    if conversational:
+        return [[{"role": "assistant", "content": text}] for text in texts]
+    return list(texts)
+
+
 def rewards_per_function(funcs: Sequence[RewardFunction], completions: list[str], kwargs: dict[str, Any],
                          question_id: str) -> np.ndarray:
     """Each function's rewards: (k, F) floats, NaN where it returned None (TRL's `rewards_per_func`).
+    `completions` are the k texts; a function gets them as TRL would for the prompts' format
+    (`as_completions`: message lists when ``kwargs["prompts"]`` are chats).
     Raises RewardError (one line naming the function and the question) for a function that raises
     or does not return k numbers or Nones (inf is refused: it would make every advantage NaN)."""
     out = np.full((len(completions), len(funcs)), np.nan)
+    conversational = is_conversational(kwargs.get("prompts"))
     for i, fn in enumerate(funcs):
-        out[:, i] = _called(fn, completions, kwargs, question_id)
+        out[:, i] = _called(fn, completions, kwargs, question_id, conversational)
     return out
 
 
-def _called(fn: RewardFunction, completions: list[str], kwargs: dict[str, Any], question_id: str) -> list[float]:
+def _called(fn: RewardFunction, completions: list[str], kwargs: dict[str, Any], question_id: str,
+            conversational: bool = False) -> list[float]:
     where = f"on question {question_id!r}"
     try:
-        returned = fn.run(completions=list(completions), **_copied(kwargs))
+        returned = fn.run(completions=as_completions(completions, conversational), **_copied(kwargs))
     except (KeyboardInterrupt, RewardError):
         raise
     except BaseException as exc:  # noqa: BLE001 - a team's code, SystemExit included, is one line
@@ -238,9 +265,16 @@ def _called(fn: RewardFunction, completions: list[str], kwargs: dict[str, Any], 
 
 def _copied(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Each argument list (and the verdict table) copied: a function that edits its arguments in
-    place cannot change what the next function is given."""
-    return {key: list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+    place cannot change what the next function is given. Lists of chats (``prompts``, a chat
+    ``question``) are copied message by message."""
+    return {key: _fresh(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
             for key, value in kwargs.items()}
+
+
+def _fresh(value: list) -> list:
+    if value and isinstance(value[0], (list, dict)):  # rows of chats: copy each message too
+        return copy.deepcopy(value)
+    return list(value)
 
 
 def weighted_sum(per_function: np.ndarray, weights: Sequence[float], names: Sequence[str] | None = None,

@@ -171,16 +171,36 @@ class Score:
     token_count: int  # how many completion tokens that sum covers
 
 
+#: A chat prompt: `{"role": "system"|"user"|"assistant", "content": text}` messages, TRL's
+#: conversational `prompt`, at most one system message and first, the last message the user's.
+Chat = list[dict[str, str]]
+#: What a sampler or scorer is given: text, or a chat (`rlhf_eval.suite.Suite.render_prompt`).
+Prompt = str | Chat
+
+
+def split_system(chat: Chat) -> tuple[str | None, Chat]:
+    """(the system message's text or None, the other messages) of a chat: the APIs that take the
+    system instruction apart (Gemini's `systemInstruction`) are sent it so."""
+    if chat and chat[0]["role"] == "system":
+        return chat[0]["content"], chat[1:]
+    return None, chat
+
+
 @runtime_checkable
 class Sampler(Protocol):
-    def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
+    def sample(self, prompt: Prompt, k: int, seed: int) -> list[Trace]:
         """Return exactly `k` traces for `prompt`; trace i is drawn with seed `seed + i`
-        (or, with several candidates per request, the seed of its request)."""
+        (or, with several candidates per request, the seed of its request).
+
+        `prompt` is text, or for a chat suite a `Chat`, the whole conversation (its system message,
+        if any, is the suite's; `model.system_instruction` is already in it): send it as chat,
+        answering its last (user) message."""
 
 
 @runtime_checkable
 class Scorer(Protocol):
     name: str  # shown in reports, e.g. "openai:Qwen/Qwen2.5-0.5B" or "hf:/models/ref"
 
-    def score(self, prompt: str, completions: Sequence[str]) -> list[Score]:
-        """Teacher-forced log-probability of each completion given `prompt`, one `Score` each."""
+    def score(self, prompt: Prompt, completions: Sequence[str]) -> list[Score]:
+        """Teacher-forced log-probability of each completion given `prompt` (text, or a `Chat`
+        whose chat template the scorer applies), one `Score` each."""

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator,
                       model_validator)
+from pydantic_core import PydanticCustomError
 
 from .credentials import redact_url, url_problem
 from .paths import FOLDER_NAME_RE, shown_path
@@ -147,7 +148,8 @@ class ScorerConfig(_Strict):
     base_url: BaseUrl | None = None  # openai: the server's /v1 URL (default: env OPENAI_BASE_URL)
     api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key, if any
     # The text the completion is appended to when scoring; {prompt} is the rendered prompt.
-    # For a chat model, write its chat template here so the scored context matches sampling.
+    # For a chat model and a text prompt, write its chat template here so the scored context matches
+    # sampling; a chat prompt is rendered by the tokenizer's own chat template (hf) before this.
     template: str = "{prompt}"
     device: str = "cpu"  # hf
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"  # hf
@@ -291,11 +293,22 @@ class QuestionSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     id: str
-    question: str
+    # Text, or a chat: a list of {role, content} messages (TRL's conversational `prompt`), checked
+    # with its lines by `chat_problems` when the suite expands.
+    question: str | list[Any]
     answer: str
     # Factories, not `= {}`: pydantic deep-copies a mutable default for every question it builds.
     thresholds: dict[str, Bound] = Field(default_factory=dict)
     verifier: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("question", mode="before")
+    @classmethod
+    def _text_or_chat(cls, v):
+        if isinstance(v, (str, list)):
+            return v
+        # Its own error type: the message is shown as it is (a ValueError's gets "Value error, ").
+        raise PydanticCustomError("text_or_chat", "expected text or a list of chat messages ({role, content}), "
+                                  "got {got}", {"got": _short(v)})
 
     @field_validator("id", "answer", mode="before")
     @classmethod
@@ -386,7 +399,8 @@ class SuiteSpec(_Strict):
     model: ModelConfig
     samples: int = Field(ge=1, le=1000)
     seed: int = Field(0, ge=0, lt=2**31 - 1000)
-    prompt: str = "{question}"
+    # A template (text), or a chat: a list of {role, content} messages whose contents are templates.
+    prompt: str | list[Any] = "{question}"
     verifier: VerifierConfig = VerifierConfig()
     rewards: Rewards = Rewards()  # the built-in `accuracy` reward function's setting
     # TRL's names and shapes (GRPOTrainer(reward_funcs=...), GRPOConfig.reward_weights, the keys of a
@@ -407,6 +421,14 @@ class SuiteSpec(_Strict):
             raise ValueError("must be letters, digits, '.', '_' or '-' (it names the cassette folder)")
         return v
 
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _template_or_chat(cls, v):
+        if isinstance(v, (str, list)):
+            return v
+        raise ValueError(f"expected a template such as 'Solve: {{question}}' or a list of chat messages "
+                         f"({{role, content}}), got {_short(v)}")
+
     @field_validator("verifier", mode="before")
     @classmethod
     def _verifier_shorthand(cls, v):
@@ -416,7 +438,7 @@ class SuiteSpec(_Strict):
 @dataclass(frozen=True)
 class Question:
     id: str
-    question: str
+    question: str | list[dict[str, str]]  # text, or a chat sent as it is (see `Suite.render_prompt`)
     answer: str  # the reference the verifier compares against
     fields: dict[str, Any]  # every prompt field, `question` included
     thresholds: dict[str, Bound]  # suite thresholds merged with this question's overrides
@@ -449,8 +471,28 @@ class Suite:
         """The `rewards:` table, verdict -> reward (the built-in accuracy reward's setting)."""
         return dict(self.spec.rewards)
 
-    def render_prompt(self, question: Question) -> str:
-        return render(self.spec.prompt, question.fields)
+    @property
+    def chat(self) -> bool:
+        """Whether this suite's prompts are chats (lists of messages), not text: its prompt is a
+        list of messages, or its questions are (a suite's questions are all one or the other)."""
+        return isinstance(self.spec.prompt, list) or bool(self.questions) and isinstance(self.questions[0].question,
+                                                                                           list)
+
+    def render_prompt(self, question: Question) -> str | list[dict[str, str]]:
+        """The prompt as sent. Text for a text template (`model.system_instruction`, if any, is sent
+        beside it, as today). For a chat — the suite's prompt is a list of messages, or the question
+        is one — the whole conversation, as TRL's conversational `prompt`: a list of
+        `{"role": "system"|"user"|"assistant", "content": str}` ending with the user's turn, each
+        content rendered, with `model.system_instruction` (if any) as its first, system, message."""
+        template = self.spec.prompt
+        if isinstance(question.question, list):
+            messages = [{"role": m["role"], "content": m["content"]} for m in question.question]
+        elif isinstance(template, list):
+            messages = [{"role": m["role"], "content": render(m["content"], question.fields)} for m in template]
+        else:
+            return render(template, question.fields)
+        system = self.spec.model.system_instruction
+        return [{"role": "system", "content": system}, *messages] if system else messages
 
     def question(self, question_id: str) -> Question:
         for q in self.questions:
@@ -465,8 +507,66 @@ def render(template: str, fields: dict[str, Any]) -> str:
     return out.replace("{{", "{").replace("}}", "}")
 
 
-def placeholders(template: str) -> set[str]:
+def placeholders(template: str | list) -> set[str]:
+    """The `{name}` fields a template (text, or a chat's message contents) fills."""
+    if isinstance(template, list):
+        return {name for m in template if isinstance(m, dict) and isinstance(m.get("content"), str)
+                for name in _PLACEHOLDER_RE.findall(m["content"])}
     return set(_PLACEHOLDER_RE.findall(template))
+
+
+#: The roles of a chat message: TRL's conversational format (OpenAI's chat roles).
+CHAT_ROLES = ("system", "user", "assistant")
+# Other chat formats' names for them (ShareGPT's from/value, Gemini's "model"), named in the error.
+_ROLE_ALIASES = {"human": "user", "gpt": "assistant", "model": "assistant", "bot": "assistant",
+                 "developer": "system"}
+
+
+def chat_problems(messages: list, where: str) -> list[tuple[tuple, str]]:
+    """What is wrong with a chat (`where` names it in messages, e.g. "prompt"): (key path inside
+    it, one line) each. A chat is a non-empty list of `{role, content}` mappings, roles
+    system/user/assistant, content non-empty text, at most one system message and only first, the
+    last message the user's (the model answers it)."""
+    if not messages:
+        return [((), f"{where}: an empty list of messages; give at least the user's message")]
+    problems: list[tuple[tuple, str]] = []
+    for i, m in enumerate(messages):
+        at = f"{where}[{i}]"
+        if not isinstance(m, dict):
+            problems.append(((i,), f"{at}: expected a message {{role, content}}, got {_short(m)}"))
+            continue
+        unknown = [k for k in m if k not in ("role", "content")]
+        if unknown:
+            key = str(unknown[0])
+            hint = " (ShareGPT's from/value: map them to role/content)" if key in ("from", "value") else \
+                _closest(key, ["role", "content"])
+            problems.append(((i, key), f"{at}: unknown key {_short(key)}{hint}; a message has role and content"))
+            continue
+        missing = [k for k in ("role", "content") if k not in m]
+        if missing:
+            problems.append(((i,), f"{at}: no {missing[0]}; a message is {{role: user, content: ...}}"))
+            continue
+        role, content = m["role"], m["content"]
+        if role not in CHAT_ROLES:
+            meant = _ROLE_ALIASES.get(role) if isinstance(role, str) else None
+            hint = f" (write {meant!r})" if meant else _closest(role, CHAT_ROLES)
+            problems.append(((i, "role"), f"{at}.role: unknown role {_short(role)}{hint}; roles are "
+                             f"{', '.join(CHAT_ROLES)}"))
+        elif role == "system" and i:
+            problems.append(((i, "role"), f"{at}: a system message comes first, and only once; move it to the "
+                             "start (Gemini takes one system instruction)"))
+        if not isinstance(content, str):
+            kind = "a list of parts (multimodal content)" if isinstance(content, list) else _short(content)
+            problems.append(((i, "content"), f"{at}.content: expected text, got {kind}; rlhf-eval sends text "
+                             "messages"))
+        elif not content.strip():
+            problems.append(((i, "content"), f"{at}.content: empty; the APIs refuse an empty message"))
+    last = messages[-1]
+    if not problems and last.get("role") != "user":
+        problems.append(((len(messages) - 1, "role"), f"{where}[{len(messages) - 1}]: the last message is "
+                         f"{last.get('role')!r}; a prompt ends with the user's message, which the model answers "
+                         "(drop a trailing assistant answer from the chat)"))
+    return problems
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -556,9 +656,17 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
     problems += _metric_problems(spec.thresholds, QUESTION_METRICS, ("thresholds",), err, QUESTION_INTERVALS)
     problems += _metric_problems(spec.suite_thresholds, SUITE_METRICS, ("suite_thresholds",), err, SUITE_INTERVALS)
 
+    chat_prompt = isinstance(spec.prompt, list)
+    if isinstance(spec.prompt, list):  # `chat_prompt`, tested again here so the type narrows
+        problems += [err(("prompt",) + at, message) for at, message in chat_problems(spec.prompt, "prompt")]
+        setting = _chat_setting_problem(spec, _has_system(spec.prompt))
+        if setting:
+            problems.append(err(("prompt",), f"prompt: {setting}"))
     used = placeholders(spec.prompt)
     if "question" not in used:
-        problems.append(err(("prompt",), "prompt has no {question} placeholder; add it where the question goes"))
+        problems.append(err(("prompt",), "prompt has no {question} placeholder in any message; add it to the "
+                            "user's message" if chat_prompt else
+                            "prompt has no {question} placeholder; add it where the question goes"))
     if "answer" in used:
         problems.append(err(("prompt",), "prompt uses {answer}: the ground truth must never reach the model; "
                             "write {{answer}} for literal braces"))
@@ -582,6 +690,33 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
     # Answers the verifier has read with the suite's own options: the same answer (`7`, `B`) on many
     # questions is checked once.
     readable: set[str] = set()
+    # The first question's format (text or chat) and id: a suite's prompts are all one (TRL's
+    # datasets are), and a problem every chat question shares is reported once.
+    first_kind: list[tuple[bool, str]] = []
+    chat_reported: set[str] = set()
+
+    def chat_question(index: int, q: QuestionSpec, qline: int | None, keypath: tuple) -> None:
+        """SuiteError for a question that is a chat (a list of messages) and cannot be sent as one."""
+        assert isinstance(q.question, list)
+        found = chat_problems(q.question, f"questions[{index}] ({_clip(q.id, 40)}).question")
+        if found:
+            at, message = found[0]
+            raise SuiteError(where_path, line_of(lines, keypath + ("question",) + at) if inline else qline, message)
+        shared = None
+        if spec.prompt != "{question}":
+            shared = (f"question {_short(q.id)} is a chat (a list of messages), which is sent as it is: the suite's "
+                      "prompt must be the default {question}; remove prompt (a system message goes in "
+                      "model.system_instruction)")
+        else:
+            setting = _chat_setting_problem(spec, _has_system(q.question))
+            if setting:
+                shared = f"question {_short(q.id)} is a chat: {setting}"
+        if shared:
+            key = shared.split(": ", 1)[1]
+            if key in chat_reported:
+                raise _Reported()
+            chat_reported.add(key)
+            raise SuiteError(where_path, qline, shared)
 
     def question(index: int, q: QuestionSpec, qline: int | None, keypath: tuple) -> Question:
         """The question, or SuiteError for its first problem."""
@@ -592,6 +727,16 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
             raise SuiteError(where_path, qline, f"duplicate question id {_short(q.id)} (first at line {seen[q.id]}); "
                              "ids must be unique within a suite")
         seen[q.id] = qline
+        is_chat = isinstance(q.question, list)
+        if not first_kind:
+            first_kind.append((is_chat, q.id))
+        elif first_kind[0][0] != is_chat:
+            kinds = ("text", "a chat (a list of messages)")
+            raise SuiteError(where_path, qline, f"question {_short(q.id)} is {kinds[is_chat]} but question "
+                             f"{_short(first_kind[0][1])} is {kinds[first_kind[0][0]]}; a suite's prompts are all "
+                             "text or all chats (TRL's datasets hold one format)")
+        if is_chat:
+            chat_question(index, q, qline, keypath)
         extra = dict(q.model_extra or {})
         fields = {"question": q.question, **extra}
         taken = fields.keys() & _HARNESS_ARGUMENTS
@@ -634,7 +779,9 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
                                  f"question {_short(q.id)}: answer {_short(q.answer)}: {exc}") from None
             if own is options:
                 readable.add(q.answer)
-        return Question(id=q.id, question=q.question, answer=q.answer, fields=fields,
+        return Question(id=q.id, question=_as_chat(q.question) if isinstance(q.question, list) else q.question,
+                        answer=q.answer,
+                        fields=fields,
                         thresholds={**spec.thresholds, **q.thresholds}, verifier_options=own,
                         index=index, line=qline)
 
@@ -653,6 +800,31 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
     if problems:
         raise SuiteError.joined(problems)
     return Suite(spec=spec, path=path, questions=questions)
+
+
+def _has_system(messages: list) -> bool:
+    return bool(messages) and isinstance(messages[0], dict) and messages[0].get("role") == "system"
+
+
+def _as_chat(messages: list) -> list[dict[str, str]]:
+    """A checked chat as plain `{role, content}` dicts (a copy: the spec stays as written)."""
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _chat_setting_problem(spec: SuiteSpec, has_system: bool) -> str | None:
+    """Why the suite's settings cannot send a chat prompt (one with a system message when
+    `has_system`), or None."""
+    model = spec.model
+    if model.provider == "openai" and model.endpoint == "completions":
+        return "model.endpoint completions sends text, not messages; use endpoint: chat for a chat prompt"
+    if has_system and model.system_instruction:
+        return ("it has a system message and model.system_instruction is set; keep one of them (the model takes "
+                "one system instruction)")
+    for where, scorer in (("model.scorer", model.scorer), ("dpo.reference", spec.dpo.reference)):
+        if isinstance(scorer, ScorerConfig) and scorer.provider == "openai":
+            return (f"{where} (provider openai) scores text through /v1/completions, which cannot apply a chat "
+                    "template; score a chat prompt with provider hf, which applies the tokenizer's chat template")
+    return None
 
 
 def _reward_problems(spec: SuiteSpec, err) -> tuple[list[RewardFunction], list[SuiteError]]:

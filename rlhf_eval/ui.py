@@ -310,8 +310,15 @@ def traces_html(detail: dict) -> str:
     if detail.get("answer") is not None:
         head += f"<br>reference answer: <code>{html.escape(str(detail['answer']))}</code>"
     if detail.get("prompt"):
-        head += ("<details><summary>prompt</summary><div style='white-space:pre-wrap;font-family:monospace;"
-                 f"font-size:12px'>{html.escape(str(detail['prompt']))}</div></details>")
+        prompt = detail["prompt"]
+        # A chat: each message under its role, in order (text: one block, as before).
+        blocks = ([(str(m.get("role", "")), str(m.get("content", ""))) for m in prompt] if isinstance(prompt, list)
+                  else [("", str(prompt))])
+        head += (f"<details><summary>{'chat prompt' if isinstance(prompt, list) else 'prompt'}</summary>" + "".join(
+            (f"<div style='font-size:11px;font-weight:700;color:#57606a'>{html.escape(role.upper())}</div>"
+             if role else "")
+            + f"<div style='white-space:pre-wrap;font-family:monospace;font-size:12px'>{html.escape(text)}</div>"
+            for role, text in blocks) + "</details>")
     head += "</div>"
     cards = []
     for t in detail["traces"]:

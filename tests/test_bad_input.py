@@ -174,7 +174,8 @@ CASES = {
         "in the suite",
     "jsonl_row_not_object.yaml": "data/row_not_object.jsonl:2: each line must be a JSON object",
     "jsonl_question_not_string.yaml":
-        "data/question_not_string.jsonl:2: question: expected a string, got {'text': 'What is 2+2?'}",
+        "data/question_not_string.jsonl:2: question: expected text or a list of chat messages ({role, content}), "
+        "got {'text': 'What is 2+2?'}",
     "jsonl_answer_regex_no_match.yaml":
         "data/good.jsonl:1: answer_regex '####\\\\s*(.+)' does not match the answer '2'",
     "jsonl_id_with_slash.yaml":

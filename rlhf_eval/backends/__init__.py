@@ -12,7 +12,7 @@ from ..credentials import redact_url, url_problem, watch_key_env, watch_url
 from ..providers import BUILT_IN, PROVIDERS
 from ..recording import CassetteProblem, find_cassette_mismatch
 from ..registry import RegistryError, exception_line
-from ..sampling import Sampler, SamplingError, Score, Scorer
+from ..sampling import Prompt, Sampler, SamplingError, Score, Scorer
 from ..types import Trace
 from ..suite import ModelConfig, ScorerConfig
 from ..throttle import SERIAL, RequestPolicy
@@ -117,7 +117,7 @@ class CheckedSampler:
     def __init__(self, who: str, inner: Sampler) -> None:
         self.who, self.inner = who, inner
 
-    def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
+    def sample(self, prompt: Prompt, k: int, seed: int) -> list[Trace]:
         traces = guard(self.who, "raised", lambda: self.inner.sample(prompt, k, seed))
         if not isinstance(traces, list) or not all(isinstance(t, Trace) for t in traces):
             shown = type(traces).__name__ if not isinstance(traces, list) else \
@@ -136,7 +136,7 @@ class CheckedScorer:
         self.who, self.inner = who, inner
         self.name = str(getattr(inner, "name", name or who))
 
-    def score(self, prompt: str, completions) -> list[Score]:
+    def score(self, prompt: Prompt, completions) -> list[Score]:
         scores = guard(self.who, "raised", lambda: self.inner.score(prompt, completions))
         if (not isinstance(scores, list) or len(scores) != len(completions)
                 or not all(isinstance(s, Score) for s in scores)):

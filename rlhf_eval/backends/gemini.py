@@ -12,7 +12,8 @@ import os
 from typing import Any, Sequence
 
 from ..credentials import redact_urls
-from ..sampling import SamplingError, json_list, json_object, ordered, reads_body, sample_in_units
+from ..sampling import (Chat, Prompt, SamplingError, json_list, json_object, ordered, reads_body, sample_in_units,
+                        split_system)
 from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig
 from ..finish import withheld
@@ -22,6 +23,7 @@ from ..types import Trace
 BASE_URL_ENV = "RLHF_EVAL_GEMINI_BASE_URL"
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 VERTEX_TOKEN_ENV = "RLHF_EVAL_VERTEX_ACCESS_TOKEN"
+_MODELS = object()  # `_request`'s system instruction when none is given: the model's
 # Replays never reach the network, but the SDK insists on a key; this one never leaves the process.
 REPLAY_KEY = "replay-without-a-key"
 
@@ -156,11 +158,26 @@ class GeminiSampler:
         types = self._types
         return _quick_in(types.Content)(role="user", parts=[_quick_in(types.Part)(text=prompt)])
 
-    def _request(self, contents, seed: int, candidates: int, logprobs: bool) -> list[Trace]:
+    def _chat_contents(self, turns: Chat):
+        """A chat's turns (its system message taken apart) as google-genai `Content`s: role `user`,
+        or `model` for an assistant message, as the SDK's own chat sends them. One message is one
+        `Content`, as `_contents` sends a text prompt (the same JSON)."""
+        types = self._types
+        contents = [_quick_in(types.Content)(role="model" if m["role"] == "assistant" else "user",
+                                             parts=[_quick_in(types.Part)(text=m["content"])]) for m in turns]
+        return contents[0] if len(contents) == 1 else contents
+
+    def _request(self, contents, seed: int, candidates: int, logprobs: bool,
+                 system: str | None | object = _MODELS) -> list[Trace]:
+        """One generateContent request; `system` (a chat's system message, or None) replaces the
+        model's system_instruction, which a chat already holds (`Suite.render_prompt`)."""
         errors = self._errors
+        config = self._config(seed, candidates, logprobs)
+        if system is not _MODELS and system != self.model.system_instruction:
+            config = config.model_copy(update={"system_instruction": system})
         try:
             response = self._client.models.generate_content(
-                model=self.model.name, contents=contents, config=self._config(seed, candidates, logprobs))
+                model=self.model.name, contents=contents, config=config)
         except errors.APIError as exc:
             details = (exc.details or {}).get("error", {}).get("details") if isinstance(exc.details, dict) else None
             raise api_error(exc.code, exc.message or str(exc), details, self.model.name) from exc
@@ -172,7 +189,15 @@ class GeminiSampler:
         return traces_from_response(response.sdk_http_response.body, seed=seed, expected=candidates,
                                     tags=self.model.reasoning_tags)
 
-    def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
+    def sample(self, prompt: Prompt, k: int, seed: int) -> list[Trace]:
+        """k traces for `prompt`: text (one user turn, `model.system_instruction` beside it), or a
+        chat (its turns as `contents`, its system message as `systemInstruction`)."""
+        if isinstance(prompt, list):
+            system, turns = split_system(prompt)
+            contents = self._chat_contents(turns)  # shared by the k requests (the SDK only reads it)
+            return sample_in_units(lambda s, n, lp: self._request(contents, s, n, lp, system), k=k, seed=seed,
+                                   per_request=self.model.candidates_per_request, logprobs=self.ask_logprobs,
+                                   policy=self.policy)
         contents = self._contents(prompt)  # shared by the k requests (the SDK only reads it)
         return sample_in_units(lambda s, n, lp: self._request(contents, s, n, lp), k=k, seed=seed,
                                per_request=self.model.candidates_per_request, logprobs=self.ask_logprobs,

@@ -25,7 +25,7 @@ import warnings
 from typing import Any
 
 from ..credentials import redact_urls
-from ..sampling import SamplingError, sample_in_units
+from ..sampling import Prompt, SamplingError, sample_in_units, split_system
 from ..suite import ModelConfig
 from ..throttle import SERIAL, RequestPolicy
 from ..types import Trace
@@ -114,7 +114,9 @@ class LegacyGeminiSampler:
             client_options=ClientOptions(api_key=key or REPLAY_KEY, api_endpoint=self.base_url),
             client_info=ClientInfo(user_agent=f"genai-py/{genai.__version__}"),  # what genai.configure sends
         )
+        self._genai = genai
         self._generative_model = genai.GenerativeModel(model.name, system_instruction=model.system_instruction)
+        self._chat_models: dict[str | None, Any] = {}  # a chat's own system message -> its GenerativeModel
         self._responses: list[Any] = []
         self._raw = _wire(self._generative_model, self._client, self._responses.append)
 
@@ -132,20 +134,39 @@ class LegacyGeminiSampler:
         }
         return {k: v for k, v in config.items() if v is not None}
 
-    def _request(self, prompt: str, candidates: int, logprobs: bool) -> list[Trace]:
+    def _sent(self, prompt: Prompt) -> tuple[Any, Any]:
+        """(the GenerativeModel, the contents) that send `prompt`: text as it is; a chat as its turns
+        (role `user`, or `model` for an assistant message), its system message as the model's
+        system_instruction (the SDK binds one to each GenerativeModel, so one is kept per system text)."""
+        if not isinstance(prompt, list):
+            return self._generative_model, prompt
+        system, turns = split_system(prompt)
+        contents = [{"role": "model" if m["role"] == "assistant" else "user", "parts": [m["content"]]}
+                    for m in turns]
+        if system == self.model.system_instruction:
+            return self._generative_model, contents
+        model = self._chat_models.get(system)
+        if model is None:
+            model = self._genai.GenerativeModel(self.model.name, system_instruction=system)
+            model._client = self._client  # the wired client (its response hook is already in place)
+            self._chat_models[system] = model
+        return model, contents
+
+    def _request(self, prompt: Prompt, candidates: int, logprobs: bool) -> list[Trace]:
         # The response hook's list is per sampler: one request at a time, even when questions are
         # recorded concurrently.
         with self._lock:
             return self._request_locked(prompt, candidates, logprobs)
 
-    def _request_locked(self, prompt: str, candidates: int, logprobs: bool) -> list[Trace]:
+    def _request_locked(self, prompt: Prompt, candidates: int, logprobs: bool) -> list[Trace]:
         import requests
         from google.api_core import exceptions as core_exceptions
 
         self._responses.clear()
+        model, contents = self._sent(prompt)
         try:
-            response = self._generative_model.generate_content(
-                prompt, generation_config=self._generation_config(candidates, logprobs),
+            response = model.generate_content(
+                contents, generation_config=self._generation_config(candidates, logprobs),
                 request_options={"retry": None, "timeout": REQUEST_TIMEOUT_S})
         except core_exceptions.GoogleAPICallError as exc:
             code = exc.code if isinstance(exc.code, int) else None
@@ -169,8 +190,9 @@ class LegacyGeminiSampler:
         # `to_dict()` gives snake_case names and int enums; the parser reads the wire's camelCase.
         return _camel_keys(response.to_dict())
 
-    def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
-        """k traces for `prompt`; `seed` cannot be sent (see `LegacySeedWarning`) and is not recorded."""
+    def sample(self, prompt: Prompt, k: int, seed: int) -> list[Trace]:
+        """k traces for `prompt` (text, or a chat sent as turns); `seed` cannot be sent (see
+        `LegacySeedWarning`) and is not recorded."""
         _warn_no_seed()
         # One at a time: the requests of a question are identical (no seed), so they must replay
         # in the order they were recorded.

@@ -1,6 +1,7 @@
 """A local transformers causal LM as a `Scorer`: teacher-forced log-probabilities of completions.
 
-The scored context is the suite's `template` with `{prompt}` replaced; each completion's tokens are
+The scored context is the suite's `template` with `{prompt}` replaced (a chat prompt rendered by the
+tokenizer's chat template first, see `HFScorer.context`); each completion's tokens are
 the tokens of `context + completion` whose character span starts at or after the end of the context.
 The context must end at a token boundary (a token that spans both is refused, never guessed), and
 the context's tokens inside the full text must be exactly the tokens of the context alone, so the
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..sampling import Score, ScoringError
+from ..sampling import Prompt, Score, ScoringError
 from ..suite import ScorerConfig
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -168,10 +169,30 @@ class HFScorer:
 
     # -- scoring --------------------------------------------------------------------------------
 
-    def score(self, prompt: str, completions: Sequence[str]) -> list[Score]:
+    def context(self, prompt: Prompt) -> str:
+        """The text completions are scored after: the `template` with `{prompt}` replaced by the
+        prompt — text as it is; a chat rendered by the tokenizer's chat template with the generation
+        prompt added (`apply_chat_template(chat, tokenize=False, add_generation_prompt=True)`, as TRL
+        renders a conversational prompt). ScoringError when the tokenizer has no chat template (TRL
+        refuses such a tokenizer too) or its template refuses the chat."""
+        if isinstance(prompt, list):
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise ScoringError(f"{self.name}: the prompt is a chat (a list of messages) and the tokenizer has no "
+                                   "chat template to render it with; score with the chat model's checkpoint (its "
+                                   "tokenizer_config.json holds the template)")
+            try:
+                text = str(self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
+            except Exception as exc:  # noqa: BLE001 - a template's own refusal (e.g. "System role not supported")
+                why = " ".join(str(exc).split())[:200] or type(exc).__name__
+                raise ScoringError(f"{self.name}: the tokenizer's chat template refused the chat ({why})") from None
+        else:
+            text = prompt
+        return self.config.template.replace("{prompt}", text)
+
+    def score(self, prompt: Prompt, completions: Sequence[str]) -> list[Score]:
         if isinstance(completions, str):
             raise TypeError("completions must be a sequence of strings, not one string")
-        context = self.config.template.replace("{prompt}", prompt)
+        context = self.context(prompt)
         ctx_ids = [int(t) for t in self._encode(context)]
         seqs = []
         results: list[Score | None] = [None] * len(completions)

@@ -16,8 +16,8 @@ import functools
 from typing import Any, Sequence
 
 from ..credentials import redact_url, redact_urls
-from ..sampling import (SamplingError, Score, ScoringError, checking_replay, json_list, json_object, ordered,
-                        reads_body, sample_in_units)
+from ..sampling import (Prompt, SamplingError, Score, ScoringError, checking_replay, json_list, json_object,
+                        ordered, reads_body, sample_in_units)
 from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig, ScorerConfig
 from ..finish import withheld
@@ -113,7 +113,7 @@ class OpenAISampler:
         self.policy = policy
         self._client, self.base_url = _client(model.base_url, model.api_key_env, replay)
 
-    def _request(self, prompt: str, seed: int, n: int, logprobs: bool) -> list[Trace]:
+    def _request(self, prompt: Prompt, seed: int, n: int, logprobs: bool) -> list[Trace]:
         import openai
 
         m = self.model
@@ -128,14 +128,20 @@ class OpenAISampler:
             common["extra_body"] = {"top_k": m.top_k}  # a vLLM/SGLang extension
         try:
             if m.endpoint == "chat":
-                messages = ([{"role": "system", "content": m.system_instruction}] if m.system_instruction else [])
-                messages.append({"role": "user", "content": prompt})
+                if isinstance(prompt, list):  # a chat: the whole conversation, its system message included
+                    messages = prompt
+                else:
+                    messages = [{"role": "system", "content": m.system_instruction}] if m.system_instruction else []
+                    messages.append({"role": "user", "content": prompt})
                 if logprobs:
                     common["logprobs"] = True
                     if m.top_logprobs:
                         common["top_logprobs"] = m.top_logprobs
                 raw = self._client.chat.completions.with_raw_response.create(messages=messages, **common)
             else:
+                if isinstance(prompt, list):  # a suite that loaded cannot get here (it is refused there)
+                    raise SamplingError(f"{m.name}: model.endpoint completions sends text, not messages; use "
+                                        "endpoint: chat for a chat prompt", permanent=True)
                 text = f"{m.system_instruction}\n\n{prompt}" if m.system_instruction else prompt
                 if logprobs:
                     common["logprobs"] = m.top_logprobs or 0
@@ -144,7 +150,9 @@ class OpenAISampler:
             raise _error(exc, m.name, self.base_url) from exc
         return traces_from_openai(raw.http_response.content, seed=seed, expected=n, tags=m.reasoning_tags)
 
-    def sample(self, prompt: str, k: int, seed: int) -> list[Trace]:
+    def sample(self, prompt: Prompt, k: int, seed: int) -> list[Trace]:
+        """k traces for `prompt`: text (one user message after `model.system_instruction`), or a
+        chat, sent as its `messages`."""
         return sample_in_units(lambda s, n, lp: self._request(prompt, s, n, lp), k=k, seed=seed,
                                per_request=self.model.candidates_per_request, logprobs=self.model.logprobs,
                                policy=self.policy)
@@ -246,11 +254,14 @@ class OpenAIScorer:
         self.name = f"openai:{config.name}"
         self._client, self.base_url = _client(config.base_url, config.api_key_env, replay)
 
-    def score(self, prompt: str, completions: Sequence[str]) -> list[Score]:
+    def score(self, prompt: Prompt, completions: Sequence[str]) -> list[Score]:
         import openai
 
         if not completions:
             return []
+        if isinstance(prompt, list):  # a suite that loaded cannot get here (it is refused there)
+            raise ScoringError(f"scorer {self.name} scores text through /v1/completions, which cannot apply a chat "
+                               "template; score a chat prompt with provider hf", permanent=True)
         context = self.config.template.replace("{prompt}", prompt)
         texts = [context + c for c in completions]
         def send():

@@ -641,8 +641,9 @@ def chat_completions(state: EmulatorState, path: str, body: dict, api_key: str =
     if not isinstance(messages, list) or not messages:
         raise _bad("'messages' is a required property" if messages is None else
                    "Invalid 'messages': expected a non-empty array of message objects.", "messages")
-    user: list[str] = []
+    user: list[str] = []  # the last user message's texts: what the model answers
     system: list[str] = []
+    context: list[str] = []  # every user and assistant text: what the prompt's tokens count
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise _bad(f"Invalid type for 'messages[{i}]': expected an object, but got {_type_name(msg)} instead.",
@@ -653,7 +654,9 @@ def chat_completions(state: EmulatorState, path: str, body: dict, api_key: str =
                        "'assistant', 'tool', and 'function'.", f"messages[{i}].role", "invalid_value")
         texts = _message_texts(msg.get("content"), i)
         if role == "user":
-            user.extend(texts)
+            user = list(texts)
+        if role in ("user", "assistant"):
+            context.extend(texts)
         elif role in ("system", "developer"):
             system.extend(texts)
     raw_prompt = "\n".join(user)
@@ -672,7 +675,7 @@ def chat_completions(state: EmulatorState, path: str, body: dict, api_key: str =
     style = reasoning_style(model, markers.reasoning)
     bank = state.bank
     lm = bank.model_for(model)
-    prompt_tokens = len(tokenize(raw_prompt)) + (len(tokenize("\n".join(system))) if system else 0)
+    prompt_tokens = len(tokenize("\n".join(context))) + (len(tokenize("\n".join(system))) if system else 0)
     choices = []
     completion_tokens = 0
     reasoning_tokens = None

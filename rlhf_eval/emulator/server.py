@@ -368,8 +368,9 @@ def _texts(content: Any) -> list[str]:
     return out
 
 
-def user_prompt(body: dict) -> str:
-    """All text parts of the user turns (role ``user`` or no role), joined with newlines."""
+def _turns(body: dict) -> list[tuple[str, list[str]]]:
+    """(role, text parts) of each turn of ``contents``; a turn without a role is the user's, as
+    the API reads it. Any role but ``user`` and ``model`` is refused with the API's 400."""
     contents = body.get("contents")
     if contents is None or contents == []:
         raise invalid("* GenerateContentRequest.contents: contents is not specified\n")
@@ -377,12 +378,25 @@ def user_prompt(body: dict) -> str:
         contents = [contents]
     if not isinstance(contents, list):
         raise invalid("Invalid JSON payload received. 'contents' must be a list of Content.")
-    texts: list[str] = []
+    turns = []
     for c in contents:
-        role = c.get("role") if isinstance(c, dict) else None
-        if role in (None, "", "user"):
-            texts.extend(_texts(c))
-    return "\n".join(texts)
+        role = (c.get("role") if isinstance(c, dict) else None) or "user"
+        if role not in ("user", "model"):
+            raise invalid("Please use a valid role: user, model.")
+        turns.append((role, _texts(c)))
+    return turns
+
+
+def user_prompt(body: dict) -> str:
+    """The text parts of the last user turn, joined with newlines: what the model answers (the
+    earlier turns of a multi-turn request are its context, e.g. few-shot examples)."""
+    turns = _turns(body)
+    return "\n".join(next((texts for role, texts in reversed(turns) if role == "user"), []))
+
+
+def conversation_text(body: dict) -> str:
+    """The text of every turn (user and model), joined with newlines: what the prompt's tokens count."""
+    return "\n".join(t for _, texts in _turns(body) for t in texts)
 
 
 # --------------------------------------------------------------------------------------
@@ -983,7 +997,7 @@ class EmulatorState:
                 id_salt = f"\x1fimplicit-seed={seed}"
 
         bank = self.bank
-        prompt_tokens = len(tokenize(raw_prompt)) + (len(tokenize(system)) if system else 0)
+        prompt_tokens = len(tokenize(conversation_text(body))) + (len(tokenize(system)) if system else 0)
         resp: dict[str, Any] = {}
         usage: dict[str, Any] = {"promptTokenCount": prompt_tokens}
         details = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
