@@ -273,7 +273,7 @@ def test_a_chat_suite_records_through_the_emulator_replays_offline_and_exports_t
     stored = json.loads((tmp_path / "report.json").read_text())["suites"][0]["questions"][0]["prompt"]
     assert stored == suite.questions[0].prompt
 
-    records = suite_records(suite)
+    records = suite_records(suite).records
     prompts = [q.prompt for q in suite.questions]
     assert all(row["prompt"] in prompts for rows_out in records.values() for row in rows_out)
     assert [row["prompt"] for row in records["grpo_prompts"]] == prompts
