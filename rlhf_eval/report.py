@@ -24,7 +24,7 @@ from .suite import Bound
 from .thresholds import check_thresholds
 
 __all__ = ["REPORT_VERSION", "Report", "ReportError", "build_report", "load_report", "render_comparison",
-           "render_table", "suite_aggregates", "suite_intervals", "suite_settings", "write_json"]
+           "render_table", "report_lines", "suite_aggregates", "suite_intervals", "suite_settings", "write_json"]
 
 
 def suite_settings(suite) -> dict[str, Any]:
@@ -147,23 +147,80 @@ def suite_threshold_failures(aggregates: SuiteAggregates, settings: dict) -> lis
     return [f.reason for f in failures]
 
 
-def report_rows(report: Report) -> list[list[str]]:
-    """The terminal table's rows (`columns()`): one per question, then one per suite."""
-    rows = []
-    for s in report.suites:
-        for q in s.questions:
-            rows.append([s.name, q.id, *(c.text for c in rows_.question_cells(q)), q.result])
-        rows.append([s.name, rows_.suite_label(s), *(rows_.cells_text(c) for c in rows_.suite_cells(s)),
-                     rows_.suite_result(s)])
+SUITE_ROW = "(suite)"  # the suite row's label: parentheses are never in a question id
+MAX_REASONS = 10  # FAIL / ERROR lines of questions shown per suite; the rest are counted
+
+
+def suite_rows(suite: Suite, maj_at_k: bool = False) -> list[list[str]]:
+    """A suite's rows of the terminal table (`columns(maj_at_k)` without the suite): one per
+    question, then the suite's (labelled SUITE_ROW)."""
+    rows = [[q.id, *(c.text for c in rows_.question_cells(q, maj_at_k)), q.result] for q in suite.questions]
+    rows.append([SUITE_ROW, *(rows_.cells_text(c) for c in rows_.suite_cells(suite, maj_at_k)),
+                 rows_.suite_result(suite)])
     return rows
 
 
-def columns() -> list[str]:
-    return ["suite", "question", *(c.label for c in rows_.summary_columns()), "result"]
+def report_rows(report: Report, maj_at_k: bool | None = None) -> list[list[str]]:
+    """Every row of the terminal tables, each led by its suite's name (`columns(maj_at_k)`); maj@k
+    when the report has it unless `maj_at_k` says."""
+    maj = rows_.has_maj_at_k(report.suites) if maj_at_k is None else maj_at_k
+    return [[s.name, *row] for s in report.suites for row in suite_rows(s, maj)]
 
 
-def render_table(report: Report | dict) -> str:
-    return tabulate(report_rows(Report.of(report)), headers=columns(), tablefmt="simple", disable_numparse=True)
+def columns(maj_at_k: bool = False) -> list[str]:
+    return ["suite", "question", *(c.label for c in rows_.summary_columns(maj_at_k)), "result"]
+
+
+def suite_heading(suite: Suite) -> str:
+    """The line above a suite's table: what ran (model, k, how many questions)."""
+    n = suite.aggregates.questions if "questions" in suite.aggregates.model_fields_set else len(suite.questions)
+    return (f"{suite.name} · {suite.model.get('name', '?')} · k = {rows_.fmt(suite.samples)} · "
+            f"{n} question{'s' * (n != 1)}")
+
+
+def suite_notes(suite: Suite) -> list[tuple[str, str]]:
+    """The lines under a suite's table, each with its style ("text" or "fail"): why its DPO metrics
+    are unavailable (once), why each FAIL or ERROR question row failed (the first MAX_REASONS), and
+    why the suite's row says FAIL."""
+    lines = [("text", line) for line in rows_.dpo_unavailable_lines(suite)]
+    failing = [(q, reason) for q in suite.questions if (reason := rows_.question_reason(q)) is not None]
+    lines += [("fail", f"{q.result} {suite.name}::{q.id}: {reason}") for q, reason in failing[:MAX_REASONS]]
+    if len(failing) > MAX_REASONS:
+        lines.append(("fail", f"… and {len(failing) - MAX_REASONS} more failing questions of {suite.name} "
+                              "(each one's reason is in the JSON report: questions[].failures and .error)"))
+    lines += [("fail", f"FAIL suite {suite.name}: {reason}") for reason in rows_.suite_failure_reasons(suite)]
+    return lines
+
+
+def report_lines(report: Report | dict, maj_at_k: bool | None = None) -> list[tuple[str, str]]:
+    """The terminal report as (style, line): per suite a heading, its table (question rows, then
+    the suite's row) and `suite_notes`; style "fail" for a failure's line, else "text". Numbers are
+    right-aligned, and the columns line up across suites. maj@k is shown when the report has it."""
+    report = Report.of(report)
+    maj = rows_.has_maj_at_k(report.suites) if maj_at_k is None else maj_at_k
+    headers = columns(maj)[1:]
+    blocks = [(s, suite_rows(s, maj)) for s in report.suites]
+    widths = [max([len(h)] + [len(r[i]) for _, rows in blocks for r in rows]) for i, h in enumerate(headers)]
+    last = len(headers) - 1
+
+    def line(cells: list[str]) -> str:
+        # the question and the result read left to right; every metric is a number, right-aligned
+        return "  ".join(c.ljust(w) if i in (0, last) else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out: list[tuple[str, str]] = []
+    for n, (s, rows) in enumerate(blocks):
+        if n:
+            out.append(("text", ""))
+        out += [("text", suite_heading(s)), ("text", line(headers)), ("text", line(["-" * w for w in widths]))]
+        out += [("text", line(r)) for r in rows]
+        out += suite_notes(s)
+    return out
+
+
+def render_table(report: Report | dict, maj_at_k: bool | None = None) -> str:
+    """The terminal report (`report_lines`) as text."""
+    return "\n".join(text for _, text in report_lines(report, maj_at_k))
 
 
 def write_json(report: Report | dict, path: str | Path) -> None:

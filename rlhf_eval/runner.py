@@ -34,7 +34,7 @@ from .paths import shown_path
 from .record_modes import RECORD_MODES
 from .registry import suggest
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
-from .report import Report, ReportError, build_report, load_report, render_comparison, render_table, suite_settings
+from .report import Report, ReportError, build_report, load_report, render_comparison, report_lines, suite_settings
 from .sampling import SamplingError
 from .suite import Question, Suite, SuiteError, load_suite
 from .throttle import DaemonPool, RequestPolicy, RetryPolicy
@@ -414,8 +414,7 @@ class Run:
         report = self.report
         if report is None:
             return []
-        lines = [("title", "rlhf-eval report"), ("text", render_table(report))]
-        lines += [("fail", f"FAIL suite {s.name}: {line}") for s in report.suites for line in s.threshold_failures]
+        lines = [("title", "rlhf-eval report"), *report_lines(report)]  # each FAIL row's reason included
         if report.comparison is not None:
             lines += [("section", f"compared with baseline {report.comparison.baseline}"),
                       ("text", render_comparison(report.comparison))]
