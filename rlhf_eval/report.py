@@ -7,15 +7,15 @@ the settings used, so every number can be recomputed from the file alone (tests/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 import numpy as np
 from pydantic import ValidationError
-from tabulate import tabulate
 
 from . import objectives as obj
 from . import rows as rows_
 from . import stats
+from .compare import one_sided_lines
 from .credentials import redact_base_urls
 from .paths import shown_path
 from .report_model import (REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates,
@@ -200,20 +200,15 @@ def report_lines(report: Report | dict, maj_at_k: bool | None = None) -> list[tu
     maj = rows_.has_maj_at_k(report.suites) if maj_at_k is None else maj_at_k
     headers = columns(maj)[1:]
     blocks = [(s, suite_rows(s, maj)) for s in report.suites]
-    widths = [max([len(h)] + [len(r[i]) for _, rows in blocks for r in rows]) for i, h in enumerate(headers)]
-    last = len(headers) - 1
-
-    def line(cells: list[str]) -> str:
-        # the question and the result read left to right; every metric is a number, right-aligned
-        return "  ".join(c.ljust(w) if i in (0, last) else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
+    # one alignment for every suite's rows, so the columns line up from one suite to the next
+    head, rule, *body = aligned(headers, [r for _, rows in blocks for r in rows], left=(0, len(headers) - 1))
     out: list[tuple[str, str]] = []
     for n, (s, rows) in enumerate(blocks):
         if n:
             out.append(("text", ""))
-        out += [("text", suite_heading(s)), ("text", line(headers)), ("text", line(["-" * w for w in widths]))]
-        out += [("text", line(r)) for r in rows]
+        out += [("text", suite_heading(s)), ("text", head), ("text", rule)]
+        out += [("text", line) for line in body[:len(rows)]]
+        del body[:len(rows)]
         out += suite_notes(s)
     return out
 
@@ -238,22 +233,30 @@ COMPARISON_COLUMNS = ["suite", "metric", "baseline", "current", "delta", "p", "s
 
 
 def comparison_rows(comparison: Comparison) -> list[list[str]]:
+    """One row per compared suite metric; a metric measured on one side only reads "none" on the
+    other, and is significant (its reason follows the table: `lost_lines`)."""
     rows = []
     for s in comparison.suites:
         for metric, e in s.aggregates.items():
             mark = ("WORSE" if e.worse else "better") if e.significant else ""
-            rows.append([s.name, metric, rows_.fmt(e.baseline), rows_.fmt(e.current), rows_.fmt_signed(e.delta),
-                         rows_.fmt_p(e.p_value), mark])
+            one_sided = e.reason is not None
+            rows.append([s.name, metric, "none" if one_sided and e.baseline is None else rows_.fmt(e.baseline),
+                         "none" if one_sided and e.current is None else rows_.fmt(e.current),
+                         rows_.fmt_signed(e.delta), rows_.fmt_p(e.p_value), mark])
     return rows
 
 
 def render_comparison(comparison: Comparison, max_drift: int = 10) -> str:
-    """Suite deltas with significance, then the preference drift: answer pairs whose preference
-    flipped, and questions whose GRPO signal was lost or gained (the first `max_drift` lines)."""
-    lines = []
-    if comparison.note:
-        lines.append(f"note: {comparison.note}")
-    lines.append(tabulate(comparison_rows(comparison), disable_numparse=True, headers=COMPARISON_COLUMNS))
+    """What else changed (model, settings, prompts, suites that ran on one side only: `notes`), the
+    suite deltas with significance and why a metric went missing, then the preference drift: answer
+    pairs whose preference flipped, and questions whose GRPO signal was lost or gained (the first
+    `max_drift` lines)."""
+    notes = comparison.notes or ([comparison.note] if comparison.note else [])  # a report before `notes`
+    lines = [f"note: {note}" for note in notes]
+    rows = comparison_rows(comparison)
+    if rows:
+        lines += aligned(COMPARISON_COLUMNS, rows, left={0, 1, 6})
+    lines += [line for _, line in one_sided_lines(comparison)]
     drift = []
     for s in comparison.suites:
         for qid, q in s.questions.items():
@@ -268,3 +271,14 @@ def render_comparison(comparison: Comparison, max_drift: int = 10) -> str:
         if len(drift) > max_drift:
             lines.append(f"  … and {len(drift) - max_drift} more in the JSON report (comparison.suites[].questions)")
     return "\n".join(lines)
+
+
+def aligned(headers: list[str], rows: list[list[str]], left: Collection[int] = (0,)) -> list[str]:
+    """A plain table: the header, a rule, the rows; columns in `left` left-aligned (names, words),
+    the others right-aligned (numbers); no trailing spaces."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
