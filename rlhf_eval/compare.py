@@ -173,16 +173,27 @@ def _settings(suite: Suite) -> dict[str, Any]:
     return {k: v for k, v in out.items() if k not in _IGNORED_SETTINGS}
 
 
+DEFAULT = "(default)"  # a verifier option a suite leaves out
+
+
 def settings_changed(cur: Suite, base: Suite) -> dict[str, SettingChange]:
-    """The settings of `cur` that differ from `base`'s, by dotted key. A setting only one of the two
-    reports holds (one written by another version of rlhf-eval) is not a change."""
+    """The settings of `cur` that differ from `base`'s, by dotted key. A report holds the verifier
+    options a suite sets, so one set on one side only is a change (from or to DEFAULT); any other
+    setting only one of the two reports holds (one written by another version of rlhf-eval) is not."""
     now, was = _settings(cur), _settings(base)
-    return {k: SettingChange(baseline=was[k], current=now[k]) for k in now if k in was and was[k] != now[k]}
+    keys = list(now) + [k for k in was if k not in now]
+    out = {}
+    for k in keys:
+        if k.startswith("verifier.") and (k in now) != (k in was):
+            out[k] = SettingChange(baseline=was.get(k, DEFAULT), current=now.get(k, DEFAULT))
+        elif k in now and k in was and now[k] != was[k]:
+            out[k] = SettingChange(baseline=was[k], current=now[k])
+    return out
 
 
 def show_setting(value: Any, limit: int = 60) -> str:
     """A setting's value in a note, as JSON (strings quoted, null), clipped to `limit` characters."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = value if value == DEFAULT else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -24,7 +24,8 @@ from .suite import Bound
 from .thresholds import check_thresholds
 
 __all__ = ["REPORT_VERSION", "Report", "ReportError", "build_report", "load_report", "render_comparison",
-           "render_table", "report_lines", "suite_aggregates", "suite_intervals", "suite_settings", "write_json"]
+           "render_table", "report_lines", "suite_aggregates", "suite_intervals", "suite_settings", "summary_lines",
+           "write_json"]
 
 
 def suite_settings(suite) -> dict[str, Any]:
@@ -211,6 +212,18 @@ def report_lines(report: Report | dict, maj_at_k: bool | None = None) -> list[tu
         del body[:len(rows)]
         out += suite_notes(s)
     return out
+
+
+def summary_lines(report: Report) -> list[tuple[str, str]]:
+    """What closes a run (pytest's terminal summary, `rlhf-eval run`), as (style, text): "title" and
+    "section" (a separator line with the text), "text", or "fail" (shown red). The report's tables
+    with every FAIL's reason, then the comparison with its regressions when it has one."""
+    lines = [("title", "rlhf-eval report"), *report_lines(report)]
+    if report.comparison is not None:
+        lines += [("section", f"compared with baseline {report.comparison.baseline}"),
+                  ("text", render_comparison(report.comparison))]
+        lines += [("fail", f"FAIL regression: {line}") for line in report.comparison.failures]
+    return lines
 
 
 def render_table(report: Report | dict, maj_at_k: bool | None = None) -> str:
