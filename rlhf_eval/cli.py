@@ -175,7 +175,13 @@ def run_run(args: argparse.Namespace) -> int:
     from .report import summary_lines
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "paths")}
+    # worded with this command's options (run_suites words them as the plugin's)
+    if "fail_rules" in options and "baseline" not in options:
+        raise CliError("--compare-fail needs --compare BASELINE.json")
     if "baseline" in options:
+        if not Path(options["baseline"]).is_file():
+            raise CliError(f"{options['baseline']}: no such baseline report file (save one with "
+                           f"{PROG} run SUITES --save PATH)")
         options["baseline_name"] = Path(options["baseline"]).stem
     try:
         report_ = run_suites(args.paths, **options)
