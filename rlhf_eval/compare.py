@@ -101,7 +101,8 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
         e = aggregates.get(metric)
         change = _measured_on_one_side(metric, e.baseline if e else base.aggregates.get(metric),
                                        e.current if e else cur.aggregates.get(metric),
-                                       lambda suite: _why_unmeasured(metric, suite), base, cur)
+                                       lambda suite, metric=metric: _why_unmeasured(metric, suite),
+                                       base, cur)
         if change is not None:
             aggregates[metric] = change
     questions = {c.id: compare_question(c, b) for b, c in shared}
@@ -212,7 +213,8 @@ def compare_question(cur: Question, base: Question) -> QuestionComparison:
     }
     for metric, e in list(metrics.items()):
         change = _measured_on_one_side(metric, e.baseline, e.current,
-                                       lambda q: _why_question_unmeasured(metric, q), base, cur)
+                                       lambda q, metric=metric: _why_question_unmeasured(metric, q),
+                                       base, cur)
         if change is not None:
             metrics[metric] = change
     was_zero, now_zero = is_zero_spread(_m(base).spread), is_zero_spread(_m(cur).spread)

@@ -15,6 +15,25 @@ from rlhf_eval.rows import summary_columns
 
 NO_LOGPROBS = "gemini-3-flash was not asked for log-probabilities (the suite has model.logprobs: false)"
 
+# The shipped science_choice suite with gates it breaches (see `failing_science`), as printed.
+FAILING_SCIENCE_TABLE = """\
+science_choice · gemini-3-flash · k = 6 · 11 questions
+question            k  accuracy  maj@k  unparsable  pairs  mean margin   reward acc  spread  zero spread  result
+------------------  -  --------  -----  ----------  -----  -----------  -----------  ------  -----------  ------
+water-boiling       6     0.000  0.000       0.000      0  unavailable  unavailable   0.000               FAIL
+photosynthesis-gas  6     0.167  0.000       0.000      5  unavailable  unavailable   0.408               pass
+largest-planet      6     0.167  0.000       0.000      5  unavailable  unavailable   0.408               pass
+speed-of-light      6     0.500  1.000       0.000      9  unavailable  unavailable   0.548               pass
+dna-base            6     0.000  0.000       0.000      0  unavailable  unavailable   0.000               FAIL
+newton-unit         6     0.667  1.000       0.000      8  unavailable  unavailable   0.516               pass
+ph-neutral          6     0.167  0.000       0.000      5  unavailable  unavailable   0.408               pass
+noble-gas           6     0.167  0.000       0.000      5  unavailable  unavailable   0.408               pass
+mitochondria        6     0.333  0.333       0.000      8  unavailable  unavailable   0.516               pass
+sound-medium        6     0.333  0.000       0.000      8  unavailable  unavailable   0.516               pass
+no-cassette         -         -      -           -      -            -            -       -               ERROR
+(suite)             6     0.250  0.233       0.000     53  unavailable  unavailable   0.373        0.200  FAIL
+"""
+
 
 @pytest.fixture
 def failing_science(tmp_path, monkeypatch, offline):
@@ -33,22 +52,7 @@ def failing_science(tmp_path, monkeypatch, offline):
 
 
 def test_a_failing_suite_says_why_and_the_dpo_reason_is_printed_once(failing_science):
-    assert render_table(failing_science) == "\n".join([
-        "science_choice · gemini-3-flash · k = 6 · 11 questions",
-        "question            k  accuracy  maj@k  unparsable  pairs  mean margin   reward acc  spread  zero spread  result",
-        "------------------  -  --------  -----  ----------  -----  -----------  -----------  ------  -----------  ------",
-        "water-boiling       6     0.000  0.000       0.000      0  unavailable  unavailable   0.000               FAIL",
-        "photosynthesis-gas  6     0.167  0.000       0.000      5  unavailable  unavailable   0.408               pass",
-        "largest-planet      6     0.167  0.000       0.000      5  unavailable  unavailable   0.408               pass",
-        "speed-of-light      6     0.500  1.000       0.000      9  unavailable  unavailable   0.548               pass",
-        "dna-base            6     0.000  0.000       0.000      0  unavailable  unavailable   0.000               FAIL",
-        "newton-unit         6     0.667  1.000       0.000      8  unavailable  unavailable   0.516               pass",
-        "ph-neutral          6     0.167  0.000       0.000      5  unavailable  unavailable   0.408               pass",
-        "noble-gas           6     0.167  0.000       0.000      5  unavailable  unavailable   0.408               pass",
-        "mitochondria        6     0.333  0.333       0.000      8  unavailable  unavailable   0.516               pass",
-        "sound-medium        6     0.333  0.000       0.000      8  unavailable  unavailable   0.516               pass",
-        "no-cassette         -         -      -           -      -            -            -       -               ERROR",
-        "(suite)             6     0.250  0.233       0.000     53  unavailable  unavailable   0.373        0.200  FAIL",
+    assert render_table(failing_science) == FAILING_SCIENCE_TABLE + "\n".join([
         f"DPO metrics unavailable: {NO_LOGPROBS}",
         "FAIL science_choice::water-boiling: accuracy = 0 < min 0.1",
         "FAIL science_choice::dna-base: accuracy = 0 < min 0.1",
