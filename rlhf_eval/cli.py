@@ -198,11 +198,13 @@ def run_run(args: argparse.Namespace) -> int:
         problems = []
     for style, text in summary_lines(report_):
         print(_separator("=" if style == "title" else "-", text) if style in ("title", "section") else text)
-    written = [options[k] for k in ("report_json", "html", "save") if k in options]
-    written += [f"{options['export']}/ (the export)"] if "export" in options else []
-    for path in written:
-        if not any(str(path) in line for line in problems):
-            print(f"{PROG}: wrote {path}")
+    # what was asked for, by the label a line of `problems` names it with (run_suites writes the rest)
+    outputs = {"the JSON report": ("report_json", "{}"), "the HTML report": ("html", "{}"),
+               f"baseline {Path(options.get('save', '')).stem}": ("save", "{}"),
+               "the export": ("export", "the export under {}/")}
+    for label, (key, shown) in outputs.items():
+        if key in options and not any(f" {label} " in line for line in problems):
+            print(f"{PROG}: wrote {shown.format(options[key])}")
     for line in problems:
         print(line)
     print(outcome_line(report_))

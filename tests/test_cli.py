@@ -84,10 +84,12 @@ def test_a_bad_suite_is_its_one_line_and_exit_2(demo, offline, capsys):
 
 def test_an_output_that_cannot_be_written_exits_1_after_the_report(demo, live, capsys):
     (demo / "taken").write_text("a file")
-    assert main(["run", "suites", "--record", "once", "--html", "taken/r.html", "--report-json", "r.json"]) == 1
+    assert main(["run", "suites", "--record", "once", "--html", "taken/r.html", "--report-json", "r.json",
+                 "--export", "exp"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert "(suite)" in "\n".join(out)  # the table still prints
-    assert out[-3:] == ["rlhf-eval: wrote r.json",
+    assert (demo / "exp" / "demo").is_dir()
+    assert out[-4:] == ["rlhf-eval: wrote r.json", "rlhf-eval: wrote the export under exp/",
                         "rlhf-eval: could not write the HTML report to taken/r.html (taken is a file, not a folder); "
                         "choose a writable path",
                         "rlhf-eval: 2 questions in 1 suite: 2 passed"]
