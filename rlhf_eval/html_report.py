@@ -619,7 +619,7 @@ class _Page:
             w('<ul class="notes">' + "".join(f'<li>{_esc(n)}</li>' for n in notes) + '</ul>')
         one_sided = one_sided_lines(c)
         if one_sided:
-            w('<ul>' + "".join(f'<li class="{"neg" if worse else "pos"}">{typographic(_esc(line))}</li>'
+            w('<ul>' + "".join(f'<li class="{"neg" if worse else "pos"}">{_esc(line)}</li>'
                                for worse, line in one_sided) + '</ul>')
         if c.failures:
             w('<ul>' + "".join(f'<li class="neg">{_esc(f)}</li>' for f in c.failures) + '</ul>')

@@ -10,6 +10,7 @@ from test_plugin import suite_yaml
 
 from rlhf_eval import run_suites
 from rlhf_eval.compare import compare_reports, regressions
+from rlhf_eval.html_report import render_html
 from rlhf_eval.report import render_comparison
 from rlhf_eval.report_model import Report
 
@@ -56,6 +57,10 @@ def test_losing_every_pair_is_a_significant_regression_with_its_reason(demo):
     assert "note: suite demo: model.temperature changed: 1.0 → 0.0" in text
     assert report.comparison.failures == [
         f"suite demo: reward_accuracy {ra:.4g} → none (allowed 0.1; not measured in this run: {why})"]
+    html = render_html(report)  # the HTML report's comparison says the same
+    assert f'<li class="neg">demo: reward_accuracy {ra:.3f} → none: not measured in this run: {why}</li>' \
+        .replace("'", "&#x27;") in html
+    assert "<li>suite demo: model.temperature changed: 1.0 → 0.0</li>" in html
     # and back: a metric measured only now is a significant improvement, with the baseline's reason
     back = compare_reports(Report.load(demo / "base.json"), report, "greedy").suite("demo").aggregates[
         "reward_accuracy"]
