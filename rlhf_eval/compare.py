@@ -99,7 +99,7 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
                                            "paired bootstrap over questions")
     for metric in COMPARED_METRICS:
         e = aggregates.get(metric)
-        change = _measured_on_one_side(metric, e.baseline if e else base.aggregates.get(metric),
+        change = _measured_on_one_side(e.baseline if e else base.aggregates.get(metric),
                                        e.current if e else cur.aggregates.get(metric),
                                        lambda suite, metric=metric: _why_unmeasured(metric, suite),
                                        base, cur)
@@ -116,7 +116,7 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
                                             if q.id in base_prompts and q.prompt != base_prompts[q.id]])
 
 
-def _measured_on_one_side(metric: str, base_value, cur_value, why, base, cur) -> MetricChange | None:
+def _measured_on_one_side(base_value, cur_value, why, base, cur) -> MetricChange | None:
     """A change for a metric that has a value on one side only (None when both or neither have one):
     lost since the baseline is a significant regression, gained a significant improvement; `why(x)`
     says why `x` (base or cur) has none."""
@@ -212,7 +212,7 @@ def compare_question(cur: Question, base: Question) -> QuestionComparison:
                               "bootstrap difference of means" if len(bm) > 1 and len(cm) > 1 else None),
     }
     for metric, e in list(metrics.items()):
-        change = _measured_on_one_side(metric, e.baseline, e.current,
+        change = _measured_on_one_side(e.baseline, e.current,
                                        lambda q, metric=metric: _why_question_unmeasured(metric, q),
                                        base, cur)
         if change is not None:
