@@ -385,7 +385,7 @@ def profile_groups(p: Profile) -> list[tuple[str, float]]:
     g["SDK client creation (once per suite)"] = p.cum("rlhf_eval/evaluate.py", "for_suite")
     per_item = sum(g.values()) - g["collection: suite YAML + JSONL, items"]
     g["report: aggregate + table"] = (p.cum("rlhf_eval/report.py", "build_report")
-                                      + p.cum("rlhf_eval/report.py", "render_table"))
+                                      + p.cum("rlhf_eval/report.py", "report_lines"))
     runtest = p.cum("pytest_rlhf_eval/__init__.py", "runtest")
     inside = per_item
     g["rest of the item (plumbing, policy, cassette save)"] = max(0.0, runtest - inside)

@@ -1,4 +1,5 @@
-"""The ``rlhf-eval`` command (also ``python -m rlhf_eval``).
+"""The ``rlhf-eval`` command (also ``python -m rlhf_eval``): ``run`` runs suites without pytest,
+``html``, ``export`` and ``ui`` read a JSON report; ``--version``.
 
 Each subcommand is one ``add_<name>(subparsers)`` function that declares its arguments and sets
 ``func`` to a ``run_<name>(args) -> int``; list the ``add_`` function in `SUBCOMMANDS`. A run
@@ -73,9 +74,14 @@ def run_ui(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ html, export
 
 def add_html(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("html", help="write the self-contained HTML report of a JSON report")
+    p = sub.add_parser("html", help="write the self-contained HTML report of a JSON report",
+                       description="Write the self-contained HTML report of a JSON report; with --compare, "
+                                   "with its deltas against a baseline report (as pytest --rlhf-compare shows).")
     p.add_argument("report", metavar="REPORT.json")
     p.add_argument("output", metavar="OUT.html")
+    p.add_argument("--compare", metavar="BASELINE.json",
+                   help="a baseline report: deltas with significance, what changed, preference drift "
+                        "(replaces a comparison the report holds)")
     p.set_defaults(func=run_html)
 
 
@@ -83,6 +89,11 @@ def run_html(args: argparse.Namespace) -> int:
     from .html_report import write_html
 
     report_ = load_report(args.report)
+    if args.compare:
+        from .compare import compare_reports
+
+        baseline = load_report(args.compare, "baseline report")
+        report_.comparison = compare_reports(report_, baseline, Path(args.compare).stem)
     with _writing("the HTML report", args.output):
         write_html(report_, args.output)
     print(f"{PROG}: wrote {args.output}")
@@ -128,6 +139,120 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- run
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    from .record_modes import RECORD_MODES
+
+    p = sub.add_parser(
+        "run", help="run suites without pytest (replaying their cassettes) and print the report",
+        description="Run suites as `pytest SUITES` does (rlhf_eval.run_suites: the same sampling, cassettes, "
+                    "report and outputs), without pytest. Replays by default: no key, no network. Exit "
+                    "status as pytest's: 0 when every question and suite passed (and no regression failed), "
+                    "1 when one failed or an output could not be written, 2 for a usage mistake (a bad "
+                    "option, suite, path or baseline), 130 on Ctrl-C.")
+    p.add_argument("paths", nargs="+", metavar="SUITE",
+                   help="suite files, or folders whose suite files (--suite-files) are run")
+    opt = p.add_argument
+    # Options left out are not passed: run_suites' own defaults apply (the plugin's, shown in the help).
+    opt("--record-mode", "--record", choices=RECORD_MODES, default=argparse.SUPPRESS,
+        help="none (default: replay only) | once (record missing cassettes) | new_episodes | all | rewrite")
+    opt("--cassette-dir", default=argparse.SUPPRESS, metavar="DIR", help="where cassettes live (default: cassettes)")
+    opt("--report-json", default=argparse.SUPPRESS, metavar="PATH", help="write the JSON report, every trace in it")
+    opt("--html", default=argparse.SUPPRESS, metavar="PATH", help="write the self-contained HTML report")
+    opt("--export", default=argparse.SUPPRESS, metavar="DIR", help="write TRL-ready datasets under DIR/<suite>/")
+    opt("--save", default=argparse.SUPPRESS, metavar="PATH", help="also write the JSON report here, as a baseline")
+    opt("--compare", dest="baseline", default=argparse.SUPPRESS, metavar="BASELINE.json",
+        help="compare with a baseline report: deltas, significance, what changed, drift")
+    opt("--compare-fail", dest="fail_rules", action="append", default=argparse.SUPPRESS, metavar="METRIC:DELTA",
+        help="with --compare: fail when METRIC got worse by more than DELTA and the change is significant, "
+             "e.g. accuracy:0.05 (repeatable)")
+    opt("--concurrency", type=int, default=argparse.SUPPRESS, metavar="N",
+        help="while recording: requests in flight at once (default 8)")
+    opt("--rate-limit", dest="rate_limit_rpm", type=float, default=argparse.SUPPRESS, metavar="RPM",
+        help="while recording: at most RPM requests a minute")
+    opt("--retries", type=int, default=argparse.SUPPRESS, metavar="N", help="retries of a failed request (default 5)")
+    opt("--retry-timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+        help="give up retrying a request after this long (default 600)")
+    opt("--retry-delay", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+        help="wait before the first retry when the API does not say (default 1)")
+    opt("--rootdir", default=argparse.SUPPRESS, metavar="DIR",
+        help="the folder --suite-files patterns are relative to (default: the working directory)")
+    opt("--suite-files", dest="suite_patterns", action="append", default=argparse.SUPPRESS, metavar="PATTERN",
+        help="a glob pattern of a folder's suite files, as ini rlhf_suite_files (repeatable; default: "
+             "suites/*.yaml suites/*.yml *.suite.yaml *.suite.yml)")
+    p.set_defaults(func=run_run)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from .report_model import ReportError
+    from .runner import Interrupted, RunError, run_suites
+    from .suite import SuiteError
+    from .report import summary_lines
+
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "paths")}
+    # worded with this command's options (run_suites words them as the plugin's)
+    if "fail_rules" in options and "baseline" not in options:
+        raise CliError("--compare-fail needs --compare BASELINE.json")
+    if "baseline" in options:
+        if not Path(options["baseline"]).is_file():
+            raise CliError(f"{options['baseline']}: no such baseline report file (save one with "
+                           f"{PROG} run SUITES --save PATH)")
+        options["baseline_name"] = Path(options["baseline"]).stem
+    try:
+        report_ = run_suites(args.paths, **options)
+    except RunError as exc:
+        if exc.report is None:  # before anything ran: a setting, a path, a baseline, a cassette folder
+            raise CliError(str(exc)) from None
+        report_, problems = exc.report, str(exc).splitlines()  # after: outputs that could not be written
+    except (SuiteError, ReportError) as exc:
+        raise CliError(str(exc)) from None
+    except Interrupted as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 130
+    else:
+        problems = []
+    for style, text in summary_lines(report_):
+        print(_separator("=" if style == "title" else "-", text) if style in ("title", "section") else text)
+    # what was asked for, by the label a line of `problems` names it with (run_suites writes the rest)
+    outputs = {"the JSON report": ("report_json", "{}"), "the HTML report": ("html", "{}"),
+               f"baseline {Path(options.get('save', '')).stem}": ("save", "{}"),
+               "the export": ("export", "the export under {}/")}
+    for label, (key, shown) in outputs.items():
+        if key in options and not any(f" {label} " in line for line in problems):
+            print(f"{PROG}: wrote {shown.format(options[key])}")
+    for line in problems:
+        print(line)
+    print(outcome_line(report_))
+    failed = (any(s.failed for s in report_.suites) or problems
+              or (report_.comparison is not None and report_.comparison.failures))
+    return 1 if failed else 0
+
+
+def outcome_line(report_: Report) -> str:
+    """The last line of `rlhf-eval run`, like pytest's: how many questions passed, failed, errored."""
+    questions = [q for s in report_.suites for q in s.questions]
+    counts = {r: sum(q.result == r for q in questions) for r in ("pass", "FAIL", "ERROR")}
+    shown = [f"{counts['pass']} passed"] + [f"{n} {word}" for n, word in ((counts["FAIL"], "failed"),
+                                                                          (counts["ERROR"], "errors")) if n]
+    suites = [s for s in report_.suites if s.threshold_failures]
+    if suites:
+        shown.append(f"suite thresholds failed in {', '.join(s.name for s in suites)}")
+    if report_.comparison is not None and report_.comparison.failures:
+        n = len(report_.comparison.failures)
+        shown.append(f"{n} regression{'s' * (n != 1)}")
+    n_suites = len(report_.suites)
+    return (f"{PROG}: {len(questions)} question{'s' * (len(questions) != 1)} in {n_suites} "
+            f"suite{'s' * (n_suites != 1)}: {', '.join(shown)}")
+
+
+def _separator(char: str, text: str, width: int = 80) -> str:
+    """A section line as pytest writes one: `===== text =====`, `width` wide."""
+    fill = max(2, (width - len(text) - 2) // 2)
+    line = f"{char * fill} {text} {char * fill}"
+    return line + char * (width - len(line)) if len(line) < width else line
+
+
 @contextlib.contextmanager
 def _writing(label: str, path):
     """A disk fault or a secret while writing `path` becomes the one line of a CliError."""
@@ -141,11 +266,24 @@ def _writing(label: str, path):
 
 # ---------------------------------------------------------------------------------------------- main
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_ui, add_html, add_export]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_run, add_ui, add_html, add_export]
+
+
+def version() -> str:
+    """The installed rlhf-eval's version (importlib.metadata), or a line saying it is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("rlhf-eval")
+    except PackageNotFoundError:
+        return "unknown (not installed: run from a source folder)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="rlhf-eval: tools for the reports of a pytest run.")
+    parser = argparse.ArgumentParser(prog=PROG, description="rlhf-eval: run suites without pytest, and read "
+                                                            "the reports of a run.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)

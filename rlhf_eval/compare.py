@@ -3,11 +3,20 @@
 Everything is computed from the two JSON reports alone. A change counts as significant at
 `ALPHA`: proportions (accuracy, unparsable rate, reward accuracy, fraction of zero-spread
 questions) by a two-proportion z-test, the mean margin by a bootstrap test on the two runs' pair
-margins, and the mean spread by a paired bootstrap over the questions both runs have.
+margins, and the mean spread by a paired bootstrap over the questions both runs have. A metric the
+baseline measured and this run could not (reward accuracy once every preference pair is gone, or
+without log-probabilities) is a significant regression, with the reason; one measured only now is
+a significant improvement.
+
+Besides the deltas, a comparison lists what else changed and may explain them, as notes: the
+model version, each suite setting (temperature, system instruction, verifier, rewards, samples,
+DPO and GRPO settings, ...), the prompts, and the suites that ran in only one of the two reports.
 """
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import numpy as np
 
@@ -20,10 +29,11 @@ from .report_model import (
     QuestionComparison,
     QuestionMetrics,
     Report,
+    SettingChange,
     Suite,
     SuiteComparison,
 )
-from .rows import higher_is_better, is_zero_spread
+from .rows import fmt, higher_is_better, is_number, is_zero_spread
 
 ALPHA = 0.05
 # The suite aggregates compare_suite tests, so the ones --rlhf-compare-fail may gate on.
@@ -87,10 +97,105 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
         aggregates["mean_spread"] = _entry("mean_spread", float(np.mean(b_spread)), float(np.mean(c_spread)),
                                            stats.paired_bootstrap_test(b_spread, c_spread),
                                            "paired bootstrap over questions")
+    for metric in COMPARED_METRICS:
+        e = aggregates.get(metric)
+        change = _measured_on_one_side(e.baseline if e else base.aggregates.get(metric),
+                                       e.current if e else cur.aggregates.get(metric),
+                                       lambda suite, metric=metric: _why_unmeasured(metric, suite),
+                                       base, cur)
+        if change is not None:
+            aggregates[metric] = change
     questions = {c.id: compare_question(c, b) for b, c in shared}
+    base_prompts = {q.id: q.prompt for q in base.questions}
+    ran = {q.id for q in cur.questions}
     return SuiteComparison(name=cur.name, aggregates=aggregates, questions=questions,
-                           only_in_baseline=sorted(set(base_by_id) - {q.id for q in cq}),
-                           only_in_current=sorted({q.id for q in cq} - set(base_by_id)))
+                           only_in_baseline=[q.id for q in base.questions if q.id not in ran],  # did not run
+                           only_in_current=[q.id for q in cur.questions if q.id not in base_prompts],
+                           settings_changed=settings_changed(cur, base),
+                           prompts_changed=[q.id for q in cur.questions
+                                            if q.id in base_prompts and q.prompt != base_prompts[q.id]])
+
+
+def _measured_on_one_side(base_value, cur_value, why, base, cur) -> MetricChange | None:
+    """A change for a metric that has a value on one side only (None when both or neither have one):
+    lost since the baseline is a significant regression, gained a significant improvement; `why(x)`
+    says why `x` (base or cur) has none."""
+    if is_number(base_value) and cur_value is None:
+        return MetricChange(baseline=base_value, current=None, significant=True, worse=True,
+                            reason=f"not measured in this run: {why(cur)}")
+    if base_value is None and is_number(cur_value):
+        return MetricChange(baseline=None, current=cur_value, significant=True, worse=False,
+                            reason=f"not measured in the baseline: {why(base)}")
+    return None
+
+
+def _why_unmeasured(metric: str, suite: Suite) -> str:
+    """Why `suite` (a report's) has no value of a compared metric, in words."""
+    scored = [q for q in suite.questions if q.metrics]
+    if not scored:
+        n = len(suite.questions)
+        return f"none of its {n} question{'s' * (n != 1)} was scored"
+    if metric in ("reward_accuracy", "mean_margin"):
+        if suite.aggregates.dpo_unavailable:
+            return f"DPO metrics unavailable: {suite.aggregates.dpo_unavailable}"
+        pairs = sum(len(q.pairs) for q in scored)
+        if not pairs:
+            return "no preference pairs: each question's traces were all correct or all not correct"
+        return f"none of its {pairs} preference pairs has a margin (no log-probabilities)"
+    return "no value in the report"
+
+
+# The suite settings whose changes are listed (the report's Suite fields); `path` and `description`
+# say nothing about the numbers, and `suite_thresholds` change the verdict, not the metrics.
+COMPARED_SETTINGS = ("model", "samples", "seed", "verifier", "rewards", "reward_funcs", "dpo", "grpo")
+_IGNORED_SETTINGS = {"model.api_key_env"}  # where the key is read from changes no answer
+
+
+def _flat(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flat(v, f"{prefix}.{k}", out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _settings(suite: Suite) -> dict[str, Any]:
+    """The suite's compared settings as {dotted key: value}; reward functions as TRL's two lists."""
+    # as JSON holds them: a run's own report has tuples where a loaded baseline has lists
+    data = json.loads(json.dumps(suite.model_dump(include=set(COMPARED_SETTINGS), exclude_unset=True), default=str))
+    funcs = data.pop("reward_funcs", None)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        _flat(value, key, out)
+    if funcs is not None:  # a report before reward functions has none: not a change
+        out["reward_funcs"] = [f["name"] for f in funcs]
+        out["reward_weights"] = [f["weight"] for f in funcs]
+    return {k: v for k, v in out.items() if k not in _IGNORED_SETTINGS}
+
+
+DEFAULT = "(default)"  # a verifier option a suite leaves out
+
+
+def settings_changed(cur: Suite, base: Suite) -> dict[str, SettingChange]:
+    """The settings of `cur` that differ from `base`'s, by dotted key. A report holds the verifier
+    options a suite sets, so one set on one side only is a change (from or to DEFAULT); any other
+    setting only one of the two reports holds (one written by another version of rlhf-eval) is not."""
+    now, was = _settings(cur), _settings(base)
+    keys = list(now) + [k for k in was if k not in now]
+    out = {}
+    for k in keys:
+        if k.startswith("verifier.") and (k in now) != (k in was):
+            out[k] = SettingChange(baseline=was.get(k, DEFAULT), current=now.get(k, DEFAULT))
+        elif k in now and k in was and now[k] != was[k]:
+            out[k] = SettingChange(baseline=was[k], current=now[k])
+    return out
+
+
+def show_setting(value: Any, limit: int = 60) -> str:
+    """A setting's value in a note, as JSON (strings quoted, null), clipped to `limit` characters."""
+    text = value if value == DEFAULT else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def compare_question(cur: Question, base: Question) -> QuestionComparison:
@@ -106,6 +211,12 @@ def compare_question(cur: Question, base: Question) -> QuestionComparison:
                               stats.bootstrap_difference_test(bm, cm) if len(bm) > 1 and len(cm) > 1 else None,
                               "bootstrap difference of means" if len(bm) > 1 and len(cm) > 1 else None),
     }
+    for metric, e in list(metrics.items()):
+        change = _measured_on_one_side(e.baseline, e.current,
+                                       lambda q, metric=metric: _why_question_unmeasured(metric, q),
+                                       base, cur)
+        if change is not None:
+            metrics[metric] = change
     was_zero, now_zero = is_zero_spread(_m(base).spread), is_zero_spread(_m(cur).spread)
     signal = None
     if not was_zero and now_zero:
@@ -113,6 +224,16 @@ def compare_question(cur: Question, base: Question) -> QuestionComparison:
     elif was_zero and not now_zero:
         signal = "gained: traces now get different rewards"
     return QuestionComparison(metrics=metrics, flips=preference_flips(cur, base), grpo_signal=signal)
+
+
+def _why_question_unmeasured(metric: str, q: Question) -> str:
+    if metric in ("reward_accuracy", "mean_margin"):
+        if q.dpo_unavailable:
+            return f"DPO metrics unavailable: {q.dpo_unavailable}"
+        if not q.pairs:
+            return "no preference pairs: its traces were all correct or all not correct"
+        return "no pair has a margin"
+    return "no value in the report"
 
 
 def _answer_margins(question: Question) -> dict[tuple[str, str], float]:
@@ -154,7 +275,7 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
     for s in current.suites:
         b = base_suites.get(s.name)
         if b is None:
-            notes.append(f"suite {s.name} is not in baseline {baseline_name}")
+            notes.append(f"suite {s.name} is not in baseline {baseline_name} (new): nothing to compare it with")
             continue
         was, now = _versions(b), _versions(s)
         if was != now:
@@ -165,9 +286,38 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
         if fp_was and fp_now and fp_was != fp_now:
             notes.append(f"suite {s.name}: backend fingerprint changed ({', '.join(fp_was)} → {', '.join(fp_now)}); "
                          "the model is the same")
-        suites.append(compare_suite(s, b))
-    return Comparison(baseline=baseline_name, model_version_changed=changed, note="; ".join(notes),
-                      suites=suites, failures=[])
+        cs = compare_suite(s, b)
+        notes += [f"suite {s.name}: {key} changed: {show_setting(c.baseline)} → {show_setting(c.current)}"
+                  for key, c in cs.settings_changed.items()]
+        if cs.prompts_changed:
+            shared = len(s.questions) - len(cs.only_in_current)
+            notes.append(f"suite {s.name}: prompt changed on {len(cs.prompts_changed)} of the {shared} questions "
+                         f"both runs have ({_first(cs.prompts_changed)})")
+        for ids, what in ((cs.only_in_baseline, f"of baseline {baseline_name} did not run"),
+                          (cs.only_in_current, f"are not in baseline {baseline_name}")):
+            if ids:
+                notes.append(f"suite {s.name}: {len(ids)} question{'s' * (len(ids) != 1)} {what} ({_first(ids)})")
+        suites.append(cs)
+    ran = {s.name for s in current.suites}
+    missing = [s.name for s in baseline.suites if s.name not in ran]
+    notes += [f"suite {name} of baseline {baseline_name} did not run: nothing to compare it with" for name in missing]
+    return Comparison(baseline=baseline_name, model_version_changed=changed, note="; ".join(notes), notes=notes,
+                      suites=suites, failures=[], only_in_baseline=missing,
+                      only_in_current=sorted(ran - set(base_suites)))
+
+
+def one_sided_lines(comparison: Comparison) -> list[tuple[bool, str]]:
+    """(worse, line) for each suite metric measured on one side only: "demo: reward_accuracy 0.909 →
+    none: not measured in this run: <why>" (worse: lost since the baseline)."""
+    def shown(v) -> str:
+        return "none" if v is None else fmt(v)
+
+    return [(e.worse, f"{s.name}: {metric} {shown(e.baseline)} → {shown(e.current)}: {e.reason}")
+            for s in comparison.suites for metric, e in s.aggregates.items() if e.reason]
+
+
+def _first(ids: list[str], most: int = 5) -> str:
+    return ", ".join(ids[:most]) + (f", … ({len(ids) - most} more)" if len(ids) > most else "")
 
 
 def parse_fail_rules(values: list[str]) -> dict[str, float]:
@@ -192,12 +342,15 @@ def parse_fail_rules(values: list[str]) -> dict[str, float]:
 
 
 def regressions(comparison: Comparison, rules: dict[str, float]) -> list[str]:
-    """Suite-level changes that are worse by more than the allowed delta *and* significant."""
+    """Suite-level changes that are worse by more than the allowed delta *and* significant; a metric
+    the baseline measured and this run could not is worse than any allowed delta."""
     lines = []
     for s in comparison.suites:
         for metric, allowed in rules.items():
             e = s.aggregates.get(metric)
-            if e and e.worse and e.significant and e.delta is not None and abs(e.delta) > allowed:
+            if e and e.worse and e.significant and e.current is None and is_number(e.baseline):
+                lines.append(f"suite {s.name}: {metric} {e.baseline:.4g} → none (allowed {allowed:g}; {e.reason})")
+            elif e and e.worse and e.significant and e.delta is not None and abs(e.delta) > allowed:
                 lines.append(f"suite {s.name}: {metric} {e.baseline:.4g} → {e.current:.4g} "
                              f"(Δ {e.delta:+.4g}, allowed {allowed:g}; p = {e.p_value:.3g}, {e.test})")
     return lines

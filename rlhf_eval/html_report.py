@@ -24,6 +24,7 @@ from urllib.parse import quote
 import numpy as np
 
 from .credentials import write_without_secrets
+from .compare import one_sided_lines
 from .report_model import MetricChange, Question, QuestionComparison, Report, Suite
 from .rows import (
     CURVES,
@@ -126,11 +127,16 @@ def _delta(changes: dict[str, MetricChange] | None, name: str | None, digits: in
         tip.append(f"p = {fmt_p(entry.p_value)}")
     if entry.test:
         tip.append(f"test: {_esc(entry.test)}")
+    if entry.reason:  # measured on one side only: lost (a regression) or new
+        tip.append(_esc(entry.reason))
     tip.append("significant" if significant else "not significant")
     if worse:
         tip.append("worse")
     cls = "d " + ("sig " + ("worse" if worse else "better") if significant else ("ns worse" if worse else "ns"))
-    text = "Δ n/a" if not is_number(delta) else f"Δ{_signed(delta, digits)}"
+    if entry.reason:
+        text = "lost" if cur is None else "new"
+    else:
+        text = "Δ n/a" if not is_number(delta) else f"Δ{_signed(delta, digits)}"
     star = "*" if significant else ""
     return f' <span class="{cls}" title="{"; ".join(tip)}">{text}{star}</span>'
 
@@ -616,13 +622,15 @@ class _Page:
           'Δ = current − baseline next to each metric; <span class="d sig worse">Δ*</span> / '
           '<span class="d sig better">Δ*</span> mark a significant change (worse / better), grey ones are '
           'not significant; hover a Δ for the test and p-value.')
-        if c.note:
-            w(f'<div>{_esc(c.note)}</div>')
-        for cs in c.suites:
-            for ids, what in ((cs.only_in_baseline, "only in the baseline"), (cs.only_in_current, "new in this run")):
-                if ids:
-                    shown = ", ".join(_esc(i) for i in ids[:20]) + (" …" if len(ids) > 20 else "")
-                    w(f'<div class="small">{_esc(cs.name)}: {len(ids)} question(s) {what}: {shown}</div>')
+        # what else changed (model, settings, prompts, suites and questions that ran on one side
+        # only), one line each; a report written before `notes` has them joined in `note`
+        notes = c.notes or ([c.note] if c.note else [])
+        if notes:
+            w('<ul class="notes">' + "".join(f'<li>{_esc(n)}</li>' for n in notes) + '</ul>')
+        one_sided = one_sided_lines(c)
+        if one_sided:
+            w('<ul>' + "".join(f'<li class="{"neg" if worse else "pos"}">{_esc(line)}</li>'
+                               for worse, line in one_sided) + '</ul>')
         if c.failures:
             w('<ul>' + "".join(f'<li class="neg">{_esc(f)}</li>' for f in c.failures) + '</ul>')
         w("</div>")

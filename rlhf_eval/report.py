@@ -7,15 +7,15 @@ the settings used, so every number can be recomputed from the file alone (tests/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 import numpy as np
 from pydantic import ValidationError
-from tabulate import tabulate
 
 from . import objectives as obj
 from . import rows as rows_
 from . import stats
+from .compare import one_sided_lines
 from .credentials import redact_base_urls
 from .paths import shown_path
 from .report_model import (REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates,
@@ -24,7 +24,8 @@ from .suite import Bound
 from .thresholds import check_thresholds
 
 __all__ = ["REPORT_VERSION", "Report", "ReportError", "build_report", "load_report", "render_comparison",
-           "render_table", "suite_aggregates", "suite_intervals", "suite_settings", "write_json"]
+           "render_table", "report_lines", "suite_aggregates", "suite_intervals", "suite_settings", "summary_lines",
+           "write_json"]
 
 
 def suite_settings(suite) -> dict[str, Any]:
@@ -147,23 +148,87 @@ def suite_threshold_failures(aggregates: SuiteAggregates, settings: dict) -> lis
     return [f.reason for f in failures]
 
 
-def report_rows(report: Report) -> list[list[str]]:
-    """The terminal table's rows (`columns()`): one per question, then one per suite."""
-    rows = []
-    for s in report.suites:
-        for q in s.questions:
-            rows.append([s.name, q.id, *(c.text for c in rows_.question_cells(q)), q.result])
-        rows.append([s.name, rows_.suite_label(s), *(rows_.cells_text(c) for c in rows_.suite_cells(s)),
-                     rows_.suite_result(s)])
+SUITE_ROW = "(suite)"  # the suite row's label: parentheses are never in a question id
+MAX_REASONS = 10  # FAIL / ERROR lines of questions shown per suite; the rest are counted
+
+
+def suite_rows(suite: Suite, maj_at_k: bool = False) -> list[list[str]]:
+    """A suite's rows of the terminal table (`columns(maj_at_k)` without the suite): one per
+    question, then the suite's (labelled SUITE_ROW)."""
+    rows = [[q.id, *(c.text for c in rows_.question_cells(q, maj_at_k)), q.result] for q in suite.questions]
+    rows.append([SUITE_ROW, *(rows_.cells_text(c) for c in rows_.suite_cells(suite, maj_at_k)),
+                 rows_.suite_result(suite)])
     return rows
 
 
-def columns() -> list[str]:
-    return ["suite", "question", *(c.label for c in rows_.summary_columns()), "result"]
+def report_rows(report: Report, maj_at_k: bool | None = None) -> list[list[str]]:
+    """Every row of the terminal tables, each led by its suite's name (`columns(maj_at_k)`); maj@k
+    when the report has it unless `maj_at_k` says."""
+    maj = rows_.has_maj_at_k(report.suites) if maj_at_k is None else maj_at_k
+    return [[s.name, *row] for s in report.suites for row in suite_rows(s, maj)]
 
 
-def render_table(report: Report | dict) -> str:
-    return tabulate(report_rows(Report.of(report)), headers=columns(), tablefmt="simple", disable_numparse=True)
+def columns(maj_at_k: bool = False) -> list[str]:
+    return ["suite", "question", *(c.label for c in rows_.summary_columns(maj_at_k)), "result"]
+
+
+def suite_heading(suite: Suite) -> str:
+    """The line above a suite's table: what ran (model, k, how many questions)."""
+    n = suite.aggregates.questions if "questions" in suite.aggregates.model_fields_set else len(suite.questions)
+    return (f"{suite.name} · {suite.model.get('name', '?')} · k = {rows_.fmt(suite.samples)} · "
+            f"{n} question{'s' * (n != 1)}")
+
+
+def suite_notes(suite: Suite) -> list[tuple[str, str]]:
+    """The lines under a suite's table, each with its style ("text" or "fail"): why its DPO metrics
+    are unavailable (once), why each FAIL or ERROR question row failed (the first MAX_REASONS), and
+    why the suite's row says FAIL."""
+    lines = [("text", line) for line in rows_.dpo_unavailable_lines(suite)]
+    failing = [(q, reason) for q in suite.questions if (reason := rows_.question_reason(q)) is not None]
+    lines += [("fail", f"{q.result} {suite.name}::{q.id}: {reason}") for q, reason in failing[:MAX_REASONS]]
+    if len(failing) > MAX_REASONS:
+        lines.append(("fail", f"… and {len(failing) - MAX_REASONS} more failing questions of {suite.name} "
+                              "(each one's reason is in the JSON report: questions[].failures and .error)"))
+    lines += [("fail", f"FAIL suite {suite.name}: {reason}") for reason in rows_.suite_failure_reasons(suite)]
+    return lines
+
+
+def report_lines(report: Report | dict, maj_at_k: bool | None = None) -> list[tuple[str, str]]:
+    """The terminal report as (style, line): per suite a heading, its table (question rows, then
+    the suite's row) and `suite_notes`; style "fail" for a failure's line, else "text". Numbers are
+    right-aligned, and the columns line up across suites. maj@k is shown when the report has it."""
+    report = Report.of(report)
+    maj = rows_.has_maj_at_k(report.suites) if maj_at_k is None else maj_at_k
+    headers = columns(maj)[1:]
+    blocks = [(s, suite_rows(s, maj)) for s in report.suites]
+    # one alignment for every suite's rows, so the columns line up from one suite to the next
+    head, rule, *body = aligned(headers, [r for _, rows in blocks for r in rows], left=(0, len(headers) - 1))
+    out: list[tuple[str, str]] = []
+    for n, (s, rows) in enumerate(blocks):
+        if n:
+            out.append(("text", ""))
+        out += [("text", suite_heading(s)), ("text", head), ("text", rule)]
+        out += [("text", line) for line in body[:len(rows)]]
+        del body[:len(rows)]
+        out += suite_notes(s)
+    return out
+
+
+def summary_lines(report: Report) -> list[tuple[str, str]]:
+    """What closes a run (pytest's terminal summary, `rlhf-eval run`), as (style, text): "title" and
+    "section" (a separator line with the text), "text", or "fail" (shown red). The report's tables
+    with every FAIL's reason, then the comparison with its regressions when it has one."""
+    lines = [("title", "rlhf-eval report"), *report_lines(report)]
+    if report.comparison is not None:
+        lines += [("section", f"compared with baseline {report.comparison.baseline}"),
+                  ("text", render_comparison(report.comparison))]
+        lines += [("fail", f"FAIL regression: {line}") for line in report.comparison.failures]
+    return lines
+
+
+def render_table(report: Report | dict, maj_at_k: bool | None = None) -> str:
+    """The terminal report (`report_lines`) as text."""
+    return "\n".join(text for _, text in report_lines(report, maj_at_k))
 
 
 def write_json(report: Report | dict, path: str | Path) -> None:
@@ -181,22 +246,30 @@ COMPARISON_COLUMNS = ["suite", "metric", "baseline", "current", "delta", "p", "s
 
 
 def comparison_rows(comparison: Comparison) -> list[list[str]]:
+    """One row per compared suite metric; a metric measured on one side only reads "none" on the
+    other, and is significant (its reason follows the table: `lost_lines`)."""
     rows = []
     for s in comparison.suites:
         for metric, e in s.aggregates.items():
             mark = ("WORSE" if e.worse else "better") if e.significant else ""
-            rows.append([s.name, metric, rows_.fmt(e.baseline), rows_.fmt(e.current), rows_.fmt_signed(e.delta),
-                         rows_.fmt_p(e.p_value), mark])
+            one_sided = e.reason is not None
+            rows.append([s.name, metric, "none" if one_sided and e.baseline is None else rows_.fmt(e.baseline),
+                         "none" if one_sided and e.current is None else rows_.fmt(e.current),
+                         rows_.fmt_signed(e.delta), rows_.fmt_p(e.p_value), mark])
     return rows
 
 
 def render_comparison(comparison: Comparison, max_drift: int = 10) -> str:
-    """Suite deltas with significance, then the preference drift: answer pairs whose preference
-    flipped, and questions whose GRPO signal was lost or gained (the first `max_drift` lines)."""
-    lines = []
-    if comparison.note:
-        lines.append(f"note: {comparison.note}")
-    lines.append(tabulate(comparison_rows(comparison), disable_numparse=True, headers=COMPARISON_COLUMNS))
+    """What else changed (model, settings, prompts, suites that ran on one side only: `notes`), the
+    suite deltas with significance and why a metric went missing, then the preference drift: answer
+    pairs whose preference flipped, and questions whose GRPO signal was lost or gained (the first
+    `max_drift` lines)."""
+    notes = comparison.notes or ([comparison.note] if comparison.note else [])  # a report before `notes`
+    lines = [f"note: {note}" for note in notes]
+    rows = comparison_rows(comparison)
+    if rows:
+        lines += aligned(COMPARISON_COLUMNS, rows, left={0, 1, 6})
+    lines += [line for _, line in one_sided_lines(comparison)]
     drift = []
     for s in comparison.suites:
         for qid, q in s.questions.items():
@@ -211,3 +284,15 @@ def render_comparison(comparison: Comparison, max_drift: int = 10) -> str:
         if len(drift) > max_drift:
             lines.append(f"  … and {len(drift) - max_drift} more in the JSON report (comparison.suites[].questions)")
     return "\n".join(lines)
+
+
+def aligned(headers: list[str], rows: list[list[str]], left: Collection[int] = (0,)) -> list[str]:
+    """A plain table: the header, a rule, the rows; columns in `left` left-aligned (names, words),
+    the others right-aligned (numbers); no trailing spaces."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]

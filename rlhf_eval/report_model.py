@@ -238,6 +238,9 @@ class MetricChange(_Model):
     test: str | None = None  # the test that gave p_value
     significant: bool = False
     worse: bool = False
+    # Why one side has no value, when only one has (a number → None is a lost metric: significant and
+    # worse, e.g. reward accuracy when every preference pair is gone); None otherwise.
+    reason: str | None = None
 
 
 class PreferenceFlip(_Model):
@@ -256,20 +259,33 @@ class QuestionComparison(_Model):
     grpo_signal: str | None = None  # "lost: …" / "gained: …" when the reward spread went to / from zero
 
 
+class SettingChange(_Model):
+    """A suite setting that differs from the baseline's (values as the report's suite settings hold them)."""
+    baseline: Any = None
+    current: Any = None
+
+
 class SuiteComparison(_Model):
     name: str
     aggregates: dict[str, MetricChange] = Field(default_factory=dict)
     questions: dict[str, QuestionComparison] = Field(default_factory=dict)  # by question id
     only_in_baseline: list[str] = Field(default_factory=list)
     only_in_current: list[str] = Field(default_factory=list)
+    # settings that differ, by dotted key ("model.temperature", "reward_weights"), and the questions
+    # (of both runs) whose prompt differs: what besides the change under test may explain a delta
+    settings_changed: dict[str, SettingChange] = Field(default_factory=dict)
+    prompts_changed: list[str] = Field(default_factory=list)
 
 
 class Comparison(_Model):
     """This run against a baseline report (rlhf_eval.compare.compare_reports)."""
     baseline: str = ""
     model_version_changed: bool = False
-    note: str = ""
+    note: str = ""  # `notes` joined by "; "
+    notes: list[str] = Field(default_factory=list)  # one line each: model, settings, suites that did not run
     suites: list[SuiteComparison] = Field(default_factory=list)
+    only_in_baseline: list[str] = Field(default_factory=list)  # suites of the baseline that did not run
+    only_in_current: list[str] = Field(default_factory=list)  # suites the baseline does not have
     failures: list[str] = Field(default_factory=list)  # --rlhf-compare-fail regressions, one line each
 
     def suite(self, name: str) -> SuiteComparison | None:

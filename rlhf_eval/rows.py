@@ -169,25 +169,26 @@ def cell(metric: str, value: Any, unavailable: str | None = None) -> Cell:
 
 @dataclass(frozen=True)
 class Column:
-    """A summary-table column: the question metric of its row, and the suite aggregate(s) of the
-    suite's row (two aggregates share the spread column: mean spread and the zero-spread fraction)."""
+    """A summary-table column: the question metric of a question's row (None: a suite-only column,
+    blank there), and the suite aggregate(s) of the suite's row. Every column holds one kind of value:
+    a count, a rate or a mean, the same in both rows (the suite's spread is the questions' mean)."""
     label: str
-    question: str
+    question: str | None
     suite: tuple[str, ...]
 
 
-# Between the question id and the result. maj@k is shown where the report has it (the HTML page).
+# Between the question id and the result. maj@k is shown where the report has it (`has_maj_at_k`).
 SUMMARY_COLUMNS = (
     Column("k", "k", ("samples",)),
     Column("accuracy", "accuracy", ("accuracy",)),
     Column("maj@k", "maj_at_k", ("maj_at_k",)),
-    Column("unparsable", "unparsable", ("unparsable_rate",)),
+    Column("unparsable", "unparsable_rate", ("unparsable_rate",)),  # a rate: comparable across k and suites
     Column("pairs", "pairs", ("pairs",)),
     Column("mean margin", "mean_margin", ("mean_margin",)),
     Column("reward acc", "reward_accuracy", ("reward_accuracy",)),
-    Column("spread", "spread", ("mean_spread", "frac_zero_spread")),
+    Column("spread", "spread", ("mean_spread",)),
+    Column("zero spread", None, ("frac_zero_spread",)),  # TRL's frac_reward_zero_std: a suite's fraction
 )
-SPREAD_PREFIX = {"frac_zero_spread": "zero "}
 
 
 _WITHOUT_MAJ = tuple(c for c in SUMMARY_COLUMNS if c.question != "maj_at_k")
@@ -198,10 +199,18 @@ def summary_columns(maj_at_k: bool = False) -> tuple[Column, ...]:
     return SUMMARY_COLUMNS if maj_at_k else _WITHOUT_MAJ
 
 
+def has_maj_at_k(suites: list[Suite]) -> bool:
+    """Whether any question or suite of `suites` has maj@k measured (a report written before it
+    existed, or a verifier with no extracted answers, has none: its column is left out)."""
+    return any(q.metrics is not None and q.metrics.maj_at_k is not None for s in suites for q in s.questions) \
+        or any(s.aggregates.maj_at_k is not None for s in suites)
+
+
 def question_cells(q: Question, maj_at_k: bool = False) -> list[Cell]:
-    """A question's summary cells, one per `summary_columns(maj_at_k)`."""
+    """A question's summary cells, one per `summary_columns(maj_at_k)` (a suite-only column's is blank)."""
     m, unavailable = q.metrics, q.dpo_unavailable
-    return [cell(c.question, getattr(m, c.question) if m else None, unavailable) for c in summary_columns(maj_at_k)]
+    return [cell(c.question, getattr(m, c.question) if m else None, unavailable) if c.question
+            else Cell(None, None, "") for c in summary_columns(maj_at_k)]
 
 
 def suite_cells(s: Suite, maj_at_k: bool = False) -> list[list[Cell]]:
@@ -212,8 +221,7 @@ def suite_cells(s: Suite, maj_at_k: bool = False) -> list[list[Cell]]:
         cells = []
         for key in c.suite:
             value = s.samples if key == "samples" else a.get(key)
-            cells.append(Cell(key, value, fmt(value), prefix=SPREAD_PREFIX.get(key, ""))
-                         if key not in DPO_METRICS else cell(key, value, a.dpo_unavailable))
+            cells.append(cell(key, value, a.dpo_unavailable))
         out.append(cells)
     return out
 
@@ -224,6 +232,50 @@ def cells_text(cells: list[Cell]) -> str:
 
 def suite_label(s: Suite) -> str:
     return f"(suite: {s.aggregates.questions} questions)"
+
+
+def dpo_unavailable_lines(s: Suite) -> list[str]:
+    """Why the suite's DPO metrics are unavailable, once per distinct reason (not once per question):
+    "DPO metrics unavailable: <reason>", naming the questions when only some of them have it."""
+    scored = [q for q in s.questions if q.metrics is not None]
+    by_reason: dict[str, list[str]] = {}
+    for q in scored:
+        if q.dpo_unavailable:
+            by_reason.setdefault(q.dpo_unavailable, []).append(q.id)
+    lines = []
+    for reason, ids in by_reason.items():
+        if len(ids) == len(scored):
+            lines.append(f"DPO metrics unavailable: {reason}")
+        else:
+            lines.append(f"DPO metrics unavailable for {len(ids)} of {len(scored)} questions "
+                         f"({_ids(ids)}): {reason}")
+    return lines
+
+
+def question_reason(q: Question) -> str | None:
+    """Why a question's row says FAIL or ERROR, in one line (None when it passed)."""
+    if q.error:
+        return q.error
+    if not q.passed:
+        return "; ".join(f.reason or f"{f.metric} {f.bound}" for f in q.failures) or "failed"
+    return None
+
+
+def suite_failure_reasons(s: Suite) -> list[str]:
+    """Why a suite's row says FAIL, one line each: every breached suite threshold, and how many of its
+    questions failed (naming the first few). Empty when it passed."""
+    reasons = list(s.threshold_failures)
+    failed = [q.id for q in s.questions if q.result != "pass"]
+    if failed:
+        reasons.append(f"{len(failed)} of {len(s.questions)} question{'s' * (len(s.questions) != 1)} "
+                       f"failed: {_ids(failed)}")
+    elif s.aggregates.questions_failed:  # a report whose questions were left out
+        reasons.append(f"{s.aggregates.questions_failed} of {s.aggregates.questions} questions failed")
+    return reasons
+
+
+def _ids(ids: list[str], most: int = 5) -> str:
+    return ", ".join(ids[:most]) + (f", … ({len(ids) - most} more)" if len(ids) > most else "")
 
 
 def suite_result(s: Suite) -> str:

@@ -34,7 +34,7 @@ from .paths import shown_path
 from .record_modes import RECORD_MODES
 from .registry import suggest
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
-from .report import Report, ReportError, build_report, load_report, render_comparison, render_table, suite_settings
+from .report import Report, ReportError, build_report, load_report, suite_settings, summary_lines
 from .sampling import SamplingError
 from .suite import Question, Suite, SuiteError, load_suite
 from .throttle import DaemonPool, RequestPolicy, RetryPolicy
@@ -51,7 +51,10 @@ MakeBackends = Callable[[Suite, bool, RequestPolicy], "Backends | None"]
 
 
 class RunError(ValueError):
-    """A setting or a place on disk that stops a run before anything is sampled; one line."""
+    """A setting or a place on disk that stops a run before anything is sampled; one line. Raised
+    after the run for outputs that could not be written (one line each): `report` is then the run's."""
+
+    report: Report | None = None
 
 
 class Terminated(KeyboardInterrupt):
@@ -425,12 +428,7 @@ class Run:
         report = self.report
         if report is None:
             return []
-        lines = [("title", "rlhf-eval report"), ("text", render_table(report))]
-        lines += [("fail", f"FAIL suite {s.name}: {line}") for s in report.suites for line in s.threshold_failures]
-        if report.comparison is not None:
-            lines += [("section", f"compared with baseline {report.comparison.baseline}"),
-                      ("text", render_comparison(report.comparison))]
-            lines += [("fail", f"FAIL regression: {line}") for line in report.comparison.failures]
+        lines = summary_lines(report)
         lines += [("text", f"rlhf-eval: wrote {path}") for path in self.written]
         lines += [("text", self.export_line)] if self.export_line else []
         return lines + [("fail", line) for line in self.problems]
@@ -586,7 +584,9 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
     finally:
         run.unfreeze()
     if run.problems:
-        raise RunError("\n".join(run.problems))
+        error = RunError("\n".join(run.problems))
+        error.report = report
+        raise error
     return report
 
 

@@ -50,7 +50,7 @@ ALL_SUITES = "(all)"  # suite names are [A-Za-z0-9._-]+, so this never collides 
 
 # the summary table: rows.summary_columns() between the question and the result, then their deltas
 TABLE_COLUMNS = ["suite", "question", *(c.label for c in summary_columns()), "result"]
-DELTA_COLUMNS = [(f"Δ {c.label}", c.question) for c in summary_columns() if c.question != "k"]
+DELTA_COLUMNS = [(f"Δ {c.label}", c.question) for c in summary_columns() if c.question not in ("k", None)]
 TRACE_COLUMNS = ["#", "seed", "verdict", "extracted", "reward", "advantage", "logp", "ref logp", "tokens",
                  "reasoning tokens", "finish", "text"]
 PAIR_COLUMNS = ["chosen", "rejected", "margin", "chosen answer", "rejected answer"]

@@ -99,7 +99,7 @@ def test_the_reference_suite_holds_logp_and_ref_logp_for_every_trace(shipped_rep
                for t in traces)
     margins = [p["margin"] for q in suite["questions"] for p in q["pairs"]]
     assert len(margins) == suite["aggregates"]["pairs"] > 0 and None not in margins
-    assert "gsm8k_reference  (suite: 20 questions)" in stdout
+    assert "gsm8k_reference · Qwen/Qwen2.5-Math-7B-Instruct · k = 4 · 20 questions" in stdout
 
 
 def test_the_html_report_shows_the_reference_suites_ref_logps(shipped_report):

@@ -109,7 +109,7 @@ def test_every_output_refuses_a_key_a_cassette_already_holds(project, my_key, mo
     why = "it would contain the value of $MY_KEY_VAR; nothing was written (find which answer or error holds it in " \
           "the cassettes, and re-record them)"
     result.stdout.fnmatch_lines([
-        "*demo*(suite: 1 questions)*",
+        "demo · * · 1 question", "(suite) *",
         f"rlhf-eval: refusing to write the JSON report out/r.json: {why}",
         f"rlhf-eval: refusing to write the HTML report out/r.html: {why}",
         f"rlhf-eval: refusing to write baseline base baselines/base.json: {why}",

@@ -1,0 +1,118 @@
+"""The `rlhf-eval` command: `run` (the library runner, no pytest), `html --compare`, `--version`;
+exit status as pytest's, and a usage mistake in one line."""
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import shipped_copy
+from test_plugin import suite_yaml
+
+from rlhf_eval.cli import main
+from rlhf_eval.report import render_table
+from rlhf_eval.report_model import Report
+
+
+def test_run_replays_the_shipped_suites_without_importing_pytest(shipped_report, tmp_path):
+    """`python -m rlhf_eval run suites/` offline: exit 0, the report pytest prints, the JSON pytest
+    writes, and not one pytest module imported (python -X importtime lists every import)."""
+    root = shipped_copy(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env.update(RLHF_EVAL_GEMINI_BASE_URL="http://127.0.0.1:9", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "rlhf_eval", "run", "suites/",
+                           "--report-json", "r.json"], cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "rlhf_eval.runner" in imported
+    assert not [m for m in imported if m.split(".")[0] in ("pytest", "_pytest", "pytest_rlhf_eval")]
+    report = json.loads((root / "r.json").read_text())
+    assert report == shipped_report[0]
+    out = proc.stdout.splitlines()
+    assert out[0] == "=" * 31 + " rlhf-eval report " + "=" * 31
+    assert "\n".join(out[1:-2]) == render_table(report)
+    assert out[-2:] == ["rlhf-eval: wrote r.json", "rlhf-eval: 60 questions in 3 suites: 60 passed"]
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=3, limit=2))
+    return tmp_path
+
+
+def test_run_exits_1_when_a_suite_fails_and_says_why(demo, live, capsys):
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(samples=3, limit=2,
+                                                          suite_thresholds={"pairs": {"min": 1000}}))
+    assert main(["run", "suites", "--record", "once", "--report-json", "r.json"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    pairs = json.loads((demo / "r.json").read_text())["suites"][0]["aggregates"]["pairs"]
+    assert f"FAIL suite demo: pairs = {pairs} < min 1000" in out
+    assert out[-1] == "rlhf-eval: 2 questions in 1 suite: 2 passed, suite thresholds failed in demo"
+    # replayed: the same cassettes, no key; a regression gate on a baseline fails the run too
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(samples=3, limit=2))
+    assert main(["run", "suites/demo.yaml", "--save", "base.json"]) == 0
+    capsys.readouterr()
+    assert main(["run", "suites/demo.yaml", "--compare", "base.json", "--compare-fail", "accuracy:0"]) == 0
+    assert "note:" not in capsys.readouterr().out  # the same run: nothing else changed
+
+
+@pytest.mark.parametrize("args, line", [
+    (["run", "nowhere/"], "rlhf-eval: nowhere/: no such file or folder"),
+    (["run", "suites", "--compare", "missing.json"],
+     "rlhf-eval: missing.json: no such baseline report file (save one with rlhf-eval run SUITES --save PATH)"),
+    (["run", "suites", "--compare-fail", "accuracy:0.1"], "rlhf-eval: --compare-fail needs --compare BASELINE.json"),
+    (["run", "suites", "--compare", "suites/demo.yaml"],
+     "rlhf-eval: suites/demo.yaml:1: not valid JSON: Expecting value (column 1)"),
+    (["run", "suites", "--concurrency", "0"], "rlhf-eval: concurrency = 0: expected a whole number, at least 1"),
+])
+def test_a_usage_mistake_is_one_line_and_exit_2(demo, offline, capsys, args, line):
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [line] and captured.out == ""
+
+
+def test_a_bad_suite_is_its_one_line_and_exit_2(demo, offline, capsys):
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(extra={"samples": 0}))
+    assert main(["run", "suites"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("rlhf-eval: suites/demo.yaml:") and "samples" in err[0]
+
+
+def test_an_output_that_cannot_be_written_exits_1_after_the_report(demo, live, capsys):
+    (demo / "taken").write_text("a file")
+    assert main(["run", "suites", "--record", "once", "--html", "taken/r.html", "--report-json", "r.json",
+                 "--export", "exp"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "(suite)" in "\n".join(out)  # the table still prints
+    assert (demo / "exp" / "demo").is_dir()
+    assert out[-4:] == ["rlhf-eval: wrote r.json", "rlhf-eval: wrote the export under exp/",
+                        "rlhf-eval: could not write the HTML report to taken/r.html (taken is a file, not a folder); "
+                        "choose a writable path",
+                        "rlhf-eval: 2 questions in 1 suite: 2 passed"]
+
+
+def test_version_is_the_installed_distribution_s(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"rlhf-eval {importlib.metadata.version('rlhf-eval')}\n"
+
+
+def test_html_compare_writes_the_comparison_into_the_page(demo, live, capsys):
+    main(["run", "suites", "--record", "once", "--save", "base.json"])
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(samples=3, limit=2, temperature=0.0))
+    main(["run", "suites", "--record", "once", "--cassette-dir", "greedy", "--report-json", "now.json"])
+    capsys.readouterr()
+    assert main(["html", "now.json", "out.html", "--compare", "base.json"]) == 0
+    assert capsys.readouterr().out == "rlhf-eval: wrote out.html\n"
+    html = (demo / "out.html").read_text()
+    assert "Compared with baseline <b>base</b>" in html
+    assert "<li>suite demo: model.temperature changed: 1.0 → 0.0</li>" in html
+    assert Report.load(demo / "now.json").comparison is None  # the report itself is left as it was
+    assert main(["html", "now.json", "out.html", "--compare", "nope.json"]) == 2
+    assert capsys.readouterr().err == ("rlhf-eval: nope.json: no such baseline report file (write one with "
+                                       "pytest --rlhf-report-json=nope.json)\n")
