@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from . import report
 from .report_model import Report
@@ -161,6 +161,12 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     opt("--report-json", default=argparse.SUPPRESS, metavar="PATH", help="write the JSON report, every trace in it")
     opt("--html", default=argparse.SUPPRESS, metavar="PATH", help="write the self-contained HTML report")
     opt("--export", default=argparse.SUPPRESS, metavar="DIR", help="write TRL-ready datasets under DIR/<suite>/")
+    opt("--export-pass-rate", default=argparse.SUPPRESS, metavar="LOW:HIGH",
+        help="with --export: keep the questions whose pass rate is in this band ('(0:1)' leaves both ends out)")
+    opt("--export-nonzero-spread", action="store_true", default=argparse.SUPPRESS,
+        help="with --export: keep only the questions whose rewards differ")
+    opt("--export-format", choices=("jsonl", "parquet"), default=argparse.SUPPRESS,
+        help="with --export: jsonl (default) or parquet (needs datasets)")
     opt("--save", default=argparse.SUPPRESS, metavar="PATH", help="also write the JSON report here, as a baseline")
     opt("--compare", dest="baseline", default=argparse.SUPPRESS, metavar="BASELINE.json",
         help="compare with a baseline report: deltas, significance, what changed, drift")
@@ -186,9 +192,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 def run_run(args: argparse.Namespace) -> int:
     from .report_model import ReportError
-    from .runner import Interrupted, RunError, run_suites
+    from .runner import Interrupted, RunError, finished_run
     from .suite import SuiteError
-    from .report import summary_lines
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "paths")}
     # worded with this command's options (run_suites words them as the plugin's)
@@ -200,33 +205,18 @@ def run_run(args: argparse.Namespace) -> int:
                            f"{PROG} run SUITES --save PATH)")
         options["baseline_name"] = Path(options["baseline"]).stem
     try:
-        report_ = run_suites(args.paths, **options)
-    except RunError as exc:
-        if exc.report is None:  # before anything ran: a setting, a path, a baseline, a cassette folder
-            raise CliError(str(exc)) from None
-        report_, problems = exc.report, str(exc).splitlines()  # after: outputs that could not be written
-    except (SuiteError, ReportError) as exc:
+        run = finished_run(args.paths, **options)
+    except (RunError, SuiteError, ReportError) as exc:  # before anything ran
         raise CliError(str(exc)) from None
     except Interrupted as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 130
-    else:
-        problems = []
-    for style, text in summary_lines(report_):
+    report_ = cast(Report, run.report)
+    # the plugin's closing lines: the table, what was written, the export's line, what could not be
+    for style, text in run.summary():
         print(_separator("=" if style == "title" else "-", text) if style in ("title", "section") else text)
-    # what was asked for, by the label a line of `problems` names it with (run_suites writes the rest)
-    outputs = {"the JSON report": ("report_json", "{}"), "the HTML report": ("html", "{}"),
-               f"baseline {Path(options.get('save', '')).stem}": ("save", "{}"),
-               "the export": ("export", "the export under {}/")}
-    for label, (key, shown) in outputs.items():
-        if key in options and not any(f" {label} " in line for line in problems):
-            print(f"{PROG}: wrote {shown.format(options[key])}")
-    for line in problems:
-        print(line)
     print(outcome_line(report_))
-    failed = (any(s.failed for s in report_.suites) or problems
-              or (report_.comparison is not None and report_.comparison.failures))
-    return 1 if failed else 0
+    return 0 if run.passed and not any(s.failed for s in report_.suites) else 1
 
 
 def outcome_line(report_: Report) -> str:

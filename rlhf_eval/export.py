@@ -325,11 +325,12 @@ class Export:
         rows, dups = t["rows"], t["duplicates_removed"]
 
         def deduped(name: str, label: str) -> str:
-            extra = f" ({rows.get(name, 0) + dups[name]} before dedupe)" if dups.get(name) else ""
-            return f"{rows.get(name, 0)} {label}{extra}"
+            count = rows.get(name, 0)
+            extra = f" ({count + dups[name]} before dedupe)" if dups.get(name) else ""
+            return f"{count} {label}{'s' * (count != 1)}{extra}"
 
-        return (f"rlhf-eval: exported {n} suite{'s' * (n != 1)} to {where}/: {kept}; {deduped('dpo', 'DPO pairs')}, "
-                f"{deduped('sft', 'SFT rows')}, {rows.get('grpo_prompts', 0)} GRPO prompts "
+        return (f"rlhf-eval: exported {n} suite{'s' * (n != 1)} to {where}/: {kept}; {deduped('dpo', 'DPO pair')}, "
+                f"{deduped('sft', 'SFT row')}, {deduped('grpo_prompts', 'GRPO prompt')} "
                 f"({self.format}); per suite: {shown_path(self.directory / 'summary.json')}")
 
 

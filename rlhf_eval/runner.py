@@ -548,6 +548,22 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
     cassette folder, or (after writing every other) an output that could not be written, one line
     each; `Interrupted` (a KeyboardInterrupt) on Ctrl-C or SIGTERM, keeping every complete cassette.
     """
+    run = finished_run(paths, record_mode=record_mode, cassette_dir=cassette_dir, rootdir=rootdir,
+                       suite_patterns=suite_patterns, backends=backends, **options)
+    if run.problems:
+        error = RunError("\n".join(run.problems))
+        error.report = run.report
+        raise error
+    return cast(Report, run.report)
+
+
+def finished_run(paths: Iterable[str | Path], *, record_mode: str = "none", cassette_dir: str | Path = "cassettes",
+                 rootdir: str | Path = ".", suite_patterns: Iterable[str] = DEFAULT_SUITE_FILES,
+                 backends: MakeBackends | None = None, **options: Any) -> Run:
+    """`run_suites`, returning the finished `Run` instead of its report: `run.report`, the closing
+    lines the plugin prints (`run.summary()`: the table, what was written, the export's line) and
+    `run.problems` (outputs that could not be written, which run_suites raises as a RunError).
+    Raises as run_suites does before anything ran."""
     known = {f.name for f in dataclasses.fields(RunOptions)} - {"record_mode", "cassette_dir"}
     for name in options:
         if name not in known:
@@ -580,14 +596,10 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
         raise RunError(problem)
     run.start([questions])
     try:
-        report = _run_questions(run, questions)
+        _run_questions(run, questions)
     finally:
         run.unfreeze()
-    if run.problems:
-        error = RunError("\n".join(run.problems))
-        error.report = report
-        raise error
-    return report
+    return run
 
 
 def _run_questions(run: Run, questions: list[tuple[Suite, Question]]) -> Report:
