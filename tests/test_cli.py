@@ -89,8 +89,9 @@ def test_an_output_that_cannot_be_written_exits_1_after_the_report(demo, live, c
     out = capsys.readouterr().out.splitlines()
     assert "(suite)" in "\n".join(out)  # the table still prints
     assert (demo / "exp" / "demo").is_dir()
-    assert out[-4:] == ["rlhf-eval: wrote r.json", ("rlhf-eval: exported 1 suite to exp/: 2 of 2 questions kept; 1 DPO pair (2 before dedupe), "
-                             "3 SFT rows (4 before dedupe), 2 GRPO prompts (jsonl); per suite: exp/summary.json"),
+    assert out[-4:] == ["rlhf-eval: wrote r.json",
+                        "rlhf-eval: exported 1 suite to exp/: 2 of 2 questions kept; 1 DPO pair (2 before dedupe), "
+                        "3 SFT rows (4 before dedupe), 2 GRPO prompts (jsonl); per suite: exp/summary.json",
                         "rlhf-eval: could not write the HTML report to taken/r.html (taken is a file, not a folder); "
                         "choose a writable path",
                         "rlhf-eval: 2 questions in 1 suite: 2 passed"]
