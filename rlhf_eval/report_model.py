@@ -435,7 +435,8 @@ def _bad_curve(report: Report) -> str | None:
     one value per budget k = 1..its k; or a count of unique traces below 0 or above k. As
     "field.path: what is wrong"."""
     for i, suite in enumerate(report.suites):
-        held = [(f"suites[{i}].aggregates", suite.aggregates, None)]
+        held: list[tuple[str, SuiteAggregates | QuestionMetrics, int | None]] = [
+            (f"suites[{i}].aggregates", suite.aggregates, None)]
         held += [(f"suites[{i}].questions[{j}].metrics", q.metrics, q.metrics.k)
                  for j, q in enumerate(suite.questions) if q.metrics is not None]
         for where, metrics, k in held:
