@@ -97,6 +97,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     n, c, k = _pass_args("pass_at_k", n, c, k)
     if n - c < k:  # every k-subset contains a correct trace
         return 1.0
+    if k == 1:  # c/n itself: the product's rounding would make pass@1 differ from accuracy (0.25 → 0.2499…)
+        return c / n
     i = np.arange(n - c + 1, n + 1, dtype=np.float64)
     return float(1.0 - np.prod(1.0 - k / i))
 

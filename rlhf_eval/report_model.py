@@ -359,7 +359,7 @@ class Report(_Model):
             raise ReportError(problem_line(source, e)) from None
         except RecursionError:
             raise ReportError(f"{source}: not a report: nested too deeply to read; {WRITE_HINT}") from None
-        problem = _bad_pair_index(report)
+        problem = _bad_pair_index(report) or _bad_curve(report)
         if problem is None and check_finite and (bad := _non_finite(data)):
             problem = f"{bad[0]}: {bad[1]!r} is not a finite number (JSON has no NaN or infinity)"
         if problem:
@@ -443,6 +443,35 @@ def _bad_pair_index(report: Report) -> str | None:
                         which = f"0 to {n - 1}" if n else "it has none"
                         return (f"suites[{i}].questions[{j}].pairs[{k}].{side}: {_clip(index)} is not the index of "
                                 f"one of the question's traces ({which})")
+    return None
+
+
+def _bad_curve(report: Report) -> str | None:
+    """The first pass@k / pass^k curve the HTML chart cannot draw as written: a value that is no
+    probability (outside 0..1), pass@k and pass^k of different lengths, or a question's curve not
+    one value per budget k = 1..its k; or a count of unique traces below 0 or above k. As
+    "field.path: what is wrong"."""
+    for i, suite in enumerate(report.suites):
+        held: list[tuple[str, SuiteAggregates | QuestionMetrics, int | None]] = [
+            (f"suites[{i}].aggregates", suite.aggregates, None)]
+        held += [(f"suites[{i}].questions[{j}].metrics", q.metrics, q.metrics.k)
+                 for j, q in enumerate(suite.questions) if q.metrics is not None]
+        for where, metrics, k in held:
+            curves = {name: getattr(metrics, name) for name in ("pass_at", "pass_hat")}
+            for name, curve in curves.items():
+                for index, value in enumerate(curve or ()):
+                    if not 0.0 <= value <= 1.0:
+                        return f"{where}.{name}[{index}]: {_clip(value)} is not a probability (0 to 1)"
+                if curve and k is not None and len(curve) != k:
+                    return f"{where}.{name}: {len(curve)} values for k = {k}; it holds one per budget 1..k"
+            at, hat = curves["pass_at"], curves["pass_hat"]
+            if at and hat and len(at) != len(hat):
+                return (f"{where}: pass_at has {len(at)} value{'s' * (len(at) != 1)} and pass_hat {len(hat)}; "
+                        "both hold one per budget k")
+            unique = metrics.unique_traces
+            if unique is not None and not 0 <= unique <= (k if k is not None else unique):
+                return (f"{where}.unique_traces: {_clip(unique)} distinct answers "
+                        + (f"among k = {k} traces" if k is not None else "is negative"))
     return None
 
 

@@ -255,7 +255,12 @@ def _called(fn: RewardFunction, completions: list[str], kwargs: dict[str, Any], 
         if not isinstance(reward, numbers.Real):  # bool is one, as torch.tensor takes True as 1.0
             raise RewardError(f"reward function {fn.name!r} returned {type(reward).__name__} {_short(reward)} for "
                               f"completion {j} {where}; a reward is a number or None")
-        value = float(reward)
+        try:  # an int or Fraction past ~1.8e308 has no float
+            value = float(reward)
+        except OverflowError:
+            raise RewardError(f"reward function {fn.name!r} returned {type(reward).__name__} {_short(reward)} for "
+                              f"completion {j} {where}, beyond the float range (about ±1.8e308); a reward is "
+                              "finite (None, or NaN, means it does not apply)") from None
         if math.isinf(value):
             raise RewardError(f"reward function {fn.name!r} returned {value} for completion {j} {where}; a reward "
                               "is finite (None, or NaN, means it does not apply)")

@@ -270,9 +270,12 @@ class Run:
         within each row."""
         # What is loaded by now (the suites, the SDKs, vcrpy) lives to the end of the run: the
         # collector need not walk it again on every collection of the oldest generation (about a
-        # twentieth of a replay's CPU).
-        gc.freeze()
-        self._frozen = True
+        # twentieth of a replay's CPU). A host process that froze objects of its own (a pre-fork
+        # server does) keeps them frozen: gc.unfreeze cannot tell the run's from the host's, so
+        # then the run freezes nothing and `unfreeze` leaves the host's as they are.
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            self._frozen = True
         if (prefetch and self.recording and sum(map(len, rows)) > 1 and self.policy.concurrency > 1):
             self.prefetch = Prefetcher(rows, self.policy.concurrency, self.sample)
 

@@ -94,6 +94,14 @@ def test_pass_at_k_hand_values():
     assert isinstance(obj.pass_at_k(5, 2, 2), float)
 
 
+def test_pass_at_1_is_the_accuracy_to_the_last_bit():
+    """pass@1 is c/n, the accuracy the report shows beside it; the product form gave 0.2499… for 0.25."""
+    for n in range(1, 60):
+        for c in range(n + 1):
+            assert obj.pass_at_k(n, c, 1) == c / n == obj.accuracy(np.arange(n) < c)
+            assert obj.pass_curves(n, c)[0][0] == c / n == obj.pass_hat_k(n, c, 1)
+
+
 def test_pass_curves_are_the_fractions_of_k_subsets_with_one_and_with_all_correct():
     """pass@k and pass^k against every size-k subset of n traces (itertools, no formula): the
     fraction of subsets holding at least one correct trace, and holding only correct ones."""

@@ -258,6 +258,31 @@ def test_a_pair_index_must_be_one_of_the_questions_traces(shipped, tmp_path, sid
     assert capsys.readouterr().err.strip().splitlines() == [f"rlhf-eval: {_refused(path)}"]
 
 
+@pytest.mark.parametrize("where, field, value, problem", [
+    ("aggregates", "pass_at", [-3.0, 0.5], "aggregates.pass_at[0]: -3.0 is not a probability (0 to 1)"),
+    ("aggregates", "pass_hat", [0.1] * 50, "aggregates: pass_at has 8 values and pass_hat 50; both hold one per "
+     "budget k"),
+    ("question", "pass_at", [0.5, 1e300], "questions[3].metrics.pass_at[1]: 1e+300 is not a probability (0 to 1)"),
+    ("question", "pass_at", [0.5] * 20, "questions[3].metrics.pass_at: 20 values for k = 8; it holds one per budget "
+     "1..k"),
+    ("question", "unique_traces", -5, "questions[3].metrics.unique_traces: -5 distinct answers among k = 8 traces"),
+    ("question", "unique_traces", 9, "questions[3].metrics.unique_traces: 9 distinct answers among k = 8 traces"),
+])
+def test_pass_curves_and_unique_traces_the_html_cannot_show_are_one_line(shipped, tmp_path, where, field, value,
+                                                                         problem, capsys):
+    """Edited by hand, these were drawn: a curve off its chart (hundreds of digits of coordinates),
+    pass^k's points past pass@k's last budget."""
+    data = copy.deepcopy(shipped)
+    suite = data["suites"][1]
+    assert suite["samples"] == 8
+    (suite["aggregates"] if where == "aggregates" else suite["questions"][3]["metrics"])[field] = value
+    path = _write(tmp_path, data)
+    assert _refused(path) == f"{path}: suites[1].{problem}; {FIX}"
+    assert main(["html", str(path), str(tmp_path / "r.html")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"rlhf-eval: {_refused(path)}"]
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_no_path_and_a_huge_version_are_one_short_line(shipped, tmp_path):
     for path in ("", None):
         with pytest.raises(ReportError) as e:

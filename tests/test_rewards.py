@@ -354,6 +354,13 @@ def test_module_references_load_and_the_decorator_refuses_what_trl_could_not_cal
                              "is a number or None")),
     ("return [float('inf'), 0.0]", ("reward function 'odd' returned inf for completion 0 on question 'a'; a reward "
                                    "is finite (None, or NaN, means it does not apply)")),
+    ("return [10 ** 400, 0]", ("reward function 'odd' returned int 100000000000000000000000000000000000000… for "
+                               "completion 0 on question 'a', beyond the float range (about ±1.8e308); a reward is "
+                               "finite (None, or NaN, means it does not apply)")),
+    ("import fractions\n    return [0.5, fractions.Fraction(-10 ** 400, 3)]",
+     ("reward function 'odd' returned Fraction Fraction(-10000000000000000000000000000… for completion 1 "
+      "on question 'a', beyond the float range (about ±1.8e308); a reward is finite (None, or NaN, means it "
+      "does not apply)")),
     ("return 1.0", ("reward function 'odd' returned float on question 'a'; return a list with one float (or None) "
                    "per completion")),
     ("return {'a': 1.0, 'b': 2.0}", ("reward function 'odd' returned dict on question 'a'; return a list with one "

@@ -78,6 +78,29 @@ def test_a_run_gives_what_it_froze_back_to_the_garbage_collector(project, offlin
     assert gc.get_freeze_count() == 0
 
 
+def test_a_run_leaves_what_its_host_process_froze_frozen(project, offline):
+    """gc.unfreeze thaws every frozen object: a run in a process that froze its own (a pre-fork
+    server, before forking) must not thaw them, in-process or under pytest.main."""
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=2))
+    assert gc.get_freeze_count() == 0
+    host = [[] for _ in range(3)]  # lists: objects the collector tracks
+
+    def thawed() -> bool:  # frozen objects are in no generation gc.get_objects lists
+        ids = {id(o) for o in gc.get_objects()}
+        return any(id(o) in ids for o in host)
+
+    gc.freeze()
+    try:
+        assert not thawed()
+        run_suites(["demo.yaml"])
+        assert not thawed()
+        project.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(failed=2)  # no cassettes
+        assert not thawed()
+    finally:
+        gc.unfreeze()
+    assert thawed()
+
+
 def test_bad_input_fails_in_one_line_before_anything_is_sampled(demo, offline):
     with pytest.raises(RunError, match=r"^nowhere: no such file or folder$"):
         run_suites(["nowhere"])
