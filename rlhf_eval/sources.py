@@ -519,7 +519,10 @@ def _questions(src: QuestionSource, reader: _Reader, verifier: str | None) -> li
     named = [(src.question_field, "question_field"), (src.answer_field, "answer_field"),
              *([(src.id_field, "id_field")] if src.id_field else []),
              *((path, f"fields.{name}") for name, path in src.fields.items())]
-    taken_columns = {src.question_field, src.answer_field, src.id_field}  # a dotted path keeps its column
+    # Every other column reaches reward functions under its own name, as TRL passes a dataset's
+    # columns (`solution` for TRL's accuracy_reward, say); `question` and `answer` are the question
+    # text and the verifier's reference, whichever columns they are read from.
+    taken_columns = {"question", "answer"}
     out: list[QuestionRow] = []
     first_row: dict[str, int] = {}
     number, line = 0, None

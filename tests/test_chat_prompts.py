@@ -14,6 +14,7 @@ from conftest import GSM8K_TEST, TEST_KEY
 from rlhf_eval import SuiteError, Trace, load_suite, reward_function, run_suites, score_question
 from rlhf_eval.export import suite_records
 from rlhf_eval.html_report import prompt_html
+from rlhf_eval.rewards import REWARDS
 from rlhf_eval.report_model import Question as ReportQuestion
 from rlhf_eval.suite import ModelConfig
 
@@ -297,7 +298,6 @@ def test_a_chat_suite_records_through_the_emulator_replays_offline_and_exports_t
 SEEN: list[dict] = []
 
 
-@reward_function("chat_probe")
 def chat_probe(completions, prompts, **kwargs):
     SEEN.append(copy.deepcopy({"completions": completions, "prompts": prompts, "question": kwargs["question"]}))
     rewards = [float(len(c[0]["content"])) for c in completions]
@@ -306,13 +306,23 @@ def chat_probe(completions, prompts, **kwargs):
     return rewards
 
 
-@reward_function("chat_probe_after")
 def chat_probe_after(completions, prompts, **kwargs):
     SEEN.append(copy.deepcopy({"completions": completions, "prompts": prompts, "question": kwargs["question"]}))
     return [None] * len(completions)
 
 
-def test_reward_functions_get_prompts_and_completions_as_trls_grpo_trainer_passes_a_conversational_prompt(tmp_path):
+@pytest.fixture
+def probes():
+    """The two probes registered for one test: a later test (of this worker) does not see them."""
+    reward_function("chat_probe")(chat_probe)
+    reward_function("chat_probe_after")(chat_probe_after)
+    yield
+    REWARDS.unregister("chat_probe")
+    REWARDS.unregister("chat_probe_after")
+
+
+def test_reward_functions_get_prompts_and_completions_as_trls_grpo_trainer_passes_a_conversational_prompt(tmp_path,
+                                                                                                          probes):
     suite = load_suite(_write(tmp_path, BASE + "reward_funcs: [chat_probe, chat_probe_after, accuracy]\nprompt:\n"
                               "  - {role: user, content: '{question}'}\nquestions:\n"
                               "  - {id: a, question: 'What is 3 + 4?', answer: '7'}\n"))

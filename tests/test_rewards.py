@@ -181,6 +181,60 @@ def test_trl_reward_functions_give_trls_rewards_sums_and_advantages_recorded_and
     assert suite["aggregates"]["mean_spread"] == pytest.approx(float(np.mean(spreads)))
 
 
+def test_trls_own_reward_functions_on_a_chat_suite_get_the_datasets_columns_and_give_trls_rewards(
+        tmp_path, emulator, monkeypatch):
+    """TRL's accuracy_reward (math-verify on a `solution` column) and think_format_reward, by
+    reference, in a chat suite whose dataset also has a worked `answer` and a `q` question column:
+    each reward recorded is what TRL's function gives for TRL's arguments, and the sum and the
+    advantages are GRPOTrainer's."""
+    trl_rewards = pytest.importorskip("trl.rewards")
+    pytest.importorskip("math_verify")
+    from rlhf_eval import run_suites
+
+    rows = [json.loads(line) for line in GSM8K_TEST.read_text().splitlines()]
+    data = []
+    for i, style in ROWS.items():
+        worked = rows[i]["answer"]
+        data.append({"q": rows[i]["question"], "answer": worked, "solution": worked.split("####")[-1].strip(),
+                     "style": style, "uid": f"g{i}"})
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
+    funcs = ["trl.rewards:accuracy_reward", "trl.rewards:think_format_reward"]
+    doc = {"suite": "trl_own", "model": {"provider": "openai", "name": "Qwen/Qwen3-8B",
+                                         "base_url": f"{emulator.base_url}/v1", "max_output_tokens": 600,
+                                         "reasoning_tags": None},
+           "samples": 6, "seed": 5,
+           "prompt": [{"role": "system", "content": "Put your final answer within \\boxed{{}}."},
+                      {"role": "user", "content": "{style}{question}"}],
+           "reward_funcs": funcs, "reward_weights": [1.0, 0.25],
+           "questions": {"source": "q.jsonl", "question_field": "q", "answer_field": "solution", "id_field": "uid"}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    recorded = run_suites([tmp_path / "s.yaml"], record_mode="once", cassette_dir=tmp_path / "c", rootdir=tmp_path)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**doc, "model": {**doc["model"], "base_url": f"{DEAD}/v1"}},
+                                                    sort_keys=False))
+    monkeypatch.delenv("OPENAI_API_KEY")
+    replayed = run_suites([tmp_path / "s.yaml"], cassette_dir=tmp_path / "c", rootdir=tmp_path).to_dict()
+    assert replayed["suites"][0]["questions"] == recorded.to_dict()["suites"][0]["questions"]
+
+    functions = [trl_rewards.accuracy_reward, trl_rewards.think_format_reward]
+    for q, row in zip(replayed["suites"][0]["questions"], data):
+        texts = [t["text"] for t in q["traces"]]
+        # GRPOTrainer's arguments: every dataset column under its own name, the chat prompt,
+        # conversational completions
+        kwargs = {key: [row[key]] * len(texts) for key in ("solution", "style", "q")}
+        completions = [[{"role": "assistant", "content": t}] for t in texts]
+        expected = [fn(completions=completions, prompts=[q["prompt"]] * len(texts), **kwargs) for fn in functions]
+        for name, want in zip(funcs, expected):
+            assert [t["rewards_by_function"][name] for t in q["traces"]] == want, (q["id"], name)
+        per_function = np.array([[np.nan if r is None else r for r in column] for column in zip(*expected)])
+        rewards, advantages, std = trl_group(per_function, [1.0, 0.25])
+        assert [t["reward"] for t in q["traces"]] == pytest.approx(list(rewards), rel=1e-12, abs=1e-12)
+        assert [t["advantage"] for t in q["traces"]] == pytest.approx(list(advantages), rel=1e-9, abs=1e-12)
+    # the boxed questions are graded by math-verify against `solution`, not the worked `answer`
+    graded = [t["rewards_by_function"][funcs[0]] for q in replayed["suites"][0]["questions"][:2] for t in q["traces"]]
+    assert set(graded) == {0.0, 1.0}
+
+
 # ------------------------------------------------------------------ the default: the verdict table
 
 def _inline(tmp_path, **extra):

@@ -252,7 +252,7 @@ def test_duplicate_ids_in_a_positional_source_name_both_rows(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("name,content,expected", [
-    ("q.jsonl.gz", gzip.compress(b'{"question": "1+1?", "answer": "2"}\n' * 50)[:40],
+    ("q.jsonl.gz", gzip.compress(b'{"question": "1+1?", "answer": "2"}\n' * 50, mtime=0)[:40],
      "q.jsonl.gz: not a readable gzip file (Compressed file ended before the end-of-stream marker was reached); "
      "download or compress it again"),
     ("q.jsonl.gz", b"\x1f\x8b\x08\x00 this is not deflate data at all",
@@ -264,7 +264,8 @@ def test_duplicate_ids_in_a_positional_source_name_both_rows(tmp_path, monkeypat
     ("q.jsonl.bz2", b"BZh91AY&SY", "s.yaml:6: questions.source: q.jsonl.bz2 is a bzip2-compressed file; sources are "
      "JSONL (.jsonl, .jsonl.gz), JSON arrays (.json), CSV/TSV, Parquet, a folder saved by datasets, or a Hub dataset "
      "(hf:): convert it"),
-    ("q.parquet.gz", gzip.compress(b"PAR1"), "s.yaml:6: questions.source: q.parquet.gz is a gzip-compressed .parquet; "
+    ("q.parquet.gz", gzip.compress(b"PAR1", mtime=0),
+     "s.yaml:6: questions.source: q.parquet.gz is a gzip-compressed .parquet; "
      "only JSONL, JSON and CSV/TSV are read compressed: decompress it"),
     ("q.csv", b"question,answer\n1+1?,2,3\n", "q.csv:2: 3 values for the 2 columns of the header line; quote values "
      "that hold the delimiter"),
