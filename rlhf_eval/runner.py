@@ -31,6 +31,7 @@ from .credentials import SecretInOutput, watch_settings, write_problem, write_wi
 from .discovery import DEFAULT_SUITE_FILES, suite_files
 from .evaluate import Backends, QuestionResult, error_result, sample_question, score_question
 from .paths import shown_path
+from .provenance import provenance
 from .record_modes import RECORD_MODES
 from .registry import suggest
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
@@ -391,6 +392,7 @@ class Run:
         from .compare import compare_reports, regressions
 
         report = self.report = build_report(self.results, self.suites)
+        report.provenance = provenance({name: s["path"] for name, s in self.suites.items() if s.get("path")})
         if self.baseline is not None:
             comparison = report.comparison = compare_reports(report, self.baseline, self.baseline_name)
             comparison.failures = regressions(comparison, self.fail_rules)
