@@ -25,7 +25,7 @@ from .suite import Bound
 from .thresholds import check_thresholds
 
 __all__ = ["REPORT_VERSION", "Report", "ReportError", "build_report", "load_report", "render_comparison",
-           "render_table", "suite_aggregates", "suite_intervals", "suite_settings", "write_json"]
+           "render_table", "suite_aggregates", "suite_intervals", "suite_settings", "usage_line", "write_json"]
 
 
 def suite_settings(suite) -> dict[str, Any]:
@@ -216,6 +216,18 @@ def columns() -> list[str]:
 
 def render_table(report: Report | dict) -> str:
     return tabulate(report_rows(Report.of(report)), headers=columns(), tablefmt="simple", disable_numparse=True)
+
+
+def usage_line(suite: Suite) -> str | None:
+    """What a suite's requests were billed, in one line (None when no request reported usage):
+    `tokens gsm8k_smoke: 36,512 prompt + 38,876 output (0 thinking) = 75,388; cost $0.0210`."""
+    a = suite.aggregates
+    if a.total_tokens is None:
+        return None
+    thinking = f" ({a.thinking_tokens:,} thinking)" if a.thinking_tokens else ""
+    cost = f"; cost ${a.cost_usd:.4f}" if a.cost_usd is not None else ""
+    return (f"tokens {suite.name}: {a.prompt_tokens:,} prompt + {a.output_tokens:,} output{thinking} "
+            f"= {a.total_tokens:,}{cost}")
 
 
 def write_json(report: Report | dict, path: str | Path) -> None:

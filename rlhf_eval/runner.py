@@ -35,7 +35,8 @@ from .provenance import provenance
 from .record_modes import RECORD_MODES
 from .registry import suggest
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
-from .report import Report, ReportError, build_report, load_report, render_comparison, render_table, suite_settings
+from .report import (Report, ReportError, build_report, load_report, render_comparison, render_table, suite_settings,
+                     usage_line)
 from .sampling import SamplingError
 from .suite import Question, Suite, SuiteError, load_suite
 from .throttle import DaemonPool, RequestPolicy, RetryPolicy
@@ -417,6 +418,7 @@ class Run:
         if report is None:
             return []
         lines = [("title", "rlhf-eval report"), ("text", render_table(report))]
+        lines += [("text", line) for s in report.suites if (line := usage_line(s))]
         lines += [("fail", f"FAIL suite {s.name}: {line}") for s in report.suites for line in s.threshold_failures]
         if report.comparison is not None:
             lines += [("section", f"compared with baseline {report.comparison.baseline}"),
