@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from . import stats
+from .provenance import package_changes
 from .report_model import (
     Comparison,
     MetricChange,
@@ -166,6 +167,7 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
             notes.append(f"suite {s.name}: backend fingerprint changed ({', '.join(fp_was)} → {', '.join(fp_now)}); "
                          "the model is the same")
         suites.append(compare_suite(s, b))
+    notes += [f"package changed: {change}" for change in package_changes(current.provenance, baseline.provenance)]
     return Comparison(baseline=baseline_name, model_version_changed=changed, note="; ".join(notes),
                       suites=suites, failures=[])
 

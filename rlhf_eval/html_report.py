@@ -860,7 +860,8 @@ def _usage_and_length_bits(s: Suite) -> list[str]:
                     + (f' ({a.thinking_tokens:,} thinking)' if a.thinking_tokens else "") + f' = {a.total_tokens:,}')
     if a.cost_usd is not None:
         source = (s.price or {}).get("source")
-        bits.append(f'cost <b>${a.cost_usd:.4f}</b>' + (f' <span class="muted">({_esc(source)})</span>' if source else ""))
+        shown = f' <span class="muted">({_esc(source)})</span>' if source else ""
+        bits.append(f'cost <b>${a.cost_usd:.4f}</b>{shown}')
     elif a.cost_unavailable:
         bits.append(f'cost unknown: {_esc(a.cost_unavailable)}')
     if not a.dpo_unavailable and a.mean_margin is not None:

@@ -32,12 +32,12 @@ def per_token_margins(chosen: Sequence[tuple[float | None, float | None, int | N
     chosen, rejected: (logp, ref_logp, token_count) of each pair's two traces, P each.
     Returns a float array of at most P margins per token (nats per token, times β)."""
     out = []
-    for w, l in zip(chosen, rejected):
+    for won, lost in zip(chosen, rejected):
         sides = []
-        for logp, ref_logp, n in (w, l):
+        for logp, ref_logp, n in (won, lost):
             if logp is None or not n or n <= 0 or (with_reference and ref_logp is None):
                 break
-            sides.append((logp - (ref_logp if with_reference else 0.0)) / n)
+            sides.append((logp - (ref_logp if with_reference and ref_logp is not None else 0.0)) / n)
         if len(sides) == 2:
             out.append(beta * (sides[0] - sides[1]))
     return np.array(out, dtype=float)

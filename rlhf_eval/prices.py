@@ -50,12 +50,15 @@ def suite_price(model) -> tuple[Price | None, str | None]:
     """(price, None) for a suite's `ModelConfig` (or its dumped dict), or (None, why there is none).
 
     The suite's own `model.price` first, then `DEFAULTS` (Gemini Developer API models only)."""
-    data = model if isinstance(model, dict) else model.model_dump()
-    own = data.get("price")
-    name = str(data.get("name") or "")
+    def get(key: str) -> Any:
+        return model.get(key) if isinstance(model, dict) else getattr(model, key, None)
+
+    own = get("price")
+    name = str(get("name") or "")
     if own:
+        own = own if isinstance(own, dict) else own.model_dump()
         return Price(float(own["input"]), float(own["output"]), "the suite's model.price"), None
-    if data.get("provider") == "gemini" and not data.get("vertex"):
+    if get("provider") == "gemini" and not get("vertex"):
         default = DEFAULTS.get(name.removeprefix("models/"))
         if default is not None:
             return default, None

@@ -114,3 +114,14 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
         arg = redact_urls(arg)
         out.append(REDACTED if find_secret(arg) else arg)
     return out
+
+
+def package_changes(current: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None) -> list[str]:
+    """One note per package whose version differs between two reports' provenance (an SDK upgrade
+    can change what is parsed or recorded); [] when either report has none (written before it existed)."""
+    if not current or not baseline:
+        return []
+    now = {"rlhf-eval": current.get("rlhf_eval_version"), **(current.get("packages") or {})}
+    was = {"rlhf-eval": baseline.get("rlhf_eval_version"), **(baseline.get("packages") or {})}
+    return [f"{name} {was.get(name) or 'not installed'} → {now.get(name) or 'not installed'}"
+            for name in sorted(set(now) | set(was)) if now.get(name) != was.get(name)]

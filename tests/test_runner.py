@@ -32,7 +32,9 @@ def test_run_suites_without_pytest_writes_the_json_of_pytest_suites(shipped_repo
     assert runner == plugin
     for same in ("suites", "packages", "rlhf_eval_version", "python"):
         assert ours[same] == theirs[same], same
-    assert ours["command_line"] == ["-c"] and theirs["command_line"][-1].startswith("--rlhf-report-json=")
+    assert ours["command_line"] == ["-c"]
+    assert theirs["command_line"][:2] == ["pytest", "suites/"] and theirs["command_line"][-1].startswith(
+        "--rlhf-report-json=")
 
 
 def without_provenance(report: dict) -> dict:

@@ -311,3 +311,20 @@ def test_shipped_repo_suites_hash_as_their_files():
         pytest.skip("not a git checkout")
     p = provenance({"gsm8k_smoke": REPO / "suites" / "gsm8k_smoke.yaml"}, [])
     assert p["git"]["commit"] == _git(REPO, "rev-parse", "HEAD")
+
+
+def test_a_comparison_notes_changed_packages_and_ignores_the_rest_of_provenance(shipped_report):
+    from rlhf_eval.compare import compare_reports
+
+    report, _ = shipped_report
+    base = json.loads(json.dumps(report))
+    assert compare_reports(report, base, "same").note == ""  # same packages; time and argv never compared
+    base["provenance"]["packages"]["google-genai"] = "0.0.1"
+    del base["provenance"]["packages"]["vcrpy"]
+    base["provenance"]["time"] = "2000-01-01T00:00:00Z"
+    now = report["provenance"]["packages"]
+    assert compare_reports(report, base, "old").note == (
+        f"package changed: google-genai 0.0.1 → {now['google-genai']}; "
+        f"package changed: vcrpy not installed → {now['vcrpy']}")
+    del base["provenance"]
+    assert compare_reports(report, base, "older").note == ""  # a baseline from before provenance
