@@ -328,3 +328,19 @@ def test_a_comparison_notes_changed_packages_and_ignores_the_rest_of_provenance(
         f"package changed: vcrpy not installed → {now['vcrpy']}")
     del base["provenance"]
     assert compare_reports(report, base, "older").note == ""  # a baseline from before provenance
+
+
+def test_a_threshold_on_cost_without_a_price_fails_saying_why(tmp_path, monkeypatch, offline):
+    """A cost gate cannot pass on a model with no price: it fails, naming what is missing, rather
+    than being skipped as a question without pairs would be."""
+    root = shipped_copy(tmp_path)
+    monkeypatch.chdir(root)
+    path = root / "suites" / "science_choice.yaml"
+    path.write_text(path.read_text() + "suite_thresholds:\n  cost_usd: {max: 1.0}\n  total_tokens: {max: 1000000}\n"
+                    if "suite_thresholds:" not in path.read_text() else
+                    path.read_text().replace("suite_thresholds:\n", "suite_thresholds:\n  cost_usd: {max: 1.0}\n"
+                                             "  total_tokens: {max: 1000000}\n"))
+    [suite] = run_suites(["suites/science_choice.yaml"]).suites
+    assert suite.threshold_failures == [
+        "cost_usd could not be measured: the model has no price (set model.price: {input: USD, output: USD} per 1M "
+        "tokens), or a response reported no token usage"]
