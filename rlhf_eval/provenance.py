@@ -72,11 +72,16 @@ def git_state(folders: Iterable[Path]) -> dict[str, Any] | None:
     """{"commit": HEAD's full hash, "dirty": tracked files changed} of the git repository holding the
     first of `folders` (the suites' folders); None outside a repository or without git."""
     for folder in folders:
-        commit = _git(folder, "rev-parse", "--verify", "HEAD")
-        if commit is None:
+        # one process for both (a run starts git once): "# branch.oid <hash>" heads the v2 status,
+        # then a line per changed tracked file
+        status = _git(folder, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+        if status is None:
             return None
-        status = _git(folder, "status", "--porcelain", "--untracked-files=no")
-        return {"commit": commit, "dirty": bool(status) if status is not None else None}
+        lines = status.splitlines()
+        commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+        if commit is None or commit == "(initial)":  # a repository with no commit yet
+            return None
+        return {"commit": commit, "dirty": any(not line.startswith("#") for line in lines)}
     return None
 
 

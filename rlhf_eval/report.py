@@ -220,7 +220,8 @@ def render_table(report: Report | dict) -> str:
 
 def usage_line(suite: Suite) -> str | None:
     """What a suite's requests were billed, in one line (None when no request reported usage):
-    `tokens gsm8k_smoke: 36,512 prompt + 38,876 output (0 thinking) = 75,388; cost $0.0210`."""
+    `tokens science_choice: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210` (the
+    thinking count when there was thinking, the cost when the suite has a price)."""
     a = suite.aggregates
     if a.total_tokens is None:
         return None

@@ -197,6 +197,13 @@ def test_a_suite_price_gives_the_cost_of_every_question_and_of_the_suite(tmp_pat
     assert agg["cost_usd"] == pytest.approx((agg["prompt_tokens"] * 0.1 + agg["output_tokens"] * 0.4) / 1e6)
     assert agg["cost_usd"] == pytest.approx(sum(q["metrics"]["cost_usd"] for q in suite["questions"]))
     assert "cost_unavailable" not in agg or agg["cost_unavailable"] is None
+    from rlhf_eval.html_report import render_html
+    from rlhf_eval.report import usage_line
+
+    assert f"cost <b>${agg['cost_usd']:.4f}</b>" in render_html(report)
+    assert usage_line(Report.of(report).suites[0]) == (
+        f"tokens gsm8k_smoke: {agg['prompt_tokens']:,} prompt + {agg['output_tokens']:,} output = "
+        f"{agg['total_tokens']:,}; cost ${agg['cost_usd']:.4f}")
 
 
 def test_prices_default_only_where_cited_and_the_suite_overrides_them(tmp_path):
@@ -255,6 +262,11 @@ def test_provenance_names_the_commit_and_hashes_each_suite(tmp_path):
     (elsewhere / "b.yaml").write_text("suite: b\n")
     assert provenance({"b": elsewhere / "b.yaml"}, [])["git"] is None
     assert provenance({"gone": tmp_path / "gone.yaml"}, [])["suites"]["gone"]["sha256"] is None
+    fresh = tmp_path / "fresh"  # a repository with no commit yet has none to name
+    fresh.mkdir()
+    _git(fresh, "init", "-q")
+    (fresh / "c.yaml").write_text("suite: c\n")
+    assert provenance({"c": fresh / "c.yaml"}, [])["git"] is None
 
 
 def test_no_secret_reaches_the_command_line(monkeypatch):
