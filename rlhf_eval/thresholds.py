@@ -29,6 +29,8 @@ _NOT_MEASURABLE = {
                              "does not count reasoning tokens)",
     **dict.fromkeys(("prompt_tokens", "output_tokens", "total_tokens"),
                     "a response reported no token usage (rlhf_eval.types.charge_request)"),
+    "margin_length_corr": "it needs 3 scored pairs with token counts whose margins and length differences "
+                          "are not all equal",
     "cost_usd": "the model has no price (set model.price: {input: USD, output: USD} per 1M tokens), or a "
                 "response reported no token usage",
 }

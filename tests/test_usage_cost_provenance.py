@@ -356,3 +356,23 @@ def test_a_threshold_on_cost_without_a_price_fails_saying_why(tmp_path, monkeypa
     assert suite.threshold_failures == [
         "cost_usd could not be measured: the model has no price (set model.price: {input: USD, output: USD} per 1M "
         "tokens), or a response reported no token usage"]
+
+
+def test_a_length_correlation_gate_fails_on_length_bias_and_says_why_when_unmeasurable(tmp_path, monkeypatch, offline):
+    root = shipped_copy(tmp_path)
+    monkeypatch.chdir(root)
+    path = root / "suites" / "gsm8k_smoke.yaml"
+    gated = path.read_text().replace("suite_thresholds:\n", "suite_thresholds:\n  margin_length_corr: {min: -0.5}\n")
+
+    def failures(window: str) -> tuple:
+        path.write_text(gated.replace("  offset: 0\n  limit: 30\n", window))
+        [suite] = run_suites(["suites/gsm8k_smoke.yaml"]).suites
+        return suite.aggregates, [f for f in suite.threshold_failures if f.startswith("margin_length_corr")]
+
+    a, failed = failures("  offset: 0\n  limit: 1\n")  # gsm8k-0000 alone: 12 pairs, their margins all length
+    assert a.pairs == 12 and a.margin_length_corr < -0.5
+    assert failed == [f"margin_length_corr = {a.margin_length_corr:.4g} < min -0.5"]
+    a, failed = failures("  offset: 2\n  limit: 1\n")  # gsm8k-0002: every trace wrong, no pair
+    assert a.pairs == 0 and a.margin_length_corr is None
+    assert failed == ["margin_length_corr could not be measured: it needs 3 scored pairs with token counts whose "
+                      "margins and length differences are not all equal"]
