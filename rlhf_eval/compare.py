@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import stats
+from .provenance import package_changes
 from .report_model import (
     Comparison,
     MetricChange,
@@ -301,6 +302,7 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
     ran = {s.name for s in current.suites}
     missing = [s.name for s in baseline.suites if s.name not in ran]
     notes += [f"suite {name} of baseline {baseline_name} did not run: nothing to compare it with" for name in missing]
+    notes += [f"package changed: {change}" for change in package_changes(current.provenance, baseline.provenance)]
     return Comparison(baseline=baseline_name, model_version_changed=changed, note="; ".join(notes), notes=notes,
                       suites=suites, failures=[], only_in_baseline=missing,
                       only_in_current=sorted(ran - set(base_suites)))

@@ -17,7 +17,9 @@ from . import objectives as obj
 from . import stats
 from .backends import logprobs_note, make_sampler, make_scorer
 from .finish import finish_verdict, withheld
+from .length_bias import per_token_margins
 from .paths import shown_path
+from .prices import Price, suite_price
 from .recording import CassetteProblem, cassette_path, use_cassette
 from .rewards import RewardError, resolve_reward, reward_kwargs, rewards_per_function, weighted_sum
 from .sampling import Prompt, Sampler, Scorer
@@ -145,6 +147,7 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         "nonzero_advantages": obj.nonzero_advantages(advantages),
         "mean_tokens": _mean([t.token_count for t in traces]),
         "mean_reasoning_tokens": _mean([t.reasoning_tokens for t in traces]),
+        **token_usage(traces, suite_price(spec.model)[0]),
     }
 
     reference = spec.dpo.reference if isinstance(spec.dpo.reference, ScorerConfig) else None  # None: "none"
@@ -176,9 +179,13 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         margins = obj.dpo_margins(rewards_dpo[chosen_idx[scored]], rewards_dpo[rejected_idx[scored]])
         metrics["pairs_scored"] = int(len(scored))
         metrics.update(dpo_summary(margins, spec.dpo))
+        sides = [(t.logp, t.ref_logp, t.token_count) for t in traces]
+        per_token = per_token_margins([sides[i] for i in chosen_idx[scored]], [sides[i] for i in rejected_idx[scored]],
+                                      spec.dpo.beta, with_reference)
+        metrics["margin_per_token"] = float(per_token.mean()) if len(per_token) else None
     else:
         metrics.update({"mean_logp": None, "pairs_scored": 0, "mean_margin": None,
-                        "reward_accuracy": None, "dpo_loss": None})
+                        "reward_accuracy": None, "dpo_loss": None, "margin_per_token": None})
 
     metrics["maj_at_k"] = majority_vote_accuracy(verdicts, question, suite)
     metrics["pass_at"], metrics["pass_hat"] = obj.pass_curves(k, int(correct.sum())) if k else ([], [])
@@ -240,6 +247,32 @@ def dpo_summary(margins: np.ndarray, dpo) -> dict[str, float | None]:
         loss = obj.dpo_loss(margins, dpo.loss_type, dpo.label_smoothing, beta=dpo.beta)
     return {"mean_margin": float(np.mean(margins)), "reward_accuracy": obj.reward_accuracy(margins),
             "dpo_loss": float(loss)}
+
+
+def token_usage(traces, price: Price | None) -> dict[str, int | float | None]:
+    """What a question's requests were billed, from its traces (dicts or `Trace`s, with
+    `prompt_tokens`, `output_tokens`, `token_count`, `reasoning_tokens`):
+
+    - `prompt_tokens`, `output_tokens`, `total_tokens`: sums over the traces (each request counted
+      once: see `types.charge_request`); None when any trace's request reported no usage.
+    - `answer_tokens`, `thinking_tokens`: sums of `token_count` and `reasoning_tokens` over the
+      traces that have one (None when none has): how the output splits.
+    - `cost_usd`: `price.cost(prompt, output)`; None without a price or without the usage.
+    """
+    def get(t, key):
+        return t.get(key) if isinstance(t, dict) else getattr(t, key)
+
+    def total(key: str, every: bool) -> int | None:
+        values = [get(t, key) for t in traces]
+        present = [v for v in values if v is not None]
+        return None if not present or (every and len(present) < len(values)) else int(sum(present))
+
+    prompt, output = total("prompt_tokens", True), total("output_tokens", True)
+    both = prompt is not None and output is not None
+    return {"prompt_tokens": prompt, "output_tokens": output,
+            "total_tokens": prompt + output if prompt is not None and output is not None else None,
+            "answer_tokens": total("token_count", False), "thinking_tokens": total("reasoning_tokens", False),
+            "cost_usd": price.cost(prompt, output) if price is not None and both else None}  # type: ignore[arg-type]
 
 
 def _array(values) -> np.ndarray:

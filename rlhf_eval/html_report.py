@@ -734,6 +734,7 @@ class _Page:
                     for k, v in s.suite_thresholds.items()))
             if s.aggregates.dpo_unavailable:
                 bits.append(f'DPO metrics unavailable: {_esc(s.aggregates.dpo_unavailable)}')
+            bits += _usage_and_length_bits(s)
             if bits:
                 w(f'<div class="settings small">{" · ".join(bits)}</div>')
             for qi, q in enumerate(s.questions):
@@ -867,6 +868,25 @@ class _Page:
             val = _signed(mg) if is_number(mg) else UNAVAILABLE
             chips.append(f'<span class="pair {cls}">chosen #{p.chosen} vs rejected #{p.rejected} <b>{val}</b></span>')
         w(f'<h3>Preference pairs ({len(pairs)}; {note})</h3><div class="pairs">{"".join(chips)}</div>')
+
+
+def _usage_and_length_bits(s: Suite) -> list[str]:
+    """The suite's token totals and cost (or why there is no cost), and its length-bias figures."""
+    a, bits = s.aggregates, []
+    if a.total_tokens is not None:
+        bits.append(f'tokens {a.prompt_tokens:,} prompt + {a.output_tokens:,} output'
+                    + (f' ({a.thinking_tokens:,} thinking)' if a.thinking_tokens else "") + f' = {a.total_tokens:,}')
+    if a.cost_usd is not None:
+        source = (s.price or {}).get("source")
+        shown = f' <span class="muted">({_esc(source)})</span>' if source else ""
+        bits.append(f'cost <b>${a.cost_usd:.4f}</b>{shown}')
+    elif a.cost_unavailable:
+        bits.append(f'cost unknown: {_esc(a.cost_unavailable)}')
+    if not a.dpo_unavailable and a.mean_margin is not None:
+        corr = (_signed(a.margin_length_corr) if a.margin_length_corr is not None
+                else f'- <span class="muted">({_esc(a.margin_length_corr_unavailable or "")})</span>')
+        bits.append(f'margin per token {_signed(a.margin_per_token, 4)} · margin~length difference r {corr}')
+    return bits
 
 
 def _or(value: Any, default: Any) -> Any:

@@ -18,6 +18,7 @@ from . import stats
 from .compare import one_sided_lines
 from .credentials import redact_base_urls
 from .paths import shown_path
+from .prices import suite_price
 from .report_model import (REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates,
                            problem_line)
 from .suite import Bound
@@ -25,7 +26,7 @@ from .thresholds import check_thresholds
 
 __all__ = ["REPORT_VERSION", "Report", "ReportError", "build_report", "load_report", "render_comparison",
            "render_table", "report_lines", "suite_aggregates", "suite_intervals", "suite_settings", "summary_lines",
-           "write_json"]
+           "usage_line", "write_json"]
 
 
 def suite_settings(suite) -> dict[str, Any]:
@@ -39,11 +40,14 @@ def suite_settings(suite) -> dict[str, Any]:
         "reward_funcs": [{"name": name, "weight": weight} for name, weight in suite.reward_funcs],
         "dpo": s.dpo.model_dump(), "grpo": s.grpo.model_dump(),
         "suite_thresholds": {k: v.model_dump(exclude_none=True) for k, v in s.suite_thresholds.items()},
+        "price": price.to_dict() if (price := suite_price(s.model)[0]) is not None else None,
     })
 
 
-def suite_aggregates(questions: list[Question], dpo: dict) -> SuiteAggregates:
-    """Suite-level metrics over the questions that ran (pooled over traces and pairs)."""
+def suite_aggregates(questions: list[Question], dpo: dict, settings: dict | None = None) -> SuiteAggregates:
+    """Suite-level metrics over the questions that ran (pooled over traces and pairs); `settings`
+    (`suite_settings`) gives the price for the cost."""
+    settings = settings or {}
     scored = [q for q in questions if q.metrics]
     metrics = [q.metrics for q in scored if q.metrics]  # theirs (the same test, for the type checker)
     traces = [t for q in scored for t in q.traces]
@@ -79,8 +83,56 @@ def suite_aggregates(questions: list[Question], dpo: dict) -> SuiteAggregates:
     for curve in ("pass_at", "pass_hat"):
         curves = [getattr(m, curve) for m in metrics if getattr(m, curve)]
         out[curve] = [float(np.mean(ks)) for ks in zip(*curves)] if curves else None  # k up to the shortest
+    out.update(_usage_and_cost(traces, settings))
+    out.update(_length_bias(scored, dpo, with_margins=out["mean_margin"] is not None))
     out["intervals"] = suite_intervals(scored, with_margins=out["mean_margin"] is not None)
     return SuiteAggregates.model_validate(out, strict=False)
+
+
+def _usage_and_cost(traces: list, settings: dict) -> dict[str, Any]:
+    """The suite's token totals (`evaluate.token_usage` over all its traces) and their cost at the
+    suite's price (`settings["price"]`, from `suite_settings`), with why there is no cost."""
+    from .evaluate import token_usage  # evaluate imports the backends: only when a report is built
+    from .prices import Price
+
+    raw = settings.get("price")
+    price = Price(float(raw["input"]), float(raw["output"]), str(raw.get("source", ""))) if raw else None
+    out: dict[str, Any] = token_usage(traces, price)
+    if out["cost_usd"] is None:
+        missing = sum(t.prompt_tokens is None or t.output_tokens is None for t in traces)
+        if price is None:
+            out["cost_unavailable"] = suite_price(settings.get("model") or {})[1]
+        elif not traces:
+            out["cost_unavailable"] = "no trace was scored"
+        else:
+            out["cost_unavailable"] = (f"{missing} of {len(traces)} traces came from requests whose response "
+                                       "reported no token usage")
+    return out
+
+
+def _length_bias(scored: list[Question], dpo: dict, *, with_margins: bool) -> dict[str, Any]:
+    """margin_per_token over every scored pair of the suite, and the correlation of pair margins
+    with their token-length difference (rlhf_eval.length_bias), with why there is none."""
+    from .length_bias import pearson, per_token_margins
+
+    if not with_margins:
+        return {"margin_per_token": None, "margin_length_corr": None}
+    beta, with_reference = float(dpo.get("beta", 0.1)), dpo.get("reference", "none") != "none"
+    chosen, rejected, margins, length_diffs = [], [], [], []
+    for q in scored:
+        for p in q.pairs:
+            if p.margin is None:
+                continue
+            w, lo = q.traces[p.chosen], q.traces[p.rejected]
+            chosen.append((w.logp, w.ref_logp, w.token_count))
+            rejected.append((lo.logp, lo.ref_logp, lo.token_count))
+            if w.token_count is not None and lo.token_count is not None:
+                margins.append(p.margin)
+                length_diffs.append(w.token_count - lo.token_count)
+    per_token = per_token_margins(chosen, rejected, beta, with_reference)
+    corr, why = pearson(margins, length_diffs)
+    return {"margin_per_token": float(per_token.mean()) if len(per_token) else None,
+            "margin_length_corr": corr, "margin_length_corr_unavailable": why}
 
 
 def suite_intervals(questions: list[Question], *, with_margins: bool, n_resamples: int = 2000,
@@ -114,7 +166,7 @@ def build_report(questions: Iterable[dict | Question], suites: dict[str, dict]) 
     for name in sorted(by_suite):
         qs = sorted(by_suite[name], key=lambda q: q.index)
         settings = suites.get(name, {})
-        aggregates = suite_aggregates(qs, settings.get("dpo", {}))
+        aggregates = suite_aggregates(qs, settings.get("dpo", {}), settings)
         suite = Suite.model_validate({**settings, "name": name, "questions": []}, strict=False)
         suite.aggregates = aggregates
         suite.threshold_failures = suite_threshold_failures(aggregates, settings)
@@ -184,6 +236,8 @@ def suite_notes(suite: Suite) -> list[tuple[str, str]]:
     are unavailable (once), why each FAIL or ERROR question row failed (the first MAX_REASONS), and
     why the suite's row says FAIL."""
     lines = [("text", line) for line in rows_.dpo_unavailable_lines(suite)]
+    usage = usage_line(suite)
+    lines += [("text", usage)] if usage else []
     failing = [(q, reason) for q in suite.questions if (reason := rows_.question_reason(q)) is not None]
     lines += [("fail", f"{q.result} {suite.name}::{q.id}: {reason}") for q, reason in failing[:MAX_REASONS]]
     if len(failing) > MAX_REASONS:
@@ -229,6 +283,19 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
 def render_table(report: Report | dict, maj_at_k: bool | None = None) -> str:
     """The terminal report (`report_lines`) as text."""
     return "\n".join(text for _, text in report_lines(report, maj_at_k))
+
+
+def usage_line(suite: Suite) -> str | None:
+    """What a suite's requests were billed, in one line (None when no request reported usage):
+    `tokens science_choice: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210` (the
+    thinking count when there was thinking, the cost when the suite has a price)."""
+    a = suite.aggregates
+    if a.total_tokens is None:
+        return None
+    thinking = f" ({a.thinking_tokens:,} thinking)" if a.thinking_tokens else ""
+    cost = f"; cost ${a.cost_usd:.4f}" if a.cost_usd is not None else ""
+    return (f"tokens {suite.name}: {a.prompt_tokens:,} prompt + {a.output_tokens:,} output{thinking} "
+            f"= {a.total_tokens:,}{cost}")
 
 
 def write_json(report: Report | dict, path: str | Path) -> None:

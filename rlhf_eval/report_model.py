@@ -85,6 +85,9 @@ class Trace(_Model):
     answer_missing: str | None = None
     system_fingerprint: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    # the request's billed usage, on its first trace (0 on its other candidates; rlhf_eval.types.charge_request)
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
     verdict: str | None = None  # one of rlhf_eval.types.VERDICTS
     extracted: str | None = None
     detail: str = ""
@@ -129,6 +132,14 @@ class QuestionMetrics(_Model):
     maj_at_k: float | None = None
     pass_at: list[float] | None = None  # pass@k for k = 1..k traces (index k - 1)
     pass_hat: list[float] | None = None  # pass^k, every one of k traces correct, for k = 1..k
+    # token usage and cost (rlhf_eval.evaluate.token_usage); length bias (rlhf_eval.length_bias)
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    answer_tokens: int | None = None
+    thinking_tokens: int | None = None
+    cost_usd: float | None = None
+    margin_per_token: float | None = None
 
     def get(self, key: str) -> Any:
         """The metric named `key` (a field or an extra one), None when absent."""
@@ -186,6 +197,18 @@ class SuiteAggregates(_Model):
     unique_traces: int | None = None  # over the scored questions
     pass_at: list[float] | None = None  # the questions' pass@k curves averaged, k = 1..the fewest traces
     pass_hat: list[float] | None = None
+    # token usage summed over the scored questions' traces, and its cost (None: `cost_unavailable` says why)
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    answer_tokens: int | None = None
+    thinking_tokens: int | None = None
+    cost_usd: float | None = None
+    cost_unavailable: str | None = None
+    # length bias over every scored pair (rlhf_eval.length_bias); None: DPO metrics unavailable, or the reason
+    margin_per_token: float | None = None
+    margin_length_corr: float | None = None
+    margin_length_corr_unavailable: str | None = None
     intervals: dict[str, Interval] = Field(default_factory=dict)
 
     def get(self, key: str) -> Any:
@@ -212,6 +235,7 @@ class Suite(_Model):
     dpo: dict[str, Any] = Field(default_factory=dict)
     grpo: dict[str, Any] = Field(default_factory=dict)
     suite_thresholds: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    price: dict[str, Any] | None = None  # {input, output: USD per 1M tokens, source} (rlhf_eval.prices)
     aggregates: SuiteAggregates = Field(default_factory=SuiteAggregates)
     threshold_failures: list[str] = Field(default_factory=list)
     questions: list[Question]
@@ -295,6 +319,9 @@ class Comparison(_Model):
 class Report(_Model):
     """The whole run: every suite with its settings, aggregates, questions and traces."""
     version: int = REPORT_VERSION
+    # when, with what and from which suite files the report was made (rlhf_eval.provenance);
+    # absent from reports written before it existed
+    provenance: dict[str, Any] | None = None
     suites: list[Suite]
     comparison: Comparison | None = None
 

@@ -55,12 +55,20 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("mean_ref_logp", "mean ref logp", digits=2, dpo=True),
     Metric("mean_tokens", "mean tokens", digits=2),
     Metric("mean_reasoning_tokens", "mean reasoning tokens", digits=2),
+    Metric("prompt_tokens", "prompt tokens"),
+    Metric("output_tokens", "output tokens"),
+    Metric("total_tokens", "total tokens"),
+    Metric("answer_tokens", "answer tokens"),
+    Metric("thinking_tokens", "thinking tokens"),
+    Metric("cost_usd", "cost (USD)", digits=4, higher_is_better=False),
+    Metric("margin_per_token", "margin per token", digits=4, dpo=True),
     # suite aggregates only
     Metric("questions", "questions"),
     Metric("questions_failed", "questions failed"),
     Metric("traces", "traces"),
     Metric("mean_spread", "mean spread", higher_is_better=True),
     Metric("frac_zero_spread", "zero spread", higher_is_better=False),
+    Metric("margin_length_corr", "margin~length r", dpo=True),
 )}
 DPO_METRICS = frozenset(k for k, m in METRICS.items() if m.dpo)
 # Metrics that are a value per budget k = 1..k (index k - 1): drawn as a curve, not shown as a number.

@@ -31,6 +31,7 @@ from .credentials import SecretInOutput, watch_settings, write_problem, write_wi
 from .discovery import DEFAULT_SUITE_FILES, suite_files
 from .evaluate import Backends, QuestionResult, error_result, sample_question, score_question
 from .paths import shown_path
+from .provenance import provenance
 from .record_modes import RECORD_MODES
 from .registry import suggest
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
@@ -199,6 +200,7 @@ def _key(suite: Suite, question: Question) -> Key:
 class Run:
     """One run of questions: call `load_baseline`, `start`, then `evaluate` each question (and
     `add` its outcome where results are gathered), then `close` and `finish`.
+    `command_line` is what the report's provenance names as the command (default `sys.argv`).
 
     Under pytest-xdist the workers evaluate and the controller adds and finishes; any one process
     may do all of it. `rerecord_command(suite, question, mode)` words the command a message offers
@@ -206,8 +208,9 @@ class Run:
     `Backends` (None: built from the suite's `model:` as usual)."""
 
     def __init__(self, options: RunOptions | None = None, *, rerecord_command: Rerecord | None = None,
-                 make_backends: MakeBackends | None = None) -> None:
+                 make_backends: MakeBackends | None = None, command_line: Sequence[str] | None = None) -> None:
         self.options = options or RunOptions()
+        self.command_line = command_line  # for the report's provenance (None: sys.argv)
         self._rerecord = rerecord_command or (lambda s, q, mode: pytest_command(s, q, mode))
         self._make_backends = make_backends
         self.policy = request_policy(self.options)
@@ -408,6 +411,8 @@ class Run:
         from .compare import compare_reports, regressions
 
         report = self.report = build_report(self.results, self.suites)
+        report.provenance = provenance({name: s["path"] for name, s in self.suites.items() if s.get("path")},
+                                       self.command_line)
         if self.baseline is not None:
             comparison = report.comparison = compare_reports(report, self.baseline, self.baseline_name)
             comparison.failures = regressions(comparison, self.fail_rules)

@@ -36,11 +36,13 @@ from .yamlines import YamlError, line_of, load_with_lines
 QUESTION_METRICS = (
     "accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
     "dpo_loss", "spread", "nonzero_advantages", "mean_logp", "mean_tokens",
-    "mean_reasoning_tokens", "unique_traces",
+    "mean_reasoning_tokens", "unique_traces", "prompt_tokens", "output_tokens", "total_tokens", "cost_usd",
+    "margin_per_token",
 ) + VERDICTS
 SUITE_METRICS = (
     "accuracy", "pass_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
     "dpo_loss", "frac_zero_spread", "mean_spread", "questions_failed", "mean_tokens", "mean_reasoning_tokens",
+    "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "margin_per_token", "margin_length_corr",
 )
 # Metrics that are fractions in [0, 1]: a bound outside it is a mistake (a percentage, say).
 FRACTIONS = frozenset({"accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "reward_accuracy", "frac_zero_spread"})
@@ -89,6 +91,14 @@ MAX_SHOWN_PROBLEMS = 20  # a file wrong throughout (a bad edit on every question
 class _Strict(BaseModel):
     # `min: .nan` would make a threshold that never fails; `beta: .inf` metrics that are never numbers.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class PriceConfig(_Strict):
+    """What the model's tokens cost, USD per 1M tokens (`rlhf_eval.prices`): prompt tokens at
+    `input`, output tokens (answer and thinking) at `output`."""
+
+    input: float = Field(ge=0.0)
+    output: float = Field(ge=0.0)
 
 
 class VertexConfig(_Strict):
@@ -189,6 +199,7 @@ class ModelConfig(_Strict):
     # Inline reasoning in the answer text (DeepSeek-R1, Qwen3, GLM without a reasoning parser): the span
     # between these tags is reasoning, never verified; null takes the whole text as the answer.
     reasoning_tags: tuple[str, str] | None = ("<think>", "</think>")
+    price: PriceConfig | None = None  # USD per 1M tokens; else rlhf_eval.prices' default for the model, if any
 
     @field_validator("reasoning_tags", mode="before")
     @classmethod

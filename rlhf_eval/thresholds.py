@@ -27,6 +27,12 @@ _NOT_MEASURABLE = {
     "mean_tokens": "no trace has an answer token count (the API reported none that is the answer's alone)",
     "mean_reasoning_tokens": "no trace has a reasoning token count (the model did not reason, or the server "
                              "does not count reasoning tokens)",
+    **dict.fromkeys(("prompt_tokens", "output_tokens", "total_tokens"),
+                    "a response reported no token usage (rlhf_eval.types.charge_request)"),
+    "margin_length_corr": "it needs 3 scored pairs with token counts whose margins and length differences "
+                          "are not all equal",
+    "cost_usd": "the model has no price (set model.price: {input: USD, output: USD} per 1M tokens), or a "
+                "response reported no token usage",
 }
 
 

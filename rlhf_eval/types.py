@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +46,31 @@ class Trace:
     answer_missing: str | None = None  # why there is no answer although the model stopped (e.g. <think> never closed)
     system_fingerprint: str | None = None  # a backend build or cache id (OpenAI-compatible); never the model
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the API billed for the request that drew this trace (see `charge_request`): its prompt
+    # tokens and its output tokens (answer + thinking). On the request's first trace; 0 on the
+    # others of a request with several candidates; None when the API reported no usage.
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Every field but `extra` is a scalar: a shallow copy is dataclasses.asdict's result at a
         # fifth of its cost (asdict deep-copies field by field; 8,000 traces a 1,000-question replay).
         return {**self.__dict__, "extra": copy.deepcopy(self.extra)}
+
+
+def charge_request(traces: list[Trace], prompt_tokens: int | None, output_tokens: int | None) -> list[Trace]:
+    """`traces` (those one request drew, in order) with the request's usage set: `prompt_tokens`
+    and `output_tokens` (answer + thinking, as the API bills them) on the first trace, 0 on the others.
+
+    A request asking for several candidates (Gemini candidateCount, OpenAI n) is billed its prompt
+    once and reports one output total for all of them, which cannot be split per candidate; so a sum
+    over traces counts each request exactly once. None (the API reported no usage) stays None on
+    every trace: unknown, never 0."""
+    out = []
+    for j, trace in enumerate(traces):
+        first = j == 0
+        out.append(dataclasses.replace(
+            trace,
+            prompt_tokens=prompt_tokens if first or prompt_tokens is None else 0,
+            output_tokens=output_tokens if first or output_tokens is None else 0))
+    return out

@@ -122,17 +122,20 @@ CASES = {
         "unknown_metric_question.yaml:10: questions[0] (a).thresholds.acuracy: unknown metric "
         "(did you mean 'accuracy'?); "
         "known: accuracy, pass_at_k, maj_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, spread, "
-        "nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, unique_traces, correct, incorrect, "
-        "unparsable, blocked, truncated, error",
+        "nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, unique_traces, prompt_tokens, "
+        "output_tokens, total_tokens, cost_usd, margin_per_token, correct, incorrect, unparsable, blocked, truncated, "
+        "error",
     "unknown_metric_suite.yaml":
         "unknown_metric_suite.yaml:6: suite_thresholds.frac_zero_sprd: unknown metric "
         "(did you mean 'frac_zero_spread'?); "
         "known: accuracy, pass_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, frac_zero_spread, "
-        "mean_spread, questions_failed, mean_tokens, mean_reasoning_tokens",
+        "mean_spread, questions_failed, mean_tokens, mean_reasoning_tokens, prompt_tokens, output_tokens, "
+        "total_tokens, cost_usd, margin_per_token, margin_length_corr",
     "question_metric_in_suite_thresholds.yaml":
         "question_metric_in_suite_thresholds.yaml:6: suite_thresholds.spread: unknown metric (did you mean "
         "'mean_spread'?); known: accuracy, pass_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, "
-        "frac_zero_spread, mean_spread, questions_failed, mean_tokens, mean_reasoning_tokens",
+        "frac_zero_spread, mean_spread, questions_failed, mean_tokens, mean_reasoning_tokens, prompt_tokens, "
+        "output_tokens, total_tokens, cost_usd, margin_per_token, margin_length_corr",
     "on_lower_no_interval.yaml":
         "on_lower_no_interval.yaml:6: thresholds.pairs.on: pairs has no interval; `on: lower` works for accuracy, "
         "reward_accuracy, mean_margin, spread",
@@ -271,8 +274,9 @@ CASES = {
         "50% write 0.5)\n"
         "several_question_problems.yaml:8: questions[0] (a).thresholds.acuracy: unknown metric (did you mean "
         "'accuracy'?); known: accuracy, pass_at_k, maj_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, "
-        "dpo_loss, spread, nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, unique_traces, correct, "
-        "incorrect, unparsable, blocked, truncated, error\n"
+        "dpo_loss, spread, nonzero_advantages, mean_logp, mean_tokens, mean_reasoning_tokens, unique_traces, "
+        "prompt_tokens, output_tokens, total_tokens, cost_usd, margin_per_token, correct, incorrect, unparsable, "
+        "blocked, truncated, error\n"
         "several_question_problems.yaml:9: duplicate question id 'a' (first at line 8); ids must be unique within a "
         "suite\n"
         "several_question_problems.yaml:10: question id 'b c' must be letters, digits, '.', '_' or '-' (it names the "

@@ -58,6 +58,7 @@ def test_build_report_gives_the_model_that_the_json_holds(shipped):
     settings = {s["name"]: {k: v for k, v in s.items() if k not in ("aggregates", "threshold_failures", "questions")}
                 for s in shipped["suites"]}
     built = build_report(copy.deepcopy(questions), settings)
+    built.provenance = shipped["provenance"]  # the runner adds it: when, and from which files, not what
     assert built.to_dict() == shipped
     assert built.to_json() == json.dumps(shipped, indent=1, ensure_ascii=False) + "\n"
 
@@ -333,7 +334,8 @@ def test_each_metric_is_defined_once_with_its_direction_and_dpo_flag():
     from rlhf_eval import suite, thresholds
 
     assert suite.DPO_METRICS is rows.DPO_METRICS is thresholds.DPO_METRICS
-    assert rows.DPO_METRICS == {"mean_margin", "reward_accuracy", "dpo_loss", "mean_logp", "mean_ref_logp"}
+    assert rows.DPO_METRICS == {"mean_margin", "reward_accuracy", "dpo_loss", "mean_logp", "mean_ref_logp",
+                                "margin_per_token", "margin_length_corr"}
     assert all(rows.METRICS[m].higher_is_better is not None for m in COMPARED_METRICS)
     assert [m for m in COMPARED_METRICS if not rows.higher_is_better(m)] == ["unparsable_rate", "frac_zero_spread"]
     # metrics are listed in one order everywhere: the model's own field order is that order's subset

@@ -151,7 +151,8 @@ def the_run(config: pytest.Config) -> Run:
             fail_rules=opt("--rlhf-compare-fail"),
         ), rerecord_command=lambda suite, question, mode: _rerecord_command(config, suite, question, mode),
             make_backends=lambda suite, replay, policy: config.hook.pytest_rlhf_eval_backends(
-                config=config, suite=suite, replay=replay, policy=policy))
+                config=config, suite=suite, replay=replay, policy=policy),
+            command_line=["pytest", *config.invocation_params.args])
         if not _is_xdist_worker(config):
             try:
                 run.load_baseline()

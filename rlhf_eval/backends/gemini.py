@@ -18,7 +18,7 @@ from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig
 from ..finish import withheld
 from ..reasoning import DEFAULT_TAGS, split_reasoning, answer_logprobs
-from ..types import Trace
+from ..types import Trace, charge_request
 
 BASE_URL_ENV = "RLHF_EVAL_GEMINI_BASE_URL"
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -297,19 +297,38 @@ def traces_from_response(body: dict, *, seed: int | None, expected: int,
     version = body.get("modelVersion")
     candidates = json_list(body, "candidates")
     usage = json_object(body, "usageMetadata")
+    billed = request_usage(usage)
     if not candidates:
         feedback = json_object(body, "promptFeedback")
         reason = _enum(feedback.get("blockReason"), _BLOCK_REASONS, "NO_CANDIDATES")
         message = feedback.get("blockReasonMessage")
-        return [Trace(text="", finish_reason=f"PROMPT_BLOCKED:{reason}", token_count=0, logp=None,
-                      seed=seed, model_version=version, candidate_index=j,
-                      extra={"block_message": message} if message else {}) for j in range(expected)]
+        return charge_request([Trace(text="", finish_reason=f"PROMPT_BLOCKED:{reason}", token_count=0, logp=None,
+                                     seed=seed, model_version=version, candidate_index=j,
+                                     extra={"block_message": message} if message else {})
+                               for j in range(expected)], *billed)
     usage = usage if len(candidates) == 1 else {}
     traces = [_trace(cand, j, usage, seed, version, tags) for j, cand in ordered(candidates)]
     for j in range(len(traces), expected):  # the API sent fewer candidates than asked for
         traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None,
                             seed=seed, model_version=version, candidate_index=j))
-    return traces
+    return charge_request(traces, *billed)
+
+
+def request_usage(usage: dict) -> tuple[int | None, int | None]:
+    """(prompt tokens, output tokens) one generateContent request was billed, from its
+    `usageMetadata`: `promptTokenCount`, and `candidatesTokenCount` + `thoughtsTokenCount` (thinking
+    is billed as output). proto3 JSON omits a count that is 0 (G04 has no candidatesTokenCount, G05
+    no thoughtsTokenCount), so an absent count is 0 once the body reports any; (None, None) when it
+    reports none (a prompt screened by Model Armor, G07, has only `trafficType`).
+    `cachedContentTokenCount` is part of `promptTokenCount` (billed at a lower rate; see `prices`)."""
+    counts = ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "totalTokenCount")
+    if not any(usage.get(key) is not None for key in counts):
+        return None, None
+    value = {key: usage.get(key) or 0 for key in counts}
+    for key, v in value.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise TypeError(f"usageMetadata.{key} is {v!r}, not a token count")
+    return value["promptTokenCount"], value["candidatesTokenCount"] + value["thoughtsTokenCount"]
 
 
 def _trace(cand: dict, j: int, usage: dict, seed: int | None, version: str | None, tags) -> Trace:

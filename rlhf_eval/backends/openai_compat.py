@@ -22,7 +22,7 @@ from ..throttle import SERIAL, RequestPolicy
 from ..suite import ModelConfig, ScorerConfig
 from ..finish import withheld
 from ..reasoning import DEFAULT_TAGS, answer_logprobs, split_reasoning
-from ..types import Trace
+from ..types import Trace, charge_request
 
 BASE_URL_ENV = "OPENAI_BASE_URL"
 REPLAY_KEY = "replay-without-a-key"
@@ -171,12 +171,25 @@ def traces_from_openai(body: dict, *, seed: int | None, expected: int,
     body of another shape."""
     version, fingerprint = body.get("model"), body.get("system_fingerprint")
     choices = json_list(body, "choices")
+    billed = request_usage(json_object(body, "usage"))
     usage = json_object(body, "usage") if len(choices) == 1 else {}
     traces = [_trace(choice, j, usage, seed, version, fingerprint, tags) for j, choice in ordered(choices)]
     for j in range(len(traces), expected):
         traces.append(Trace(text="", finish_reason="MISSING_CANDIDATE", token_count=0, logp=None, seed=seed,
                             model_version=version, candidate_index=j, system_fingerprint=fingerprint))
-    return traces
+    return charge_request(traces, *billed)
+
+
+def request_usage(usage: dict) -> tuple[int | None, int | None]:
+    """(prompt tokens, output tokens) one request was billed, from its `usage`: `prompt_tokens` and
+    `completion_tokens` (which include `reasoning_tokens`, O04, O05); each None when absent (vLLM's
+    completions excerpt O02 has no usage). With `n` > 1 the prompt is counted once per request."""
+    def count(key: str) -> int | None:
+        value = usage.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise TypeError(f"usage.{key} is {value!r}, not a token count")
+        return value
+    return count("prompt_tokens"), count("completion_tokens")
 
 
 def _token_logprobs(logprobs: dict) -> tuple[list, list, str | None]:
