@@ -286,15 +286,15 @@ def render_table(report: Report | dict, maj_at_k: bool | None = None) -> str:
 
 
 def usage_line(suite: Suite) -> str | None:
-    """What a suite's requests were billed, in one line (None when no request reported usage):
-    `tokens science_choice: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210` (the
-    thinking count when there was thinking, the cost when the suite has a price)."""
+    """What a suite's requests were billed, in one line under its table (None when no request
+    reported usage): `tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210`
+    (the thinking count when there was thinking, the cost when the suite has a price)."""
     a = suite.aggregates
     if a.total_tokens is None:
         return None
     thinking = f" ({a.thinking_tokens:,} thinking)" if a.thinking_tokens else ""
     cost = f"; cost ${a.cost_usd:.4f}" if a.cost_usd is not None else ""
-    return (f"tokens {suite.name}: {a.prompt_tokens:,} prompt + {a.output_tokens:,} output{thinking} "
+    return (f"tokens: {a.prompt_tokens:,} prompt + {a.output_tokens:,} output{thinking} "
             f"= {a.total_tokens:,}{cost}")
 
 

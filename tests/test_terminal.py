@@ -54,6 +54,7 @@ def failing_science(tmp_path, monkeypatch, offline):
 def test_a_failing_suite_says_why_and_the_dpo_reason_is_printed_once(failing_science):
     assert render_table(failing_science) == FAILING_SCIENCE_TABLE + "\n".join([
         f"DPO metrics unavailable: {NO_LOGPROBS}",
+        "tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507",
         "FAIL science_choice::water-boiling: accuracy = 0 < min 0.1",
         "FAIL science_choice::dna-base: accuracy = 0 < min 0.1",
         "ERROR science_choice::no-cassette: no cassette at cassettes/science_choice/no-cassette.yaml; record it "

@@ -168,7 +168,8 @@ def test_tokens_and_length_bias_recompute_from_the_json_alone(shipped_report):
         assert agg["cost_usd"] is None
         assert agg["cost_unavailable"] == (f"no price for {suite['model']['name']}: set model.price: "
                                            "{input: USD, output: USD} (per 1M tokens) in the suite")
-        assert f"tokens {suite['name']}: {agg['prompt_tokens']:,} prompt + {agg['output_tokens']:,} output" in stdout
+        block = stdout[stdout.index(f"{suite['name']} · "):].split("\n\n")[0]  # the suite's table and notes
+        assert f"tokens: {agg['prompt_tokens']:,} prompt + {agg['output_tokens']:,} output" in block
         if agg["dpo_unavailable"]:
             assert agg["margin_per_token"] is None and agg["margin_length_corr"] is None
         else:
@@ -202,7 +203,7 @@ def test_a_suite_price_gives_the_cost_of_every_question_and_of_the_suite(tmp_pat
 
     assert f"cost <b>${agg['cost_usd']:.4f}</b>" in render_html(report)
     assert usage_line(Report.of(report).suites[0]) == (
-        f"tokens gsm8k_smoke: {agg['prompt_tokens']:,} prompt + {agg['output_tokens']:,} output = "
+        f"tokens: {agg['prompt_tokens']:,} prompt + {agg['output_tokens']:,} output = "
         f"{agg['total_tokens']:,}; cost ${agg['cost_usd']:.4f}")
 
 
