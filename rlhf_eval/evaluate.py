@@ -50,6 +50,10 @@ class QuestionResult:
     unchecked: list[str] = field(default_factory=list)  # thresholds not applicable (e.g. no pairs)
     prompt: Prompt = ""  # as sent (rendered from the suite's template): text or a chat
     answer: str = ""  # the reference the verifier compared against
+    # The question's fields (dataset columns, an inline question's extra keys, `question`): what
+    # reward functions got besides prompts and answer, so the rewards recompute from the report and
+    # GRPO exports carry the columns a team's reward functions read.
+    columns: dict[str, Any] = field(default_factory=dict)
     # Each reward function's reward per trace (None: it does not apply); `rewards` is their weighted
     # sum, NaN where every function returned None (see rlhf_eval.rewards).
     rewards_by_function: dict[str, list[float | None]] = field(default_factory=dict)
@@ -70,6 +74,7 @@ class QuestionResult:
             "passed": self.passed,
             "prompt": self.prompt,
             "answer": self.answer,
+            "columns": dict(self.columns),
             "metrics": dict(self.metrics),
             "intervals": dict(self.intervals),
             "dpo_unavailable": self.dpo_unavailable,
@@ -92,7 +97,8 @@ def error_result(suite: Suite, question: Question, error: str) -> dict[str, Any]
     """A report question that could not be scored (its cassette, the API or a verifier failed):
     the keys of `QuestionResult.to_dict`, with no traces or metrics, and the one-line `error`."""
     return {"suite": suite.name, "id": question.id, "index": question.index, "passed": False,
-            "prompt": suite.render_prompt(question), "answer": question.answer, "metrics": None, "intervals": {},
+            "prompt": suite.render_prompt(question), "answer": question.answer,
+            "columns": dict(question.fields), "metrics": None, "intervals": {},
             "dpo_unavailable": None, "failures": [], "unchecked": [], "traces": [], "pairs": [], "error": error}
 
 
@@ -195,7 +201,7 @@ def score_question(suite: Suite, question: Question, traces: list[Trace]) -> Que
         verdicts=verdicts, rewards=rewards, advantages=advantages, chosen_idx=chosen_idx,
         rejected_idx=rejected_idx, margins=margins, scored_pairs=scored, metrics=metrics,
         dpo_unavailable=unavailable, intervals=intervals, prompt=prompt,
-        answer=question.answer, rewards_by_function=by_function,
+        answer=question.answer, columns=question.fields, rewards_by_function=by_function,
     )
     result.failures, result.unchecked = check_thresholds(metrics, question.thresholds, unavailable, intervals)
     return result

@@ -4,8 +4,9 @@ Under `DIR/<suite>/`, one file per dataset (`.jsonl`, or `.parquet` with `format
 
 - `dpo` — DPOTrainer and RewardTrainer (TRL's preference format): `prompt`, `chosen`, `rejected`,
   one row per distinct preference pair of the report.
-- `grpo_prompts` — GRPOTrainer: `prompt` plus `answer`, the column a reward function receives.
-- `grpo_groups` — the recorded groups: `prompt`, `completions`, `rewards`, `advantages`.
+- `grpo_prompts` — GRPOTrainer: `prompt`, `answer` (the reference) and the question's columns
+  (`question`, a dataset's other columns by their own names), which reward functions receive.
+- `grpo_groups` — the recorded groups: those columns, `completions`, `rewards`, `advantages`.
 - `sft` — SFTTrainer (prompt-completion): every distinct verified-correct trace (rejection sampling).
 
 Every row also carries `question_id` and `pass_rate` (the question's accuracy over its k traces),
@@ -58,6 +59,8 @@ COLUMNS = {
                     "advantages", "rewards_by_function", "logps"),
     "sft": ("prompt", "completion", "question_id", "pass_rate", "reward", "rewards_by_function", "logp"),
 }
+# GRPO rows carry the question's columns too (after `answer`), except one of these names: ours wins.
+_OWN_COLUMNS = frozenset(COLUMNS["grpo_groups"])
 
 
 # --------------------------------------------------------------------------------------- the filter
@@ -242,9 +245,11 @@ def suite_records(suite: Suite, keep: ExportFilter | None = None) -> SuiteExport
                 "chosen_reward": w.reward, "rejected_reward": lo.reward,
                 "chosen_rewards_by_function": w.rewards_by_function,
                 "rejected_rewards_by_function": lo.rewards_by_function})
-        prompts.append({"prompt": prompt, "answer": q.answer, **common, "spread": m.spread})
+        # the question's columns, which GRPOTrainer hands to reward functions as the eval did
+        columns = {k: v for k, v in q.columns.items() if k not in _OWN_COLUMNS}
+        prompts.append({"prompt": prompt, "answer": q.answer, **columns, **common, "spread": m.spread})
         names = sorted({name for t in traces for name in (t.rewards_by_function or {})})
-        groups.append({"prompt": prompt, "answer": q.answer, **common, "spread": m.spread,
+        groups.append({"prompt": prompt, "answer": q.answer, **columns, **common, "spread": m.spread,
                        "completions": [_completion(suite, t.text) for t in traces],
                        "rewards": [t.reward for t in traces], "advantages": [t.advantage for t in traces],
                        "rewards_by_function": ({n: [(t.rewards_by_function or {}).get(n) for t in traces]

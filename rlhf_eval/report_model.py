@@ -162,6 +162,9 @@ class Question(_Model):
     # As sent: text, or a chat — TRL's conversational prompt, [{"role": ..., "content": ...}, ...]
     prompt: str | list[dict[str, Any]] | None = None
     answer: str | None = None
+    # the question's fields as reward functions got them: dataset columns by their own names, an
+    # inline question's extra keys, `question` (older reports: empty)
+    columns: dict[str, Any] = Field(default_factory=dict)
     metrics: QuestionMetrics | None = None
     intervals: dict[str, Interval] = Field(default_factory=dict)
     dpo_unavailable: str | None = None  # why DPO metrics are unavailable

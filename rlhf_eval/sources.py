@@ -519,10 +519,11 @@ def _questions(src: QuestionSource, reader: _Reader, verifier: str | None) -> li
     named = [(src.question_field, "question_field"), (src.answer_field, "answer_field"),
              *([(src.id_field, "id_field")] if src.id_field else []),
              *((path, f"fields.{name}") for name, path in src.fields.items())]
-    # Every other column reaches reward functions under its own name, as TRL passes a dataset's
-    # columns (`solution` for TRL's accuracy_reward, say); `question` and `answer` are the question
-    # text and the verifier's reference, whichever columns they are read from.
-    taken_columns = {"question", "answer"}
+    # Every other column reaches reward functions under its own name, as GRPOTrainer passes a
+    # dataset's columns (`solution` for TRL's accuracy_reward, say), bar the ones it does not pass
+    # (`prompt`, `completion`, `completion_ids`); `question` and `answer` are the question text and
+    # the verifier's reference, whichever columns they are read from.
+    taken_columns = {"question", "answer", "prompt", "completion", "completion_ids"}
     out: list[QuestionRow] = []
     first_row: dict[str, int] = {}
     number, line = 0, None
