@@ -72,6 +72,12 @@ def test_every_row_carries_its_question_pass_rate_margin_logps_and_rewards(shipp
     prompts = _rows(tmp_path / suite.name / "grpo_prompts.jsonl")
     assert [(r["question_id"], r["pass_rate"], r["answer"]) for r in prompts] == [
         (q.id, q.metrics.accuracy, q.answer) for q in suite.questions]
+    # the question's columns, which reward functions got in the eval, for GRPOTrainer to hand them on
+    science = shipped.suite("science_choice")
+    rows = {r["question_id"]: r for r in _rows(tmp_path / science.name / "grpo_prompts.jsonl")}
+    scored = [q for q in science.questions if q.metrics]
+    assert scored and all(q.columns and {k: rows[q.id][k] for k in q.columns} == q.columns for q in scored)
+    assert all(set(q.columns) > {"question"} for q in scored)  # its prompt fields (the choices) too
 
 
 @pytest.mark.parametrize("band, inside, outside", [
