@@ -26,6 +26,7 @@ import numpy as np
 from .credentials import write_without_secrets
 from .compare import one_sided_lines
 from .report_model import MetricChange, Question, QuestionComparison, Report, Suite
+from .rewards import DEFAULT_REWARD
 from .rows import (
     CURVES,
     DPO_METRICS,
@@ -722,6 +723,9 @@ class _Page:
             if s.description:
                 w(f'<div>{_esc(s.description)}</div>')
             bits = []
+            if s.reward_funcs:
+                bits.append("reward functions " + ", ".join(f"{_esc(f.name)} ×{_esc(f.weight)}"
+                                                            for f in s.reward_funcs))
             if s.rewards:
                 bits.append("rewards " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in s.rewards.items()))
             if s.dpo:
@@ -818,8 +822,14 @@ class _Page:
             return
         has_ref = any(t.ref_logp is not None for t in traces)
         has_reasoning = any(t.reasoning_tokens is not None or t.reasoning for t in traces)
-        head = ['<th>#</th><th class="l">verdict</th><th class="l">answer</th><th>reward</th><th>advantage</th>'
-                '<th title="the answer\'s tokens">tokens</th>',
+        # each reward function's reward beside their weighted sum, when there is more than the default
+        functions = list(dict.fromkeys(name for t in traces for name in (t.rewards_by_function or {})))
+        if functions == [DEFAULT_REWARD]:
+            functions = []
+        head = ['<th>#</th><th class="l">verdict</th><th class="l">answer</th><th title="the weighted sum of the '
+                'reward functions">reward</th>',
+                "".join(f'<th title="{_esc(name)}">{_esc(name.rpartition(":")[2])}</th>' for name in functions),
+                '<th>advantage</th><th title="the answer\'s tokens">tokens</th>',
                 '<th title="thinking tokens the API reported">reasoning tokens</th>' if has_reasoning else "",
                 "<th>logp</th>", "<th>ref logp</th>" if has_ref else "",
                 '<th class="l">finish</th><th>seed</th><th class="l">trace text — the extracted answer highlighted '
@@ -843,7 +853,8 @@ class _Page:
             rows.append(
                 f'<tr><td>{i}</td><td class="l">{_verdict_badge(_or(t.verdict, "?"))}{detail}</td>'
                 f'<td class="l">{ans}</td><td>{_fmt(t.reward, 2)}</td>'
-                f'<td class="{_sign_cls(t.advantage)}">{_signed(t.advantage)}</td><td>{_fmt(t.token_count)}</td>'
+                + "".join(f'<td>{_fmt((t.rewards_by_function or {}).get(name), 2)}</td>' for name in functions)
+                + f'<td class="{_sign_cls(t.advantage)}">{_signed(t.advantage)}</td><td>{_fmt(t.token_count)}</td>'
                 + (f'<td>{_fmt(t.reasoning_tokens)}</td>' if has_reasoning else "")
                 + f'<td{ltip}>{_fmt(t.logp, 2)}</td>'
                 + (f'<td>{_fmt(t.ref_logp, 2)}</td>' if has_ref else "")

@@ -176,6 +176,16 @@ def test_trl_reward_functions_give_trls_rewards_sums_and_advantages_recorded_and
                                                                             for t in traces]
         else:
             assert {t["rewards_by_function"][FUNCS[0]] for t in traces} == {None}
+    # the HTML report shows each function's reward beside their sum, per trace
+    from rlhf_eval.html_report import render_html
+    from rlhf_eval.rows import fmt, typographic
+
+    page = render_html(rep)
+    assert "reward functions " + ", ".join(f"{n} ×{w}" for n, w in zip(FUNCS, WEIGHTS)) in page
+    assert "".join(f'<th title="{n}">{n.rpartition(":")[2]}</th>' for n in FUNCS) in page
+    for t in suite["questions"][0]["traces"]:
+        cells = [t["reward"]] + [t["rewards_by_function"][n] for n in FUNCS]
+        assert "".join(f"<td>{typographic(fmt(v, 2))}</td>" for v in cells) in page
     accuracies = [sum(t["verdict"] == "correct" for t in q["traces"]) for q in suite["questions"][:2]]
     assert all(0 < c < 6 for c in accuracies), "the boxed questions have correct and incorrect answers"
     assert suite["aggregates"]["mean_spread"] == pytest.approx(float(np.mean(spreads)))
