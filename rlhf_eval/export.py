@@ -384,6 +384,9 @@ def build_export(report: Report | dict, directory: str | Path, *, pass_rate: Any
     for i, suite in enumerate(suites):
         if not FOLDER_NAME_RE.fullmatch(suite.name):  # loading checked it; a name assigned since was not
             raise ReportError(f"suites[{i}].name: {suite.name!r} is not a suite name ({FOLDER_NAME_RULE})")
+        if suite.name == "summary.json":  # its folder would be the export's summary file
+            raise ReportError(f"suites[{i}].name: {suite.name!r} is the name of the export's summary file; "
+                              "rename the suite to export it")
         if suite.name in first:
             raise ReportError(f"suites[{i}].name: {suite.name!r} is also the name of suites[{first[suite.name]}]; "
                               "export writes one folder per suite, so suite names must differ")

@@ -8,7 +8,7 @@ import pytest
 
 from rlhf_eval.cli import main
 from rlhf_eval.export import PassRateBand, build_export, export_report
-from rlhf_eval.report_model import Report
+from rlhf_eval.report_model import Report, ReportError
 from rlhf_eval.runner import RunError, run_suites
 
 
@@ -267,3 +267,12 @@ def test_an_export_removes_the_files_an_earlier_export_wrote_and_nothing_else(sh
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gsm8k_smoke", "summary.json"]
     assert (tmp_path / "gsm8k_smoke" / "notes.txt").read_text() == "mine"
     assert set(json.loads((tmp_path / "summary.json").read_text())["suites"]) == {"gsm8k_smoke"}
+
+
+def test_a_suite_named_like_the_summary_file_is_one_line_before_anything_is_written(shipped_report, tmp_path):
+    data = copy.deepcopy(shipped_report[0])
+    data["suites"][1]["name"] = "summary.json"  # a valid suite name, and the export's own file name
+    with pytest.raises(ReportError, match=r"^suites\[1\]\.name: 'summary.json' is the name of the export's summary "
+                                          r"file; rename the suite to export it$"):
+        export_report(data, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
