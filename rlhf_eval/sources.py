@@ -364,7 +364,7 @@ class _ParquetReader(_Reader):
             said = _first_line(exc).replace(str(self.file), shown_path(self.file))  # no absolute path
             raise SuiteError(self.file, None, f"not a readable Parquet file ({_clip(said, 160)}); "
                              "write it again (e.g. pyarrow.parquet.write_table)") from None
-        import pyarrow as pa  # type: ignore[import-untyped]
+        import pyarrow as pa
         chosen = _chosen(src, table.num_rows)
         self.total = table.num_rows
         # Typed indices: pyarrow cannot take an empty list, whose type it cannot tell.
