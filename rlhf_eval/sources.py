@@ -327,6 +327,9 @@ class _CsvReader(_TextFile):
                                      "header line; quote values that hold the delimiter")
                 rows.append((start, dict(zip(header, values))))
         except csv.Error as exc:
+            if "new-line character" in str(exc):  # Python's wording asks about a mode the reader does not have
+                raise SuiteError(self.file, start, "lines end with a bare carriage return (\\r, as Excel's \"CSV "
+                                 "(Macintosh)\" writes); save the file with \\n or \\r\\n line ends") from None
             if "end of data" in str(exc):
                 raise SuiteError(self.file, start, "a quoted value opened on this line is never closed; close the "
                                  "quote, or write a quote inside a value as two (\"\")") from None

@@ -270,6 +270,8 @@ def test_duplicate_ids_in_a_positional_source_name_both_rows(tmp_path, monkeypat
     ("q.csv", b"question,answer\n1+1?,2,3\n", "q.csv:2: 3 values for the 2 columns of the header line; quote values "
      "that hold the delimiter"),
     ("q.csv", b"question,answer\n\xe9,2\n", "q.csv:2: not UTF-8 text; save the file as UTF-8"),
+    ("q.csv", b"question,answer\r1+1?,2\r", "q.csv:1: lines end with a bare carriage return (\\r, as Excel's \"CSV "
+     "(Macintosh)\" writes); save the file with \\n or \\r\\n line ends"),
     ("q.json", b'{"data": [{"question": "1+1?"}]}', "q.json:1: no field 'question' (the row has the keys data); set "
      "questions.question_field in the suite"),
     ("q.csv", b"question,answer,answer\n1+1?,2,3\n", "q.csv:1: the header line names the column 'answer' twice; give "
