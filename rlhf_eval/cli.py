@@ -199,6 +199,9 @@ def run_run(args: argparse.Namespace) -> int:
     # worded with this command's options (run_suites words them as the plugin's)
     if "fail_rules" in options and "baseline" not in options:
         raise CliError("--compare-fail needs --compare BASELINE.json")
+    given = [k for k in ("export_pass_rate", "export_nonzero_spread", "export_format") if k in options]
+    if given and "export" not in options:  # else silently ignored, as the plugin never does
+        raise CliError(f"--{given[0].replace('_', '-')} needs --export DIR")
     if "baseline" in options:
         if not Path(options["baseline"]).is_file():
             raise CliError(f"{options['baseline']}: no such baseline report file (save one with "

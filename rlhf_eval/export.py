@@ -44,6 +44,9 @@ from .paths import FOLDER_NAME_RE, FOLDER_NAME_RULE, shown_path
 from .report_model import Question, Report, ReportError, Suite
 
 FORMATS = ("jsonl", "parquet")
+# Verdicts of traces the model's answer never reached us for (an API error, an answer the API
+# withheld): no completion to train on or to reject, nor a sign of how hard the question is.
+UNANSWERED = ("error", "blocked")
 DATASETS = ("dpo", "grpo_prompts", "grpo_groups", "sft")
 NEEDS_DATASETS = "the parquet export needs the datasets library: pip install 'rlhf-eval[datasets]'"
 # The columns of each dataset, in order. Two names TRL's trainers would act on are avoided:
@@ -96,6 +99,9 @@ class PassRateBand:
         if match is None or not (match[2] or match[3]):
             raise ValueError(f"pass rate band {text!r}: expected {BAND_HELP}")
         opening, low, high, closing = match.groups()
+        if bool(opening) != bool(closing):  # `[0.2:0.8` or `0.2:0.8)`: which end was meant open is a guess
+            raise ValueError(f"pass rate band {text!r}: a bracket at one end only; bracket both ends or neither "
+                             f"({BAND_HELP})")
         try:
             return cls(float(low) if low else 0.0, float(high) if high else 1.0, opening == "(", closing == ")")
         except ValueError as e:
@@ -143,6 +149,8 @@ class ExportFilter:
         m = question.metrics
         if m is None or m.accuracy is None:
             return "errored"  # no traces to export
+        if question.traces and all(t.verdict in UNANSWERED for t in question.traces):
+            return "errored"  # its pass rate 0 measures the API, not the question's difficulty
         band = self.pass_rate
         if band is not None and m.accuracy not in band:
             return "below" if m.accuracy <= band.low else "above"
@@ -210,10 +218,12 @@ class SuiteExport:
                                                                              "zero_spread"), 0))
     records: dict[str, list[dict]] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)  # rows removed as identical to an earlier one
+    unanswered: dict[str, int] = field(default_factory=lambda: {"dpo": 0})  # pairs with an UNANSWERED trace
 
     def summary(self) -> dict[str, Any]:
         return {"questions": self.questions, "kept": self.kept, "dropped": self.dropped,
-                "rows": {k: len(v) for k, v in self.records.items()}, "duplicates_removed": self.duplicates}
+                "rows": {k: len(v) for k, v in self.records.items()}, "duplicates_removed": self.duplicates,
+                "unanswered_removed": self.unanswered}
 
 
 def suite_records(suite: Suite, keep: ExportFilter | None = None) -> SuiteExport:
@@ -236,8 +246,11 @@ def suite_records(suite: Suite, keep: ExportFilter | None = None) -> SuiteExport
         prompt, traces = _prompt(suite, q), q.traces
         common = {"question_id": q.id, "pass_rate": m.accuracy}
         for p in q.pairs:
-            pairs_seen += 1
             w, lo = traces[p.chosen], traces[p.rejected]
+            if w.verdict in UNANSWERED or lo.verdict in UNANSWERED:  # "" or a cut text is no rejected answer
+                out.unanswered["dpo"] += 1
+                continue
+            pairs_seen += 1
             row = {"prompt": prompt, "chosen": _completion(suite, w.text), "rejected": _completion(suite, lo.text)}
             dpo.setdefault(_key(row["prompt"], row["chosen"], row["rejected"]), {
                 **row, **common, "dpo_margin": p.margin, "chosen_logps": w.logp, "rejected_logps": lo.logp,
@@ -272,13 +285,22 @@ def suite_records(suite: Suite, keep: ExportFilter | None = None) -> SuiteExport
 @dataclass(frozen=True)
 class ExportFile:
     """One file of an export: `data` (text, or parquet bytes) and `text`, what is checked for the
-    run's secrets before it is written (the data itself, or the parquet's rows as JSON lines)."""
+    run's secrets before it is written (the data itself, or the parquet's rows as JSON lines); or,
+    `stale`, a file of an earlier export to remove."""
     path: Path
     data: str | bytes
     text: str
+    # A file an earlier export into the same folder wrote (by its summary.json) that this one does
+    # not: `write` removes it, so a glob over DIR/*/dpo.* never mixes two exports.
+    stale: bool = False
 
     def write(self) -> None:
         """Atomically; raises SecretInOutput (nothing written) or OSError."""
+        if self.stale:
+            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the suite's folder, if nothing else is in it
+                self.path.parent.rmdir()
+            return
         if isinstance(self.data, str):
             write_without_secrets(self.path, self.data)
         else:
@@ -297,12 +319,13 @@ class Export:
 
     def summary(self) -> dict[str, Any]:
         """The content of `summary.json`: the filter, totals, and each suite's counts and files."""
-        totals: dict[str, Any] = {"questions": 0, "kept": 0, "dropped": {}, "rows": {}, "duplicates_removed": {}}
+        totals: dict[str, Any] = {"questions": 0, "kept": 0, "dropped": {}, "rows": {}, "duplicates_removed": {},
+                                  "unanswered_removed": {}}
         for s in self.suites:
             one = s.summary()
             totals["questions"] += one["questions"]
             totals["kept"] += one["kept"]
-            for key in ("dropped", "rows", "duplicates_removed"):
+            for key in ("dropped", "rows", "duplicates_removed", "unanswered_removed"):
                 for name, n in one[key].items():
                     totals[key][name] = totals[key].get(name, 0) + n
         return {"format": self.format,
@@ -329,14 +352,21 @@ class Export:
             kept += f" ({', '.join(why)} left out)"
         rows, dups = t["rows"], t["duplicates_removed"]
 
+        unanswered = t["unanswered_removed"]
+
         def deduped(name: str, label: str) -> str:
             count = rows.get(name, 0)
-            extra = f" ({count + dups[name]} before dedupe)" if dups.get(name) else ""
+            notes = [f"{count + dups[name]} before dedupe"] if dups.get(name) else []
+            if unanswered.get(name):
+                notes.append(f"{unanswered[name]} with an errored or blocked trace left out")
+            extra = f" ({'; '.join(notes)})" if notes else ""
             return f"{count} {label}{'s' * (count != 1)}{extra}"
 
+        stale = sum(f.stale for f in self.files)
+        removed = f"; removed {stale} file{'s' * (stale != 1)} of an earlier export" if stale else ""
         return (f"rlhf-eval: exported {n} suite{'s' * (n != 1)} to {where}/: {kept}; {deduped('dpo', 'DPO pair')}, "
                 f"{deduped('sft', 'SFT row')}, {deduped('grpo_prompts', 'GRPO prompt')} "
-                f"({self.format}); per suite: {shown_path(self.directory / 'summary.json')}")
+                f"({self.format}){removed}; per suite: {shown_path(self.directory / 'summary.json')}")
 
 
 def build_export(report: Report | dict, directory: str | Path, *, pass_rate: Any = None,
@@ -359,6 +389,9 @@ def build_export(report: Report | dict, directory: str | Path, *, pass_rate: Any
     for i, suite in enumerate(suites):
         if not FOLDER_NAME_RE.fullmatch(suite.name):  # loading checked it; a name assigned since was not
             raise ReportError(f"suites[{i}].name: {suite.name!r} is not a suite name ({FOLDER_NAME_RULE})")
+        if suite.name == "summary.json":  # its folder would be the export's summary file
+            raise ReportError(f"suites[{i}].name: {suite.name!r} is the name of the export's summary file; "
+                              "rename the suite to export it")
         if suite.name in first:
             raise ReportError(f"suites[{i}].name: {suite.name!r} is also the name of suites[{first[suite.name]}]; "
                               "export writes one folder per suite, so suite names must differ")
@@ -373,15 +406,37 @@ def build_export(report: Report | dict, directory: str | Path, *, pass_rate: Any
             path = directory / suite.name / f"{name}.{format}"
             data: str | bytes = text if format == "jsonl" else _parquet(rows, COLUMNS[name])
             files.append(ExportFile(path, data, text))
+    written = {f.path for f in files}
+    files += [ExportFile(path, "", "", stale=True) for path in _earlier_files(directory) if path not in written]
     export = Export(directory, keep, format, exports, files)
     summary = json.dumps(export.summary(), indent=1, ensure_ascii=False) + "\n"
     files.append(ExportFile(directory / "summary.json", summary, summary))
     return export
 
 
+def _earlier_files(directory: Path) -> list[Path]:
+    """The dataset files an earlier export wrote under `directory`, as its summary.json lists them
+    (none when there is none, or it is not one of ours): only these are ever removed."""
+    try:
+        earlier = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
+        listed = [f for suite in earlier["suites"].values() for f in suite["files"].values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    names = {f"{d}.{fmt}" for d in DATASETS for fmt in FORMATS}
+    out = []
+    for f in listed:
+        parts = f.split("/") if isinstance(f, str) else []
+        # `<suite>/<dataset>.<format>` exactly: a summary edited to name another file removes nothing
+        if len(parts) == 2 and FOLDER_NAME_RE.fullmatch(parts[0]) and parts[1] in names:
+            path = directory / parts[0] / parts[1]
+            if path.is_file():
+                out.append(path)
+    return out
+
+
 def export_files(report: Report | dict, directory: str | Path, **options: Any) -> dict[Path, str | bytes]:
     """The files `export_report` writes: path → text (bytes for parquet). Options as `build_export`."""
-    return {f.path: f.data for f in build_export(report, directory, **options).files}
+    return {f.path: f.data for f in build_export(report, directory, **options).files if not f.stale}
 
 
 def export_report(report: Report | dict, directory: str | Path, **options: Any) -> Export:

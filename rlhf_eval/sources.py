@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import math
 import os
 import re
 import zlib
@@ -82,7 +83,21 @@ def read_source(src: QuestionSource, suite_path: Path, lines: dict, verifier: st
         reader = _HubReader(src, suite_path, lines)
     else:
         reader = _file_reader(src, suite_path, lines)
-    return _questions(src, reader, verifier), reader.where_path
+    questions = _questions(src, reader, verifier)
+    if not questions and reader.total is not None:
+        _nothing_chosen(src, reader, suite_path, lines)
+    return questions, reader.where_path
+
+
+def _nothing_chosen(src: QuestionSource, reader: _Reader, suite_path: Path, lines: dict) -> None:
+    """SuiteError for a source that gave no question: it holds no rows, or `offset` skips them all."""
+    named = f"questions.hf: {_clip(src.hf, 80)}" if src.hf else f"questions.source: {_clip(src.source or '', 60)}"
+    if reader.total:
+        raise SuiteError(suite_path, line_of(lines, ("questions", "offset")),
+                         f"questions.offset: {src.offset} skips every row of {named.split(': ', 1)[1]}, which has "
+                         f"{reader.total}; give an offset below {reader.total}")
+    raise SuiteError(suite_path, line_of(lines, ("questions", "hf" if src.hf else "source")),
+                     f"{named}: the dataset has no rows; name a file or split that holds the questions")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,6 +108,7 @@ class _Reader:
     where_path: str  # the path SuiteErrors about its rows name
     prefix: str  # default id prefix
     located = False  # rows have lines (errors name them): else rows are named by number
+    total: int | None = None  # the rows the source holds, once `rows` has gone through them
 
     def rows(self, src: QuestionSource) -> Iterator[Row]:
         raise NotImplementedError
@@ -117,7 +133,9 @@ def _file_reader(src: QuestionSource, suite_path: Path, lines: dict) -> _Reader:
     assert src.source is not None
     at = line_of(lines, ("questions", "source"))
     try:
-        file = (suite_path.parent / src.source).resolve()
+        # Not resolved: a link (DVC, git-annex, the Hugging Face cache) points at a blob with no
+        # suffix, and the format and the default ids go by the name the suite wrote.
+        file = Path(os.path.abspath(suite_path.parent / src.source))
         is_dir, found = file.is_dir(), file.is_file()
     except (OSError, ValueError) as exc:  # a name too long for the system, a NUL byte in it
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -126,7 +144,8 @@ def _file_reader(src: QuestionSource, suite_path: Path, lines: dict) -> _Reader:
     if is_dir:
         return _FolderReader(src, suite_path, at, file)
     if not found:
-        raise SuiteError(suite_path, at, f"questions.source: no file {_short(src.source)} (looked for {file})")
+        raise SuiteError(suite_path, at, f"questions.source: no file {_short(src.source)} (looked for "
+                         f"{file.resolve()})")
     for key in ("split", "config"):
         if getattr(src, key) is not None:
             raise SuiteError(suite_path, line_of(lines, ("questions", key)),
@@ -189,7 +208,8 @@ class _TextFile(_Reader):
             try:
                 for lineno, data in enumerate(handle, start=1):
                     try:
-                        yield lineno, data.decode("utf-8")
+                        # A byte order mark (Notepad, Excel, PowerShell write one) is no part of the data.
+                        yield lineno, data.decode("utf-8-sig" if lineno == 1 else "utf-8")
                     except UnicodeDecodeError:
                         raise SuiteError(self.file, lineno, "not UTF-8 text; save the file as UTF-8") from None
             except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a truncated or corrupt stream
@@ -218,12 +238,15 @@ class _JsonReader(_TextFile):
         nonblank = ((n, t) for n, t in lines if t.strip())
         if src.shuffle:  # every row is counted before any is chosen
             everything = list(nonblank)
+            self.total = len(everything)
             for number in _chosen(src, len(everything)):
                 lineno, text = everything[number]
                 yield number, lineno, self._parse(lineno, text)
             return
         taken = 0
+        self.total = 0
         for number, (lineno, text) in enumerate(nonblank):
+            self.total = number + 1
             if number < src.offset:
                 continue
             if src.limit is not None and taken >= src.limit:
@@ -258,6 +281,7 @@ class _JsonReader(_TextFile):
             raise SuiteError(self.file, None, "a number has more than 4300 digits; write it as a string") from None
         except RecursionError:
             raise SuiteError(self.file, None, "values are nested too deeply for a question") from None
+        self.total = len(rows)
         for number in _chosen(src, len(rows)):
             if not isinstance(rows[number], dict):
                 raise self.error(number, None, f"each row must be a JSON object, got {_short(rows[number], 40)}")
@@ -278,14 +302,19 @@ class _CsvReader(_TextFile):
 
     def rows(self, src: QuestionSource) -> Iterator[Row]:
         texts = (text for _, text in self._lines())
-        reader = csv.reader(texts, delimiter=self.delimiter)
+        # strict: a stray quote is an error, not a value silently merged with the next row's
+        reader = csv.reader(texts, delimiter=self.delimiter, strict=True)
         rows: list[tuple[int, dict]] = []
         start = 1
         try:
             header = next(reader, None)
             if header is None:
+                self.total = 0
                 return
-            header[:1] = [header[0].removeprefix("\ufeff")] if header else []  # a byte order mark, as Excel writes
+            repeated = next((name for i, name in enumerate(header) if name in header[:i]), None)
+            if repeated is not None:  # a dict of the row would keep the last column of the name, silently
+                raise SuiteError(self.file, 1, f"the header line names the column {_short(repeated)} twice; "
+                                 "give each column its own name")
             while True:
                 start = reader.line_num + 1  # a quoted value may span lines: the record's first line
                 values = next(reader, None)
@@ -298,7 +327,15 @@ class _CsvReader(_TextFile):
                                      "header line; quote values that hold the delimiter")
                 rows.append((start, dict(zip(header, values))))
         except csv.Error as exc:
-            raise SuiteError(self.file, start, f"not valid CSV: {exc}") from None
+            if "new-line character" in str(exc):  # Python's wording asks about a mode the reader does not have
+                raise SuiteError(self.file, start, "lines end with a bare carriage return (\\r, as Excel's \"CSV "
+                                 "(Macintosh)\" writes); save the file with \\n or \\r\\n line ends") from None
+            if "end of data" in str(exc):
+                raise SuiteError(self.file, start, "a quoted value opened on this line is never closed; close the "
+                                 "quote, or write a quote inside a value as two (\"\")") from None
+            raise SuiteError(self.file, start, f"not valid CSV: {exc} (a quoted value ends at its closing quote; "
+                             "write a quote inside a value as two: \"\")") from None
+        self.total = len(rows)
         for number in _chosen(src, len(rows)):
             yield number, rows[number][0], rows[number][1]
 
@@ -330,8 +367,11 @@ class _ParquetReader(_Reader):
             said = _first_line(exc).replace(str(self.file), shown_path(self.file))  # no absolute path
             raise SuiteError(self.file, None, f"not a readable Parquet file ({_clip(said, 160)}); "
                              "write it again (e.g. pyarrow.parquet.write_table)") from None
+        import pyarrow as pa
         chosen = _chosen(src, table.num_rows)
-        for number, row in zip(chosen, table.take(chosen).to_pylist()):
+        self.total = table.num_rows
+        # Typed indices: pyarrow cannot take an empty list, whose type it cannot tell.
+        for number, row in zip(chosen, table.take(pa.array(chosen, type=pa.int64())).to_pylist()):
             yield number, None, row
 
 
@@ -357,6 +397,7 @@ class _DatasetRows(_Reader):
     dataset: Any
 
     def rows(self, src: QuestionSource) -> Iterator[Row]:
+        self.total = len(self.dataset)
         chosen = _chosen(src, len(self.dataset))
         for number, row in zip(chosen, self.dataset.select(chosen)):
             yield number, None, row
@@ -389,6 +430,8 @@ class _FolderReader(_DatasetRows):
         except SuiteError:
             raise
         except Exception as exc:  # the library's own error, one line
+            if saved and isinstance(exc, IndexError):  # datasets 2-5 cannot load what it saved with no rows
+                raise fail("the dataset has no rows; name a file or split that holds the questions") from None
             raise fail(f"datasets cannot load it ({type(exc).__name__}: {_clip(_first_line(exc), 160)})") from None
         self.dataset = _one_split(loaded, src.split, fail)
 
@@ -482,8 +525,8 @@ def lookup(row: Any, path: str) -> Any:
                 match = _closest(part, list(node))
                 if match and walked:
                     match = match.replace("'", f"'{where}.", 1)
-                elif not match and walked:
-                    match = f" ({where!r} has {_keys(node)})"
+                elif not match:
+                    match = f" ({where!r} has {_keys(node)})" if walked else f" (the row has {_keys(node)})"
                 raise _Missing(match)
             node = node[part]
         elif isinstance(node, (list, tuple)) and part.isdigit():
@@ -508,6 +551,24 @@ def _kind(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "a list"
     return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _not_a_value(value: Any, setting: str, path: str) -> str | None:
+    """Why `value` cannot be the text of `setting` (a reference answer, an id, a prompt field), or None."""
+    if value is None:
+        return "null (a missing value); fill it in, or leave the row out of the file"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN (a missing value in a column of numbers, as pandas writes one); fill it in, or leave the row out"
+    if isinstance(value, float) and math.isinf(value):
+        return f"{value}, not a finite number; write it as text if it is meant"
+    if setting in ("answer_field", "id_field"):
+        if isinstance(value, bool):
+            return f"{value}, a boolean; write it as text"
+        if isinstance(value, (dict, list, tuple)):
+            key = "0" if isinstance(value, (list, tuple)) else _clip(str(next(iter(value), "key")), 20)
+            return (f"{'a mapping' if isinstance(value, dict) else 'a list'} ({_short(value, 40)}), not one value; "
+                    f"name one item with a dotted path (e.g. {path}.{key})")
+    return None
 
 
 _RESERVED = ("thresholds", "verifier", "id")  # question keys of an inline question, never taken from a row
@@ -536,6 +597,11 @@ def _questions(src: QuestionSource, reader: _Reader, verifier: str | None) -> li
                 except _Missing as missing:
                     raise reader.error(number, line, f"no field {path!r}{missing.hint}; set questions.{setting} "
                                        "in the suite") from None
+                # Never str() a missing or compound value into "None", "nan" or "['a', 'b']": a
+                # reference, an id or a prompt field the data does not hold is the data's mistake.
+                wrong = None if setting == "question_field" else _not_a_value(values[setting], setting, path)
+                if wrong:
+                    raise reader.error(number, line, f"{path!r} ({setting}) is {wrong}")
             answer = str(values["answer_field"])
             if answer_re:
                 m = answer_re.search(answer)

@@ -546,7 +546,9 @@ def chat_problems(messages: list, where: str) -> list[tuple[tuple, str]]:
         if not isinstance(m, dict):
             problems.append(((i,), f"{at}: expected a message {{role, content}}, got {_short(m)}"))
             continue
-        unknown = [k for k in m if k not in ("role", "content")]
+        # A key set to null is no key: Arrow gives every message of a column every key any message
+        # has (`name: None` on all when one has a name), and chat templates skip a null one.
+        unknown = [k for k in m if k not in ("role", "content") and m[k] is not None]
         if unknown:
             key = str(unknown[0])
             hint = " (ShareGPT's from/value: map them to role/content)" if key in ("from", "value") else \
@@ -782,6 +784,8 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
                 raise err(keypath + ("verifier",), f"questions[{index}] ({q.id}).verifier: {own_problem}")
         if not q.answer.strip():
             raise SuiteError(where_path, qline, f"question {_short(q.id)} has an empty answer")
+        if isinstance(q.question, str) and not q.question.strip():  # the APIs refuse an empty message
+            raise SuiteError(where_path, qline, f"question {_short(q.id)} has an empty question")
         if not problem and not (own is options and q.answer in readable):
             try:  # a reference the verifier cannot read is a data bug, not a model failure: catch it now
                 verify("", q.answer, spec.verifier.name, **own)

@@ -171,7 +171,8 @@ CASES = {
         f"(looked for {ABS}/data/no_such_file.jsonl)",
     "jsonl_malformed_line.yaml": "data/malformed.jsonl:3: not valid JSON: Expecting ',' delimiter",
     "jsonl_missing_question_field.yaml":
-        "data/no_question_field.jsonl:2: no field 'question'; set questions.question_field in the suite",
+        "data/no_question_field.jsonl:2: no field 'question' (the row has the keys problem, answer); set "
+        "questions.question_field in the suite",
     "jsonl_missing_answer_field.yaml":
         "data/no_answer_field.jsonl:1: no field 'solution' (did you mean 'solutions'?); set questions.answer_field "
         "in the suite",
@@ -187,7 +188,8 @@ CASES = {
     "jsonl_prompt_missing_field.yaml":
         "data/good.jsonl:1: prompt uses {topic} but question 'good-0000' has no field 'topic'; add it to the question "
         "or remove it from the prompt",
-    "jsonl_empty.yaml": "jsonl_empty.yaml:5: the suite has no questions",
+    "jsonl_empty.yaml": "jsonl_empty.yaml:6: questions.source: data/empty.jsonl: the dataset has no rows; name a "
+                        "file or split that holds the questions",
     # --- prompts ---
     "prompt_missing_field.yaml":
         "prompt_missing_field.yaml:8: prompt uses {topic} but question 'b' has no field 'topic'; add it to the "
@@ -287,8 +289,10 @@ CASES = {
                            "by footer's (4608bytes)); write it again (e.g. pyarrow.parquet.write_table)",
     "source_gzip.yaml": "data/questions.jsonl.gz:2: not a readable gzip file (Compressed file ended before the "
                         "end-of-stream marker was reached); download or compress it again",
-    "source_csv.yaml": "data/questions.csv:2: no field 'answer'; set questions.answer_field in the suite",
-    "jsonl_missing_id_field.yaml": "data/good.jsonl:1: no field 'uid'; set questions.id_field in the suite",
+    "source_csv.yaml": "data/questions.csv:2: no field 'answer' (the row has the keys question, solution); set "
+                       "questions.answer_field in the suite",
+    "jsonl_missing_id_field.yaml": "data/good.jsonl:1: no field 'uid' (the row has the keys question, answer); set "
+                                   "questions.id_field in the suite",
 }
 
 # Cases whose current message is inadequate (see the module docstring): file → what is wrong today.

@@ -159,6 +159,25 @@ def test_message_list_questions_from_a_jsonl_source_and_their_errors_by_row(tmp_
         tmp_path / "s.yaml")
 
 
+def test_a_messages_column_in_parquet_loads_though_arrow_gives_each_message_every_key(tmp_path):
+    """Arrow stores a list of messages as one struct type: a key one message has (`name`) is on
+    every message, null where it was absent. A null key is no key (chat templates skip it); a
+    set one is still refused."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = [{"messages": [{"role": "system", "content": SYSTEM, "name": "tutor"},
+                          {"role": "user", "content": "What is 2 + 3?"}], "answer": "5"},
+            {"messages": [{"role": "user", "content": "What is 3 + 4?"}], "answer": "7"}]
+    table = pa.Table.from_pylist(rows)
+    assert table.to_pylist()[1]["messages"][0] == {"role": "user", "content": "What is 3 + 4?", "name": None}
+    pq.write_table(table.slice(1), tmp_path / "q.parquet")  # only the row whose messages had no name
+    suite = load_suite(_write(tmp_path, BASE + "questions: {source: q.parquet, question_field: messages}\n"))
+    assert suite.render_prompt(suite.questions[0]) == [{"role": "user", "content": "What is 3 + 4?"}]
+    pq.write_table(table, tmp_path / "q.parquet")
+    assert "questions[0] (q-0000).question[0]: unknown key 'name'; a message has role and content" in _error(
+        tmp_path / "s.yaml")
+
+
 # ----------------------------------------------------------------------------- what goes on the wire
 
 @pytest.fixture

@@ -71,6 +71,9 @@ def test_run_exits_1_when_a_suite_fails_and_says_why(demo, live, capsys):
     (["run", "suites", "--compare", "suites/demo.yaml"],
      "rlhf-eval: suites/demo.yaml:1: not valid JSON: Expecting value (column 1)"),
     (["run", "suites", "--concurrency", "0"], "rlhf-eval: concurrency = 0: expected a whole number, at least 1"),
+    (["run", "suites", "--export-pass-rate", "0:1"], "rlhf-eval: --export-pass-rate needs --export DIR"),
+    (["run", "suites", "--export-nonzero-spread"], "rlhf-eval: --export-nonzero-spread needs --export DIR"),
+    (["run", "suites", "--export-format", "parquet"], "rlhf-eval: --export-format needs --export DIR"),
 ])
 def test_a_usage_mistake_is_one_line_and_exit_2(demo, offline, capsys, args, line):
     assert main(args) == 2

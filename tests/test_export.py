@@ -1,5 +1,6 @@
 """The export's filter (pass-rate band, nonzero spread), deduplication, summary and formats, on the
 shipped suites' real report (conftest's `shipped_report`, replayed from the shipped cassettes)."""
+import copy
 import json
 import sys
 
@@ -7,7 +8,7 @@ import pytest
 
 from rlhf_eval.cli import main
 from rlhf_eval.export import PassRateBand, build_export, export_report
-from rlhf_eval.report_model import Report
+from rlhf_eval.report_model import Report, ReportError
 from rlhf_eval.runner import RunError, run_suites
 
 
@@ -97,7 +98,8 @@ def test_a_band_keeps_its_ends_unless_bracketed_open(band, inside, outside):
 @pytest.mark.parametrize("band, problem", [
     ("0.8:0.2", "LOW 0.8 is above HIGH 0.2"), ("0:1.5", "high 1.5 is not a number from 0 to 1"),
     ("(0.5:0.5]", "(0.5, 0.5] holds no pass rate"), ("abc", "expected LOW:HIGH"), (":", "expected LOW:HIGH"),
-    ("0.2-0.8", "expected LOW:HIGH"),
+    ("0.2-0.8", "expected LOW:HIGH"), ("[0.2:0.8", "a bracket at one end only"),
+    ("0.2:0.8)", "a bracket at one end only"),
 ])
 def test_a_bad_band_is_one_line_from_the_command_and_the_plugin(shipped_report, tmp_path, band, problem, capsys,
                                                                 pytester):
@@ -222,3 +224,61 @@ def test_a_run_prints_one_export_line_and_the_run_export_equals_the_report_expor
     again = export_report(Report.load(root / "r.json"), root / "again", pass_rate="0.2:0.8")
     for f in again.files:
         assert f.path.read_bytes() == (root / "run" / f.path.relative_to(root / "again")).read_bytes()
+
+
+def test_a_pair_with_an_errored_or_blocked_trace_is_no_training_pair(shipped_report, tmp_path):
+    """A trace the API withheld (blocked) or failed (error) has no answer text: DPO would learn to
+    prefer any answer over an empty one. Its pairs are left out and counted; a question whose every
+    trace is such has no pass rate to select it by (its 0.0 measures the API) and is "errored"."""
+    data = copy.deepcopy(shipped_report[0])
+    smoke = next(s for s in data["suites"] if s["name"] == "gsm8k_smoke")
+    q = next(q for q in smoke["questions"] if q["pairs"])
+    withheld = q["pairs"][0]["rejected"]
+    q["traces"][withheld].update(verdict="blocked", text="", finish_reason="SAFETY", logp=None)
+    cut = [p for p in q["pairs"] if p["rejected"] == withheld]
+    none = smoke["questions"][-1]
+    for t in none["traces"]:
+        t.update(verdict="error", text="", finish_reason="OTHER", logp=None)
+    before = build_export(shipped_report[0], tmp_path / "before").suites
+    export = export_report(data, tmp_path / "out")
+    one = next(e for e in export.suites if e.name == "gsm8k_smoke")
+    was = next(e for e in before if e.name == "gsm8k_smoke")
+    dpo = _rows(tmp_path / "out" / "gsm8k_smoke" / "dpo.jsonl")
+    assert all(r["rejected"] and r["chosen"] for r in dpo)
+    assert not any(r["question_id"] == none["id"] for name in ("dpo", "sft", "grpo_prompts")
+                   for r in _rows(tmp_path / "out" / "gsm8k_smoke" / f"{name}.jsonl"))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["suites"]["gsm8k_smoke"]
+    assert summary["unanswered_removed"] == {"dpo": len(cut)}
+    assert summary["dropped"]["errored"] == 1 and summary["kept"] == 29
+    # every pair of the kept questions is written, a duplicate, or left out for its trace
+    assert summary["rows"]["dpo"] + summary["duplicates_removed"]["dpo"] + len(cut) == \
+        sum(len(x["pairs"]) for x in smoke["questions"] if x is not none)
+    assert was.unanswered == {"dpo": 0} and len(one.records["dpo"]) <= len(was.records["dpo"])
+    assert f"{len(cut)} with an errored or blocked trace left out" in export.line()
+    assert "1 errored left out" in export.line()
+
+
+def test_an_export_removes_the_files_an_earlier_export_wrote_and_nothing_else(shipped_report, shipped, tmp_path):
+    """Parquet, then JSON lines, into one folder; then an export without a suite: a glob over
+    out/*/dpo.* or a folder of an old suite never mixes two exports' rows."""
+    pytest.importorskip("datasets")
+    export_report(shipped, tmp_path, format="parquet")
+    (tmp_path / "gsm8k_smoke" / "notes.txt").write_text("mine")
+    export = export_report(shipped, tmp_path, pass_rate="0.25:1")
+    assert sorted(p.name for p in (tmp_path / "gsm8k_smoke").iterdir()) == [
+        "dpo.jsonl", "grpo_groups.jsonl", "grpo_prompts.jsonl", "notes.txt", "sft.jsonl"]
+    assert export.line().endswith(f"(jsonl); removed 12 files of an earlier export; per suite: {tmp_path}/summary.json")
+    data = shipped_report[0]
+    export_report({**data, "suites": [s for s in data["suites"] if s["name"] == "gsm8k_smoke"]}, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gsm8k_smoke", "summary.json"]
+    assert (tmp_path / "gsm8k_smoke" / "notes.txt").read_text() == "mine"
+    assert set(json.loads((tmp_path / "summary.json").read_text())["suites"]) == {"gsm8k_smoke"}
+
+
+def test_a_suite_named_like_the_summary_file_is_one_line_before_anything_is_written(shipped_report, tmp_path):
+    data = copy.deepcopy(shipped_report[0])
+    data["suites"][1]["name"] = "summary.json"  # a valid suite name, and the export's own file name
+    with pytest.raises(ReportError, match=r"^suites\[1\]\.name: 'summary.json' is the name of the export's summary "
+                                          r"file; rename the suite to export it$"):
+        export_report(data, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

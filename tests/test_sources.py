@@ -270,8 +270,16 @@ def test_duplicate_ids_in_a_positional_source_name_both_rows(tmp_path, monkeypat
     ("q.csv", b"question,answer\n1+1?,2,3\n", "q.csv:2: 3 values for the 2 columns of the header line; quote values "
      "that hold the delimiter"),
     ("q.csv", b"question,answer\n\xe9,2\n", "q.csv:2: not UTF-8 text; save the file as UTF-8"),
-    ("q.json", b'{"data": [{"question": "1+1?"}]}', "q.json:1: no field 'question'; set questions.question_field "
-     "in the suite"),
+    ("q.csv", b"question,answer\r1+1?,2\r", "q.csv:1: lines end with a bare carriage return (\\r, as Excel's \"CSV "
+     "(Macintosh)\" writes); save the file with \\n or \\r\\n line ends"),
+    ("q.json", b'{"data": [{"question": "1+1?"}]}', "q.json:1: no field 'question' (the row has the keys data); set "
+     "questions.question_field in the suite"),
+    ("q.csv", b"question,answer,answer\n1+1?,2,3\n", "q.csv:1: the header line names the column 'answer' twice; give "
+     "each column its own name"),
+    ("q.csv", b'question,answer\n"1+1?,2\n"2+2?",4\n', "q.csv:2: not valid CSV: ',' expected after '\"' (a quoted "
+     "value ends at its closing quote; write a quote inside a value as two: \"\")"),  # not one row of two merged
+    ("q.csv", b'question,answer\n1+1?,2\n"2+2?,4\n3+3?,6\n', "q.csv:3: a quoted value opened on this line is never "
+     "closed; close the quote, or write a quote inside a value as two (\"\")"),
     ("q.json", b'[{"question": "1+1?", "answer": 2}, 7]', "q.json: row 1: each row must be a JSON object, got 7"),
     ("q.json", b'{\n "data": []\n}\n', "q.json:1: not valid JSON: Expecting property name enclosed in double quotes "
      "(a .json source holds an array [{...}, ...] or one object per line)"),
@@ -315,6 +323,99 @@ def test_bad_settings_one_line_each(tmp_path, monkeypatch, questions, expected):
     (tmp_path / "q.jsonl").write_text('{"question": "1+1?", "answer": "2"}\n')
     message = error_of(write(tmp_path, HEAD.replace(" Options: {choices}", "") + f"questions: {questions}\n"))
     assert message == expected.replace("<TMP>", str(tmp_path))
+
+
+PLAIN = HEAD.replace(" Options: {choices}", "")
+
+
+@pytest.mark.parametrize("rows,mapping,expected", [
+    # A value the data does not hold is never str()'d into the reference "None", "nan" or "True".
+    ([{"question": "1+1?", "answer": "2"}, {"question": "2+2?", "answer": None}], "",
+     "row 1: 'answer' (answer_field) is null (a missing value); fill it in, or leave the row out of the file"),
+    ([{"question": "1+1?", "answer": 2.0}, {"question": "2+2?", "answer": float("nan")}], "",
+     "row 1: 'answer' (answer_field) is NaN (a missing value in a column of numbers, as pandas writes one); fill it "
+     "in, or leave the row out"),
+    ([{"question": "1+1?", "answer": ["2", "two"]}], "",
+     "row 0: 'answer' (answer_field) is a list (['2', 'two']), not one value; name one item with a dotted path "
+     "(e.g. answer.0)"),
+    ([{"question": "1+1?", "answer": "2", "uid": None}], "  id_field: uid\n",
+     "row 0: 'uid' (id_field) is null (a missing value); fill it in, or leave the row out of the file"),
+    ([{"question": "1+1?", "answer": "2", "uid": True}], "  id_field: uid\n",
+     "row 0: 'uid' (id_field) is True, a boolean; write it as text"),
+    ([{"question": "1+1?", "answer": "2", "opts": None}], "  fields: {choices: opts}\n",
+     "row 0: 'opts' (fields.choices) is null (a missing value); fill it in, or leave the row out of the file"),
+])
+def test_a_missing_or_compound_value_is_one_line_never_a_made_up_text(tmp_path, monkeypatch, rows, mapping,
+                                                                       expected):
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "q.parquet")
+    head = PLAIN.replace("'{question}'", "'{question} {choices}'") if "choices" in mapping else PLAIN
+    suite = head + "verifier: exact\nquestions:\n  source: q.parquet\n" + mapping
+    assert error_of(write(tmp_path, suite)) == "q.parquet: " + expected
+    # the same row in JSON lines is named by its line
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
+    line = f"q.jsonl:{int(expected.split()[1].rstrip(':')) + 1}: " + expected.split(": ", 1)[1]
+    assert error_of(write(tmp_path, suite.replace("q.parquet", "q.jsonl"))) == line
+
+
+def test_an_empty_question_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.csv").write_text("question,answer\n1+1?,2\n ,4\n")
+    assert error_of(write(tmp_path, PLAIN + "questions: {source: q.csv}\n")) == \
+        "q.csv:3: question 'q-0001' has an empty question"
+    assert error_of(write(tmp_path, PLAIN + "questions:\n  - {id: a, question: '', answer: '1'}\n")) == \
+        "s.yaml:6: question 'a' has an empty question"
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv", "csv_header", "jsonl", "json", "jsonl.gz", "saved"])
+def test_a_source_without_rows_or_an_offset_past_them_is_one_line_naming_it(tmp_path, monkeypatch, kind):
+    monkeypatch.chdir(tmp_path)
+    empty = {"parquet": "q.parquet", "csv": "q.csv", "csv_header": "q.csv", "jsonl": "q.jsonl", "json": "q.json",
+             "jsonl.gz": "q.jsonl.gz", "saved": "saved"}[kind]
+    if kind == "parquet":  # was pyarrow's traceback: it cannot take() an empty list of indices
+        pq.write_table(pa.table({"question": pa.array([], pa.string()), "answer": pa.array([], pa.string())}),
+                       tmp_path / empty)
+    elif kind == "saved":  # datasets itself cannot load it (IndexError)
+        datasets.Dataset.from_dict({"question": [], "answer": []}).save_to_disk(str(tmp_path / empty))
+    elif kind == "jsonl.gz":
+        (tmp_path / empty).write_bytes(gzip.compress(b"", mtime=0))
+    else:
+        (tmp_path / empty).write_text({"csv_header": "question,answer\n", "json": "[]"}.get(kind, ""))
+    assert error_of(write(tmp_path, PLAIN + f"questions:\n  source: {empty}\n")) == \
+        f"s.yaml:6: questions.source: {empty}: the dataset has no rows; name a file or split that holds the questions"
+    source = save(tmp_path, kind.removesuffix("_header"), ROWS[:3])
+    for shuffle in ("", "  shuffle: true\n"):
+        assert error_of(write(tmp_path, HEAD + f"questions:\n  source: {source}\n  offset: 3\n" + shuffle + MAPPING)) \
+            == f"s.yaml:7: questions.offset: 3 skips every row of {source}, which has 3; give an offset below 3"
+
+
+def test_a_linked_file_is_read_by_the_name_the_suite_gives_it(tmp_path, monkeypatch):
+    """DVC, git-annex and the Hugging Face cache link a data file to a blob named by its hash, with
+    no suffix: the format and the default ids go by the link's name (errors name the file read)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "3f2a").write_text("question,answer\n1+1?,2\n2+2?,four\n")
+    (tmp_path / "blobs" / "9c1d").write_text(json.dumps([{"question": "1+1?", "answer": "2"}], indent=1))
+    (tmp_path / "test.csv").symlink_to("blobs/3f2a")
+    (tmp_path / "test.json").symlink_to("blobs/9c1d")
+    suite = load_suite(write(tmp_path, PLAIN + "verifier: exact\nquestions: {source: test.csv}\n"))
+    assert [(q.id, q.question, q.answer) for q in suite.questions] == [("test-0000", "1+1?", "2"),
+                                                                       ("test-0001", "2+2?", "four")]
+    assert error_of(write(tmp_path, PLAIN + "questions: {source: test.csv}\n")) == \
+        "blobs/3f2a:3: question 'test-0001': answer 'four': numeric verifier: reference 'four' contains no number"
+    suite = load_suite(write(tmp_path, PLAIN + "questions: {source: test.json}\n"))
+    assert [q.id for q in suite.questions] == ["test-0000"]
+
+
+@pytest.mark.parametrize("name", ["q.jsonl", "q.json", "q.csv", "q.jsonl.gz"])
+def test_a_byte_order_mark_opens_any_text_file(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    text = "question,answer\n1+1?,2\n" if name == "q.csv" else '[{"question": "1+1?", "answer": "2"}]' \
+        if name == "q.json" else '{"question": "1+1?", "answer": "2"}\n'
+    data = "\ufeff".encode() + text.encode()  # as Notepad, Excel and PowerShell save UTF-8
+    (tmp_path / name).write_bytes(gzip.compress(data, mtime=0) if name.endswith(".gz") else data)
+    suite = load_suite(write(tmp_path, PLAIN + f"questions: {{source: {name}}}\n"))
+    assert [(q.question, q.answer) for q in suite.questions] == [("1+1?", "2")]
 
 
 # ---------------------------------------------------------------------------------------------
