@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 PER = 1_000_000  # prices are per this many tokens
+# The highest price a suite may set, USD per 1M tokens ($1 a token, thousands of times any real
+# price): above it a price is a typo, and near float's limit (1e308) a cost is infinite, which no
+# JSON report can hold.
+MAX_PRICE = 1_000_000.0
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,8 @@ def test_prices_default_only_where_cited_and_the_suite_overrides_them(tmp_path):
     ("{input: -1, output: 2}", "model.price.input: Input should be greater than or equal to 0"),
     ("{input: 1}", "model.price.output: required key is missing"),
     ("{input: 1, output: 2, cached: 0.1}", "model.price.cached: "),
+    # an infinite cost would stop the JSON report with a traceback
+    ("{input: 1e308, output: 2}", "model.price.input: Input should be less than or equal to 1000000"),
 ])
 def test_a_bad_price_is_one_line_at_load(tmp_path, price, line):
     path = tmp_path / "priced.yaml"
