@@ -259,6 +259,11 @@ def test_provenance_names_the_commit_and_hashes_each_suite(tmp_path):
     assert p["rlhf_eval_version"] and p["python"] and p["packages"]["vcrpy"] and p["time"].endswith("Z")
     suite.write_text("suite: a\nsamples: 2\n")
     assert provenance({"a": suite}, [])["git"] == {"commit": head, "dirty": True}
+    _git(repo, "checkout", "-q", "--", ".")
+    # a suite not added yet is in no commit: the commit alone does not give what ran
+    (repo / "suites" / "new.yaml").write_text("suite: new\n")
+    assert provenance({"a": suite, "new": repo / "suites" / "new.yaml"}, [])["git"] == {"commit": head, "dirty": True}
+    assert provenance({"a": suite}, [])["git"] == {"commit": head, "dirty": False}  # another untracked file: clean
 
     elsewhere = tmp_path / "plain"
     elsewhere.mkdir()
@@ -277,10 +282,11 @@ def test_no_secret_reaches_the_command_line(monkeypatch):
     google_key = "AIza" + "x" * 35
     argv = ["/usr/lib/python3/site-packages/pytest/__main__.py", "suites/", "--api-key", "plain-token-value",
             f"GEMINI_API_KEY={google_key}", "--note=s3cret-value-123", "--rlhf-base-url=http://u:pw12345678@h/v1?key=k1234567",
-            "--token=abcdefghijkl", "-k", "ducks"]
+            "--token=abcdefghijkl", "--gemini-key=gk-value-1", "--auth", "auth-value-2", "-k", "ducks"]
     shown = redact_argv(argv)
     text = " ".join(shown)
-    for secret in ("plain-token-value", google_key, "s3cret-value-123", "pw12345678", "k1234567", "abcdefghijkl"):
+    for secret in ("plain-token-value", google_key, "s3cret-value-123", "pw12345678", "k1234567", "abcdefghijkl",
+                   "gk-value-1", "auth-value-2"):
         assert secret not in text
     assert shown[:2] == ["python -m pytest", "suites/"] and shown[-2:] == ["-k", "ducks"]
     assert shown[2:4] == ["--api-key", "***"] and shown[4] == "GEMINI_API_KEY=***"
