@@ -197,7 +197,10 @@ def suite_threshold_failures(aggregates: SuiteAggregates, settings: dict) -> lis
                       if not aggregates.traces else None)
     failures, _ = check_thresholds(aggregates.model_dump(), thresholds, aggregates.dpo_unavailable,
                                    aggregates.intervals, unmeasured="fail", nothing_scored=nothing_scored)
-    return [f.reason for f in failures]
+    # the suite knows why it has no cost or length correlation: that reason, not the list of possible ones
+    why = {"cost_usd": aggregates.cost_unavailable, "margin_length_corr": aggregates.margin_length_corr_unavailable}
+    return [f"{f.metric} could not be measured: {why[f.metric]}"
+            if f.value is None and why.get(f.metric) else f.reason for f in failures]
 
 
 SUITE_ROW = "(suite)"  # the suite row's label: parentheses are never in a question id
@@ -286,14 +289,22 @@ def render_table(report: Report | dict, maj_at_k: bool | None = None) -> str:
 
 
 def usage_line(suite: Suite) -> str | None:
-    """What a suite's requests were billed, in one line under its table (None when no request
-    reported usage): `tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210`
-    (the thinking count when there was thinking, the cost when the suite has a price)."""
+    """What a suite's requests were billed, in one line under its table (None when no trace was
+    scored): `tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210` (the
+    thinking count when there was thinking, the cost when the suite has a price), or, when a response
+    reported no usage, `tokens: none (3 of 32 traces came from requests whose response reported no
+    token usage)`, never a partial sum."""
     a = suite.aggregates
     if a.total_tokens is None:
-        return None
+        traces = [t for q in suite.questions for t in q.traces]
+        missing = sum(t.prompt_tokens is None or t.output_tokens is None for t in traces)
+        if not missing:  # nothing scored (see the errors), or a report whose traces were left out
+            return None
+        no_cost = ", so no cost" if suite.price else ""
+        return (f"tokens: none ({missing} of {len(traces)} traces came from requests whose response "
+                f"reported no token usage){no_cost}")
     thinking = f" ({a.thinking_tokens:,} thinking)" if a.thinking_tokens else ""
-    cost = f"; cost ${a.cost_usd:.4f}" if a.cost_usd is not None else ""
+    cost = f"; cost ${a.cost_usd:,.4f}" if a.cost_usd is not None else ""
     return (f"tokens: {a.prompt_tokens:,} prompt + {a.output_tokens:,} output{thinking} "
             f"= {a.total_tokens:,}{cost}")
 

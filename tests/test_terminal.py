@@ -135,3 +135,24 @@ def test_the_shipped_report_fits_in_120_columns_and_is_what_pytest_prints(shippe
     assert max(map(len, table.splitlines())) <= 120
     assert table in stdout  # the plugin's terminal summary prints exactly these lines
     assert not any(line != line.rstrip() for line in table.splitlines())  # no trailing blanks
+
+
+def test_a_suite_whose_responses_reported_no_usage_says_so_and_its_cost_gate_says_why(tmp_path, monkeypatch, live):
+    """A Model Armor block comes back with no usage: the suite's token totals are none, never the sum
+    of the rest, and the terminal says so (the cost line does not just vanish); the cost gate names that
+    cause, not the list of possible ones."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suites").mkdir()
+    suite = tmp_path / "suites" / "armor.yaml"
+    suite.write_text(
+        "suite: armor\nmodel: {name: gemini-2.0-flash, logprobs: true, price: {input: 0.1, output: 0.4}}\n"
+        "samples: 2\nverifier: numeric\nsuite_thresholds: {cost_usd: {max: 1}}\nquestions:\n"
+        "  - {id: a, question: 'What is 2 plus 5?', answer: 7}\n"
+        "  - {id: b, question: 'What is 3 plus 5? [[emulator:block=MODEL_ARMOR]]', answer: 8}\n")
+    report = run_suites(["suites"], record_mode="once")
+    lines = render_table(report).splitlines()
+    assert "tokens: none (2 of 4 traces came from requests whose response reported no token usage), so no cost" \
+        in lines
+    assert lines[-1] == ("FAIL suite armor: cost_usd could not be measured: 2 of 4 traces came from requests whose "
+                         "response reported no token usage")
+    assert report.suites[0].aggregates.cost_usd is None and report.suites[0].aggregates.total_tokens is None

@@ -363,8 +363,8 @@ def test_a_threshold_on_cost_without_a_price_fails_saying_why(tmp_path, monkeypa
                                              "  total_tokens: {max: 1000000}\n"))
     [suite] = run_suites(["suites/science_choice.yaml"]).suites
     assert suite.threshold_failures == [
-        "cost_usd could not be measured: the model has no price (set model.price: {input: USD, output: USD} per 1M "
-        "tokens), or a response reported no token usage"]
+        "cost_usd could not be measured: no price for gemini-3-flash: set model.price: {input: USD, output: USD} "
+        "(per 1M tokens) in the suite"]
 
 
 def test_a_length_correlation_gate_fails_on_length_bias_and_says_why_when_unmeasurable(tmp_path, monkeypatch, offline):
