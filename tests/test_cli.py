@@ -70,7 +70,13 @@ def test_run_exits_1_when_a_suite_fails_and_says_why(demo, live, capsys):
     (["run", "suites", "--compare-fail", "accuracy:0.1"], "rlhf-eval: --compare-fail needs --compare BASELINE.json"),
     (["run", "suites", "--compare", "suites/demo.yaml"],
      "rlhf-eval: suites/demo.yaml:1: not valid JSON: Expecting value (column 1)"),
-    (["run", "suites", "--concurrency", "0"], "rlhf-eval: concurrency = 0: expected a whole number, at least 1"),
+    # worded with this command's options, not run_suites' keywords nor the plugin's --rlhf- options
+    (["run", "suites", "--concurrency", "0"], "rlhf-eval: --concurrency 0: expected a whole number, at least 1"),
+    (["run", "suites", "--rate-limit", "nan"],
+     "rlhf-eval: --rate-limit nan: expected a positive number of requests a minute"),
+    (["run", "suites", "--compare", "suites/demo.yaml", "--compare-fail", "accuracy"],
+     "rlhf-eval: --compare-fail 'accuracy': expected METRIC:DELTA with METRIC one of accuracy, frac_zero_spread, "
+     "mean_margin, mean_spread, reward_accuracy, unparsable_rate"),
 ])
 def test_a_usage_mistake_is_one_line_and_exit_2(demo, offline, capsys, args, line):
     assert main(args) == 2
@@ -121,3 +127,34 @@ def test_html_compare_writes_the_comparison_into_the_page(demo, live, capsys):
     assert main(["html", "now.json", "out.html", "--compare", "nope.json"]) == 2
     assert capsys.readouterr().err == ("rlhf-eval: nope.json: no such baseline report file (write one with "
                                        "pytest --rlhf-report-json=nope.json)\n")
+
+
+def test_ctrl_c_exits_130_with_what_was_kept_in_one_line(demo, live):
+    """Ctrl-C while recording: exit 130 and the runner's one line, said once (not "rlhf-eval: rlhf-eval
+    stopped ..."); the quick question's cassette is kept."""
+    import signal
+    import time
+
+    questions = [{"id": "quick", "question": "What is 2+3?", "answer": 5},
+                 {"id": "slow", "question": "[[emulator:latency=30000]] What is 3+4?", "answer": 7}]
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(samples=2, questions=questions))
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_eval", "run", "suites", "--record-mode", "once"],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (demo / "cassettes" / "demo" / "quick.yaml").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert err.splitlines() == ["rlhf-eval stopped on Ctrl-C; kept 1 complete cassette under cassettes/demo/, "
+                                "1 question not recorded — run the same command again to record them"]
+    assert out == ""
+
+
+def test_the_closing_line_counts_one_error_as_pytest_does(demo, live, capsys):
+    assert main(["run", "suites", "--record", "once"]) == 0
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(samples=3, limit=3))  # a third question, not recorded
+    capsys.readouterr()
+    assert main(["run", "suites"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "rlhf-eval: 3 questions in 1 suite: 2 passed, 1 error"
