@@ -70,9 +70,12 @@ def _proportion(metric, x1, n1, x2, n2):
 
 
 def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
-    """Suite-level deltas with tests, and per-question deltas with drift."""
-    cq = [q for q in cur.questions if q.metrics]
-    bq = [q for q in base.questions if q.metrics]
+    """Suite-level deltas with tests, and per-question deltas with drift. When the two ran different
+    questions (`-k`, `--lf`, a changed `limit`), the suite metrics of both are taken over the questions
+    both ran, so a subset is not compared with the whole (a question that errored still counts as run)."""
+    cq, bq = _shared_questions(cur, base), _shared_questions(base, cur)
+    cq = [q for q in cq if q.metrics]
+    bq = [q for q in bq if q.metrics]
     ct, bt = _traces(cq), _traces(bq)
     cm, bm = _margins(cq), _margins(bq)
     aggregates = {
@@ -115,6 +118,13 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
                            settings_changed=settings_changed(cur, base),
                            prompts_changed=[q.id for q in cur.questions
                                             if q.id in base_prompts and q.prompt != base_prompts[q.id]])
+
+
+def _shared_questions(suite: Suite, other: Suite) -> list[Question]:
+    """`suite`'s questions that `other` ran too; all of them when the two share none (nothing else to compare)."""
+    ids = {q.id for q in other.questions}
+    shared = [q for q in suite.questions if q.id in ids]
+    return shared or suite.questions
 
 
 def _measured_on_one_side(base_value, cur_value, why, base, cur) -> MetricChange | None:
@@ -345,6 +355,10 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
                           (cs.only_in_current, f"are not in baseline {baseline_name}")):
             if ids:
                 notes.append(f"suite {s.name}: {len(ids)} question{'s' * (len(ids) != 1)} {what} ({_first(ids)})")
+        both = len(s.questions) - len(cs.only_in_current)
+        if (cs.only_in_baseline or cs.only_in_current) and both:
+            notes.append(f"suite {s.name}: its metrics below are compared over the {both} question"
+                         f"{'s' * (both != 1)} both runs have")
         suites.append(cs)
     ran = {s.name for s in current.suites}
     missing = [s.name for s in baseline.suites if s.name not in ran]

@@ -133,8 +133,17 @@ def test_suites_and_questions_that_ran_on_one_side_only_are_reported(demo):
     with_six = Report.load(demo / "base.json")
     comparison = compare_reports(current, with_six, "base")
     assert comparison.notes == ["suite demo: 2 questions of baseline base did not run (q-0004, q-0005)",
+                                "suite demo: its metrics below are compared over the 4 questions both runs have",
                                 "suite extra is not in baseline base (new): nothing to compare it with"]
     assert comparison.suite("demo").only_in_baseline == ["q-0004", "q-0005"]
+    # a subset (-k, --lf, a smaller limit) is compared with the same questions of the baseline, not all six:
+    # the same cassettes, so no change at all
+    for metric, change in comparison.suite("demo").aggregates.items():
+        assert change.delta == 0 and not change.significant, metric
+    traces = [t for q in with_six.suites[0].questions if q.id not in ("q-0004", "q-0005") for t in q.traces]
+    assert len(traces) == 16
+    assert comparison.suite("demo").aggregates["accuracy"].baseline == \
+        sum(t.verdict == "correct" for t in traces) / len(traces)
 
 
 def test_a_setting_set_since_the_baseline_where_it_was_none_is_one_note(tmp_path, monkeypatch, emulator):
