@@ -213,8 +213,11 @@ def test_prices_default_only_where_cited_and_the_suite_overrides_them(tmp_path):
         assert suite_price({"provider": "gemini", "name": name})[0] == price
         assert suite_price({"provider": "gemini", "name": f"models/{name}"})[0] == price
         # not on Vertex AI or another provider, whose prices the sources do not give
-        assert suite_price({"provider": "gemini", "name": name, "vertex": {"project": "p"}})[0] is None
-        assert suite_price({"provider": "openai", "name": name})[0] is None
+        price, why = suite_price({"provider": "gemini", "name": name, "vertex": {"project": "p"}})
+        assert price is None and why.startswith(f"no price for {name} on Vertex AI (rlhf-eval's default prices "
+                                                "are the Gemini Developer API's): set model.price")
+        price, why = suite_price({"provider": "openai", "name": name})
+        assert price is None and why.startswith(f"no price for {name} through provider openai (")
     own = suite_price({"provider": "gemini", "name": "gemini-2.5-flash", "price": {"input": 1, "output": 2}})[0]
     assert (own.input, own.output, own.source) == (1.0, 2.0, "the suite's model.price")
     price, why = suite_price({"provider": "gemini", "name": "gemini-2.0-flash"})
