@@ -110,14 +110,23 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
         if change is not None:
             aggregates[metric] = change
     questions = {c.id: compare_question(c, b) for b, c in shared}
-    base_prompts = {q.id: q.prompt for q in base.questions}
+    base_prompts = {q.id: _as_sent(q.prompt) for q in base.questions}
     ran = {q.id for q in cur.questions}
     return SuiteComparison(name=cur.name, aggregates=aggregates, questions=questions,
                            only_in_baseline=[q.id for q in base.questions if q.id not in ran],  # did not run
                            only_in_current=[q.id for q in cur.questions if q.id not in base_prompts],
                            settings_changed=settings_changed(cur, base),
                            prompts_changed=[q.id for q in cur.questions
-                                            if q.id in base_prompts and q.prompt != base_prompts[q.id]])
+                                            if q.id in base_prompts and _as_sent(q.prompt) != base_prompts[q.id]])
+
+
+def _as_sent(prompt: Any) -> Any:
+    """A prompt as the request carries it: a chat of one user message is sent as that text (the same
+    request, the same cassette), so turning a text prompt into that chat changes nothing."""
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], dict) \
+            and prompt[0].get("role") == "user" and set(prompt[0]) <= {"role", "content"}:
+        return prompt[0].get("content")
+    return prompt
 
 
 def _shared_questions(suite: Suite, other: Suite) -> list[Question]:

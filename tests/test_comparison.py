@@ -181,3 +181,18 @@ def test_a_run_whose_questions_all_errored_claims_no_model_version_change(demo):
     assert all(q.error for q in report.suites[0].questions)
     assert report.comparison.notes == [] and report.comparison.model_version_changed is False
     assert _aggregate(report, "accuracy").reason == "not measured in this run: none of its 6 questions was scored"
+
+
+def test_a_text_prompt_turned_into_the_same_one_message_chat_is_no_change(demo):
+    """A chat of one user message sends the very request of its text (the cassettes replay): no
+    "prompt changed" note; a chat that adds a system turn is one."""
+    text = "Solve it and end with 'A: <number>'.\n\nQuestion: {question}"
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(limit=6, samples=4,
+                                                          extra={"prompt": [{"role": "user", "content": text}]}))
+    report = run_suites(["suites"], baseline="base.json")  # replayed from the baseline's cassettes
+    assert isinstance(report.suites[0].questions[0].prompt, list)
+    assert report.comparison.notes == []
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(limit=6, samples=4, extra={"prompt": chat}))
+    report = run_suites(["suites"], record_mode="once", cassette_dir="chat", baseline="base.json")
+    assert report.comparison.notes[0].startswith("suite demo: prompt changed on 6 of the 6 questions both runs have")
