@@ -242,11 +242,18 @@ def suite_notes(suite: Suite) -> list[tuple[str, str]]:
     usage = usage_line(suite)
     lines += [("text", usage)] if usage else []
     failing = [(q, reason) for q in suite.questions if (reason := rows_.question_reason(q)) is not None]
-    lines += [("fail", f"{q.result} {suite.name}::{q.id}: {reason}") for q, reason in failing[:MAX_REASONS]]
+    said = {q.dpo_unavailable for q in suite.questions if q.dpo_unavailable}  # by the DPO line(s) above
+
+    def once(reason: str) -> str:  # a gate on a DPO metric names the line that says why, not the reason again
+        for why in said:
+            reason = reason.replace(f" is unavailable: {why}", " is unavailable (see DPO metrics unavailable above)")
+        return reason
+
+    lines += [("fail", f"{q.result} {suite.name}::{q.id}: {once(reason)}") for q, reason in failing[:MAX_REASONS]]
     if len(failing) > MAX_REASONS:
         lines.append(("fail", f"… and {len(failing) - MAX_REASONS} more failing questions of {suite.name} "
                               "(each one's reason is in the JSON report: questions[].failures and .error)"))
-    lines += [("fail", f"FAIL suite {suite.name}: {reason}") for reason in rows_.suite_failure_reasons(suite)]
+    lines += [("fail", f"FAIL suite {suite.name}: {once(reason)}") for reason in rows_.suite_failure_reasons(suite)]
     return lines
 
 

@@ -156,3 +156,21 @@ def test_a_suite_whose_responses_reported_no_usage_says_so_and_its_cost_gate_say
     assert lines[-1] == ("FAIL suite armor: cost_usd could not be measured: 2 of 4 traces came from requests whose "
                          "response reported no token usage")
     assert report.suites[0].aggregates.cost_usd is None and report.suites[0].aggregates.total_tokens is None
+
+
+def test_gates_on_unavailable_dpo_metrics_point_to_the_one_line_that_says_why(tmp_path, monkeypatch, offline):
+    """Gates on reward accuracy and the mean margin of a model without log-probabilities fail, each
+    saying so, but the reason itself is printed once per suite, not on every question's FAIL line."""
+    root = shipped_copy(tmp_path)
+    monkeypatch.chdir(root)
+    path = root / "suites" / "science_choice.yaml"
+    path.write_text(path.read_text().replace("  unparsable_rate: {max: 0.0}\n", "  reward_accuracy: {min: 0.5}\n")
+                    .replace("  accuracy: {min: 0.15}\n", "  mean_margin: {min: 0}\n"))
+    report = run_suites(["suites/science_choice.yaml"])
+    lines = render_table(report).splitlines()
+    assert sum(NO_LOGPROBS in line for line in lines) == 1
+    assert "FAIL science_choice::water-boiling: reward_accuracy is unavailable (see DPO metrics unavailable above)" \
+        in lines
+    assert "FAIL suite science_choice: mean_margin is unavailable (see DPO metrics unavailable above)" in lines
+    # the JSON keeps each reason whole
+    assert report.suites[0].questions[0].failures[0].reason == f"reward_accuracy is unavailable: {NO_LOGPROBS}"
