@@ -197,6 +197,9 @@ def run_run(args: argparse.Namespace) -> int:
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "paths")}
     # worded with this command's options (run_suites words them as the plugin's)
+    if "rootdir" in options and not Path(options["rootdir"]).is_dir():
+        raise CliError(f"--rootdir {options['rootdir']}: no such folder (the folder --suite-files patterns are "
+                       "relative to)")
     if "fail_rules" in options and "baseline" not in options:
         raise CliError("--compare-fail needs --compare BASELINE.json")
     if "baseline" in options:
