@@ -298,7 +298,8 @@ def render_table(report: Report | dict, maj_at_k: bool | None = None) -> str:
 def usage_line(suite: Suite) -> str | None:
     """What a suite's requests were billed, in one line under its table (None when no trace was
     scored): `tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210` (the
-    thinking count when there was thinking, the cost when the suite has a price), or, when a response
+    thinking count when there was thinking, the cost when the suite has a price; how many questions
+    that errored are not counted, when some did), or, when a response
     reported no usage, `tokens: none (3 of 32 traces came from requests whose response reported no
     token usage)`, never a partial sum."""
     a = suite.aggregates
@@ -312,8 +313,12 @@ def usage_line(suite: Suite) -> str | None:
                 f"reported no token usage){no_cost}")
     thinking = f" ({a.thinking_tokens:,} thinking)" if a.thinking_tokens else ""
     cost = f"; cost ${a.cost_usd:,.4f}" if a.cost_usd is not None else ""
+    # the totals are over the scored questions' traces: a question that errored has none, whatever it sent
+    errored = sum(q.metrics is None for q in suite.questions)
+    left_out = (f" (the scored questions' requests; {errored} question{'s' * (errored != 1)} that errored "
+                "not counted)") if errored else ""
     return (f"tokens: {a.prompt_tokens:,} prompt + {a.output_tokens:,} output{thinking} "
-            f"= {a.total_tokens:,}{cost}")
+            f"= {a.total_tokens:,}{cost}{left_out}")
 
 
 def write_json(report: Report | dict, path: str | Path) -> None:

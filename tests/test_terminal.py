@@ -54,7 +54,9 @@ def failing_science(tmp_path, monkeypatch, offline):
 def test_a_failing_suite_says_why_and_the_dpo_reason_is_printed_once(failing_science):
     assert render_table(failing_science) == FAILING_SCIENCE_TABLE + "\n".join([
         f"DPO metrics unavailable: {NO_LOGPROBS}",
-        "tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507",
+        # the totals are the scored questions' (a question that errored has no trace to count)
+        "tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507 (the scored questions' requests; "
+        "1 question that errored not counted)",
         "FAIL science_choice::water-boiling: accuracy = 0 < min 0.1",
         "FAIL science_choice::dna-base: accuracy = 0 < min 0.1",
         "ERROR science_choice::no-cassette: no cassette at cassettes/science_choice/no-cassette.yaml; record it "
