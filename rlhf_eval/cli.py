@@ -200,6 +200,10 @@ def run_run(args: argparse.Namespace) -> int:
     if "rootdir" in options and not Path(options["rootdir"]).is_dir():
         raise CliError(f"--rootdir {options['rootdir']}: no such folder (the folder --suite-files patterns are "
                        "relative to)")
+    given = [f"--{name.replace('_', '-')}" for name in ("export_pass_rate", "export_nonzero_spread", "export_format")
+             if name in options]
+    if given and "export" not in options:  # as the plugin refuses --rlhf-export-pass-rate without --rlhf-export
+        raise CliError(f"{given[0]} needs --export DIR")
     if "fail_rules" in options and "baseline" not in options:
         raise CliError("--compare-fail needs --compare BASELINE.json")
     if "baseline" in options:

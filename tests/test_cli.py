@@ -72,6 +72,8 @@ def test_run_exits_1_when_a_suite_fails_and_says_why(demo, live, capsys):
      "rlhf-eval: suites/demo.yaml:1: not valid JSON: Expecting value (column 1)"),
     (["run", "suites", "--rootdir", "nowhere"],
      "rlhf-eval: --rootdir nowhere: no such folder (the folder --suite-files patterns are relative to)"),
+    (["run", "suites", "--export-pass-rate", "0.2:0.8"], "rlhf-eval: --export-pass-rate needs --export DIR"),
+    (["run", "suites", "--export-format", "parquet"], "rlhf-eval: --export-format needs --export DIR"),
     # worded with this command's options, not run_suites' keywords nor the plugin's --rlhf- options
     (["run", "suites", "--concurrency", "0"], "rlhf-eval: --concurrency 0: expected a whole number, at least 1"),
     (["run", "suites", "--rate-limit", "nan"],
