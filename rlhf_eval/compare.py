@@ -117,7 +117,8 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
                            only_in_current=[q.id for q in cur.questions if q.id not in base_prompts],
                            settings_changed=settings_changed(cur, base),
                            prompts_changed=[q.id for q in cur.questions
-                                            if q.id in base_prompts and _as_sent(q.prompt) != base_prompts[q.id]])
+                                            if base_prompts.get(q.id) is not None and q.prompt is not None
+                                            and _as_sent(q.prompt) != base_prompts[q.id]])
 
 
 def _as_sent(prompt: Any) -> Any:

@@ -196,3 +196,13 @@ def test_a_text_prompt_turned_into_the_same_one_message_chat_is_no_change(demo):
     (demo / "suites" / "demo.yaml").write_text(suite_yaml(limit=6, samples=4, extra={"prompt": chat}))
     report = run_suites(["suites"], record_mode="once", cassette_dir="chat", baseline="base.json")
     assert report.comparison.notes[0].startswith("suite demo: prompt changed on 6 of the 6 questions both runs have")
+
+
+def test_a_baseline_written_before_prompts_were_kept_notes_no_prompt_change(demo):
+    """An older report has no `prompt` per question: unknown is not "changed"."""
+    older = json.loads((demo / "base.json").read_text())
+    for q in older["suites"][0]["questions"]:
+        del q["prompt"]
+    current = Report.load(demo / "base.json")
+    assert compare_reports(current, older, "older").notes == []
+    assert compare_reports(Report.from_data(older), current, "base").notes == []
