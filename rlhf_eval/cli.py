@@ -238,7 +238,8 @@ def _cli_words(message: str) -> str:
     name, sep, rest = message.partition(" = ")
     if sep and name in _RUN_OPTIONS:
         return f"{_RUN_OPTIONS[name]} {rest}"
-    return message.replace("--rlhf-compare-fail", "--compare-fail").replace("--rlhf-compare NAME", "--compare BASELINE.json")
+    return (message.replace("--rlhf-compare-fail", "--compare-fail")
+            .replace("--rlhf-compare NAME", "--compare BASELINE.json"))
 
 
 def outcome_line(report_: Report) -> str:
