@@ -306,7 +306,8 @@ def usage_line(suite: Suite) -> str | None:
     if a.total_tokens is None:
         traces = [t for q in suite.questions for t in q.traces]
         missing = sum(t.prompt_tokens is None or t.output_tokens is None for t in traces)
-        if not missing:  # nothing scored (see the errors), or a report whose traces were left out
+        # nothing scored (see the errors), traces left out, or a report from before usage was kept
+        if not missing or not any("prompt_tokens" in t.model_fields_set for t in traces):
             return None
         no_cost = ", so no cost" if suite.price else ""
         return (f"tokens: none ({missing} of {len(traces)} traces came from requests whose response "

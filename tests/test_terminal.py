@@ -176,3 +176,17 @@ def test_gates_on_unavailable_dpo_metrics_point_to_the_one_line_that_says_why(tm
     assert "FAIL suite science_choice: mean_margin is unavailable (see DPO metrics unavailable above)" in lines
     # the JSON keeps each reason whole
     assert report.suites[0].questions[0].failures[0].reason == f"reward_accuracy is unavailable: {NO_LOGPROBS}"
+
+
+def test_a_report_from_before_token_usage_prints_no_token_line(shipped_report):
+    """Traces without the usage fields at all come from an older rlhf-eval, not from responses that
+    reported no usage: no "tokens: none (...)" line claims the latter."""
+    data = copy.deepcopy(shipped_report[0])
+    for s in data["suites"]:
+        for key in ("prompt_tokens", "output_tokens", "total_tokens", "answer_tokens", "thinking_tokens", "cost_usd",
+                    "cost_unavailable"):
+            s["aggregates"].pop(key, None)
+        for q in s["questions"]:
+            for t in q["traces"]:
+                del t["prompt_tokens"], t["output_tokens"]
+    assert not [line for line in render_table(data).splitlines() if line.startswith("tokens")]
