@@ -162,3 +162,13 @@ def test_the_closing_line_counts_one_error_as_pytest_does(demo, live, capsys):
     capsys.readouterr()
     assert main(["run", "suites"]) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "rlhf-eval: 3 questions in 1 suite: 2 passed, 1 error"
+
+
+def test_a_suite_named_twice_runs_once_as_pytest_collects_it(demo, live, capsys):
+    """`rlhf-eval run suites/ suites/demo.yaml` ran demo's questions twice into one suite (its metrics
+    over duplicates); pytest collects the file once."""
+    assert main(["run", "suites", "--record", "once"]) == 0
+    capsys.readouterr()
+    assert main(["run", "suites", "suites/demo.yaml", "./suites/demo.yaml", "--report-json", "r.json"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "rlhf-eval: 2 questions in 1 suite: 2 passed"
+    assert [q["id"] for q in json.loads((demo / "r.json").read_text())["suites"][0]["questions"]] == ["q-0000", "q-0001"]
