@@ -171,4 +171,5 @@ def test_a_suite_named_twice_runs_once_as_pytest_collects_it(demo, live, capsys)
     capsys.readouterr()
     assert main(["run", "suites", "suites/demo.yaml", "./suites/demo.yaml", "--report-json", "r.json"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "rlhf-eval: 2 questions in 1 suite: 2 passed"
-    assert [q["id"] for q in json.loads((demo / "r.json").read_text())["suites"][0]["questions"]] == ["q-0000", "q-0001"]
+    questions = json.loads((demo / "r.json").read_text())["suites"][0]["questions"]
+    assert [q["id"] for q in questions] == ["q-0000", "q-0001"]
