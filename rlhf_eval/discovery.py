@@ -60,8 +60,10 @@ def suite_files(paths: Iterable[str | Path], rootdir: Path, patterns: Iterable[s
         else:
             raise FileNotFoundError(f"{given}: no such file or folder")
     # a file named twice (`suites/ suites/a.yaml`, `a.yaml ./a.yaml`) runs once, as pytest collects it once
-    seen: set[Path] = set()
-    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+    once: dict[Path, Path] = {}
+    for p in found:
+        once.setdefault(p.resolve(), p)
+    return list(once.values())
 
 
 def _inside(path: Path, folder: Path) -> bool:
