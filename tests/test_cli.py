@@ -173,3 +173,16 @@ def test_a_suite_named_twice_runs_once_as_pytest_collects_it(demo, live, capsys)
     assert capsys.readouterr().out.splitlines()[-1] == "rlhf-eval: 2 questions in 1 suite: 2 passed"
     questions = json.loads((demo / "r.json").read_text())["suites"][0]["questions"]
     assert [q["id"] for q in questions] == ["q-0000", "q-0001"]
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(demo, live):
+    """`rlhf-eval run suites/ | head -1`: the pipe closes before the report is printed; the outputs
+    are written, and stderr holds no BrokenPipeError traceback."""
+    assert main(["run", "suites", "--record", "once"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_eval", "run", "suites", "--report-json", "r.json"],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err and err == ""
+    assert Report.load(demo / "r.json").suites[0].name == "demo"
