@@ -197,11 +197,15 @@ def run_run(args: argparse.Namespace) -> int:
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "paths")}
     # worded with this command's options (run_suites words them as the plugin's)
+    if "rootdir" in options and not Path(options["rootdir"]).is_dir():
+        raise CliError(f"--rootdir {options['rootdir']}: no such folder (the folder --suite-files patterns are "
+                       "relative to)")
+    given = [f"--{name.replace('_', '-')}" for name in ("export_pass_rate", "export_nonzero_spread", "export_format")
+             if name in options]
+    if given and "export" not in options:  # as the plugin refuses --rlhf-export-pass-rate without --rlhf-export
+        raise CliError(f"{given[0]} needs --export DIR")
     if "fail_rules" in options and "baseline" not in options:
         raise CliError("--compare-fail needs --compare BASELINE.json")
-    given = [k for k in ("export_pass_rate", "export_nonzero_spread", "export_format") if k in options]
-    if given and "export" not in options:  # else silently ignored, as the plugin never does
-        raise CliError(f"--{given[0].replace('_', '-')} needs --export DIR")
     if "baseline" in options:
         if not Path(options["baseline"]).is_file():
             raise CliError(f"{options['baseline']}: no such baseline report file (save one with "
@@ -210,9 +214,10 @@ def run_run(args: argparse.Namespace) -> int:
     try:
         run = finished_run(args.paths, **options)
     except (RunError, SuiteError, ReportError) as exc:  # before anything ran
-        raise CliError(str(exc)) from None
+        raise CliError(_cli_words(str(exc))) from None
     except Interrupted as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        message = str(exc)
+        print(message if message.startswith(f"{PROG} ") else f"{PROG}: {message}", file=sys.stderr)
         return 130
     report_ = cast(Report, run.report)
     # the plugin's closing lines: the table, what was written, the export's line, what could not be
@@ -222,12 +227,27 @@ def run_run(args: argparse.Namespace) -> int:
     return 0 if run.passed and not any(s.failed for s in report_.suites) else 1
 
 
+# run_suites' keyword arguments, and the plugin's options, as this command spells them
+_RUN_OPTIONS = {"concurrency": "--concurrency", "retries": "--retries", "rate_limit_rpm": "--rate-limit",
+                "retry_timeout": "--retry-timeout", "retry_delay": "--retry-delay"}
+
+
+def _cli_words(message: str) -> str:
+    """A runner's message about an option in this command's words: `concurrency = 0: ...` reads
+    `--concurrency 0: ...`, `--rlhf-compare-fail 'x'` reads `--compare-fail 'x'`."""
+    name, sep, rest = message.partition(" = ")
+    if sep and name in _RUN_OPTIONS:
+        return f"{_RUN_OPTIONS[name]} {rest}"
+    return (message.replace("--rlhf-compare-fail", "--compare-fail")
+            .replace("--rlhf-compare NAME", "--compare BASELINE.json"))
+
+
 def outcome_line(report_: Report) -> str:
     """The last line of `rlhf-eval run`, like pytest's: how many questions passed, failed, errored."""
     questions = [q for s in report_.suites for q in s.questions]
     counts = {r: sum(q.result == r for q in questions) for r in ("pass", "FAIL", "ERROR")}
-    shown = [f"{counts['pass']} passed"] + [f"{n} {word}" for n, word in ((counts["FAIL"], "failed"),
-                                                                          (counts["ERROR"], "errors")) if n]
+    shown = [f"{counts['pass']} passed"] + [f"{n} {word}" for n, word in (
+        (counts["FAIL"], "failed"), (counts["ERROR"], "error" if counts["ERROR"] == 1 else "errors")) if n]
     suites = [s for s in report_.suites if s.threshold_failures]
     if suites:
         shown.append(f"suite thresholds failed in {', '.join(s.name for s in suites)}")
@@ -296,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`rlhf-eval run suites/ | head`): what was written is written; no
+        # traceback, and none again when Python flushes stdout at exit (the Python docs' recipe)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

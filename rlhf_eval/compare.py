@@ -70,9 +70,12 @@ def _proportion(metric, x1, n1, x2, n2):
 
 
 def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
-    """Suite-level deltas with tests, and per-question deltas with drift."""
-    cq = [q for q in cur.questions if q.metrics]
-    bq = [q for q in base.questions if q.metrics]
+    """Suite-level deltas with tests, and per-question deltas with drift. When the two ran different
+    questions (`-k`, `--lf`, a changed `limit`), the suite metrics of both are taken over the questions
+    both ran, so a subset is not compared with the whole (a question that errored still counts as run)."""
+    cq, bq = _shared_questions(cur, base), _shared_questions(base, cur)
+    cq = [q for q in cq if q.metrics]
+    bq = [q for q in bq if q.metrics]
     ct, bt = _traces(cq), _traces(bq)
     cm, bm = _margins(cq), _margins(bq)
     aggregates = {
@@ -107,14 +110,31 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
         if change is not None:
             aggregates[metric] = change
     questions = {c.id: compare_question(c, b) for b, c in shared}
-    base_prompts = {q.id: q.prompt for q in base.questions}
+    base_prompts = {q.id: _as_sent(q.prompt) for q in base.questions}
     ran = {q.id for q in cur.questions}
     return SuiteComparison(name=cur.name, aggregates=aggregates, questions=questions,
                            only_in_baseline=[q.id for q in base.questions if q.id not in ran],  # did not run
                            only_in_current=[q.id for q in cur.questions if q.id not in base_prompts],
                            settings_changed=settings_changed(cur, base),
                            prompts_changed=[q.id for q in cur.questions
-                                            if q.id in base_prompts and q.prompt != base_prompts[q.id]])
+                                            if base_prompts.get(q.id) is not None and q.prompt is not None
+                                            and _as_sent(q.prompt) != base_prompts[q.id]])
+
+
+def _as_sent(prompt: Any) -> Any:
+    """A prompt as the request carries it: a chat of one user message is sent as that text (the same
+    request, the same cassette), so turning a text prompt into that chat changes nothing."""
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], dict) \
+            and prompt[0].get("role") == "user" and set(prompt[0]) <= {"role", "content"}:
+        return prompt[0].get("content")
+    return prompt
+
+
+def _shared_questions(suite: Suite, other: Suite) -> list[Question]:
+    """`suite`'s questions that `other` ran too; all of them when the two share none (nothing else to compare)."""
+    ids = {q.id for q in other.questions}
+    shared = [q for q in suite.questions if q.id in ids]
+    return shared or suite.questions
 
 
 def _measured_on_one_side(base_value, cur_value, why, base, cur) -> MetricChange | None:
@@ -178,25 +198,72 @@ def _settings(suite: Suite) -> dict[str, Any]:
 DEFAULT = "(default)"  # a verifier option a suite leaves out
 
 
+def _free_form(key: str) -> bool:
+    """Whether `key` lies in a mapping of the suite's own keys (verifier options, a team's provider
+    `options`), where a key on one side only is a setting added or removed, not another version's field."""
+    return key.startswith("verifier.") or ".options." in f".{key}"
+
+
+def _leaf_ancestor(key: str, flat: dict[str, Any]) -> str | None:
+    """The nearest dotted prefix of `key` that `flat` holds as a value: the other side holds a plain
+    value (`dpo.reference: "none"`, `model.scorer: null`, `model.options: {}`) where this one holds
+    a mapping (a reference scorer, a price)."""
+    parts = key.split(".")
+    for n in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:n])
+        if prefix in flat:
+            return prefix
+    return None
+
+
+def _subtree(flat: dict[str, Any], key: str) -> Any:
+    """The value at `key` of a flattened mapping: the value itself, or the mapping under it rebuilt."""
+    if key in flat:
+        return flat[key]
+    out: dict[str, Any] = {}
+    for k, v in flat.items():
+        if k.startswith(key + "."):
+            *path, last = k[len(key) + 1:].split(".")
+            node = out
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = v
+    return out
+
+
 def settings_changed(cur: Suite, base: Suite) -> dict[str, SettingChange]:
     """The settings of `cur` that differ from `base`'s, by dotted key. A report holds the verifier
-    options a suite sets, so one set on one side only is a change (from or to DEFAULT); any other
-    setting only one of the two reports holds (one written by another version of rlhf-eval) is not."""
+    options a suite sets, so one set on one side only is a change (from or to DEFAULT), as is a key
+    of a team's provider `options`; a setting that is a plain value on one side and a mapping on the
+    other (`dpo.reference: none` → a scorer, `model.price: null` → a price) is one change, at that
+    key. Any other setting only one of the two reports holds (one written by another version of
+    rlhf-eval) is not a change."""
     now, was = _settings(cur), _settings(base)
     keys = list(now) + [k for k in was if k not in now]
     out = {}
     for k in keys:
-        if k.startswith("verifier.") and (k in now) != (k in was):
+        if k in now and k in was:
+            if now[k] != was[k]:
+                out[k] = SettingChange(baseline=was[k], current=now[k])
+        elif (ancestor := _leaf_ancestor(k, was if k in now else now)) is not None:
+            if ancestor not in out:
+                out[ancestor] = SettingChange(baseline=_subtree(was, ancestor), current=_subtree(now, ancestor))
+        elif _free_form(k):
             out[k] = SettingChange(baseline=was.get(k, DEFAULT), current=now.get(k, DEFAULT))
-        elif k in now and k in was and now[k] != was[k]:
-            out[k] = SettingChange(baseline=was[k], current=now[k])
     return out
 
 
 def show_setting(value: Any, limit: int = 60) -> str:
-    """A setting's value in a note, as JSON (strings quoted, null), clipped to `limit` characters."""
-    text = value if value == DEFAULT else json.dumps(value, ensure_ascii=False, default=str)
+    """A setting's value in a note, as JSON (strings quoted, null), clipped to `limit` characters; a
+    mapping (a reference scorer) without its unset (null, empty) entries, so what is set fits."""
+    text = value if value == DEFAULT else json.dumps(_set_entries(value), ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _set_entries(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    return {k: _set_entries(v) for k, v in value.items() if not (v is None or v == {} or v == [])}
 
 
 def compare_question(cur: Question, base: Question) -> QuestionComparison:
@@ -279,7 +346,7 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
             notes.append(f"suite {s.name} is not in baseline {baseline_name} (new): nothing to compare it with")
             continue
         was, now = _versions(b), _versions(s)
-        if was != now:
+        if was and now and was != now:  # a side with no trace (every question errored) has no version to compare
             changed = True
             notes.append(f"suite {s.name}: model version changed: {', '.join(was)} → {', '.join(now)}")
         # A server build or cache id (system_fingerprint) changes without the model changing.
@@ -298,6 +365,10 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
                           (cs.only_in_current, f"are not in baseline {baseline_name}")):
             if ids:
                 notes.append(f"suite {s.name}: {len(ids)} question{'s' * (len(ids) != 1)} {what} ({_first(ids)})")
+        both = len(s.questions) - len(cs.only_in_current)
+        if (cs.only_in_baseline or cs.only_in_current) and both:
+            notes.append(f"suite {s.name}: its metrics below are compared over the {both} question"
+                         f"{'s' * (both != 1)} both runs have")
         suites.append(cs)
     ran = {s.name for s in current.suites}
     missing = [s.name for s in baseline.suites if s.name not in ran]

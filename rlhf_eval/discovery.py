@@ -45,7 +45,7 @@ def suite_files(paths: Iterable[str | Path], rootdir: Path, patterns: Iterable[s
                 cassette_dir: Path | None = None) -> list[Path]:
     """The suite files `paths` name, as `pytest PATHS` collects them: a file named directly is a
     suite whatever its name; a folder gives the suite files under it (by `patterns`), by name,
-    folder by folder. Raises FileNotFoundError for a path that does not exist."""
+    folder by folder; each file once. Raises FileNotFoundError for a path that does not exist."""
     patterns = tuple(patterns)
     found: list[Path] = []
     for given in paths:
@@ -59,7 +59,11 @@ def suite_files(paths: Iterable[str | Path], rootdir: Path, patterns: Iterable[s
             found.append(path)
         else:
             raise FileNotFoundError(f"{given}: no such file or folder")
-    return found
+    # a file named twice (`suites/ suites/a.yaml`, `a.yaml ./a.yaml`) runs once, as pytest collects it once
+    once: dict[Path, Path] = {}
+    for p in found:
+        once.setdefault(p.resolve(), p)
+    return list(once.values())
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 PER = 1_000_000  # prices are per this many tokens
+# The highest price a suite may set, USD per 1M tokens ($1 a token, thousands of times any real
+# price): above it a price is a typo, and near float's limit (1e308) a cost is infinite, which no
+# JSON report can hold.
+MAX_PRICE = 1_000_000.0
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,11 @@ def suite_price(model) -> tuple[Price | None, str | None]:
     if own:
         own = own if isinstance(own, dict) else own.model_dump()
         return Price(float(own["input"]), float(own["output"]), "the suite's model.price"), None
-    if get("provider") == "gemini" and not get("vertex"):
-        default = DEFAULTS.get(name.removeprefix("models/"))
-        if default is not None:
-            return default, None
-    return None, (f"no price for {name or 'the model'}: set model.price: {{input: USD, output: USD}} "
-                  "(per 1M tokens) in the suite")
+    default = DEFAULTS.get(name.removeprefix("models/"))
+    if get("provider") == "gemini" and not get("vertex") and default is not None:
+        return default, None
+    # a model with a default, served elsewhere: say why the default does not apply
+    where = (" on Vertex AI (rlhf-eval's default prices are the Gemini Developer API's)" if get("vertex") else
+             f" through provider {get('provider')} (rlhf-eval's default prices are the Gemini Developer API's)")
+    return None, (f"no price for {name or 'the model'}{where if default is not None else ''}: set model.price: "
+                  "{input: USD, output: USD} (per 1M tokens) in the suite")

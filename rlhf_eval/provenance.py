@@ -10,7 +10,8 @@
      "suites": {"gsm8k_smoke": {"path": "suites/gsm8k_smoke.yaml", "sha256": "…"}}}
 
 `git` is null when the suites are in no git repository, or git is not installed or does not
-answer within `GIT_TIMEOUT` seconds; `dirty` says whether tracked files differ from the commit.
+answer within `GIT_TIMEOUT` seconds; `dirty` says whether tracked files differ from the commit or
+a suite file is not in it (new, not added yet, or ignored).
 `command_line` never holds a key: the values of the run's secret variables, anything shaped like
 a key, credentials inside URLs and the value of any option or assignment named like a key
 (`--api-key X`, `GEMINI_API_KEY=X`) are replaced by `***` (`rlhf_eval.credentials`).
@@ -34,7 +35,9 @@ PACKAGES = ("google-genai", "openai", "google-generativeai", "vcrpy", "httpx", "
             "pytest-xdist", "math-verify", "transformers", "torch", "trl", "datasets")
 GIT_TIMEOUT = 5.0  # seconds for each git command
 # An option or NAME=value assignment whose name says it holds a credential.
-_SECRET_NAME = re.compile(r"(?i)(api[_-]?key|token|secret|password|passwd|credential)")
+# "key" and "auth" as words: --key, --gemini-key, MY_KEY=, --auth (not --keyword, --author, -k).
+_SECRET_NAME = re.compile(r"(?i)(api[_-]?key|token|secret|password|passwd|credential|bearer"
+                          r"|(?<![a-z])key(?![a-z])|(?<![a-z])auth(?:orization)?(?![a-z]))")
 
 
 def provenance(suite_paths: Mapping[str, str | Path], argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -47,7 +50,7 @@ def provenance(suite_paths: Mapping[str, str | Path], argv: Sequence[str] | None
         "rlhf_eval_version": _version("rlhf-eval"),
         "python": platform.python_version(),
         "packages": {name: v for name in PACKAGES if (v := _version(name)) is not None},
-        "git": git_state(sorted({p.resolve().parent for p in paths.values()})),
+        "git": git_state(sorted({p.resolve().parent for p in paths.values()}), [p.resolve() for p in paths.values()]),
         "command_line": redact_argv(sys.argv if argv is None else argv),
         "suites": {name: {"path": str(p), "sha256": file_sha256(p)} for name, p in sorted(paths.items())},
     }
@@ -68,11 +71,13 @@ def file_sha256(path: str | Path) -> str | None:
         return None
 
 
-def git_state(folders: Iterable[Path]) -> dict[str, Any] | None:
-    """{"commit": HEAD's full hash, "dirty": tracked files changed} of the git repository holding the
-    first of `folders` (the suites' folders); None outside a repository or without git."""
+def git_state(folders: Iterable[Path], files: Sequence[Path] = ()) -> dict[str, Any] | None:
+    """{"commit": HEAD's full hash, "dirty": ...} of the git repository holding the first of `folders`
+    (the suites' folders); None outside a repository or without git. `dirty`: tracked files differ
+    from the commit, or one of `files` (the suite files) is not in the repository's index (a new
+    suite not added yet, an ignored one): the commit alone does not give the suites that ran."""
     for folder in folders:
-        # one process for both (a run starts git once): "# branch.oid <hash>" heads the v2 status,
+        # one process for the commit and the changes: "# branch.oid <hash>" heads the v2 status,
         # then a line per changed tracked file
         status = _git(folder, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
         if status is None:
@@ -81,7 +86,11 @@ def git_state(folders: Iterable[Path]) -> dict[str, Any] | None:
         commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
         if commit is None or commit == "(initial)":  # a repository with no commit yet
             return None
-        return {"commit": commit, "dirty": any(not line.startswith("#") for line in lines)}
+        dirty = any(not line.startswith("#") for line in lines)
+        # ls-files fails on a path it does not track (untracked, ignored, in another repository)
+        untracked = bool(files) and not dirty and _git(folder, "ls-files", "--error-unmatch", "--",
+                                                       *map(str, files)) is None
+        return {"commit": commit, "dirty": dirty or untracked}
     return None
 
 

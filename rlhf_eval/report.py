@@ -197,7 +197,10 @@ def suite_threshold_failures(aggregates: SuiteAggregates, settings: dict) -> lis
                       if not aggregates.traces else None)
     failures, _ = check_thresholds(aggregates.model_dump(), thresholds, aggregates.dpo_unavailable,
                                    aggregates.intervals, unmeasured="fail", nothing_scored=nothing_scored)
-    return [f.reason for f in failures]
+    # the suite knows why it has no cost or length correlation: that reason, not the list of possible ones
+    why = {"cost_usd": aggregates.cost_unavailable, "margin_length_corr": aggregates.margin_length_corr_unavailable}
+    return [f"{f.metric} could not be measured: {why[f.metric]}"
+            if f.value is None and why.get(f.metric) else f.reason for f in failures]
 
 
 SUITE_ROW = "(suite)"  # the suite row's label: parentheses are never in a question id
@@ -239,11 +242,18 @@ def suite_notes(suite: Suite) -> list[tuple[str, str]]:
     usage = usage_line(suite)
     lines += [("text", usage)] if usage else []
     failing = [(q, reason) for q in suite.questions if (reason := rows_.question_reason(q)) is not None]
-    lines += [("fail", f"{q.result} {suite.name}::{q.id}: {reason}") for q, reason in failing[:MAX_REASONS]]
+    said = {q.dpo_unavailable for q in suite.questions if q.dpo_unavailable}  # by the DPO line(s) above
+
+    def once(reason: str) -> str:  # a gate on a DPO metric names the line that says why, not the reason again
+        for why in said:
+            reason = reason.replace(f" is unavailable: {why}", " is unavailable (see DPO metrics unavailable above)")
+        return reason
+
+    lines += [("fail", f"{q.result} {suite.name}::{q.id}: {once(reason)}") for q, reason in failing[:MAX_REASONS]]
     if len(failing) > MAX_REASONS:
         lines.append(("fail", f"… and {len(failing) - MAX_REASONS} more failing questions of {suite.name} "
                               "(each one's reason is in the JSON report: questions[].failures and .error)"))
-    lines += [("fail", f"FAIL suite {suite.name}: {reason}") for reason in rows_.suite_failure_reasons(suite)]
+    lines += [("fail", f"FAIL suite {suite.name}: {once(reason)}") for reason in rows_.suite_failure_reasons(suite)]
     return lines
 
 
@@ -286,16 +296,30 @@ def render_table(report: Report | dict, maj_at_k: bool | None = None) -> str:
 
 
 def usage_line(suite: Suite) -> str | None:
-    """What a suite's requests were billed, in one line under its table (None when no request
-    reported usage): `tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210`
-    (the thinking count when there was thinking, the cost when the suite has a price)."""
+    """What a suite's requests were billed, in one line under its table (None when no trace was
+    scored): `tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210` (the
+    thinking count when there was thinking, the cost when the suite has a price; how many questions
+    that errored are not counted, when some did), or, when a response
+    reported no usage, `tokens: none (3 of 32 traces came from requests whose response reported no
+    token usage)`, never a partial sum."""
     a = suite.aggregates
     if a.total_tokens is None:
-        return None
+        traces = [t for q in suite.questions for t in q.traces]
+        missing = sum(t.prompt_tokens is None or t.output_tokens is None for t in traces)
+        # nothing scored (see the errors), traces left out, or a report from before usage was kept
+        if not missing or not any("prompt_tokens" in t.model_fields_set for t in traces):
+            return None
+        no_cost = ", so no cost" if suite.price else ""
+        return (f"tokens: none ({missing} of {len(traces)} traces came from requests whose response "
+                f"reported no token usage){no_cost}")
     thinking = f" ({a.thinking_tokens:,} thinking)" if a.thinking_tokens else ""
-    cost = f"; cost ${a.cost_usd:.4f}" if a.cost_usd is not None else ""
+    cost = f"; cost ${a.cost_usd:,.4f}" if a.cost_usd is not None else ""
+    # the totals are over the scored questions' traces: a question that errored has none, whatever it sent
+    errored = sum(q.metrics is None for q in suite.questions)
+    left_out = (f" (the scored questions' requests; {errored} question{'s' * (errored != 1)} that errored "
+                "not counted)") if errored else ""
     return (f"tokens: {a.prompt_tokens:,} prompt + {a.output_tokens:,} output{thinking} "
-            f"= {a.total_tokens:,}{cost}")
+            f"= {a.total_tokens:,}{cost}{left_out}")
 
 
 def write_json(report: Report | dict, path: str | Path) -> None:

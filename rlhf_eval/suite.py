@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from .credentials import redact_url, url_problem
 from .paths import FOLDER_NAME_RE, shown_path
+from .prices import MAX_PRICE
 from .providers import BUILT_IN, provider_problem
 from .registry import RegistryError
 from .rewards import DEFAULT_REWARD, HARNESS_ARGUMENTS, RewardFunction, resolve_reward
@@ -97,8 +98,8 @@ class PriceConfig(_Strict):
     """What the model's tokens cost, USD per 1M tokens (`rlhf_eval.prices`): prompt tokens at
     `input`, output tokens (answer and thinking) at `output`."""
 
-    input: float = Field(ge=0.0)
-    output: float = Field(ge=0.0)
+    input: float = Field(ge=0.0, le=MAX_PRICE)
+    output: float = Field(ge=0.0, le=MAX_PRICE)
 
 
 class VertexConfig(_Strict):

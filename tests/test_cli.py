@@ -70,10 +70,18 @@ def test_run_exits_1_when_a_suite_fails_and_says_why(demo, live, capsys):
     (["run", "suites", "--compare-fail", "accuracy:0.1"], "rlhf-eval: --compare-fail needs --compare BASELINE.json"),
     (["run", "suites", "--compare", "suites/demo.yaml"],
      "rlhf-eval: suites/demo.yaml:1: not valid JSON: Expecting value (column 1)"),
-    (["run", "suites", "--concurrency", "0"], "rlhf-eval: concurrency = 0: expected a whole number, at least 1"),
-    (["run", "suites", "--export-pass-rate", "0:1"], "rlhf-eval: --export-pass-rate needs --export DIR"),
+    (["run", "suites", "--rootdir", "nowhere"],
+     "rlhf-eval: --rootdir nowhere: no such folder (the folder --suite-files patterns are relative to)"),
+    (["run", "suites", "--export-pass-rate", "0.2:0.8"], "rlhf-eval: --export-pass-rate needs --export DIR"),
     (["run", "suites", "--export-nonzero-spread"], "rlhf-eval: --export-nonzero-spread needs --export DIR"),
     (["run", "suites", "--export-format", "parquet"], "rlhf-eval: --export-format needs --export DIR"),
+    # worded with this command's options, not run_suites' keywords nor the plugin's --rlhf- options
+    (["run", "suites", "--concurrency", "0"], "rlhf-eval: --concurrency 0: expected a whole number, at least 1"),
+    (["run", "suites", "--rate-limit", "nan"],
+     "rlhf-eval: --rate-limit nan: expected a positive number of requests a minute"),
+    (["run", "suites", "--compare", "suites/demo.yaml", "--compare-fail", "accuracy"],
+     "rlhf-eval: --compare-fail 'accuracy': expected METRIC:DELTA with METRIC one of accuracy, frac_zero_spread, "
+     "mean_margin, mean_spread, reward_accuracy, unparsable_rate"),
 ])
 def test_a_usage_mistake_is_one_line_and_exit_2(demo, offline, capsys, args, line):
     assert main(args) == 2
@@ -124,3 +132,58 @@ def test_html_compare_writes_the_comparison_into_the_page(demo, live, capsys):
     assert main(["html", "now.json", "out.html", "--compare", "nope.json"]) == 2
     assert capsys.readouterr().err == ("rlhf-eval: nope.json: no such baseline report file (write one with "
                                        "pytest --rlhf-report-json=nope.json)\n")
+
+
+def test_ctrl_c_exits_130_with_what_was_kept_in_one_line(demo, live):
+    """Ctrl-C while recording: exit 130 and the runner's one line, said once (not "rlhf-eval: rlhf-eval
+    stopped ..."); the quick question's cassette is kept."""
+    import signal
+    import time
+
+    questions = [{"id": "quick", "question": "What is 2+3?", "answer": 5},
+                 {"id": "slow", "question": "[[emulator:latency=30000]] What is 3+4?", "answer": 7}]
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(samples=2, questions=questions))
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_eval", "run", "suites", "--record-mode", "once"],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (demo / "cassettes" / "demo" / "quick.yaml").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert err.splitlines() == ["rlhf-eval stopped on Ctrl-C; kept 1 complete cassette under cassettes/demo/, "
+                                "1 question not recorded — run the same command again to record them"]
+    assert out == ""
+
+
+def test_the_closing_line_counts_one_error_as_pytest_does(demo, live, capsys):
+    assert main(["run", "suites", "--record", "once"]) == 0
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(samples=3, limit=3))  # a third question, not recorded
+    capsys.readouterr()
+    assert main(["run", "suites"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "rlhf-eval: 3 questions in 1 suite: 2 passed, 1 error"
+
+
+def test_a_suite_named_twice_runs_once_as_pytest_collects_it(demo, live, capsys):
+    """`rlhf-eval run suites/ suites/demo.yaml` ran demo's questions twice into one suite (its metrics
+    over duplicates); pytest collects the file once."""
+    assert main(["run", "suites", "--record", "once"]) == 0
+    capsys.readouterr()
+    assert main(["run", "suites", "suites/demo.yaml", "./suites/demo.yaml", "--report-json", "r.json"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "rlhf-eval: 2 questions in 1 suite: 2 passed"
+    questions = json.loads((demo / "r.json").read_text())["suites"][0]["questions"]
+    assert [q["id"] for q in questions] == ["q-0000", "q-0001"]
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(demo, live):
+    """`rlhf-eval run suites/ | head -1`: the pipe closes before the report is printed; the outputs
+    are written, and stderr holds no BrokenPipeError traceback."""
+    assert main(["run", "suites", "--record", "once"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_eval", "run", "suites", "--report-json", "r.json"],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err and err == ""
+    assert Report.load(demo / "r.json").suites[0].name == "demo"

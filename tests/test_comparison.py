@@ -133,5 +133,76 @@ def test_suites_and_questions_that_ran_on_one_side_only_are_reported(demo):
     with_six = Report.load(demo / "base.json")
     comparison = compare_reports(current, with_six, "base")
     assert comparison.notes == ["suite demo: 2 questions of baseline base did not run (q-0004, q-0005)",
+                                "suite demo: its metrics below are compared over the 4 questions both runs have",
                                 "suite extra is not in baseline base (new): nothing to compare it with"]
     assert comparison.suite("demo").only_in_baseline == ["q-0004", "q-0005"]
+    # a subset (-k, --lf, a smaller limit) is compared with the same questions of the baseline, not all six:
+    # the same cassettes, so no change at all
+    for metric, change in comparison.suite("demo").aggregates.items():
+        assert change.delta == 0 and not change.significant, metric
+    traces = [t for q in with_six.suites[0].questions if q.id not in ("q-0004", "q-0005") for t in q.traces]
+    assert len(traces) == 16
+    assert comparison.suite("demo").aggregates["accuracy"].baseline == \
+        sum(t.verdict == "correct" for t in traces) / len(traces)
+
+
+def test_a_setting_set_since_the_baseline_where_it_was_none_is_one_note(tmp_path, monkeypatch, emulator):
+    """A reference model where the baseline had `reference: none`, a price where it had none, a
+    team's provider option: each is a mapping on one side and a plain value on the other, and is
+    listed once, at its key (not left out as a field of another version's report)."""
+    from test_logprob_backends import openai_suite
+
+    from conftest import TEST_KEY
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    (tmp_path / "suites").mkdir()
+    suite = tmp_path / "suites" / "oa.yaml"
+    suite.write_text(openai_suite(emulator.base_url, samples=2, limit=2))
+    run_suites(["suites"], record_mode="once", save="base.json")
+    suite.write_text(openai_suite(emulator.base_url, samples=2, limit=2, reference={"name": "ref-1b"},
+                                  model={"price": {"input": 0.1, "output": 0.4}}))
+    report = run_suites(["suites"], record_mode="once", cassette_dir="changed", baseline="base.json")
+    assert report.comparison.notes == [
+        'suite oa: model.price changed: null → {"input": 0.1, "output": 0.4}',
+        'suite oa: dpo.reference changed: "none" → {"provider": "openai", "name": "ref-1b", "base_url": "http:…',
+    ]
+    change = report.comparison.suite("oa").settings_changed["dpo.reference"]
+    assert change.baseline == "none" and change.current["name"] == "ref-1b"
+    # and back: the reference removed again is the same one note, the other way round
+    back = compare_reports(Report.load("base.json"), report, "now")
+    assert back.notes[1].startswith('suite oa: dpo.reference changed: {"provider": "openai", "name": "ref-1b"')
+    assert back.notes[1].endswith(' → "none"')
+
+
+def test_a_run_whose_questions_all_errored_claims_no_model_version_change(demo):
+    """No trace means no model version to compare: the note would say "gemini-2.0-flash → " (nothing)."""
+    report = run_suites(["suites"], cassette_dir="nowhere", baseline="base.json")  # replay: every cassette missing
+    assert all(q.error for q in report.suites[0].questions)
+    assert report.comparison.notes == [] and report.comparison.model_version_changed is False
+    assert _aggregate(report, "accuracy").reason == "not measured in this run: none of its 6 questions was scored"
+
+
+def test_a_text_prompt_turned_into_the_same_one_message_chat_is_no_change(demo):
+    """A chat of one user message sends the very request of its text (the cassettes replay): no
+    "prompt changed" note; a chat that adds a system turn is one."""
+    text = "Solve it and end with 'A: <number>'.\n\nQuestion: {question}"
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(limit=6, samples=4,
+                                                          extra={"prompt": [{"role": "user", "content": text}]}))
+    report = run_suites(["suites"], baseline="base.json")  # replayed from the baseline's cassettes
+    assert isinstance(report.suites[0].questions[0].prompt, list)
+    assert report.comparison.notes == []
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]
+    (demo / "suites" / "demo.yaml").write_text(suite_yaml(limit=6, samples=4, extra={"prompt": chat}))
+    report = run_suites(["suites"], record_mode="once", cassette_dir="chat", baseline="base.json")
+    assert report.comparison.notes[0].startswith("suite demo: prompt changed on 6 of the 6 questions both runs have")
+
+
+def test_a_baseline_written_before_prompts_were_kept_notes_no_prompt_change(demo):
+    """An older report has no `prompt` per question: unknown is not "changed"."""
+    older = json.loads((demo / "base.json").read_text())
+    for q in older["suites"][0]["questions"]:
+        del q["prompt"]
+    current = Report.load(demo / "base.json")
+    assert compare_reports(current, older, "older").notes == []
+    assert compare_reports(Report.from_data(older), current, "base").notes == []

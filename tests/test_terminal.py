@@ -54,7 +54,9 @@ def failing_science(tmp_path, monkeypatch, offline):
 def test_a_failing_suite_says_why_and_the_dpo_reason_is_printed_once(failing_science):
     assert render_table(failing_science) == FAILING_SCIENCE_TABLE + "\n".join([
         f"DPO metrics unavailable: {NO_LOGPROBS}",
-        "tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507",
+        # the totals are the scored questions' (a question that errored has no trace to count)
+        "tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507 (the scored questions' requests; "
+        "1 question that errored not counted)",
         "FAIL science_choice::water-boiling: accuracy = 0 < min 0.1",
         "FAIL science_choice::dna-base: accuracy = 0 < min 0.1",
         "ERROR science_choice::no-cassette: no cassette at cassettes/science_choice/no-cassette.yaml; record it "
@@ -135,3 +137,56 @@ def test_the_shipped_report_fits_in_120_columns_and_is_what_pytest_prints(shippe
     assert max(map(len, table.splitlines())) <= 120
     assert table in stdout  # the plugin's terminal summary prints exactly these lines
     assert not any(line != line.rstrip() for line in table.splitlines())  # no trailing blanks
+
+
+def test_a_suite_whose_responses_reported_no_usage_says_so_and_its_cost_gate_says_why(tmp_path, monkeypatch, live):
+    """A Model Armor block comes back with no usage: the suite's token totals are none, never the sum
+    of the rest, and the terminal says so (the cost line does not just vanish); the cost gate names that
+    cause, not the list of possible ones."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suites").mkdir()
+    suite = tmp_path / "suites" / "armor.yaml"
+    suite.write_text(
+        "suite: armor\nmodel: {name: gemini-2.0-flash, logprobs: true, price: {input: 0.1, output: 0.4}}\n"
+        "samples: 2\nverifier: numeric\nsuite_thresholds: {cost_usd: {max: 1}}\nquestions:\n"
+        "  - {id: a, question: 'What is 2 plus 5?', answer: 7}\n"
+        "  - {id: b, question: 'What is 3 plus 5? [[emulator:block=MODEL_ARMOR]]', answer: 8}\n")
+    report = run_suites(["suites"], record_mode="once")
+    lines = render_table(report).splitlines()
+    assert "tokens: none (2 of 4 traces came from requests whose response reported no token usage), so no cost" \
+        in lines
+    assert lines[-1] == ("FAIL suite armor: cost_usd could not be measured: 2 of 4 traces came from requests whose "
+                         "response reported no token usage")
+    assert report.suites[0].aggregates.cost_usd is None and report.suites[0].aggregates.total_tokens is None
+
+
+def test_gates_on_unavailable_dpo_metrics_point_to_the_one_line_that_says_why(tmp_path, monkeypatch, offline):
+    """Gates on reward accuracy and the mean margin of a model without log-probabilities fail, each
+    saying so, but the reason itself is printed once per suite, not on every question's FAIL line."""
+    root = shipped_copy(tmp_path)
+    monkeypatch.chdir(root)
+    path = root / "suites" / "science_choice.yaml"
+    path.write_text(path.read_text().replace("  unparsable_rate: {max: 0.0}\n", "  reward_accuracy: {min: 0.5}\n")
+                    .replace("  accuracy: {min: 0.15}\n", "  mean_margin: {min: 0}\n"))
+    report = run_suites(["suites/science_choice.yaml"])
+    lines = render_table(report).splitlines()
+    assert sum(NO_LOGPROBS in line for line in lines) == 1
+    assert "FAIL science_choice::water-boiling: reward_accuracy is unavailable (see DPO metrics unavailable above)" \
+        in lines
+    assert "FAIL suite science_choice: mean_margin is unavailable (see DPO metrics unavailable above)" in lines
+    # the JSON keeps each reason whole
+    assert report.suites[0].questions[0].failures[0].reason == f"reward_accuracy is unavailable: {NO_LOGPROBS}"
+
+
+def test_a_report_from_before_token_usage_prints_no_token_line(shipped_report):
+    """Traces without the usage fields at all come from an older rlhf-eval, not from responses that
+    reported no usage: no "tokens: none (...)" line claims the latter."""
+    data = copy.deepcopy(shipped_report[0])
+    for s in data["suites"]:
+        for key in ("prompt_tokens", "output_tokens", "total_tokens", "answer_tokens", "thinking_tokens", "cost_usd",
+                    "cost_unavailable"):
+            s["aggregates"].pop(key, None)
+        for q in s["questions"]:
+            for t in q["traces"]:
+                del t["prompt_tokens"], t["output_tokens"]
+    assert not [line for line in render_table(data).splitlines() if line.startswith("tokens")]

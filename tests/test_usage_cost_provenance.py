@@ -213,8 +213,11 @@ def test_prices_default_only_where_cited_and_the_suite_overrides_them(tmp_path):
         assert suite_price({"provider": "gemini", "name": name})[0] == price
         assert suite_price({"provider": "gemini", "name": f"models/{name}"})[0] == price
         # not on Vertex AI or another provider, whose prices the sources do not give
-        assert suite_price({"provider": "gemini", "name": name, "vertex": {"project": "p"}})[0] is None
-        assert suite_price({"provider": "openai", "name": name})[0] is None
+        price, why = suite_price({"provider": "gemini", "name": name, "vertex": {"project": "p"}})
+        assert price is None and why.startswith(f"no price for {name} on Vertex AI (rlhf-eval's default prices "
+                                                "are the Gemini Developer API's): set model.price")
+        price, why = suite_price({"provider": "openai", "name": name})
+        assert price is None and why.startswith(f"no price for {name} through provider openai (")
     own = suite_price({"provider": "gemini", "name": "gemini-2.5-flash", "price": {"input": 1, "output": 2}})[0]
     assert (own.input, own.output, own.source) == (1.0, 2.0, "the suite's model.price")
     price, why = suite_price({"provider": "gemini", "name": "gemini-2.0-flash"})
@@ -225,6 +228,8 @@ def test_prices_default_only_where_cited_and_the_suite_overrides_them(tmp_path):
     ("{input: -1, output: 2}", "model.price.input: Input should be greater than or equal to 0"),
     ("{input: 1}", "model.price.output: required key is missing"),
     ("{input: 1, output: 2, cached: 0.1}", "model.price.cached: "),
+    # an infinite cost would stop the JSON report with a traceback
+    ("{input: 1e308, output: 2}", "model.price.input: Input should be less than or equal to 1000000"),
 ])
 def test_a_bad_price_is_one_line_at_load(tmp_path, price, line):
     path = tmp_path / "priced.yaml"
@@ -257,6 +262,11 @@ def test_provenance_names_the_commit_and_hashes_each_suite(tmp_path):
     assert p["rlhf_eval_version"] and p["python"] and p["packages"]["vcrpy"] and p["time"].endswith("Z")
     suite.write_text("suite: a\nsamples: 2\n")
     assert provenance({"a": suite}, [])["git"] == {"commit": head, "dirty": True}
+    _git(repo, "checkout", "-q", "--", ".")
+    # a suite not added yet is in no commit: the commit alone does not give what ran
+    (repo / "suites" / "new.yaml").write_text("suite: new\n")
+    assert provenance({"a": suite, "new": repo / "suites" / "new.yaml"}, [])["git"] == {"commit": head, "dirty": True}
+    assert provenance({"a": suite}, [])["git"] == {"commit": head, "dirty": False}  # another untracked file: clean
 
     elsewhere = tmp_path / "plain"
     elsewhere.mkdir()
@@ -275,10 +285,11 @@ def test_no_secret_reaches_the_command_line(monkeypatch):
     google_key = "AIza" + "x" * 35
     argv = ["/usr/lib/python3/site-packages/pytest/__main__.py", "suites/", "--api-key", "plain-token-value",
             f"GEMINI_API_KEY={google_key}", "--note=s3cret-value-123", "--rlhf-base-url=http://u:pw12345678@h/v1?key=k1234567",
-            "--token=abcdefghijkl", "-k", "ducks"]
+            "--token=abcdefghijkl", "--gemini-key=gk-value-1", "--auth", "auth-value-2", "-k", "ducks"]
     shown = redact_argv(argv)
     text = " ".join(shown)
-    for secret in ("plain-token-value", google_key, "s3cret-value-123", "pw12345678", "k1234567", "abcdefghijkl"):
+    for secret in ("plain-token-value", google_key, "s3cret-value-123", "pw12345678", "k1234567", "abcdefghijkl",
+                   "gk-value-1", "auth-value-2"):
         assert secret not in text
     assert shown[:2] == ["python -m pytest", "suites/"] and shown[-2:] == ["-k", "ducks"]
     assert shown[2:4] == ["--api-key", "***"] and shown[4] == "GEMINI_API_KEY=***"
@@ -355,8 +366,8 @@ def test_a_threshold_on_cost_without_a_price_fails_saying_why(tmp_path, monkeypa
                                              "  total_tokens: {max: 1000000}\n"))
     [suite] = run_suites(["suites/science_choice.yaml"]).suites
     assert suite.threshold_failures == [
-        "cost_usd could not be measured: the model has no price (set model.price: {input: USD, output: USD} per 1M "
-        "tokens), or a response reported no token usage"]
+        "cost_usd could not be measured: no price for gemini-3-flash: set model.price: {input: USD, output: USD} "
+        "(per 1M tokens) in the suite"]
 
 
 def test_a_length_correlation_gate_fails_on_length_bias_and_says_why_when_unmeasurable(tmp_path, monkeypatch, offline):
