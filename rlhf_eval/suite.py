@@ -44,6 +44,7 @@ SUITE_METRICS = (
     "accuracy", "pass_at_k", "unparsable_rate", "pairs", "mean_margin", "reward_accuracy",
     "dpo_loss", "frac_zero_spread", "mean_spread", "questions_failed", "mean_tokens", "mean_reasoning_tokens",
     "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "margin_per_token", "margin_length_corr",
+    "maj_at_k", "unique_traces",
 )
 # Metrics that are fractions in [0, 1]: a bound outside it is a mistake (a percentage, say).
 FRACTIONS = frozenset({"accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "reward_accuracy", "frac_zero_spread"})

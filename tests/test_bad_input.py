@@ -130,12 +130,12 @@ CASES = {
         "(did you mean 'frac_zero_spread'?); "
         "known: accuracy, pass_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, frac_zero_spread, "
         "mean_spread, questions_failed, mean_tokens, mean_reasoning_tokens, prompt_tokens, output_tokens, "
-        "total_tokens, cost_usd, margin_per_token, margin_length_corr",
+        "total_tokens, cost_usd, margin_per_token, margin_length_corr, maj_at_k, unique_traces",
     "question_metric_in_suite_thresholds.yaml":
         "question_metric_in_suite_thresholds.yaml:6: suite_thresholds.spread: unknown metric (did you mean "
         "'mean_spread'?); known: accuracy, pass_at_k, unparsable_rate, pairs, mean_margin, reward_accuracy, dpo_loss, "
         "frac_zero_spread, mean_spread, questions_failed, mean_tokens, mean_reasoning_tokens, prompt_tokens, "
-        "output_tokens, total_tokens, cost_usd, margin_per_token, margin_length_corr",
+        "output_tokens, total_tokens, cost_usd, margin_per_token, margin_length_corr, maj_at_k, unique_traces",
     "on_lower_no_interval.yaml":
         "on_lower_no_interval.yaml:6: thresholds.pairs.on: pairs has no interval; `on: lower` works for accuracy, "
         "reward_accuracy, mean_margin, spread",

@@ -139,3 +139,22 @@ def test_a_suite_threshold_with_no_question_scored_names_that_cause(project, off
         "see their errors above)",
         "FAIL suite demo: mean_margin could not be measured (none of its 2 questions was scored: "
         "see their errors above)"])
+
+
+def test_suite_thresholds_gate_maj_at_k_and_unique_traces(tmp_path):
+    """The suite row has maj@k and the unique traces, so a suite gate may name them; replayed from
+    the shipped cassettes."""
+    from conftest import shipped_copy
+    from rlhf_eval import run_suites
+
+    root = shipped_copy(tmp_path)
+    path = root / "suites" / "gsm8k_smoke.yaml"
+    text = path.read_text().replace("suite_thresholds:\n",
+                                    "suite_thresholds:\n  maj_at_k: {min: 0.5}\n  unique_traces: {max: 100}\n")
+    path.write_text(text)
+    report = run_suites([path], cassette_dir=root / "cassettes", rootdir=root)
+    suite = report.suites[0]
+    a = suite.aggregates
+    assert a.maj_at_k < 0.5 and a.unique_traces > 100
+    assert suite.threshold_failures == [f"maj_at_k = {a.maj_at_k:.4g} < min 0.5",
+                                        f"unique_traces = {a.unique_traces} > max 100"]
