@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from .credentials import redact_url, url_problem
@@ -90,6 +90,24 @@ class SuiteError(Exception):
 MAX_SHOWN_PROBLEMS = 20  # a file wrong throughout (a bad edit on every question) needs no 10,000 lines
 
 
+# A number as YAML 1.2 writes it with an exponent and no dot (`1e-3`, `2E5`): PyYAML reads YAML 1.1,
+# where such a plain scalar is text.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def _a_number(value: Any) -> Any:
+    """A suite's numbers: `true` is no number (pydantic would read it as 1.0), nor is text (`"0.5"`),
+    except a number PyYAML left as text (`1e-3`)."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value):
+        return float(value)
+    if isinstance(value, (bool, str)):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_a_number)]
+
+
 class _Strict(BaseModel):
     # `min: .nan` would make a threshold that never fails; `beta: .inf` metrics that are never numbers.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -99,8 +117,8 @@ class PriceConfig(_Strict):
     """What the model's tokens cost, USD per 1M tokens (`rlhf_eval.prices`): prompt tokens at
     `input`, output tokens (answer and thinking) at `output`."""
 
-    input: float = Field(ge=0.0, le=MAX_PRICE)
-    output: float = Field(ge=0.0, le=MAX_PRICE)
+    input: Number = Field(ge=0.0, le=MAX_PRICE)
+    output: Number = Field(ge=0.0, le=MAX_PRICE)
 
 
 class VertexConfig(_Strict):
@@ -184,8 +202,8 @@ class ModelConfig(_Strict):
     provider: Annotated[str, _provider_for("sampler")] = "gemini"
     options: dict[str, Any] = Field(default_factory=dict)  # a team's own provider's settings
     name: str
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    temperature: Number = Field(1.0, ge=0.0, le=2.0)
+    top_p: Number | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=1)
     max_output_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
@@ -228,22 +246,22 @@ class ModelConfig(_Strict):
 
 
 class Rewards(_Strict):
-    correct: float = 1.0
-    incorrect: float = 0.0
-    unparsable: float = 0.0
-    blocked: float = 0.0
-    truncated: float = 0.0
-    error: float = 0.0
+    correct: Number = 1.0
+    incorrect: Number = 0.0
+    unparsable: Number = 0.0
+    blocked: Number = 0.0
+    truncated: Number = 0.0
+    error: Number = 0.0
 
 
 class DPOConfig(_Strict):
-    beta: float = Field(0.1, gt=0.0)
+    beta: Number = Field(0.1, gt=0.0)
     pairing: Literal["all", "best_worst"] = "all"
     length_normalized: bool = False
     reference: Literal["none"] | ScorerConfig = "none"  # a scorer: β·(ℓ − ℓ_ref), as DPO defines it
     loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
-    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
-    simpo_gamma: float = 0.0
+    label_smoothing: Number = Field(0.0, ge=0.0, lt=0.5)
+    simpo_gamma: Number = 0.0
 
 
     @model_validator(mode="after")
@@ -255,12 +273,12 @@ class DPOConfig(_Strict):
 
 class GRPOConfig(_Strict):
     scale_rewards: Literal["group", "none"] = "group"
-    epsilon: float = Field(1e-4, ge=0.0)
+    epsilon: Number = Field(1e-4, ge=0.0)
 
 
 class Bound(_Strict):
-    min: float | None = None
-    max: float | None = None
+    min: Number | None = None
+    max: Number | None = None
     # Which number is compared: the estimate, or a bound of its 95% interval (see README "Statistics").
     on: Literal["point", "lower", "upper"] = "point"
 
@@ -419,8 +437,8 @@ class SuiteSpec(_Strict):
     # TRL's names and shapes (GRPOTrainer(reward_funcs=...), GRPOConfig.reward_weights, the keys of a
     # `trl grpo --config` recipe), so a team's recipe copies over; None: [accuracy], weight 1.
     reward_funcs: list[str] | None = Field(None, min_length=1)
-    # Strict: `true` (or "2") is no weight, though pydantic would read it as 1.0 (2.0).
-    reward_weights: list[Annotated[float, Strict()]] | None = Field(None, min_length=1)
+    # `true` (or "2") is no weight, though pydantic would read it as 1.0 (2.0); `2e0` is (see Number).
+    reward_weights: list[Number] | None = Field(None, min_length=1)
     dpo: DPOConfig = DPOConfig()
     grpo: GRPOConfig = GRPOConfig()
     thresholds: dict[str, Bound] = {}

@@ -115,3 +115,27 @@ def test_question_thresholds_override_suite_thresholds(tmp_path):
 def test_render_keeps_latex_braces():
     assert render(r"Put the answer in \boxed{}. {{literal}} {question}", {"question": "1+1?"}) == \
         r"Put the answer in \boxed{}. {literal} 1+1?"
+
+
+Q = "questions:\n  - {id: a, question: q, answer: 1}\n"
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("model: {name: m, temperature: true}\n", "s.yaml:3: model.temperature: expected a number, got True"),
+    ("reward_weights: [true]\n", "s.yaml:4: reward_weights[0]: expected a number, got True"),
+    ("thresholds:\n  accuracy: {min: true}\n", "s.yaml:5: thresholds.accuracy.min: expected a number, got True"),
+    ("model: {name: m, price: {input: '0.1', output: 1}}\n",
+     "s.yaml:3: model.price.input: expected a number, got '0.1'"),
+    ("rewards: {correct: yes}\n", "s.yaml:4: rewards.correct: expected a number, got True"),
+])
+def test_a_boolean_or_text_is_no_number_in_any_setting(tmp_path, body, expected):
+    head = HEAD if not body.startswith("model:") else "suite: s\nsamples: 2\n"
+    assert error_of(write(tmp_path, head + body + Q)).endswith(expected)
+
+
+def test_numbers_yaml_1_2_writes_with_an_exponent_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads `2e0` and `1e-4` as text; every YAML 1.2 tool reads numbers."""
+    suite = load_suite(write(tmp_path, HEAD + "reward_weights: [2e0]\ngrpo: {epsilon: 1e-4}\nthresholds:\n"
+                                           "  accuracy: {min: 5E-1}\ndpo: {beta: +1e-1}\n" + Q))
+    assert suite.reward_funcs == [("accuracy", 2.0)]
+    assert (suite.spec.grpo.epsilon, suite.spec.thresholds["accuracy"].min, suite.spec.dpo.beta) == (1e-4, 0.5, 0.1)
