@@ -46,6 +46,8 @@ SUITE_METRICS = (
     "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "margin_per_token", "margin_length_corr",
     "maj_at_k", "unique_traces",
 )
+# Question metrics that count traces: at most `samples`.
+TRACE_COUNTS = frozenset(("unique_traces", "nonzero_advantages") + VERDICTS)
 # Metrics that are fractions in [0, 1]: a bound outside it is a mistake (a percentage, say).
 FRACTIONS = frozenset({"accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "reward_accuracy", "frac_zero_spread"})
 # Metrics with a 95% interval, which a threshold may gate on with `on: lower|upper`.
@@ -686,7 +688,8 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
         problems.append(err(("verifier",), f"verifier: {problem}"))
     reward_funcs, reward_problems = _reward_problems(spec, err)
     problems += reward_problems
-    problems += _metric_problems(spec.thresholds, QUESTION_METRICS, ("thresholds",), err, QUESTION_INTERVALS)
+    problems += _metric_problems(spec.thresholds, QUESTION_METRICS, ("thresholds",), err, QUESTION_INTERVALS,
+                                 samples=spec.samples)
     problems += _metric_problems(spec.suite_thresholds, SUITE_METRICS, ("suite_thresholds",), err, SUITE_INTERVALS)
 
     chat_prompt = isinstance(spec.prompt, list)
@@ -794,7 +797,8 @@ def _expand(spec: SuiteSpec, path: Path, lines: dict) -> Suite:
                                  "extra question fields must appear in the prompt as {" + _clip(bad, 40) + "}")
         if q.thresholds:
             threshold_problems = _metric_problems(q.thresholds, QUESTION_METRICS, keypath + ("thresholds",), err,
-                                                  QUESTION_INTERVALS, f"questions[{index}] ({q.id}).thresholds")
+                                                  QUESTION_INTERVALS, f"questions[{index}] ({q.id}).thresholds",
+                                                  samples=spec.samples)
             if threshold_problems:
                 raise threshold_problems[0]
         own = options
@@ -935,9 +939,10 @@ def _checked_verifier(name: str, options: dict) -> tuple[dict, str | None]:
         return options, "regex verifier: the pattern nests too deeply"
 
 
-def _metric_problems(thresholds: dict, allowed, keypath, err, with_interval, shown_key: str = "") -> list:
-    """A SuiteError for each threshold naming an unknown metric, an interval it lacks, or a fraction
-    bound outside 0..1."""
+def _metric_problems(thresholds: dict, allowed, keypath, err, with_interval, shown_key: str = "",
+                     samples: int | None = None) -> list:
+    """A SuiteError for each threshold naming an unknown metric, an interval it lacks, a fraction
+    bound outside 0..1, or (given a question's `samples`) a count of traces above it as a minimum."""
     prefix = shown_key or ".".join(map(str, keypath))
     problems = []
     for name, bound in thresholds.items():
@@ -953,6 +958,9 @@ def _metric_problems(thresholds: dict, allowed, keypath, err, with_interval, sho
                              f"not {value:g} (for 50% write 0.5)")
                          for side, value in (("min", bound.min), ("max", bound.max))
                          if value is not None and not 0.0 <= value <= 1.0]
+        elif name in TRACE_COUNTS and samples is not None and bound.min is not None and bound.min > samples:
+            problems.append(err(keypath + (name, "min"), f"{shown}.min: {bound.min:g} can never be met: a question "
+                                f"has {samples} traces (samples: {samples})"))
     return problems
 
 

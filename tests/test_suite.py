@@ -139,3 +139,14 @@ def test_numbers_yaml_1_2_writes_with_an_exponent_are_numbers(tmp_path):
                                            "  accuracy: {min: 5E-1}\ndpo: {beta: +1e-1}\n" + Q))
     assert suite.reward_funcs == [("accuracy", 2.0)]
     assert (suite.spec.grpo.epsilon, suite.spec.thresholds["accuracy"].min, suite.spec.dpo.beta) == (1e-4, 0.5, 0.1)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("thresholds:\n  unique_traces: {min: 3}\n" + Q, "s.yaml:5: thresholds.unique_traces.min: 3 can never be met: "
+     "a question has 2 traces (samples: 2)"),
+    ("questions:\n  - {id: a, question: q, answer: 1, thresholds: {correct: {min: 2.5}}}\n",
+     "s.yaml:5: questions[0] (a).thresholds.correct.min: 2.5 can never be met: a question has 2 traces (samples: 2)"),
+])
+def test_a_count_of_traces_above_samples_can_never_be_met(tmp_path, body, expected):
+    assert error_of(write(tmp_path, HEAD + body)).endswith(expected)
+    load_suite(write(tmp_path, HEAD + body.replace("min: 3", "min: 2").replace("min: 2.5", "min: 2")))
