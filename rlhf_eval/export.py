@@ -193,7 +193,7 @@ def trl_prompt(prompt: Any, system: str | None) -> Any:
     return prompt
 
 
-def grpo_prompt_row(prompt: Any, answer: str, columns: dict[str, Any], question_id: str,
+def grpo_prompt_row(prompt: Any, answer: str | None, columns: dict[str, Any], question_id: str,
                     pass_rate: float | None, spread: float | None) -> dict[str, Any]:
     """One `grpo_prompts` row: `prompt` (TRL's format, see `trl_prompt`), `answer`, the question's
     columns (its fields, which GRPOTrainer hands to reward functions as the eval did; a column

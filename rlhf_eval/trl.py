@@ -44,7 +44,8 @@ from .reasoning import split_reasoning
 from .suite import Question, Suite, load_suite
 from .types import Trace
 
-__all__ = ["SuiteReward", "SuiteRewardError", "SuiteRewards", "suite_dataset", "suite_rewards"]
+__all__ = ["SuiteReward", "SuiteRewardError", "SuiteRewards", "completion_trace", "suite_dataset", "suite_rewards",
+           "suite_rows"]
 
 NEEDS_DATASETS = "rlhf_eval.trl.suite_dataset needs the datasets library: pip install 'rlhf-eval[trl]'"
 # Where a message TRL's response parser builds (`parse_response`) puts the model's reasoning.
