@@ -182,16 +182,30 @@ def _system(suite: Suite) -> str | None:
     return suite.model.get("system_instruction")
 
 
-def _prompt(suite: Suite, question: Question) -> Any:
-    """The question's prompt in TRL's format: a chat prompt as its messages (the system
-    instruction already first among them), text with a system instruction as [system, user]
-    messages, other text as it is."""
-    if isinstance(question.prompt, list):
-        return [dict(m) for m in question.prompt]
-    system = _system(suite)
+def trl_prompt(prompt: Any, system: str | None) -> Any:
+    """A prompt as sent (`Suite.render_prompt`: text, or a chat with the system instruction already
+    first) in TRL's format: a chat as its messages, text with a system instruction as [system,
+    user] messages (so no turn is lost), other text as it is."""
+    if isinstance(prompt, list):
+        return [dict(m) for m in prompt]
     if system:
-        return [{"role": "system", "content": system}, {"role": "user", "content": question.prompt}]
-    return question.prompt
+        return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+    return prompt
+
+
+def grpo_prompt_row(prompt: Any, answer: str | None, columns: dict[str, Any], question_id: str,
+                    pass_rate: float | None, spread: float | None) -> dict[str, Any]:
+    """One `grpo_prompts` row: `prompt` (TRL's format, see `trl_prompt`), `answer`, the question's
+    columns (its fields, which GRPOTrainer hands to reward functions as the eval did; a column
+    named like one of ours is left out), `question_id`, `pass_rate` and `spread` (None: not
+    measured, as for a suite not yet run: `rlhf_eval.trl.suite_dataset`)."""
+    own = {k: v for k, v in columns.items() if k not in _OWN_COLUMNS}
+    return {"prompt": prompt, "answer": answer, **own, "question_id": question_id, "pass_rate": pass_rate,
+            "spread": spread}
+
+
+def _prompt(suite: Suite, question: Question) -> Any:
+    return trl_prompt(question.prompt, _system(suite))
 
 
 def _completion(suite: Suite, text: str) -> Any:
@@ -258,9 +272,8 @@ def suite_records(suite: Suite, keep: ExportFilter | None = None) -> SuiteExport
                 "chosen_reward": w.reward, "rejected_reward": lo.reward,
                 "chosen_rewards_by_function": w.rewards_by_function,
                 "rejected_rewards_by_function": lo.rewards_by_function})
-        # the question's columns, which GRPOTrainer hands to reward functions as the eval did
+        prompts.append(grpo_prompt_row(prompt, q.answer, q.columns, q.id, m.accuracy, m.spread))
         columns = {k: v for k, v in q.columns.items() if k not in _OWN_COLUMNS}
-        prompts.append({"prompt": prompt, "answer": q.answer, **columns, **common, "spread": m.spread})
         names = sorted({name for t in traces for name in (t.rewards_by_function or {})})
         groups.append({"prompt": prompt, "answer": q.answer, **columns, **common, "spread": m.spread,
                        "completions": [_completion(suite, t.text) for t in traces],

@@ -10,9 +10,7 @@ import pytest
 
 from rlhf_eval.export import export_report
 from rlhf_eval.report_model import Report
-
-CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}"
-                 "{% if add_generation_prompt %}<s>assistant: {% endif %}")
+from tiny_lm import bpe_tokenizer, gpt2, gpt2_config
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,29 +40,7 @@ def exported(shipped_report, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokenizer(exported):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    texts = (exported / "jsonl" / "gsm8k_smoke" / "dpo.jsonl").read_text().splitlines()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=1000, special_tokens=["<s>", "</s>", "<pad>"],
-                                                        show_progress=False,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                                pad_token="<pad>")
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-def _config(tokenizer, **kw):
-    return transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tokenizer), n_positions=1024,
-                                   bos_token_id=0, eos_token_id=1, pad_token_id=2, **kw)
-
-
-def _lm(tokenizer):
-    torch.manual_seed(0)
-    return transformers.GPT2LMHeadModel(_config(tokenizer))
+    return bpe_tokenizer((exported / "jsonl" / "gsm8k_smoke" / "dpo.jsonl").read_text().splitlines())
 
 
 def _args(config_class, tmp_path, **kw):
@@ -97,7 +73,7 @@ def _trains(trainer):
 def test_dpo_trainer_takes_the_dpo_pairs(exported, tokenizer, tmp_path, fmt):
     ds = _load(exported, fmt, "dpo")
     assert isinstance(ds[0]["prompt"], list if fmt == "parquet" else str)  # conversational / standard
-    lm = _lm(tokenizer)
+    lm = gpt2(tokenizer)
     trainer = trl.DPOTrainer(model=lm, ref_model=copy.deepcopy(lm), args=_args(trl.DPOConfig, tmp_path,
                                                                                max_length=256),
                              train_dataset=ds, processing_class=tokenizer)
@@ -107,7 +83,7 @@ def test_dpo_trainer_takes_the_dpo_pairs(exported, tokenizer, tmp_path, fmt):
 
 def test_dpo_trainer_precomputing_reference_logps_takes_them_too(exported, tokenizer, tmp_path):
     """With precompute_ref_log_probs TRL adds `ref_chosen_logps` columns: ours are named apart."""
-    lm = _lm(tokenizer)
+    lm = gpt2(tokenizer)
     trainer = trl.DPOTrainer(model=lm, ref_model=copy.deepcopy(lm),
                              args=_args(trl.DPOConfig, tmp_path, max_length=256, precompute_ref_log_probs=True),
                              train_dataset=_load(exported, "jsonl", "dpo"), processing_class=tokenizer)
@@ -117,7 +93,7 @@ def test_dpo_trainer_precomputing_reference_logps_takes_them_too(exported, token
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_reward_trainer_takes_the_dpo_pairs(exported, tokenizer, tmp_path, fmt):
     torch.manual_seed(0)
-    model = transformers.GPT2ForSequenceClassification(_config(tokenizer, num_labels=1))
+    model = transformers.GPT2ForSequenceClassification(gpt2_config(tokenizer, num_labels=1))
     trainer = trl.RewardTrainer(model=model, args=_args(trl.RewardConfig, tmp_path, max_length=1024),
                                 train_dataset=_load(exported, fmt, "dpo"), processing_class=tokenizer)
     assert len(trainer.train_dataset) > 0  # no pair dropped as too long
@@ -126,7 +102,7 @@ def test_reward_trainer_takes_the_dpo_pairs(exported, tokenizer, tmp_path, fmt):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_sft_trainer_takes_the_sft_rows(exported, tokenizer, tmp_path, fmt):
-    trainer = trl.SFTTrainer(model=_lm(tokenizer), args=_args(trl.SFTConfig, tmp_path, max_length=256),
+    trainer = trl.SFTTrainer(model=gpt2(tokenizer), args=_args(trl.SFTConfig, tmp_path, max_length=256),
                              train_dataset=_load(exported, fmt, "sft"), processing_class=tokenizer)
     labels = trainer.train_dataset[0]["labels"]  # read as prompt-completion: the prompt is masked out
     assert labels[0] == -100 and labels[-1] != -100
@@ -143,7 +119,7 @@ def test_grpo_trainer_takes_the_prompts_and_hands_the_columns_to_reward_function
         return [1.0 if a in str(c) else 0.0 for c, a in zip(completions, answer)]
 
     ds = _load(exported, fmt, "grpo_prompts")
-    trainer = trl.GRPOTrainer(model=_lm(tokenizer), reward_funcs=accuracy, train_dataset=ds,
+    trainer = trl.GRPOTrainer(model=gpt2(tokenizer), reward_funcs=accuracy, train_dataset=ds,
                               args=_args(trl.GRPOConfig, tmp_path, num_generations=2, max_completion_length=4),
                               processing_class=tokenizer)
     _trains(trainer)
