@@ -38,8 +38,9 @@ def _short(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else "…" + text[-limit:])
 
 
-def _load(config: ScorerConfig, what: str):
-    """`AutoModelForCausalLM`/`AutoTokenizer.from_pretrained(config.name, local_files_only=True)`."""
+def _load(config: ScorerConfig, what: str, who: str = "hf scorer"):
+    """`AutoModelForCausalLM`/`AutoTokenizer.from_pretrained(config.name, local_files_only=True)`;
+    ScoringError (one line, naming `who`) when it cannot be loaded."""
     import transformers
 
     name = config.name
@@ -57,12 +58,12 @@ def _load(config: ScorerConfig, what: str):
         if os.path.isdir(os.path.expanduser(name)):
             why = " ".join(str(e).split()) or type(e).__name__
             why = why if len(why) <= 300 else why[:300] + "…"
-            raise ScoringError(f"hf scorer: could not load the {what} from {name}: {why}") from None
+            raise ScoringError(f"{who}: could not load the {what} from {name}: {why}") from None
         if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
-            raise ScoringError(f"hf scorer: no checkpoint at {name}; nothing is downloaded while scoring: "
+            raise ScoringError(f"{who}: no checkpoint at {name}; nothing is downloaded: "
                                f"download it first, e.g. `huggingface-cli download <id> --local-dir {name}`") from None
-        raise ScoringError(f"hf scorer: {name} is neither a checkpoint directory nor in the local Hugging Face "
-                           f"cache; nothing is downloaded while scoring: download it first, e.g. "
+        raise ScoringError(f"{who}: {name} is neither a checkpoint directory nor in the local Hugging Face "
+                           f"cache; nothing is downloaded: download it first, e.g. "
                            f"`huggingface-cli download {name}`") from None
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import threading
 from typing import Any
 
 from ..reasoning import answer_logprobs, split_reasoning
@@ -87,6 +88,9 @@ class HFSampler:
         self._scorer_config = ScorerConfig(provider="hf", name=config.name, device=device, dtype=dtype)
         self._given = (model, tokenizer)
         self._core: Any = None  # the HFScorer that holds model and tokenizer, once loaded
+        # Questions sample concurrently (--rlhf-concurrency): the first to need the checkpoint loads
+        # it for all (two concurrent from_pretrained calls corrupt each other's weights).
+        self._loading = threading.Lock()
         self._version = config.name if model is not None else None
         if model is not None and tokenizer is not None:
             self._load()
@@ -94,13 +98,18 @@ class HFSampler:
     # -- the checkpoint, loaded on first use ----------------------------------------------------
 
     def _load(self):
-        if self._core is None:
-            from .hf import HFScorer  # imports torch
+        with self._loading:
+            if self._core is None:
+                from .hf import HFScorer, _load  # imports torch
 
-            model, tokenizer = self._given
-            self._core = HFScorer(self._scorer_config, model=model, tokenizer=tokenizer)
-            if self._version is None:
-                self._version = model_version(self.config.name)
+                model, tokenizer = self._given
+                if tokenizer is None:
+                    tokenizer = _load(self._scorer_config, "tokenizer", "hf sampler")
+                if model is None:
+                    model = _load(self._scorer_config, "model", "hf sampler")
+                if self._version is None:
+                    self._version = model_version(self.config.name)
+                self._core = HFScorer(self._scorer_config, model=model, tokenizer=tokenizer)
         return self._core
 
     # -- sampling --------------------------------------------------------------------------------
