@@ -85,7 +85,7 @@ def test_max_output_tokens_beyond_the_context_is_one_line(model, tok):
 
 # ----------------------------------------------------------------------------- through a suite's cassettes
 
-def _suite(path, checkpoint, *, temperature=1.0):
+def _suite(path, checkpoint, *, temperature=1.0, reference=True):
     doc = {
         "suite": "tiny_hf",
         "model": {"provider": "hf", "name": str(checkpoint), "temperature": temperature, "max_output_tokens": 8},
@@ -93,6 +93,8 @@ def _suite(path, checkpoint, *, temperature=1.0):
         "seed": 3,
         "prompt": [{"role": "user", "content": "{question}"}],
         "verifier": "exact",
+        # the same checkpoint as the DPO reference: its teacher-forced scores of the sampled texts
+        "dpo": {"reference": {"provider": "hf", "name": str(checkpoint)} if reference else "none"},
         "questions": [{"id": "add", "question": "what is 2+2?", "answer": "4"},
                       {"id": "cat", "question": "where is the cat?", "answer": "mat"}],
     }
@@ -111,13 +113,16 @@ def test_a_suite_records_and_replays_with_the_checkpoint_deleted(model, tok, tmp
     assert [q.get("error") for q in questions] == [None, None]
     traces = [t for q in questions for t in q["traces"]]
     assert all(t["logp"] is not None and t["model_version"].startswith(f"{checkpoint}@") for t in traces)
+    # generation's logps are the reference's (the same checkpoint) teacher-forced scores
+    assert [t["logp"] for t in traces] == pytest.approx([t["ref_logp"] for t in traces], abs=1e-4)
+    assert [t["token_count"] for t in traces] == [t["ref_token_count"] for t in traces]
 
-    # One non-HTTP entry per trace, in seed order, matched like any request.
+    # One non-HTTP entry per trace, in seed order, then the scorer's; matched like any request.
     lines = (cassettes / "tiny_hf" / "add.yaml").read_text().splitlines()[1:-1]
     entries = [json.loads(line.rstrip(",")) for line in lines]
-    assert [e["request"]["uri"] for e in entries] == ["local://hf/generate"] * 4
+    assert [e["request"]["uri"] for e in entries] == ["local://hf/generate"] * 4 + ["local://hf/score"]
     bodies = [json.loads(e["request"]["body"]) for e in entries]
-    assert [b["seed"] for b in bodies] == [3, 4, 5, 6]
+    assert [b.get("seed") for b in bodies] == [3, 4, 5, 6, None]
     assert bodies[0]["prompt"] == [{"role": "user", "content": "what is 2+2?"}] and bodies[0]["temperature"] == 1.0
 
     shutil.rmtree(checkpoint)
@@ -133,7 +138,7 @@ def test_a_suite_records_and_replays_with_the_checkpoint_deleted(model, tok, tmp
 def test_a_missing_checkpoint_is_one_line_when_recording(tmp_path):
     from rlhf_eval import run_suites
 
-    suite = _suite(tmp_path / "tiny.yaml", tmp_path / "no-such-checkpoint")
+    suite = _suite(tmp_path / "tiny.yaml", tmp_path / "no-such-checkpoint", reference=False)
     report = run_suites([suite], record_mode="once", cassette_dir=tmp_path / "cassettes", rootdir=tmp_path).to_dict()
     error = report["suites"][0]["questions"][0]["error"]
     assert "\n" not in error and error.startswith(f"hf sampler: no checkpoint at {tmp_path / 'no-such-checkpoint'}")
