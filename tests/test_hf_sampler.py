@@ -143,3 +143,35 @@ def test_a_missing_checkpoint_is_one_line_when_recording(tmp_path):
     error = report["suites"][0]["questions"][0]["error"]
     assert "\n" not in error and error.startswith(f"hf sampler: no checkpoint at {tmp_path / 'no-such-checkpoint'}")
     assert not (tmp_path / "cassettes" / "tiny_hf" / "add.yaml").exists()
+
+
+def test_a_reference_added_after_recording_is_a_stale_cassette_and_a_bad_entry_is_the_cassettes(model, tok, tmp_path):
+    from rlhf_eval import run_suites
+
+    checkpoint = tiny_lm.save_checkpoint(tmp_path / "tiny-policy", model, tok)
+    cassettes = tmp_path / "cassettes"
+    suite = _suite(tmp_path / "tiny.yaml", checkpoint, reference=False)
+    run_suites([suite], record_mode="once", cassette_dir=cassettes, rootdir=tmp_path)
+    shutil.rmtree(checkpoint)
+    report = run_suites([_suite(suite, checkpoint)], cassette_dir=cassettes, rootdir=tmp_path).to_dict()
+    error = report["suites"][0]["questions"][0]["error"]
+    assert error.startswith("stale cassette ") and "holds no answer to local://hf/score" in error, error
+
+    add = cassettes / "tiny_hf" / "add.yaml"
+    add.write_text(add.read_text().replace('\\"finish_reason\\":', '\\"finished\\":', 1))
+    report = run_suites([_suite(suite, checkpoint, reference=False)], cassette_dir=cassettes,
+                        rootdir=tmp_path).to_dict()
+    error = report["suites"][0]["questions"][0]["error"]
+    assert error.startswith("cassette ") and "interaction 1 of 4" in error, error
+    assert "finish_reason" in error and "\n" not in error, error
+
+
+def test_reasoning_is_split_off_and_the_logp_is_the_answers():
+    from rlhf_eval.backends.hf_sampler import _trace
+
+    tokens = ["<think>", "hm", "</think>", " ", "4"]
+    result = {"text": "".join(tokens), "tokens": tokens, "logprobs": [-1.0, -2.0, -3.0, -0.5, -0.25],
+              "finish_reason": "STOP", "model_version": "m@1", "prompt_tokens": 5, "stop_token_id": 1}
+    trace = _trace(result, 0, ("<think>", "</think>"))
+    assert (trace.text, trace.reasoning, trace.logp, trace.token_count) == ("4", "hm", -0.25, 1)
+    assert (trace.reasoning_tokens, trace.output_tokens) == (4, 6)

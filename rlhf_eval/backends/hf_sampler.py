@@ -121,6 +121,9 @@ class HFSampler:
                 "top_k": c.top_k, "max_output_tokens": c.max_output_tokens, "dtype": self._scorer_config.dtype}
 
     def sample(self, prompt: Prompt, k: int, seed: int) -> list[Trace]:
+        if isinstance(prompt, str) and self.config.system_instruction:
+            # As the openai provider's completions endpoint: a text prompt has no system turn.
+            prompt = f"{self.config.system_instruction}\n\n{prompt}"
         seeds = [seed + i for i in range(k)]
         requests = [local_request("hf", "generate", self._body(prompt, s)) for s in seeds]
         traces: list[Trace | None] = [None] * k
