@@ -59,6 +59,23 @@ def test_generation_logprobs_equal_the_hf_scorers_teacher_forced_scores(model, t
         assert trace.token_count == score.token_count == len(tok(trace.text, add_special_tokens=False).input_ids)
         assert trace.logp == pytest.approx(score.logp, abs=1e-4)
         assert trace.logp_source.startswith("hf generate")
+        assert "text_retokenizes" not in trace.extra  # one token per character: always the sampled ones
+
+
+def test_a_text_that_re_encodes_to_other_tokens_says_so():
+    """A random model over a BPE vocabulary emits token sequences its tokenizer would not produce:
+    the trace says so, as the scorer's logp of the text is then of other tokens."""
+    tok = tiny_lm.bpe_tokenizer()
+    model = tiny_lm.gpt2(len(tok))
+    prompt = "Q: what is two plus two\n"
+    traces = _sampler(model, tok).sample(prompt, 4, 0)
+    scores = HFScorer(ScorerConfig(provider="hf", name="tiny"), model=model, tokenizer=tok).score(
+        prompt, [t.text for t in traces])
+    assert any(t.extra.get("text_retokenizes") is False for t in traces)
+    for trace, score in zip(traces, scores):
+        sampled_tokens = tok(trace.text, add_special_tokens=False).input_ids
+        assert (trace.extra.get("text_retokenizes", True)
+                is (len(sampled_tokens) == trace.token_count and abs(score.logp - trace.logp) < 1e-4))
 
 
 def test_each_trace_has_its_own_seed_whatever_the_batching(model, tok):

@@ -13,7 +13,8 @@ then `top_p` (nucleus, keeping at least one token) — but a trace's `logp` is t
 temperature-scaled, truncated sampling distribution. The stop token (EOS) ends a trace and is
 not part of its text, its `logp` or its `token_count` (it is counted in `output_tokens`). A text
 whose tokenizer re-encoding is the generated tokens gets the scorer's score exactly; a model that
-emits a non-canonical token sequence (rare for a trained model) has the sampled sequence's logp.
+emits a non-canonical token sequence (rare for a trained model) has the sampled sequence's logp,
+and its trace says so (`extra["text_retokenizes"] = False`).
 
 Every trace is one entry of the question's cassette (`rlhf_eval.recording.local`): replay reads
 it without loading the checkpoint (nor importing torch).
@@ -182,22 +183,23 @@ class HFSampler:
                 out = model(input_ids=step_ids, **{cache_arg: past}, **kwargs)
                 past = getattr(out, cache_arg)
                 logits = out.logits[:, -1, :].float()
-                raw = torch.log_softmax(logits, dim=-1).to("cpu", torch.float64)
-                chosen = []
-                for row in range(n):
+                # a finished row is fed a pad token to keep the batch rectangular; never read
+                chosen = [core._pad_id if done[row] else self._choose(logits[row], generators[row])
+                          for row in range(n)]
+                picked = torch.tensor(chosen, dtype=torch.long, device=device)
+                # the raw model's log-probability of each chosen token (see the module's docstring)
+                raw = (logits.gather(1, picked.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=-1)).tolist()
+                for row, token in enumerate(chosen):
                     if done[row]:
-                        chosen.append(core._pad_id)  # fed to keep the batch rectangular; never read
                         continue
-                    token = self._choose(logits[row], generators[row])
-                    chosen.append(token)
                     if token in stops:
                         stopped[row], done[row] = token, True
                     else:
                         out_ids[row].append(token)
-                        out_lp[row].append(float(raw[row, token]))
+                        out_lp[row].append(float(raw[row]))
                 if all(done) or step == max_new - 1:
                     break
-                step_ids = torch.tensor(chosen, dtype=torch.long, device=device).unsqueeze(1)
+                step_ids = picked.unsqueeze(1)
         return [_result(tok, out_ids[r], out_lp[r], stopped[r], len(ids), self._version or self.config.name)
                 for r in range(n)]
 
@@ -271,7 +273,10 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
 def _result(tokenizer, ids: list[int], logprobs: list[float], stop: int | None, prompt_tokens: int,
             version: str) -> dict[str, Any]:
     text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    # Whether a teacher-forced scorer, which re-encodes the text, scores the very tokens sampled.
+    retokenizes = [int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]] == ids
     return {"model_version": version, "text": text, "token_ids": ids, "tokens": _token_texts(tokenizer, ids),
+            "retokenizes": retokenizes,
             "logprobs": logprobs, "finish_reason": "STOP" if stop is not None else "MAX_TOKENS",
             "stop_token_id": stop, "prompt_tokens": prompt_tokens}
 
@@ -292,8 +297,11 @@ def _trace(result: Any, seed: int, tags) -> Trace:
     if not values:  # nothing generated before the stop token: an empty answer, honestly scored 0
         logp, count, note = (0.0, 0, None) if stop is not None else (None, None, note)
     reasoning_tokens = len(values) - count if split.tagged and count is not None else None
+    # Said only when false: the text re-encodes to other tokens than were sampled, so a scorer's
+    # teacher-forced logp of it (a reference's, say) is of other tokens than this one.
+    extra = {} if result.get("retokenizes", True) is not False else {"text_retokenizes": False}
     return Trace(text=split.answer, finish_reason=finish, token_count=count, logp=logp, seed=seed,
                  model_version=version, logp_source=LOGP_SOURCE if logp is not None else None,
                  reasoning=split.reasoning, reasoning_tokens=reasoning_tokens, logp_note=note,
                  answer_missing=split.answer_missing, prompt_tokens=prompt_tokens,
-                 output_tokens=len(values) + (1 if stop is not None else 0))
+                 output_tokens=len(values) + (1 if stop is not None else 0), extra=extra)
