@@ -192,3 +192,15 @@ def test_reasoning_is_split_off_and_the_logp_is_the_answers():
     trace = _trace(result, 0, ("<think>", "</think>"))
     assert (trace.text, trace.reasoning, trace.logp, trace.token_count) == ("4", "hm", -0.25, 1)
     assert (trace.reasoning_tokens, trace.output_tokens) == (4, 6)
+
+
+def test_a_given_model_is_sampled_as_it_is_and_keeps_its_mode(tok):
+    """A trainer's live policy: not cast or moved in place, and back in training mode afterwards."""
+    import torch
+
+    policy = tiny_lm.gpt2(len(tok), seed=1).to(torch.bfloat16).train()
+    sampler = _sampler(policy, tok)
+    traces = sampler.sample("Q: hi\nA:", 2, 0)
+    assert all(t.logp is not None for t in traces)
+    assert next(policy.parameters()).dtype == torch.bfloat16 and policy.training
+    assert sampler._body("x", 0)["dtype"] == "bfloat16"

@@ -95,11 +95,15 @@ class HFScorer:
     an answer that may be recorded, so a replay never reads it. `policy` is every provider's; a
     local model sends no requests."""
 
-    def __init__(self, config: ScorerConfig, *, model=None, tokenizer=None, replay: bool = False, policy=None):
+    def __init__(self, config: ScorerConfig, *, model=None, tokenizer=None, replay: bool = False, policy=None,
+                 as_is: bool = False):
+        """`as_is`: use the given `model` on its device and in its dtype (a trainer's live policy,
+        which must not be cast in place), ignoring `config.device`/`config.dtype`."""
         self.config = config
         self.name = f"hf:{config.name}"
         self.batch_size = config.batch_size
-        self.device = torch.device(config.device)
+        self._as_is = as_is and model is not None
+        self.device = next(model.parameters()).device if self._as_is else torch.device(config.device)
         self._loading = threading.Lock()
         self._loaded = False
         self._given = (model, tokenizer)
@@ -118,7 +122,7 @@ class HFScorer:
     def _attach(self, model, tokenizer) -> None:
         config = self.config
         self.tokenizer = tokenizer
-        self.model = model.to(device=self.device, dtype=_DTYPES[config.dtype]).eval()
+        self.model = model if self._as_is else model.to(device=self.device, dtype=_DTYPES[config.dtype]).eval()
 
         tok = self.tokenizer
         self._fast = bool(getattr(tok, "is_fast", False))

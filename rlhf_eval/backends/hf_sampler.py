@@ -81,12 +81,16 @@ class HFSampler:
     without `max_output_tokens` a trace runs until EOS or the model's context is full."""
 
     def __init__(self, config: ModelConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL,
-                 model=None, tokenizer=None, batch_size: int = 8, device: str = "cpu",
-                 dtype: str = "float32") -> None:
+                 model=None, tokenizer=None, batch_size: int = 8, device: str | None = None,
+                 dtype: str | None = None) -> None:
         self.config = config
         self.policy = policy
         self.batch_size = batch_size
-        self._scorer_config = ScorerConfig(provider="hf", name=config.name, device=device, dtype=dtype)
+        # A given model without a device or dtype is used where it is, in its dtype (a trainer's
+        # live policy must not be cast in place); a loaded one goes to cpu in float32 by default.
+        self._as_is = model is not None and device is None and dtype is None
+        self._scorer_config = ScorerConfig(provider="hf", name=config.name, device=device or "cpu",
+                                           dtype=dtype or "float32")
         self._given = (model, tokenizer)
         self._core: Any = None  # the HFScorer that holds model and tokenizer, once loaded
         # Questions sample concurrently (--rlhf-concurrency): the first to need the checkpoint loads
@@ -110,8 +114,15 @@ class HFSampler:
                     model = _load(self._scorer_config, "model", "hf sampler")
                 if self._version is None:
                     self._version = model_version(self.config.name)
-                self._core = HFScorer(self._scorer_config, model=model, tokenizer=tokenizer)
+                self._core = HFScorer(self._scorer_config, model=model, tokenizer=tokenizer, as_is=self._as_is)
         return self._core
+
+    def _dtype(self) -> str:
+        """The dtype traces are computed in: the setting, or a model used as it is given."""
+        if self._as_is:
+            dtype = next(self._given[0].parameters()).dtype
+            return str(dtype).removeprefix("torch.")
+        return self._scorer_config.dtype
 
     # -- sampling --------------------------------------------------------------------------------
 
@@ -119,7 +130,7 @@ class HFSampler:
         """The canonical request of one trace: what the suite says, nothing read from the checkpoint."""
         c = self.config
         return {"model": c.name, "prompt": prompt, "seed": seed, "temperature": c.temperature, "top_p": c.top_p,
-                "top_k": c.top_k, "max_output_tokens": c.max_output_tokens, "dtype": self._scorer_config.dtype}
+                "top_k": c.top_k, "max_output_tokens": c.max_output_tokens, "dtype": self._dtype()}
 
     def sample(self, prompt: Prompt, k: int, seed: int) -> list[Trace]:
         if isinstance(prompt, str) and self.config.system_instruction:
@@ -143,10 +154,8 @@ class HFSampler:
 
     def _generate(self, prompt: Prompt, seeds: list[int]) -> list[dict[str, Any]]:
         """One result (the cassette's response body) per seed, all in one batch."""
-        import torch
-
         core = self._load()
-        tok, model = core.tokenizer, core.model
+        model = core.model
         context = core.context(prompt)
         ids = _prompt_ids(core, context)
         limit = core._max_len
@@ -162,9 +171,19 @@ class HFSampler:
             raise SamplingError(f"hf:{self.config.name}: the prompt ({len(ids)} tokens) + max_output_tokens "
                                 f"({max_new}) is more than the model's {limit} positions; lower "
                                 f"max_output_tokens to {room} or less", permanent=True)
+        training = model.training
+        model.eval()  # no dropout while sampling; a trainer's policy gets its mode back below
+        try:
+            return self._steps(core, ids, seeds, max_new)
+        finally:
+            model.train(training)
+
+    def _steps(self, core, ids: list[int], seeds: list[int], max_new: int) -> list[dict[str, Any]]:
+        """Sample up to `max_new` tokens after prompt `ids` for each seed, one row per seed."""
+        import torch
+
+        tok, model, device, n = core.tokenizer, core.model, core.device, len(seeds)
         stops = _stop_ids(model, tok)
-        n = len(seeds)
-        device = core.device
         generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         out_ids: list[list[int]] = [[] for _ in range(n)]
         out_lp: list[list[float]] = [[] for _ in range(n)]
