@@ -102,6 +102,16 @@ def _hf():
     return HFScorer
 
 
+def _hf_sampler():
+    from .backends.hf_sampler import HFSampler
+    return HFSampler
+
+
+def _hf_seed(body: Any) -> int | None:
+    from .backends.hf_sampler import request_seed
+    return request_seed(body)
+
+
 def _gemini_seed(body: Any) -> int | None:
     from .backends.gemini import request_seed  # the backend builds the body, so it knows where the seed is
     return request_seed(body)
@@ -119,7 +129,8 @@ provider("gemini-legacy", key_envs=_GOOGLE_KEYS, needs="google.generativeai",
 PROVIDERS.register("openai", Provider("openai", sampler=_openai_sampler, scorer=_openai_scorer,
                                       key_envs=("OPENAI_API_KEY",), needs="openai", install="rlhf-eval[openai]",
                                       request_seed=_openai_seed))
-PROVIDERS.register("hf", Provider("hf", scorer=_hf, needs="transformers", install="rlhf-eval[hf]"))
+PROVIDERS.register("hf", Provider("hf", sampler=_hf_sampler, scorer=_hf, needs="transformers", install="rlhf-eval[hf]",
+                                  request_seed=_hf_seed))
 BUILT_IN = frozenset(PROVIDERS.registered())  # registered before any team's code can run
 
 

@@ -91,7 +91,7 @@ CASES = {
         "unknown_key_source.yaml:7: questions.answer_feild: unknown key (did you mean 'answer_field'?)",
     "unknown_provider.yaml":
         "unknown_provider.yaml:3: model.provider: unknown sampler provider 'anthropic'; known: gemini, gemini-legacy, "
-        "openai",
+        "hf, openai",
     # --- missing required fields ---
     "missing_suite.yaml": "missing_suite.yaml:1: suite: required key is missing",
     "not_a_suite.yaml": "not_a_suite.yaml:1: not a suite: none of `suite`, `model`, `samples`, `questions` is here; "

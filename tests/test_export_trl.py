@@ -10,7 +10,7 @@ import pytest
 
 from rlhf_eval.export import export_report
 from rlhf_eval.report_model import Report
-from tiny_lm import bpe_tokenizer, gpt2, gpt2_config
+from tiny_lm import trl_bpe_tokenizer, trl_gpt2, trl_gpt2_config
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,7 +40,7 @@ def exported(shipped_report, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokenizer(exported):
-    return bpe_tokenizer((exported / "jsonl" / "gsm8k_smoke" / "dpo.jsonl").read_text().splitlines())
+    return trl_bpe_tokenizer((exported / "jsonl" / "gsm8k_smoke" / "dpo.jsonl").read_text().splitlines())
 
 
 def _args(config_class, tmp_path, **kw):
@@ -73,7 +73,7 @@ def _trains(trainer):
 def test_dpo_trainer_takes_the_dpo_pairs(exported, tokenizer, tmp_path, fmt):
     ds = _load(exported, fmt, "dpo")
     assert isinstance(ds[0]["prompt"], list if fmt == "parquet" else str)  # conversational / standard
-    lm = gpt2(tokenizer)
+    lm = trl_gpt2(tokenizer)
     trainer = trl.DPOTrainer(model=lm, ref_model=copy.deepcopy(lm), args=_args(trl.DPOConfig, tmp_path,
                                                                                max_length=256),
                              train_dataset=ds, processing_class=tokenizer)
@@ -83,7 +83,7 @@ def test_dpo_trainer_takes_the_dpo_pairs(exported, tokenizer, tmp_path, fmt):
 
 def test_dpo_trainer_precomputing_reference_logps_takes_them_too(exported, tokenizer, tmp_path):
     """With precompute_ref_log_probs TRL adds `ref_chosen_logps` columns: ours are named apart."""
-    lm = gpt2(tokenizer)
+    lm = trl_gpt2(tokenizer)
     trainer = trl.DPOTrainer(model=lm, ref_model=copy.deepcopy(lm),
                              args=_args(trl.DPOConfig, tmp_path, max_length=256, precompute_ref_log_probs=True),
                              train_dataset=_load(exported, "jsonl", "dpo"), processing_class=tokenizer)
@@ -93,7 +93,7 @@ def test_dpo_trainer_precomputing_reference_logps_takes_them_too(exported, token
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_reward_trainer_takes_the_dpo_pairs(exported, tokenizer, tmp_path, fmt):
     torch.manual_seed(0)
-    model = transformers.GPT2ForSequenceClassification(gpt2_config(tokenizer, num_labels=1))
+    model = transformers.GPT2ForSequenceClassification(trl_gpt2_config(tokenizer, num_labels=1))
     trainer = trl.RewardTrainer(model=model, args=_args(trl.RewardConfig, tmp_path, max_length=1024),
                                 train_dataset=_load(exported, fmt, "dpo"), processing_class=tokenizer)
     assert len(trainer.train_dataset) > 0  # no pair dropped as too long
@@ -102,7 +102,7 @@ def test_reward_trainer_takes_the_dpo_pairs(exported, tokenizer, tmp_path, fmt):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_sft_trainer_takes_the_sft_rows(exported, tokenizer, tmp_path, fmt):
-    trainer = trl.SFTTrainer(model=gpt2(tokenizer), args=_args(trl.SFTConfig, tmp_path, max_length=256),
+    trainer = trl.SFTTrainer(model=trl_gpt2(tokenizer), args=_args(trl.SFTConfig, tmp_path, max_length=256),
                              train_dataset=_load(exported, fmt, "sft"), processing_class=tokenizer)
     labels = trainer.train_dataset[0]["labels"]  # read as prompt-completion: the prompt is masked out
     assert labels[0] == -100 and labels[-1] != -100
@@ -119,7 +119,7 @@ def test_grpo_trainer_takes_the_prompts_and_hands_the_columns_to_reward_function
         return [1.0 if a in str(c) else 0.0 for c, a in zip(completions, answer)]
 
     ds = _load(exported, fmt, "grpo_prompts")
-    trainer = trl.GRPOTrainer(model=gpt2(tokenizer), reward_funcs=accuracy, train_dataset=ds,
+    trainer = trl.GRPOTrainer(model=trl_gpt2(tokenizer), reward_funcs=accuracy, train_dataset=ds,
                               args=_args(trl.GRPOConfig, tmp_path, num_generations=2, max_completion_length=4),
                               processing_class=tokenizer)
     _trains(trainer)

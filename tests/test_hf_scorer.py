@@ -7,6 +7,7 @@ import math
 import pytest
 import yaml
 
+import tiny_lm
 from conftest import TEST_KEY
 from rlhf_eval.sampling import Score, Scorer, ScoringError
 from rlhf_eval.suite import ScorerConfig
@@ -16,49 +17,23 @@ from rlhf_eval.suite import ScorerConfig
 def _libraries():
     """torch and transformers load when these tests run, not while pytest collects: importing them
     took ~9 s in every xdist worker."""
-    global torch, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    global GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, HFScorer
+    global torch, GPT2Config, GPT2LMHeadModel, HFScorer
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("tokenizers")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     from rlhf_eval.backends.hf import HFScorer
 
 
-CORPUS = [
-    "Question: what is two plus two\nAnswer:\nThe answer is four.",
-    "Question: where is the cat\nAnswer:\nThe cat sat on the mat.",
-    "the answer is the answer, and the cat is the cat",
-    "hello world, two plus three is five, answer answer answer",
-] * 20
 TEMPLATE = "Question: {prompt}\nAnswer:\n"
 PROMPTS = ["what is two plus two", "where is the cat"]
 COMPLETIONS = ["The answer is four.", " four", "4", "The cat sat on the mat, hello world!", "é ünï ☃", "\n\nanswer"]
+_tokenizer = tiny_lm.bpe_tokenizer  # shared with the hf sampler's tests
 
 
-def _tokenizer(*, bos_template: bool = True) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on CORPUS; with `bos_template`, it puts <s> before every text (like
-    Llama's), otherwise it adds nothing and trims offsets (like GPT-2's)."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=360, special_tokens=["<s>", "</s>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer)
-    if bos_template:
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
-    else:
-        tok.post_processor = processors.ByteLevel(trim_offsets=True)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
-
-
-def _model(vocab_size: int) -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=vocab_size, n_positions=128,
-                     bos_token_id=0, eos_token_id=1)
-    return GPT2LMHeadModel(cfg).eval()
+def _model(vocab_size: int):
+    return tiny_lm.gpt2(vocab_size)
 
 
 @pytest.fixture(scope="module")

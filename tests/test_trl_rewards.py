@@ -169,7 +169,7 @@ def test_grpo_trainer_trains_two_steps_and_logs_the_evals_rewards(tmp_path, monk
     trl = pytest.importorskip("trl")
     import transformers
 
-    from tiny_lm import gpt2, word_tokenizer
+    from tiny_lm import trl_gpt2, word_tokenizer
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -185,7 +185,7 @@ def test_grpo_trainer_trains_two_steps_and_logs_the_evals_rewards(tmp_path, monk
                           per_device_train_batch_size=4, num_generations=2, max_completion_length=8,
                           save_strategy="no", use_cpu=True, seed=0,
                           **({} if conversational else {"reward_weights": rewards.weights}))
-    trainer = trl.GRPOTrainer(model=gpt2(tokenizer), reward_funcs=rewards, train_dataset=dataset, args=args,
+    trainer = trl.GRPOTrainer(model=trl_gpt2(tokenizer), reward_funcs=rewards, train_dataset=dataset, args=args,
                               processing_class=tokenizer)
     logged = []
 

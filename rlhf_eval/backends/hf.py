@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
-from ..sampling import Prompt, Score, ScoringError
+from ..recording.local import local_request, record, replayed
+from ..sampling import MalformedBody, Prompt, Score, ScoringError, checking_replay
 from ..suite import ScorerConfig
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -38,8 +40,9 @@ def _short(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else "…" + text[-limit:])
 
 
-def _load(config: ScorerConfig, what: str):
-    """`AutoModelForCausalLM`/`AutoTokenizer.from_pretrained(config.name, local_files_only=True)`."""
+def _load(config: ScorerConfig, what: str, who: str = "hf scorer"):
+    """`AutoModelForCausalLM`/`AutoTokenizer.from_pretrained(config.name, local_files_only=True)`;
+    ScoringError (one line, naming `who`) when it cannot be loaded."""
     import transformers
 
     name = config.name
@@ -57,13 +60,25 @@ def _load(config: ScorerConfig, what: str):
         if os.path.isdir(os.path.expanduser(name)):
             why = " ".join(str(e).split()) or type(e).__name__
             why = why if len(why) <= 300 else why[:300] + "…"
-            raise ScoringError(f"hf scorer: could not load the {what} from {name}: {why}") from None
+            raise ScoringError(f"{who}: could not load the {what} from {name}: {why}") from None
         if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
-            raise ScoringError(f"hf scorer: no checkpoint at {name}; nothing is downloaded while scoring: "
+            raise ScoringError(f"{who}: no checkpoint at {name}; nothing is downloaded: "
                                f"download it first, e.g. `huggingface-cli download <id> --local-dir {name}`") from None
-        raise ScoringError(f"hf scorer: {name} is neither a checkpoint directory nor in the local Hugging Face "
-                           f"cache; nothing is downloaded while scoring: download it first, e.g. "
+        raise ScoringError(f"{who}: {name} is neither a checkpoint directory nor in the local Hugging Face "
+                           f"cache; nothing is downloaded: download it first, e.g. "
                            f"`huggingface-cli download {name}`") from None
+
+
+def _recorded_scores(result: Any, n: int) -> list[Score] | None:
+    """The scores of a recorded `local://hf/score` result (None: nothing recorded)."""
+    if result is None:
+        return None
+    rows = result.get("scores") if isinstance(result, dict) else None
+    if not (isinstance(rows, list) and len(rows) == n
+            and all(isinstance(r, list) and len(r) == 2 and isinstance(r[0], (int, float)) and type(r[1]) is int
+                    for r in rows)):
+        raise MalformedBody(f"a local://hf/score result without {n} [logp, token count] pairs")
+    return [Score(float(logp), count) for logp, count in rows]
 
 
 class HFScorer:
@@ -73,17 +88,41 @@ class HFScorer:
     `model`/`tokenizer` may be given (tests); otherwise both are loaded from `config.name` with
     `local_files_only=True`. The model is moved to `config.device`, cast to `config.dtype` (in place,
     as `nn.Module.to` does) and put in eval mode. A slow tokenizer (no offsets) is accepted: then the
-    context's ids must be a prefix of the full text's ids."""
+    context's ids must be a prefix of the full text's ids.
 
-    def __init__(self, config: ScorerConfig, *, model=None, tokenizer=None, replay: bool = False, policy=None):
-        # `replay` and `policy` are every provider's; a local model neither records nor sends requests.
+    Each `score` call is one entry of the question's cassette (`POST local://hf/score`, see
+    `rlhf_eval.recording.local`); with `replay` the checkpoint is loaded only if the cassette lacks
+    an answer that may be recorded, so a replay never reads it. `policy` is every provider's; a
+    local model sends no requests."""
+
+    def __init__(self, config: ScorerConfig, *, model=None, tokenizer=None, replay: bool = False, policy=None,
+                 as_is: bool = False):
+        """`as_is`: use the given `model` on its device and in its dtype (a trainer's live policy,
+        which must not be cast in place), ignoring `config.device`/`config.dtype`."""
         self.config = config
         self.name = f"hf:{config.name}"
         self.batch_size = config.batch_size
-        self.device = torch.device(config.device)
-        self.tokenizer = tokenizer if tokenizer is not None else _load(config, "tokenizer")
-        model = model if model is not None else _load(config, "model")
-        self.model = model.to(device=self.device, dtype=_DTYPES[config.dtype]).eval()
+        self._as_is = as_is and model is not None
+        self.device = next(model.parameters()).device if self._as_is else torch.device(config.device)
+        self._loading = threading.Lock()
+        self._loaded = False
+        self._given = (model, tokenizer)
+        if not replay or model is not None or tokenizer is not None:
+            self._load_checkpoint()
+
+    def _load_checkpoint(self) -> None:
+        """Load (once, whichever thread asks first) the model and tokenizer not given."""
+        with self._loading:
+            if not self._loaded:
+                model, tokenizer = self._given
+                self._attach(model if model is not None else _load(self.config, "model"),
+                             tokenizer if tokenizer is not None else _load(self.config, "tokenizer"))
+                self._loaded = True
+
+    def _attach(self, model, tokenizer) -> None:
+        config = self.config
+        self.tokenizer = tokenizer
+        self.model = model if self._as_is else model.to(device=self.device, dtype=_DTYPES[config.dtype]).eval()
 
         tok = self.tokenizer
         self._fast = bool(getattr(tok, "is_fast", False))
@@ -192,6 +231,18 @@ class HFScorer:
     def score(self, prompt: Prompt, completions: Sequence[str]) -> list[Score]:
         if isinstance(completions, str):
             raise TypeError("completions must be a sequence of strings, not one string")
+        c = self.config
+        request = local_request("hf", "score", {"model": c.name, "template": c.template, "dtype": c.dtype,
+                                                "prompt": prompt, "completions": list(completions)})
+        found = checking_replay(lambda: _recorded_scores(replayed(request), len(completions)))
+        if found is not None:
+            return found
+        self._load_checkpoint()
+        scores = self._score(prompt, completions)
+        record(request, {"scores": [[s.logp, s.token_count] for s in scores]})
+        return scores
+
+    def _score(self, prompt: Prompt, completions: Sequence[str]) -> list[Score]:
         context = self.context(prompt)
         ctx_ids = [int(t) for t in self._encode(context)]
         seqs = []

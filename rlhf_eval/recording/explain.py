@@ -42,6 +42,11 @@ def explain_mismatch(new, recorded: list, path: Path, hint: str) -> str:
             seeds = [s for _, s in seeded]
             return (f"stale cassette {shown}: it holds seeds {_span(seeds)} ({len(seeds)} requests) but this run "
                     f"asks for seed {seed} (did `samples` or `seed` change?){fix}")
+    if new.uri.startswith("local://") and not any(r.uri == new.uri for r in recorded):
+        # A local model's call (`recording.local`) the cassette never saw: diffing it against an
+        # HTTP request would only list every field as changed.
+        return (f"stale cassette {shown}: it holds no answer to {new.uri} (a local model the suite now uses, "
+                f"e.g. a scorer or reference added since it was recorded){fix}")
     old = same_seed[0] if same_seed else recorded[0]
     diffs = []
     if old.method != new.method:
