@@ -357,15 +357,14 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
         cs = compare_suite(s, b)
         notes += [f"suite {s.name}: {key} changed: {show_setting(c.baseline)} → {show_setting(c.current)}"
                   for key, c in cs.settings_changed.items()]
+        both = len(s.questions) - len(cs.only_in_current)  # the questions both runs have
         if cs.prompts_changed:
-            shared = len(s.questions) - len(cs.only_in_current)
-            notes.append(f"suite {s.name}: prompt changed on {len(cs.prompts_changed)} of the {shared} questions "
+            notes.append(f"suite {s.name}: prompt changed on {len(cs.prompts_changed)} of the {both} questions "
                          f"both runs have ({_first(cs.prompts_changed)})")
         for ids, what in ((cs.only_in_baseline, f"of baseline {baseline_name} did not run"),
                           (cs.only_in_current, f"are not in baseline {baseline_name}")):
             if ids:
                 notes.append(f"suite {s.name}: {len(ids)} question{'s' * (len(ids) != 1)} {what} ({_first(ids)})")
-        both = len(s.questions) - len(cs.only_in_current)
         if (cs.only_in_baseline or cs.only_in_current) and both:
             notes.append(f"suite {s.name}: its metrics below are compared over the {both} question"
                          f"{'s' * (both != 1)} both runs have")

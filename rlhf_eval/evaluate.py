@@ -276,7 +276,7 @@ def token_usage(traces, price: Price | None) -> dict[str, int | float | None]:
     prompt, output = total("prompt_tokens", True), total("output_tokens", True)
     both = prompt is not None and output is not None
     return {"prompt_tokens": prompt, "output_tokens": output,
-            "total_tokens": prompt + output if prompt is not None and output is not None else None,
+            "total_tokens": prompt + output if both else None,  # type: ignore[operator]
             "answer_tokens": total("token_count", False), "thinking_tokens": total("reasoning_tokens", False),
             "cost_usd": price.cost(prompt, output) if price is not None and both else None}  # type: ignore[arg-type]
 

@@ -39,9 +39,9 @@ from typing import Any, Sequence
 
 from .evaluate import suite_rewards as _question_rewards
 from .evaluate import verdict_for
-from .export import grpo_prompt_row, trl_prompt
+from .export import _key, grpo_prompt_row, trl_prompt
 from .reasoning import split_reasoning
-from .suite import Question, Suite, load_suite
+from .suite import Question, Suite, _short, load_suite
 from .types import Trace
 
 __all__ = ["SuiteReward", "SuiteRewardError", "SuiteRewards", "completion_trace", "suite_dataset", "suite_rewards",
@@ -62,17 +62,8 @@ def _suite(path_or_suite: str | Path | Suite) -> Suite:
     return path_or_suite if isinstance(path_or_suite, Suite) else load_suite(path_or_suite)
 
 
-def _key(prompt: Any) -> str:
-    return json.dumps(prompt, ensure_ascii=False, sort_keys=True)
-
-
 def _dataset_prompt(suite: Suite, question: Question) -> Any:
     return trl_prompt(suite.render_prompt(question), suite.spec.model.system_instruction)
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 class _Grader:
