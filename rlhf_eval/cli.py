@@ -1,5 +1,6 @@
 """The ``rlhf-eval`` command (also ``python -m rlhf_eval``): ``run`` runs suites without pytest,
-``html``, ``export`` and ``ui`` read a JSON report; ``--version``.
+``merge`` combines the reports of a sharded run, ``html``, ``export`` and ``ui`` read a JSON report;
+``--version``.
 
 Each subcommand is one ``add_<name>(subparsers)`` function that declares its arguments and sets
 ``func`` to a ``run_<name>(args) -> int``; list the ``add_`` function in `SUBCOMMANDS`. A run
@@ -182,6 +183,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         help="give up retrying a request after this long (default 600)")
     opt("--retry-delay", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
         help="wait before the first retry when the API does not say (default 1)")
+    opt("--shard", default=argparse.SUPPRESS, metavar="I/N",
+        help="run only shard I of N of the questions (the same split on every machine); merge the shards' "
+             f"--report-json files with {PROG} merge")
     opt("--rootdir", default=argparse.SUPPRESS, metavar="DIR",
         help="the folder --suite-files patterns are relative to (default: the working directory)")
     opt("--suite-files", dest="suite_patterns", action="append", default=argparse.SUPPRESS, metavar="PATTERN",
@@ -224,12 +228,18 @@ def run_run(args: argparse.Namespace) -> int:
     for style, text in run.summary():
         print(_separator("=" if style == "title" else "-", text) if style in ("title", "section") else text)
     print(outcome_line(report_))
-    return 0 if run.passed and not any(s.failed for s in report_.suites) else 1
+    return 0 if run.passed and not any(_failed(s, report_) for s in report_.suites) else 1
+
+
+def _failed(suite, report_: Report) -> bool:
+    """A question of `suite` failed, or (in a whole run's report) a suite threshold did: a shard's
+    suite thresholds are judged on the merged report."""
+    return bool(suite.aggregates.questions_failed) if report_.shard is not None else suite.failed
 
 
 # run_suites' keyword arguments, and the plugin's options, as this command spells them
 _RUN_OPTIONS = {"concurrency": "--concurrency", "retries": "--retries", "rate_limit_rpm": "--rate-limit",
-                "retry_timeout": "--retry-timeout", "retry_delay": "--retry-delay"}
+                "retry_timeout": "--retry-timeout", "retry_delay": "--retry-delay", "shard": "--shard"}
 
 
 def _cli_words(message: str) -> str:
@@ -249,7 +259,7 @@ def outcome_line(report_: Report) -> str:
     shown = [f"{counts['pass']} passed"] + [f"{n} {word}" for n, word in (
         (counts["FAIL"], "failed"), (counts["ERROR"], "error" if counts["ERROR"] == 1 else "errors")) if n]
     suites = [s for s in report_.suites if s.threshold_failures]
-    if suites:
+    if suites and report_.shard is None:  # a shard's are judged on the merged report
         shown.append(f"suite thresholds failed in {', '.join(s.name for s in suites)}")
     if report_.comparison is not None and report_.comparison.failures:
         n = len(report_.comparison.failures)
@@ -277,9 +287,63 @@ def _writing(label: str, path):
         raise CliError(write_problem(label, path, exc)) from None
 
 
+# -------------------------------------------------------------------------------------------- merge
+
+def add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "merge", help="merge the JSON reports of a sharded run (--rlhf-shard I/N) into the whole run's report",
+        description="Merge the JSON reports of the N shards of a run (pytest --rlhf-shard I/N, rlhf-eval run "
+                    "--shard I/N) into the report the whole run would have written: its questions, suite "
+                    "aggregates, intervals, suite thresholds and, with --compare, its comparison, computed as a "
+                    "single run computes them (rlhf_eval.merge). Prints the report; exit status as `run`'s: 0 "
+                    "when every question and suite passed, 1 when one failed, 2 for reports that cannot be merged.")
+    p.add_argument("reports", nargs="+", metavar="REPORT.json", help="every shard's JSON report, each once")
+    opt = p.add_argument
+    opt("-o", "--output", dest="report_json", default=argparse.SUPPRESS, metavar="MERGED.json",
+        help="write the merged JSON report here")
+    opt("--html", default=argparse.SUPPRESS, metavar="PATH", help="write the self-contained HTML report")
+    opt("--export", default=argparse.SUPPRESS, metavar="DIR", help="write TRL-ready datasets under DIR/<suite>/")
+    opt("--export-pass-rate", default=argparse.SUPPRESS, metavar="LOW:HIGH",
+        help="with --export: keep the questions whose pass rate is in this band ('(0:1)' leaves both ends out)")
+    opt("--export-nonzero-spread", action="store_true", default=argparse.SUPPRESS,
+        help="with --export: keep only the questions whose rewards differ")
+    opt("--export-format", choices=("jsonl", "parquet"), default=argparse.SUPPRESS,
+        help="with --export: jsonl (default) or parquet (needs datasets)")
+    opt("--save", default=argparse.SUPPRESS, metavar="PATH", help="also write the merged report here, as a baseline")
+    opt("--compare", dest="baseline", default=argparse.SUPPRESS, metavar="BASELINE.json",
+        help="compare the merged report with a baseline report (as run --compare)")
+    opt("--compare-fail", dest="fail_rules", action="append", default=argparse.SUPPRESS, metavar="METRIC:DELTA",
+        help="with --compare: fail when METRIC got worse by more than DELTA, significantly (repeatable)")
+    p.set_defaults(func=run_merge)
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from .merge import MergeError, merged_run
+    from .runner import RunError
+
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "reports")}
+    given = [f"--{name.replace('_', '-')}" for name in ("export_pass_rate", "export_nonzero_spread", "export_format")
+             if name in options]
+    if given and "export" not in options:
+        raise CliError(f"{given[0]} needs --export DIR")
+    if "fail_rules" in options and "baseline" not in options:
+        raise CliError("--compare-fail needs --compare BASELINE.json")
+    if "baseline" in options:
+        options["baseline_name"] = Path(options["baseline"]).stem
+    try:
+        run = merged_run(args.reports, **options)
+    except (MergeError, RunError) as exc:
+        raise CliError(_cli_words(str(exc))) from None
+    report_ = cast(Report, run.report)
+    for style, text in run.summary():
+        print(_separator("=" if style == "title" else "-", text) if style in ("title", "section") else text)
+    print(outcome_line(report_))
+    return 0 if run.passed and not any(s.failed for s in report_.suites) else 1
+
+
 # ---------------------------------------------------------------------------------------------- main
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_run, add_ui, add_html, add_export]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_run, add_merge, add_ui, add_html, add_export]
 
 
 def version() -> str:

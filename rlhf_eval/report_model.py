@@ -319,12 +319,27 @@ class Comparison(_Model):
         return next((s for s in self.suites if s.name == name), None)
 
 
+class ShardSpec(_Model):
+    """Which shard of a sharded run a report holds (rlhf_eval.shard): `index` of `count`, 1-based."""
+    index: int
+    count: int
+
+    @model_validator(mode="after")
+    def _a_shard_of_the_run(self) -> ShardSpec:
+        if not 1 <= self.index <= self.count:
+            raise PydanticCustomError("shard", f"there is no shard {self.index} of {self.count}: shards are "
+                                               f"numbered 1 to {max(self.count, 1)}")
+        return self
+
+
 class Report(_Model):
     """The whole run: every suite with its settings, aggregates, questions and traces."""
     version: int = REPORT_VERSION
     # when, with what and from which suite files the report was made (rlhf_eval.provenance);
     # absent from reports written before it existed
     provenance: dict[str, Any] | None = None
+    # the shard of a run split with --rlhf-shard I/N (rlhf-eval merge combines them); absent otherwise
+    shard: ShardSpec | None = None
     suites: list[Suite]
     comparison: Comparison | None = None
 

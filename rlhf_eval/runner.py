@@ -36,6 +36,7 @@ from .record_modes import RECORD_MODES
 from .registry import suggest
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
 from .report import Report, ReportError, build_report, load_report, suite_settings, summary_lines
+from .report_model import Question as ReportQuestion, ShardSpec
 from .sampling import SamplingError
 from .suite import Question, Suite, SuiteError, load_suite
 from .throttle import DaemonPool, RequestPolicy, RetryPolicy
@@ -88,6 +89,9 @@ class RunOptions:
     baseline: Path | None = None  # compare with this report
     baseline_name: str | None = None
     fail_rules: Sequence[str] = ()  # METRIC:DELTA regressions that fail the run
+    # run only shard I of N of the questions ("I/N" or a rlhf_eval.shard.Shard; rlhf_eval.shard says
+    # which): the report records it, and suite thresholds and regressions are judged on the merge
+    shard: Any = None
 
     def __post_init__(self) -> None:
         """Raises RunError (one line) for a setting of the wrong kind or out of range."""
@@ -114,6 +118,13 @@ class RunOptions:
                                "number of " + ("requests a minute" if name == "rate_limit_rpm" else "seconds"))
         if isinstance(self.fail_rules, str):  # one rule, not its characters
             self.fail_rules = (self.fail_rules,)
+        if self.shard is not None:
+            from .shard import Shard
+
+            try:
+                self.shard = Shard.of(self.shard)
+            except ValueError as exc:
+                raise RunError(f"shard = {self.shard!r}: {exc}") from None
         from .export import ExportFilter, check_format
 
         try:
@@ -220,7 +231,7 @@ class Run:
         self._settings: dict[str, dict] = {}  # suite file -> its settings, as the report holds them
         self._patch_held = False
         self._frozen = False
-        self.results: list[dict] = []
+        self.results: list[dict | ReportQuestion] = []
         self.suites: dict[str, dict] = {}  # suite name -> its settings
         self.report: Report | None = None
         self.baseline: Report | None = None
@@ -343,8 +354,9 @@ class Run:
             return Outcome(settings, scored.to_dict(), scored=scored)
         return Outcome(settings, error_result(suite, question, error), error=error)
 
-    def add(self, settings: dict[str, Any], result: dict[str, Any]) -> None:
-        """Gather one question's result (an `Outcome`'s, possibly from another process)."""
+    def add(self, settings: dict[str, Any], result: dict[str, Any] | ReportQuestion) -> None:
+        """Gather one question's result (an `Outcome`'s, possibly from another process; or a
+        report's question, as rlhf_eval.merge gathers the shards')."""
         self.results.append(result)
         self.suites.setdefault(settings["name"], settings)
         if self._frozen:
@@ -405,14 +417,17 @@ class Run:
 
     # -------------------------------------------------------------------------------- the report
 
-    def finish(self) -> Report:
+    def finish(self, provenance_: dict[str, Any] | None = None) -> Report:
         """Build the report from the gathered results, compare it with the baseline, and write
-        every output asked for (one that cannot be written is a line in `problems`)."""
+        every output asked for (one that cannot be written is a line in `problems`). `provenance_`
+        replaces the provenance of this process (rlhf_eval.merge gives the shards')."""
         from .compare import compare_reports, regressions
 
         report = self.report = build_report(self.results, self.suites)
-        report.provenance = provenance({name: s["path"] for name, s in self.suites.items() if s.get("path")},
-                                       self.command_line)
+        report.provenance = provenance_ or provenance(
+            {name: s["path"] for name, s in self.suites.items() if s.get("path")}, self.command_line)
+        if self.options.shard is not None:
+            report.shard = ShardSpec.model_validate(self.options.shard.to_dict())
         if self.baseline is not None:
             comparison = report.comparison = compare_reports(report, self.baseline, self.baseline_name)
             comparison.failures = regressions(comparison, self.fail_rules)
@@ -423,9 +438,10 @@ class Run:
 
     @property
     def passed(self) -> bool:
-        """No suite threshold failed, no significant regression, every output written."""
+        """No suite threshold failed, no significant regression, every output written. A shard's
+        suite thresholds and regressions are over a part of each suite: the merged report judges them."""
         report = self.report
-        if report is None:
+        if report is None or self.options.shard is not None:
             return not self.problems
         return not (any(s.threshold_failures for s in report.suites)
                     or (report.comparison is not None and report.comparison.failures) or self.problems)
@@ -437,6 +453,11 @@ class Run:
         if report is None:
             return []
         lines = summary_lines(report)
+        if self.options.shard is not None:
+            n = sum(len(s.questions) for s in report.suites)
+            lines.append(("text", f"rlhf-eval: shard {self.options.shard}: {n} question{'s' * (n != 1)}; suite "
+                                  "thresholds and regressions are judged on the shards' merged report "
+                                  "(rlhf-eval merge), not on one shard"))
         lines += [("text", f"rlhf-eval: wrote {path}") for path in self.written]
         lines += [("text", self.export_line)] if self.export_line else []
         return lines + [("fail", line) for line in self.problems]
@@ -595,10 +616,12 @@ def finished_run(paths: Iterable[str | Path], *, record_mode: str = "none", cass
     if not files:
         raise RunError(f"no suite in {', '.join(map(str, paths)) or 'no paths'}: a folder's suite files are the YAML "
                        f"files matching {', '.join(suite_patterns)}")
+    shard = run.options.shard
     for path in files:
         suite = load_suite(path)
         check_unique_name(suite, seen, run.options.cassette_dir)
-        questions += [(suite, q) for q in suite.questions]
+        chosen = shard.selects(suite.name, [q.id for q in suite.questions]) if shard is not None else None
+        questions += [(suite, q) for q in suite.questions if chosen is None or q.id in chosen]
     problem = run.unwritable_cassette_folder(questions)
     if problem:
         raise RunError(problem)

@@ -28,6 +28,7 @@ from rlhf_eval.record_modes import RECORD_MODES
 # environment that has rlhf-eval installed, and a run with no suite should not pay a second for it.
 if TYPE_CHECKING:
     from rlhf_eval.runner import Run
+    from rlhf_eval.shard import Shard
 
 RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
 SETTINGS_KEY = "rlhf_eval_suite"  # user_properties key of its suite's settings
@@ -86,6 +87,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="with --rlhf-export: jsonl (default) or parquet (needs pip install 'rlhf-eval[datasets]')")
     group.addoption("--rlhf-html", default=None, metavar="PATH",
                     help="write a self-contained HTML report (tables, every trace, plots) to PATH")
+    group.addoption("--rlhf-shard", default=None, metavar="I/N",
+                    help="run only shard I of N of the questions (the others are deselected; the same split on "
+                         "every machine); merge the shards' JSON reports with: rlhf-eval merge")
     parser.addini("rlhf_cassette_dir", "cassette directory, relative to the rootdir", default="cassettes")
     parser.addini("rlhf_baseline_dir", "baseline directory, relative to the rootdir", default="baselines")
     parser.addini("rlhf_record_mode", "default record mode", default="none")
@@ -94,10 +98,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=list(DEFAULT_SUITE_FILES))
 
 
+shard_key = pytest.StashKey["Shard | None"]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     mode = record_mode(config)
     if mode not in RECORD_MODES:
         raise pytest.UsageError(f"rlhf_record_mode = {mode!r}; expected one of {', '.join(RECORD_MODES)}")
+    config.stash[shard_key] = None
+    if config.getoption("--rlhf-shard") is not None:
+        from rlhf_eval.shard import Shard
+
+        try:
+            config.stash[shard_key] = Shard.of(config.getoption("--rlhf-shard"))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--rlhf-shard {config.getoption('--rlhf-shard')!r}: {exc}") from None
     if mode != "none" and not _distributed(config):
         config.pluginmanager.register(Progress(config), "rlhf-eval-progress")
     # Pushed before the cleanups of pytest's own plugins (ours configures first), so it runs after them
@@ -148,7 +163,7 @@ def the_run(config: pytest.Config) -> Run:
             export_format=opt("--rlhf-export-format"),
             save=baseline_path(config, save) if save else None, save_name=save,
             baseline=baseline_path(config, compare) if compare else None, baseline_name=compare,
-            fail_rules=opt("--rlhf-compare-fail"),
+            fail_rules=opt("--rlhf-compare-fail"), shard=config.stash.get(shard_key, None),
         ), rerecord_command=lambda suite, question, mode: _rerecord_command(config, suite, question, mode),
             make_backends=lambda suite, replay, policy: config.hook.pytest_rlhf_eval_backends(
                 config=config, suite=suite, replay=replay, policy=policy),
@@ -201,7 +216,32 @@ def baseline_path(config: pytest.Config, name: str) -> Path:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"rlhf-eval: record mode {record_mode(config)}, cassettes in {cassette_dir(config)}"
+    shard = config.stash.get(shard_key, None)
+    return (f"rlhf-eval: record mode {record_mode(config)}, cassettes in {cassette_dir(config)}"
+            + (f", shard {shard} of the questions" if shard is not None else ""))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --rlhf-shard I/N, deselect the questions of the other shards (as -k does: pytest's count
+    line says how many). Other tests are not questions: every shard runs them."""
+    shard = config.stash.get(shard_key, None)
+    if shard is None:
+        return
+    chosen: dict[str, set[str]] = {}  # suite file -> the ids of its questions this shard runs
+    keep, drop = [], []
+    for item in items:
+        if isinstance(item, QuestionItem):
+            suite = item.suite
+            ids = chosen.get(str(suite.path))
+            if ids is None:  # dealt over the whole suite, whatever else deselected some of it
+                ids = chosen[str(suite.path)] = shard.selects(suite.name, [q.id for q in suite.questions])
+            if item.question.id not in ids:
+                drop.append(item)
+                continue
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -521,7 +561,9 @@ class ReportPlugin:
     def pytest_runtestloop(self, session: pytest.Session):
         yield
         run = self.config.stash.get(run_key, None)
-        if run is None or not run.results:
+        if self.config.stash.get(shard_key, None) is not None and (run is None or not run.results):
+            run = the_run(self.config)  # a shard with no question still writes its report: the merge needs it
+        elif run is None or not run.results:
             return
         run.finish()
         if not run.passed:
