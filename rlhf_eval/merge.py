@@ -56,12 +56,12 @@ def merged_run(paths: Iterable[str | Path], *, command_line: Sequence[str] | Non
     html, export, export_*, save, baseline, baseline_name, fail_rules) and its outputs are written as a
     run writes them (`run.problems` lists those that could not be). Raises MergeError (one line) for
     reports that cannot be merged, RunError for a bad option or baseline."""
-    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
-    if not paths:
+    files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if not files:
         raise MergeError("no report to merge: give the shards' JSON reports")
     reports = []
     seen: dict[Path, Path] = {}
-    for path in paths:
+    for path in files:
         first = seen.setdefault(path.resolve(), path)
         if first is not path:
             raise MergeError(f"{path}: given twice; give each shard's report once")
@@ -114,9 +114,9 @@ def _check_shards(reports: list[tuple[str, Report]]) -> None:
             raise MergeError(f"shard {shard.index}/{shard.count} given twice: {other} and {source}")
     missing = [i for i in range(1, first.count + 1) if i not in by_index]
     if missing:
-        names = ", ".join(f"{i}/{first.count}" for i in missing)
+        names, got = (", ".join(f"{i}/{first.count}" for i in indexes) for indexes in (missing, sorted(by_index)))
         raise MergeError(f"missing shard{'s' * (len(missing) != 1)} {names} of {first.count}: merge the reports "
-                         f"of all {first.count} shards (got {', '.join(f'{i}/{first.count}' for i in sorted(by_index))})")
+                         f"of all {first.count} shards (got {got})")
 
 
 def _settings(suite: Suite) -> dict[str, Any]:

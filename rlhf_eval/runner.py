@@ -567,7 +567,8 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
             from its `model:`), as the plugin's `pytest_rlhf_eval_backends` hook does.
         **options: any other `RunOptions` field (report_json, html, export, export_pass_rate,
             export_nonzero_spread, export_format, save, baseline, fail_rules, concurrency,
-            rate_limit_rpm, retries, ...).
+            rate_limit_rpm, retries, shard: "I/N" runs only that shard of the questions, see
+            rlhf_eval.shard, ...).
 
     Returns the report (the `Report` `--rlhf-report-json` writes; `report.to_dict()` is that JSON).
     What pytest would fail: a suite's `failed` (a question failed, or a suite threshold: its

@@ -98,7 +98,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=list(DEFAULT_SUITE_FILES))
 
 
-shard_key = pytest.StashKey["Shard | None"]()
+shard_key: pytest.StashKey[Shard | None] = pytest.StashKey()  # the parsed --rlhf-shard
 
 
 def pytest_configure(config: pytest.Config) -> None:
