@@ -329,6 +329,9 @@ def run_merge(args: argparse.Namespace) -> int:
     if "fail_rules" in options and "baseline" not in options:
         raise CliError("--compare-fail needs --compare BASELINE.json")
     if "baseline" in options:
+        if not Path(options["baseline"]).is_file():
+            raise CliError(f"{options['baseline']}: no such baseline report file (save one with "
+                           f"{PROG} run SUITES --save PATH)")
         options["baseline_name"] = Path(options["baseline"]).stem
     try:
         run = merged_run(args.reports, **options)

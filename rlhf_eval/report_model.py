@@ -326,9 +326,11 @@ class ShardSpec(_Model):
 
     @model_validator(mode="after")
     def _a_shard_of_the_run(self) -> ShardSpec:
+        if self.count < 1:
+            raise PydanticCustomError("shard", f"count = {self.count}: a run has at least 1 shard")
         if not 1 <= self.index <= self.count:
             raise PydanticCustomError("shard", f"there is no shard {self.index} of {self.count}: shards are "
-                                               f"numbered 1 to {max(self.count, 1)}")
+                                               f"numbered 1 to {self.count}")
         return self
 
 

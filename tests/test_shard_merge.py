@@ -198,6 +198,10 @@ def test_rlhf_eval_merge_writes_the_merged_report_and_fails_as_the_run_does(here
     assert code == 1  # the demo suite's threshold, as `rlhf-eval run suites` exits
     assert comparable(json.loads((here / "merged.json").read_text())) == \
         comparable(json.loads((here / "whole.json").read_text()))
+    # the files themselves: after the provenance (the first key, and a shard's `shard`), the same bytes
+    merged_text, whole_text = (here / "merged.json").read_text(), (here / "whole.json").read_text()
+    tail = '\n "suites": [\n'
+    assert merged_text[merged_text.index(tail):] == whole_text[whole_text.index(tail):]
     assert "FAIL suite demo: accuracy = " in out and "rlhf-eval: wrote merged.json" in out
     assert out.rstrip().endswith("13 questions in 2 suites: 13 passed, suite thresholds failed in demo")
     assert (here / "merged.html").read_text().startswith("<!DOCTYPE html>")
@@ -216,6 +220,18 @@ def test_the_merge_compares_with_a_baseline_and_exports_as_the_single_run(here, 
                                      for p in (here / "out-merged").rglob("*") if p.is_file())
     for f in files:
         assert (here / "out-whole" / f).read_bytes() == (here / "out-merged" / f).read_bytes(), f
+
+
+def test_questions_that_errored_merge_as_they_report_in_a_single_run(root, offline, tmp_path, monkeypatch):
+    shutil.copytree(root / "suites", tmp_path / "suites")
+    shutil.copytree(root / "cassettes", tmp_path / "cassettes")
+    (tmp_path / "cassettes" / "demo" / "q-0002.yaml").unlink()  # its question errors: no cassette
+    monkeypatch.chdir(tmp_path)
+    whole = run_suites(["suites"])
+    assert whole.question("demo", "q-0002").error and whole.suite("demo").aggregates.questions_failed == 1
+    for i in (1, 2, 3):
+        run_suites(["suites"], shard=f"{i}/3", report_json=f"s{i}.json")
+    assert comparable(merge_reports(["s1.json", "s2.json", "s3.json"]).to_dict()) == comparable(whole.to_dict())
 
 
 # ------------------------------------------------------------------------------------ refusals
