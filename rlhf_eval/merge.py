@@ -59,6 +59,12 @@ def merged_run(paths: Iterable[str | Path], *, command_line: Sequence[str] | Non
     files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if not files:
         raise MergeError("no report to merge: give the shards' JSON reports")
+    unknown = set(options) - {"report_json", "html", "export", "export_pass_rate", "export_nonzero_spread",
+                              "export_format", "save", "save_name", "baseline", "baseline_name", "fail_rules"}
+    if unknown:
+        raise RunError(f"merged_run() has no option {sorted(unknown)[0]!r}")
+    run = Run(RunOptions(**options), command_line=command_line)
+    run.load_baseline()  # a bad option or baseline is found before the reports are read
     reports = []
     seen: dict[Path, Path] = {}
     for path in files:
@@ -73,19 +79,13 @@ def merged_run(paths: Iterable[str | Path], *, command_line: Sequence[str] | Non
     _check_shards(reports)
     merged_provenance = _provenance(reports, command_line)
     settings = _check_suites(reports)
-    unknown = set(options) - {"report_json", "html", "export", "export_pass_rate", "export_nonzero_spread",
-                              "export_format", "save", "save_name", "baseline", "baseline_name", "fail_rules"}
-    if unknown:
-        raise RunError(f"merged_run() has no option {sorted(unknown)[0]!r}")
-    run = Run(RunOptions(**options), command_line=command_line)
-    run.load_baseline()
     owner: dict[tuple[str, str], str] = {}  # (suite, question id) -> the report it came from
     for source, report in reports:
         for suite in report.suites:
             for question in suite.questions:
                 key = (suite.name, question.id)
                 other = owner.setdefault(key, source)
-                if other is not source:
+                if other != source:
                     raise MergeError(f"{suite.name}::{question.id} is in both {other} and {source}: a question "
                                      "belongs to one shard; merge the reports of one sharded run")
                 run.add(settings[suite.name], question)
