@@ -208,7 +208,7 @@ def test_rlhf_eval_merge_writes_the_merged_report_and_fails_as_the_run_does(here
 
 
 def test_the_merge_compares_with_a_baseline_and_exports_as_the_single_run(here, runs):
-    # the baseline: the run of other settings (a subset of the questions: a shard's report) makes notes and deltas
+    # the baseline: a shard's report (a subset of the questions), so the comparison has notes, deltas and a gate
     whole = run_suites(["suites"], baseline="shard-2.json", fail_rules=["accuracy:0.01"], export="out-whole")
     merged = merged_run(SHARDS, baseline="shard-2.json", baseline_name="shard-2", fail_rules=["accuracy:0.01"],
                         export="out-merged")
