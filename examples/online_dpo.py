@@ -44,7 +44,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rlhf_eval import Backends, Report, RunError, Suite, SuiteError, load_suite, run_suites
 from rlhf_eval.credentials import write_without_secrets
@@ -76,11 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="RewardTrainer optimizer steps per round on the same pairs; 0: no reward model (default 8)")
     p.add_argument("--batch-size", type=int, default=8, help="per_device_train_batch_size of both trainers")
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    p.add_argument("--learning-rate", type=float, default=5e-7, help="DPOTrainer's (default 5e-7, TRL's DPO default)")
-    p.add_argument("--reward-learning-rate", type=float, default=1e-5, help="RewardTrainer's (default 1e-5)")
+    p.add_argument("--learning-rate", type=float, default=1e-6, help="DPOTrainer's (default 1e-6, DPOConfig's)")
+    p.add_argument("--reward-learning-rate", type=float, default=1e-4,
+                   help="RewardTrainer's (default 1e-4, RewardConfig's)")
     p.add_argument("--beta", type=float, default=None, help="DPO beta (default: the suites' dpo.beta)")
     p.add_argument("--max-length", type=int, default=1024, help="the trainers' max_length in tokens")
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    p.add_argument("--device", default=None,
+                   help="cuda or cpu (default: cuda when available); pick a GPU with CUDA_VISIBLE_DEVICES")
     p.add_argument("--dtype", choices=DTYPES, default=None,
                    help="the policy's and reward model's dtype (default: bfloat16 on a GPU that has it, else float32)")
     p.add_argument("--sample-batch-size", type=int, default=8, help="traces per forward pass while sampling")
@@ -145,7 +147,7 @@ def load_policy(name: str, device: str, dtype: str):
         raise LoopError(f"could not load the policy {name}: {' '.join(str(exc).split())[:300]}") from None
     if tokenizer.pad_token is None:  # TRL's collators pad; the EOS is the customary pad token
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device), tokenizer
+    return cast(Any, model).to(device), tokenizer
 
 
 def load_reward_model(name: str, tokenizer, device: str, dtype: str, seed: int):
@@ -164,7 +166,7 @@ def load_reward_model(name: str, tokenizer, device: str, dtype: str, seed: int):
         transformers.logging.set_verbosity(verbosity)
     if model.config.pad_token_id is None:  # the score is read at the last token that is not padding
         model.config.pad_token_id = tokenizer.pad_token_id
-    return model.to(device)
+    return cast(Any, model).to(device)
 
 
 # --------------------------------------------------------------------------------------- one round
@@ -232,7 +234,7 @@ def train_dpo(policy, ref_model, tokenizer, rows, round_dir: Path, args, beta: f
                              args=train_args(trl.DPOConfig, round_dir / "dpo", args, steps=args.dpo_steps,
                                              learning_rate=args.learning_rate, beta=beta))
     trainer.train()
-    return {"steps": trainer.state.global_step, "train_rows": len(trainer.train_dataset),
+    return {"steps": trainer.state.global_step, "train_rows": len(cast(Any, trainer.train_dataset)),
             "log": trainer.state.log_history}
 
 
@@ -245,7 +247,7 @@ def train_reward_model(reward_model, tokenizer, rows, round_dir: Path, args) -> 
                                 args=train_args(trl.RewardConfig, round_dir / "reward_model", args,
                                                 steps=args.reward_steps, learning_rate=args.reward_learning_rate))
     trainer.train()
-    return {"steps": trainer.state.global_step, "train_rows": len(trainer.train_dataset),
+    return {"steps": trainer.state.global_step, "train_rows": len(cast(Any, trainer.train_dataset)),
             "log": trainer.state.log_history}
 
 
@@ -413,7 +415,8 @@ def replay(out: Path) -> int:
             print(f"round {r}: replayed from {out / entry['cassettes']}: the same report")
         else:
             same = False
-            print(f"round {r}: replayed from {out / entry['cassettes']}: the report DIFFERS from {out / entry['report']}")
+            print(f"round {r}: replayed from {out / entry['cassettes']}: the report DIFFERS from "
+                  f"{out / entry['report']}")
     return 0 if same else 1
 
 
@@ -424,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     except LoopError as exc:
         print(f"online_dpo: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # run_suites' Interrupted says which cassettes were kept
+        where = f"; the finished rounds are in {args.out}/loop.json" if args.replay is None else ""
+        print(f"online_dpo: {exc or 'stopped on Ctrl-C'}{where}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

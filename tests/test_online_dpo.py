@@ -128,7 +128,8 @@ def test_two_rounds_ran_each_with_its_report_cassettes_pairs_and_comparison(loop
     for r in (1, 2):
         assert rounds[r]["comparison"] == [f"round_{r}/comparison.json", f"round_{r}/comparison.txt"]
         assert f"round {r} ({rounds[r]['model_version']}) against round {r - 1}:" in stdout
-        assert f"round {r}: DPOTrainer 1 step on the {rounds[r]['pairs']['rows']} distinct pairs of round {r - 1}" in stdout
+        pairs = rounds[r]["pairs"]["rows"]
+        assert f"round {r}: DPOTrainer 1 step on the {pairs} distinct pairs of round {r - 1}" in stdout
     assert (out / "policy" / "config.json").is_file() and (out / "reward_model" / "config.json").is_file()
 
 
