@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from rlhf_eval import Backends, Report, RunError, Suite, SuiteError, load_suite, run_suites
-from rlhf_eval.credentials import write_without_secrets
+from rlhf_eval.credentials import SecretInOutput, write_without_secrets
 from rlhf_eval.export import export_report
 from rlhf_eval.report import aligned, render_comparison
 from rlhf_eval.rows import fmt
@@ -178,10 +178,14 @@ def sample_round(paths: list[str], round_dir: Path, *, policy, tokenizer, versio
     from rlhf_eval.backends.hf_sampler import HFSampler
 
     def backends(suite: Suite, replay: bool, request_policy) -> Backends:
-        # The suite's scorers (its DPO reference: the starting checkpoint) are built once, not each round.
         usual = scorers.get(str(suite.path))
         if usual is None:
-            usual = scorers[str(suite.path)] = Backends.for_suite(suite, replay=replay, policy=request_policy)
+            usual = Backends.for_suite(suite, replay=replay, policy=request_policy)
+            spec = suite.spec
+            if all(c is None or c == "none" or c.provider == "hf" for c in (spec.model.scorer, spec.dpo.reference)):
+                # Local scorers (the DPO reference: the starting checkpoint) load once, not each round. One
+                # that sends requests is built anew: it holds its run's request policy, stopped as the run ends.
+                scorers[str(suite.path)] = usual
         sampler = HFSampler(suite.spec.model, replay=replay, policy=request_policy, model=policy,
                             tokenizer=tokenizer, batch_size=batch_size, version=version)
         return dataclasses.replace(usual, sampler=sampler)
@@ -201,7 +205,10 @@ def sample_round(paths: list[str], round_dir: Path, *, policy, tokenizer, versio
 def pair_rows(report: Report, pairs_dir: Path) -> list[dict[str, Any]]:
     """Export the report under `pairs_dir` and read back every suite's DPO pairs (TRL's
     prompt/chosen/rejected columns): what the trainers take is the file a user can inspect."""
-    export_report(report, pairs_dir)
+    try:
+        export_report(report, pairs_dir)
+    except (OSError, ValueError, SecretInOutput) as exc:  # a full disk; a row holding a secret of the run
+        raise LoopError(f"could not export the pairs to {pairs_dir}: {exc}") from None
     rows = []
     for suite in report.suites:
         with open(pairs_dir / suite.name / "dpo.jsonl", encoding="utf-8") as f:

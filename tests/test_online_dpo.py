@@ -167,6 +167,17 @@ def test_every_round_replays_offline_to_the_same_report(example, loop):
     assert code == 0 and stdout.splitlines() == [
         f"round {r}: replayed from {out}/round_{r}/cassettes: the same report" for r in range(3)]
 
+    written = (out / "round_1" / "report.json").read_text()
+    edited = json.loads(written)
+    edited["suites"][0]["aggregates"]["accuracy"] += 0.25
+    (out / "round_1" / "report.json").write_text(json.dumps(edited))
+    try:
+        code, stdout, _ = _main(example, ["--replay", out])
+    finally:
+        (out / "round_1" / "report.json").write_text(written)
+    assert code == 1 and stdout.splitlines()[1] == (f"round 1: replayed from {out}/round_1/cassettes: the report "
+                                                    f"DIFFERS from {out}/round_1/report.json")
+
 
 def test_the_policy_weights_changed_every_round(example, loop, start_policy):
     out = loop[0]
