@@ -27,13 +27,13 @@ What it writes under `--out` (which must be empty or new):
     round_<r>/report.json   the round's report (rounds ≥ 1: with its comparison to round r−1)
     round_<r>/comparison.json, comparison.txt   that comparison, as data and as printed
     round_<r>/pairs/        the round's export: dpo.jsonl (the next round's training pairs), sft, grpo
-    round_<r>/dpo/, reward_model/   the trainers' output_dir (logs only: nothing is checkpointed)
+    round_<r>/dpo/, reward_model/   the trainers' output_dir (save_strategy "no": no checkpoint there)
     loop.json               per round: the policy's version, pair count, trainer logs, files
     policy/, reward_model/  the trained policy and reward model (save_pretrained), at the end
 
 Each round's traces name the policy as `<model.name>@<sha256 of its weights, 12 hex>`, so the
-comparison notes the change of weights. Replay a round with `--replay OUT` (no checkpoint, no GPU):
-each report is rebuilt from its cassettes and checked against the one written.
+comparison notes the change of weights. `--replay OUT` needs no checkpoint and no GPU: each
+round's report is rebuilt from its cassettes and checked against the one written.
 """
 from __future__ import annotations
 
