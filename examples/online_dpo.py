@@ -187,7 +187,7 @@ def sample_round(paths: list[str], round_dir: Path, *, policy, tokenizer, versio
                 # that sends requests is built anew: it holds its run's request policy, stopped as the run ends.
                 scorers[str(suite.path)] = usual
         sampler = HFSampler(suite.spec.model, replay=replay, policy=request_policy, model=policy,
-                            tokenizer=tokenizer, batch_size=batch_size, version=version)
+                            tokenizer=tokenizer, batch_size=batch_size, model_version=version)
         return dataclasses.replace(usual, sampler=sampler)
 
     options: dict[str, Any] = {"report_json": round_dir / "report.json"}
