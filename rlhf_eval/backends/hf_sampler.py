@@ -82,7 +82,7 @@ class HFSampler:
 
     def __init__(self, config: ModelConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL,
                  model=None, tokenizer=None, batch_size: int = 8, device: str | None = None,
-                 dtype: str | None = None) -> None:
+                 dtype: str | None = None, model_version: str | None = None) -> None:
         self.config = config
         self.policy = policy
         self.batch_size = batch_size
@@ -96,7 +96,9 @@ class HFSampler:
         # Questions sample concurrently (--rlhf-concurrency): the first to need the checkpoint loads
         # it for all (two concurrent from_pretrained calls corrupt each other's weights).
         self._loading = threading.Lock()
-        self._version = config.name if model is not None else None
+        # `model_version` names which weights answered (a trainer's callback: the step); a model
+        # handed in is otherwise named by `model.name`, a loaded checkpoint by its files.
+        self._version = model_version or (config.name if model is not None else None)
         if model is not None and tokenizer is not None:
             self._load()
 
