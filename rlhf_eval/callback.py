@@ -65,6 +65,7 @@ from .discovery import suite_files
 from .evaluate import Backends
 from .registry import suggest
 from .report_model import Report
+from .steps_report import LOGGED_METRICS, PREFIX, STEP_FOLDER, step_metrics
 from .suite import Suite, load_suite
 from .throttle import RequestPolicy
 
@@ -72,15 +73,6 @@ __all__ = ["LOGGED_METRICS", "RLHFEvalCallback", "RLHFEvalError", "StepEval", "S
            "step_metrics"]
 
 logger = logging.getLogger(__name__)
-
-# The suite aggregates logged as rlhf/<suite>/<metric> (rlhf_eval.report_model.SuiteAggregates;
-# README "Metrics"): accuracy is the pass rate over all traces, pass_at_k the mean over questions,
-# mean_spread the GRPO reward std (TRL's reward_std), frac_zero_spread TRL's frac_reward_zero_std,
-# pairs/reward_accuracy/mean_margin/dpo_loss the DPO ones (TRL's rewards/accuracies, rewards/margins).
-LOGGED_METRICS = ("accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "mean_spread", "frac_zero_spread",
-                  "pairs", "reward_accuracy", "mean_margin", "dpo_loss", "mean_tokens")
-STEP_FOLDER = "step-{:06d}"
-PREFIX = "rlhf"
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
@@ -135,19 +127,6 @@ class _Threshold:
             if got is not None and _OPS[self.op](got, self.value):
                 return f"suite {name}: {self.metric} = {got:.4g} ({self.op} {self.value:g})"
         return None
-
-
-def step_metrics(report: Report) -> dict[str, float]:
-    """{"rlhf/<suite>/<metric>": value} for each suite of `report` and each of `LOGGED_METRICS` it
-    has (a metric the report has no value for, such as the margin without log-probabilities, is
-    left out: nothing is invented)."""
-    out: dict[str, float] = {}
-    for s in report.suites:
-        for metric in LOGGED_METRICS:
-            value = s.aggregates.get(metric)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                out[f"{PREFIX}/{s.name}/{metric}"] = value
-    return out
 
 
 def _parse_rules(stop_when: Any, suites: list[str]) -> list[_Threshold | RuleFunction]:

@@ -185,17 +185,24 @@ def test_a_callable_rule_stops_at_step_2(tmp_path, tokenizer):
 
 
 class _Scripted:
-    """A team's sampler behind the `backends` hook (the seam for other routes): every trace answers
-    right until step 2, then wrong."""
+    """A team's local sampler behind the `backends` hook (the seam for other routes), recorded in
+    the question's cassette as local samplers are: every trace answers right until step 2, then wrong."""
 
     def __init__(self, trainer):
         self.trainer = trainer
 
     def sample(self, prompt, k, seed):
-        good = self.trainer.state.global_step < 2
-        text = ("A: 7" if "3 + 4" in str(prompt) else "A: 9") if good else "A: 0"
-        return [Trace(text=text, finish_reason="STOP", token_count=None, logp=None, seed=seed + i,
-                      model_version="scripted") for i in range(k)]
+        from rlhf_eval.recording.local import local_request, record
+
+        step = self.trainer.state.global_step
+        text = ("A: 7" if "3 + 4" in str(prompt) else "A: 9") if step < 2 else "A: 0"
+        traces = []
+        for i in range(k):
+            record(local_request("scripted", "generate", {"prompt": prompt, "seed": seed + i, "step": step}),
+                   {"text": text})
+            traces.append(Trace(text=text, finish_reason="STOP", token_count=None, logp=None, seed=seed + i,
+                                model_version=f"scripted@step-{step}"))
+        return traces
 
 
 def test_a_significant_drop_against_step_0_stops_training(tmp_path, tokenizer, caplog):
