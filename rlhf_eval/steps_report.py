@@ -118,9 +118,10 @@ def _chart(metric: str, points: list[tuple[int, float | None]], intervals: list[
         lo, hi = 0.0, 1.0
     else:
         lo, hi = min(values), max(values)
-        if lo == hi:
-            pad = abs(lo) * 0.1 or 0.5
-            lo, hi = lo - pad, hi + pad
+        # a margin around the values, at least 5% of their size: 0.5632 and 0.5635 are not drawn
+        # as the whole height apart
+        pad = max((hi - lo) * 0.1, max(abs(lo), abs(hi)) * 0.05) or 0.5
+        lo, hi = (lo - pad if lo - pad >= 0 or lo < 0 else 0.0), hi + pad  # a count stays above 0
     steps = [s for s, _ in points]
     first, last = min(steps), max(steps)
     label = METRICS[metric].label if metric in METRICS else metric
@@ -136,24 +137,26 @@ def _chart(metric: str, points: list[tuple[int, float | None]], intervals: list[
     for v in (lo, hi):
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
                    f'<text x="{left - 4}" y="{y(v) + 3:.1f}" class="ax" text-anchor="end">{v:.3g}</text>')
+    for step in steps:  # a tick at each evaluated step
+        out.append(f'<line x1="{x(step):.1f}" x2="{x(step):.1f}" y1="{top + ph}" y2="{top + ph + 3}" class="axis"/>')
     out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis"/>'
                f'<text x="{left}" y="{height - 3}" class="ax">step {first}</text>'
                f'<text x="{left + pw}" y="{height - 3}" class="ax" text-anchor="end">{last}</text>')
     run: list[str] = []
-    for (step, v), iv in zip(points + [(last, None)], intervals + [None]):
-        if v is None:  # a gap: close the line drawn so far
+    for (step, value), iv in zip(points + [(last, None)], intervals + [None]):
+        if value is None:  # a gap: close the line drawn so far
             if len(run) > 1:
                 out.append(f'<polyline points="{" ".join(run)}" class="curve"/>')
             run = []
             continue
-        run.append(f"{x(step):.1f},{y(v):.1f}")
+        run.append(f"{x(step):.1f},{y(value):.1f}")
         if iv:
             out.append(f'<line x1="{x(step):.1f}" x2="{x(step):.1f}" y1="{y(iv[0]):.1f}" y2="{y(iv[1]):.1f}" '
                        'class="err"/>')
-    for (step, v), iv in zip(points, intervals):
-        if v is not None:
-            tip = f"step {step}: {fmt(v, digits_of(metric))}" + (f" [{iv[0]:.3g}, {iv[1]:.3g}]" if iv else "")
-            out.append(f'<circle cx="{x(step):.1f}" cy="{y(v):.1f}" r="2.5" class="curve"><title>{_esc(tip)}'
+    for (step, value), iv in zip(points, intervals):
+        if value is not None:
+            tip = f"step {step}: {fmt(value, digits_of(metric))}" + (f" [{iv[0]:.3g}, {iv[1]:.3g}]" if iv else "")
+            out.append(f'<circle cx="{x(step):.1f}" cy="{y(value):.1f}" r="2.5" class="curve"><title>{_esc(tip)}'
                        '</title></circle>')
     out.append("</svg>")
     return "".join(out)

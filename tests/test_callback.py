@@ -74,10 +74,10 @@ def _grpo(tmp_path, tokenizer, **callback):
     return trainer, cb, suite
 
 
-def _dpo(tmp_path, tokenizer, **callback):
+def _dpo(tmp_path, tokenizer, suite_extra=None, **callback):
     from tiny_lm import trl_gpt2
 
-    suite = _suite_file(tmp_path)
+    suite = _suite_file(tmp_path, **(suite_extra or {}))
     pairs = datasets.Dataset.from_dict({"prompt": ["what is 3 + 4 ?", "what is 12 - 3 ?"] * 4,
                                         "chosen": ["A: 7", "A: 9"] * 4, "rejected": ["A: 3", "so the"] * 4})
     lm = trl_gpt2(tokenizer)
@@ -168,6 +168,15 @@ def test_a_rule_that_holds_at_step_0_stops_training_after_the_first_step(tmp_pat
     assert line.startswith(f"rlhf-eval: stopping training at step 0: stop_when 'pairs >= 0': suite {SUITE}: pairs = ")
     assert line.endswith("(>= 0)") and [r.getMessage() for r in caplog.records] == [line]
     assert [h.step for h in cb.history] == [0, 1]  # the last step is evaluated too
+
+
+def test_a_failed_suite_threshold_stops_training(tmp_path, tokenizer):
+    trainer, cb, _ = _dpo(tmp_path, tokenizer, suite_extra={"suite_thresholds": {"pairs": {"min": 1000}}},
+                          stop_on_thresholds=True)
+    assert trainer.train().global_step == 1
+    assert cb.stopped.line.startswith(f"rlhf-eval: stopping training at step 0: stop_on_thresholds: suite {SUITE}: "
+                                      "pairs = ")
+    assert cb.stopped.line.endswith("< min 1000")
 
 
 def test_a_callable_rule_stops_at_step_2(tmp_path, tokenizer):
