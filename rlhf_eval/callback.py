@@ -265,7 +265,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
 
     # --------------------------------------------------------------------------- one evaluation
 
-    def folder(self, args, state) -> Path:
+    def _root(self, args, state) -> Path:
         """Where step folders go: the output folder on the main process, a scratch one elsewhere."""
         if not state.is_world_process_zero:
             self._scratch = self._scratch or tempfile.TemporaryDirectory(prefix="rlhf-eval-")
@@ -303,7 +303,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         def make(suite: Suite, replay: bool, policy: RequestPolicy) -> Backends:
             return (hook(suite, replay, policy) if hook else None) or live(suite, replay, policy)
 
-        root = self.folder(args, state)
+        root = self._root(args, state)
         folder = root / STEP_FOLDER.format(step)
         first = self.history[0] if self.history else None
         options: dict[str, Any] = {}

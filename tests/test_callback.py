@@ -56,7 +56,7 @@ def tokenizer():
     return word_tokenizer(WORDS)
 
 
-def _grpo(tmp_path, tokenizer, **callback):
+def _grpo(tmp_path, tokenizer, watch=True, **callback):
     from tiny_lm import trl_gpt2
 
     from rlhf_eval.trl import suite_dataset, suite_rewards
@@ -69,8 +69,9 @@ def _grpo(tmp_path, tokenizer, **callback):
                           learning_rate=0.05)
     trainer = trl.GRPOTrainer(model=trl_gpt2(tokenizer), reward_funcs=rewards, train_dataset=suite_dataset(suite),
                               args=args, processing_class=tokenizer)
-    cb = RLHFEvalCallback(suite, trainer=trainer, every=2, **callback)
-    trainer.add_callback(cb)
+    cb = RLHFEvalCallback(suite, trainer=trainer, every=2, **callback) if watch else None
+    if cb is not None:
+        trainer.add_callback(cb)
     return trainer, cb, suite
 
 
@@ -95,14 +96,23 @@ def _dpo(tmp_path, tokenizer, suite_extra=None, **callback):
 def trained(request, tmp_path_factory, tokenizer):
     tmp_path = tmp_path_factory.mktemp(request.param)
     trainer, cb, suite = (_grpo if request.param == "grpo" else _dpo)(tmp_path, tokenizer)
+    seen = []
+
+    class Integration(transformers.TrainerCallback):
+        """What a reporting integration (W&B's, TensorBoard's) gets: each on_log's step and logs."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            seen.append((state.global_step, dict(logs or {})))
+
+    trainer.add_callback(Integration())
     result = trainer.train()
-    return trainer, cb, suite, result, tmp_path
+    return trainer, cb, suite, result, tmp_path, seen
 
 
 # ------------------------------------------------------------------------- logged, saved, replayed
 
 def test_rlhf_metrics_are_logged_at_the_eval_steps_and_are_the_saved_reports(trained):
-    trainer, cb, suite, result, tmp_path = trained
+    trainer, cb, suite, result, tmp_path, seen = trained
     assert result.global_step == 4 and cb.stopped is None
     history = trainer.state.log_history
     ours = [e for e in history if any(k.startswith("rlhf/") for k in e)]
@@ -122,6 +132,9 @@ def test_rlhf_metrics_are_logged_at_the_eval_steps_and_are_the_saved_reports(tra
         assert len(traces) == 8 and {t["model_version"] for t in traces} == {f"tiny-policy@step-{entry['step']}"}
         assert all(t["logp"] is not None for t in traces)  # the live policy's own log-probabilities
         assert ("comparison" in saved) == (entry["step"] > 0)  # later steps are compared with step 0
+    # the integrations got the same values at the same steps, through on_log
+    assert [(step, logs) for step, logs in seen if any(k.startswith("rlhf/") for k in logs)] == [
+        (e["step"], {k: v for k, v in e.items() if k != "step"}) for e in ours]
     # the trainer's own log of every step is still there (its should_log was not swallowed)
     assert [e["step"] for e in history if "loss" in e] == [1, 2, 3, 4]
     # the policy changed between evaluations (a large learning rate): its traces differ
@@ -129,9 +142,25 @@ def test_rlhf_metrics_are_logged_at_the_eval_steps_and_are_the_saved_reports(tra
     assert texts[0] != texts[-1]
 
 
+@pytest.mark.parametrize("trained", ["grpo"], indirect=True)
+def test_watching_does_not_change_the_training(trained, tmp_path, tokenizer):
+    """The same GRPO run without the callback generates and learns exactly the same: sampling the
+    policy draws from its own seeded generators, never the trainer's random state."""
+    trainer = trained[0]
+    plain = _grpo(tmp_path, tokenizer, watch=False)[0]
+    plain.train()
+    timing = ("step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second")
+
+    def learned(history):
+        return [{k: v for k, v in e.items() if k not in timing} for e in history
+                if not any(k.startswith("rlhf/") for k in e)]
+
+    assert learned(plain.state.log_history) == learned(trainer.state.log_history)
+
+
 def test_each_steps_report_replays_offline_from_its_own_cassettes(trained):
     """No model exists by the suite's name: replay needs the cassettes only."""
-    trainer, cb, suite, result, tmp_path = trained
+    trainer, cb, suite, result, tmp_path, seen = trained
     for h in cb.history:
         saved = json.loads((h.folder / "report.json").read_text())
         replayed = run_suites([suite], cassette_dir=h.folder / "cassettes").to_dict()
@@ -144,7 +173,7 @@ def test_the_steps_page_draws_each_metric_over_the_steps(trained, tmp_path):
     from rlhf_eval.cli import main
     from rlhf_eval.steps_report import load_steps, metric_series
 
-    trainer, cb, suite, result, run_path = trained
+    trainer, cb, suite, result, run_path, seen = trained
     root = run_path / "out" / "rlhf"
     steps = load_steps(root)
     assert [s.step for s in steps] == [0, 2, 4]
