@@ -211,7 +211,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
                  batch_size: int = 8) -> None:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"RLHFEvalCallback: every = {every!r}; expected a whole number of steps, at least 1")
-        if not callable(getattr(trainer, "log", None)) or not hasattr(trainer, "state"):
+        if not isinstance(trainer, transformers.Trainer):
             raise ValueError(f"RLHFEvalCallback: trainer = {type(trainer).__name__}; pass the transformers/TRL "
                              "Trainer the callback is added to (trainer.add_callback(RLHFEvalCallback(..., "
                              "trainer=trainer)))")

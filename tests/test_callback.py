@@ -283,12 +283,14 @@ def test_a_suite_of_another_provider_or_a_bad_setting_is_one_line(tmp_path, toke
     gemini = tmp_path / "gemini" / f"{SUITE}.yaml"
     gemini.parent.mkdir()
     gemini.write_text(suite.read_text().replace("provider: hf", "provider: gemini"))
-    for args, kwargs, want in [
-        ((gemini,), {"every": 2}, "has model.provider 'gemini'; the callback samples the trainer's model through "
-                                  "the hf sampler: set model.provider: hf"),
-        ((suite,), {"every": 0}, "RLHFEvalCallback: every = 0; expected a whole number of steps, at least 1"),
-        ((tmp_path / "nope.yaml",), {"every": 2}, "nope.yaml: no such file or folder"),
+    for given, kwargs, want in [
+        (gemini, {}, "has model.provider 'gemini'; the callback samples the trainer's model through the hf sampler: "
+                     "set model.provider: hf"),
+        (suite, {"every": 0}, "RLHFEvalCallback: every = 0; expected a whole number of steps, at least 1"),
+        (tmp_path / "nope.yaml", {}, "nope.yaml: no such file or folder"),
+        (suite, {"trainer": trainer.args}, "RLHFEvalCallback: trainer = DPOConfig; pass the transformers/TRL Trainer "
+                                           "the callback is added to"),
     ]:
         with pytest.raises(ValueError) as e:
-            RLHFEvalCallback(*args, trainer=trainer, **kwargs)
+            RLHFEvalCallback(given, **{"trainer": trainer, "every": 2, **kwargs})
         assert want in str(e.value) and "\n" not in str(e.value)
