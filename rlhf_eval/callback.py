@@ -32,12 +32,13 @@ They reach `trainer.state.log_history` (with that `step`) and every reporting in
 (W&B shows them under ``train/rlhf/...``, as it prefixes every training log).
 
 Stopping: `stop_when` rules on those metrics (``"frac_zero_spread >= 0.9"``,
-``"gsm8k/accuracy < 0.05"``, or a callable), `stop_on_regression` rules against the first
-evaluation in `--rlhf-compare-fail`'s syntax (``"accuracy:0.05"``: worse by more than 0.05 *and*
-significant, by `rlhf_eval.compare`), and `stop_on_thresholds` (a suite's `suite_thresholds`
-failed). The first rule that holds sets `control.should_training_stop`, logs one line
-(`logging.getLogger("rlhf_eval.callback")`, warning) and is kept as `callback.stopped`. The
-trainer checks the flag after a step: a rule that holds at step 0 stops training after step 1.
+``"gsm8k/accuracy < 0.05"``, or a callable), `stop_on_regression` rules in `--rlhf-compare-fail`'s
+syntax (``"accuracy:0.05"``: worse by more than 0.05 *and* significant, by `rlhf_eval.compare`)
+against the first evaluation (in a resumed training, the `step-000000` its output folder holds),
+and `stop_on_thresholds` (a suite's `suite_thresholds` failed). The first rule that holds sets
+`control.should_training_stop`, logs one line (`logging.getLogger("rlhf_eval.callback")`,
+warning) and is kept as `callback.stopped`. The trainer checks the flag after a step: a rule that
+holds at step 0 stops training after step 1.
 
 The sampler is the seam for other routes: `backends(suite, replay, policy)`, the hook `run_suites`
 takes, may return a suite's `rlhf_eval.Backends` (say, a sampler on the trainer's vLLM server); None
@@ -245,6 +246,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         self.history: list[StepEval] = []
         self.stopped: Stop | None = None
         self._scratch: tempfile.TemporaryDirectory | None = None  # other processes' output
+        self._baseline: Path | None = None  # the step folder every later step is compared with
 
     # ----------------------------------------------------------------------------- the events
 
@@ -306,10 +308,15 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         root = self._root(args, state)
         folder = root / STEP_FOLDER.format(step)
         first = self.history[0] if self.history else None
+        if first is None and step > 0 and (root / STEP_FOLDER.format(0) / "report.json").is_file():
+            # a resumed training: compare with the run's step 0, not with the checkpoint's step
+            self._baseline = root / STEP_FOLDER.format(0)
+        elif first is not None and self._baseline is None:
+            self._baseline = first.folder
         options: dict[str, Any] = {}
-        if first is not None:
+        if self._baseline is not None:
             # compared with the first evaluation: drift notes in every report, and the regression rules
-            options = {"baseline": first.folder / "report.json", "baseline_name": first.folder.name,
+            options = {"baseline": self._baseline / "report.json", "baseline_name": self._baseline.name,
                        "fail_rules": [f"{m}:{d}" for m, d in self.regression_rules.items()]}
         # One question at a time: concurrent questions would switch the shared model between
         # eval and train mode under each other. Mode rewrite: a folder left by an earlier run

@@ -222,6 +222,23 @@ def test_a_callable_rule_stops_at_step_2(tmp_path, tokenizer):
     assert cb.stopped.line == "rlhf-eval: stopping training at step 2: stop_when 'past_step_one': forced at step 2"
 
 
+def test_a_resumed_training_is_compared_with_the_runs_step_0(tmp_path, tokenizer):
+    def at_step_two(metrics, step):
+        return step == 2
+
+    trainer, cb, _ = _dpo(tmp_path, tokenizer, stop_when=at_step_two)
+    trainer.args.save_strategy, trainer.args.save_steps = "steps", 2
+    assert trainer.train().global_step == 2 and (tmp_path / "out" / "checkpoint-2").is_dir()
+    resumed, cb2, _ = _dpo(tmp_path, tokenizer)
+    assert resumed.train(resume_from_checkpoint=True).global_step == 4
+    assert [h.step for h in cb2.history] == [2, 4] and cb2.stopped is None
+    for h in cb2.history:
+        saved = json.loads((h.folder / "report.json").read_text())
+        assert saved["comparison"]["baseline"] == "step-000000"
+    root = tmp_path / "out" / "rlhf"
+    assert sorted(p.name for p in root.iterdir()) == ["step-000000", "step-000002", "step-000004"]
+
+
 class _Scripted:
     """A team's local sampler behind the `backends` hook (the seam for other routes), recorded in
     the question's cassette as local samplers are: every trace answers right until step 2, then wrong."""
