@@ -29,7 +29,7 @@ A step's report replays offline from its own cassettes, without the model:
 What it logs, at each evaluated step, one value per suite and metric (those the report has):
 ``rlhf/<suite>/<metric>`` for `LOGGED_METRICS` (the report's suite aggregates of the same name).
 They reach `trainer.state.log_history` (with that `step`) and every reporting integration
-(W&B shows them under ``train/rlhf/...``, as it prefixes every training log).
+(W&B and TensorBoard show them as ``train/rlhf/...``: transformers prefixes training logs so).
 
 Stopping: `stop_when` rules on those metrics (``"frac_zero_spread >= 0.9"``,
 ``"gsm8k/accuracy < 0.05"``, or a callable), `stop_on_regression` rules in `--rlhf-compare-fail`'s
