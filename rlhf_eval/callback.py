@@ -198,6 +198,9 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         stop_on_thresholds: stop when a suite's `suite_thresholds` fail.
         backends: `backends(suite, replay, policy)` → `rlhf_eval.Backends` or None (then the
             in-process hf sampler on the trainer's model).
+        reference_model: the model that scores a suite's `dpo.reference: {provider: hf, ...}`, as
+            it is (e.g. a DPOTrainer's `ref_model`), instead of loading that checkpoint; margins are
+            then TRL's β·((ℓ_w − ℓ_w^ref) − (ℓ_l − ℓ_l^ref)).
         batch_size: traces per forward pass of the hf sampler.
 
     Raises StopRuleError (one line) for a rule that cannot be read, SuiteError for a bad suite,
@@ -209,7 +212,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
                  stop_when: str | RuleFunction | Sequence[str | RuleFunction] | None = None,
                  stop_on_regression: str | Sequence[str] = (), stop_on_thresholds: bool = False,
                  backends: Callable[[Suite, bool, RequestPolicy], Backends | None] | None = None,
-                 batch_size: int = 8) -> None:
+                 reference_model: Any = None, batch_size: int = 8) -> None:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"RLHFEvalCallback: every = {every!r}; expected a whole number of steps, at least 1")
         if not isinstance(trainer, transformers.Trainer):
@@ -234,6 +237,11 @@ class RLHFEvalCallback(transformers.TrainerCallback):
                                  f"{s.spec.model.provider!r}; the callback samples the trainer's model through the "
                                  "hf sampler: set model.provider: hf (model.name labels the policy), or pass "
                                  "backends=")
+            if reference_model is not None and (s.spec.dpo.reference == "none"
+                                                or s.spec.dpo.reference.provider != "hf"):
+                raise ValueError(f"RLHFEvalCallback: reference_model= scores the suite's DPO reference, but suite "
+                                 f"{s.name} ({s.path}) has none of provider hf; set dpo.reference: "
+                                 "{provider: hf, name: <the reference's name>}")
         self.rules = _parse_rules(stop_when, names)
         self.regression_rules = _regression_rules(stop_on_regression)
         self.stop_on_thresholds = bool(stop_on_thresholds)
@@ -243,6 +251,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         self.at_start, self.at_end = at_start, at_end
         self.backends = backends
         self.batch_size = batch_size
+        self.reference_model = reference_model
         self.history: list[StepEval] = []
         self.stopped: Stop | None = None
         self._scratch: tempfile.TemporaryDirectory | None = None  # other processes' output
@@ -277,15 +286,21 @@ class RLHFEvalCallback(transformers.TrainerCallback):
     def live_backends(self, suite: Suite, replay: bool, policy: RequestPolicy, *, model: Any, tokenizer: Any,
                       step: int) -> Backends:
         """The in-process route: the hf sampler on `model` as it is (its device, dtype), each trace's
-        model version `<model.name>@step-<step>`; the suite's DPO reference as the suite says."""
+        model version `<model.name>@step-<step>`; the suite's DPO reference scored by
+        `reference_model` as it is, or as the suite says."""
         from .backends import make_scorer
+        from .backends.hf import HFScorer
         from .backends.hf_sampler import HFSampler
 
         spec = suite.spec
         sampler = HFSampler(spec.model, replay=replay, policy=policy, model=model, tokenizer=tokenizer,
                             batch_size=self.batch_size, model_version=f"{spec.model.name}@step-{step}")
-        reference = (make_scorer(spec.dpo.reference, replay=replay, policy=policy)
-                     if spec.dpo.reference != "none" else None)
+        reference = None
+        if spec.dpo.reference != "none" and self.reference_model is not None:
+            reference = HFScorer(spec.dpo.reference, model=self.reference_model, tokenizer=tokenizer, replay=replay,
+                                 policy=policy, as_is=True)
+        elif spec.dpo.reference != "none":
+            reference = make_scorer(spec.dpo.reference, replay=replay, policy=policy)
         return Backends(sampler=sampler, reference=reference)
 
     def _evaluate(self, args, state, control, kwargs: dict[str, Any], *, stop: bool = True) -> None:

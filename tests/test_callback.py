@@ -41,7 +41,7 @@ def _suite_file(folder, **extra):
     """The policy's suite: `model.name` only labels the live policy (no such checkpoint exists)."""
     doc = {"suite": SUITE, "model": {"provider": "hf", "name": "tiny-policy", "temperature": 1.0,
                                      "max_output_tokens": 8, "reasoning_tags": None},
-           "samples": 4, "seed": 0, "prompt": "Question: {question} End with A: <number>.", "verifier": "numeric",
+           "samples": 4, "seed": 0, "prompt": "Question: {question} End with A: <number>.\n", "verifier": "numeric",
            "questions": [{"id": "add", "question": "what is 3 + 4 ?", "answer": "7"},
                          {"id": "sub", "question": "what is 12 - 3 ?", "answer": "9"}], **extra}
     path = folder / f"{SUITE}.yaml"
@@ -75,9 +75,12 @@ def _grpo(tmp_path, tokenizer, watch=True, **callback):
     return trainer, cb, suite
 
 
-def _dpo(tmp_path, tokenizer, suite_extra=None, **callback):
+def _dpo(tmp_path, tokenizer, suite_extra=None, reference=False, **callback):
+    """DPOTrainer on 8 pairs; with `reference`, the suite's DPO reference is the trainer's ref_model."""
     from tiny_lm import trl_gpt2
 
+    if reference:
+        suite_extra = {**(suite_extra or {}), "dpo": {"reference": {"provider": "hf", "name": "tiny-reference"}}}
     suite = _suite_file(tmp_path, **(suite_extra or {}))
     pairs = datasets.Dataset.from_dict({"prompt": ["what is 3 + 4 ?", "what is 12 - 3 ?"] * 4,
                                         "chosen": ["A: 7", "A: 9"] * 4, "rejected": ["A: 3", "so the"] * 4})
@@ -87,6 +90,8 @@ def _dpo(tmp_path, tokenizer, suite_extra=None, **callback):
                          learning_rate=0.05)
     trainer = trl.DPOTrainer(model=lm, ref_model=copy.deepcopy(lm), args=args, train_dataset=pairs,
                              processing_class=tokenizer)
+    if reference:
+        callback["reference_model"] = trainer.ref_model
     cb = RLHFEvalCallback(suite, trainer=trainer, every=2, **callback)
     trainer.add_callback(cb)
     return trainer, cb, suite
@@ -95,7 +100,10 @@ def _dpo(tmp_path, tokenizer, suite_extra=None, **callback):
 @pytest.fixture(scope="module", params=["grpo", "dpo"])
 def trained(request, tmp_path_factory, tokenizer):
     tmp_path = tmp_path_factory.mktemp(request.param)
-    trainer, cb, suite = (_grpo if request.param == "grpo" else _dpo)(tmp_path, tokenizer)
+    if request.param == "grpo":
+        trainer, cb, suite = _grpo(tmp_path, tokenizer)
+    else:
+        trainer, cb, suite = _dpo(tmp_path, tokenizer, reference=True)
     seen = []
 
     class Integration(transformers.TrainerCallback):
@@ -156,6 +164,21 @@ def test_watching_does_not_change_the_training(trained, tmp_path, tokenizer):
                 if not any(k.startswith("rlhf/") for k in e)]
 
     assert learned(plain.state.log_history) == learned(trainer.state.log_history)
+
+
+@pytest.mark.parametrize("trained", ["dpo"], indirect=True)
+def test_with_the_trainers_reference_the_margins_are_dpos_and_start_at_zero(trained):
+    """At step 0 the policy is its reference (a copy): every implicit reward β·(ℓ − ℓ_ref) is 0, as
+    TRL's rewards/margins start; after training the policy has moved away from it."""
+    trainer, cb, suite, result, tmp_path, seen = trained
+    first, last = (h.report.suites[0] for h in (cb.history[0], cb.history[-1]))
+    traces = [t for q in first.questions for t in q.traces if t.text]  # an empty answer is not scored
+    assert traces and all(t.ref_logp is not None for t in traces)
+    assert [t.ref_logp for t in traces] == pytest.approx([t.logp for t in traces], abs=1e-4)
+    if first.aggregates.pairs:
+        assert first.aggregates.mean_margin == pytest.approx(0, abs=1e-4)
+    moved = [t.logp - t.ref_logp for q in last.questions for t in q.traces if t.text]
+    assert max(abs(d) for d in moved) > 1e-2
 
 
 def test_each_steps_report_replays_offline_from_its_own_cassettes(trained):
@@ -307,6 +330,8 @@ def test_a_suite_of_another_provider_or_a_bad_setting_is_one_line(tmp_path, toke
         (tmp_path / "nope.yaml", {}, "nope.yaml: no such file or folder"),
         (suite, {"trainer": trainer.args}, "RLHFEvalCallback: trainer = DPOConfig; pass the transformers/TRL Trainer "
                                            "the callback is added to"),
+        (suite, {"reference_model": trainer.ref_model}, "reference_model= scores the suite's DPO reference, but "
+                                                        f"suite {SUITE} ({suite}) has none of provider hf"),
     ]:
         with pytest.raises(ValueError) as e:
             RLHFEvalCallback(given, **{"trainer": trainer, "every": 2, **kwargs})
