@@ -66,6 +66,7 @@ from .discovery import suite_files
 from .evaluate import Backends
 from .registry import suggest
 from .report_model import Report
+from .sampling import Scorer
 from .steps_report import LOGGED_METRICS, PREFIX, STEP_FOLDER, step_metrics
 from .suite import Suite, load_suite
 from .throttle import RequestPolicy
@@ -295,7 +296,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         spec = suite.spec
         sampler = HFSampler(spec.model, replay=replay, policy=policy, model=model, tokenizer=tokenizer,
                             batch_size=self.batch_size, model_version=f"{spec.model.name}@step-{step}")
-        reference = None
+        reference: Scorer | None = None
         if spec.dpo.reference != "none" and self.reference_model is not None:
             reference = HFScorer(spec.dpo.reference, model=self.reference_model, tokenizer=tokenizer, replay=replay,
                                  policy=policy, as_is=True)
