@@ -77,8 +77,10 @@ def run_ui(args: argparse.Namespace) -> int:
 def add_html(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("html", help="write the self-contained HTML report of a JSON report",
                        description="Write the self-contained HTML report of a JSON report; with --compare, "
-                                   "with its deltas against a baseline report (as pytest --rlhf-compare shows).")
-    p.add_argument("report", metavar="REPORT.json")
+                                   "with its deltas against a baseline report (as pytest --rlhf-compare shows). "
+                                   "Given the folder of step reports RLHFEvalCallback writes "
+                                   "(<output_dir>/rlhf), a page of each metric over the training steps.")
+    p.add_argument("report", metavar="REPORT.json|STEPS_DIR")
     p.add_argument("output", metavar="OUT.html")
     p.add_argument("--compare", metavar="BASELINE.json",
                    help="a baseline report: deltas with significance, what changed, preference drift "
@@ -89,6 +91,8 @@ def add_html(sub: argparse._SubParsersAction) -> None:
 def run_html(args: argparse.Namespace) -> int:
     from .html_report import write_html
 
+    if Path(args.report).is_dir():
+        return _steps_html(args)
     report_ = load_report(args.report)
     if args.compare:
         from .compare import compare_reports
@@ -267,6 +271,22 @@ def outcome_line(report_: Report) -> str:
     n_suites = len(report_.suites)
     return (f"{PROG}: {len(questions)} question{'s' * (len(questions) != 1)} in {n_suites} "
             f"suite{'s' * (n_suites != 1)}: {', '.join(shown)}")
+
+
+def _steps_html(args: argparse.Namespace) -> int:
+    """`rlhf-eval html STEPS_DIR OUT.html`: the metrics of the step reports over the steps."""
+    from .steps_report import write_steps_html
+
+    if args.compare:
+        raise CliError(f"--compare takes a report to compare one report with; {args.report} is a folder of step "
+                       "reports, each already compared with its first step")
+    with _writing("the steps page", args.output):
+        try:
+            steps = write_steps_html(args.report, args.output)
+        except (ValueError, report.ReportError) as e:
+            raise CliError(str(e)) from None
+    print(f"{PROG}: wrote {args.output} ({len(steps)} steps)")
+    return 0
 
 
 def _separator(char: str, text: str, width: int = 80) -> str:

@@ -1,0 +1,412 @@
+"""Watching the signal during training: `RLHFEvalCallback`, a `transformers.TrainerCallback` that
+evaluates suites on the trainer's live policy every N steps (optional extra `trl`)::
+
+    from trl import GRPOConfig, GRPOTrainer
+    from rlhf_eval.callback import RLHFEvalCallback
+
+    trainer = GRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(output_dir="grpo"), train_dataset=...)
+    trainer.add_callback(RLHFEvalCallback("suites/policy.yaml", trainer=trainer, every=50,
+                                          stop_when="frac_zero_spread >= 0.9"))
+    trainer.train()
+
+At step 0 (`on_train_begin`), every `every` steps (`on_step_end`) and at the last step, each
+suite's questions are sampled from the trainer's model as it is at that step — in process, through
+the `hf` sampler (`rlhf_eval.backends.hf_sampler.HFSampler` on the model and `processing_class`
+the trainer hands its callbacks: kept on its device, in its dtype, back in training mode after) —
+and run through `rlhf_eval.runner.finished_run`, so every number is the one `rlhf-eval run` computes.
+
+What it writes, under `<args.output_dir>/rlhf/` (or `output_dir=`), one folder per evaluated step::
+
+    step-000000/report.json          the JSON report (`--rlhf-report-json`); from the second
+                                     evaluation on, with its comparison against the first
+    step-000000/cassettes/<suite>/<question>.yaml   that step's traces (`local://hf/generate`)
+    step-000002/...
+
+A step's report replays offline from its own cassettes, without the model:
+``rlhf-eval run SUITE --cassette-dir <out>/rlhf/step-000002/cassettes`` gives the same numbers.
+``rlhf-eval html <out>/rlhf steps.html`` draws each metric over the steps (`rlhf_eval.steps_report`).
+
+What it logs, at each evaluated step, one value per suite and metric (those the report has):
+``rlhf/<suite>/<metric>`` for `LOGGED_METRICS` (the report's suite aggregates of the same name).
+They reach `trainer.state.log_history` (with that `step`) and every reporting integration
+(W&B and TensorBoard show them as ``train/rlhf/...``: transformers prefixes training logs so).
+
+Stopping: `stop_when` rules on those metrics (``"frac_zero_spread >= 0.9"``,
+``"gsm8k/accuracy < 0.05"``, or a callable), `stop_on_regression` rules in `--rlhf-compare-fail`'s
+syntax (``"accuracy:0.05"``: worse by more than 0.05 *and* significant, by `rlhf_eval.compare`)
+against the first evaluation (in a resumed training, the `step-000000` its output folder holds),
+and `stop_on_thresholds` (a suite's `suite_thresholds` failed). The first rule that holds sets
+`control.should_training_stop`, logs one line (`logging.getLogger("rlhf_eval.callback")`,
+warning) and is kept as `callback.stopped`. The trainer checks the flag after a step: a rule that
+holds at step 0 stops training after step 1.
+
+The sampler is the seam for other routes: `backends(suite, replay, policy)`, the hook `run_suites`
+takes, may return a suite's `rlhf_eval.Backends` (say, a sampler on the trainer's vLLM server); None
+falls back to the in-process `hf` sampler. Without it every suite must say `model.provider: hf`
+(its `name` labels the policy in the cassettes; nothing is loaded from it while training).
+
+Under several processes each samples (the same seeds and weights, so the same rule fires on all of
+them) and only the main one writes under the output folder. A model sharded by DeepSpeed ZeRO-3 or
+FSDP cannot be sampled in place: give a `backends` hook that samples elsewhere.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import tempfile
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, Union
+
+import transformers
+
+from .discovery import suite_files
+from .evaluate import Backends
+from .registry import suggest
+from .report_model import Report
+from .sampling import Scorer
+from .steps_report import LOGGED_METRICS, PREFIX, STEP_FOLDER, step_metrics
+from .suite import Suite, load_suite
+from .throttle import RequestPolicy
+
+__all__ = ["LOGGED_METRICS", "RLHFEvalCallback", "RLHFEvalError", "StepEval", "Stop", "StopRuleError",
+           "step_metrics"]
+
+logger = logging.getLogger(__name__)
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+_RULE = re.compile(r"^\s*(?:rlhf/)?(?:(?P<suite>[^/\s<>=]+)/)?(?P<metric>[A-Za-z_@]+)\s*(?P<op>>=|<=|>|<)\s*"
+                   r"(?P<value>\S+)\s*$")
+
+# A callable rule gets the step's logged metrics ({"rlhf/<suite>/<metric>": value}) and the step;
+# it fires when it returns True or a non-empty reason.
+RuleFunction = Callable[[dict[str, float], int], Union[bool, str, None]]
+
+
+class StopRuleError(ValueError):
+    """A stop rule that cannot be read (raised when the callback is made, never at step 500); one line."""
+
+
+class RLHFEvalError(RuntimeError):
+    """The first evaluation could not score a question (a bad suite for this policy): one line, before
+    any training step is spent."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why training was stopped: the rule (as written), at which step, and the one line logged."""
+    step: int
+    rule: str
+    line: str
+
+    def __str__(self) -> str:
+        return self.line
+
+
+@dataclass
+class StepEval:
+    """One evaluated step: its folder (report.json, cassettes/), its report and what was logged."""
+    step: int
+    folder: Path
+    report: Report
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Threshold:
+    text: str
+    suite: str | None
+    metric: str
+    op: str
+    value: float
+
+    def check(self, metrics: dict[str, float], suites: list[str]) -> str | None:
+        for name in [self.suite] if self.suite else suites:
+            got = metrics.get(f"{PREFIX}/{name}/{self.metric}")
+            if got is not None and _OPS[self.op](got, self.value):
+                return f"suite {name}: {self.metric} = {got:.4g} ({self.op} {self.value:g})"
+        return None
+
+
+def _parse_rules(stop_when: Any, suites: list[str]) -> list[_Threshold | RuleFunction]:
+    if stop_when is None:
+        return []
+    given = [stop_when] if isinstance(stop_when, str) or callable(stop_when) else list(stop_when)
+    rules: list[_Threshold | RuleFunction] = []
+    for rule in given:
+        if callable(rule):
+            rules.append(rule)
+            continue
+        if not isinstance(rule, str):
+            raise StopRuleError(f"stop_when {rule!r}: expected a rule such as 'frac_zero_spread >= 0.9' or a "
+                                "callable(metrics, step)")
+        m = _RULE.match(rule)
+        if not m:
+            raise StopRuleError(f"stop_when {rule!r}: expected '[SUITE/]METRIC OP NUMBER' with OP one of "
+                                ">=, >, <=, < (e.g. 'frac_zero_spread >= 0.9')")
+        metric, suite = m["metric"], m["suite"]
+        if metric not in LOGGED_METRICS:
+            raise StopRuleError(f"stop_when {rule!r}: no metric {metric!r}{suggest(metric, LOGGED_METRICS)}")
+        if suite is not None and suite not in suites:
+            raise StopRuleError(f"stop_when {rule!r}: no suite {suite!r} among this callback's{suggest(suite, suites)}")
+        try:
+            value = float(m["value"])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise StopRuleError(f"stop_when {rule!r}: {m['value']!r} is not a finite number")
+        rules.append(_Threshold(rule.strip(), suite, metric, m["op"], value))
+    return rules
+
+
+def _regression_rules(stop_on_regression: Any) -> dict[str, float]:
+    from .compare import parse_fail_rules
+
+    given = [stop_on_regression] if isinstance(stop_on_regression, str) else list(stop_on_regression or ())
+    try:
+        return parse_fail_rules(given)
+    except ValueError as exc:
+        raise StopRuleError(str(exc).replace("--rlhf-compare-fail", "stop_on_regression", 1)) from None
+
+
+def _tokenizer(processing_class: Any) -> Any:
+    """The tokenizer of a trainer's processing class (a processor holds one)."""
+    if processing_class is not None and not hasattr(processing_class, "convert_tokens_to_ids"):
+        return getattr(processing_class, "tokenizer", processing_class)
+    return processing_class
+
+
+class RLHFEvalCallback(transformers.TrainerCallback):
+    """Evaluates `suites` on the trainer's live policy at step 0, every `every` steps and at the end;
+    logs `rlhf/<suite>/<metric>`, writes each step's report and cassettes, and stops on a rule.
+
+    Args:
+        suites: suite files or folders (as `run_suites` takes them); each suite is loaded now
+            (SuiteError, one line, for a bad one).
+        trainer: the `transformers.Trainer` (a TRL trainer) the callback is added to: its `log`
+            carries the metrics to `state.log_history` and the reporting integrations.
+        every: evaluate every this many optimizer steps (≥ 1).
+        output_dir: where the step folders go (default `<args.output_dir>/rlhf`).
+        at_start, at_end: also evaluate before the first step / after the last one.
+        stop_when: a rule, or a list of rules: '[SUITE/]METRIC OP NUMBER' (METRIC one of
+            `LOGGED_METRICS`, OP one of >=, >, <=, <; without SUITE, any suite), or a callable
+            `rule(metrics, step)` returning True or a reason when training should stop.
+        stop_on_regression: 'METRIC:DELTA' rules (`--rlhf-compare-fail`'s): stop when METRIC is
+            worse than at the first evaluation by more than DELTA and the change is significant.
+        stop_on_thresholds: stop when a suite's `suite_thresholds` fail.
+        backends: `backends(suite, replay, policy)` → `rlhf_eval.Backends` or None (then the
+            in-process hf sampler on the trainer's model).
+        reference_model: the model that scores a suite's `dpo.reference: {provider: hf, ...}`, as
+            it is (e.g. a DPOTrainer's `ref_model`), instead of loading that checkpoint; margins are
+            then TRL's β·((ℓ_w − ℓ_w^ref) − (ℓ_l − ℓ_l^ref)).
+        batch_size: traces per forward pass of the hf sampler.
+
+    Raises StopRuleError (one line) for a rule that cannot be read, SuiteError for a bad suite,
+    ValueError for a bad setting. After training, `history` holds each `StepEval` and `stopped`
+    the `Stop` that ended it (None when none did)."""
+
+    def __init__(self, suites: str | Path | Iterable[str | Path], *, trainer: Any, every: int,
+                 output_dir: str | Path | None = None, at_start: bool = True, at_end: bool = True,
+                 stop_when: str | RuleFunction | Sequence[str | RuleFunction] | None = None,
+                 stop_on_regression: str | Sequence[str] = (), stop_on_thresholds: bool = False,
+                 backends: Callable[[Suite, bool, RequestPolicy], Backends | None] | None = None,
+                 reference_model: Any = None, batch_size: int = 8) -> None:
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ValueError(f"RLHFEvalCallback: every = {every!r}; expected a whole number of steps, at least 1")
+        if not isinstance(trainer, transformers.Trainer):
+            raise ValueError(f"RLHFEvalCallback: trainer = {type(trainer).__name__}; pass the transformers/TRL "
+                             "Trainer the callback is added to (trainer.add_callback(RLHFEvalCallback(..., "
+                             "trainer=trainer)))")
+        paths = [suites] if isinstance(suites, (str, Path)) else list(suites)
+        try:
+            self.paths = suite_files(paths, Path.cwd())
+        except FileNotFoundError as exc:
+            raise ValueError(f"RLHFEvalCallback: {exc}") from None
+        if not self.paths:
+            raise ValueError(f"RLHFEvalCallback: no suite file in {', '.join(map(str, paths)) or 'no paths'}")
+        self.suites = [load_suite(p) for p in self.paths]
+        names = [s.name for s in self.suites]
+        for s in self.suites:
+            if names.count(s.name) > 1:
+                raise ValueError(f"RLHFEvalCallback: two suites are named {s.name!r}; each needs its own name "
+                                 "(it names its metrics and cassette folder)")
+            if backends is None and s.spec.model.provider != "hf":
+                raise ValueError(f"RLHFEvalCallback: suite {s.name} ({s.path}) has model.provider "
+                                 f"{s.spec.model.provider!r}; the callback samples the trainer's model through the "
+                                 "hf sampler: set model.provider: hf (model.name labels the policy), or pass "
+                                 "backends=")
+            if reference_model is not None and (s.spec.dpo.reference == "none"
+                                                or s.spec.dpo.reference.provider != "hf"):
+                raise ValueError(f"RLHFEvalCallback: reference_model= scores the suite's DPO reference, but suite "
+                                 f"{s.name} ({s.path}) has none of provider hf; set dpo.reference: "
+                                 "{provider: hf, name: <the reference's name>}")
+        self.rules = _parse_rules(stop_when, names)
+        self.regression_rules = _regression_rules(stop_on_regression)
+        self.stop_on_thresholds = bool(stop_on_thresholds)
+        self.trainer = trainer
+        self.every = every
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.at_start, self.at_end = at_start, at_end
+        self.backends = backends
+        self.batch_size = batch_size
+        self.reference_model = reference_model
+        self.history: list[StepEval] = []
+        self.stopped: Stop | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None  # other processes' output
+        self._baseline: Path | None = None  # the step folder every later step is compared with
+
+    # ----------------------------------------------------------------------------- the events
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.at_start:
+            self._evaluate(args, state, control, kwargs)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # DefaultFlowCallback (the first callback) has already flagged the last step by now.
+        last = control.should_training_stop or state.global_step >= state.max_steps
+        if state.global_step % self.every == 0 or (self.at_end and last):
+            self._evaluate(args, state, control, kwargs)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        # Stopped by a callback after this one: the last step is not evaluated yet.
+        if self.at_end and (not self.history or self.history[-1].step != state.global_step):
+            self._evaluate(args, state, control, kwargs, stop=False)
+
+    # --------------------------------------------------------------------------- one evaluation
+
+    def _root(self, args, state) -> Path:
+        """Where step folders go: the output folder on the main process, a scratch one elsewhere."""
+        if not state.is_world_process_zero:
+            self._scratch = self._scratch or tempfile.TemporaryDirectory(prefix="rlhf-eval-")
+            return Path(self._scratch.name)
+        return self.output_dir if self.output_dir is not None else Path(args.output_dir) / PREFIX
+
+    def live_backends(self, suite: Suite, replay: bool, policy: RequestPolicy, *, model: Any, tokenizer: Any,
+                      step: int) -> Backends:
+        """The in-process route: the hf sampler on `model` as it is (its device, dtype), each trace's
+        model version `<model.name>@step-<step>`; the suite's DPO reference scored by
+        `reference_model` as it is, or as the suite says."""
+        from .backends import make_scorer
+        from .backends.hf import HFScorer
+        from .backends.hf_sampler import HFSampler
+
+        spec = suite.spec
+        sampler = HFSampler(spec.model, replay=replay, policy=policy, model=model, tokenizer=tokenizer,
+                            batch_size=self.batch_size, model_version=f"{spec.model.name}@step-{step}")
+        reference: Scorer | None = None
+        if spec.dpo.reference != "none" and self.reference_model is not None:
+            reference = HFScorer(spec.dpo.reference, model=self.reference_model, tokenizer=tokenizer, replay=replay,
+                                 policy=policy, as_is=True)
+        elif spec.dpo.reference != "none":
+            reference = make_scorer(spec.dpo.reference, replay=replay, policy=policy)
+        return Backends(sampler=sampler, reference=reference)
+
+    def _evaluate(self, args, state, control, kwargs: dict[str, Any], *, stop: bool = True) -> None:
+        from .runner import finished_run
+
+        step = state.global_step
+        if self.history and self.history[-1].step == step:
+            return  # on_step_end may come twice for one step
+        tokenizer = _tokenizer(kwargs.get("processing_class"))
+        model = kwargs.get("model")
+        if self.backends is None and (model is None or tokenizer is None):
+            raise RLHFEvalError("RLHFEvalCallback: the trainer gave its callbacks no model or no processing_class "
+                                "(tokenizer) to sample; pass processing_class= to the trainer")
+        live = partial(self.live_backends, model=model, tokenizer=tokenizer, step=step)
+        hook = self.backends
+
+        def make(suite: Suite, replay: bool, policy: RequestPolicy) -> Backends:
+            return (hook(suite, replay, policy) if hook else None) or live(suite, replay, policy)
+
+        root = self._root(args, state)
+        folder = root / STEP_FOLDER.format(step)
+        first = self.history[0] if self.history else None
+        if first is None and step > 0 and (root / STEP_FOLDER.format(0) / "report.json").is_file():
+            # a resumed training: compare with the run's step 0, not with the checkpoint's step
+            self._baseline = root / STEP_FOLDER.format(0)
+        elif first is not None and self._baseline is None:
+            self._baseline = first.folder
+        options: dict[str, Any] = {}
+        if self._baseline is not None:
+            # compared with the first evaluation: drift notes in every report, and the regression rules
+            options = {"baseline": self._baseline / "report.json", "baseline_name": self._baseline.name,
+                       "fail_rules": [f"{m}:{d}" for m, d in self.regression_rules.items()]}
+        # One question at a time: concurrent questions would switch the shared model between
+        # eval and train mode under each other. Mode rewrite: a folder left by an earlier run
+        # (a resumed training) is replaced, never replayed.
+        run = finished_run(self.paths, record_mode="rewrite", cassette_dir=folder / "cassettes",
+                           backends=make, concurrency=1, report_json=folder / "report.json", **options)
+        for problem in run.problems:
+            logger.warning(problem)
+        report = run.report
+        assert report is not None
+        self._check_errors(report, step, first is None)
+        metrics = step_metrics(report)
+        self.history.append(StepEval(step, folder, report, metrics))
+        self._log(control, metrics)
+        if stop and self.stopped is None:
+            self._check_stop(report, metrics, step, control)
+
+    def _check_errors(self, report: Report, step: int, first: bool) -> None:
+        for s in report.suites:
+            errors = [q for q in s.questions if q.error]
+            if not errors:
+                continue
+            line = (f"rlhf-eval: step {step}: suite {s.name}: {len(errors)} of {len(s.questions)} questions could "
+                    f"not be scored; {errors[0].id}: {errors[0].error}")
+            if first:  # the suite does not fit this policy: say so before a training step is spent
+                raise RLHFEvalError(line)
+            logger.warning(line)
+
+    def _log(self, control, metrics: dict[str, float]) -> None:
+        """Into `state.log_history` and every reporting integration (W&B, TensorBoard, ...).
+
+        `Trainer.log` is the one road to both: it appends to the history and calls each callback's
+        `on_log`, which is where the integrations write (changing `logs` in our own `on_log` would
+        come after them, and after the history's copy). It is the base class's: TRL's trainers
+        override `log` to add the metrics they gathered since their last log and then clear them,
+        which would move the step's reward and loss averages into this entry. `on_log` also clears
+        `should_log`, `should_evaluate` and `should_save` (set for this step by DefaultFlowCallback
+        before us): they are put back, so the trainer's own log, eval and checkpoint still happen."""
+        if not metrics:
+            return
+        trainer = self.trainer
+        flags = ("should_log", "should_evaluate", "should_save")
+        kept = {f: getattr(control, f) for f in flags}
+        transformers.Trainer.log(trainer, dict(metrics))
+        for c in {id(control): control, id(trainer.control): trainer.control}.values():
+            for f, v in kept.items():
+                setattr(c, f, v)
+
+    def _check_stop(self, report: Report, metrics: dict[str, float], step: int, control) -> None:
+        names = [s.name for s in report.suites]
+        for rule in self.rules:
+            if isinstance(rule, _Threshold):
+                why = rule.check(metrics, names)
+                text = rule.text
+            else:
+                fired = rule(dict(metrics), step)
+                why = fired if isinstance(fired, str) else ("it returned True" if fired is True else None)
+                text = getattr(rule, "__name__", repr(rule))
+            if why:
+                return self._stop(control, step, f"stop_when {text!r}", why)
+        if self.regression_rules and report.comparison is not None and report.comparison.failures:
+            rules = ", ".join(f"{m}:{d:g}" for m, d in self.regression_rules.items())
+            return self._stop(control, step, f"stop_on_regression {rules}",
+                              f"significant drop against {report.comparison.baseline}: "
+                              f"{report.comparison.failures[0]}")
+        if self.stop_on_thresholds:
+            for s in report.suites:
+                if s.threshold_failures:
+                    return self._stop(control, step, "stop_on_thresholds",
+                                      f"suite {s.name}: {s.threshold_failures[0]}")
+        return None
+
+    def _stop(self, control, step: int, rule: str, why: str) -> None:
+        line = f"rlhf-eval: stopping training at step {step}: {rule}: {why}"
+        control.should_training_stop = True
+        self.stopped = Stop(step, rule, line)
+        logger.warning(line)
