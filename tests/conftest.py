@@ -54,7 +54,8 @@ TEST_KEY = "AIzaTEST-key-that-must-never-be-recorded-0123"
 # out first and the many short files fill the gaps, so no worker is left alone with a slow file at
 # the end. (xdist's own order, most tests first, sends them last: `--no-loadscope-reorder` in
 # pyproject.toml keeps this one.)
-SLOWEST_FIRST = ["test_ui.py", "test_export_trl.py", "test_trl_rewards.py", "test_plugin.py", "test_load.py",
+SLOWEST_FIRST = ["test_ui.py", "test_export_trl.py", "test_trl_rewards.py", "test_callback.py", "test_online_dpo.py",
+                 "test_plugin.py", "test_load.py",
                  "test_interrupt.py",
                  "test_compare_export.py", "test_collection.py", "test_registry.py", "test_hf_scorer.py",
                  "test_bad_input.py",
