@@ -74,7 +74,10 @@ class TRLVLLMSampler:
         """(path, JSON body) of the request for `n` traces from `seed`."""
         c = self.config
         body: dict[str, Any] = {"model": c.name, "n": n, "seed": seed, "temperature": c.temperature,
-                                "max_tokens": c.max_output_tokens, "return_token_ids": True}
+                                "max_tokens": c.max_output_tokens, "return_token_ids": True,
+                                # the text is every generated token's but the stop token, as the hf
+                                # sampler's: a special token the model emits is in logp, so in the text
+                                "skip_special_tokens": False}
         if c.top_p is not None:
             body["top_p"] = c.top_p
         if c.top_k is not None:
