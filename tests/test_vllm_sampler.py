@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import yaml

@@ -91,7 +91,8 @@ class TRLVLLMServer:
                             "logprobs": {"tokens": tokens, "token_logprobs": lps, "top_logprobs": [{}] * len(ids),
                                          "text_offset": offsets}})
         return {"id": "cmpl-1", "object": "text_completion", "model": self.name, "choices": choices,
-                "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": sum(len(c["token_ids"]) for c in choices)}}
+                "usage": {"prompt_tokens": len(prompt_ids),
+                          "completion_tokens": sum(len(c["token_ids"]) for c in choices)}}
 
     def chat(self, body):
         text = self.tokenizer.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
