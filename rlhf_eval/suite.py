@@ -202,7 +202,7 @@ class ScorerConfig(_Strict):
 
 
 # Where a local checkpoint runs: a torch device (`cuda`, `cuda:1`, `mps`, `cpu`, …).
-_DEVICE_RE = re.compile(r"(cpu|cuda|mps|xpu|npu|hpu|meta)(:[0-9]+)?")
+_DEVICE_RE = re.compile(r"(cpu|cuda|mps|xpu|npu|hpu)(:[0-9]+)?")
 #: The settings only a local provider takes, and which: (key -> providers). `dtype` changes the
 #: numbers a model computes, so it is part of each recorded request; `device` and `batch_size`
 #: change where and how many at once, never a trace, so they are not (a cassette recorded on a

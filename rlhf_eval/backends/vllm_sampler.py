@@ -153,10 +153,9 @@ class VLLMSampler:
             from vllm import SamplingParams  # only reached with an engine, so vLLM is installed
 
             c = self.config
-            # vLLM's own "no truncation" values: top_p 1.0; top_k -1 (0 too since 0.10, not before)
-            common = {"temperature": c.temperature, "top_p": 1.0 if c.top_p is None else c.top_p,
-                      "top_k": -1 if c.top_k is None else c.top_k, "max_tokens": c.max_output_tokens,
-                      "logprobs": 0}
+            common: dict[str, Any] = {"temperature": c.temperature, "max_tokens": c.max_output_tokens, "logprobs": 0}
+            # unset: vLLM's own default, no truncation (its "off" value for top_k changed across versions)
+            common.update({key: value for key, value in (("top_p", c.top_p), ("top_k", c.top_k)) if value is not None})
             if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
                 params = [SamplingParams(n=len(seeds), seed=seeds[0], **common)]  # child i: seed + i
             else:
