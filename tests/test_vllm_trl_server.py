@@ -219,3 +219,17 @@ def test_a_server_that_is_not_there_is_one_line(tmp_path):
     error = report["suites"][0]["questions"][0]["error"]
     assert error.startswith(f"could not reach TRL's vLLM server at {url}") and "trl vllm-serve" in error, error
     assert "\n" not in error
+
+
+def test_the_server_a_trainer_generates_with(tmp_path):
+    trl = pytest.importorskip("trl")
+    from rlhf_eval.backends.trl_vllm import trainer_server_url
+
+    def config(**vllm):
+        return trl.GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, **vllm)
+
+    assert trainer_server_url(config(use_vllm=True, vllm_mode="server")) == "http://0.0.0.0:8000"  # TRL's defaults
+    own = config(use_vllm=True, vllm_mode="server", vllm_server_base_url="http://gpu-box:8001")
+    assert trainer_server_url(own) == "http://gpu-box:8001"
+    assert trainer_server_url(config(use_vllm=True)) is None  # colocate: TRL's default mode
+    assert trainer_server_url(config()) is None

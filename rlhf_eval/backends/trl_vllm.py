@@ -47,6 +47,20 @@ def request_seed(body: Any) -> int | None:
     return seed if type(seed) is int else None
 
 
+def trainer_server_url(args: Any) -> str | None:
+    """The vLLM server a TRL trainer's `args` (a `GRPOConfig`, or any config with TRL's `use_vllm`,
+    `vllm_mode`, `vllm_server_*` fields) generates with, as TRL builds it: `vllm_server_base_url`,
+    else `http://{vllm_server_host}:{vllm_server_port}`; None when it uses no server (no vLLM, or
+    `vllm_mode="colocate"`, TRL 1.16's default). For a callback sampling the live policy through
+    the same server."""
+    if not getattr(args, "use_vllm", False) or getattr(args, "vllm_mode", "colocate") != "server":
+        return None
+    base = getattr(args, "vllm_server_base_url", None)
+    if base:
+        return str(base)
+    return f"http://{getattr(args, 'vllm_server_host', '0.0.0.0')}:{getattr(args, 'vllm_server_port', 8000)}"
+
+
 @functools.lru_cache(maxsize=8)
 def _client(base_url: str):
     import httpx
