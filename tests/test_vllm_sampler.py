@@ -55,10 +55,15 @@ class RequestOutput:  # vllm.outputs.RequestOutput (the fields read)
 
 class StandInLLM:
     """`vllm.LLM`'s sampling surface over a transformers model: NOT vLLM (see the module docstring).
-    Raw logprobs (vLLM's default logprobs_mode); temperature only (what these tests sample with)."""
+    Raw logprobs (vLLM's default logprobs_mode) or processed ones (after temperature, as TRL's
+    colocated engine asks); temperature only (what these tests sample with)."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, logprobs_mode="raw_logprobs"):
+        import types
+
         self.model, self.tokenizer = model, tokenizer
+        self.mode = logprobs_mode  # where vLLM keeps it: llm.llm_engine.model_config.logprobs_mode
+        self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(logprobs_mode=logprobs_mode))
         self.calls: list[list[tuple[int, int | None]]] = []  # (n, seed) of each request of each call
 
     def get_tokenizer(self):
@@ -88,7 +93,7 @@ class StandInLLM:
         with torch.inference_mode():
             while len(tokens) < (p.max_tokens or 64):
                 logits = self.model(torch.tensor([context])).logits[0, -1].float()
-                raw = torch.log_softmax(logits, -1)
+                raw = torch.log_softmax(logits if self.mode == "raw_logprobs" else logits / p.temperature, -1)
                 token = int(torch.multinomial(torch.softmax(logits / p.temperature, -1), 1, generator=generator))
                 tokens.append(token)
                 logprobs.append({token: Logprob(float(raw[token]), decoded_token=self.tokenizer.decode([token]))})
@@ -201,6 +206,24 @@ def test_one_seed_per_trace_whatever_was_recorded_before(engine, vllm_params, tm
                          cassette_dir=tmp_path / "at_once", rootdir=tmp_path, backends=_with(engine)).to_dict()
     assert [t["text"] for t in grown["suites"][0]["questions"][0]["traces"]] == \
         [t["text"] for t in at_once["suites"][0]["questions"][0]["traces"]]
+
+
+def test_an_engine_with_processed_logprobs_says_so(engine, vllm_params, tmp_path):
+    """TRL's colocated engine (`logprobs_mode="processed_logprobs"`) handed in: the logp is after
+    temperature, and the trace says so (the mode is recorded with the result, so a replay too)."""
+    processed = StandInLLM(engine.model, engine.tokenizer, logprobs_mode="processed_logprobs")
+    suite = _suite(tmp_path / "tiny.yaml", temperature=0.5)
+    run = run_suites([suite], record_mode="once", cassette_dir=tmp_path / "c", rootdir=tmp_path,
+                     backends=_with(processed)).to_dict()
+    raw = run_suites([suite], record_mode="once", cassette_dir=tmp_path / "raw", rootdir=tmp_path,
+                     backends=_with(engine)).to_dict()
+    traces, raw_traces = run["suites"][0]["questions"][0]["traces"], raw["suites"][0]["questions"][0]["traces"]
+    assert all("processed_logprobs" in t["logp_source"] for t in traces)
+    assert all("raw_logprobs" in t["logp_source"] for t in raw_traces)
+    assert [t["text"] for t in traces] == [t["text"] for t in raw_traces]  # the same draws, other numbers
+    assert [t["logp"] for t in traces] != pytest.approx([t["logp"] for t in raw_traces])
+    replayed = run_suites([suite], cassette_dir=tmp_path / "c", rootdir=tmp_path).to_dict()
+    assert replayed["suites"][0]["questions"][0]["traces"] == traces
 
 
 def test_recording_without_vllm_is_one_line(tmp_path):

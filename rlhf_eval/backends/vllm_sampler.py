@@ -9,7 +9,9 @@ what lets a partly recorded question draw just its missing traces (one `n=1` req
 
 `logprobs=0` returns each sampled token's log-probability; with vLLM's default `logprobs_mode`
 (`raw_logprobs`) that is the raw model's log-softmax, before temperature and top-k/top-p — the
-quantity the `hf` sampler and scorer compute. A trace's text, `logp` and `token_count` are the
+quantity the `hf` sampler and scorer compute. An engine handed in may say otherwise (TRL's
+colocated one uses `processed_logprobs`): the mode is recorded with each result and named by the
+trace's `logp_source`. A trace's text, `logp` and `token_count` are the
 answer's (reasoning split off as for every provider, `rlhf_eval.reasoning`); the stop token
 vLLM includes in `token_ids` is left out of all three, as the `hf` sampler does.
 
@@ -36,7 +38,11 @@ from ..throttle import SERIAL, RequestPolicy
 from ..types import Trace
 from .hf_sampler import _result, _trace, model_version
 
-LOGP_SOURCE = "vllm generate (raw_logprobs: the raw model's log-softmax)"
+# What `logp` is, by the engine's `logprobs_mode` (recorded with each result): vLLM's default, or
+# the processed logprobs TRL's colocated engine asks for, handed in as `llm`.
+LOGP_SOURCES = {"raw_logprobs": "vllm generate (raw_logprobs: the raw model's log-softmax)",
+                "processed_logprobs": "vllm generate (processed_logprobs: after temperature, top-k, top-p)"}
+LOGP_SOURCE = LOGP_SOURCES["raw_logprobs"]
 INSTALL = "pip install 'rlhf-eval[vllm]'"
 NOT_INSTALLED = (f"provider vllm: recording needs vLLM, which is not installed here: {INSTALL} (Linux, a CUDA GPU); "
                  "replaying (--rlhf-record-mode=none) needs neither vLLM nor a GPU")
@@ -168,16 +174,26 @@ class VLLMSampler:
             except Exception as exc:  # noqa: BLE001 - the engine's error (a prompt too long, say) is one line
                 raise SamplingError(f"vllm:{c.name}: {exception_line(exc)}", permanent=True) from None
             tokenizer = llm.get_tokenizer()
+            mode = logprobs_mode(llm)
             results = []
             for request_output in outputs:
                 prompt_tokens = len(request_output.prompt_token_ids or ())
                 for completion in sorted(request_output.outputs, key=lambda o: o.index):
-                    results.append(completion_result(completion, tokenizer, prompt_tokens,
-                                                     self._version or c.name))
+                    result = completion_result(completion, tokenizer, prompt_tokens, self._version or c.name)
+                    results.append({**result, "logprobs_mode": mode})
         if len(results) != len(seeds):
             raise SamplingError(f"vllm:{self.config.name}: asked for {len(seeds)} completions, vLLM returned "
                                 f"{len(results)}")
         return results
+
+
+def logprobs_mode(llm: Any) -> str:
+    """The engine's `logprobs_mode` (`llm.llm_engine.model_config`, vLLM ≥ 0.10.2), else vLLM's
+    default `raw_logprobs` (an engine without the setting, as the test's stand-in)."""
+    config = getattr(getattr(llm, "llm_engine", None), "model_config", None)
+    mode = getattr(config, "logprobs_mode", None)
+    mode = getattr(mode, "value", mode)
+    return mode if isinstance(mode, str) else "raw_logprobs"
 
 
 def completion_result(completion: Any, tokenizer: Any, prompt_tokens: int, version: str) -> dict[str, Any]:
@@ -203,4 +219,7 @@ def completion_result(completion: Any, tokenizer: Any, prompt_tokens: int, versi
 
 def _vllm_trace(result: Any, seed: int, tags) -> Trace:
     trace = _trace(result, seed, tags)
-    return trace if trace.logp is None else dataclasses.replace(trace, logp_source=LOGP_SOURCE)
+    if trace.logp is None:
+        return trace
+    mode = result.get("logprobs_mode", "raw_logprobs")
+    return dataclasses.replace(trace, logp_source=LOGP_SOURCES.get(mode, f"vllm generate ({mode})"))
