@@ -205,14 +205,14 @@ class ScorerConfig(_Strict):
 _DEVICE_RE = re.compile(r"(cpu|cuda|mps|xpu|npu|hpu)(:[0-9]+)?")
 #: The settings only a local provider takes, and which: (key -> providers). `dtype` changes the
 #: numbers a model computes, so it is part of each recorded request; `device` and `batch_size`
-#: change where and how many at once, never a trace, so they are not (a cassette recorded on a
-#: GPU replays on a laptop, and one recorded 8 at a time replays 1 at a time).
+#: change where and how many at once, not what is sampled (float rounding aside), so they are
+#: not (a cassette recorded on a GPU replays on a laptop, one recorded 8 at a time 1 at a time).
 LOCAL_SETTINGS = {"device": ("hf",), "batch_size": ("hf",), "dtype": ("hf", "vllm"), "vllm": ("vllm",)}
 
 
 class VLLMConfig(_Strict):
     """vLLM's engine settings (`vllm.LLM(...)`, as `trl vllm-serve` names them) for `provider: vllm`.
-    None of them changes a trace for a given dtype and seed, so none is in the recorded request."""
+    They change speed and memory, not what a dtype and seed sample, so none is in the recorded request."""
 
     tensor_parallel_size: int = Field(1, ge=1)  # GPUs the model is split over
     gpu_memory_utilization: Number = Field(0.9, gt=0.0, le=1.0)  # share of each GPU vLLM may take

@@ -4,8 +4,10 @@ The k traces of a question are one `LLM.generate` (text prompt) or `LLM.chat` (c
 renders the tokenizer's chat template with the generation prompt) call with
 `SamplingParams(n=k, seed=seed, logprobs=0, …)`. vLLM's V1 engine (the only one since 0.11) runs
 n > 1 as n child requests, child i seeded `seed + i` (`vllm/v1/engine/parallel_sampling.py`), so
-trace i is the trace of `n=1, seed=seed+i`: the per-trace seeding of every other provider, and
-what lets a partly recorded question draw just its missing traces (one `n=1` request each).
+trace i is drawn as `n=1, seed=seed+i` draws it: the per-trace seeding of every other provider,
+and what lets a partly recorded question draw just its missing traces. (vLLM does not promise
+bitwise reproducibility across runs — batching changes float rounding — so the cassette, not a
+re-run, is the record.)
 
 `logprobs=0` returns each sampled token's log-probability; with vLLM's default `logprobs_mode`
 (`raw_logprobs`) that is the raw model's log-softmax, before temperature and top-k/top-p — the
@@ -20,7 +22,7 @@ Every trace is one entry of the question's cassette (`POST local://vllm/generate
 max_output_tokens and dtype — and, as its answer, the same result the `hf` sampler records. Replay
 needs neither vLLM nor a GPU; a changed setting is a stale cassette. The engine settings
 (`model.vllm`) are not in the request: for a given dtype and seed they change speed and memory,
-not the tokens.
+not what is sampled (beyond float rounding, as batching does).
 """
 from __future__ import annotations
 
