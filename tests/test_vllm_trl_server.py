@@ -233,3 +233,30 @@ def test_the_server_a_trainer_generates_with(tmp_path):
     assert trainer_server_url(own) == "http://gpu-box:8001"
     assert trainer_server_url(config(use_vllm=True)) is None  # colocate: TRL's default mode
     assert trainer_server_url(config()) is None
+
+
+def test_a_model_the_server_does_not_serve_is_its_one_line(tiny, tmp_path):
+    model, tok = tiny
+    server = TRLVLLMServer(model, tok, "another-policy")
+    try:
+        suite = _suite(tmp_path / "s.yaml", server.url, None, prompt="Q: {question}\nA:", reference=False)
+        report = run_suites([suite], record_mode="once", cassette_dir=tmp_path / "c", rootdir=tmp_path).to_dict()
+    finally:
+        server.stop()
+    error = report["suites"][0]["questions"][0]["error"]
+    assert error == (f"TRL's vLLM server at {server.url} answered 404: The model `tiny-policy` does not exist."), error
+
+
+def test_a_body_without_token_ids_says_what_the_server_lacks():
+    from rlhf_eval.backends.trl_vllm import traces_from_vllm_server
+    from rlhf_eval.sampling import SamplingError
+
+    body = {"model": "m", "choices": [{"index": 0, "text": "4", "finish_reason": "stop",
+                                       "logprobs": {"tokens": ["4"], "token_logprobs": [-0.5]}}]}
+    with pytest.raises(SamplingError, match=r"sent no token_ids; it needs vLLM ≥ 0\.10\.2") as info:
+        traces_from_vllm_server(body, seed=0, expected=1, tags=None)
+    assert "\n" not in str(info.value)
+    body["choices"][0]["token_ids"] = [7]  # stopped on a stop string: nothing to drop, every token the answer's
+    body["choices"][0]["stop_reason"] = "\n\n"
+    (trace,) = traces_from_vllm_server(body, seed=0, expected=1, tags=None)
+    assert (trace.text, trace.logp, trace.token_count, trace.finish_reason) == ("4", -0.5, 1, "STOP")

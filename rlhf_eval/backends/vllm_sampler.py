@@ -216,7 +216,8 @@ def completion_result(completion: Any, tokenizer: Any, prompt_tokens: int, versi
     if completion.finish_reason == "stop" and not isinstance(completion.stop_reason, str) and ids:
         stop = ids.pop()
         values.pop()
-    return _result(tokenizer, ids, values, stop, prompt_tokens, version)
+    result = _result(tokenizer, ids, values, stop, prompt_tokens, version)
+    return {**result, "finish_reason": "STOP"} if completion.finish_reason == "stop" else result
 
 
 def _vllm_trace(result: Any, seed: int, tags) -> Trace:
