@@ -10,6 +10,7 @@ import yaml
 
 import tiny_lm
 from rlhf_eval import SuiteError, load_suite, run_suites
+from rlhf_eval.compare import settings_changed
 
 
 def _write(path, model: dict, **extra):
@@ -83,13 +84,18 @@ def test_hf_batch_size_and_device_replay_the_same_cassette_and_dtype_does_not(tm
                       ["request"]["body"])
     assert body["dtype"] == "float32" and "device" not in body and "batch_size" not in body
 
-    # a GPU and a bigger batch on replay: the same cassette (replay loads nothing, so needs no GPU)
-    moved = run_suites([_write(tmp_path / "s.yaml", {**model, "batch_size": 8, "device": "cuda"})],
-                       cassette_dir=cassettes, rootdir=tmp_path).to_dict()["suites"][0]["questions"][0]
-    assert moved == recorded
-    stale = run_suites([_write(tmp_path / "s.yaml", {**model, "dtype": "bfloat16"})], cassette_dir=cassettes,
-                       rootdir=tmp_path).to_dict()["suites"][0]["questions"][0]["error"]
+    # a GPU and a bigger batch on replay: the same cassette (replay loads nothing, so needs no GPU),
+    # and, against the recording run as a baseline, no changed setting
+    base = run_suites([_write(tmp_path / "s.yaml", model)], cassette_dir=cassettes, rootdir=tmp_path).suites[0]
+    moved_run = run_suites([_write(tmp_path / "s.yaml", {**model, "batch_size": 8, "device": "cuda"})],
+                           cassette_dir=cassettes, rootdir=tmp_path)
+    assert moved_run.to_dict()["suites"][0]["questions"][0] == recorded
+    assert settings_changed(moved_run.suites[0], base) == {}
+    stale_run = run_suites([_write(tmp_path / "s.yaml", {**model, "dtype": "bfloat16"})], cassette_dir=cassettes,
+                           rootdir=tmp_path)
+    stale = stale_run.to_dict()["suites"][0]["questions"][0]["error"]
     assert stale.startswith("stale cassette") and "dtype" in stale and "bfloat16" in stale, stale
+    assert list(settings_changed(stale_run.suites[0], base)) == ["model.dtype"]
 
     # recorded in bfloat16 (the suite's dtype loads the checkpoint so), which the request says
     low = run_suites([_write(tmp_path / "s.yaml", {**model, "dtype": "bfloat16"})], record_mode="rewrite",
