@@ -107,7 +107,11 @@ class TRLVLLMSampler:
         path, body = self._body(prompt, seed, n)
         try:
             response = _client(self._url).post(path, json=body)
-        except httpx.TransportError as exc:
+        except Exception as exc:
+            # httpx maps httpcore's network errors to its own; one from another httpcore import than
+            # the one the recording patch's httpx maps (a process that re-imported httpx) escapes as is.
+            if not (isinstance(exc, httpx.TransportError) or type(exc).__module__.startswith("httpcore")):
+                raise
             raise SamplingError(f"could not reach TRL's vLLM server at {self.base_url} ({type(exc).__name__}: {exc}); "
                                 "is `trl vllm-serve` running? (set model.base_url or $" + BASE_URL_ENV + ")",
                                 transient=True) from None
