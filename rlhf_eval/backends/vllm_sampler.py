@@ -53,6 +53,9 @@ NOT_INSTALLED = (f"provider vllm: recording needs vLLM, which is not installed h
 # so a second suite of the same model and settings shares it, and one of other settings replaces it.
 _ENGINE: dict[str, Any] = {}
 _ENGINE_LOCK = threading.Lock()
+# An engine is not thread-safe, and suites share it: questions sampled concurrently
+# (--rlhf-concurrency) take turns; vLLM batches within a call.
+_GENERATING = threading.Lock()
 
 
 def request_seed(body: Any) -> int | None:
@@ -119,8 +122,6 @@ class VLLMSampler:
         self.policy = policy
         self._llm = llm
         self._version: str | None = config.name if llm is not None else None
-        # An engine is not thread-safe; questions sampled concurrently take turns (it batches within a call).
-        self._lock = threading.Lock()
 
     def _engine(self):
         if self._llm is None:
@@ -156,7 +157,7 @@ class VLLMSampler:
 
     def _generate(self, prompt: Prompt, seeds: list[int]) -> list[dict[str, Any]]:
         """One result (the cassette's response body, the hf sampler's shape) per seed, in order."""
-        with self._lock:
+        with _GENERATING:
             llm = self._engine()
             from vllm import SamplingParams  # only reached with an engine, so vLLM is installed
 
