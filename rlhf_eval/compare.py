@@ -170,6 +170,9 @@ def _why_unmeasured(metric: str, suite: Suite) -> str:
 # say nothing about the numbers, and `suite_thresholds` change the verdict, not the metrics.
 COMPARED_SETTINGS = ("model", "samples", "seed", "verifier", "rewards", "reward_funcs", "dpo", "grpo")
 _IGNORED_SETTINGS = {"model.api_key_env"}  # where the key is read from changes no answer
+# Where and how fast a local model runs changes no answer either (not in its cassette's requests):
+# a local model's device and batch size, vLLM's engine settings (rlhf_eval.suite.LOCAL_SETTINGS).
+_IGNORED_PREFIXES = ("model.device", "model.batch_size", "model.vllm")
 
 
 def _flat(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +195,8 @@ def _settings(suite: Suite) -> dict[str, Any]:
     if funcs is not None:  # a report before reward functions has none: not a change
         out["reward_funcs"] = [f["name"] for f in funcs]
         out["reward_weights"] = [f["weight"] for f in funcs]
-    return {k: v for k, v in out.items() if k not in _IGNORED_SETTINGS}
+    return {k: v for k, v in out.items()
+            if k not in _IGNORED_SETTINGS and not k.startswith(_IGNORED_PREFIXES)}
 
 
 DEFAULT = "(default)"  # a verifier option a suite leaves out

@@ -112,6 +112,26 @@ def _hf_seed(body: Any) -> int | None:
     return request_seed(body)
 
 
+def _vllm_sampler():
+    from .backends.vllm_sampler import VLLMSampler
+    return VLLMSampler
+
+
+def _vllm_seed(body: Any) -> int | None:
+    from .backends.vllm_sampler import request_seed
+    return request_seed(body)
+
+
+def _trl_vllm_sampler():
+    from .backends.trl_vllm import TRLVLLMSampler
+    return TRLVLLMSampler
+
+
+def _trl_vllm_seed(body: Any) -> int | None:
+    from .backends.trl_vllm import request_seed
+    return request_seed(body)
+
+
 def _gemini_seed(body: Any) -> int | None:
     from .backends.gemini import request_seed  # the backend builds the body, so it knows where the seed is
     return request_seed(body)
@@ -131,6 +151,10 @@ PROVIDERS.register("openai", Provider("openai", sampler=_openai_sampler, scorer=
                                       request_seed=_openai_seed))
 PROVIDERS.register("hf", Provider("hf", sampler=_hf_sampler, scorer=_hf, needs="transformers", install="rlhf-eval[hf]",
                                   request_seed=_hf_seed))
+# No `needs`: a replay reads the cassette without vLLM (or the server); recording without vLLM is
+# the sampler's one line (`rlhf_eval.backends.vllm_sampler.NOT_INSTALLED`).
+provider("vllm", request_seed=_vllm_seed)(_vllm_sampler)
+provider("trl_vllm", request_seed=_trl_vllm_seed)(_trl_vllm_sampler)
 BUILT_IN = frozenset(PROVIDERS.registered())  # registered before any team's code can run
 
 

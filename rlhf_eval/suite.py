@@ -14,9 +14,10 @@ import math
 import os
 import re
 import stat
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError,
                       field_validator, model_validator)
@@ -200,6 +201,25 @@ class ScorerConfig(_Strict):
         return _team_options(v, info.data.get("provider"), "keys")
 
 
+# Where a local checkpoint runs: a torch device (`cuda`, `cuda:1`, `mps`, `cpu`, …).
+_DEVICE_RE = re.compile(r"(cpu|cuda|mps|xpu|npu|hpu)(:[0-9]+)?")
+#: The settings only a local provider takes, and which: (key -> providers). `dtype` changes the
+#: numbers a model computes, so it is part of each recorded request; `device` and `batch_size`
+#: change where and how many at once, not what is sampled (float rounding aside), so they are
+#: not (a cassette recorded on a GPU replays on a laptop, one recorded 8 at a time 1 at a time).
+LOCAL_SETTINGS = {"device": ("hf",), "batch_size": ("hf",), "dtype": ("hf", "vllm"), "vllm": ("vllm",)}
+
+
+class VLLMConfig(_Strict):
+    """vLLM's engine settings (`vllm.LLM(...)`, as `trl vllm-serve` names them) for `provider: vllm`.
+    They change speed and memory, not what a dtype and seed sample, so none is in the recorded request."""
+
+    tensor_parallel_size: int = Field(1, ge=1)  # GPUs the model is split over
+    gpu_memory_utilization: Number = Field(0.9, gt=0.0, le=1.0)  # share of each GPU vLLM may take
+    max_model_len: int | None = Field(None, ge=1)  # the context vLLM reserves KV cache for (default: the model's)
+    enforce_eager: bool = False  # no CUDA graphs: slower, less memory, faster start
+
+
 class ModelConfig(_Strict):
     provider: Annotated[str, _provider_for("sampler")] = "gemini"
     options: dict[str, Any] = Field(default_factory=dict)  # a team's own provider's settings
@@ -222,6 +242,12 @@ class ModelConfig(_Strict):
     # between these tags is reasoning, never verified; null takes the whole text as the answer.
     reasoning_tags: tuple[str, str] | None = ("<think>", "</think>")
     price: PriceConfig | None = None  # USD per 1M tokens; else rlhf_eval.prices' default for the model, if any
+    # Local providers (see LOCAL_SETTINGS): hf runs a checkpoint on `device` (default cpu), `batch_size`
+    # traces per forward pass (default 8), in `dtype` (default float32); vllm in `dtype` (default auto).
+    device: str | None = None
+    batch_size: int | None = Field(None, ge=1)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = None
+    vllm: VLLMConfig | None = None  # vllm: the engine's settings
 
     @field_validator("reasoning_tags", mode="before")
     @classmethod
@@ -244,6 +270,16 @@ class ModelConfig(_Strict):
             raise ValueError("endpoint completions needs max_output_tokens (servers default to 16 tokens)")
         if self.thinking_budget is not None and self.provider == "gemini-legacy":
             raise ValueError("google-generativeai cannot send thinking_budget; use provider gemini")
+        for key, takers in LOCAL_SETTINGS.items():
+            if getattr(self, key) is not None and self.provider not in takers:
+                raise ValueError(f"{key} is a setting of provider {' and '.join(takers)}, not of {self.provider}")
+        if self.dtype == "auto" and self.provider == "hf":
+            raise ValueError("dtype auto is vLLM's (the checkpoint's own); provider hf takes float32, float16 or "
+                             "bfloat16")
+        if self.device is not None and not _DEVICE_RE.fullmatch(self.device):
+            raise ValueError(f"device {self.device!r} is not a torch device; write e.g. cpu, cuda, cuda:1 or mps")
+        if self.provider == "trl_vllm" and self.max_output_tokens is None:
+            raise ValueError("provider trl_vllm needs max_output_tokens (vLLM's completions default to 16 tokens)")
         return self
 
 
@@ -1050,6 +1086,8 @@ def _hint(key: Any, fields: list) -> str:
     meant = _MEANT.get(str(key))
     if meant and meant[0] in fields:
         return f"; {meant[1]}"
+    if str(key) in VLLMConfig.model_fields and "vllm" in fields:
+        return f"; {key} is a vLLM engine setting: write it under model.vllm"
     return _closest(key, fields)
 
 
@@ -1134,5 +1172,7 @@ def _model_at(loc: tuple, data: Any = None):
             pending_dict_value = get_args(ann)[1]
             model = None
         else:
-            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            # `vertex: VertexConfig | None`: the model of an optional block
+            options = get_args(ann) if get_origin(ann) in (Union, types.UnionType) else (ann,)
+            model = next((a for a in options if isinstance(a, type) and issubclass(a, BaseModel)), None)
     return model

@@ -91,7 +91,7 @@ CASES = {
         "unknown_key_source.yaml:7: questions.answer_feild: unknown key (did you mean 'answer_field'?)",
     "unknown_provider.yaml":
         "unknown_provider.yaml:3: model.provider: unknown sampler provider 'anthropic'; known: gemini, gemini-legacy, "
-        "hf, openai",
+        "hf, openai, trl_vllm, vllm",
     # --- missing required fields ---
     "missing_suite.yaml": "missing_suite.yaml:1: suite: required key is missing",
     "not_a_suite.yaml": "not_a_suite.yaml:1: not a suite: none of `suite`, `model`, `samples`, `questions` is here; "
@@ -223,7 +223,7 @@ CASES = {
     "reference_template_without_prompt.yaml":
         "reference_template_without_prompt.yaml:10: dpo.reference.template: template must contain {prompt}",
     "dpo_reference_unknown_provider.yaml":
-        "dpo_reference_unknown_provider.yaml:8: dpo.reference.provider: unknown scorer provider 'vllm'; known: hf, "
+        "dpo_reference_unknown_provider.yaml:8: dpo.reference.provider: unknown scorer provider 'sglang'; known: hf, "
         "openai",
     # --- encodings ---
     "non_utf8_suite.yaml": "non_utf8_suite.yaml:5: not UTF-8 text; save the suite as UTF-8",

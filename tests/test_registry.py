@@ -640,4 +640,4 @@ def test_a_scorer_registered_with_provider_serves_as_a_reference_not_as_a_sample
     with pytest.raises(SuiteError) as info:
         load_suite(path)
     assert str(info.value).endswith("model.provider: provider 'length-scorer' has no sampler; samplers: gemini, "
-                                    "gemini-legacy, hf, openai")
+                                    "gemini-legacy, hf, openai, trl_vllm, vllm")

@@ -73,7 +73,10 @@ def model_version(name: str) -> str:
 
 class HFSampler:
     """Draws traces from a local causal LM (`model.name`: a checkpoint directory, or a hub id in the
-    local cache; nothing is downloaded), `batch_size` traces per forward pass, on `device`.
+    local cache; nothing is downloaded), `batch_size` traces per forward pass, on `device`, in
+    `dtype`: the arguments, else the suite's `model.batch_size` / `model.device` / `model.dtype`
+    (default 8, cpu, float32). The suite's device and dtype apply to a checkpoint the sampler
+    loads; a model handed in is used where it is unless `device`/`dtype` are passed.
 
     `model`/`tokenizer` may be given (a test, or a trainer's live policy); otherwise both are loaded
     with `local_files_only=True` on first use — in replay a cassette answers every trace and the
@@ -81,14 +84,16 @@ class HFSampler:
     without `max_output_tokens` a trace runs until EOS or the model's context is full."""
 
     def __init__(self, config: ModelConfig, *, replay: bool = False, policy: RequestPolicy = SERIAL,
-                 model=None, tokenizer=None, batch_size: int = 8, device: str | None = None,
+                 model=None, tokenizer=None, batch_size: int | None = None, device: str | None = None,
                  dtype: str | None = None, model_version: str | None = None) -> None:
         self.config = config
         self.policy = policy
-        self.batch_size = batch_size
+        self.batch_size = batch_size or config.batch_size or 8
         # A given model without a device or dtype is used where it is, in its dtype (a trainer's
         # live policy must not be cast in place); a loaded one goes to cpu in float32 by default.
         self._as_is = model is not None and device is None and dtype is None
+        if model is None:
+            device, dtype = device or config.device, dtype or config.dtype
         self._scorer_config = ScorerConfig(provider="hf", name=config.name, device=device or "cpu",
                                            dtype=dtype or "float32")
         self._given = (model, tokenizer)

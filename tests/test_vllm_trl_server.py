@@ -1,0 +1,262 @@
+"""`provider: trl_vllm` against a local server speaking TRL's vLLM-server contract, backed by the
+tiny random GPT-2 of tests/tiny_lm.py (its tokens and logprobs are the model's, sampled for real).
+
+The server below is OUR PICTURE of that contract, not vLLM. In TRL 1.16 `trl vllm-serve`
+(trl/scripts/vllm_serve.py) no longer has its own `/generate/` endpoint: it execs vLLM's
+OpenAI-compatible server (`vllm serve`) with `--logprobs-mode processed_logprobs`, and TRL's client
+(trl/generation/vllm_client.py, `VLLMClient.generate` / `.chat`) asks it `GET /v1/models`,
+`POST /v1/completions` and `POST /v1/chat/completions` with `n`, `seed` (through
+`generation_kwargs`), `logprobs` and `return_token_ids`, reading each choice's `token_ids`,
+`prompt_token_ids` (chat: the response's) and `logprobs` (`tokens`/`token_logprobs`, or chat's
+`content`). So the server implements those three as vLLM does: completion i of an n > 1 request
+seeded `seed + i` (vLLM V1, vllm/v1/engine/parallel_sampling.py), the stop token kept in
+`token_ids` and `logprobs` and left out of the text, other special tokens left out unless
+`skip_special_tokens: false`, logprobs after temperature (processed)."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+
+import tiny_lm
+from rlhf_eval import run_suites
+
+
+class TRLVLLMServer:
+    """The contract above over `model`/`tokenizer`, on 127.0.0.1 at a free port; `requests` keeps
+    each POST's (path, JSON body)."""
+
+    def __init__(self, model, tokenizer, name: str):
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.requests: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path == "/v1/models":
+                    self._send(200, {"object": "list", "data": [{"id": server.name, "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                server.requests.append((self.path, body))
+                if body.get("model") != server.name:
+                    return self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
+                if self.path == "/v1/completions":
+                    return self._send(200, server.completions(body))
+                if self.path == "/v1/chat/completions":
+                    return self._send(200, server.chat(body))
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join()
+
+    # -- vLLM's answers ---------------------------------------------------------------------------
+
+    def completions(self, body):
+        prompt_ids = self.tokenizer(body["prompt"])["input_ids"]  # the server adds the special tokens
+        choices = []
+        for i, (ids, lps, finish) in enumerate(self._sample(prompt_ids, body)):
+            tokens = [self.tokenizer.decode([t]) for t in ids]
+            offsets, at = [], 0
+            for t in tokens:
+                offsets.append(at)
+                at += len(t)
+            choices.append({"index": i, "text": self._text(ids, body), "finish_reason": finish, "stop_reason": None,
+                            "token_ids": ids, "prompt_token_ids": prompt_ids,
+                            "logprobs": {"tokens": tokens, "token_logprobs": lps, "top_logprobs": [{}] * len(ids),
+                                         "text_offset": offsets}})
+        return {"id": "cmpl-1", "object": "text_completion", "model": self.name, "choices": choices,
+                "usage": {"prompt_tokens": len(prompt_ids),
+                          "completion_tokens": sum(len(c["token_ids"]) for c in choices)}}
+
+    def chat(self, body):
+        text = self.tokenizer.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
+        prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]  # the template is the prompt
+        choices = []
+        for i, (ids, lps, finish) in enumerate(self._sample(prompt_ids, body)):
+            content = [{"token": self.tokenizer.decode([t]), "logprob": lp, "bytes": None, "top_logprobs": []}
+                       for t, lp in zip(ids, lps)]
+            choices.append({"index": i, "message": {"role": "assistant", "content": self._text(ids, body)},
+                            "logprobs": {"content": content}, "finish_reason": finish, "stop_reason": None,
+                            "token_ids": ids})
+        return {"id": "chatcmpl-1", "object": "chat.completion", "model": self.name, "choices": choices,
+                "prompt_token_ids": prompt_ids}
+
+    def _text(self, ids, body):
+        """vLLM's text: the stop token never, other special tokens unless `skip_special_tokens` (default true)."""
+        if ids and ids[-1] == self.tokenizer.eos_token_id:
+            ids = ids[:-1]
+        return self.tokenizer.decode(ids, skip_special_tokens=body.get("skip_special_tokens", True))
+
+    def _sample(self, prompt_ids, body):
+        import torch
+
+        eos, temperature = self.tokenizer.eos_token_id, body.get("temperature", 1.0)
+        with self._lock, torch.inference_mode():
+            for i in range(body.get("n", 1)):
+                generator = torch.Generator().manual_seed(body["seed"] + i)  # vLLM V1: child i, seed + i
+                context, ids, lps = list(prompt_ids), [], []
+                while len(ids) < body["max_tokens"]:
+                    logits = self.model(torch.tensor([context])).logits[0, -1].float() / temperature
+                    token = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))
+                    ids.append(token)
+                    lps.append(float(torch.log_softmax(logits, -1)[token]))  # processed: after temperature
+                    context.append(token)
+                    if token == eos:
+                        break
+                yield ids, lps, "stop" if ids[-1] == eos else "length"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    tok = tiny_lm.char_tokenizer()
+    return tiny_lm.gpt2(len(tok)), tok
+
+
+def _suite(path, url, checkpoint, *, prompt, temperature=1.0, reference=True):
+    doc = {"suite": "tiny_trl", "samples": 4, "seed": 3, "verifier": "exact", "prompt": prompt,
+           "model": {"provider": "trl_vllm", "name": "tiny-policy", "base_url": url, "temperature": temperature,
+                     "max_output_tokens": 8},
+           "dpo": {"reference": {"provider": "hf", "name": str(checkpoint)} if reference else "none"},
+           "questions": [{"id": "add", "question": "what is 2+2?", "answer": "4"}]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_records_from_the_server_and_replays_with_it_stopped(tiny, tmp_path):
+    """Text prompt (/v1/completions): at temperature 1 the server's processed logprobs are the raw
+    model's, so each trace's logp is the hf reference's teacher-forced score of its text."""
+    model, tok = tiny
+    checkpoint = tiny_lm.save_checkpoint(tmp_path / "tiny-policy", model, tok)
+    server = TRLVLLMServer(model, tok, "tiny-policy")
+    cassettes = tmp_path / "cassettes"
+    try:
+        suite = _suite(tmp_path / "s.yaml", server.url, checkpoint, prompt="Q: {question}\nA:")
+        recorded = run_suites([suite], record_mode="once", cassette_dir=cassettes, rootdir=tmp_path).to_dict()
+    finally:
+        server.stop()
+    question = recorded["suites"][0]["questions"][0]
+    assert question.get("error") is None, question
+    traces = question["traces"]
+    assert [t["seed"] for t in traces] == [3, 4, 5, 6] and len({t["text"] for t in traces}) > 1
+    assert all(t["model_version"] == "tiny-policy" and t["logp_source"].startswith("trl vllm-serve") for t in traces)
+    assert [t["logp"] for t in traces] == pytest.approx([t["ref_logp"] for t in traces], abs=1e-4)
+    assert [t["token_count"] for t in traces] == [t["ref_token_count"] for t in traces]
+    # one request for the k traces, asked as TRL's VLLMClient.generate asks
+    assert [p for p, _ in server.requests] == ["/v1/completions"]
+    body = server.requests[0][1]
+    assert (body["n"], body["seed"], body["logprobs"], body["return_token_ids"]) == (4, 3, 0, True)
+    assert body["prompt"] == "Q: what is 2+2?\nA:" and body["max_tokens"] == 8
+
+    shutil.rmtree(checkpoint)  # the reference's scores replay from the cassette too
+    replayed = run_suites([suite], cassette_dir=cassettes, rootdir=tmp_path).to_dict()
+    assert replayed["suites"][0]["questions"][0] == question
+    stale = run_suites([_suite(suite, server.url, checkpoint, prompt="Q: {question}\nA:", temperature=0.5)],
+                       cassette_dir=cassettes, rootdir=tmp_path).to_dict()
+    error = stale["suites"][0]["questions"][0]["error"]
+    assert error.startswith("stale cassette") and "temperature: 1.0 → 0.5" in error and "\n" not in error, error
+
+
+def test_a_chat_prompt_goes_to_chat_completions_and_replays(tiny, tmp_path):
+    model, tok = tiny
+    server = TRLVLLMServer(model, tok, "tiny-policy")
+    chat = [{"role": "user", "content": "{question}"}]
+    suite = _suite(tmp_path / "s.yaml", server.url, None, prompt=chat, reference=False)
+    try:
+        recorded = run_suites([suite], record_mode="once", cassette_dir=tmp_path / "c", rootdir=tmp_path).to_dict()
+    finally:
+        server.stop()
+    question = recorded["suites"][0]["questions"][0]
+    assert question.get("error") is None, question
+    assert [p for p, _ in server.requests] == ["/v1/chat/completions"]
+    body = server.requests[0][1]
+    assert body["messages"] == [{"role": "user", "content": "what is 2+2?"}]
+    assert (body["logprobs"], body["top_logprobs"], body["n"]) == (True, 0, 4)
+    for trace in question["traces"]:
+        # the stop token (kept by vLLM in token_ids) is not counted; every other token is the answer's
+        assert trace["token_count"] == len(trace["text"]) and trace["logp"] < 0
+        assert trace["output_tokens"] == trace["token_count"] + (trace["finish_reason"] == "STOP")
+    replayed = run_suites([suite], cassette_dir=tmp_path / "c", rootdir=tmp_path).to_dict()
+    assert replayed["suites"][0]["questions"][0] == question
+
+
+def test_a_server_that_is_not_there_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    suite = _suite(tmp_path / "s.yaml", url, None, prompt="Q: {question}\nA:", reference=False)
+    report = run_suites([suite], record_mode="once", cassette_dir=tmp_path / "c", rootdir=tmp_path,
+                        retries=0).to_dict()  # a refused connection is transient: retried, by default
+    error = report["suites"][0]["questions"][0]["error"]
+    assert error.startswith(f"could not reach TRL's vLLM server at {url}") and "trl vllm-serve" in error, error
+    assert "\n" not in error
+
+
+def test_the_server_a_trainer_generates_with(tmp_path):
+    trl = pytest.importorskip("trl")
+    from rlhf_eval.backends.trl_vllm import trainer_server_url
+
+    def config(**vllm):
+        return trl.GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, **vllm)
+
+    assert trainer_server_url(config(use_vllm=True, vllm_mode="server")) == "http://0.0.0.0:8000"  # TRL's defaults
+    own = config(use_vllm=True, vllm_mode="server", vllm_server_base_url="http://gpu-box:8001")
+    assert trainer_server_url(own) == "http://gpu-box:8001"
+    assert trainer_server_url(config(use_vllm=True)) is None  # colocate: TRL's default mode
+    assert trainer_server_url(config()) is None
+
+
+def test_a_model_the_server_does_not_serve_is_its_one_line(tiny, tmp_path):
+    model, tok = tiny
+    server = TRLVLLMServer(model, tok, "another-policy")
+    try:
+        suite = _suite(tmp_path / "s.yaml", server.url, None, prompt="Q: {question}\nA:", reference=False)
+        report = run_suites([suite], record_mode="once", cassette_dir=tmp_path / "c", rootdir=tmp_path).to_dict()
+    finally:
+        server.stop()
+    error = report["suites"][0]["questions"][0]["error"]
+    assert error == (f"TRL's vLLM server at {server.url} answered 404: The model `tiny-policy` does not exist."), error
+
+
+def test_a_body_without_token_ids_says_what_the_server_lacks():
+    from rlhf_eval.backends.trl_vllm import traces_from_vllm_server
+    from rlhf_eval.sampling import SamplingError
+
+    body = {"model": "m", "choices": [{"index": 0, "text": "4", "finish_reason": "stop",
+                                       "logprobs": {"tokens": ["4"], "token_logprobs": [-0.5]}}]}
+    with pytest.raises(SamplingError, match=r"sent no token_ids; it needs vLLM ≥ 0\.10\.2") as info:
+        traces_from_vllm_server(body, seed=0, expected=1, tags=None)
+    assert "\n" not in str(info.value)
+    body["choices"][0]["token_ids"] = [7]  # stopped on a stop string: nothing to drop, every token the answer's
+    body["choices"][0]["stop_reason"] = "\n\n"
+    (trace,) = traces_from_vllm_server(body, seed=0, expected=1, tags=None)
+    assert (trace.text, trace.logp, trace.token_count, trace.finish_reason) == ("4", -0.5, 1, "STOP")
