@@ -260,3 +260,31 @@ def test_a_body_without_token_ids_says_what_the_server_lacks():
     body["choices"][0]["stop_reason"] = "\n\n"
     (trace,) = traces_from_vllm_server(body, seed=0, expected=1, tags=None)
     assert (trace.text, trace.logp, trace.token_count, trace.finish_reason) == ("4", -0.5, 1, "STOP")
+
+
+def test_reasoning_sent_beside_the_answer_is_left_out_of_its_logp(tiny):
+    """vLLM with `--reasoning-parser` sends `message.reasoning` beside `content`, while `token_ids`
+    and `logprobs` cover both (the real O04 body has the split, without logprobs). A chat body the
+    tiny model really sampled, split after its first tokens as that parser splits it: the answer's
+    logp and token count are the content's tokens only, the reasoning is kept apart."""
+    from rlhf_eval.backends.trl_vllm import traces_from_vllm_server
+
+    model, tok = tiny
+    server = TRLVLLMServer(model, tok, "tiny-policy")
+    try:
+        body = server.chat({"model": "tiny-policy", "messages": [{"role": "user", "content": "what is 2+2?"}],
+                            "n": 1, "seed": 11, "temperature": 1.0, "max_tokens": 8, "skip_special_tokens": False})
+    finally:
+        server.stop()
+    choice = body["choices"][0]
+    entries = choice["logprobs"]["content"]
+    answer_entries = entries[3:-1] if choice["finish_reason"] == "stop" else entries[3:]  # not the stop token
+    assert answer_entries, "the tiny model must write more than 3 tokens for this test"
+    whole = choice["message"]["content"]
+    thought = "".join(e["token"] for e in entries[:3])
+    choice["message"] = {"role": "assistant", "reasoning": thought, "content": whole[len(thought):]}
+    [trace] = traces_from_vllm_server(json.dumps(body).encode(), seed=11, expected=1, tags=("<think>", "</think>"))
+    assert trace.reasoning == thought and trace.text == whole[len(thought):].lstrip()
+    assert trace.logp == pytest.approx(sum(e["logprob"] for e in answer_entries))
+    assert (trace.token_count, trace.reasoning_tokens) == (len(answer_entries), 3)
+

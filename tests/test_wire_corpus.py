@@ -12,7 +12,7 @@ import json
 import pytest
 
 from rlhf_eval.evaluate import Backends, sample_question, score_question
-from rlhf_eval.sampling import ScoringError
+from rlhf_eval.sampling import SamplingError, ScoringError
 from rlhf_eval.suite import load_suite
 
 from conftest import SHARED
@@ -180,6 +180,29 @@ def test_o05_deepseek_reasoner_reasoning_content(wire, monkeypatch, tmp_path):
     assert (t.token_count, t.reasoning_tokens) == (789 - 415, 415)
     assert (t.model_version, t.system_fingerprint) == ("deepseek-reasoner", "fp_5417b77867_prod0225")
     assert v.status == "correct"
+
+
+@pytest.mark.parametrize("body", ["O02_vllm016_completions_echo_logprobs.json",
+                                  "O04_vllm_crusoe_glm_reasoning_chat.json"])
+def test_vllm_bodies_asked_without_token_ids_are_one_line_for_trl_vllm(wire, tmp_path, body):
+    """provider trl_vllm (TRL's vLLM server) needs `token_ids` to know the stop token: a vLLM body
+    without them (these were asked without `return_token_ids`) is one line saying so, not a guess."""
+    wire.serve_file(body)
+    endpoint = "completions" if body.startswith("O02") else "chat"
+    suite = _suite(tmp_path, f"  provider: trl_vllm\n  name: m\n  base_url: {wire.url}\n  max_output_tokens: 8",
+                   answer=4, question="What is 2+2?")
+    if endpoint == "chat":  # the question as a chat goes to /v1/chat/completions
+        suite = load_suite(_chat(tmp_path / "wire.yaml"))
+    with pytest.raises(SamplingError, match=r"^TRL's vLLM server sent no token_ids; it needs vLLM") as info:
+        sample_question(suite, suite.questions[0], Backends.for_suite(suite))
+    assert "\n" not in str(info.value)
+    assert wire.paths[-1] == f"/v1/{'chat/completions' if endpoint == 'chat' else 'completions'}"
+
+
+def _chat(path):
+    """The suite at `path` with its prompt as a one-message chat."""
+    path.write_text(path.read_text() + "prompt:\n  - {role: user, content: '{question}'}\n")
+    return path
 
 
 def test_o03_llamacpp_completions_without_logprobs(wire, monkeypatch, tmp_path):

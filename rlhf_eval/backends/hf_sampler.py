@@ -318,11 +318,12 @@ def _trace(result: Any, seed: int, tags) -> Trace:
             raise TypeError("text, tokens, logprobs or finish_reason of the wrong type")
     except (KeyError, TypeError) as exc:
         raise MalformedBody(f"a local://hf/generate result without its fields ({exc})") from exc
-    split = split_reasoning(text, tags)
+    # `reasoning`: sent beside the text by a server's reasoning parser (trl_vllm); tokens cover both
+    split = split_reasoning(text, tags, beside=result.get("reasoning"))
     logp, count, note = answer_logprobs(tokens, values, text, split.answer_start, has_reasoning=split.reasoned)
     if not values:  # nothing generated before the stop token: an empty answer, honestly scored 0
         logp, count, note = (0.0, 0, None) if stop is not None else (None, None, note)
-    reasoning_tokens = len(values) - count if split.tagged and count is not None else None
+    reasoning_tokens = len(values) - count if split.reasoned and count is not None else None
     # Said only when false: the text re-encodes to other tokens than were sampled, so a scorer's
     # teacher-forced logp of it (a reference's, say) is of other tokens than this one.
     extra = {} if result.get("retokenizes", True) is not False else {"text_retokenizes": False}

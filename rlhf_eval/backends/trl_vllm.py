@@ -32,6 +32,7 @@ from ..suite import ModelConfig
 from ..throttle import SERIAL, RequestPolicy
 from ..types import Trace
 from .hf_sampler import _trace
+from .openai_compat import _content
 
 BASE_URL_ENV = "VLLM_SERVER_BASE_URL"  # as TRL's GRPOConfig.vllm_server_base_url
 DEFAULT_URL = "http://localhost:8000"  # `trl vllm-serve`'s default port, as TRL's client assumes
@@ -157,8 +158,9 @@ def traces_from_vllm_server(body: dict, *, seed: int, expected: int, tags) -> li
 
 def _result(choice: dict, version: Any, shared_prompt: Any) -> dict[str, Any]:
     """One choice as the hf sampler's result (`rlhf_eval.backends.hf_sampler._trace` reads it)."""
-    message = choice.get("message")
-    text = json_object(choice, "message").get("content") if message is not None else choice.get("text")
+    # vLLM's reasoning parser (`--reasoning-parser`) sends the reasoning beside the answer, while
+    # token_ids and logprobs cover both: the answer's share is cut where the token texts prove it.
+    text, beside = _content(json_object(choice, "message")) if "message" in choice else (choice.get("text"), None)
     ids = choice.get("token_ids")
     if not isinstance(ids, list):
         raise SamplingError("TRL's vLLM server sent no token_ids; it needs vLLM ≥ 0.10.2 (return_token_ids), "
@@ -180,7 +182,8 @@ def _result(choice: dict, version: Any, shared_prompt: Any) -> dict[str, Any]:
         # EOS (stop_reason null) or a stop token id: the last token, not the answer's
         stop, ids, tokens, values = ids[-1], ids[:-1], tokens[:-1], values[:-1]
     prompt_ids = choice.get("prompt_token_ids", shared_prompt)
-    return {"model_version": version, "text": text or "", "token_ids": ids, "tokens": tokens, "logprobs": values,
+    return {"model_version": version, "text": text or "", "reasoning": beside, "token_ids": ids, "tokens": tokens,
+            "logprobs": values,
             "finish_reason": "STOP" if stop is not None else _FINISH[raw_finish], "stop_token_id": stop,
             "prompt_tokens": len(prompt_ids) if isinstance(prompt_ids, list) else None}
 
