@@ -40,10 +40,18 @@ and `stop_on_thresholds` (a suite's `suite_thresholds` failed). The first rule t
 warning) and is kept as `callback.stopped`. The trainer checks the flag after a step: a rule that
 holds at step 0 stops training after step 1.
 
-The sampler is the seam for other routes: `backends(suite, replay, policy)`, the hook `run_suites`
-takes, may return a suite's `rlhf_eval.Backends` (say, a sampler on the trainer's vLLM server); None
-falls back to the in-process `hf` sampler. Without it every suite must say `model.provider: hf`
-(its `name` labels the policy in the cassettes; nothing is loaded from it while training).
+A suite with `model.provider: trl_vllm` is sampled on the vLLM server the trainer generates with
+(`GRPOConfig(use_vllm=True, vllm_mode="server")`; `rlhf_eval.backends.trl_vllm`) instead: the
+callback first pushes the step's weights to the server, as the trainer does before it generates
+(`trainer.vllm_generation.sync_weights()`), so the server answers with that step's policy; the
+suite's `base_url` is the trainer's server, its `name` the model the server serves (`trl
+vllm-serve --model`). Its cassettes hold the server's HTTP exchanges, and the same suite replays
+them. Its logprobs are TRL's *processed* ones (see that module).
+
+Any other route goes through `backends(suite, replay, policy)`, the hook `run_suites` takes: it may
+return a suite's `rlhf_eval.Backends`; None falls back to the routes above. Without it every suite
+must say `model.provider: hf` (its `name` labels the policy in the cassettes; nothing is loaded
+from it while training) or `trl_vllm`.
 
 Under several processes each samples (the same seeds and weights, so the same rule fires on all of
 them) and only the main one writes under the output folder. A model sharded by DeepSpeed ZeRO-3 or
@@ -62,6 +70,7 @@ from typing import Any, Callable, Iterable, Sequence, Union
 
 import transformers
 
+from .backends.trl_vllm import TRLVLLMSampler, trainer_server_url
 from .discovery import suite_files
 from .evaluate import Backends
 from .registry import suggest
@@ -233,11 +242,15 @@ class RLHFEvalCallback(transformers.TrainerCallback):
             if names.count(s.name) > 1:
                 raise ValueError(f"RLHFEvalCallback: two suites are named {s.name!r}; each needs its own name "
                                  "(it names its metrics and cassette folder)")
-            if backends is None and s.spec.model.provider != "hf":
+            if backends is None and s.spec.model.provider not in ("hf", "trl_vllm"):
                 raise ValueError(f"RLHFEvalCallback: suite {s.name} ({s.path}) has model.provider "
                                  f"{s.spec.model.provider!r}; the callback samples the trainer's model through the "
-                                 "hf sampler: set model.provider: hf (model.name labels the policy), or pass "
-                                 "backends=")
+                                 "hf sampler: set model.provider: hf (model.name labels the policy), or trl_vllm "
+                                 "when the trainer generates on a vLLM server, or pass backends=")
+            if backends is None and s.spec.model.provider == "trl_vllm" and trainer_server_url(trainer.args) is None:
+                raise ValueError(f"RLHFEvalCallback: suite {s.name} ({s.path}) has model.provider trl_vllm, but the "
+                                 "trainer generates on no vLLM server (its args need use_vllm=True, "
+                                 "vllm_mode='server'); set model.provider: hf to sample the model in process")
             if reference_model is not None and (s.spec.dpo.reference == "none"
                                                 or s.spec.dpo.reference.provider != "hf"):
                 raise ValueError(f"RLHFEvalCallback: reference_model= scores the suite's DPO reference, but suite "
@@ -294,8 +307,13 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         from .backends.hf_sampler import HFSampler
 
         spec = suite.spec
-        sampler = HFSampler(spec.model, replay=replay, policy=policy, model=model, tokenizer=tokenizer,
-                            batch_size=self.batch_size, model_version=f"{spec.model.name}@step-{step}")
+        sampler: Any
+        if spec.model.provider == "trl_vllm":
+            server = {"base_url": trainer_server_url(self.trainer.args)}
+            sampler = TRLVLLMSampler(spec.model.model_copy(update=server), replay=replay, policy=policy)
+        else:
+            sampler = HFSampler(spec.model, replay=replay, policy=policy, model=model, tokenizer=tokenizer,
+                                batch_size=self.batch_size, model_version=f"{spec.model.name}@step-{step}")
         reference: Scorer | None = None
         if spec.dpo.reference != "none" and self.reference_model is not None:
             reference = HFScorer(spec.dpo.reference, model=self.reference_model, tokenizer=tokenizer, replay=replay,
@@ -315,6 +333,11 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         if self.backends is None and (model is None or tokenizer is None):
             raise RLHFEvalError("RLHFEvalCallback: the trainer gave its callbacks no model or no processing_class "
                                 "(tokenizer) to sample; pass processing_class= to the trainer")
+        generation = getattr(self.trainer, "vllm_generation", None)
+        if generation is not None and any(s.spec.model.provider == "trl_vllm" for s in self.suites):
+            # The trainer syncs before it generates, so its server may still hold the weights of
+            # the step before; the trainer's own next sync of the same weights is repeated work only.
+            generation.sync_weights()
         live = partial(self.live_backends, model=model, tokenizer=tokenizer, step=step)
         hook = self.backends
 

@@ -336,3 +336,41 @@ def test_a_suite_of_another_provider_or_a_bad_setting_is_one_line(tmp_path, toke
         with pytest.raises(ValueError) as e:
             RLHFEvalCallback(given, **{"trainer": trainer, "every": 2, **kwargs})
         assert want in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ the trainer's vLLM server
+
+def test_a_trl_vllm_suite_is_sampled_on_the_trainers_vllm_server(tmp_path, tokenizer):
+    """A GRPO trainer whose args say it generates on TRL's vLLM server: a `provider: trl_vllm` suite
+    is asked there (tests/vllm_server.py, our picture of that server, serving the trainer's own
+    live model as a synced server would), its exchanges are the step's cassettes, and the same
+    suite replays them with the server stopped. The trainer itself generates in process (a real
+    vLLM server cannot run here), so only the callback's route is tested, not TRL's weight sync."""
+    from vllm_server import TRLVLLMServer
+
+    trainer, _, hf_suite = _grpo(tmp_path, tokenizer, watch=False)
+    server = TRLVLLMServer(trainer.model, tokenizer, "tiny-policy")
+    suite = tmp_path / "served" / f"{SUITE}.yaml"
+    suite.parent.mkdir()
+    suite.write_text(hf_suite.read_text().replace("provider: hf", "provider: trl_vllm"))
+    with pytest.raises(ValueError, match="generates on no vLLM server") as e:
+        RLHFEvalCallback(suite, trainer=trainer, every=2)
+    assert "\n" not in str(e.value)
+    trainer.args.use_vllm, trainer.args.vllm_mode, trainer.args.vllm_server_base_url = True, "server", server.url
+    cb = RLHFEvalCallback(suite, trainer=trainer, every=2)
+    trainer.add_callback(cb)
+    try:
+        trainer.train()
+    finally:
+        server.stop()
+    assert [h.step for h in cb.history] == [0, 2, 4]
+    assert {path for path, _ in server.requests} == {"/v1/completions"}
+    assert len(server.requests) == 3 * 2  # one request of k traces per question and step
+    logged = {e["step"]: e for e in trainer.state.log_history if any(k.startswith("rlhf/") for k in e)}
+    for h in cb.history:
+        assert {k: logged[h.step][k] for k in h.metrics} == h.metrics
+        cassette = (h.folder / "cassettes" / SUITE / "add.yaml").read_text()
+        assert "/v1/completions" in cassette and "local://hf" not in cassette
+        saved = json.loads((h.folder / "report.json").read_text())
+        replayed = run_suites([suite], cassette_dir=h.folder / "cassettes").to_dict()
+        assert replayed["suites"][0]["questions"] == saved["suites"][0]["questions"]
