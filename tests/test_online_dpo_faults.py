@@ -60,6 +60,22 @@ def test_suites_with_different_betas_are_one_line(example, tmp_path):
               "with one: give the suites one dpo.beta")
 
 
+def test_a_note_says_when_the_evals_margins_are_not_dpos_implicit_rewards(example, tmp_path):
+    """A --beta other than the suite's, or the starting checkpoint as reference scored in another
+    dtype than the policy trains in (round 0's margins are then not 0)."""
+    from rlhf_eval import load_suite
+
+    path = _suite(tmp_path / "s.yaml", tmp_path / "ckpt")
+    suite = load_suite(path)
+    name = str(tmp_path / "ckpt")
+    assert example.margin_notes([suite], name, "float32", 0.1) == []
+    assert example.margin_notes([suite], name, "bfloat16", 0.5) == [
+        "note: suite yes_no: its margins use its dpo.beta 0.1, DPOTrainer trains with --beta 0.5: the eval's margins "
+        "are not DPO's implicit rewards",
+        "note: suite yes_no: its DPO reference (the starting checkpoint) is scored in float32, the policy trains in "
+        "bfloat16: round 0's margins are not 0; set dpo.reference.dtype: bfloat16"]
+
+
 def test_replay_with_suites_or_out_is_refused(example, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         example.main([str(tmp_path / "s.yaml"), "--replay", str(tmp_path)])
