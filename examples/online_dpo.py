@@ -88,8 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=1024, help="the trainers' max_length in tokens")
     p.add_argument("--device", default=None,
                    help="cuda or cpu (default: cuda when available); pick a GPU with CUDA_VISIBLE_DEVICES")
-    p.add_argument("--dtype", choices=DTYPES, default=None,
-                   help="the policy's and reward model's dtype (default: bfloat16 on a GPU that has it, else float32)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="the policy's and reward model's weights (default float32; on a GPU that has bfloat16 the "
+                   "trainers compute in it, mixed precision: bfloat16 weights lose AdamW's small updates)")
     p.add_argument("--sample-batch-size", type=int, default=8, help="traces per forward pass while sampling")
     p.add_argument("--seed", type=int, default=0, help="the trainers' seed (sampling uses the suites' seeds)")
     p.add_argument("--replay", type=Path, metavar="OUT",
@@ -265,7 +266,7 @@ def train_args(config_class, out: Path, args: argparse.Namespace, *, steps: int,
     return config_class(output_dir=str(out), max_steps=steps, per_device_train_batch_size=args.batch_size,
                         gradient_accumulation_steps=args.gradient_accumulation_steps, learning_rate=learning_rate,
                         max_length=args.max_length, logging_steps=1, save_strategy="no", report_to="none",
-                        use_cpu=args.device == "cpu", bf16=args.dtype == "bfloat16", seed=args.seed, **kw)
+                        use_cpu=args.device == "cpu", bf16=args.bf16, seed=args.seed, **kw)
 
 
 def train_dpo(policy, ref_model, tokenizer, rows, round_dir: Path, args, beta: float) -> dict[str, Any]:
@@ -361,9 +362,14 @@ def run_loop(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise LoopError(f"the online loop {NEEDS} ({exc.name} is missing)") from None
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.dtype is None:
-        gpu_bf16 = args.device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        args.dtype = "bfloat16" if gpu_bf16 else "float32"
+    # float32 weights with bfloat16 compute where the GPU has it (the trainers' bf16=True autocast):
+    # AdamW's step at a DPO learning rate (~1e-6) is far below bfloat16's precision at a weight's
+    # size (~1e-4 at 0.03), so bfloat16 weights drop nearly every update.
+    args.bf16 = args.dtype == "bfloat16" or (args.device.startswith("cuda") and torch.cuda.is_bf16_supported())
+    if args.dtype == "bfloat16":
+        print("note: --dtype bfloat16: the weights keep no AdamW update smaller than their bfloat16 precision "
+              f"(at --learning-rate {args.learning_rate:g} nearly none); the float32 default trains in bfloat16 mixed "
+              "precision on a GPU that has it")
     beta = args.beta if args.beta is not None else suites[0].spec.dpo.beta
     paths = [str(Path(s.path).resolve()) for s in suites]  # loop.json's: --replay works from any folder
     try:  # before the checkpoint loads: a folder that cannot be made is said now, not after minutes
@@ -377,7 +383,8 @@ def run_loop(args: argparse.Namespace) -> int:
     ref_model = copy.deepcopy(policy).eval().requires_grad_(False)  # DPO's reference: the starting policy
     reward_model = None
     scorers: dict[str, Backends] = {}
-    loop: dict[str, Any] = {"suites": paths, "model": name, "device": args.device, "dtype": args.dtype, "beta": beta,
+    loop: dict[str, Any] = {"suites": paths, "model": name, "device": args.device, "dtype": args.dtype,
+                            "mixed_precision": "bf16" if args.bf16 and args.dtype != "bfloat16" else None, "beta": beta,
                             "rounds": [], "stopped": None}
 
     def write_loop() -> None:

@@ -128,3 +128,14 @@ def test_ctrl_c_mid_loop_says_what_is_kept_and_that_it_cannot_resume(example, st
     code, stdout, _ = _main(example, ["--replay", tmp_path / "out"])
     assert code == 0 and stdout.splitlines() == [
         f"round 0: replayed from {tmp_path}/out/round_0/cassettes: the same report"]
+
+
+def test_bfloat16_weights_are_said_to_lose_adamws_small_updates(example, tmp_path):
+    """The note comes before the checkpoint loads (here: before its absence is found)."""
+    suite = _suite(tmp_path / "s.yaml", tmp_path / "gone")
+    code, stdout, stderr = _main(example, [suite, "--out", tmp_path / "out", "--device", "cpu", "--dtype", "bfloat16"])
+    assert code == 2 and "is no checkpoint folder" in stderr
+    assert stdout.splitlines()[0] == (
+        "note: --dtype bfloat16: the weights keep no AdamW update smaller than their bfloat16 precision (at "
+        "--learning-rate 1e-06 nearly none); the float32 default trains in bfloat16 mixed precision on a GPU that "
+        "has it")
