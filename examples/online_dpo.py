@@ -53,11 +53,16 @@ from rlhf_eval.report import aligned, render_comparison
 from rlhf_eval.rows import fmt
 
 DTYPES = ("float32", "bfloat16")  # float16 needs loss scaling, which training a model loaded in it cannot do
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 NEEDS = "needs torch, transformers, trl and datasets: pip install 'rlhf-eval[hf,trl,datasets]'"
 
 
 class LoopError(Exception):
     """Something that stops the loop before or between rounds; one line."""
+
+
+class LoopInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the loop: which rounds finished and that it cannot resume; one line."""
 
 
 # --------------------------------------------------------------------------------------- arguments
@@ -83,8 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=1024, help="the trainers' max_length in tokens")
     p.add_argument("--device", default=None,
                    help="cuda or cpu (default: cuda when available); pick a GPU with CUDA_VISIBLE_DEVICES")
-    p.add_argument("--dtype", choices=DTYPES, default=None,
-                   help="the policy's and reward model's dtype (default: bfloat16 on a GPU that has it, else float32)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="the policy's and reward model's weights (default float32; on a GPU that has bfloat16 the "
+                   "trainers compute in it, mixed precision: bfloat16 weights lose AdamW's small updates)")
     p.add_argument("--sample-batch-size", type=int, default=8, help="traces per forward pass while sampling")
     p.add_argument("--seed", type=int, default=0, help="the trainers' seed (sampling uses the suites' seeds)")
     p.add_argument("--replay", type=Path, metavar="OUT",
@@ -92,6 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.replay is None and (not args.suites or args.out is None):
         p.error("give the suite files and --out (or --replay OUT)")
+    if args.replay is not None and (args.suites or args.out is not None):
+        p.error("--replay OUT takes the suites and settings from OUT/loop.json: give no suite files or --out with it")
     for name in ("rounds", "dpo_steps", "batch_size", "gradient_accumulation_steps", "sample_batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -118,7 +126,27 @@ def load_suites(paths: list[str]) -> tuple[list[Suite], str]:
     if len(names) > 1:
         raise LoopError(f"the suites sample different models ({', '.join(names)}); the loop trains one policy: "
                         "give suites of one model.name")
+    if len({s.spec.dpo.beta for s in suites}) > 1:  # DPOTrainer trains with one; each suite's margins use its own
+        betas = ", ".join(f"{s.path}: {s.spec.dpo.beta:g}" for s in suites)
+        raise LoopError(f"the suites have different dpo.beta ({betas}); DPOTrainer trains with one: give the suites "
+                        "one dpo.beta")
     return suites, names[0]
+
+
+def margin_notes(suites: list[Suite], name: str, dtype: str, beta: float) -> list[str]:
+    """Why a suite's margins are not the implicit rewards DPOTrainer optimizes (policy and
+    reference both in `dtype`, its `beta`): a `--beta` other than the suite's, or a reference that
+    is the starting checkpoint scored in another dtype (round 0's margins are then not 0)."""
+    notes = []
+    for s in suites:
+        ref = s.spec.dpo.reference
+        if s.spec.dpo.beta != beta:
+            notes.append(f"note: suite {s.name}: its margins use its dpo.beta {s.spec.dpo.beta:g}, DPOTrainer trains "
+                         f"with --beta {beta:g}: the eval's margins are not DPO's implicit rewards")
+        if ref != "none" and ref.provider == "hf" and ref.name == name and ref.dtype != dtype:
+            notes.append(f"note: suite {s.name}: its DPO reference (the starting checkpoint) is scored in {ref.dtype}, "
+                         f"the policy trains in {dtype}: round 0's margins are not 0; set dpo.reference.dtype: {dtype}")
+    return notes
 
 
 # ---------------------------------------------------------------------------------------- the model
@@ -140,6 +168,15 @@ def load_policy(name: str, device: str, dtype: str):
     import torch
     import transformers
 
+    folder = Path(name).expanduser()
+    if folder.is_absolute() or name.startswith(".") or folder.is_dir():
+        if not folder.is_dir():
+            raise LoopError(f"the suites' model.name {name} is no checkpoint folder (it does not exist); give the "
+                            "folder save_pretrained wrote, or a hub id")
+        if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+            # transformers would build an empty tokenizer from config.json alone and sample nonsense
+            raise LoopError(f"the checkpoint folder {name} has no tokenizer ({', '.join(TOKENIZER_FILES[:2])}); "
+                            "save it there too: tokenizer.save_pretrained(folder)")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(name)
         model = transformers.AutoModelForCausalLM.from_pretrained(name, dtype=getattr(torch, dtype))
@@ -229,7 +266,7 @@ def train_args(config_class, out: Path, args: argparse.Namespace, *, steps: int,
     return config_class(output_dir=str(out), max_steps=steps, per_device_train_batch_size=args.batch_size,
                         gradient_accumulation_steps=args.gradient_accumulation_steps, learning_rate=learning_rate,
                         max_length=args.max_length, logging_steps=1, save_strategy="no", report_to="none",
-                        use_cpu=args.device == "cpu", bf16=args.dtype == "bfloat16", seed=args.seed, **kw)
+                        use_cpu=args.device == "cpu", bf16=args.bf16, seed=args.seed, **kw)
 
 
 def train_dpo(policy, ref_model, tokenizer, rows, round_dir: Path, args, beta: float) -> dict[str, Any]:
@@ -314,7 +351,9 @@ def _suite_signal(report: Report) -> dict[str, dict[str, Any]]:
 def run_loop(args: argparse.Namespace) -> int:
     suites, name = load_suites(args.suites)
     out: Path = args.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise LoopError(f"--out {out} is a file; the loop writes its rounds into a folder: give a new or empty one")
+    if out.exists() and any(out.iterdir()):
         raise LoopError(f"{out} is not an empty folder; the loop writes its rounds into a new one: give another --out")
     try:
         import datasets  # noqa: F401 - checked here, used by the trainers
@@ -323,56 +362,78 @@ def run_loop(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise LoopError(f"the online loop {NEEDS} ({exc.name} is missing)") from None
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.dtype is None:
-        gpu_bf16 = args.device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        args.dtype = "bfloat16" if gpu_bf16 else "float32"
+    # float32 weights with bfloat16 compute where the GPU has it (the trainers' bf16=True autocast):
+    # AdamW's step at a DPO learning rate (~1e-6) is far below bfloat16's precision at a weight's
+    # size (~1e-4 at 0.03), so bfloat16 weights drop nearly every update.
+    args.bf16 = args.dtype == "bfloat16" or (args.device.startswith("cuda") and torch.cuda.is_bf16_supported())
+    if args.dtype == "bfloat16":
+        print("note: --dtype bfloat16: the weights keep no AdamW update smaller than their bfloat16 precision "
+              f"(at --learning-rate {args.learning_rate:g} nearly none); the float32 default trains in bfloat16 mixed "
+              "precision on a GPU that has it")
     beta = args.beta if args.beta is not None else suites[0].spec.dpo.beta
-    paths = [str(s.path) for s in suites]
+    paths = [str(Path(s.path).resolve()) for s in suites]  # loop.json's: --replay works from any folder
+    try:  # before the checkpoint loads: a folder that cannot be made is said now, not after minutes
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LoopError(f"cannot make the --out folder {out}: {exc.strerror or exc}; give a writable one") from None
+    for note in margin_notes(suites, name, args.dtype, beta):
+        print(note)
 
     policy, tokenizer = load_policy(name, args.device, args.dtype)
     ref_model = copy.deepcopy(policy).eval().requires_grad_(False)  # DPO's reference: the starting policy
     reward_model = None
     scorers: dict[str, Backends] = {}
-    loop: dict[str, Any] = {"suites": paths, "model": name, "device": args.device, "dtype": args.dtype, "beta": beta,
+    loop: dict[str, Any] = {"suites": paths, "model": name, "device": args.device, "dtype": args.dtype,
+                            "mixed_precision": "bf16" if args.bf16 and args.dtype != "bfloat16" else None, "beta": beta,
                             "rounds": [], "stopped": None}
 
     def write_loop() -> None:
         write_without_secrets(out / "loop.json", json.dumps(loop, indent=1, ensure_ascii=False, default=str) + "\n")
 
-    out.mkdir(parents=True, exist_ok=True)
     previous: Path | None = None
     last_report: Report | None = None
     rows: list[dict[str, Any]] = []
-    for r in range(args.rounds + 1):
-        round_dir = out / f"round_{r}"
-        entry: dict[str, Any] = {"round": r}
-        if last_report is not None:
-            if not rows:
-                loop["stopped"] = f"round {r - 1} has no preference pairs: {no_pairs_reason(last_report)}"
-                print(f"round {r}: no DPO step: {loop['stopped']}; the loop stops after round {r - 1}")
-                break
-            entry["pairs"] = {"from": f"round_{r - 1}/pairs", "rows": len(rows)}
-            entry["dpo"] = train_dpo(policy, ref_model, tokenizer, rows, round_dir, args, beta)
-            if args.reward_steps:
-                if reward_model is None:
-                    reward_model = load_reward_model(name, tokenizer, args.device, args.dtype, args.seed)
-                entry["reward_model"] = train_reward_model(reward_model, tokenizer, rows, round_dir, args)
-            print(training_line(r, len(rows), entry["dpo"], entry.get("reward_model")))
-        version = weights_version(name, policy)
-        report = sample_round(paths, round_dir, policy=policy, tokenizer=tokenizer, version=version,
-                              batch_size=args.sample_batch_size, previous=previous, scorers=scorers)
-        rows = pair_rows(report, round_dir / "pairs")  # the next round's training data
-        entry.update(model_version=version, report=f"round_{r}/report.json", cassettes=f"round_{r}/cassettes",
-                     suites=_suite_signal(report), distinct_pairs=len(rows))
-        if report.comparison is not None:
-            entry["comparison"] = [str(p.relative_to(out)) for p in write_comparison(report, round_dir)]
-            print(f"round {r} ({version}) against round {r - 1}:")
-            print(render_comparison(report.comparison))
-        else:
-            print(f"round {r} ({version}): sampled the starting policy")
-        loop["rounds"].append(entry)
+    try:
+        for r in range(args.rounds + 1):
+            round_dir = out / f"round_{r}"
+            entry: dict[str, Any] = {"round": r}
+            if last_report is not None:
+                if not rows:
+                    loop["stopped"] = f"round {r - 1} has no preference pairs: {no_pairs_reason(last_report)}"
+                    print(f"round {r}: no DPO step: {loop['stopped']}; the loop stops after round {r - 1}")
+                    break
+                entry["pairs"] = {"from": f"round_{r - 1}/pairs", "rows": len(rows)}
+                entry["dpo"] = train_dpo(policy, ref_model, tokenizer, rows, round_dir, args, beta)
+                if args.reward_steps:
+                    if reward_model is None:
+                        reward_model = load_reward_model(name, tokenizer, args.device, args.dtype, args.seed)
+                    entry["reward_model"] = train_reward_model(reward_model, tokenizer, rows, round_dir, args)
+                print(training_line(r, len(rows), entry["dpo"], entry.get("reward_model")))
+            version = weights_version(name, policy)
+            report = sample_round(paths, round_dir, policy=policy, tokenizer=tokenizer, version=version,
+                                  batch_size=args.sample_batch_size, previous=previous, scorers=scorers)
+            rows = pair_rows(report, round_dir / "pairs")  # the next round's training data
+            entry.update(model_version=version, report=f"round_{r}/report.json", cassettes=f"round_{r}/cassettes",
+                         suites=_suite_signal(report), distinct_pairs=len(rows))
+            if report.comparison is not None:
+                entry["comparison"] = [str(p.relative_to(out)) for p in write_comparison(report, round_dir)]
+                print(f"round {r} ({version}) against round {r - 1}:")
+                print(render_comparison(report.comparison))
+            else:
+                print(f"round {r} ({version}): sampled the starting policy")
+            loop["rounds"].append(entry)
+            write_loop()
+            previous, last_report = round_dir / "report.json", report
+    except KeyboardInterrupt:
+        # The trained weights live in memory only: there is nothing to resume from.
+        r = len(loop["rounds"])
+        loop["stopped"] = f"Ctrl-C in round {r}"
         write_loop()
-        previous, last_report = round_dir / "report.json", report
+        done = ("no round finished" if not r else
+                f"round{'s 0-' if r > 1 else ' '}{r - 1} {'are' if r > 1 else 'is'} in {out}/loop.json (--replay {out} "
+                "replays it)")
+        raise LoopInterrupted(f"stopped on Ctrl-C in round {r}; {done}; the loop cannot resume (the trained policy "
+                              "was in memory only): run it again with a new --out") from None
 
     policy.save_pretrained(out / "policy")
     tokenizer.save_pretrained(out / "policy")
@@ -390,7 +451,8 @@ def run_loop(args: argparse.Namespace) -> int:
 
 def replay(out: Path) -> int:
     """Rebuild each round's report from its cassettes (no checkpoint is loaded) and check it equals
-    the report written, bar provenance; 1 when one differs."""
+    the report written, bar provenance and the suite files' paths (shown relative to the folder
+    each ran in); 1 when one differs."""
     from rlhf_eval.backends.hf_sampler import HFSampler
 
     try:
@@ -418,6 +480,8 @@ def replay(out: Path) -> int:
         rebuilt = json.loads(again.to_json())
         for data in (written, rebuilt):
             data.pop("provenance", None)  # when and by which command: not a number of the report
+            for suite in data.get("suites", []):
+                suite.pop("path", None)  # the suite file as seen from the folder run in, which may differ
         if rebuilt == written:
             print(f"round {r}: replayed from {out / entry['cassettes']}: the same report")
         else:
@@ -434,9 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     except LoopError as exc:
         print(f"online_dpo: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # run_suites' Interrupted says which cassettes were kept
-        where = f"; the finished rounds are in {args.out}/loop.json" if args.replay is None else ""
-        print(f"online_dpo: {exc or 'stopped on Ctrl-C'}{where}", file=sys.stderr)
+    except LoopInterrupted as exc:
+        print(f"online_dpo: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # in --replay, or before the loop began: nothing was written
+        print("online_dpo: stopped on Ctrl-C", file=sys.stderr)
         return 130
 
 

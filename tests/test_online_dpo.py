@@ -235,3 +235,32 @@ def test_bad_input_is_one_line(example, tmp_path, problem):
     code, stdout, stderr = _main(example, [suite, "--out", out])
     assert code == 2 and stdout == "" and len(stderr.splitlines()) == 1
     assert ("needs provider: hf" if problem == "not hf" else "is not an empty folder") in stderr
+
+
+def test_dpo_trainer_trains_on_the_rounds_pairs_against_the_start_as_the_eval_measures_them(loop):
+    """TRL's first logged step of round r is computed before its update, on round r-1's pairs with
+    round r-1's weights: the eval's numbers for those pairs. Round 1: the policy is its reference,
+    every implicit reward 0. Round 2: TRL's rewards/* are the means over the distinct pairs of the
+    eval's β·(logπ − logπ_ref), up to the end-of-turn token the chat template closes each answer
+    with (TRL scores it, the eval scores the answer's tokens only)."""
+    out = loop[0]
+    rounds = _loop_json(out)["rounds"]
+    first = rounds[1]["dpo"]["log"][0]
+    assert (first["rewards/chosen"], first["rewards/rejected"], first["rewards/margins"]) == (0.0, 0.0, 0.0)
+    assert first["loss"] == pytest.approx(0.6931, abs=1e-4)  # log 2: no preference yet
+
+    pairs = [json.loads(line) for line in (out / "round_1" / "pairs" / "yes_no" / "dpo.jsonl").open()]
+    beta = _loop_json(out)["beta"]
+    assert beta == 0.1 and len(pairs) == rounds[2]["dpo"]["train_rows"]
+    logged = rounds[2]["dpo"]["log"][0]
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    chosen = mean([beta * (p["chosen_logps"] - p["chosen_ref_logps"]) for p in pairs])
+    rejected = mean([beta * (p["rejected_logps"] - p["rejected_ref_logps"]) for p in pairs])
+    assert logged["rewards/chosen"] == pytest.approx(chosen, abs=1e-3)
+    assert logged["rewards/rejected"] == pytest.approx(rejected, abs=1e-3)
+    assert logged["rewards/margins"] == pytest.approx(mean([p["dpo_margin"] for p in pairs]), abs=1e-3)
+    assert logged["rewards/accuracies"] == pytest.approx(mean([p["dpo_margin"] > 0 for p in pairs]))
+    assert logged["rewards/margins"] != 0.0  # the weights did move in round 1
