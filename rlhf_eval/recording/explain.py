@@ -60,6 +60,14 @@ def explain_mismatch(new, recorded: list, path: Path, hint: str) -> str:
         return (f"cassette {shown} holds {answers} {'answer' if answers == 1 else 'answers'} to this request and the "
                 f"run asks for more (did `samples` grow?); {rerecord_advice(hint, 'new_episodes')} "
                 "(records only the missing ones)")
+    old_body = body_json(old)
+    if (new.uri.startswith("local://") and len(diffs) == 1 and diffs[0].startswith("dtype:")
+            and isinstance(old_body, dict) and isinstance(old_body.get("dtype"), str)):
+        # A training run's live model (the callback's, the online loop's) records its own dtype;
+        # re-recording would sample the checkpoint on disk instead of the weights that answered.
+        return (f"stale cassette {shown}: its traces were drawn in {old_body['dtype']} and this run asks for "
+                f"{new_body.get('dtype')}: set model.dtype: {old_body['dtype']} in the suite to replay them, or "
+                f"re-record in {new_body.get('dtype')}{': ' + hint if hint else ''}")
     changes = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
     return f"stale cassette {shown}: the suite changed since it was recorded: {changes}{fix}"
 
