@@ -12,7 +12,9 @@ merged report is the single run's, byte for byte (tests/test_shard_merge.py).
     report = merge_reports(["shard-1.json", "shard-2.json", "shard-3.json"])
 
 Refused, in one line each (`MergeError`): a file that is not a report; shards of different runs
-(a different shard count, a shard given twice or missing); reports made from different suite files
+(a different shard count, a shard given twice or missing); a shard that holds fewer questions of a
+suite than were dealt to it (interrupted, or run with -k/--lf: its report records each suite's size,
+`shard.suite_sizes`) or a question that SHA-256 deals to another shard (an edited report); reports made from different suite files
 (their SHA-256 in `provenance.suites`), with different settings of a suite, by different versions
 of rlhf-eval, Python or a package that computes results, at different git commits; the same question
 in two reports. Reports with no shard (e.g. one CI job per suite) merge too, when no question is in
@@ -30,6 +32,7 @@ from .provenance import _version, redact_argv
 from .report import load_report
 from .report_model import Report, ReportError, Suite
 from .runner import Run, RunError, RunOptions
+from .shard import assign, dealt
 
 __all__ = ["MergeError", "merge_reports", "merged_run"]
 
@@ -89,6 +92,7 @@ def merged_run(paths: Iterable[str | Path], *, command_line: Sequence[str] | Non
                     raise MergeError(f"{suite.name}::{question.id} is in both {other} and {source}: a question "
                                      "belongs to one shard; merge the reports of one sharded run")
                 run.add(settings[suite.name], question)
+    _check_complete(reports)
     run.finish(merged_provenance)
     return run
 
@@ -117,6 +121,41 @@ def _check_shards(reports: list[tuple[str, Report]]) -> None:
         names, got = (", ".join(f"{i}/{first.count}" for i in indexes) for indexes in (missing, sorted(by_index)))
         raise MergeError(f"missing shard{'s' * (len(missing) != 1)} {names} of {first.count}: merge the reports "
                          f"of all {first.count} shards (got {got})")
+
+
+def _check_complete(reports: list[tuple[str, Report]]) -> None:
+    """Every shard holds each question dealt to it (`shard.dealt`, from the suite sizes the shards
+    recorded), and each is in the shard SHA-256 deals it to: else the merge would be a report of
+    part of the run, or of questions moved by hand. Suites no report gives a size of (reports of
+    rlhf-eval before shards recorded them) are not checked."""
+    sharded = [(source, r.shard, r) for source, r in reports if r.shard is not None]
+    sizes: dict[str, tuple[int, str]] = {}  # suite -> (how many questions its file has, the report saying so)
+    for source, shard, _ in sharded:
+        for name, size in (shard.suite_sizes or {}).items():
+            known = sizes.setdefault(name, (size, source))
+            if known[0] != size:
+                raise MergeError(f"suite {name} has {size} questions in {source} but {known[0]} in {known[1]}: "
+                                 "run every shard on the same suite files")
+    for name, (size, _) in sorted(sizes.items()):
+        held = {source: [q.id for s in r.suites if s.name == name for q in s.questions] for source, _, r in sharded}
+        count = sharded[0][1].count
+        wanted = dealt(name, size, count)
+        for source, shard, _ in sharded:
+            want, got = wanted[shard.index - 1], len(held[source])
+            if got < want:
+                raise MergeError(f"{source} holds {got} of the {want} questions of suite {name} dealt to shard "
+                                 f"{shard.index}/{count}: that shard was interrupted or ran with -k, --lf or "
+                                 "--deselect; run it again in full, then merge")
+        where = {qid: (source, shard.index) for source, shard, _ in sharded for qid in held[source]}
+        if len(where) != size:
+            raise MergeError(f"the shards hold {len(where)} questions of suite {name}, which has {size}: "
+                             "merge the reports of one sharded run")
+        for qid, shard_index in assign(name, where, count).items():
+            source, index = where[qid]
+            if index != shard_index:
+                raise MergeError(f"{name}::{qid} is in {source}, shard {index}/{count}, but SHA-256 deals it to "
+                                 f"shard {shard_index}/{count}: the report was edited or comes from another run; "
+                                 "merge the reports of one sharded run")
 
 
 def _settings(suite: Suite) -> dict[str, Any]:

@@ -13,7 +13,10 @@ turn, starting at shard `1 + int(sha256(<suite>)[:8 bytes]) mod N`:
 
 Each shard gets ⌊n/N⌋ or ⌈n/N⌉ of a suite's n questions (the start differs from suite to suite, so
 no shard takes every suite's extra one), and a question keeps its shard as long as its suite has the
-same questions (the merge refuses shards of different suite files anyway).
+same questions: adding or removing one moves the ranks after it, so many others change shard (the
+price of shards that differ by at most one question; the merge refuses shards of different suite
+files anyway). A shard's report records each suite's size (`Report.shard.suite_sizes`), so the merge
+knows how many questions every shard was dealt (`dealt`) and refuses a shard that ran fewer.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-__all__ = ["Shard", "assign", "question_digest"]
+__all__ = ["Shard", "assign", "dealt", "question_digest"]
 
 _SPEC = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 _USAGE = "expected I/N, shard I of N with 1 ≤ I ≤ N, e.g. 2/3"
@@ -80,8 +83,21 @@ def question_digest(suite_name: str, question_id: str) -> bytes:
     return hashlib.sha256(f"{suite_name}/{question_id}".encode("utf-8")).digest()
 
 
+def _start(suite_name: str, count: int) -> int:
+    """The 0-based shard a suite's first-ranked question goes to."""
+    return int.from_bytes(hashlib.sha256(suite_name.encode("utf-8")).digest()[:8], "big") % count
+
+
 def assign(suite_name: str, question_ids: Iterable[str], count: int) -> dict[str, int]:
     """{question id: its shard, 1..count} for every question of a suite (see the module's formula)."""
-    start = int.from_bytes(hashlib.sha256(suite_name.encode("utf-8")).digest()[:8], "big") % count
+    start = _start(suite_name, count)
     ordered = sorted(set(question_ids), key=lambda qid: question_digest(suite_name, qid))
     return {qid: 1 + (start + rank) % count for rank, qid in enumerate(ordered)}
+
+
+def dealt(suite_name: str, size: int, count: int) -> list[int]:
+    """How many of a suite's `size` questions each shard is dealt: [shard 1's, …, shard `count`'s]
+    (what `assign` gives, from the suite's name and size alone)."""
+    start = _start(suite_name, count)
+    # shard i (0-based) takes the ranks r ≡ i - start (mod count): the first is (i - start) mod count
+    return [0 if (first := (i - start) % count) >= size else 1 + (size - 1 - first) // count for i in range(count)]

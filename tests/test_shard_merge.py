@@ -359,5 +359,5 @@ def test_a_shard_without_questions_still_writes_its_report(sharded_project, offl
     result = sharded_project.runpytest("-p", "no:cacheprovider", "tiny.yaml", f"--rlhf-shard={empty}/3",
                                        f"--rlhf-report-json={out}")
     result.assert_outcomes(deselected=1)
-    assert json.loads(out.read_text())["shard"] == {"index": empty, "count": 3}
+    assert json.loads(out.read_text())["shard"] == {"index": empty, "count": 3, "suite_sizes": {}}
     assert json.loads(out.read_text())["suites"] == []
