@@ -14,7 +14,8 @@ merged report is the single run's, byte for byte (tests/test_shard_merge.py).
 Refused, in one line each (`MergeError`): a file that is not a report; shards of different runs
 (a different shard count, a shard given twice or missing); a shard that holds fewer questions of a
 suite than were dealt to it (interrupted, or run with -k/--lf: its report records each suite's size,
-`shard.suite_sizes`) or a question that SHA-256 deals to another shard (an edited report); reports made from different suite files
+`shard.suite_sizes`) or a question that SHA-256 deals to another shard (an edited report); an output
+that would overwrite a report being merged; reports made from different suite files
 (their SHA-256 in `provenance.suites`), with different settings of a suite, by different versions
 of rlhf-eval, Python or a package that computes results, at different git commits; the same question
 in two reports. Reports with no shard (e.g. one CI job per suite) merge too, when no question is in
@@ -74,6 +75,11 @@ def merged_run(paths: Iterable[str | Path], *, command_line: Sequence[str] | Non
         first = seen.setdefault(path.resolve(), path)
         if first is not path:
             raise MergeError(f"{path}: given twice; give each shard's report once")
+    outputs = [getattr(run.options, name) for name in ("report_json", "html", "save")]
+    for output in outputs:
+        if output is not None and output.resolve() in seen:
+            raise MergeError(f"{output}: is a report being merged; write the merged report to another file")
+    for path in files:
         try:
             reports.append((str(path), load_report(path, "shard report", "write one with pytest --rlhf-shard I/N "
                                                                           f"--rlhf-report-json={path}")))

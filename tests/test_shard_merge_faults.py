@@ -1,5 +1,6 @@
 """What a newcomer and bad input do to sharded runs and `rlhf-eval merge`: a shard that did not run
-every question dealt to it (interrupted, -k), questions moved between shard reports by hand. Each is refused in one line, never merged into a
+every question dealt to it (interrupted, -k), questions moved between shard reports by hand, an
+output that would overwrite a shard's report. Each is refused in one line, never merged into a
 report of part of the run."""
 import json
 
@@ -91,6 +92,18 @@ def test_shard_reports_without_suite_sizes_still_merge(here, runs):
 
     older_ones = [_edit(here, name, f"older-{name}", older) for name in SHARDS]
     assert comparable(merge_reports(older_ones).to_dict()) == comparable(json.loads((here / "whole.json").read_text()))
+
+
+def test_the_merged_report_never_overwrites_a_report_being_merged(here, runs, capsys):
+    before = (here / "shard-1.json").read_bytes()
+    with pytest.raises(MergeError) as info:
+        merged_run(SHARDS, html="out.html", report_json=here / "shard-1.json")
+    assert str(info.value) == f"{here / 'shard-1.json'}: is a report being merged; write the merged report to " \
+                              "another file"
+    assert main(["merge", *SHARDS, "--save", "./shard-3.json"]) == 2
+    assert capsys.readouterr().err == ("rlhf-eval: shard-3.json: is a report being merged; write the merged report "
+                                       "to another file\n")
+    assert (here / "shard-1.json").read_bytes() == before and not (here / "out.html").exists()
 
 
 def test_under_pytest_a_shard_run_with_k_is_refused_by_the_merge(sharded_project, runs, offline):
