@@ -462,9 +462,27 @@ class Run:
             lines.append(("text", f"rlhf-eval: shard {self.options.shard}: {n} question{'s' * (n != 1)}; suite "
                                   "thresholds and regressions are judged on the shards' merged report "
                                   "(rlhf-eval merge), not on one shard"))
+            short = self._short_of_dealt(report)
+            if short:
+                lines.append(("fail", short))
         lines += [("text", f"rlhf-eval: wrote {path}") for path in self.written]
         lines += [("text", self.export_line)] if self.export_line else []
         return lines + [("fail", line) for line in self.problems]
+
+    def _short_of_dealt(self, report: Report) -> str | None:
+        """A shard that did not run every question dealt to it (interrupted, -k, --lf): said at once,
+        as `rlhf-eval merge` will refuse its report."""
+        from .shard import dealt
+
+        shard = self.options.shard
+        held = {s.name: len(s.questions) for s in report.suites}
+        for name, size in sorted(self.suite_sizes.items()):
+            want = dealt(name, size, shard.count)[shard.index - 1]
+            if held.get(name, 0) < want:
+                return (f"rlhf-eval: shard {shard} ran {held.get(name, 0)} of the {want} questions of suite {name} "
+                        "dealt to it (interrupted, or -k, --lf, --deselect): rlhf-eval merge refuses this report; "
+                        "run the whole shard before merging")
+        return None
 
     def _write_outputs(self, report: Report) -> None:
         o = self.options

@@ -112,6 +112,9 @@ def test_under_pytest_a_shard_run_with_k_is_refused_by_the_merge(sharded_project
     result, report = pytest_shard(sharded_project, 1, "-k", f"not {left_out}")
     held = len(shards[0].suite("demo").questions)
     assert report["shard"]["suite_sizes"] == {"demo": 8, "other": 5}
+    result.stdout.fnmatch_lines([f"rlhf-eval: shard 1/3 ran {held - 1} of the {held} questions of suite demo dealt to "
+                                 "it (interrupted, or -k, --lf, --deselect): rlhf-eval merge refuses this report; "
+                                 "run the whole shard before merging"])
     (sharded_project.path / "shard-2.json").write_text(shards[1].to_json())
     (sharded_project.path / "shard-3.json").write_text(shards[2].to_json())
     with pytest.raises(MergeError) as info:
