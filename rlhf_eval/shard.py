@@ -80,12 +80,14 @@ def _raise(value: Shard) -> Shard:
 
 def question_digest(suite_name: str, question_id: str) -> bytes:
     """SHA-256 of "<suite>/<question id>" (UTF-8): what orders a suite's questions for dealing."""
-    return hashlib.sha256(f"{suite_name}/{question_id}".encode("utf-8")).digest()
+    # surrogatepass: a lone surrogate (a hand-edited JSON report's "\ud800") is hashed, not a traceback;
+    # every other string encodes as plain UTF-8
+    return hashlib.sha256(f"{suite_name}/{question_id}".encode("utf-8", "surrogatepass")).digest()
 
 
 def _start(suite_name: str, count: int) -> int:
     """The 0-based shard a suite's first-ranked question goes to."""
-    return int.from_bytes(hashlib.sha256(suite_name.encode("utf-8")).digest()[:8], "big") % count
+    return int.from_bytes(hashlib.sha256(suite_name.encode("utf-8", "surrogatepass")).digest()[:8], "big") % count
 
 
 def assign(suite_name: str, question_ids: Iterable[str], count: int) -> dict[str, int]:

@@ -32,6 +32,19 @@ def test_dealt_is_what_assign_deals():
             assert dealt(f"s{size}", size, count) == [shards.count(i) for i in range(1, count + 1)]
 
 
+def test_a_lone_surrogate_in_a_hand_edited_id_is_dealt_not_a_traceback(here, runs):
+    ids = ["q-\ud800", "q-1", "q-2"]
+    assert sorted(assign("demo", ids, 2)) == sorted(ids)
+    assert assign("démo", ["q-é", "q-1"], 2) == assign("démo", ["q-1", "q-é"], 2)  # other text: UTF-8, as before
+
+    def rename(data):
+        _suite(data, "demo")["questions"][0]["id"] = "q-\ud800"
+
+    _edit(here, "shard-2.json", "surrogate-2.json", rename)
+    with pytest.raises(MergeError):
+        merge_reports(["shard-1.json", "surrogate-2.json", "shard-3.json"])
+
+
 def test_a_shard_report_records_each_suite_size(runs):
     _, shards = runs
     assert [s.shard.suite_sizes for s in shards] == [{"demo": 8, "other": 5}] * 3
