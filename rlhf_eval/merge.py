@@ -150,8 +150,8 @@ def _check_complete(reports: list[tuple[str, Report]]) -> None:
             want, got = wanted[shard.index - 1], len(held[source])
             if got < want:
                 raise MergeError(f"{source} holds {got} of the {want} questions of suite {name} dealt to shard "
-                                 f"{shard.index}/{count}: that shard was interrupted or ran with -k, --lf or "
-                                 "--deselect; run it again in full, then merge")
+                                 f"{shard.index}/{count}: that shard was interrupted (Ctrl-C, -x) or ran with "
+                                 "-k, --lf or --deselect; run it again in full, then merge")
         where = {qid: (source, shard.index) for source, shard, _ in sharded for qid in held[source]}
         if len(where) != size:
             raise MergeError(f"the shards hold {len(where)} questions of suite {name}, which has {size}: "

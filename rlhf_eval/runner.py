@@ -480,8 +480,8 @@ class Run:
             want = dealt(name, size, shard.count)[shard.index - 1]
             if held.get(name, 0) < want:
                 return (f"rlhf-eval: shard {shard} ran {held.get(name, 0)} of the {want} questions of suite {name} "
-                        "dealt to it (interrupted, or -k, --lf, --deselect): rlhf-eval merge refuses this report; "
-                        "run the whole shard before merging")
+                        "dealt to it (interrupted by Ctrl-C or -x, or -k, --lf, --deselect): rlhf-eval merge "
+                        "refuses this report; run the whole shard before merging")
         return None
 
     def _write_outputs(self, report: Report) -> None:

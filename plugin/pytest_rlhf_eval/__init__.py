@@ -582,7 +582,8 @@ class ReportPlugin:
         elif run is None or not run.results:
             return
         if run.options.shard is not None:  # also the suites whose questions did not run (interrupted, -x)
-            run.suite_sizes.update(self.config.stash.get(sizes_key, {}))
+            sizes: dict[str, int] = self.config.stash.get(sizes_key, {})
+            run.suite_sizes.update(sizes)
         run.finish()
         if not run.passed:
             session.testsfailed += 1  # like --cov-fail-under: the run fails after every item ran
