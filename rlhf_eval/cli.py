@@ -334,7 +334,7 @@ def run_merge(args: argparse.Namespace) -> int:
     if "baseline" in options:
         if not Path(options["baseline"]).is_file():
             raise CliError(f"{options['baseline']}: no such baseline report file (save one with "
-                           f"{PROG} run SUITES --save PATH)")
+                           f"{PROG} merge REPORT.json… --save PATH, or {PROG} run SUITES --save PATH)")
         options["baseline_name"] = Path(options["baseline"]).stem
     try:
         run = merged_run(args.reports, **options)

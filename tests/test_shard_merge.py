@@ -310,6 +310,10 @@ def test_a_bad_merge_on_the_command_line_is_one_line(here, runs, capsys):
     assert capsys.readouterr().err == ("rlhf-eval: missing shard 2/3 of 3: merge the reports of all 3 shards "
                                        "(got 1/3, 3/3)\n")
     assert not (here / "never.json").exists()
+    assert main(["merge", *SHARDS, "--compare", "baselines/main.json"]) == 2  # README's gate, before a baseline
+    assert capsys.readouterr().err == ("rlhf-eval: baselines/main.json: no such baseline report file (save one with "
+                                       "rlhf-eval merge REPORT.json… --save PATH, or rlhf-eval run SUITES --save "
+                                       "PATH)\n")
 
 
 # ------------------------------------------------------------------------------------ under pytest
