@@ -492,3 +492,15 @@ def test_under_pytest_a_shard_run_with_k_is_refused_by_the_merge(sharded_project
         merge_reports([sharded_project.path / name for name in ("pytest-1.json", "shard-2.json", "shard-3.json")])
     assert str(info.value).startswith(f"{sharded_project.path / 'pytest-1.json'} holds {held - 1} of the {held} "
                                       "questions of suite demo dealt to shard 1/3")
+
+
+def test_more_shards_than_questions_merge_to_the_single_run(here, runs):
+    """20 shards of 13 questions: most hold one question or none, and some hold no question of a suite."""
+    for i in range(1, 21):
+        run_suites(["suites"], shard=f"{i}/20", report_json=f"of20-{i}.json")
+    reports = [json.loads((here / f"of20-{i}.json").read_text()) for i in range(1, 21)]
+    assert sum(not r["suites"] for r in reports) >= 7  # 13 questions in 20 shards
+    assert [sum(len(s["questions"]) for s in r["suites"]) for r in reports] == [
+        a + b for a, b in zip(dealt("demo", 8, 20), dealt("other", 5, 20))]
+    merged = merge_reports([f"of20-{i}.json" for i in range(1, 21)])
+    assert comparable(merged.to_dict()) == comparable(json.loads((here / "whole.json").read_text()))
