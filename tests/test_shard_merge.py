@@ -504,3 +504,16 @@ def test_more_shards_than_questions_merge_to_the_single_run(here, runs):
         a + b for a, b in zip(dealt("demo", 8, 20), dealt("other", 5, 20))]
     merged = merge_reports([f"of20-{i}.json" for i in range(1, 21)])
     assert comparable(merged.to_dict()) == comparable(json.loads((here / "whole.json").read_text()))
+
+
+def test_a_shard_stopped_by_x_records_the_suites_it_never_reached(sharded_project, runs, offline):
+    """-x stops the shard at its first failed question: the suite after it never ran a question, but
+    the report still gives its size (from collection), so the merge sees the shard is short of it."""
+    (sharded_project.path / "suites" / "demo.yaml").write_text(
+        suite_yaml("demo", samples=3, limit=8, suite_thresholds=FAILING, thresholds={"accuracy": {"min": 1.0}}))
+    result, report = pytest_shard(sharded_project, 1, "-x")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert [s["name"] for s in report["suites"]] == ["demo"] and report["shard"]["suite_sizes"] == SIZES
+    result.stdout.fnmatch_lines(["rlhf-eval: shard 1/3 ran * of the * questions of suite * dealt to it (interrupted "
+                                 "by Ctrl-C or -x, or -k, --lf, --deselect): rlhf-eval merge refuses this report; "
+                                 "run the whole shard before merging"])
