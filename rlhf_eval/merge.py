@@ -23,6 +23,7 @@ two of them; sharded and unsharded reports do not mix.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +34,7 @@ from .provenance import _version, redact_argv
 from .report import load_report
 from .report_model import Report, ReportError, Suite
 from .runner import Run, RunError, RunOptions
-from .shard import assign, dealt
+from .shard import Shard, assign
 
 __all__ = ["MergeError", "merge_reports", "merged_run"]
 
@@ -41,6 +42,7 @@ __all__ = ["MergeError", "merge_reports", "merged_run"]
 _COMPUTED = ("aggregates", "threshold_failures", "questions")
 # What must be the same in every shard's provenance: the code that sampled and scored its questions.
 _SAME = (("rlhf_eval_version", "rlhf-eval"), ("python", "Python"))
+_LISTED = 10  # shards named in a message, at most
 
 
 class MergeError(ValueError):
@@ -122,15 +124,20 @@ def _check_shards(reports: list[tuple[str, Report]]) -> None:
         other = by_index.setdefault(shard.index, source)
         if other != source:
             raise MergeError(f"shard {shard.index}/{shard.count} given twice: {other} and {source}")
-    missing = [i for i in range(1, first.count + 1) if i not in by_index]
-    if missing:
-        names, got = (", ".join(f"{i}/{first.count}" for i in indexes) for indexes in (missing, sorted(by_index)))
-        raise MergeError(f"missing shard{'s' * (len(missing) != 1)} {names} of {first.count}: merge the reports "
+    n_missing = first.count - len(by_index)
+    if n_missing:
+        # named up to a few: N comes from a report, and a typo (1/100000000) must not list them all
+        missing = list(itertools.islice((i for i in range(1, first.count + 1) if i not in by_index), _LISTED))
+        names, got = (", ".join(f"{i}/{first.count}" for i in indexes)
+                      for indexes in (missing, sorted(by_index)[:_LISTED]))
+        names += f" and {n_missing - len(missing):,} more" if n_missing > len(missing) else ""
+        got += f" and {len(by_index) - _LISTED:,} more" if len(by_index) > _LISTED else ""
+        raise MergeError(f"missing shard{'s' * (n_missing != 1)} {names} of {first.count}: merge the reports "
                          f"of all {first.count} shards (got {got})")
 
 
 def _check_complete(reports: list[tuple[str, Report]]) -> None:
-    """Every shard holds each question dealt to it (`shard.dealt`, from the suite sizes the shards
+    """Every shard holds each question dealt to it (`Shard.dealt`, from the suite sizes the shards
     recorded), and each is in the shard SHA-256 deals it to: else the merge would be a report of
     part of the run, or of questions moved by hand. Suites no report gives a size of (reports of
     rlhf-eval before shards recorded them) are not checked."""
@@ -145,9 +152,8 @@ def _check_complete(reports: list[tuple[str, Report]]) -> None:
     for name, (size, _) in sorted(sizes.items()):
         held = {source: [q.id for s in r.suites if s.name == name for q in s.questions] for source, _, r in sharded}
         count = sharded[0][1].count
-        wanted = dealt(name, size, count)
         for source, shard, _ in sharded:
-            want, got = wanted[shard.index - 1], len(held[source])
+            want, got = Shard(shard.index, count).dealt(name, size), len(held[source])
             if got < want:
                 raise MergeError(f"{source} holds {got} of the {want} questions of suite {name} dealt to shard "
                                  f"{shard.index}/{count}: that shard was interrupted (Ctrl-C, -x) or ran with "

@@ -472,12 +472,10 @@ class Run:
     def _short_of_dealt(self, report: Report) -> str | None:
         """A shard that did not run every question dealt to it (interrupted, -k, --lf): said at once,
         as `rlhf-eval merge` will refuse its report."""
-        from .shard import dealt
-
         shard = self.options.shard
         held = {s.name: len(s.questions) for s in report.suites}
         for name, size in sorted(self.suite_sizes.items()):
-            want = dealt(name, size, shard.count)[shard.index - 1]
+            want = shard.dealt(name, size)
             if held.get(name, 0) < want:
                 return (f"rlhf-eval: shard {shard} ran {held.get(name, 0)} of the {want} questions of suite {name} "
                         "dealt to it (interrupted by Ctrl-C or -x, or -k, --lf, --deselect): rlhf-eval merge "

@@ -16,7 +16,7 @@ no shard takes every suite's extra one), and a question keeps its shard as long 
 same questions: adding or removing one moves the ranks after it, so many others change shard (the
 price of shards that differ by at most one question; the merge refuses shards of different suite
 files anyway). A shard's report records each suite's size (`Report.shard.suite_sizes`), so the merge
-knows how many questions every shard was dealt (`dealt`) and refuses a shard that ran fewer.
+knows how many questions every shard was dealt (`Shard.dealt`) and refuses a shard that ran fewer.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-__all__ = ["Shard", "assign", "dealt", "question_digest"]
+__all__ = ["Shard", "assign", "question_digest"]
 
 _SPEC = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 _USAGE = "expected I/N, shard I of N with 1 ≤ I ≤ N, e.g. 2/3"
@@ -64,6 +64,13 @@ class Shard:
         suite), that this shard runs."""
         return {qid for qid, shard in assign(suite_name, question_ids, self.count).items() if shard == self.index}
 
+    def dealt(self, suite_name: str, size: int) -> int:
+        """How many of a suite's `size` questions this shard is dealt (what `assign` gives it, from the
+        suite's name and size alone, in constant time whatever N)."""
+        # this shard (0-based index - 1) takes the ranks r ≡ index - 1 - start (mod count)
+        first = (self.index - 1 - _start(suite_name, self.count)) % self.count
+        return 0 if first >= size else 1 + (size - 1 - first) // self.count
+
     def to_dict(self) -> dict[str, int]:
         """As a report holds it: {"index": I, "count": N}."""
         return {"index": self.index, "count": self.count}
@@ -96,10 +103,3 @@ def assign(suite_name: str, question_ids: Iterable[str], count: int) -> dict[str
     ordered = sorted(set(question_ids), key=lambda qid: question_digest(suite_name, qid))
     return {qid: 1 + (start + rank) % count for rank, qid in enumerate(ordered)}
 
-
-def dealt(suite_name: str, size: int, count: int) -> list[int]:
-    """How many of a suite's `size` questions each shard is dealt: [shard 1's, …, shard `count`'s]
-    (what `assign` gives, from the suite's name and size alone)."""
-    start = _start(suite_name, count)
-    # shard i (0-based) takes the ranks r ≡ i - start (mod count): the first is (i - start) mod count
-    return [0 if (first := (i - start) % count) >= size else 1 + (size - 1 - first) // count for i in range(count)]

@@ -18,7 +18,7 @@ from rlhf_eval import RunError, run_suites
 from rlhf_eval.cli import main
 from rlhf_eval.merge import MergeError, merge_reports, merged_run
 from rlhf_eval.report import report_lines
-from rlhf_eval.shard import Shard, assign, dealt
+from rlhf_eval.shard import Shard, assign
 
 SIZES = {"demo": 8, "other": 5}  # questions per suite
 # a suite threshold that the whole run breaches (the emulator solves some GSM8K questions, not all)
@@ -305,6 +305,15 @@ def test_shards_of_other_suite_files_settings_or_versions_are_refused(here, runs
     assert str(info.value).endswith("run every shard on the same suite files")
 
 
+def test_a_huge_n_is_refused_naming_a_few_missing_shards(here, runs):
+    _copy(here, "shard-2.json", "huge-2.json", lambda data: data["shard"].update(count=10**9, suite_sizes={}))
+    with pytest.raises(MergeError) as info:
+        merge_reports(["huge-2.json"])
+    assert str(info.value) == (
+        "missing shards " + ", ".join(f"{i}/1000000000" for i in (1, *range(3, 12))) + " and 999,999,989 more of "
+        "1000000000: merge the reports of all 1000000000 shards (got 2/1000000000)")
+
+
 def test_a_bad_merge_on_the_command_line_is_one_line(here, runs, capsys):
     assert main(["merge", "shard-1.json", "shard-3.json", "-o", "never.json"]) == 2
     assert capsys.readouterr().err == ("rlhf-eval: missing shard 2/3 of 3: merge the reports of all 3 shards "
@@ -387,7 +396,8 @@ def test_dealt_is_what_assign_deals():
         for count in (1, 2, 3, 5, 8):
             ids = [f"q-{i}" for i in range(size)]
             shards = list(assign(f"s{size}", ids, count).values())
-            assert dealt(f"s{size}", size, count) == [shards.count(i) for i in range(1, count + 1)]
+            assert [Shard(i, count).dealt(f"s{size}", size) for i in range(1, count + 1)] == [
+                shards.count(i) for i in range(1, count + 1)]
 
 
 def test_a_lone_surrogate_in_a_hand_edited_id_is_dealt_not_a_traceback(here, runs):
@@ -406,6 +416,8 @@ def test_a_lone_surrogate_in_a_hand_edited_id_is_dealt_not_a_traceback(here, run
 def test_a_shard_report_records_each_suite_size(runs):
     _, shards = runs
     assert [s.shard.suite_sizes for s in shards] == [{"demo": 8, "other": 5}] * 3
+    # a typo's N (1/100000000) is no list of N counts: one shard's count, at once
+    assert Shard(1, 10**12).dealt("demo", 8) + Shard(2, 10**12).dealt("demo", 8) <= 1
 
 
 def test_a_shard_that_lost_questions_is_refused_not_merged_into_part_of_the_run(here, runs):
@@ -501,7 +513,7 @@ def test_more_shards_than_questions_merge_to_the_single_run(here, runs):
     reports = [json.loads((here / f"of20-{i}.json").read_text()) for i in range(1, 21)]
     assert sum(not r["suites"] for r in reports) >= 7  # 13 questions in 20 shards
     assert [sum(len(s["questions"]) for s in r["suites"]) for r in reports] == [
-        a + b for a, b in zip(dealt("demo", 8, 20), dealt("other", 5, 20))]
+        Shard(i, 20).dealt("demo", 8) + Shard(i, 20).dealt("other", 5) for i in range(1, 21)]
     merged = merge_reports([f"of20-{i}.json" for i in range(1, 21)])
     assert comparable(merged.to_dict()) == comparable(json.loads((here / "whole.json").read_text()))
 
