@@ -216,6 +216,8 @@ def _provenance(reports: list[tuple[str, Report]], command_line: Sequence[str] |
     that made their results), made now by `command_line`, with each shard's time and command under
     `merged_from`."""
     given = [(source, r.provenance) for source, r in reports if r.provenance]
+    for source, prov in given:
+        _check_provenance(source, prov)
     merged: dict[str, Any] = {"time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     if given:
         first_source, first = given[0]
@@ -257,6 +259,19 @@ def _provenance(reports: list[tuple[str, Report]], command_line: Sequence[str] |
          "time": (r.provenance or {}).get("time"), "command_line": (r.provenance or {}).get("command_line")}
         for source, r in reports]
     return merged
+
+
+def _check_provenance(source: str, prov: dict[str, Any]) -> None:
+    """The parts of a report's provenance the merge compares have their shapes (the report model
+    leaves provenance free-form): else MergeError, not an AttributeError on a hand-edited file."""
+    suites = prov.get("suites")
+    shapes = [(f"provenance.{key}", prov.get(key)) for key in ("packages", "suites")]
+    if isinstance(suites, dict):
+        shapes += [(f"provenance.suites.{name}", entry) for name, entry in suites.items()]
+    for where, value in shapes:
+        if value is not None and not isinstance(value, dict):
+            raise MergeError(f"{source}: {where} is a {type(value).__name__}, not a mapping: the report was edited or "
+                             "is not rlhf-eval's; write it again with pytest --rlhf-report-json=PATH")
 
 
 def _git(states: list[tuple[str, Any]]) -> dict[str, Any] | None:

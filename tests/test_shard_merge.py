@@ -305,6 +305,19 @@ def test_shards_of_other_suite_files_settings_or_versions_are_refused(here, runs
     assert str(info.value).endswith("run every shard on the same suite files")
 
 
+@pytest.mark.parametrize("key, value, where, kind", [
+    ("packages", ["numpy"], "provenance.packages", "list"),
+    ("suites", "demo", "provenance.suites", "str"),
+    ("suites", {"demo": "suites/demo.yaml", "other": {}}, "provenance.suites.demo", "str"),
+])
+def test_a_provenance_of_the_wrong_shape_is_one_line(here, runs, key, value, where, kind):
+    _copy(here, "shard-2.json", "shape-2.json", lambda data: data["provenance"].update({key: value}))
+    with pytest.raises(MergeError) as info:
+        merge_reports(["shard-1.json", "shape-2.json", "shard-3.json"])
+    assert str(info.value) == (f"shape-2.json: {where} is a {kind}, not a mapping: the report was edited or is not "
+                               "rlhf-eval's; write it again with pytest --rlhf-report-json=PATH")
+
+
 def test_a_huge_n_is_refused_naming_a_few_missing_shards(here, runs):
     _copy(here, "shard-2.json", "huge-2.json", lambda data: data["shard"].update(count=10**9, suite_sizes={}))
     with pytest.raises(MergeError) as info:
