@@ -224,8 +224,9 @@ def _provenance(reports: list[tuple[str, Report]], command_line: Sequence[str] |
         for source, prov in given[1:]:
             for key, what in _SAME:
                 if prov.get(key) != first.get(key):
-                    raise MergeError(f"{source} was made with {what} {prov.get(key)} but {first_source} with "
-                                     f"{first.get(key)}: merge shards run with the same versions")
+                    raise MergeError(f"{source} was made with {what} {prov.get(key) or '(not recorded)'} but "
+                                     f"{first_source} with {first.get(key) or '(not recorded)'}: merge shards run "
+                                     "with the same versions")
             packages, theirs = prov.get("packages") or {}, first.get("packages") or {}
             for name in sorted(set(packages) | set(theirs)):
                 if packages.get(name) != theirs.get(name):
