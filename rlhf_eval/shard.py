@@ -102,4 +102,3 @@ def assign(suite_name: str, question_ids: Iterable[str], count: int) -> dict[str
     start = _start(suite_name, count)
     ordered = sorted(set(question_ids), key=lambda qid: question_digest(suite_name, qid))
     return {qid: 1 + (start + rank) % count for rank, qid in enumerate(ordered)}
-
