@@ -315,9 +315,12 @@ def add_merge(sub: argparse._SubParsersAction) -> None:
         description="Merge the JSON reports of the N shards of a run (pytest --rlhf-shard I/N, rlhf-eval run "
                     "--shard I/N) into the report the whole run would have written: its questions, suite "
                     "aggregates, intervals, suite thresholds and, with --compare, its comparison, computed as a "
-                    "single run computes them (rlhf_eval.merge). Prints the report; exit status as `run`'s: 0 "
-                    "when every question and suite passed, 1 when one failed, 2 for reports that cannot be merged.")
-    p.add_argument("reports", nargs="+", metavar="REPORT.json", help="every shard's JSON report, each once")
+                    "single run computes them (rlhf_eval.merge). Refused in one line: a shard missing, given "
+                    "twice or short of questions dealt to it (interrupted, -k), shards of other suite files, "
+                    "settings, versions or commits. Prints the report; exit status as `run`'s: 0 when every "
+                    "question and suite passed, 1 when one failed, 2 for reports that cannot be merged.")
+    p.add_argument("reports", nargs="+", metavar="REPORT.json",
+                   help="every shard's JSON report, each once (or reports of runs without --shard, e.g. one per suite)")
     opt = p.add_argument
     opt("-o", "--output", dest="report_json", default=argparse.SUPPRESS, metavar="MERGED.json",
         help="write the merged JSON report here")
@@ -351,7 +354,7 @@ def run_merge(args: argparse.Namespace) -> int:
     if "baseline" in options:
         if not Path(options["baseline"]).is_file():
             raise CliError(f"{options['baseline']}: no such baseline report file (save one with "
-                           f"{PROG} run SUITES --save PATH)")
+                           f"{PROG} merge REPORT.json… --save PATH, or {PROG} run SUITES --save PATH)")
         options["baseline_name"] = Path(options["baseline"]).stem
     try:
         run = merged_run(args.reports, **options)

@@ -12,7 +12,10 @@ merged report is the single run's, byte for byte (tests/test_shard_merge.py).
     report = merge_reports(["shard-1.json", "shard-2.json", "shard-3.json"])
 
 Refused, in one line each (`MergeError`): a file that is not a report; shards of different runs
-(a different shard count, a shard given twice or missing); reports made from different suite files
+(a different shard count, a shard given twice or missing); a shard that holds fewer questions of a
+suite than were dealt to it (interrupted, or run with -k/--lf: its report records each suite's size,
+`shard.suite_sizes`) or a question that SHA-256 deals to another shard (an edited report); an output
+that would overwrite a report being merged; reports made from different suite files
 (their SHA-256 in `provenance.suites`), with different settings of a suite, by different versions
 of rlhf-eval, Python or a package that computes results, at different git commits; the same question
 in two reports. Reports with no shard (e.g. one CI job per suite) merge too, when no question is in
@@ -20,6 +23,7 @@ two of them; sharded and unsharded reports do not mix.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +34,7 @@ from .provenance import _version, redact_argv
 from .report import load_report
 from .report_model import Report, ReportError, Suite
 from .runner import Run, RunError, RunOptions
+from .shard import Shard, assign
 
 __all__ = ["MergeError", "merge_reports", "merged_run"]
 
@@ -37,6 +42,7 @@ __all__ = ["MergeError", "merge_reports", "merged_run"]
 _COMPUTED = ("aggregates", "threshold_failures", "questions")
 # What must be the same in every shard's provenance: the code that sampled and scored its questions.
 _SAME = (("rlhf_eval_version", "rlhf-eval"), ("python", "Python"))
+_LISTED = 10  # shards named in a message, at most
 
 
 class MergeError(ValueError):
@@ -71,6 +77,11 @@ def merged_run(paths: Iterable[str | Path], *, command_line: Sequence[str] | Non
         first = seen.setdefault(path.resolve(), path)
         if first is not path:
             raise MergeError(f"{path}: given twice; give each shard's report once")
+    outputs = [getattr(run.options, name) for name in ("report_json", "html", "save")]
+    for output in outputs:
+        if output is not None and output.resolve() in seen:
+            raise MergeError(f"{output}: is a report being merged; write the merged report to another file")
+    for path in files:
         try:
             reports.append((str(path), load_report(path, "shard report", "write one with pytest --rlhf-shard I/N "
                                                                           f"--rlhf-report-json={path}")))
@@ -89,6 +100,7 @@ def merged_run(paths: Iterable[str | Path], *, command_line: Sequence[str] | Non
                     raise MergeError(f"{suite.name}::{question.id} is in both {other} and {source}: a question "
                                      "belongs to one shard; merge the reports of one sharded run")
                 run.add(settings[suite.name], question)
+    _check_complete(reports)
     run.finish(merged_provenance)
     return run
 
@@ -112,11 +124,50 @@ def _check_shards(reports: list[tuple[str, Report]]) -> None:
         other = by_index.setdefault(shard.index, source)
         if other != source:
             raise MergeError(f"shard {shard.index}/{shard.count} given twice: {other} and {source}")
-    missing = [i for i in range(1, first.count + 1) if i not in by_index]
-    if missing:
-        names, got = (", ".join(f"{i}/{first.count}" for i in indexes) for indexes in (missing, sorted(by_index)))
-        raise MergeError(f"missing shard{'s' * (len(missing) != 1)} {names} of {first.count}: merge the reports "
+    n_missing = first.count - len(by_index)
+    if n_missing:
+        # named up to a few: N comes from a report, and a typo (1/100000000) must not list them all
+        missing = list(itertools.islice((i for i in range(1, first.count + 1) if i not in by_index), _LISTED))
+        names, got = (", ".join(f"{i}/{first.count}" for i in indexes)
+                      for indexes in (missing, sorted(by_index)[:_LISTED]))
+        names += f" and {n_missing - len(missing):,} more" if n_missing > len(missing) else ""
+        got += f" and {len(by_index) - _LISTED:,} more" if len(by_index) > _LISTED else ""
+        raise MergeError(f"missing shard{'s' * (n_missing != 1)} {names} of {first.count}: merge the reports "
                          f"of all {first.count} shards (got {got})")
+
+
+def _check_complete(reports: list[tuple[str, Report]]) -> None:
+    """Every shard holds each question dealt to it (`Shard.dealt`, from the suite sizes the shards
+    recorded), and each is in the shard SHA-256 deals it to: else the merge would be a report of
+    part of the run, or of questions moved by hand. Suites no report gives a size of (reports of
+    rlhf-eval before shards recorded them) are not checked."""
+    sharded = [(source, r.shard, r) for source, r in reports if r.shard is not None]
+    sizes: dict[str, tuple[int, str]] = {}  # suite -> (how many questions its file has, the report saying so)
+    for source, shard, _ in sharded:
+        for name, size in (shard.suite_sizes or {}).items():
+            known = sizes.setdefault(name, (size, source))
+            if known[0] != size:
+                raise MergeError(f"suite {name} has {size} questions in {source} but {known[0]} in {known[1]}: "
+                                 "run every shard on the same suite files")
+    for name, (size, _) in sorted(sizes.items()):
+        held = {source: [q.id for s in r.suites if s.name == name for q in s.questions] for source, _, r in sharded}
+        count = sharded[0][1].count
+        for source, shard, _ in sharded:
+            want, got = Shard(shard.index, count).dealt(name, size), len(held[source])
+            if got < want:
+                raise MergeError(f"{source} holds {got} of the {want} questions of suite {name} dealt to shard "
+                                 f"{shard.index}/{count}: that shard was interrupted (Ctrl-C, -x) or ran with "
+                                 "-k, --lf or --deselect; run it again in full, then merge")
+        where = {qid: (source, shard.index) for source, shard, _ in sharded for qid in held[source]}
+        if len(where) != size:
+            raise MergeError(f"the shards hold {len(where)} questions of suite {name}, which has {size}: "
+                             "merge the reports of one sharded run")
+        for qid, shard_index in assign(name, where, count).items():
+            source, index = where[qid]
+            if index != shard_index:
+                raise MergeError(f"{name}::{qid} is in {source}, shard {index}/{count}, but SHA-256 deals it to "
+                                 f"shard {shard_index}/{count}: the report was edited or comes from another run; "
+                                 "merge the reports of one sharded run")
 
 
 def _settings(suite: Suite) -> dict[str, Any]:
@@ -165,14 +216,17 @@ def _provenance(reports: list[tuple[str, Report]], command_line: Sequence[str] |
     that made their results), made now by `command_line`, with each shard's time and command under
     `merged_from`."""
     given = [(source, r.provenance) for source, r in reports if r.provenance]
+    for source, prov in given:
+        _check_provenance(source, prov)
     merged: dict[str, Any] = {"time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     if given:
         first_source, first = given[0]
         for source, prov in given[1:]:
             for key, what in _SAME:
                 if prov.get(key) != first.get(key):
-                    raise MergeError(f"{source} was made with {what} {prov.get(key)} but {first_source} with "
-                                     f"{first.get(key)}: merge shards run with the same versions")
+                    raise MergeError(f"{source} was made with {what} {prov.get(key) or '(not recorded)'} but "
+                                     f"{first_source} with {first.get(key) or '(not recorded)'}: merge shards run "
+                                     "with the same versions")
             packages, theirs = prov.get("packages") or {}, first.get("packages") or {}
             for name in sorted(set(packages) | set(theirs)):
                 if packages.get(name) != theirs.get(name):
@@ -206,6 +260,19 @@ def _provenance(reports: list[tuple[str, Report]], command_line: Sequence[str] |
          "time": (r.provenance or {}).get("time"), "command_line": (r.provenance or {}).get("command_line")}
         for source, r in reports]
     return merged
+
+
+def _check_provenance(source: str, prov: dict[str, Any]) -> None:
+    """The parts of a report's provenance the merge compares have their shapes (the report model
+    leaves provenance free-form): else MergeError, not an AttributeError on a hand-edited file."""
+    suites = prov.get("suites")
+    shapes = [(f"provenance.{key}", prov.get(key)) for key in ("packages", "suites")]
+    if isinstance(suites, dict):
+        shapes += [(f"provenance.suites.{name}", entry) for name, entry in suites.items()]
+    for where, value in shapes:
+        if value is not None and not isinstance(value, dict):
+            raise MergeError(f"{source}: {where} is a {type(value).__name__}, not a mapping: the report was edited or "
+                             "is not rlhf-eval's; write it again with pytest --rlhf-report-json=PATH")
 
 
 def _git(states: list[tuple[str, Any]]) -> dict[str, Any] | None:

@@ -320,9 +320,13 @@ class Comparison(_Model):
 
 
 class ShardSpec(_Model):
-    """Which shard of a sharded run a report holds (rlhf_eval.shard): `index` of `count`, 1-based."""
+    """Which shard of a sharded run a report holds (rlhf_eval.shard): `index` of `count`, 1-based.
+    `suite_sizes`: {suite name: how many questions its file has} for the suites the shard collected,
+    so the merge can tell a complete shard from one that was interrupted or deselected (absent in
+    reports of rlhf-eval before it)."""
     index: int
     count: int
+    suite_sizes: dict[str, int] | None = None
 
     @model_validator(mode="after")
     def _a_shard_of_the_run(self) -> ShardSpec:
@@ -331,6 +335,11 @@ class ShardSpec(_Model):
         if not 1 <= self.index <= self.count:
             raise PydanticCustomError("shard", f"there is no shard {self.index} of {self.count}: shards are "
                                                f"numbered 1 to {self.count}")
+        sizes = self.suite_sizes or {}
+        negative = next((name for name, n in sizes.items() if n < 0), None)
+        if negative is not None:
+            raise PydanticCustomError("shard", f"suite_sizes: suite {negative} has {sizes[negative]} questions; "
+                                               "a size is at least 0")
         return self
 
 

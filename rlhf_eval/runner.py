@@ -233,6 +233,9 @@ class Run:
         self._frozen = False
         self.results: list[dict | ReportQuestion] = []
         self.suites: dict[str, dict] = {}  # suite name -> its settings
+        # suite name -> how many questions its file has: a shard's report records them, so the merge
+        # can tell whether the shard ran every question dealt to it (whoever runs the suites sets them)
+        self.suite_sizes: dict[str, int] = {}
         self.report: Report | None = None
         self.baseline: Report | None = None
         self.baseline_name = self.options.baseline_name or (self.options.baseline or Path()).stem
@@ -427,7 +430,8 @@ class Run:
         report.provenance = provenance_ or provenance(
             {name: s["path"] for name, s in self.suites.items() if s.get("path")}, self.command_line)
         if self.options.shard is not None:
-            report.shard = ShardSpec.model_validate(self.options.shard.to_dict())
+            report.shard = ShardSpec.model_validate(
+                {**self.options.shard.to_dict(), "suite_sizes": dict(sorted(self.suite_sizes.items()))})
         if self.baseline is not None:
             comparison = report.comparison = compare_reports(report, self.baseline, self.baseline_name)
             comparison.failures = regressions(comparison, self.fail_rules)
@@ -458,9 +462,25 @@ class Run:
             lines.append(("text", f"rlhf-eval: shard {self.options.shard}: {n} question{'s' * (n != 1)}; suite "
                                   "thresholds and regressions are judged on the shards' merged report "
                                   "(rlhf-eval merge), not on one shard"))
+            short = self._short_of_dealt(report)
+            if short:
+                lines.append(("fail", short))
         lines += [("text", f"rlhf-eval: wrote {path}") for path in self.written]
         lines += [("text", self.export_line)] if self.export_line else []
         return lines + [("fail", line) for line in self.problems]
+
+    def _short_of_dealt(self, report: Report) -> str | None:
+        """A shard that did not run every question dealt to it (interrupted, -k, --lf): said at once,
+        as `rlhf-eval merge` will refuse its report."""
+        shard = self.options.shard
+        held = {s.name: len(s.questions) for s in report.suites}
+        for name, size in sorted(self.suite_sizes.items()):
+            want = shard.dealt(name, size)
+            if held.get(name, 0) < want:
+                return (f"rlhf-eval: shard {shard} ran {held.get(name, 0)} of the {want} questions of suite {name} "
+                        "dealt to it (interrupted by Ctrl-C or -x, or -k, --lf, --deselect): rlhf-eval merge "
+                        "refuses this report; run the whole shard before merging")
+        return None
 
     def _write_outputs(self, report: Report) -> None:
         o = self.options
@@ -622,6 +642,8 @@ def finished_run(paths: Iterable[str | Path], *, record_mode: str = "none", cass
         suite = load_suite(path)
         check_unique_name(suite, seen, run.options.cassette_dir)
         chosen = shard.selects(suite.name, [q.id for q in suite.questions]) if shard is not None else None
+        if chosen:  # as the plugin: the suites this shard runs a question of
+            run.suite_sizes[suite.name] = len(suite.questions)
         questions += [(suite, q) for q in suite.questions if chosen is None or q.id in chosen]
     problem = run.unwritable_cassette_folder(questions)
     if problem:

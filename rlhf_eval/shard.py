@@ -13,7 +13,10 @@ turn, starting at shard `1 + int(sha256(<suite>)[:8 bytes]) mod N`:
 
 Each shard gets ⌊n/N⌋ or ⌈n/N⌉ of a suite's n questions (the start differs from suite to suite, so
 no shard takes every suite's extra one), and a question keeps its shard as long as its suite has the
-same questions (the merge refuses shards of different suite files anyway).
+same questions: adding or removing one moves the ranks after it, so many others change shard (the
+price of shards that differ by at most one question; the merge refuses shards of different suite
+files anyway). A shard's report records each suite's size (`Report.shard.suite_sizes`), so the merge
+knows how many questions every shard was dealt (`Shard.dealt`) and refuses a shard that ran fewer.
 """
 from __future__ import annotations
 
@@ -61,6 +64,13 @@ class Shard:
         suite), that this shard runs."""
         return {qid for qid, shard in assign(suite_name, question_ids, self.count).items() if shard == self.index}
 
+    def dealt(self, suite_name: str, size: int) -> int:
+        """How many of a suite's `size` questions this shard is dealt (what `assign` gives it, from the
+        suite's name and size alone, in constant time whatever N)."""
+        # this shard (0-based index - 1) takes the ranks r ≡ index - 1 - start (mod count)
+        first = (self.index - 1 - _start(suite_name, self.count)) % self.count
+        return 0 if first >= size else 1 + (size - 1 - first) // self.count
+
     def to_dict(self) -> dict[str, int]:
         """As a report holds it: {"index": I, "count": N}."""
         return {"index": self.index, "count": self.count}
@@ -77,11 +87,18 @@ def _raise(value: Shard) -> Shard:
 
 def question_digest(suite_name: str, question_id: str) -> bytes:
     """SHA-256 of "<suite>/<question id>" (UTF-8): what orders a suite's questions for dealing."""
-    return hashlib.sha256(f"{suite_name}/{question_id}".encode("utf-8")).digest()
+    # surrogatepass: a lone surrogate (a hand-edited JSON report's "\ud800") is hashed, not a traceback;
+    # every other string encodes as plain UTF-8
+    return hashlib.sha256(f"{suite_name}/{question_id}".encode("utf-8", "surrogatepass")).digest()
+
+
+def _start(suite_name: str, count: int) -> int:
+    """The 0-based shard a suite's first-ranked question goes to."""
+    return int.from_bytes(hashlib.sha256(suite_name.encode("utf-8", "surrogatepass")).digest()[:8], "big") % count
 
 
 def assign(suite_name: str, question_ids: Iterable[str], count: int) -> dict[str, int]:
     """{question id: its shard, 1..count} for every question of a suite (see the module's formula)."""
-    start = int.from_bytes(hashlib.sha256(suite_name.encode("utf-8")).digest()[:8], "big") % count
+    start = _start(suite_name, count)
     ordered = sorted(set(question_ids), key=lambda qid: question_digest(suite_name, qid))
     return {qid: 1 + (start + rank) % count for rank, qid in enumerate(ordered)}

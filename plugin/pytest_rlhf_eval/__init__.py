@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 RESULT_KEY = "rlhf_eval"  # user_properties key of a question's result dict
 SETTINGS_KEY = "rlhf_eval_suite"  # user_properties key of its suite's settings
+SIZE_KEY = "rlhf_eval_suite_size"  # with --rlhf-shard: how many questions its suite has (for the merge)
 
 run_key = pytest.StashKey["Run"]()
 nodeids_key = pytest.StashKey[dict]()  # (suite file, question id) -> the item's node id
@@ -99,6 +100,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 shard_key: pytest.StashKey[Shard | None] = pytest.StashKey()  # the parsed --rlhf-shard
+# with --rlhf-shard: {suite name: its number of questions} for the suites with a question selected here
+sizes_key: pytest.StashKey[dict[str, int]] = pytest.StashKey()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -244,6 +247,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With --rlhf-shard, note the size of every suite a selected question belongs to (after -k and
+    the shard's deselection), so the shard's report tells the merge whether it ran all of them."""
+    if session.config.stash.get(shard_key, None) is not None:
+        session.config.stash[sizes_key] = {item.suite.name: len(item.suite.questions)
+                                           for item in session.items if isinstance(item, QuestionItem)}
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     """A suite is a .yaml/.yml file named on the command line, or one whose path matches ini
     `rlhf_suite_files` -- as pytest picks test modules by `python_files`. Its content is never
@@ -326,6 +337,8 @@ class QuestionItem(pytest.Item):
     def runtest(self) -> None:
         outcome = the_run(self.config).evaluate(self.suite, self.question)
         self.user_properties += [(SETTINGS_KEY, outcome.settings), (RESULT_KEY, outcome.result)]
+        if self.config.stash.get(shard_key, None) is not None:  # under xdist, the only way to the controller
+            self.user_properties.append((SIZE_KEY, len(self.suite.questions)))
         if outcome.error is not None:
             raise ItemError(outcome.error)
         if outcome.scored is not None and outcome.scored.failures:
@@ -555,7 +568,10 @@ class ReportPlugin:
             return
         props: dict[str, Any] = dict(report.user_properties)
         if RESULT_KEY in props:
-            the_run(self.config).add(props[SETTINGS_KEY], props[RESULT_KEY])
+            run = the_run(self.config)
+            run.add(props[SETTINGS_KEY], props[RESULT_KEY])
+            if SIZE_KEY in props:
+                run.suite_sizes[props[SETTINGS_KEY]["name"]] = props[SIZE_KEY]
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
@@ -565,6 +581,9 @@ class ReportPlugin:
             run = the_run(self.config)  # a shard with no question still writes its report: the merge needs it
         elif run is None or not run.results:
             return
+        if run.options.shard is not None:  # also the suites whose questions did not run (interrupted, -x)
+            sizes: dict[str, int] = self.config.stash.get(sizes_key, {})
+            run.suite_sizes.update(sizes)
         run.finish()
         if not run.passed:
             session.testsfailed += 1  # like --cov-fail-under: the run fails after every item ran
