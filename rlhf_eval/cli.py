@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Callable, cast
+from typing import Any, Callable, cast
 
 from . import report
 from .report_model import Report
@@ -146,6 +146,24 @@ def run_export(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- run
 
+def _output_options(opt: Callable[..., Any], report: str) -> None:
+    """The outputs `run` and `merge` both write: HTML, exports, a saved baseline, a comparison."""
+    opt("--html", default=argparse.SUPPRESS, metavar="PATH", help="write the self-contained HTML report")
+    opt("--export", default=argparse.SUPPRESS, metavar="DIR", help="write TRL-ready datasets under DIR/<suite>/")
+    opt("--export-pass-rate", default=argparse.SUPPRESS, metavar="LOW:HIGH",
+        help="with --export: keep the questions whose pass rate is in this band ('(0:1)' leaves both ends out)")
+    opt("--export-nonzero-spread", action="store_true", default=argparse.SUPPRESS,
+        help="with --export: keep only the questions whose rewards differ")
+    opt("--export-format", choices=("jsonl", "parquet"), default=argparse.SUPPRESS,
+        help="with --export: jsonl (default) or parquet (needs datasets)")
+    opt("--save", default=argparse.SUPPRESS, metavar="PATH", help=f"also write {report} here, as a baseline")
+    opt("--compare", dest="baseline", default=argparse.SUPPRESS, metavar="BASELINE.json",
+        help=f"compare {report} with a baseline report: deltas, significance, what changed, drift")
+    opt("--compare-fail", dest="fail_rules", action="append", default=argparse.SUPPRESS, metavar="METRIC:DELTA",
+        help="with --compare: fail when METRIC got worse by more than DELTA and the change is significant, "
+             "e.g. accuracy:0.05 (repeatable)")
+
+
 def add_run(sub: argparse._SubParsersAction) -> None:
     from .record_modes import RECORD_MODES
 
@@ -164,20 +182,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         help="none (default: replay only) | once (record missing cassettes) | new_episodes | all | rewrite")
     opt("--cassette-dir", default=argparse.SUPPRESS, metavar="DIR", help="where cassettes live (default: cassettes)")
     opt("--report-json", default=argparse.SUPPRESS, metavar="PATH", help="write the JSON report, every trace in it")
-    opt("--html", default=argparse.SUPPRESS, metavar="PATH", help="write the self-contained HTML report")
-    opt("--export", default=argparse.SUPPRESS, metavar="DIR", help="write TRL-ready datasets under DIR/<suite>/")
-    opt("--export-pass-rate", default=argparse.SUPPRESS, metavar="LOW:HIGH",
-        help="with --export: keep the questions whose pass rate is in this band ('(0:1)' leaves both ends out)")
-    opt("--export-nonzero-spread", action="store_true", default=argparse.SUPPRESS,
-        help="with --export: keep only the questions whose rewards differ")
-    opt("--export-format", choices=("jsonl", "parquet"), default=argparse.SUPPRESS,
-        help="with --export: jsonl (default) or parquet (needs datasets)")
-    opt("--save", default=argparse.SUPPRESS, metavar="PATH", help="also write the JSON report here, as a baseline")
-    opt("--compare", dest="baseline", default=argparse.SUPPRESS, metavar="BASELINE.json",
-        help="compare with a baseline report: deltas, significance, what changed, drift")
-    opt("--compare-fail", dest="fail_rules", action="append", default=argparse.SUPPRESS, metavar="METRIC:DELTA",
-        help="with --compare: fail when METRIC got worse by more than DELTA and the change is significant, "
-             "e.g. accuracy:0.05 (repeatable)")
+    _output_options(opt, "the JSON report")
     opt("--concurrency", type=int, default=argparse.SUPPRESS, metavar="N",
         help="while recording: requests in flight at once (default 8)")
     opt("--rate-limit", dest="rate_limit_rpm", type=float, default=argparse.SUPPRESS, metavar="RPM",
@@ -324,19 +329,7 @@ def add_merge(sub: argparse._SubParsersAction) -> None:
     opt = p.add_argument
     opt("-o", "--output", dest="report_json", default=argparse.SUPPRESS, metavar="MERGED.json",
         help="write the merged JSON report here")
-    opt("--html", default=argparse.SUPPRESS, metavar="PATH", help="write the self-contained HTML report")
-    opt("--export", default=argparse.SUPPRESS, metavar="DIR", help="write TRL-ready datasets under DIR/<suite>/")
-    opt("--export-pass-rate", default=argparse.SUPPRESS, metavar="LOW:HIGH",
-        help="with --export: keep the questions whose pass rate is in this band ('(0:1)' leaves both ends out)")
-    opt("--export-nonzero-spread", action="store_true", default=argparse.SUPPRESS,
-        help="with --export: keep only the questions whose rewards differ")
-    opt("--export-format", choices=("jsonl", "parquet"), default=argparse.SUPPRESS,
-        help="with --export: jsonl (default) or parquet (needs datasets)")
-    opt("--save", default=argparse.SUPPRESS, metavar="PATH", help="also write the merged report here, as a baseline")
-    opt("--compare", dest="baseline", default=argparse.SUPPRESS, metavar="BASELINE.json",
-        help="compare the merged report with a baseline report (as run --compare)")
-    opt("--compare-fail", dest="fail_rules", action="append", default=argparse.SUPPRESS, metavar="METRIC:DELTA",
-        help="with --compare: fail when METRIC got worse by more than DELTA, significantly (repeatable)")
+    _output_options(opt, "the merged report")
     p.set_defaults(func=run_merge)
 
 

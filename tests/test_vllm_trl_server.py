@@ -1,18 +1,6 @@
 """`provider: trl_vllm` against tests/vllm_server.py, a local server speaking TRL's vLLM-server
-contract, backed by the tiny random GPT-2 of tests/tiny_lm.py (its tokens and logprobs are the
-model's, sampled for real).
-
-The server below is OUR PICTURE of that contract, not vLLM. In TRL 1.16 `trl vllm-serve`
-(trl/scripts/vllm_serve.py) no longer has its own `/generate/` endpoint: it execs vLLM's
-OpenAI-compatible server (`vllm serve`) with `--logprobs-mode processed_logprobs`, and TRL's client
-(trl/generation/vllm_client.py, `VLLMClient.generate` / `.chat`) asks it `GET /v1/models`,
-`POST /v1/completions` and `POST /v1/chat/completions` with `n`, `seed` (through
-`generation_kwargs`), `logprobs` and `return_token_ids`, reading each choice's `token_ids`,
-`prompt_token_ids` (chat: the response's) and `logprobs` (`tokens`/`token_logprobs`, or chat's
-`content`). So the server implements those three as vLLM does: completion i of an n > 1 request
-seeded `seed + i` (vLLM V1, vllm/v1/engine/parallel_sampling.py), the stop token kept in
-`token_ids` and `logprobs` and left out of the text, other special tokens left out unless
-`skip_special_tokens: false`, logprobs after temperature (processed)."""
+contract (that module says where the contract comes from), backed by the tiny random GPT-2 of
+tests/tiny_lm.py: its tokens and logprobs are the model's, sampled for real."""
 from __future__ import annotations
 
 import json
