@@ -213,17 +213,7 @@ def run_run(args: argparse.Namespace) -> int:
     if "rootdir" in options and not Path(options["rootdir"]).is_dir():
         raise CliError(f"--rootdir {options['rootdir']}: no such folder (the folder --suite-files patterns are "
                        "relative to)")
-    given = [f"--{name.replace('_', '-')}" for name in ("export_pass_rate", "export_nonzero_spread", "export_format")
-             if name in options]
-    if given and "export" not in options:  # as the plugin refuses --rlhf-export-pass-rate without --rlhf-export
-        raise CliError(f"{given[0]} needs --export DIR")
-    if "fail_rules" in options and "baseline" not in options:
-        raise CliError("--compare-fail needs --compare BASELINE.json")
-    if "baseline" in options:
-        if not Path(options["baseline"]).is_file():
-            raise CliError(f"{options['baseline']}: no such baseline report file (save one with "
-                           f"{PROG} run SUITES --save PATH)")
-        options["baseline_name"] = Path(options["baseline"]).stem
+    _check_outputs(options, f"{PROG} run SUITES --save PATH")
     try:
         run = finished_run(args.paths, **options)
     except (RunError, SuiteError, ReportError) as exc:  # before anything ran
@@ -232,8 +222,28 @@ def run_run(args: argparse.Namespace) -> int:
         message = str(exc)
         print(message if message.startswith(f"{PROG} ") else f"{PROG}: {message}", file=sys.stderr)
         return 130
+    return _finish(run)
+
+
+def _check_outputs(options: dict[str, Any], save_hint: str) -> None:
+    """`run`'s and `merge`'s output options that need another (worded with this command's options,
+    as the plugin refuses --rlhf-export-pass-rate without --rlhf-export); a baseline's name."""
+    given = [f"--{name.replace('_', '-')}" for name in ("export_pass_rate", "export_nonzero_spread", "export_format")
+             if name in options]
+    if given and "export" not in options:
+        raise CliError(f"{given[0]} needs --export DIR")
+    if "fail_rules" in options and "baseline" not in options:
+        raise CliError("--compare-fail needs --compare BASELINE.json")
+    if "baseline" in options:
+        if not Path(options["baseline"]).is_file():
+            raise CliError(f"{options['baseline']}: no such baseline report file (save one with {save_hint})")
+        options["baseline_name"] = Path(options["baseline"]).stem
+
+
+def _finish(run) -> int:
+    """Print the plugin's closing lines (the table, what was written, the export's line, what could
+    not be) and the outcome line; the exit status."""
     report_ = cast(Report, run.report)
-    # the plugin's closing lines: the table, what was written, the export's line, what could not be
     for style, text in run.summary():
         print(_separator("=" if style == "title" else "-", text) if style in ("title", "section") else text)
     print(outcome_line(report_))
@@ -338,26 +348,12 @@ def run_merge(args: argparse.Namespace) -> int:
     from .runner import RunError
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "reports")}
-    given = [f"--{name.replace('_', '-')}" for name in ("export_pass_rate", "export_nonzero_spread", "export_format")
-             if name in options]
-    if given and "export" not in options:
-        raise CliError(f"{given[0]} needs --export DIR")
-    if "fail_rules" in options and "baseline" not in options:
-        raise CliError("--compare-fail needs --compare BASELINE.json")
-    if "baseline" in options:
-        if not Path(options["baseline"]).is_file():
-            raise CliError(f"{options['baseline']}: no such baseline report file (save one with "
-                           f"{PROG} merge REPORT.json… --save PATH, or {PROG} run SUITES --save PATH)")
-        options["baseline_name"] = Path(options["baseline"]).stem
+    _check_outputs(options, f"{PROG} merge REPORT.json… --save PATH, or {PROG} run SUITES --save PATH")
     try:
         run = merged_run(args.reports, **options)
     except (MergeError, RunError) as exc:
         raise CliError(_cli_words(str(exc))) from None
-    report_ = cast(Report, run.report)
-    for style, text in run.summary():
-        print(_separator("=" if style == "title" else "-", text) if style in ("title", "section") else text)
-    print(outcome_line(report_))
-    return 0 if run.passed and not any(s.failed for s in report_.suites) else 1
+    return _finish(run)
 
 
 # ---------------------------------------------------------------------------------------------- main
