@@ -240,7 +240,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
 
     Raises StopRuleError (one line) for a rule that cannot be read, SuiteError for a bad suite,
     ValueError for a bad setting. After training, `history` holds each `StepEval` and `stopped`
-    the `Stop` that ended it (None when none did)."""
+    the `Stop` that ended it (None when none did), of the last `train()` call."""
 
     def __init__(self, suites: str | Path | Iterable[str | Path], *, trainer: Any, every: int,
                  output_dir: str | Path | None = None, at_start: bool = True, at_end: bool = True,
@@ -303,6 +303,9 @@ class RLHFEvalCallback(transformers.TrainerCallback):
             raise RLHFEvalError("RLHFEvalCallback: trainer= is not the trainer this callback was added to, so its "
                                 "metrics would miss this training's logs; make the trainer first, then "
                                 "trainer.add_callback(RLHFEvalCallback(..., trainer=trainer))")
+        # A second trainer.train() with this callback is a new training: its own history, stop and
+        # baseline (the earlier training's step folders are removed just below).
+        self.history, self.stopped, self._baseline, self._unmeasured = [], None, None, set()
         self._clear_later_steps(args, state)
         if self.at_start:
             self._evaluate(args, state, control, kwargs)

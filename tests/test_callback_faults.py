@@ -176,3 +176,15 @@ def test_a_rule_on_a_metric_the_steps_lack_says_so_once(tmp_path, tokenizer, cap
     assert [r.getMessage() for r in caplog.records if r.name == "rlhf_eval.callback"] == [
         "rlhf-eval: step 0: stop_when 'reward_accuracy < 0.5' cannot be checked: no suite has reward_accuracy at this "
         "step (it needs preference pairs, and log-probabilities for margins); it is checked at the steps that have it"]
+
+
+def test_a_second_train_call_is_a_training_of_its_own(tmp_path, tokenizer):
+    """`trainer.train()` again with the same callback (a notebook): its history, stop and baseline
+    are the new training's, not the earlier one's (whose step folders are gone)."""
+    trainer = _trainer(tmp_path, tokenizer)
+    cb = RLHFEvalCallback(_suite(tmp_path), trainer=trainer, every=1, stop_when="pairs >= 0")
+    trainer.add_callback(cb)
+    for _ in range(2):
+        assert trainer.train().global_step == 1
+        assert [h.step for h in cb.history] == [0, 1] and cb.stopped is not None and cb.stopped.step == 0
+        assert "comparison" not in (cb.history[0].folder / "report.json").read_text()
