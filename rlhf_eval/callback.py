@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 import shutil
 import tempfile
@@ -79,7 +80,7 @@ logger = logging.getLogger(__name__)
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
-_RULE = re.compile(r"^\s*(?:(?:train/)?rlhf/)?(?:(?P<suite>[^/\s<>=]+)/)?(?P<metric>[A-Za-z_@]+)\s*(?P<op>>=|<=|>|<)\s*"
+_RULE = re.compile(r"^\s*(?:(?:train/)?rlhf/)?(?:(?P<suite>[^/\s<>=]+)/)?(?P<metric>[^/\s<>=!]+)\s*(?P<op>>=|<=|>|<)\s*"
                    r"(?P<value>\S+)\s*$")
 
 # A callable rule gets the step's logged metrics ({"rlhf/<suite>/<metric>": value}) and the step;
@@ -193,7 +194,7 @@ def _regression_rules(stop_on_regression: Any) -> dict[str, float]:
 
 def _check_settings(*, batch_size: Any, backends: Any, output_dir: Any, **flags: Any) -> None:
     """The plain settings, checked when the callback is made rather than at the first evaluation."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"RLHFEvalCallback: batch_size = {batch_size!r}; expected a whole number of traces per "
                          "forward pass, at least 1")
     if backends is not None and not callable(backends):
@@ -248,7 +249,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
                  stop_on_regression: str | Sequence[str] = (), stop_on_thresholds: bool = False,
                  backends: Callable[[Suite, bool, RequestPolicy], Backends | None] | None = None,
                  reference_model: Any = None, batch_size: int = 8) -> None:
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        if not isinstance(every, numbers.Integral) or isinstance(every, bool) or every < 1:
             raise ValueError(f"RLHFEvalCallback: every = {every!r}; expected a whole number of steps, at least 1")
         if not isinstance(trainer, transformers.Trainer):
             raise ValueError(f"RLHFEvalCallback: trainer = {type(trainer).__name__}; pass the transformers/TRL "
@@ -283,11 +284,11 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         self.regression_rules = _regression_rules(stop_on_regression)
         self.stop_on_thresholds = bool(stop_on_thresholds)
         self.trainer = trainer
-        self.every = every
+        self.every = int(every)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.at_start, self.at_end = at_start, at_end
         self.backends = backends
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.reference_model = reference_model
         self.history: list[StepEval] = []
         self.stopped: Stop | None = None

@@ -81,9 +81,15 @@ def test_a_setting_of_the_wrong_kind_is_one_line_when_the_callback_is_made(tmp_p
 
 
 def test_a_rule_may_name_the_metric_as_tensorboard_shows_it(tmp_path, tokenizer):
+    np = pytest.importorskip("numpy")
     trainer = _trainer(tmp_path, tokenizer)
-    cb = RLHFEvalCallback(_suite(tmp_path), trainer=trainer, every=1, stop_when="train/rlhf/w/accuracy < 0.5")
-    assert [(r.suite, r.metric, r.op, r.value) for r in cb.rules] == [("w", "accuracy", "<", 0.5)]
+    cb = RLHFEvalCallback(_suite(tmp_path), trainer=trainer, every=np.int64(1), stop_when="train/rlhf/w/accuracy < 0.5")
+    assert [(r.suite, r.metric, r.op, r.value) for r in cb.rules] == [("w", "accuracy", "<", 0.5)] and cb.every == 1
+    # a misspelt name with a dash or a digit gets its suggestion, not the rule's syntax
+    for typo, known in (("frac-zero-spread", "frac_zero_spread"), ("accuracy2", "accuracy")):
+        with pytest.raises(StopRuleError) as e:
+            RLHFEvalCallback(_suite(tmp_path), trainer=trainer, every=1, stop_when=f"{typo} >= 0.9")
+        assert str(e.value) == f"stop_when '{typo} >= 0.9': no metric '{typo}'; did you mean '{known}'?"
 
 
 def test_a_callback_made_for_another_trainer_is_refused_before_step_0(tmp_path, tokenizer):
