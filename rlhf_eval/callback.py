@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
+import operator
 import re
 import shutil
 import tempfile
@@ -192,9 +192,19 @@ def _regression_rules(stop_on_regression: Any) -> dict[str, float]:
         raise StopRuleError(str(exc).replace("--rlhf-compare-fail", "stop_on_regression", 1)) from None
 
 
+def _whole(value: Any) -> int:
+    """`value` as an int when it is a whole number of any integer type (numpy's too), else -1."""
+    if isinstance(value, bool):
+        return -1
+    try:
+        return operator.index(value)
+    except TypeError:
+        return -1
+
+
 def _check_settings(*, batch_size: Any, backends: Any, output_dir: Any, **flags: Any) -> None:
     """The plain settings, checked when the callback is made rather than at the first evaluation."""
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+    if _whole(batch_size) < 1:
         raise ValueError(f"RLHFEvalCallback: batch_size = {batch_size!r}; expected a whole number of traces per "
                          "forward pass, at least 1")
     if backends is not None and not callable(backends):
@@ -249,7 +259,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
                  stop_on_regression: str | Sequence[str] = (), stop_on_thresholds: bool = False,
                  backends: Callable[[Suite, bool, RequestPolicy], Backends | None] | None = None,
                  reference_model: Any = None, batch_size: int = 8) -> None:
-        if not isinstance(every, numbers.Integral) or isinstance(every, bool) or every < 1:
+        if _whole(every) < 1:
             raise ValueError(f"RLHFEvalCallback: every = {every!r}; expected a whole number of steps, at least 1")
         if not isinstance(trainer, transformers.Trainer):
             raise ValueError(f"RLHFEvalCallback: trainer = {type(trainer).__name__}; pass the transformers/TRL "
@@ -284,11 +294,11 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         self.regression_rules = _regression_rules(stop_on_regression)
         self.stop_on_thresholds = bool(stop_on_thresholds)
         self.trainer = trainer
-        self.every = int(every)
+        self.every = _whole(every)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.at_start, self.at_end = at_start, at_end
         self.backends = backends
-        self.batch_size = int(batch_size)
+        self.batch_size = _whole(batch_size)
         self.reference_model = reference_model
         self.history: list[StepEval] = []
         self.stopped: Stop | None = None
@@ -299,14 +309,13 @@ class RLHFEvalCallback(transformers.TrainerCallback):
     # ----------------------------------------------------------------------------- the events
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self not in self.trainer.callback_handler.callbacks:
-            # Its metrics would go into another trainer's log (or none): say so before step 0.
-            raise RLHFEvalError("RLHFEvalCallback: trainer= is not the trainer this callback was added to, so its "
-                                "metrics would miss this training's logs; make the trainer first, then "
-                                "trainer.add_callback(RLHFEvalCallback(..., trainer=trainer))")
+        self._check_trainer(args, state)
         # A second trainer.train() with this callback is a new training: its own history, stop and
         # baseline (the earlier training's step folders are removed just below).
-        self.history, self.stopped, self._baseline, self._unmeasured = [], None, None, set()
+        self.history = []
+        self.stopped = None
+        self._baseline = None
+        self._unmeasured = set()
         self._clear_later_steps(args, state)
         if self.at_start:
             self._evaluate(args, state, control, kwargs)
@@ -321,6 +330,23 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         # Stopped by a callback after this one: the last step is not evaluated yet.
         if self.at_end and (not self.history or self.history[-1].step != state.global_step):
             self._evaluate(args, state, control, kwargs, stop=False)
+
+    def _check_trainer(self, args, state) -> None:
+        """Before step 0: this callback is the trainer's, and the only one writing to its folder."""
+        callbacks = self.trainer.callback_handler.callbacks
+        if self not in callbacks:
+            # Its metrics would go into another trainer's log (or none): say so before step 0.
+            raise RLHFEvalError("RLHFEvalCallback: trainer= is not the trainer this callback was added to, so its "
+                                "metrics would miss this training's logs; make the trainer first, then "
+                                "trainer.add_callback(RLHFEvalCallback(..., trainer=trainer))")
+        if not state.is_world_process_zero:
+            return
+        mine = self._root(args, state).resolve()
+        if any(c is not self and isinstance(c, RLHFEvalCallback) and c._root(args, state).resolve() == mine
+               for c in callbacks):
+            raise RLHFEvalError(f"RLHFEvalCallback: two callbacks of this trainer write their steps to {mine} "
+                                "(each step's report.json would be the other's); give one callback all the "
+                                "suites, or each its own output_dir=")
 
     # --------------------------------------------------------------------------- one evaluation
 

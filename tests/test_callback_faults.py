@@ -194,3 +194,16 @@ def test_a_second_train_call_is_a_training_of_its_own(tmp_path, tokenizer):
         assert trainer.train().global_step == 1
         assert [h.step for h in cb.history] == [0, 1] and cb.stopped is not None and cb.stopped.step == 0
         assert "comparison" not in (cb.history[0].folder / "report.json").read_text()
+
+
+def test_two_callbacks_writing_to_one_folder_are_refused_before_step_0(tmp_path, tokenizer):
+    trainer = _trainer(tmp_path, tokenizer)
+    suite = _suite(tmp_path)
+    trainer.add_callback(RLHFEvalCallback(suite, trainer=trainer, every=1))
+    trainer.add_callback(RLHFEvalCallback(suite, trainer=trainer, every=2, output_dir=tmp_path / "out" / "rlhf"))
+    with pytest.raises(RLHFEvalError) as e:
+        trainer.train()
+    assert str(e.value) == (f"RLHFEvalCallback: two callbacks of this trainer write their steps to "
+                            f"{(tmp_path / 'out' / 'rlhf').resolve()} (each step's report.json would be the other's); "
+                            "give one callback all the suites, or each its own output_dir=")
+    assert trainer.state.global_step == 0 and not (tmp_path / "out" / "rlhf").exists()
