@@ -61,7 +61,9 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from functools import partial
@@ -76,7 +78,7 @@ from .evaluate import Backends
 from .registry import suggest
 from .report_model import Report
 from .sampling import Scorer
-from .steps_report import LOGGED_METRICS, PREFIX, STEP_FOLDER, step_metrics
+from .steps_report import LOGGED_METRICS, PREFIX, STEP_FOLDER, step_metrics, step_number
 from .suite import Suite, load_suite
 from .throttle import RequestPolicy
 
@@ -87,7 +89,7 @@ logger = logging.getLogger(__name__)
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
-_RULE = re.compile(r"^\s*(?:rlhf/)?(?:(?P<suite>[^/\s<>=]+)/)?(?P<metric>[A-Za-z_@]+)\s*(?P<op>>=|<=|>|<)\s*"
+_RULE = re.compile(r"^\s*(?:(?:train/)?rlhf/)?(?:(?P<suite>[^/\s<>=]+)/)?(?P<metric>[^/\s<>=!]+)\s*(?P<op>>=|<=|>|<)\s*"
                    r"(?P<value>\S+)\s*$")
 
 # A callable rule gets the step's logged metrics ({"rlhf/<suite>/<metric>": value}) and the step;
@@ -132,6 +134,10 @@ class _Threshold:
     op: str
     value: float
 
+    def measured(self, metrics: dict[str, float], suites: list[str]) -> bool:
+        """Whether some suite the rule reads has its metric at this step."""
+        return any(f"{PREFIX}/{name}/{self.metric}" in metrics for name in ([self.suite] if self.suite else suites))
+
     def check(self, metrics: dict[str, float], suites: list[str]) -> str | None:
         for name in [self.suite] if self.suite else suites:
             got = metrics.get(f"{PREFIX}/{name}/{self.metric}")
@@ -143,7 +149,13 @@ class _Threshold:
 def _parse_rules(stop_when: Any, suites: list[str]) -> list[_Threshold | RuleFunction]:
     if stop_when is None:
         return []
-    given = [stop_when] if isinstance(stop_when, str) or callable(stop_when) else list(stop_when)
+    if isinstance(stop_when, str) or callable(stop_when):
+        given = [stop_when]
+    elif isinstance(stop_when, (list, tuple)):
+        given = list(stop_when)
+    else:
+        raise StopRuleError(f"stop_when {stop_when!r}: expected a rule such as 'frac_zero_spread >= 0.9', a "
+                            "callable(metrics, step), or a list of them")
     rules: list[_Threshold | RuleFunction] = []
     for rule in given:
         if callable(rule):
@@ -174,11 +186,44 @@ def _parse_rules(stop_when: Any, suites: list[str]) -> list[_Threshold | RuleFun
 def _regression_rules(stop_on_regression: Any) -> dict[str, float]:
     from .compare import parse_fail_rules
 
-    given = [stop_on_regression] if isinstance(stop_on_regression, str) else list(stop_on_regression or ())
+    if stop_on_regression is None:
+        given = []
+    elif isinstance(stop_on_regression, str):
+        given = [stop_on_regression]
+    elif isinstance(stop_on_regression, (list, tuple)) and all(isinstance(r, str) for r in stop_on_regression):
+        given = list(stop_on_regression)
+    else:
+        raise StopRuleError(f"stop_on_regression {stop_on_regression!r}: expected a METRIC:DELTA rule such as "
+                            "'accuracy:0.05', or a list of them")
     try:
         return parse_fail_rules(given)
     except ValueError as exc:
         raise StopRuleError(str(exc).replace("--rlhf-compare-fail", "stop_on_regression", 1)) from None
+
+
+def _whole(value: Any) -> int:
+    """`value` as an int when it is a whole number of any integer type (numpy's too), else -1."""
+    if isinstance(value, bool):
+        return -1
+    try:
+        return operator.index(value)
+    except TypeError:
+        return -1
+
+
+def _check_settings(*, batch_size: Any, backends: Any, output_dir: Any, **flags: Any) -> None:
+    """The plain settings, checked when the callback is made rather than at the first evaluation."""
+    if _whole(batch_size) < 1:
+        raise ValueError(f"RLHFEvalCallback: batch_size = {batch_size!r}; expected a whole number of traces per "
+                         "forward pass, at least 1")
+    if backends is not None and not callable(backends):
+        raise ValueError(f"RLHFEvalCallback: backends = {backends!r}; expected a function backends(suite, replay, "
+                         "policy) returning rlhf_eval.Backends or None")
+    if output_dir is not None and not isinstance(output_dir, (str, Path)):
+        raise ValueError(f"RLHFEvalCallback: output_dir = {output_dir!r}; expected a folder path")
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"RLHFEvalCallback: {name} = {value!r}; expected True or False")
 
 
 def _tokenizer(processing_class: Any) -> Any:
@@ -215,7 +260,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
 
     Raises StopRuleError (one line) for a rule that cannot be read, SuiteError for a bad suite,
     ValueError for a bad setting. After training, `history` holds each `StepEval` and `stopped`
-    the `Stop` that ended it (None when none did)."""
+    the `Stop` that ended it (None when none did), of the last `train()` call."""
 
     def __init__(self, suites: str | Path | Iterable[str | Path], *, trainer: Any, every: int,
                  output_dir: str | Path | None = None, at_start: bool = True, at_end: bool = True,
@@ -223,12 +268,14 @@ class RLHFEvalCallback(transformers.TrainerCallback):
                  stop_on_regression: str | Sequence[str] = (), stop_on_thresholds: bool = False,
                  backends: Callable[[Suite, bool, RequestPolicy], Backends | None] | None = None,
                  reference_model: Any = None, batch_size: int = 8) -> None:
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        if _whole(every) < 1:
             raise ValueError(f"RLHFEvalCallback: every = {every!r}; expected a whole number of steps, at least 1")
         if not isinstance(trainer, transformers.Trainer):
             raise ValueError(f"RLHFEvalCallback: trainer = {type(trainer).__name__}; pass the transformers/TRL "
                              "Trainer the callback is added to (trainer.add_callback(RLHFEvalCallback(..., "
                              "trainer=trainer)))")
+        _check_settings(batch_size=batch_size, backends=backends, output_dir=output_dir, at_start=at_start,
+                        at_end=at_end, stop_on_thresholds=stop_on_thresholds)
         paths = [suites] if isinstance(suites, (str, Path)) else list(suites)
         try:
             self.paths = suite_files(paths, Path.cwd())
@@ -260,20 +307,29 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         self.regression_rules = _regression_rules(stop_on_regression)
         self.stop_on_thresholds = bool(stop_on_thresholds)
         self.trainer = trainer
-        self.every = every
+        self.every = _whole(every)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.at_start, self.at_end = at_start, at_end
         self.backends = backends
-        self.batch_size = batch_size
+        self.batch_size = _whole(batch_size)
         self.reference_model = reference_model
         self.history: list[StepEval] = []
         self.stopped: Stop | None = None
         self._scratch: tempfile.TemporaryDirectory | None = None  # other processes' output
         self._baseline: Path | None = None  # the step folder every later step is compared with
+        self._unmeasured: set[str] = set()  # stop_when rules already said to lack their metric
 
     # ----------------------------------------------------------------------------- the events
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self._check_trainer(args, state)
+        # A second trainer.train() with this callback is a new training: its own history, stop and
+        # baseline (the earlier training's step folders are removed just below).
+        self.history = []
+        self.stopped = None
+        self._baseline = None
+        self._unmeasured = set()
+        self._clear_later_steps(args, state)
         if self.at_start:
             self._evaluate(args, state, control, kwargs)
 
@@ -288,7 +344,45 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         if self.at_end and (not self.history or self.history[-1].step != state.global_step):
             self._evaluate(args, state, control, kwargs, stop=False)
 
+    def _check_trainer(self, args, state) -> None:
+        """Before step 0: this callback is the trainer's, and the only one writing to its folder."""
+        callbacks = self.trainer.callback_handler.callbacks
+        if self not in callbacks:
+            # Its metrics would go into another trainer's log (or none): say so before step 0.
+            raise RLHFEvalError("RLHFEvalCallback: trainer= is not the trainer this callback was added to, so its "
+                                "metrics would miss this training's logs; make the trainer first, then "
+                                "trainer.add_callback(RLHFEvalCallback(..., trainer=trainer))")
+        if not state.is_world_process_zero:
+            return
+        mine = self._root(args, state).resolve()
+        if any(c is not self and isinstance(c, RLHFEvalCallback) and c._root(args, state).resolve() == mine
+               for c in callbacks):
+            raise RLHFEvalError(f"RLHFEvalCallback: two callbacks of this trainer write their steps to {mine} "
+                                "(each step's report.json would be the other's); give one callback all the "
+                                "suites, or each its own output_dir=")
+
     # --------------------------------------------------------------------------- one evaluation
+
+    def _clear_later_steps(self, args, state) -> None:
+        """Remove step folders an earlier run left after this training's first step (all of them
+        in a training from scratch; those after the checkpoint in a resumed one), as TensorBoard's
+        `purge_step` does: the folder then holds one run, so the steps page never mixes two and a
+        resumed training's baseline is this run's step 0."""
+        if not state.is_world_process_zero:
+            return
+        root = self._root(args, state)
+        if not root.is_dir():
+            return
+        start = state.global_step
+        stale = sorted(p for p in root.iterdir() if p.is_dir() and (n := step_number(p.name)) is not None
+                       and (n > start or (start == 0 and n == 0)))
+        if not stale:
+            return
+        for p in stale:
+            shutil.rmtree(p)
+        names = ", ".join(p.name for p in stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+        logger.warning(f"rlhf-eval: removed {len(stale)} step folder(s) of an earlier run from {root} ({names}): "
+                       f"this training starts at step {start}")
 
     def _root(self, args, state) -> Path:
         """Where step folders go: the output folder on the main process, a scratch one elsewhere."""
@@ -323,7 +417,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         return Backends(sampler=sampler, reference=reference)
 
     def _evaluate(self, args, state, control, kwargs: dict[str, Any], *, stop: bool = True) -> None:
-        from .runner import finished_run
+        from .runner import RunError, finished_run
 
         step = state.global_step
         if self.history and self.history[-1].step == step:
@@ -360,8 +454,16 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         # One question at a time: concurrent questions would switch the shared model between
         # eval and train mode under each other. Mode rewrite: a folder left by an earlier run
         # (a resumed training) is replaced, never replayed.
-        run = finished_run(self.paths, record_mode="rewrite", cassette_dir=folder / "cassettes",
-                           backends=make, concurrency=1, report_json=folder / "report.json", **options)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RLHFEvalError(f"RLHFEvalCallback: cannot write step {step}'s report under {root} "
+                                f"({exc.strerror or exc}); pass output_dir= a writable folder") from None
+        try:
+            run = finished_run(self.paths, record_mode="rewrite", cassette_dir=folder / "cassettes",
+                               backends=make, concurrency=1, report_json=folder / "report.json", **options)
+        except RunError as exc:  # a setting or a place on disk: the runner's one line, as this callback's error
+            raise RLHFEvalError(f"RLHFEvalCallback: step {step}: {exc}") from None
         for problem in run.problems:
             logger.warning(problem)
         report = run.report
@@ -410,6 +512,11 @@ class RLHFEvalCallback(transformers.TrainerCallback):
             if isinstance(rule, _Threshold):
                 why = rule.check(metrics, names)
                 text = rule.text
+                if why is None and not rule.measured(metrics, names) and text not in self._unmeasured:
+                    self._unmeasured.add(text)  # said once: a rule that never fires should not be silent
+                    logger.warning(f"rlhf-eval: step {step}: stop_when {text!r} cannot be checked: no suite has "
+                                   f"{rule.metric} at this step (it needs preference pairs, and log-probabilities "
+                                   "for margins); it is checked at the steps that have it")
             else:
                 fired = rule(dict(metrics), step)
                 why = fired if isinstance(fired, str) else ("it returned True" if fired is True else None)

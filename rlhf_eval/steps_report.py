@@ -32,7 +32,7 @@ LOGGED_METRICS = ("accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "mean_
                   "pairs", "reward_accuracy", "mean_margin", "dpo_loss", "mean_tokens")
 PREFIX = "rlhf"
 STEP_FOLDER = "step-{:06d}"
-_STEP_RE = re.compile(r"step-(\d+)")
+_STEP_RE = re.compile(r"step-(\d{6,})")
 # Metrics that are fractions: their axis runs from 0 to 1 whatever the values.
 _FRACTIONS = {"accuracy", "pass_at_k", "maj_at_k", "unparsable_rate", "frac_zero_spread", "reward_accuracy"}
 
@@ -62,21 +62,33 @@ class StepReport:
     report: Report
 
 
+def step_number(name: str) -> int | None:
+    """The step of a folder named as `STEP_FOLDER` writes it (`step-000050` → 50), else None: a
+    `step-50` or `step-0000050` beside `step-000050` is not the callback's, and would be step 50 twice."""
+    m = _STEP_RE.fullmatch(name)
+    return int(m[1]) if m and STEP_FOLDER.format(int(m[1])) == name else None
+
+
 def load_steps(folder: str | Path) -> list[StepReport]:
-    """Each `step-NNNNNN/report.json` directly under `folder`, by step. Raises ValueError (one line)
+    """Each `step-NNNNNN/report.json` directly under `folder` (or, given the trainer's output_dir,
+    under its `rlhf/`), by step. Raises ValueError (one line)
     when there is none, ReportError (one line) for a report that cannot be read."""
     root = Path(folder)
-    found = []
-    if root.is_dir():
-        for sub in root.iterdir():
-            m = _STEP_RE.fullmatch(sub.name)
-            if m and (sub / "report.json").is_file():
-                found.append((int(m[1]), sub))
+    found = _step_folders(root)
+    if not found and (root / PREFIX).is_dir():  # the trainer's output_dir, not its rlhf/ folder
+        found = _step_folders(root / PREFIX)
     if not found:
         raise ValueError(f"{folder}: no step-NNNNNN/report.json in it; RLHFEvalCallback writes them under "
                          "<output_dir>/rlhf/")
     return [StepReport(step, sub, Report.load(sub / "report.json", f"step report {sub.name}"))
             for step, sub in sorted(found)]
+
+
+def _step_folders(root: Path) -> list[tuple[int, Path]]:
+    if not root.is_dir():
+        return []
+    return [(n, sub) for sub in root.iterdir() if (n := step_number(sub.name)) is not None
+            and (sub / "report.json").is_file()]
 
 
 def metric_series(steps: list[StepReport]) -> dict[str, dict[str, list[tuple[int, float | None]]]]:

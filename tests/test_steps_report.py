@@ -73,3 +73,18 @@ def test_a_folder_of_no_steps_or_a_comparison_is_one_line(tmp_path, steps_dir, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "step-000002" in err, err
     assert not (tmp_path / "o.html").exists()
+
+
+def test_only_the_callbacks_step_folders_count_and_the_trainers_output_dir_finds_them(steps_dir, tmp_path, capsys):
+    """A `step-2` (or `step-0000002`) copied beside `step-000002` is not the callback's: it would be
+    step 2 twice. Given the trainer's output_dir rather than its rlhf/ folder, the page is drawn
+    from rlhf/."""
+    for name in ("step-2", "step-0000002"):
+        (steps_dir / name).mkdir()
+        (steps_dir / name / "report.json").write_text((steps_dir / "step-000002" / "report.json").read_text())
+    assert [s.folder.name for s in load_steps(steps_dir)] == ["step-000000", "step-000002", "step-000010"]
+    assert steps_dir.name == "rlhf"
+    assert [s.step for s in load_steps(steps_dir.parent)] == [0, 2, 10]
+    out = tmp_path / "steps.html"
+    assert main(["html", str(steps_dir.parent), str(out)]) == 0
+    assert capsys.readouterr().out == f"rlhf-eval: wrote {out} (3 steps)\n"
