@@ -55,7 +55,7 @@ TEST_KEY = "AIzaTEST-key-that-must-never-be-recorded-0123"
 # the end. (xdist's own order, most tests first, sends them last: `--no-loadscope-reorder` in
 # pyproject.toml keeps this one.)
 SLOWEST_FIRST = ["test_ui.py", "test_export_trl.py", "test_trl_rewards.py", "test_callback.py", "test_online_dpo.py",
-                 "test_plugin.py", "test_load.py",
+                 "test_callback_faults.py", "test_plugin.py", "test_load.py",
                  "test_interrupt.py",
                  "test_compare_export.py", "test_collection.py", "test_registry.py", "test_hf_scorer.py",
                  "test_bad_input.py",

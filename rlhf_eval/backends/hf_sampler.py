@@ -204,9 +204,12 @@ class HFSampler:
         if "logits_to_keep" in params:
             kwargs["logits_to_keep"] = 1  # only the last position's logits are read
         past = None
+        # Every position is attended, a finished row's pad tokens too (its outputs are never read);
+        # said explicitly, as transformers warns about pad tokens in input_ids without a mask.
+        mask = torch.ones((n, len(ids)), dtype=torch.long, device=device)
         with torch.inference_mode():
             for step in range(max_new):
-                out = model(input_ids=step_ids, **{cache_arg: past}, **kwargs)
+                out = model(input_ids=step_ids, attention_mask=mask, **{cache_arg: past}, **kwargs)
                 past = getattr(out, cache_arg)
                 logits = out.logits[:, -1, :].float()
                 # a finished row is fed a pad token to keep the batch rectangular; never read
@@ -226,6 +229,7 @@ class HFSampler:
                 if all(done) or step == max_new - 1:
                     break
                 step_ids = picked.unsqueeze(1)
+                mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long, device=device)], dim=1)
         return [_result(tok, out_ids[r], out_lp[r], stopped[r], len(ids), self._version or self.config.name)
                 for r in range(n)]
 
