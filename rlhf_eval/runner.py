@@ -102,7 +102,7 @@ class RunOptions:
         if self.record_mode not in RECORD_MODES:
             raise RunError(f"record mode {self.record_mode!r}; expected one of {', '.join(RECORD_MODES)}")
         if self.record_via not in ("online", "batch"):
-            raise RunError(f"record_via = {self.record_via!r}; expected online or batch")
+            raise RunError(f"record_via = {self.record_via!r}: expected online or batch")
         for name in ("cassette_dir", "report_json", "html", "export", "save", "baseline"):
             value = getattr(self, name)
             if value is None and name != "cassette_dir":
@@ -588,7 +588,8 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
         **options: any other `RunOptions` field (report_json, html, export, export_pass_rate,
             export_nonzero_spread, export_format, save, baseline, fail_rules, concurrency,
             rate_limit_rpm, retries, shard: "I/N" runs only that shard of the questions, see
-            rlhf_eval.shard, ...).
+            rlhf_eval.shard, record_via: "batch" records through the providers' batch APIs, see
+            rlhf_eval.batch, with batch: a rlhf_eval.batch.BatchSettings, ...).
 
     Returns the report (the `Report` `--rlhf-report-json` writes; `report.to_dict()` is that JSON).
     What pytest would fail: a suite's `failed` (a question failed, or a suite threshold: its

@@ -1,0 +1,194 @@
+"""Recording through the providers' batch APIs (`record_via="batch"`, `--rlhf-record-via batch`),
+against the emulator's real batch endpoints: the cassettes and the report are those an online
+recording of the same suite gives; an interrupted batch recording resumes without submitting again;
+failed items go online; nothing holds a key. No test sleeps: the emulator's jobs finish after a
+number of polls, and the poll's sleep is injected."""
+import json
+
+import pytest
+
+from conftest import TEST_KEY
+from test_plugin import suite_yaml
+
+from rlhf_eval import RunError, run_suites
+from rlhf_eval.batch import BatchSettings, state_path
+from rlhf_eval.runner import Interrupted
+
+OPENAI_KEY = "sk-TEST-openai-key-that-must-never-be-recorded-42"
+
+
+def without_provenance(report) -> dict:
+    return {k: v for k, v in report.to_dict().items() if k != "provenance"}
+
+
+def cassettes(root) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*.yaml"))}
+
+
+@pytest.fixture
+def emu(live, monkeypatch, tmp_path):
+    """The session's emulator, its batch knobs at their defaults, the key of both providers set."""
+    live.batch.delay_polls, live.batch.fail_every = 1, 0
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "suites").mkdir()
+    return live
+
+
+def openai_suite(emu, **kw) -> str:
+    model = {"provider": "openai", "name": "Qwen/Qwen2.5-0.5B-Instruct", "base_url": f"{emu.base_url}/v1",
+             "temperature": 1.0, "max_output_tokens": 400, "logprobs": True}
+    return suite_yaml(name="oa", samples=3, limit=3, extra={"model": model}, **kw)
+
+
+class Polls:
+    """The injected sleep: notes each wait instead of waiting (and may stop the run there)."""
+
+    def __init__(self, interrupt_at: int | None = None):
+        self.waits: list[float] = []
+        self.interrupt_at = interrupt_at
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.interrupt_at is not None and len(self.waits) == self.interrupt_at:
+            raise KeyboardInterrupt
+
+
+def settings(polls=None, lines=None, **kw) -> BatchSettings:
+    return BatchSettings(sleep=polls or Polls(), progress=(lines if lines is not None else []).append, **kw)
+
+
+def online_paths(emu, since: int) -> list[str]:
+    return [r["path"] for r in emu.requests[since:] if r["path"].endswith(("generateContent", "completions"))
+            and "batch" not in r["path"]]
+
+
+def test_a_gemini_suite_recorded_by_batch_gives_the_online_cassettes_and_report(emu, tmp_path):
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=3, limit=3))
+    online = run_suites(["suites"], record_mode="once", cassette_dir="online")
+    since, creates = len(emu.requests), emu.batch.creates
+    emu.batch.delay_polls = 2
+    polls, lines = Polls(), []
+    batch = run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch",
+                       batch=settings(polls, lines))
+    assert cassettes(tmp_path / "batch") == cassettes(tmp_path / "online")
+    assert len(cassettes(tmp_path / "batch")) == 3
+    assert without_provenance(batch) == without_provenance(online)
+    # every generation went through the one job: nothing was sent online
+    assert emu.batch.creates == creates + 1 and online_paths(emu, since) == []
+    assert [r["path"] for r in emu.requests[since:]][0] == "/v1beta/models/gemini-2.0-flash:batchGenerateContent"
+    # one line per poll, with the jobs' states and an ETA; the poll interval backs off
+    assert polls.waits == [30.0, 45.0]
+    assert lines[0] == "rlhf-eval: batch demo: 9 requests; 1 job submitted"
+    assert lines[1:] == [
+        "rlhf-eval: batch: 1 job (1 BATCH_STATE_RUNNING); 0/9 requests answered; 0s elapsed, ETA unknown",
+        "rlhf-eval: batch: 1 job (1 BATCH_STATE_RUNNING); 0/9 requests answered; 0s elapsed, ETA unknown",
+        "rlhf-eval: batch: 1 job (1 BATCH_STATE_SUCCEEDED); 9/9 requests answered; 0s elapsed, done"]
+    # every question recorded: the jobs are forgotten, and the batch answers nothing any more
+    assert not state_path(tmp_path / "batch", "demo").exists()
+    replayed = run_suites(["suites"], cassette_dir="batch")
+    assert without_provenance(replayed) == without_provenance(online)
+    assert TEST_KEY not in "".join(cassettes(tmp_path / "batch").values())
+
+
+def test_requests_past_the_inline_limit_go_as_an_uploaded_jsonl_file(emu, tmp_path):
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=2, limit=2))
+    run_suites(["suites"], record_mode="once", cassette_dir="online")
+    since = len(emu.requests)
+    run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch",
+               batch=settings(max_inline_bytes=100, max_requests=3))
+    paths = [r["path"] for r in emu.requests[since:]]
+    # two chunks of at most 3 requests, each uploaded (resumable upload: start, then upload+finalize)
+    assert paths.count("/upload/v1beta/files") == 4
+    assert paths.count("/v1beta/models/gemini-2.0-flash:batchGenerateContent") == 2
+    assert sum(p.startswith("/download/v1beta/files/") for p in paths) == 2
+    uploads = [r for r in emu.requests[since:] if r["path"] == "/upload/v1beta/files"]
+    assert all(TEST_KEY not in json.dumps(r["body"]) for r in uploads)
+    assert cassettes(tmp_path / "batch") == cassettes(tmp_path / "online")
+
+
+def test_an_openai_suite_by_batch_sends_failed_items_online_and_gives_the_online_cassettes(emu, tmp_path):
+    (tmp_path / "suites" / "oa.yaml").write_text(openai_suite(emu))
+    online = run_suites(["suites"], record_mode="once", cassette_dir="online")
+    since = len(emu.requests)
+    emu.batch.fail_every = 4  # items 4 and 8 of the job fail
+    lines: list[str] = []
+    batch = run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch",
+                       batch=settings(lines=lines))
+    paths = [r["path"] for r in emu.requests[since:]]
+    assert paths[:2] == ["/v1/files", "/v1/batches"]
+    assert online_paths(emu, since) == ["/v1/chat/completions"] * 2
+    assert lines[-1] == ("rlhf-eval: batch: 2 of 9 requests got no answer from the batch (first: The server had an "
+                         "error processing this request.); they are sent online")
+    assert cassettes(tmp_path / "batch") == cassettes(tmp_path / "online")
+    assert without_provenance(batch) == without_provenance(online)
+    upload = next(r for r in emu.requests[since:] if r["path"] == "/v1/files")
+    assert OPENAI_KEY not in json.dumps(upload["body"]) and "custom_id" in json.dumps(upload["body"])
+
+
+def test_an_interrupted_batch_recording_resumes_without_submitting_again(emu, tmp_path):
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=2, limit=3))
+    run_suites(["suites"], record_mode="once", cassette_dir="online")
+    creates = emu.batch.creates
+    emu.batch.delay_polls = 3
+    with pytest.raises(Interrupted) as stopped:
+        run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch",
+                   batch=settings(Polls(interrupt_at=1)))
+    saved = state_path(tmp_path / "batch", "demo")
+    assert str(stopped.value) == ("rlhf-eval stopped on Ctrl-C while waiting for 1 batch job (kept in "
+                                  "batch/.batches/demo.json); run the same command again to collect them: nothing is "
+                                  "submitted twice")
+    job = json.loads(saved.read_text())["jobs"][0]
+    assert job["state"] == "BATCH_STATE_RUNNING" and len(job["items"]) == 6 and job["input"] == "inline"
+    assert TEST_KEY not in saved.read_text()
+    assert not (tmp_path / "batch" / "demo").exists()  # nothing recorded yet
+    assert emu.batch.creates == creates + 1
+    lines: list[str] = []
+    since = len(emu.requests)
+    run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", batch=settings(lines=lines))
+    assert emu.batch.creates == creates + 1  # the same job, collected
+    assert lines[0] == "rlhf-eval: batch demo: 6 requests; 0 jobs submitted, 1 resumed from batch/.batches/demo.json"
+    assert online_paths(emu, since) == []
+    assert cassettes(tmp_path / "batch") == cassettes(tmp_path / "online")
+
+
+def test_a_job_that_failed_is_submitted_again_and_mode_once_batches_only_missing_cassettes(emu, tmp_path):
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=2, limit=2))
+    with pytest.raises(Interrupted):
+        run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch",
+                   batch=settings(Polls(interrupt_at=1)))
+    saved = state_path(tmp_path / "batch", "demo")
+    data = json.loads(saved.read_text())
+    data["jobs"][0]["state"] = "BATCH_STATE_EXPIRED"
+    saved.write_text(json.dumps(data))
+    creates = emu.batch.creates
+    run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", batch=settings())
+    assert emu.batch.creates == creates + 1
+    (tmp_path / "batch" / "demo" / "q-0001.yaml").unlink()
+    lines: list[str] = []
+    run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", batch=settings(lines=lines))
+    assert lines[0] == "rlhf-eval: batch demo: 2 requests; 1 job submitted"
+
+
+def test_a_key_in_what_would_be_uploaded_stops_before_anything_is_submitted(emu, tmp_path):
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=1, limit=1, prompt=f"{TEST_KEY} {{question}}"))
+    creates = emu.batch.creates
+    with pytest.raises(RunError) as refused:
+        run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", batch=settings())
+    assert str(refused.value) == ("suite 'demo': a request would upload the value of $GEMINI_API_KEY to the batch "
+                                  "API; nothing was submitted (a prompt or setting holds a secret)")
+    assert emu.batch.creates == creates
+
+
+def test_a_suite_batch_mode_cannot_record_is_one_line(emu, tmp_path, monkeypatch):
+    (tmp_path / "suites" / "v.yaml").write_text(suite_yaml(name="v", samples=1, limit=1, extra={"model": {
+        "name": "gemini-2.5-flash", "vertex": {"project": "p", "location": "us-central1"}}}))
+    with pytest.raises(RunError, match=r"^suite 'v' samples through Vertex AI, whose batch prediction"):
+        run_suites(["suites"], record_mode="once", record_via="batch", batch=settings())
+    with pytest.raises(RunError, match=r"^record_via = 'bulk': expected online or batch$"):
+        run_suites(["suites"], record_mode="once", record_via="bulk")
+    (tmp_path / "suites" / "v.yaml").unlink()
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=1, limit=1))
+    monkeypatch.delenv("GEMINI_API_KEY")
+    with pytest.raises(RunError, match=r"^recording needs an API key: set GEMINI_API_KEY"):
+        run_suites(["suites"], record_mode="once", record_via="batch", batch=settings())
