@@ -192,3 +192,83 @@ def test_a_suite_batch_mode_cannot_record_is_one_line(emu, tmp_path, monkeypatch
     monkeypatch.delenv("GEMINI_API_KEY")
     with pytest.raises(RunError, match=r"^recording needs an API key: set GEMINI_API_KEY"):
         run_suites(["suites"], record_mode="once", record_via="batch", batch=settings())
+
+
+def test_batch_results_that_quote_the_key_are_refused_and_nothing_is_recorded(emu, tmp_path):
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=1, limit=1,
+                                                              prompt="[[emulator:echo_key]] {question}"))
+    with pytest.raises(RunError, match=r"^the results of batch job batches/\w+ contain the value of \$GEMINI_API_KEY; "
+                                        r"nothing was recorded from them"):
+        run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", batch=settings())
+    assert not (tmp_path / "batch" / "demo").exists()
+    assert TEST_KEY not in state_path(tmp_path / "batch", "demo").read_text()
+
+
+def test_new_episodes_by_batch_sends_only_the_requests_the_cassettes_lack(emu, tmp_path):
+    suite = tmp_path / "suites" / "demo.yaml"
+    suite.write_text(suite_yaml(samples=2, limit=2))
+    for folder in ("online", "batch"):
+        run_suites(["suites"], record_mode="once", cassette_dir=folder)
+    suite.write_text(suite_yaml(samples=3, limit=2))
+    online = run_suites(["suites"], record_mode="new_episodes", cassette_dir="online")
+    since, lines = len(emu.requests), []
+    batch = run_suites(["suites"], record_mode="new_episodes", cassette_dir="batch", record_via="batch",
+                       batch=settings(lines=lines))
+    assert lines[0] == "rlhf-eval: batch demo: 2 requests; 1 job submitted"  # seed 102 of each question
+    assert online_paths(emu, since) == []
+    assert cassettes(tmp_path / "batch") == cassettes(tmp_path / "online")
+    assert without_provenance(batch) == without_provenance(online)
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+def test_the_emulator_cancels_a_running_job_and_gives_no_results(emu, provider):
+    from rlhf_eval.batch_apis import GeminiBatches, OpenAIBatches
+
+    emu.batch.delay_polls = 5
+    if provider == "gemini":
+        api = GeminiBatches(emu.base_url, {"x-goog-api-key": TEST_KEY})
+        body = b'{"contents":[{"role":"user","parts":[{"text":"1+1?"}]}],"generationConfig":{"seed":1}}'
+        job, where = api.submit("gemini-2.0-flash", [("a", body)], "t")
+        cancelled = "BATCH_STATE_CANCELLED"
+    else:
+        api = OpenAIBatches(f"{emu.base_url}/v1", OPENAI_KEY)
+        body = b'{"model":"Qwen/Qwen2.5-0.5B-Instruct","messages":[{"role":"user","content":"1+1?"}],"seed":1}'
+        job, where = api.submit("/v1/chat/completions", [("a", body)], "t")
+        cancelled = "cancelled"
+    assert not api.status(job, 1).done
+    cancels = emu.batch.cancels
+    api.cancel(job)
+    status = api.status(job, 1)
+    assert (status.state, status.done, emu.batch.cancels) == (cancelled, True, cancels + 1)
+    assert api.results(status) == {}
+
+
+def test_the_plugin_records_by_batch_with_rlhf_record_via(project, emu, monkeypatch):
+    from test_plugin import run
+
+    monkeypatch.chdir(project.path)
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=2))
+    emu.batch.delay_polls = 0  # done at the first poll: the plugin's real sleep is never reached
+    creates, since = emu.batch.creates, len(emu.requests)
+    result = run(project, "--rlhf-record-mode=once", "--rlhf-record-via=batch")
+    result.assert_outcomes(passed=2)
+    assert emu.batch.creates == creates + 1 and online_paths(emu, since) == []
+    result.stderr.fnmatch_lines(["rlhf-eval: batch demo: 4 requests; 1 job submitted",
+                                 "rlhf-eval: batch: 1 job (1 BATCH_STATE_SUCCEEDED); 4/4 requests answered; *, done"])
+    assert sorted(p.name for p in (project.path / "cassettes" / "demo").glob("*.yaml")) == ["q-0000.yaml",
+                                                                                            "q-0001.yaml"]
+    refused = run(project, "--rlhf-record-mode=all", "--rlhf-record-via=batch", "-n", "2")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["ERROR: --rlhf-record-via batch submits the run's requests from one process: drop -n*"])
+
+
+def test_rlhf_eval_run_records_by_batch(emu, tmp_path, capsys):
+    from rlhf_eval.cli import main
+
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=2, limit=1))
+    emu.batch.delay_polls = 0
+    creates = emu.batch.creates
+    assert main(["run", "suites", "--record", "once", "--record-via", "batch"]) == 0
+    assert emu.batch.creates == creates + 1
+    assert "rlhf-eval: batch demo: 2 requests; 1 job submitted" in capsys.readouterr().err
+    assert (tmp_path / "cassettes" / "demo" / "q-0000.yaml").is_file()

@@ -53,6 +53,7 @@ class Job:
     model: str  # gemini: the model; openai: the endpoint path
     items: list[tuple[str, dict]]  # (key or custom_id, request body)
     inline: bool
+    api_key: str = ""  # the key the job was created with: its items' `[[emulator:echo_key]]` quote it
     display_name: str = ""
     polls_left: int = 0
     state: str = ""
@@ -131,7 +132,8 @@ def _gemini(state: EmulatorState, batches: BatchState, method: str, path: str, q
         return 200, batches.files[name], {"Content-Type": "application/jsonl"}
     if path.endswith(":batchGenerateContent") and method == "POST":
         model = path[len("/v1beta/models/"):-len(":batchGenerateContent")]
-        return 200, render(_gemini_create(batches, model, _json(raw))), {}
+        key = headers.get("x-goog-api-key") or (parse_qs(query).get("key") or [""])[0]
+        return 200, render(_gemini_create(batches, model, _json(raw), key)), {}
     name = path[len("/v1beta/"):]
     if name.endswith(":cancel") and method == "POST":
         job = _job(batches, name[:-len(":cancel")])
@@ -183,7 +185,7 @@ def _upload(batches: BatchState, query: str, headers: Any, raw: bytes) -> Answer
     return 200, render({"file": file}), {"X-Goog-Upload-Status": "final"}
 
 
-def _gemini_create(batches: BatchState, model: str, body: dict) -> dict:
+def _gemini_create(batches: BatchState, model: str, body: dict, api_key: str) -> dict:
     batch = body.get("batch")
     config = batch.get("inputConfig") if isinstance(batch, dict) else None
     if not isinstance(config, dict):
@@ -202,7 +204,7 @@ def _gemini_create(batches: BatchState, model: str, body: dict) -> dict:
     if not items:
         raise ApiError(400, "INVALID_ARGUMENT", "A batch needs at least one request.")
     job = Job(id=f"batches/{batches.new_id('b')}", kind="gemini", model=model, items=items, inline=inline,
-              display_name=str(batch.get("displayName") or ""), polls_left=batches.delay_polls,
+              api_key=api_key, display_name=str(batch.get("displayName") or ""), polls_left=batches.delay_polls,
               state="BATCH_STATE_PENDING")
     batches.jobs[job.id] = job
     batches.creates += 1
@@ -243,7 +245,7 @@ def _answer(state: EmulatorState, batches: BatchState, job: Job, n: int, key: st
             return {**meta, "error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}
         try:
             path = f"/v1beta/models/{job.model}:generateContent"
-            payload, _ = state.generate(job.model, "v1beta", camelize(request), path=path, api_key="batch")
+            payload, _ = state.generate(job.model, "v1beta", camelize(request), path=path, api_key=job.api_key)
         except ApiError as e:
             return {**meta, "error": e.body()["error"]}
         return {"response": payload, **meta} if job.inline else {"key": key, "response": payload}
@@ -253,7 +255,7 @@ def _answer(state: EmulatorState, batches: BatchState, job: Job, n: int, key: st
                 "error": {"code": "server_error", "message": "The server had an error processing this request."}}
     try:
         handler = openai_api.chat_completions if job.model.endswith("/chat/completions") else openai_api.completions
-        payload, _ = handler(state, job.model, request)
+        payload, _ = handler(state, job.model, request, job.api_key)
         response = {"status_code": 200, "request_id": line_id[10:], "body": payload}
     except openai_api.OpenAIError as e:
         response = {"status_code": e.status, "request_id": line_id[10:], "body": e.body()}
@@ -296,7 +298,9 @@ def _openai(state: EmulatorState, batches: BatchState, method: str, path: str, h
             raise openai_api.OpenAIError(404, f"No such File object: {file_id}", code="not_found")
         return 200, batches.files[file_id], {"Content-Type": "application/octet-stream"}
     if path == "/v1/batches" and method == "POST":
-        return 200, render(_openai_create(batches, _openai_json(raw))), {}
+        auth = (headers.get("Authorization") or "").strip()
+        key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        return 200, render(_openai_create(batches, _openai_json(raw), key)), {}
     if path.startswith("/v1/batches/"):
         rest = path[len("/v1/batches/"):]
         if rest.endswith("/cancel") and method == "POST":
@@ -348,7 +352,7 @@ def _openai_upload(batches: BatchState, headers: Any, raw: bytes) -> dict:
             "filename": filename, "purpose": "batch", "status": "processed"}
 
 
-def _openai_create(batches: BatchState, body: dict) -> dict:
+def _openai_create(batches: BatchState, body: dict, api_key: str) -> dict:
     data = batches.files.get(str(body.get("input_file_id")))
     if data is None:
         raise openai_api.OpenAIError(400, f"No such File object: {body.get('input_file_id')}")
@@ -363,7 +367,7 @@ def _openai_create(batches: BatchState, body: dict) -> dict:
                 raise openai_api.OpenAIError(400, f"line {entry.get('custom_id')}: url must be {endpoint}")
             items.append((str(entry.get("custom_id")), entry.get("body") or {}))
     job = Job(id=f"batch_{batches.new_id('')}", kind="openai", model=endpoint, items=items, inline=False,
-              polls_left=batches.delay_polls, state="validating")
+              api_key=api_key, polls_left=batches.delay_polls, state="validating")
     job.display_name = str(body.get("input_file_id"))
     batches.jobs[job.id] = job
     batches.creates += 1
