@@ -385,7 +385,7 @@ class BatchRecording:
             by_target.setdefault(p.target, []).append(p)
         for target, items in by_target.items():
             client = _client(items[0], self.settings)
-            for n, chunk in enumerate(_chunks(items, self.settings), 1):
+            for chunk in _chunks(items, self.settings):
                 self._refuse_secrets(suite, chunk)
                 name = f"rlhf-eval-{suite}-{len(jobs.jobs) + 1}"
                 job_id, where = client.submit(target, [(p.custom_id, p.body) for p in chunk], name)

@@ -196,15 +196,17 @@ class OpenAIBatches:
         batch = raw.parse()
         counts = batch.request_counts
         finished = (counts.completed + counts.failed) if counts is not None and counts.total else None
+        content_type = raw.headers.get("content-type") or "application/json"
         return Status(str(batch.status), batch.status in OPENAI_DONE, finished, total,
-                      (batch.output_file_id, batch.error_file_id), raw.headers.get("content-type") or "application/json")
+                      (batch.output_file_id, batch.error_file_id), content_type)
 
     def results(self, status: Status) -> dict[str, ItemResult]:
         out: dict[str, ItemResult] = {}
         for file_id in status.output or ():
             if not file_id:
                 continue
-            text = self._call("download the batch's results", lambda: self._client.files.content(file_id).content)
+            text = self._call("download the batch's results",
+                              lambda file_id=file_id: self._client.files.content(file_id).content)
             for line in text.splitlines():
                 if not line.strip():
                     continue

@@ -187,7 +187,9 @@ def _upload(batches: BatchState, query: str, headers: Any, raw: bytes) -> Answer
 
 def _gemini_create(batches: BatchState, model: str, body: dict, api_key: str) -> dict:
     batch = body.get("batch")
-    config = batch.get("inputConfig") if isinstance(batch, dict) else None
+    if not isinstance(batch, dict):
+        raise ApiError(400, "INVALID_ARGUMENT", "batch is required.")
+    config = batch.get("inputConfig")
     if not isinstance(config, dict):
         raise ApiError(400, "INVALID_ARGUMENT", "batch.input_config is required.")
     if config.get("fileName"):
@@ -341,8 +343,7 @@ def _openai_upload(batches: BatchState, headers: Any, raw: bytes) -> dict:
     filename = "upload.jsonl"
     for part in message.iter_parts() if message.is_multipart() else ():
         name = part.get_param("name", header="content-disposition")
-        if part.get_filename():
-            filename = part.get_filename()
+        filename = part.get_filename() or filename
         fields[str(name)] = part.get_payload(decode=True)
     if fields.get("purpose") != b"batch" or "file" not in fields:
         raise openai_api.OpenAIError(400, "A batch input file needs purpose=batch and a file.")
