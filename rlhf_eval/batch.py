@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
-from .batch_apis import (GEMINI_INLINE_BYTES, OPENAI_MAX_BYTES, OPENAI_MAX_REQUESTS, GeminiBatches, ItemResult,
-                         OpenAIBatches, Status)
+from .batch_apis import (GEMINI_INLINE_BYTES, OPENAI_MAX_BYTES, OPENAI_MAX_REQUESTS, BatchAPIError, GeminiBatches,
+                         ItemResult, OpenAIBatches, Status)
 from .credentials import SecretInOutput, find_secret, redact_url, write_without_secrets
 from .paths import shown_path
 from .recording import ROUTER, cassette_path, open_cassette
@@ -319,6 +319,7 @@ class BatchRecording:
         self.settings = settings or BatchSettings()
         self.suites: list[SuiteJobs] = []
         self.failed: dict[str, str] = {}  # custom id -> why the batch did not answer it
+        self.cassettes: dict[str, list[Path]] = {}  # suite -> the cassettes its jobs are for
 
     def collect(self, questions: Iterable[tuple[Suite, Question]]) -> None:
         by_suite: dict[str, tuple[Suite, list[Question]]] = {}
@@ -331,6 +332,7 @@ class BatchRecording:
             if problem:
                 raise BatchError(problem)
             pending = capture(suite, qs, self.cassette_dir, self.mode)
+            self.cassettes[suite.name] = [cassette_path(self.cassette_dir, suite.name, q.id) for q in qs]
             if not pending:
                 continue
             wanted.update((p.custom_id, p) for p in pending)
@@ -414,12 +416,18 @@ class BatchRecording:
         while True:
             for r in running:
                 if r.status is None or not r.status.done:
-                    r.status = r.client.status(r.job.id, len(r.job.items))
+                    try:
+                        r.status = r.client.status(r.job.id, len(r.job.items))
+                    except BatchAPIError as exc:
+                        if not exc.retryable:
+                            raise
+                        s.say(f"rlhf-eval: batch: could not read job {r.job.id} ({exc}); asking again at the next poll")
+                        continue
                     if (r.status.state, r.status.finished) != (r.job.state, r.job.finished):
                         r.job.state, r.job.finished = r.status.state, r.status.finished
                         r.suite.save()
             s.say(_progress_line(running, s.clock() - started))
-            if all(r.status is not None and r.status.done for r in running):
+            if running and all(r.status is not None and r.status.done for r in running):
                 return
             s.sleep(interval)
             interval = min(interval * s.backoff, s.max_poll_interval)
@@ -429,12 +437,15 @@ class BatchRecording:
         ANSWERS.clear()
 
     def finish(self) -> None:
-        """Every question was recorded: the suites' jobs are done with (a later run with mode all
-        records afresh rather than reusing them)."""
+        """The run asked for every question: a suite whose questions all have their cassettes is
+        done with its jobs (a later run with mode all records afresh rather than reusing them); a
+        suite with a question left (its online retry failed, pytest -x stopped the run) keeps them,
+        so the next run collects them again instead of paying twice."""
         self.release()
         for jobs in self.suites:
-            with contextlib.suppress(OSError):
-                jobs.path.unlink()
+            if all(path.is_file() for path in self.cassettes.get(jobs.suite, ())):
+                with contextlib.suppress(OSError):
+                    jobs.path.unlink()
 
 
 def _progress_line(running: list[_Running], elapsed: float) -> str:

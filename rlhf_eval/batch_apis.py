@@ -168,7 +168,9 @@ class OpenAIBatches:
         import openai
 
         self.base_url = base_url
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=timeout)
+        # Retries off: a retried `batches.create` whose first answer was lost would pay twice; a
+        # failed poll is asked again at the next poll (rlhf_eval.batch), a failed submit on the next run.
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout)
 
     def _call(self, what: str, call):
         import openai

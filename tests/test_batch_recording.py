@@ -272,3 +272,46 @@ def test_rlhf_eval_run_records_by_batch(emu, tmp_path, capsys):
     assert emu.batch.creates == creates + 1
     assert "rlhf-eval: batch demo: 2 requests; 1 job submitted" in capsys.readouterr().err
     assert (tmp_path / "cassettes" / "demo" / "q-0000.yaml").is_file()
+
+
+@pytest.mark.parametrize("suite_of", ["gemini", "openai"])
+def test_a_poll_the_api_fails_is_asked_again_at_the_next_one(emu, tmp_path, suite_of):
+    name = "demo" if suite_of == "gemini" else "oa"
+    (tmp_path / "suites" / f"{name}.yaml").write_text(suite_yaml(samples=1, limit=1) if suite_of == "gemini"
+                                                      else openai_suite(emu))
+    emu.batch.fail_polls = 1
+    polls, lines = Polls(), []
+    run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", batch=settings(polls, lines))
+    assert lines[1].startswith("rlhf-eval: batch: could not read job ") and lines[1].endswith(
+        "asking again at the next poll")
+    assert len(polls.waits) == 2 and (tmp_path / "batch" / name).is_dir()
+
+
+def test_rewrite_by_batch_gives_the_online_rewrite(emu, tmp_path):
+    suite = tmp_path / "suites" / "demo.yaml"
+    suite.write_text(suite_yaml(samples=2, limit=2))
+    for folder in ("online", "batch"):
+        run_suites(["suites"], record_mode="once", cassette_dir=folder)
+    suite.write_text(suite_yaml(samples=2, limit=2, temperature=0.7))
+    online = run_suites(["suites"], record_mode="rewrite", cassette_dir="online")
+    since = len(emu.requests)
+    batch = run_suites(["suites"], record_mode="rewrite", cassette_dir="batch", record_via="batch", batch=settings())
+    assert online_paths(emu, since) == []
+    assert cassettes(tmp_path / "batch") == cassettes(tmp_path / "online")
+    assert without_provenance(batch) == without_provenance(online)
+
+
+def test_a_question_left_unrecorded_keeps_the_jobs_for_the_next_run(emu, tmp_path):
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=1, limit=2, prompt="{question}", questions=[
+        {"id": "fine", "question": "What is 2 + 2?", "answer": "4"},
+        {"id": "broken", "question": "[[emulator:500]] What is 3 + 3?", "answer": "6"}]))
+    lines: list[str] = []
+    report = run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", retries=0,
+                        batch=settings(lines=lines))
+    errors = {q.id: q.error for q in report.suites[0].questions}
+    assert errors["fine"] is None and errors["broken"].startswith("the API answered 500")
+    assert lines[-1].startswith("rlhf-eval: batch: 1 of 2 requests got no answer from the batch (first: 500 ")
+    assert state_path(tmp_path / "batch", "demo").is_file()  # kept: the next run pays for nothing twice
+    creates = emu.batch.creates
+    run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", retries=0, batch=settings())
+    assert emu.batch.creates == creates

@@ -25,7 +25,8 @@ Each item is answered by the same code as the online endpoint (`generateContent`
 `/v1/chat/completions`, `/v1/completions`), so a batch answer is the body the online request gets.
 Knobs (`Emulator.batch`): `delay_polls` — how many `get`s a job stays pending/running before it
 completes (counted in polls, not seconds, so tests never wait); `fail_every` — every Nth item of a
-job (1-based) fails with a 500 error instead of being answered. `creates` counts jobs created.
+job (1-based) fails with a 500 error instead of being answered; `fail_polls` — the next N job
+reads answer 503. `creates` and `cancels` count jobs created and cancelled.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ class BatchState:
     def __init__(self) -> None:
         self.delay_polls = 1
         self.fail_every = 0
+        self.fail_polls = 0  # the next this many job reads answer 503 (a transient fault)
         self.creates = 0
         self.cancels = 0
         self.jobs: dict[str, Job] = {}
@@ -104,6 +106,11 @@ Answer = tuple[int, bytes, dict[str, str]]
 def handle(state: EmulatorState, method: str, path: str, query: str, headers: Any, raw: bytes) -> Answer:
     """Answer one batch or file request: (status, body bytes, headers)."""
     batches = batch_state(state)
+    if method == "GET" and path.startswith(("/v1beta/batches/", "/v1/batches/")) and batches.fail_polls > 0:
+        batches.fail_polls -= 1
+        if path.startswith("/v1/"):
+            return 503, render(openai_api.OpenAIError(503, "The server is overloaded.", "server_error").body()), {}
+        return 503, render(ApiError(503, "UNAVAILABLE", "The service is currently unavailable.").body()), {}
     if path.startswith("/v1/"):
         try:
             return _openai(state, batches, method, path, headers, raw)
