@@ -351,7 +351,7 @@ class BatchRecording:
         answers: dict[Key, tuple[int, str, bytes]] = {}
         for r in running:
             assert r.status is not None
-            results = r.client.results(r.status) if r.status.output else {}
+            results = r.client.results(r.status, r.job.items) if r.status.output else {}
             for cid in r.job.items:
                 result = results.get(cid) or ItemResult(error=f"job {r.job.id} ended {r.status.state} without it")
                 if cid not in wanted:
@@ -436,11 +436,23 @@ class BatchRecording:
         """The run is over or stopped: requests are no longer answered from the batch."""
         ANSWERS.clear()
 
+    def unused_line(self) -> str | None:
+        """When some batch answers were never asked for by the end of the run: the one line saying so."""
+        unused = ANSWERS.unused()
+        if not unused:
+            return None
+        return (f"rlhf-eval: batch: {unused} answer{'s' * (unused != 1)} from the batch {'were' if unused != 1 else 'was'}"
+                " not asked for (questions that did not run, or a pytest_rlhf_eval_backends hook whose sampler sends "
+                "other requests than the suite's: those went online)")
+
     def finish(self) -> None:
         """The run asked for every question: a suite whose questions all have their cassettes is
         done with its jobs (a later run with mode all records afresh rather than reusing them); a
         suite with a question left (its online retry failed, pytest -x stopped the run) keeps them,
         so the next run collects them again instead of paying twice."""
+        line = self.unused_line()
+        if line:
+            self.settings.say(line)
         self.release()
         for jobs in self.suites:
             if all(path.is_file() for path in self.cassettes.get(jobs.suite, ())):

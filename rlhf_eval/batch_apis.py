@@ -132,21 +132,26 @@ class GeminiBatches:
         return Status(state, state in GEMINI_DONE, finished, total, meta.get("output"),
                       response.headers.get("content-type") or "application/json")
 
-    def results(self, status: Status) -> dict[str, ItemResult]:
-        """Each answered request's result, by key (none when the job produced no output)."""
+    def results(self, status: Status, keys: list[str]) -> dict[str, ItemResult]:
+        """Each answered request's result, by key (none when the job produced no output). `keys`
+        are the job's keys in the order submitted: the API answers in that order, which names an
+        answer that does not carry its key."""
         output = status.output or {}
         if output.get("inlinedResponses"):
-            entries = [(str((r.get("metadata") or {}).get("key")), r)
+            entries = [((r.get("metadata") or {}).get("key"), r)
                        for r in output["inlinedResponses"].get("inlinedResponses") or ()]
         elif output.get("responsesFile"):
             text = self._call("GET", f"{self.root}/download/v1beta/{output['responsesFile']}:download",
                               params={"alt": "media"}).content
             lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-            entries = [(str(r.get("key")), r) for r in lines]
+            entries = [(r.get("key"), r) for r in lines]
         else:
             return {}
+        if len(entries) == len(keys):
+            entries = [(key if key is not None else keys[n], r) for n, (key, r) in enumerate(entries)]
         out = {}
         for key, entry in entries:
+            key = str(key)
             if isinstance(entry.get("response"), dict):
                 out[key] = ItemResult(200, json.dumps(entry["response"], ensure_ascii=False,
                                                       separators=(",", ":")).encode("utf-8"))
@@ -202,7 +207,8 @@ class OpenAIBatches:
         return Status(str(batch.status), batch.status in OPENAI_DONE, finished, total,
                       (batch.output_file_id, batch.error_file_id), content_type)
 
-    def results(self, status: Status) -> dict[str, ItemResult]:
+    def results(self, status: Status, keys: list[str]) -> dict[str, ItemResult]:
+        """Each answered request's result, by custom_id (OpenAI's lines always carry theirs)."""
         out: dict[str, ItemResult] = {}
         for file_id in status.output or ():
             if not file_id:

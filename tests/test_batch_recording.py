@@ -240,7 +240,7 @@ def test_the_emulator_cancels_a_running_job_and_gives_no_results(emu, provider):
     api.cancel(job)
     status = api.status(job, 1)
     assert (status.state, status.done, emu.batch.cancels) == (cancelled, True, cancels + 1)
-    assert api.results(status) == {}
+    assert api.results(status, ["a"]) == {}
 
 
 def test_the_plugin_records_by_batch_with_rlhf_record_via(project, emu, monkeypatch):
@@ -315,3 +315,19 @@ def test_a_question_left_unrecorded_keeps_the_jobs_for_the_next_run(emu, tmp_pat
     creates = emu.batch.creates
     run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", retries=0, batch=settings())
     assert emu.batch.creates == creates
+
+
+def test_answers_a_backends_hook_never_asks_for_are_named_in_one_line(emu, tmp_path):
+    from rlhf_eval import Backends, load_suite
+
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=1, limit=2))
+    (tmp_path / "other.yaml").write_text(suite_yaml(samples=1, limit=2, temperature=0.5))
+    other = load_suite(tmp_path / "other.yaml")
+    lines: list[str] = []
+    since = len(emu.requests)
+    run_suites(["suites"], record_mode="once", cassette_dir="batch", record_via="batch", batch=settings(lines=lines),
+               backends=lambda suite, replay, policy: Backends.for_suite(other, replay=replay, policy=policy))
+    assert len(online_paths(emu, since)) == 2
+    assert lines[-1] == ("rlhf-eval: batch: 2 answers from the batch were not asked for (questions that did not run, "
+                         "or a pytest_rlhf_eval_backends hook whose sampler sends other requests than the suite's: "
+                         "those went online)")

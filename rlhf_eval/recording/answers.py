@@ -32,6 +32,7 @@ class Answers:
 
     def __init__(self) -> None:
         self._by_key: dict[Key, tuple[int, str, bytes]] = {}
+        self._used: set[Key] = set()
         self._lock = threading.Lock()
 
     def install(self, answers: dict[Key, tuple[int, str, bytes]]) -> None:
@@ -41,6 +42,11 @@ class Answers:
     def clear(self) -> None:
         with self._lock:
             self._by_key.clear()
+            self._used.clear()
+
+    def unused(self) -> int:
+        """How many installed answers no request has been given."""
+        return len(self._by_key.keys() - self._used)
 
     def __bool__(self) -> bool:
         return bool(self._by_key)
@@ -49,9 +55,11 @@ class Answers:
         """The response vcrpy would have recorded for `request` (a vcrpy Request), or None."""
         if not self._by_key:
             return None
-        found = self._by_key.get(request_key(request.method, request.uri, request.body))
+        key = request_key(request.method, request.uri, request.body)
+        found = self._by_key.get(key)
         if found is None:
             return None
+        self._used.add(key)
         status, content_type, body = found
         return {"status": {"code": status, "message": _REASONS.get(status, "")},
                 "headers": {"content-type": [content_type]}, "body": {"string": body}}
