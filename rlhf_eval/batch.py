@@ -441,9 +441,10 @@ class BatchRecording:
         unused = ANSWERS.unused()
         if not unused:
             return None
-        return (f"rlhf-eval: batch: {unused} answer{'s' * (unused != 1)} from the batch {'were' if unused != 1 else 'was'}"
-                " not asked for (questions that did not run, or a pytest_rlhf_eval_backends hook whose sampler sends "
-                "other requests than the suite's: those went online)")
+        were = "were" if unused != 1 else "was"
+        return (f"rlhf-eval: batch: {unused} answer{'s' * (unused != 1)} from the batch {were} not asked for "
+                "(questions that did not run, or a pytest_rlhf_eval_backends hook whose sampler sends other requests "
+                "than the suite's: those went online)")
 
     def finish(self) -> None:
         """The run asked for every question: a suite whose questions all have their cassettes is
