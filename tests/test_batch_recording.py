@@ -253,7 +253,8 @@ def test_the_plugin_records_by_batch_with_rlhf_record_via(project, emu, monkeypa
     result = run(project, "--rlhf-record-mode=once", "--rlhf-record-via=batch")
     result.assert_outcomes(passed=2)
     assert emu.batch.creates == creates + 1 and online_paths(emu, since) == []
-    result.stderr.fnmatch_lines(["rlhf-eval: batch demo: 4 requests; 1 job submitted",
+    # written by pytest's terminal, as they come (pytest's capture would hold stderr to the end)
+    result.stdout.fnmatch_lines(["rlhf-eval: batch demo: 4 requests; 1 job submitted",
                                  "rlhf-eval: batch: 1 job (1 BATCH_STATE_SUCCEEDED); 4/4 requests answered; *, done"])
     assert sorted(p.name for p in (project.path / "cassettes" / "demo").glob("*.yaml")) == ["q-0000.yaml",
                                                                                             "q-0001.yaml"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,6 +172,7 @@ def the_run(config: pytest.Config) -> Run:
             baseline=baseline_path(config, compare) if compare else None, baseline_name=compare,
             fail_rules=opt("--rlhf-compare-fail"), shard=config.stash.get(shard_key, None),
             record_via=opt("--rlhf-record-via"),
+            batch=_batch_settings(config) if opt("--rlhf-record-via") == "batch" else None,
         ), rerecord_command=lambda suite, question, mode: _rerecord_command(config, suite, question, mode),
             make_backends=lambda suite, replay, policy: config.hook.pytest_rlhf_eval_backends(
                 config=config, suite=suite, replay=replay, policy=policy),
@@ -182,6 +184,22 @@ def the_run(config: pytest.Config) -> Run:
                 raise pytest.UsageError(str(exc)) from None
         config.stash[run_key] = run
     return run
+
+
+def _batch_settings(config: pytest.Config):
+    """Batch recording's settings, its progress lines written by pytest's terminal (pytest's
+    capture would hold lines written to stderr until the session ends)."""
+    from rlhf_eval.batch import BatchSettings
+
+    def say(line: str) -> None:
+        writer = config.pluginmanager.get_plugin("terminalreporter")
+        if writer is None:
+            print(line, file=sys.stderr, flush=True)
+            return
+        writer.ensure_newline()
+        writer.write_line(line)
+
+    return BatchSettings(progress=say)
 
 
 def _after_session(config: pytest.Config) -> None:
