@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import sys
 import time
@@ -34,12 +33,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
-from .batch_apis import (GEMINI_INLINE_BYTES, OPENAI_MAX_BYTES, OPENAI_MAX_REQUESTS, BatchAPIError, GeminiBatches,
-                         ItemResult, OpenAIBatches, Status)
+from .batch_apis import (GEMINI_INLINE_BYTES, OPENAI_MAX_BYTES, BatchAPIError, GeminiBatches, ItemResult,
+                         OpenAIBatches, Status)
 from .credentials import SecretInOutput, find_secret, redact_url, write_without_secrets
 from .paths import shown_path
 from .recording import ROUTER, cassette_path, open_cassette
-from .recording.answers import ANSWERS, Key, request_key
+from .recording.answers import ANSWERS, request_key
 from .sampling import SamplingError
 from .suite import Question, Suite
 
@@ -55,12 +54,13 @@ class BatchSettings:
 
     poll_interval: seconds before the first poll, then multiplied by `backoff` each poll up to
     `max_poll_interval`. max_requests / max_bytes: one job's size (OpenAI allows 50,000 requests and
-    200 MB a file). max_inline_bytes: Gemini requests larger in all go as an uploaded file."""
+    200 MB a file; 10,000 keeps one job's answers, read at once, to a few hundred MB with
+    logprobs). max_inline_bytes: Gemini requests larger in all go as an uploaded file."""
 
     poll_interval: float = 30.0
     max_poll_interval: float = 600.0
     backoff: float = 1.5
-    max_requests: int = OPENAI_MAX_REQUESTS
+    max_requests: int = 10_000
     max_bytes: int = OPENAI_MAX_BYTES
     max_inline_bytes: int = GEMINI_INLINE_BYTES
     sleep: Callable[[float], None] = time.sleep
@@ -89,8 +89,7 @@ class Pending:
     url: str
     body: bytes
     auth: dict[str, str]
-    key: Key  # how the answer is found again (recording.answers)
-    custom_id: str  # the job item's id: stable across runs (a hash of the request)
+    custom_id: str  # the job item's id, and how its answer is found again: `recording.answers.request_key`
 
     @property
     def path(self) -> str:
@@ -113,15 +112,6 @@ class Pending:
             prefix = parts.path.rsplit("/chat/completions" if self.path.endswith("/chat/completions")
                                        else "/completions", 1)[0]
         return f"{parts.scheme}://{parts.netloc}{prefix}"
-
-
-def custom_id(method: str, path: str, body: bytes) -> str:
-    """A request's stable id: the hash of its method, path and canonical JSON body."""
-    try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except ValueError:
-        canonical = body.decode("utf-8", "replace")
-    return hashlib.sha256(f"{method} {path} {canonical}".encode()).hexdigest()[:40]
 
 
 def _provider(path: str) -> str | None:
@@ -161,9 +151,8 @@ class CaptureTarget:
             self.unbatchable.append(f"{request.method} {path}")
         else:
             auth = {k: v for k, v in request.headers.items() if k.lower() in ("x-goog-api-key", "authorization")}
-            self.captured.append(Pending(provider, request.uri, body, auth, request_key(request.method, request.uri,
-                                                                                        body),
-                                         custom_id(request.method, path, body)))
+            self.captured.append(Pending(provider, request.uri, body, auth,
+                                         request_key(request.method, request.uri, body)))
         return {**PLACEHOLDER, "body": {"string": b"{}"}}
 
     def filter_request(self, request):
@@ -200,7 +189,7 @@ def capture(suite: Suite, questions: Iterable[Question], cassette_dir: Path, mod
     from .throttle import RequestPolicy, RetryPolicy
 
     sampler = make_sampler(suite.spec.model, replay=False, policy=RequestPolicy(retry=RetryPolicy(attempts=1)))
-    found: dict[Key, Pending] = {}
+    found: dict[str, Pending] = {}
     for question in questions:
         path = cassette_path(cassette_dir, suite.name, question.id)
         if mode == "once" and path.is_file():
@@ -213,7 +202,7 @@ def capture(suite: Suite, questions: Iterable[Question], cassette_dir: Path, mod
             raise BatchError(f"suite {suite.name!r}: {target.unbatchable[0]} is not a request a batch API takes; "
                              "record this suite online")
         for pending in target.captured:
-            found.setdefault(pending.key, pending)
+            found.setdefault(pending.custom_id, pending)
     return list(found.values())
 
 
@@ -326,7 +315,7 @@ class BatchRecording:
         for suite, question in questions:
             by_suite.setdefault(suite.name, (suite, []))[1].append(question)
         running: list[_Running] = []
-        wanted: dict[str, Pending] = {}
+        wanted: set[str] = set()  # the requests' ids (their bodies are let go once submitted)
         for suite, qs in by_suite.values():
             problem = batch_problem(suite)
             if problem:
@@ -335,7 +324,7 @@ class BatchRecording:
             self.cassettes[suite.name] = [cassette_path(self.cassette_dir, suite.name, q.id) for q in qs]
             if not pending:
                 continue
-            wanted.update((p.custom_id, p) for p in pending)
+            wanted.update(p.custom_id for p in pending)
             running += self._submit(suite.name, pending)
         if not running:
             return
@@ -348,14 +337,15 @@ class BatchRecording:
             raise Interrupted(f"rlhf-eval stopped on Ctrl-C while waiting for {len(running)} batch "
                               f"job{'s' * (len(running) != 1)} (kept in {files}); run the same command again to "
                               "collect them: nothing is submitted twice") from None
-        answers: dict[Key, tuple[int, str, bytes]] = {}
+        answered: set[str] = set()
         for r in running:
             assert r.status is not None
             results = r.client.results(r.status, r.job.items) if r.status.output else {}
+            answers = []
             for cid in r.job.items:
-                result = results.get(cid) or ItemResult(error=f"job {r.job.id} ended {r.status.state} without it")
                 if cid not in wanted:
                     continue
+                result = results.get(cid) or ItemResult(error=f"job {r.job.id} ended {r.status.state} without it")
                 if result.body is None:
                     self.failed.setdefault(cid, result.error or "no answer")
                     continue
@@ -363,9 +353,12 @@ class BatchRecording:
                 if leaked:
                     raise BatchError(f"the results of batch job {r.job.id} contain {leaked}; nothing was recorded "
                                      "from them (report this: a secret reached a request or response)")
-                answers[wanted[cid].key] = (result.status, r.status.content_type, result.body)
-                self.failed.pop(cid, None)
-        ANSWERS.install(answers)
+                answers.append((cid, result.status, r.status.content_type, result.body))
+                answered.add(cid)
+            del results
+            ANSWERS.install(answers)  # to disk, job by job: all of them would not fit in memory
+        for cid in answered & self.failed.keys():  # failed in one job, answered by a later one
+            del self.failed[cid]
         if self.failed:
             first = next(iter(self.failed.values()))
             self.settings.say(f"rlhf-eval: batch: {len(self.failed)} of {len(wanted)} requests got no answer from "
