@@ -180,6 +180,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     # Options left out are not passed: run_suites' own defaults apply (the plugin's, shown in the help).
     opt("--record-mode", "--record", choices=RECORD_MODES, default=argparse.SUPPRESS,
         help="none (default: replay only) | once (record missing cassettes) | new_episodes | all | rewrite")
+    opt("--record-via", choices=("online", "batch"), default=argparse.SUPPRESS,
+        help="while recording: online (default) | batch (the provider's batch API, half the price; resumable)")
     opt("--cassette-dir", default=argparse.SUPPRESS, metavar="DIR", help="where cassettes live (default: cassettes)")
     opt("--report-json", default=argparse.SUPPRESS, metavar="PATH", help="write the JSON report, every trace in it")
     _output_options(opt, "the JSON report")

@@ -92,11 +92,17 @@ class RunOptions:
     # run only shard I of N of the questions ("I/N" or a rlhf_eval.shard.Shard; rlhf_eval.shard says
     # which): the report records it, and suite thresholds and regressions are judged on the merge
     shard: Any = None
+    # how a recording sends its requests: "online" (one by one) or "batch" (the providers' batch APIs,
+    # rlhf_eval.batch); `batch` may hold a rlhf_eval.batch.BatchSettings (polling, chunking, progress)
+    record_via: str = "online"
+    batch: Any = None
 
     def __post_init__(self) -> None:
         """Raises RunError (one line) for a setting of the wrong kind or out of range."""
         if self.record_mode not in RECORD_MODES:
             raise RunError(f"record mode {self.record_mode!r}; expected one of {', '.join(RECORD_MODES)}")
+        if self.record_via not in ("online", "batch"):
+            raise RunError(f"record_via = {self.record_via!r}: expected online or batch")
         for name in ("cassette_dir", "report_json", "html", "export", "save", "baseline"):
             value = getattr(self, name)
             if value is None and name != "cassette_dir":
@@ -243,6 +249,7 @@ class Run:
         self.written: list[str] = []  # files written, for the summary
         self.export_line: str | None = None  # what the export wrote, in one line
         self.problems: list[str] = []  # outputs that could not be written, one line each
+        self.batch: Any = None  # a rlhf_eval.batch.BatchRecording while recording by batch
 
     @property
     def recording(self) -> bool:
@@ -284,7 +291,16 @@ class Run:
 
     def start(self, rows: list[list[tuple[Suite, Question]]], *, prefetch: bool = True) -> None:
         """When recording `rows` (runs of consecutive questions) with `prefetch`, sample ahead
-        within each row."""
+        within each row. Recording by batch, first sends every request through the batch API
+        (rlhf_eval.batch; RunError for what stops it, `Interrupted` on Ctrl-C while it waits)."""
+        if self.recording and self.options.record_via == "batch":
+            from .batch import record_by_batch
+
+            try:
+                self.batch = record_by_batch([q for row in rows for q in row], self.options.cassette_dir,
+                                             self.options.record_mode, self.options.batch)
+            except SamplingError as exc:
+                raise RunError(str(exc)) from None
         # What is loaded by now (the suites, the SDKs, vcrpy) lives to the end of the run: the
         # collector need not walk it again on every collection of the oldest generation (about a
         # twentieth of a replay's CPU). A host process that froze objects of its own (a pre-fork
@@ -386,6 +402,8 @@ class Run:
         self.policy.stop()
         if self.prefetch is not None:
             self.prefetch.abandon(grace)
+        if self.batch is not None:
+            self.batch.release()
 
     def unfreeze(self) -> None:
         """Give what `start` froze back to the garbage collector, once the run and its outputs
@@ -399,6 +417,8 @@ class Run:
         """Every question was asked for: wait for the prefetched ones still writing their cassettes."""
         if self.prefetch is not None:
             self.prefetch.close()
+        if self.batch is not None:
+            self.batch.finish()
 
     def interrupted_line(self, questions: Iterable[tuple[Suite, Question]], cause: str) -> str | None:
         """What an interrupted recording left: complete cassettes kept, questions still to record
@@ -588,7 +608,8 @@ def run_suites(paths: Iterable[str | Path], *, record_mode: str = "none", casset
         **options: any other `RunOptions` field (report_json, html, export, export_pass_rate,
             export_nonzero_spread, export_format, save, baseline, fail_rules, concurrency,
             rate_limit_rpm, retries, shard: "I/N" runs only that shard of the questions, see
-            rlhf_eval.shard, ...).
+            rlhf_eval.shard, record_via: "batch" records through the providers' batch APIs, see
+            rlhf_eval.batch, with batch: a rlhf_eval.batch.BatchSettings, ...).
 
     Returns the report (the `Report` `--rlhf-report-json` writes; `report.to_dict()` is that JSON).
     What pytest would fail: a suite's `failed` (a question failed, or a suite threshold: its

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--rlhf-record-mode", choices=RECORD_MODES, default=None,
                     help="none (default: replay only, never touch the network) | once (record missing "
                          "cassettes) | new_episodes | all | rewrite (re-record from scratch)")
+    group.addoption("--rlhf-record-via", choices=("online", "batch"), default="online",
+                    help="while recording: online (default: one request at a time) | batch (the provider's batch API, "
+                         "half the price: Gemini Developer API and OpenAI; resumable, see README)")
     group.addoption("--rlhf-cassette-dir", default=None,
                     help="where cassettes live (default: <rootdir>/cassettes, or ini rlhf_cassette_dir)")
     group.addoption("--rlhf-report-json", default=None, metavar="PATH",
@@ -116,6 +120,9 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[shard_key] = Shard.of(config.getoption("--rlhf-shard"))
         except ValueError as exc:
             raise pytest.UsageError(f"--rlhf-shard {config.getoption('--rlhf-shard')!r}: {exc}") from None
+    if config.getoption("--rlhf-record-via") == "batch" and mode != "none" and _distributed(config):
+        raise pytest.UsageError("--rlhf-record-via batch submits the run's requests from one process: drop -n "
+                                "(the batch API does the parallel work)")
     if mode != "none" and not _distributed(config):
         config.pluginmanager.register(Progress(config), "rlhf-eval-progress")
     # Pushed before the cleanups of pytest's own plugins (ours configures first), so it runs after them
@@ -167,6 +174,8 @@ def the_run(config: pytest.Config) -> Run:
             save=baseline_path(config, save) if save else None, save_name=save,
             baseline=baseline_path(config, compare) if compare else None, baseline_name=compare,
             fail_rules=opt("--rlhf-compare-fail"), shard=config.stash.get(shard_key, None),
+            record_via=opt("--rlhf-record-via"),
+            batch=_batch_settings(config) if opt("--rlhf-record-via") == "batch" else None,
         ), rerecord_command=lambda suite, question, mode: _rerecord_command(config, suite, question, mode),
             make_backends=lambda suite, replay, policy: config.hook.pytest_rlhf_eval_backends(
                 config=config, suite=suite, replay=replay, policy=policy),
@@ -178,6 +187,22 @@ def the_run(config: pytest.Config) -> Run:
                 raise pytest.UsageError(str(exc)) from None
         config.stash[run_key] = run
     return run
+
+
+def _batch_settings(config: pytest.Config):
+    """Batch recording's settings, its progress lines written by pytest's terminal (pytest's
+    capture would hold lines written to stderr until the session ends)."""
+    from rlhf_eval.batch import BatchSettings
+
+    def say(line: str) -> None:
+        writer = config.pluginmanager.get_plugin("terminalreporter")
+        if writer is None:
+            print(line, file=sys.stderr, flush=True)
+            return
+        writer.ensure_newline()
+        writer.write_line(line)
+
+    return BatchSettings(progress=say)
 
 
 def _after_session(config: pytest.Config) -> None:
@@ -428,7 +453,12 @@ def pytest_runtestloop(session: pytest.Session):
     if not rows:  # no question in this run: nothing to sample, prefetch or stop
         return (yield)
     run = the_run(config)
-    run.start(rows, prefetch=not _distributed(config) and not config.option.collectonly)
+    from rlhf_eval.runner import RunError
+
+    try:
+        run.start(rows, prefetch=not _distributed(config) and not config.option.collectonly)
+    except RunError as exc:  # recording by batch could not start
+        raise pytest.UsageError(str(exc)) from None
     from rlhf_eval.runner import sigterm_as_interrupt
 
     # Around it all: a second SIGTERM also cuts the stop short. An xdist worker is stopped by its controller.

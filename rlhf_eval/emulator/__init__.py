@@ -67,6 +67,14 @@ class Emulator:
         return self.state.requests
 
     @property
+    def batch(self):
+        """The batch endpoints' jobs, files and knobs (`delay_polls`, `fail_every`, `creates`):
+        see rlhf_eval/emulator/batch_api.py."""
+        from .batch_api import batch_state
+
+        return batch_state(self.state)
+
+    @property
     def latency_ms(self) -> float:
         return self.state.latency_ms
 

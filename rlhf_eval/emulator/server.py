@@ -1156,6 +1156,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _send_bytes(self, code: int, data: bytes, headers: dict[str, str]) -> None:
+        self.send_response(code)
+        if not any(k.lower() == "content-type" for k in headers):
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Emulator", "rlhf-eval")
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
     def _dispatch(self) -> None:
         state: EmulatorState = self.server.state
         raw = self._read_body()
@@ -1175,6 +1187,12 @@ class _Handler(BaseHTTPRequestHandler):
             entry["body"] = raw.decode("utf-8", "replace")
         state.record(entry)
         delay = state.latency_ms / 1000.0
+        if batch_api.handles(self.command, url.path):  # batch jobs and their files (emulator/batch_api.py)
+            code, data, headers = batch_api.handle(state, self.command, url.path, url.query, self.headers, raw)
+            entry["status"] = code
+            state.count(code)
+            self._send_bytes(code, data, headers)
+            return
         if openai_api.is_openai_route(self.command, url.path):
             auth = (self.headers.get("Authorization") or "").strip()
             code, payload, headers, extra = openai_api.handle(
@@ -1269,4 +1287,4 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
 
 # the OpenAI-compatible endpoints use the helpers above (imported last: no import cycle)
-from . import openai_api  # noqa: E402
+from . import batch_api, openai_api  # noqa: E402

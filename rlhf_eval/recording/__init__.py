@@ -19,6 +19,7 @@ One module per concern:
 - `router`: the one vcrpy patch, routing each thread to its own cassette
 - `cassette`: a question's cassette and `use_cassette`
 - `vcr_adapter`: the only module that imports vcrpy, and every vcrpy internal used here
+- `answers`: answers that came another way (a batch job), played and recorded as from the network
 - `local`: a local model's calls (the `hf` sampler and scorer) as cassette entries, `POST local://hf/…`
 
 What a request's seed is (for the file's order and the "did `samples` or `seed` change?"

@@ -10,6 +10,7 @@ from ..atomic import os_reason
 from ..paths import shown_path
 from ..record_modes import RECORD_MODES
 from .cassette_format import CompactJSONSerializer, compact_response, trim_request
+from .answers import ANSWERS
 from .explain import explain_mismatch
 from .faults import forget_replayed, note_played
 from .matching import MATCHERS, SECRET_HEADERS, SECRET_QUERY, MatchIndex, filter_request, json_body
@@ -71,8 +72,19 @@ class IndexedCassette(AdaptedCassette):
     def can_play_response_for(self, request) -> bool:
         forget_replayed()  # a new request: whatever answered the last one is not this one's
         if not self.filters_requests_with(filter_request):
-            return super().can_play_response_for(request)
-        return self.can_play_response_for_unfiltered(request)
+            playable = super().can_play_response_for(request)
+        else:
+            playable = self.can_play_response_for_unfiltered(request)
+        return playable or (bool(ANSWERS) and not self.write_protected and ANSWERS.response_for(request) is not None)
+
+    def play_response(self, request):
+        """vcrpy's; a request the cassette cannot play but an installed answer (`answers`) holds is
+        answered from there and recorded as an exchange with the network would be."""
+        answer = ANSWERS.response_for(request) if ANSWERS else None
+        if answer is None or (self.record_mode != RecordMode.ALL and request in self):
+            return super().play_response(request)
+        self.append_played(request, answer)
+        return answer
 
 
 def _make_vcr(mode: str) -> VCR:
