@@ -26,7 +26,11 @@ Each item is answered by the same code as the online endpoint (`generateContent`
 Knobs (`Emulator.batch`): `delay_polls` — how many `get`s a job stays pending/running before it
 completes (counted in polls, not seconds, so tests never wait); `fail_every` — every Nth item of a
 job (1-based) fails with a 500 error instead of being answered; `fail_polls` — the next N job
-reads answer 503. `creates` and `cancels` count jobs created and cancelled.
+reads answer 503; `served = False` — every batch and file endpoint answers 404 as a server without
+a batch API does (vLLM, SGLang: `{"detail": "Not Found"}`); `interrupt_after_create` — the next N
+job creations, once the job exists, send Ctrl-C (SIGINT) to the process's main thread before
+answering (an in-process emulator only: the Ctrl-C that lands while a job is created and before its
+id is read). `creates` and `cancels` count jobs created and cancelled.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import email.parser
 import email.policy
 import hashlib
 import json
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -71,6 +76,8 @@ class BatchState:
         self.delay_polls = 1
         self.fail_every = 0
         self.fail_polls = 0  # the next this many job reads answer 503 (a transient fault)
+        self.served = True
+        self.interrupt_after_create = 0
         self.creates = 0
         self.cancels = 0
         self.jobs: dict[str, Job] = {}
@@ -106,6 +113,8 @@ Answer = tuple[int, bytes, dict[str, str]]
 def handle(state: EmulatorState, method: str, path: str, query: str, headers: Any, raw: bytes) -> Answer:
     """Answer one batch or file request: (status, body bytes, headers)."""
     batches = batch_state(state)
+    if not batches.served:
+        return 404, b'{"detail":"Not Found"}', {"Content-Type": "application/json"}
     if method == "GET" and path.startswith(("/v1beta/batches/", "/v1/batches/")) and batches.fail_polls > 0:
         batches.fail_polls -= 1
         if path.startswith("/v1/"):
@@ -217,7 +226,15 @@ def _gemini_create(batches: BatchState, model: str, body: dict, api_key: str) ->
               state="BATCH_STATE_PENDING")
     batches.jobs[job.id] = job
     batches.creates += 1
+    _interrupt_if_asked(batches)
     return _operation(job)
+
+
+def _interrupt_if_asked(batches: BatchState) -> None:
+    """Ctrl-C in the main thread, the job created and its answer not yet sent (see the module)."""
+    if batches.interrupt_after_create > 0:
+        batches.interrupt_after_create -= 1
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
 
 def _advance(state: EmulatorState, batches: BatchState, job: Job) -> None:
@@ -379,6 +396,7 @@ def _openai_create(batches: BatchState, body: dict, api_key: str) -> dict:
     job.display_name = str(body.get("input_file_id"))
     batches.jobs[job.id] = job
     batches.creates += 1
+    _interrupt_if_asked(batches)
     return _batch_object(job)
 
 
