@@ -58,9 +58,43 @@ class BatchAPIError(SamplingError):
     """The batch API refused or failed a call; one line."""
 
 
+NO_BATCH_API = ("{server} answered 404 to {what}: it does not serve {api} (a vLLM, SGLang or llama.cpp "
+                "server, a proxy, a base_url that is not the provider's do not); record this suite online (drop "
+                "--rlhf-record-via batch)")
+
+
+def _json_object(data: bytes | str, what: str) -> dict:
+    """`data` parsed as one JSON object, or BatchAPIError naming `what` it was."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise BatchAPIError(f"{what} is not a JSON object: {_line(data, 120)}")
+    return value
+
+
+def _object(value: Any) -> dict:
+    """`value` when it is a JSON object, else an empty one (a field the API left out or garbled)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _jsonl(data: bytes, what: str) -> list[dict]:
+    """The JSON objects of a JSONL file, or BatchAPIError naming `what` and the line."""
+    return [_json_object(line, f"line {n} of {what}") for n, line in enumerate(data.splitlines(), 1) if line.strip()]
+
+
 def _line(data: bytes | str, limit: int = 200) -> str:
     text = " ".join((data.decode("utf-8", "replace") if isinstance(data, bytes) else data).split())
     return redact_urls(text if len(text) <= limit else text[:limit - 1] + "…")
+
+
+def _add(out: dict[str, ItemResult], key: str, result: ItemResult) -> None:
+    """Note `key`'s result; a key answered twice, differently, is answered by neither (it goes online)."""
+    seen = out.get(key)
+    if seen is not None and (seen.body, seen.error) != (result.body, result.error):
+        result = ItemResult(error=f"the batch answered request {key} twice, differently")
+    out[key] = result
 
 
 class GeminiBatches:
@@ -85,6 +119,10 @@ class GeminiBatches:
         except httpx.HTTPError as exc:
             raise BatchAPIError(f"could not reach {redact_url(self.root)} ({type(exc).__name__}: {exc})",
                                 transient=True) from None
+        if response.status_code == 404 and url.endswith((":batchGenerateContent", "/upload/v1beta/files")):
+            raise BatchAPIError(NO_BATCH_API.format(server=redact_url(self.root), what=f"{method} "
+                                                    f"{redact_url(url.replace(self.root, ''))}",
+                                                    api="Gemini Batch Mode"), status=404, permanent=True)
         if response.status_code >= 400:
             raise BatchAPIError(f"the Gemini batch API answered {response.status_code} to {method} "
                                 f"{redact_url(url.replace(self.root, ''))}: {_line(response.content)}",
@@ -104,9 +142,12 @@ class GeminiBatches:
             where = self._upload(b"\n".join(lines) + b"\n", display_name)
             source = b'{"fileName":' + json.dumps(where).encode() + b"}"
         body = (b'{"batch":{"displayName":' + json.dumps(display_name).encode() + b',"inputConfig":' + source + b"}}")
-        operation = self._call("POST", f"{self.root}/v1beta/models/{model}:batchGenerateContent", content=body,
-                               headers={"Content-Type": "application/json"}).json()
-        return str(operation["name"]), where
+        answer = self._call("POST", f"{self.root}/v1beta/models/{model}:batchGenerateContent", content=body,
+                            headers={"Content-Type": "application/json"})
+        operation = _json_object(answer.content, "the Gemini batch API's answer to creating a job")
+        if not isinstance(operation.get("name"), str) or not operation["name"]:
+            raise BatchAPIError(f"the Gemini batch API created a job but named none: {_line(answer.content, 120)}")
+        return operation["name"], where
 
     def _upload(self, data: bytes, display_name: str) -> str:
         start = self._call("POST", f"{self.root}/upload/v1beta/files", json={"file": {"displayName": display_name}},
@@ -118,17 +159,23 @@ class GeminiBatches:
             raise BatchAPIError("the Gemini Files API gave no upload URL for the batch's input file")
         done = self._call("POST", url, content=data, headers={"X-Goog-Upload-Offset": "0",
                                                               "X-Goog-Upload-Command": "upload, finalize"})
-        return str(done.json()["file"]["name"])
+        file = _json_object(done.content, "the Gemini Files API's answer to the upload").get("file")
+        if not isinstance(file, dict) or not file.get("name"):
+            raise BatchAPIError(f"the Gemini Files API named no uploaded file: {_line(done.content, 120)}")
+        return str(file["name"])
 
     def status(self, job: str, total: int) -> Status:
         response = self._call("GET", f"{self.root}/v1beta/{job}")
-        operation = response.json()
-        meta = operation.get("metadata") or {}
+        operation = _json_object(response.content, f"the Gemini batch API's answer for {job}")
+        meta = _object(operation.get("metadata"))
         state = str(meta.get("state") or "BATCH_STATE_UNSPECIFIED")
-        stats = meta.get("batchStats") or {}
+        stats = _object(meta.get("batchStats"))
         finished = None
         if "pendingRequestCount" in stats or "successfulRequestCount" in stats:
-            finished = total - int(stats.get("pendingRequestCount") or 0)
+            try:  # int64 counts come as strings in proto JSON
+                finished = total - int(stats.get("pendingRequestCount") or 0)
+            except (TypeError, ValueError):
+                finished = None
         return Status(state, state in GEMINI_DONE, finished, total, meta.get("output"),
                       response.headers.get("content-type") or "application/json")
 
@@ -136,28 +183,32 @@ class GeminiBatches:
         """Each answered request's result, by key (none when the job produced no output). `keys`
         are the job's keys in the order submitted: the API answers in that order, which names an
         answer that does not carry its key."""
-        output = status.output or {}
+        output = status.output if isinstance(status.output, dict) else {}
         if output.get("inlinedResponses"):
-            entries = [((r.get("metadata") or {}).get("key"), r)
-                       for r in output["inlinedResponses"].get("inlinedResponses") or ()]
+            inlined = output["inlinedResponses"]
+            listed = inlined.get("inlinedResponses") if isinstance(inlined, dict) else None
+            if not isinstance(listed, list) or not all(isinstance(r, dict) for r in listed):
+                raise BatchAPIError(f"the Gemini batch API's inlined responses are not a list of objects: "
+                                    f"{_line(json.dumps(inlined), 120)}")
+            entries = [((r.get("metadata") if isinstance(r.get("metadata"), dict) else {}).get("key"), r)
+                       for r in listed]
         elif output.get("responsesFile"):
             text = self._call("GET", f"{self.root}/download/v1beta/{output['responsesFile']}:download",
                               params={"alt": "media"}).content
-            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-            entries = [(r.get("key"), r) for r in lines]
+            entries = [(r.get("key"), r) for r in _jsonl(text, f"the responses file {output['responsesFile']}")]
         else:
             return {}
         if len(entries) == len(keys):
             entries = [(key if key is not None else keys[n], r) for n, (key, r) in enumerate(entries)]
-        out = {}
+        out: dict[str, ItemResult] = {}
         for key, entry in entries:
-            key = str(key)
             if isinstance(entry.get("response"), dict):
-                out[key] = ItemResult(200, json.dumps(entry["response"], ensure_ascii=False,
-                                                      separators=(",", ":")).encode("utf-8"))
+                result = ItemResult(200, json.dumps(entry["response"], ensure_ascii=False,
+                                                    separators=(",", ":")).encode("utf-8"))
             else:
-                error = entry.get("error") or {}
-                out[key] = ItemResult(error=f"{error.get('code', '?')} {error.get('message', 'no answer')}")
+                error = entry.get("error") if isinstance(entry.get("error"), dict) else {}
+                result = ItemResult(error=f"{error.get('code', '?')} {error.get('message', 'no answer')}")
+            _add(out, str(key), result)
         return out
 
     def cancel(self, job: str) -> None:
@@ -184,6 +235,9 @@ class OpenAIBatches:
             return call()
         except openai.APIError as exc:
             status = getattr(exc, "status_code", None)
+            if status == 404 and what in ("upload the batch input", "create the batch"):
+                raise BatchAPIError(NO_BATCH_API.format(server=redact_url(self.base_url), what=f"the request to {what}",
+                                                        api="OpenAI's Batch API"), status=404, permanent=True) from None
             raise BatchAPIError(f"the OpenAI batch API failed to {what} at {redact_url(self.base_url)} "
                                 f"({status or type(exc).__name__}: {_line(str(exc))})", status=status,
                                 transient=isinstance(exc, openai.APIConnectionError)) from None
@@ -215,20 +269,18 @@ class OpenAIBatches:
                 continue
             text = self._call("download the batch's results",
                               lambda file_id=file_id: self._client.files.content(file_id).content)
-            for line in text.splitlines():
-                if not line.strip():
-                    continue
-                entry = json.loads(line)
+            for entry in _jsonl(text, f"the batch's file {file_id}"):
                 response, error = entry.get("response"), entry.get("error")
                 if isinstance(response, dict) and response.get("status_code") == 200 and isinstance(
                         response.get("body"), dict):
-                    out[str(entry.get("custom_id"))] = ItemResult(200, json.dumps(
-                        response["body"], ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+                    result = ItemResult(200, json.dumps(response["body"], ensure_ascii=False,
+                                                        separators=(",", ":")).encode("utf-8"))
                 else:
-                    why = (error or {}).get("message") if isinstance(error, dict) else None
+                    why = error.get("message") if isinstance(error, dict) else None
                     if why is None and isinstance(response, dict):
                         why = f"{response.get('status_code')} {_line(json.dumps(response.get('body')), 120)}"
-                    out[str(entry.get("custom_id"))] = ItemResult(error=str(why or "no answer"))
+                    result = ItemResult(error=str(why or "no answer"))
+                _add(out, str(entry.get("custom_id")), result)
         return out
 
     def cancel(self, job: str) -> None:
