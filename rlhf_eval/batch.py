@@ -26,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,10 +250,18 @@ class SuiteJobs:
             return cls(suite, path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") != STATE_VERSION:
+                raise ValueError(f"version {data.get('version')!r}, this rlhf-eval reads version {STATE_VERSION}")
             jobs = [Job(**job) for job in data["jobs"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BatchError(f"{shown_path(path)}: not a batch state file rlhf-eval wrote ({type(exc).__name__}: "
-                             f"{exc}); delete it to submit the suite's batch again") from None
+            for job in jobs:
+                if not (isinstance(job.id, str) and job.id and isinstance(job.state, str)
+                        and isinstance(job.server, str) and isinstance(job.items, list)
+                        and all(isinstance(item, str) for item in job.items)):
+                    raise ValueError(f"job {job.id!r} is not an id, a state, a server and a list of request ids")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BatchError(f"{shown_path(path)}: not a batch state file this rlhf-eval wrote ({exc}); the jobs it "
+                             "names may still be running at the provider (collect them with the rlhf-eval that wrote "
+                             "it), else delete it to submit the suite's batch again") from None
         return cls(suite, path, jobs)
 
     def save(self) -> None:
@@ -291,6 +301,32 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@contextlib.contextmanager
+def _ctrl_c_after(say: Callable[[str], None]) -> Iterator[None]:
+    """Hold a first Ctrl-C until the block is over (then raise it): a job created at the provider
+    but not yet written to the state file would be lost, and paid for again by the next run. A
+    second Ctrl-C stops at once. Outside the main thread (no signal handler to set) a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum, frame) -> None:
+        if held:
+            raise KeyboardInterrupt
+        held.append(signum)
+        say("rlhf-eval: batch: Ctrl-C: writing down the job being created first (Ctrl-C again to stop at once: "
+            "that job may then be created and forgotten)")
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 # ----------------------------------------------------------------------------------- the whole
 
 @dataclass
@@ -318,33 +354,48 @@ class BatchRecording:
         by_suite: dict[str, tuple[Suite, list[Question]]] = {}
         for suite, question in questions:
             by_suite.setdefault(suite.name, (suite, []))[1].append(question)
-        running: list[_Running] = []
-        wanted: set[str] = set()  # the requests' ids (their bodies are let go once submitted)
-        for suite, qs in by_suite.values():
+        for suite, _ in by_suite.values():  # every suite checked before anything is captured or paid for
             problem = batch_problem(suite)
             if problem:
                 raise BatchError(problem)
-            pending = capture(suite, qs, self.cassette_dir, self.mode)
-            self.cassettes[suite.name] = [cassette_path(self.cassette_dir, suite.name, q.id) for q in qs]
-            if not pending:
-                continue
-            wanted.update(p.custom_id for p in pending)
-            running += self._submit(suite.name, pending)
-        if not running:
-            return
+        running: list[_Running] = []
+        wanted: set[str] = set()  # the requests' ids (their bodies are let go once submitted)
+        polling = False
         try:
+            for suite, qs in by_suite.values():
+                pending = capture(suite, qs, self.cassette_dir, self.mode)
+                self.cassettes[suite.name] = [cassette_path(self.cassette_dir, suite.name, q.id) for q in qs]
+                if not pending:
+                    continue
+                wanted.update(p.custom_id for p in pending)
+                self._submit(suite.name, pending, running)
+            if not running:
+                return
+            polling = True
             self._poll(running)
         except KeyboardInterrupt:
             from .runner import Interrupted
 
+            if not running:
+                raise Interrupted("rlhf-eval stopped on Ctrl-C before any batch job was submitted; nothing was "
+                                  "recorded or paid for") from None
             files = ", ".join(sorted({shown_path(r.suite.path) for r in running}))
-            raise Interrupted(f"rlhf-eval stopped on Ctrl-C while waiting for {len(running)} batch "
-                              f"job{'s' * (len(running) != 1)} (kept in {files}); run the same command again to "
-                              "collect them: nothing is submitted twice") from None
+            jobs = f"{len(running)} batch job{'s' * (len(running) != 1)}"
+            if polling:
+                raise Interrupted(f"rlhf-eval stopped on Ctrl-C while waiting for {jobs} (kept in {files}); run the "
+                                  "same command again to collect them: nothing is submitted twice") from None
+            raise Interrupted(f"rlhf-eval stopped on Ctrl-C while submitting, with {jobs} submitted (kept in {files}); "
+                              "run the same command again to collect them and submit the rest: nothing is submitted "
+                              "twice") from None
         answered: set[str] = set()
         for r in running:
             assert r.status is not None
-            results = r.client.results(r.status, r.job.items) if r.status.output else {}
+            try:
+                results = r.client.results(r.status, r.job.items) if r.status.output else {}
+            except BatchAPIError as exc:
+                raise BatchError(f"batch job {r.job.id}: {exc}; nothing was recorded from it: run the same command "
+                                 f"again to read its results again, or delete {shown_path(r.suite.path)} to submit "
+                                 "the suite's requests again") from None
             answers = []
             for cid in r.job.items:
                 if cid not in wanted:
@@ -368,9 +419,10 @@ class BatchRecording:
             self.settings.say(f"rlhf-eval: batch: {len(self.failed)} of {len(wanted)} requests got no answer from "
                               f"the batch (first: {first}); they are sent online")
 
-    def _submit(self, suite: str, pending: list[Pending]) -> list[_Running]:
-        """Jobs that hold `pending`: those remembered for the suite that still may answer, and new
-        ones for the requests none of them holds (saved the moment each is created)."""
+    def _submit(self, suite: str, pending: list[Pending], started: list[_Running]) -> None:
+        """Add to `started` the jobs that hold `pending`: those remembered for the suite that still
+        may answer, and new ones for the requests none of them holds (each saved and added the
+        moment it is created, so that a Ctrl-C between two chunks names every job kept)."""
         jobs = SuiteJobs.load(self.cassette_dir, suite)
         self.suites.append(jobs)
         first = pending[0]
@@ -378,25 +430,27 @@ class BatchRecording:
         covered = {cid for job in jobs.jobs if job.state in USABLE and job.server == server for cid in job.items}
         running = [_Running(jobs, job, _client(first, self.settings)) for job in jobs.jobs
                    if job.state in USABLE and job.server == server and set(job.items) & {p.custom_id for p in pending}]
+        started += running
         todo = [p for p in pending if p.custom_id not in covered]
         by_target: dict[str, list[Pending]] = {}
         for p in todo:
             by_target.setdefault(p.target, []).append(p)
+        self._refuse_secrets(suite, todo)  # all of them before the first job: nothing half submitted
         for target, items in by_target.items():
             client = _client(items[0], self.settings)
             for chunk in _chunks(items, self.settings):
-                self._refuse_secrets(suite, chunk)
                 name = f"rlhf-eval-{suite}-{len(jobs.jobs) + 1}"
-                job_id, where = client.submit(target, [(p.custom_id, p.body) for p in chunk], name)
-                job = Job(job_id, first.provider, server, target, [p.custom_id for p in chunk], where, _now())
-                jobs.jobs.append(job)
-                jobs.save()
-                running.append(_Running(jobs, job, client))
+                with _ctrl_c_after(self.settings.say):  # from create to saved: a Ctrl-C would lose a paid job
+                    job_id, where = client.submit(target, [(p.custom_id, p.body) for p in chunk], name)
+                    job = Job(job_id, first.provider, server, target, [p.custom_id for p in chunk], where, _now())
+                    jobs.jobs.append(job)
+                    jobs.save()
+                    running.append(_Running(jobs, job, client))
+                    started.append(running[-1])
         resumed = len(running) - sum(len(list(_chunks(v, self.settings))) for v in by_target.values())
         self.settings.say(f"rlhf-eval: batch {suite}: {len(pending)} requests; "
                           f"{len(running) - resumed} job{'s' * (len(running) - resumed != 1)} submitted"
                           + (f", {resumed} resumed from {shown_path(jobs.path)}" if resumed else ""))
-        return running
 
     @staticmethod
     def _refuse_secrets(suite: str, chunk: list[Pending]) -> None:
@@ -416,6 +470,12 @@ class BatchRecording:
                     try:
                         r.status = r.client.status(r.job.id, len(r.job.items))
                     except BatchAPIError as exc:
+                        if exc.status == 404:  # gone at the provider (deleted, or past its retention)
+                            r.job.state = "not found"
+                            r.suite.save()
+                            raise BatchError(f"batch job {r.job.id} is unknown to {r.job.server} (404); it is "
+                                             f"marked so in {shown_path(r.suite.path)}: run the same command again "
+                                             "to submit its requests again") from None
                         if not exc.retryable:
                             raise
                         s.say(f"rlhf-eval: batch: could not read job {r.job.id} ({exc}); asking again at the next poll")
@@ -456,6 +516,8 @@ class BatchRecording:
             if all(path.is_file() for path in self.cassettes.get(jobs.suite, ())):
                 with contextlib.suppress(OSError):
                     jobs.path.unlink()
+                with contextlib.suppress(OSError):  # the folder too, once no suite has jobs left in it
+                    jobs.path.parent.rmdir()
 
 
 def _progress_line(running: list[_Running], elapsed: float) -> str:
