@@ -216,3 +216,21 @@ def test_an_openai_results_file_that_is_not_jsonl_is_one_line(emu):
     emu.batch.files[out] = b'{"custom_id": "a", "response": {"status_code": 200, "body": {"id": 1}}}\n[1, 2]\n'
     with pytest.raises(BatchAPIError, match=rf"^line 2 of the batch's file {out} is not a JSON object: \[1, 2\]$"):
         api.results(status, ["a"])
+
+
+def test_the_plugin_ends_a_ctrl_c_while_submitting_with_pytests_stop_line(project, emu, monkeypatch):
+    from test_plugin import run
+
+    monkeypatch.chdir(project.path)
+    project.makefile(".yaml", demo=suite_yaml(samples=1, limit=1))
+    emu.batch.interrupt_after_create = 1
+    emu.batch.delay_polls = 0  # done at the first poll: the plugin's real sleep is never reached
+    creates = emu.batch.creates
+    result = run(project, "--rlhf-record-mode=once", "--rlhf-record-via=batch")
+    assert result.ret == pytest.ExitCode.INTERRUPTED and emu.batch.creates == creates + 1
+    result.stdout.fnmatch_lines(["*! Interrupted: rlhf-eval stopped on Ctrl-C while submitting, with 1 batch job "
+                                 "submitted (kept in cassettes/.batches/demo.json); run the same command again *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    again = run(project, "--rlhf-record-mode=once", "--rlhf-record-via=batch")
+    again.assert_outcomes(passed=1)
+    assert emu.batch.creates == creates + 1

@@ -453,12 +453,14 @@ def pytest_runtestloop(session: pytest.Session):
     if not rows:  # no question in this run: nothing to sample, prefetch or stop
         return (yield)
     run = the_run(config)
-    from rlhf_eval.runner import RunError
+    from rlhf_eval.runner import Interrupted, RunError
 
     try:
         run.start(rows, prefetch=not _distributed(config) and not config.option.collectonly)
     except RunError as exc:  # recording by batch could not start
         raise pytest.UsageError(str(exc)) from None
+    except Interrupted as exc:  # Ctrl-C while the batch jobs were submitted or waited for: pytest's own stop line
+        raise session.Interrupted(str(exc)) from None
     from rlhf_eval.runner import sigterm_as_interrupt
 
     # Around it all: a second SIGTERM also cuts the stop short. An xdist worker is stopped by its controller.
