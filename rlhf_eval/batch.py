@@ -400,7 +400,8 @@ class BatchRecording:
             for cid in r.job.items:
                 if cid not in wanted:
                     continue
-                result = results.get(cid) or ItemResult(error=f"job {r.job.id} ended {r.status.state} without it")
+                why = f" ({r.status.error})" if r.status.error else ""
+                result = results.get(cid) or ItemResult(error=f"job {r.job.id} ended {r.status.state}{why} without it")
                 if result.body is None:
                     self.failed.setdefault(cid, result.error or "no answer")
                     continue

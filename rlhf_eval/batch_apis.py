@@ -43,6 +43,7 @@ class Status:
     total: int
     output: Any = None  # Gemini: the Operation's output; OpenAI: (output_file_id, error_file_id)
     content_type: str = "application/json"  # what the server sends its JSON answers as
+    error: str | None = None  # why the whole job failed, when the provider says
 
 
 @dataclass
@@ -176,8 +177,10 @@ class GeminiBatches:
                 finished = total - int(stats.get("pendingRequestCount") or 0)
             except (TypeError, ValueError):
                 finished = None
+        error = _object(operation.get("error"))
         return Status(state, state in GEMINI_DONE, finished, total, meta.get("output"),
-                      response.headers.get("content-type") or "application/json")
+                      response.headers.get("content-type") or "application/json",
+                      _line(str(error["message"]), 160) if error.get("message") else None)
 
     def results(self, status: Status, keys: list[str]) -> dict[str, ItemResult]:
         """Each answered request's result, by key (none when the job produced no output). `keys`
@@ -258,8 +261,10 @@ class OpenAIBatches:
         counts = batch.request_counts
         finished = (counts.completed + counts.failed) if counts is not None and counts.total else None
         content_type = raw.headers.get("content-type") or "application/json"
+        errors = [e.message for e in (batch.errors.data or []) if e.message] if batch.errors is not None else []
         return Status(str(batch.status), batch.status in OPENAI_DONE, finished, total,
-                      (batch.output_file_id, batch.error_file_id), content_type)
+                      (batch.output_file_id, batch.error_file_id), content_type,
+                      _line("; ".join(errors), 160) if errors else None)
 
     def results(self, status: Status, keys: list[str]) -> dict[str, ItemResult]:
         """Each answered request's result, by custom_id (OpenAI's lines always carry theirs)."""

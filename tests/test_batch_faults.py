@@ -26,7 +26,7 @@ def emu(live, monkeypatch, tmp_path):
 
     def defaults():
         knobs.delay_polls, knobs.fail_every, knobs.fail_polls = 1, 0, 0
-        knobs.served, knobs.interrupt_after_create = True, 0
+        knobs.served, knobs.interrupt_after_create, knobs.fail_jobs = True, 0, 0
 
     defaults()
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
@@ -234,3 +234,21 @@ def test_the_plugin_ends_a_ctrl_c_while_submitting_with_pytests_stop_line(projec
     again = run(project, "--rlhf-record-mode=once", "--rlhf-record-via=batch")
     again.assert_outcomes(passed=1)
     assert emu.batch.creates == creates + 1
+
+
+@pytest.mark.parametrize("suite_of, state", [("gemini", "BATCH_STATE_FAILED"), ("openai", "failed")])
+def test_a_job_that_failed_as_a_whole_says_why_its_requests_go_online_and_the_cassettes_are_the_online_ones(
+        emu, tmp_path, suite_of, state):
+    (tmp_path / "suites" / "s.yaml").write_text(suite_yaml(samples=1, limit=2) if suite_of == "gemini"
+                                                else openai_suite(emu))
+    run_suites(["suites"], record_mode="once", cassette_dir="online")
+    emu.batch.fail_jobs = 1
+    lines: list[str] = []
+    since = len(emu.requests)
+    batch_run(batch=settings(lines=lines))
+    n = 2 if suite_of == "gemini" else 9
+    assert lines[-1].startswith(f"rlhf-eval: batch: {n} of {n} requests got no answer from the batch (first: job ")
+    assert lines[-1].endswith(f" ended {state} (The batch could not be processed: the model is not available for batch "
+                              "jobs.) without it); they are sent online")
+    assert len(online_paths(emu, since)) == n
+    assert cassettes(tmp_path / "batch") == cassettes(tmp_path / "online")

@@ -30,7 +30,9 @@ reads answer 503; `served = False` — every batch and file endpoint answers 404
 a batch API does (vLLM, SGLang: `{"detail": "Not Found"}`); `interrupt_after_create` — the next N
 job creations, once the job exists, send Ctrl-C (SIGINT) to the process's main thread before
 answering (an in-process emulator only: the Ctrl-C that lands while a job is created and before its
-id is read). `creates` and `cancels` count jobs created and cancelled.
+id is read); `fail_jobs` — the next N jobs to complete fail as a whole (Gemini: `BATCH_STATE_FAILED`
+with the Operation's `error`; OpenAI: `failed` with `errors.data`, as a batch failing validation).
+`creates` and `cancels` count jobs created and cancelled.
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ class Job:
     results: list[dict] = field(default_factory=list)
     output_file: str | None = None
     error_file: str | None = None
+    error: str | None = None  # why the whole job failed
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -77,6 +80,7 @@ class BatchState:
         self.fail_every = 0
         self.fail_polls = 0  # the next this many job reads answer 503 (a transient fault)
         self.served = True
+        self.fail_jobs = 0
         self.interrupt_after_create = 0
         self.creates = 0
         self.cancels = 0
@@ -245,6 +249,11 @@ def _advance(state: EmulatorState, batches: BatchState, job: Job) -> None:
         job.polls_left -= 1
         job.state = "BATCH_STATE_RUNNING" if job.kind == "gemini" else "in_progress"
         return
+    if batches.fail_jobs > 0:
+        batches.fail_jobs -= 1
+        job.error = "The batch could not be processed: the model is not available for batch jobs."
+        job.state = "BATCH_STATE_FAILED" if job.kind == "gemini" else "failed"
+        return
     job.results = [_answer(state, batches, job, n, key, request) for n, (key, request) in enumerate(job.items, 1)]
     if job.kind == "gemini":
         job.state = "BATCH_STATE_SUCCEEDED"
@@ -306,7 +315,10 @@ def _operation(job: Job) -> dict:
         metadata["output"] = ({"inlinedResponses": {"inlinedResponses": job.results}} if job.inline
                               else {"responsesFile": job.output_file})
     operation: dict[str, Any] = {"name": job.id, "metadata": metadata}
-    if done:
+    if done and job.error:
+        operation["done"] = True
+        operation["error"] = {"code": 9, "message": job.error}  # google.rpc.Code FAILED_PRECONDITION
+    elif done:
         operation["done"] = True
         operation["response"] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
                                           "GenerateContentBatchOutput", **metadata.get("output", {})}
@@ -403,7 +415,9 @@ def _openai_create(batches: BatchState, body: dict, api_key: str) -> dict:
 def _batch_object(job: Job) -> dict:
     failed = sum(1 for r in job.results if r.get("error") is not None)
     done = job.state == "completed"
-    return {"id": job.id, "object": "batch", "endpoint": job.model, "errors": None,
+    errors = ({"object": "list", "data": [{"code": "invalid_request", "message": job.error, "param": None,
+                                           "line": None}]} if job.error else None)
+    return {"id": job.id, "object": "batch", "endpoint": job.model, "errors": errors,
             "input_file_id": job.display_name, "completion_window": "24h", "status": job.state,
             "output_file_id": job.output_file, "error_file_id": job.error_file, "created_at": job.created,
             "request_counts": {"total": len(job.items), "completed": len(job.items) - failed if done else 0,
