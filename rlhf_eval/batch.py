@@ -393,6 +393,12 @@ class BatchRecording:
             try:
                 results = r.client.results(r.status, r.job.items) if r.status.output else {}
             except BatchAPIError as exc:
+                if exc.status == 404:  # the results file is gone (the provider keeps files for a while only)
+                    r.job.state = "results not found"
+                    r.suite.save()
+                    raise BatchError(f"batch job {r.job.id}: {exc}; its results are gone: it is marked so in "
+                                     f"{shown_path(r.suite.path)}, run the same command again to submit its requests "
+                                     "again") from None
                 raise BatchError(f"batch job {r.job.id}: {exc}; nothing was recorded from it: run the same command "
                                  f"again to read its results again, or delete {shown_path(r.suite.path)} to submit "
                                  "the suite's requests again") from None
@@ -408,7 +414,8 @@ class BatchRecording:
                 leaked = find_secret(result.body.decode("utf-8", "replace"))
                 if leaked:
                     raise BatchError(f"the results of batch job {r.job.id} contain {leaked}; nothing was recorded "
-                                     "from them (report this: a secret reached a request or response)")
+                                     "from them (report this: a secret reached a request or response; record the suite "
+                                     f"online, or delete {shown_path(r.suite.path)} to submit it again)")
                 answers.append((cid, result.status, r.status.content_type, result.body))
                 answered.add(cid)
             del results

@@ -252,3 +252,28 @@ def test_a_job_that_failed_as_a_whole_says_why_its_requests_go_online_and_the_ca
                               "jobs.) without it); they are sent online")
     assert len(online_paths(emu, since)) == n
     assert cassettes(tmp_path / "batch") == cassettes(tmp_path / "online")
+
+
+def test_a_results_file_gone_at_the_provider_is_marked_and_submitted_again_next_run(emu, tmp_path):
+    (tmp_path / "suites" / "demo.yaml").write_text(suite_yaml(samples=1, limit=2))
+    emu.batch.delay_polls = 0
+    finished: list[str] = []
+
+    def drop_the_results_file(line: str) -> None:  # as the provider does after its retention time
+        finished.append(line)
+        if line.endswith(", done"):
+            for job in emu.batch.jobs.values():
+                if job.output_file:
+                    emu.batch.files.pop(job.output_file, None)
+
+    with pytest.raises(RunError) as refused:
+        batch_run(batch=BatchSettings(sleep=Polls(), progress=drop_the_results_file, max_inline_bytes=0))
+    saved = state_path(tmp_path / "batch", "demo")
+    job = json.loads(saved.read_text())["jobs"][0]
+    assert str(refused.value).startswith(f"batch job {job['id']}: the Gemini batch API answered 404 to GET ")
+    assert str(refused.value).endswith("its results are gone: it is marked so in batch/.batches/demo.json, run the "
+                                       "same command again to submit its requests again")
+    assert job["state"] == "results not found"
+    creates = emu.batch.creates
+    batch_run()
+    assert emu.batch.creates == creates + 1 and len(cassettes(tmp_path / "batch")) == 2
