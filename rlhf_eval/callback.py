@@ -213,7 +213,7 @@ def _whole(value: Any) -> int:
 
 def _check_settings(*, batch_size: Any, backends: Any, output_dir: Any, **flags: Any) -> None:
     """The plain settings, checked when the callback is made rather than at the first evaluation."""
-    if _whole(batch_size) < 1:
+    if batch_size is not None and _whole(batch_size) < 1:
         raise ValueError(f"RLHFEvalCallback: batch_size = {batch_size!r}; expected a whole number of traces per "
                          "forward pass, at least 1")
     if backends is not None and not callable(backends):
@@ -256,7 +256,8 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         reference_model: the model that scores a suite's `dpo.reference: {provider: hf, ...}`, as
             it is (e.g. a DPOTrainer's `ref_model`), instead of loading that checkpoint; margins are
             then TRL's β·((ℓ_w − ℓ_w^ref) − (ℓ_l − ℓ_l^ref)).
-        batch_size: traces per forward pass of the hf sampler.
+        batch_size: traces per forward pass of the hf sampler (default: the suite's
+            `model.batch_size`, else 8).
 
     Raises StopRuleError (one line) for a rule that cannot be read, SuiteError for a bad suite,
     ValueError for a bad setting. After training, `history` holds each `StepEval` and `stopped`
@@ -267,7 +268,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
                  stop_when: str | RuleFunction | Sequence[str | RuleFunction] | None = None,
                  stop_on_regression: str | Sequence[str] = (), stop_on_thresholds: bool = False,
                  backends: Callable[[Suite, bool, RequestPolicy], Backends | None] | None = None,
-                 reference_model: Any = None, batch_size: int = 8) -> None:
+                 reference_model: Any = None, batch_size: int | None = None) -> None:
         if _whole(every) < 1:
             raise ValueError(f"RLHFEvalCallback: every = {every!r}; expected a whole number of steps, at least 1")
         if not isinstance(trainer, transformers.Trainer):
@@ -311,7 +312,7 @@ class RLHFEvalCallback(transformers.TrainerCallback):
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.at_start, self.at_end = at_start, at_end
         self.backends = backends
-        self.batch_size = _whole(batch_size)
+        self.batch_size = None if batch_size is None else _whole(batch_size)
         self.reference_model = reference_model
         self.history: list[StepEval] = []
         self.stopped: Stop | None = None
