@@ -91,7 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="the policy's and reward model's weights (default float32; on a GPU that has bfloat16 the "
                    "trainers compute in it, mixed precision: bfloat16 weights lose AdamW's small updates)")
-    p.add_argument("--sample-batch-size", type=int, default=8, help="traces per forward pass while sampling")
+    p.add_argument("--sample-batch-size", type=int, default=None,
+                   help="traces per forward pass while sampling (default: the suite's model.batch_size, else 8)")
     p.add_argument("--seed", type=int, default=0, help="the trainers' seed (sampling uses the suites' seeds)")
     p.add_argument("--replay", type=Path, metavar="OUT",
                    help="rebuild every round's report of an earlier loop from its cassettes and check it")
@@ -101,7 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.replay is not None and (args.suites or args.out is not None):
         p.error("--replay OUT takes the suites and settings from OUT/loop.json: give no suite files or --out with it")
     for name in ("rounds", "dpo_steps", "batch_size", "gradient_accumulation_steps", "sample_batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.reward_steps < 0:
         p.error("--reward-steps must be 0 or more")
@@ -208,7 +209,7 @@ def load_reward_model(name: str, tokenizer, device: str, dtype: str, seed: int):
 
 # --------------------------------------------------------------------------------------- one round
 
-def sample_round(paths: list[str], round_dir: Path, *, policy, tokenizer, version: str, batch_size: int,
+def sample_round(paths: list[str], round_dir: Path, *, policy, tokenizer, version: str, batch_size: int | None,
                  previous: Path | None, scorers: dict[str, Backends]) -> Report:
     """Sample the suites from the live `policy`, recording into `round_dir/cassettes`; the report
     (compared with `previous`, a report file, when given) is written to `round_dir/report.json`."""
