@@ -463,6 +463,14 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     finally:
         if run is not None and not isinstance(nextitem, QuestionItem):
             run.release_patch()
+        if isinstance(item, QuestionItem):  # its reports carry the result; the item lives to the end
+            item.user_properties = _without_result(item.user_properties)
+
+
+def _without_result(properties: list) -> list:
+    """`properties` without the question's result and settings: once gathered (or sent to the
+    xdist controller), holding them to the end of the session would grow memory with the questions."""
+    return [p for p in properties if p[0] not in (RESULT_KEY, SETTINGS_KEY)]
 
 
 class Progress:
@@ -550,12 +558,15 @@ class ReportPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
 
+    @pytest.hookimpl(trylast=True)  # after other readers of the report (junitxml)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
         props: dict[str, Any] = dict(report.user_properties)
         if RESULT_KEY in props:
             the_run(self.config).add(props[SETTINGS_KEY], props[RESULT_KEY])
+            # pytest keeps every report to the end (the terminal's stats): the run's spool has it now
+            report.user_properties = _without_result(report.user_properties)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
