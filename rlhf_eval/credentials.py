@@ -276,6 +276,7 @@ class CheckedWriter:
         self._size = 0
         if not text:
             return
-        refuse_secrets(self._path, self._tail + text)
-        self._tail = text[-self._overlap:]
+        checked = self._tail + text
+        refuse_secrets(self._path, checked)
+        self._tail = checked[-self._overlap:]  # the last `overlap` characters, however small the chunks
         self._file.write(text)

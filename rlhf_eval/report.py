@@ -265,15 +265,19 @@ def suite_notes(suite: Suite) -> list[tuple[str, str]]:
     lines = [("text", line) for line in rows_.dpo_unavailable_lines(suite)]
     usage = usage_line(suite)
     lines += [("text", usage)] if usage else []
-    failing = [(q, reason) for q in suite.questions if (reason := rows_.question_reason(q)) is not None]
-    said = {q.dpo_unavailable for q in suite.questions if q.dpo_unavailable}  # by the DPO line(s) above
+    failing, said = [], set()  # (result, id, reason), not the questions: a large report reads them from disk
+    for q in suite.questions:
+        if (reason := rows_.question_reason(q)) is not None:
+            failing.append((q.result, q.id, reason))
+        if q.dpo_unavailable:
+            said.add(q.dpo_unavailable)  # by the DPO line(s) above
 
     def once(reason: str) -> str:  # a gate on a DPO metric names the line that says why, not the reason again
         for why in said:
             reason = reason.replace(f" is unavailable: {why}", " is unavailable (see DPO metrics unavailable above)")
         return reason
 
-    lines += [("fail", f"{q.result} {suite.name}::{q.id}: {once(reason)}") for q, reason in failing[:MAX_REASONS]]
+    lines += [("fail", f"{result} {suite.name}::{qid}: {once(reason)}") for result, qid, reason in failing[:MAX_REASONS]]
     if len(failing) > MAX_REASONS:
         lines.append(("fail", f"… and {len(failing) - MAX_REASONS} more failing questions of {suite.name} "
                               "(each one's reason is in the JSON report: questions[].failures and .error)"))
@@ -328,13 +332,18 @@ def usage_line(suite: Suite) -> str | None:
     token usage)`, never a partial sum."""
     a = suite.aggregates
     if a.total_tokens is None:
-        traces = [t for q in suite.questions for t in q.traces]
-        missing = sum(t.prompt_tokens is None or t.output_tokens is None for t in traces)
+        missing = n = 0
+        kept = False  # counted, not held: a large report reads its questions from disk one at a time
+        for q in suite.questions:
+            for t in q.traces:
+                n += 1
+                missing += t.prompt_tokens is None or t.output_tokens is None
+                kept = kept or "prompt_tokens" in t.model_fields_set
         # nothing scored (see the errors), traces left out, or a report from before usage was kept
-        if not missing or not any("prompt_tokens" in t.model_fields_set for t in traces):
+        if not missing or not kept:
             return None
         no_cost = ", so no cost" if suite.price else ""
-        return (f"tokens: none ({missing} of {len(traces)} traces came from requests whose response "
+        return (f"tokens: none ({missing} of {n} traces came from requests whose response "
                 f"reported no token usage){no_cost}")
     thinking = f" ({a.thinking_tokens:,} thinking)" if a.thinking_tokens else ""
     cost = f"; cost ${a.cost_usd:,.4f}" if a.cost_usd is not None else ""

@@ -463,8 +463,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     finally:
         if run is not None and not isinstance(nextitem, QuestionItem):
             run.release_patch()
-        if isinstance(item, QuestionItem):  # its reports carry the result; the item lives to the end
-            item.user_properties = _without_result(item.user_properties)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """The call's report carries the question's result (to the xdist controller too); the item,
+    which lives to the end of the session, and its teardown report then hold it no more."""
+    yield
+    if call.when == "call" and isinstance(item, QuestionItem):
+        item.user_properties = _without_result(item.user_properties)
 
 
 def _without_result(properties: list) -> list:
