@@ -167,7 +167,8 @@ def main() -> None:
                 f"--rlhf-cassette-dir={out / 'cassettes'}"]
         if not args.no_floor:
             floor = measured([*base, "-n", "0", "--collect-only"], out)
-            print(f"  N = {n:6d}: (0) collect only:   peak RSS {floor['rss']:5d} MB, {floor['seconds']:7.1f} s", flush=True)
+            print(f"  N = {n:6d}: (0) collect only:   peak RSS {floor['rss']:5d} MB, {floor['seconds']:7.1f} s",
+                  flush=True)
         report = out / "report.json"
         cmd = [*base, "-n", str(args.workers), f"--rlhf-report-json={report}"]
         if args.html:

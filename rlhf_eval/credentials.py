@@ -13,7 +13,7 @@ import re
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from .paths import shown_path

@@ -529,7 +529,7 @@ class _SuiteFacts:
         self.spread.append(q.metrics.spread if q.metrics else None)
         self.acc_iv.append(_interval_values(q.intervals, "accuracy"))
         self.spr_iv.append(_interval_values(q.intervals, "spread"))
-        self.margins.extend(float(p.margin) for p in q.pairs if is_number(p.margin))  # type: ignore[arg-type]
+        self.margins.extend(float(p.margin) for p in q.pairs if is_number(p.margin))
         for t in q.traces:
             if t.model_version:
                 self.versions.setdefault(str(t.model_version), None)

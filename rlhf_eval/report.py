@@ -277,7 +277,8 @@ def suite_notes(suite: Suite) -> list[tuple[str, str]]:
             reason = reason.replace(f" is unavailable: {why}", " is unavailable (see DPO metrics unavailable above)")
         return reason
 
-    lines += [("fail", f"{result} {suite.name}::{qid}: {once(reason)}") for result, qid, reason in failing[:MAX_REASONS]]
+    lines += [("fail", f"{result} {suite.name}::{qid}: {once(reason)}")
+              for result, qid, reason in failing[:MAX_REASONS]]
     if len(failing) > MAX_REASONS:
         lines.append(("fail", f"… and {len(failing) - MAX_REASONS} more failing questions of {suite.name} "
                               "(each one's reason is in the JSON report: questions[].failures and .error)"))
