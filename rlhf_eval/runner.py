@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import shlex
+import tempfile
 import threading
 from concurrent.futures import Future, wait as futures_wait
 from dataclasses import dataclass
@@ -366,11 +367,17 @@ class Run:
         """Gather one question's result (an `Outcome`'s, possibly from another process; or a
         report's question, as rlhf_eval.merge gathers the shards'). It is written to the run's
         spool (a temporary file) at once: memory does not grow with the questions. Raises
-        ReportError for a result that does not fit the report (a bug), OSError when the temporary
-        folder cannot take it."""
+        ReportError for a result that does not fit the report (a bug); RunError (one line) when no
+        temporary file can be made, OSError when the disk fills."""
         question = result if isinstance(result, ReportQuestion) else report_question(result)
         if self._spool is None:
-            self._spool = QuestionSpool()
+            try:
+                self._spool = QuestionSpool()
+            except OSError as exc:
+                from .atomic import os_reason
+
+                raise RunError(f"cannot write the run's question results to a temporary file in "
+                               f"{tempfile.gettempdir()} ({os_reason(exc)}); set TMPDIR to a writable folder") from None
         self._spool.add(question)
         self.suites.setdefault(settings["name"], settings)
 

@@ -22,6 +22,7 @@ import threading
 from array import array
 from typing import Iterator, Sequence, overload
 
+from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
 from .report_model import Question, _jsonable
@@ -107,7 +108,11 @@ class SpooledQuestions(Sequence[Question]):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        return Question.model_validate_json(self.json_text(i), strict=True)
+        text = self.json_text(i)
+        try:
+            return Question.model_validate_json(text, strict=True)
+        except ValidationError:  # written from a valid question: only strictness (a number's type) can differ
+            return Question.model_validate_json(text, strict=False)
 
     def __iter__(self) -> Iterator[Question]:
         for i in range(len(self)):

@@ -6,6 +6,7 @@ export, terminal table and comparison are what the report held in memory gives, 
 The 50,000-question figure is a benchmark (benchmarks/memory.py), not a test."""
 import json
 import re
+import tempfile
 import tracemalloc
 
 import numpy as np
@@ -18,7 +19,7 @@ from rlhf_eval import runner, stats
 from rlhf_eval.atomic import atomic_writer
 from rlhf_eval.credentials import CheckedWriter, SecretInOutput, write_chunks_without_secrets
 from rlhf_eval.report import load_report
-from rlhf_eval.runner import Run, RunOptions, finished_run
+from rlhf_eval.runner import Run, RunError, RunOptions, finished_run
 
 PROVENANCE_TIME = re.compile(r'"time": "[^"]*"')
 
@@ -175,3 +176,11 @@ def pytest_sessionfinish(session):
     assert result.ret == 0, result.stdout.str()[-2000:]
     result.stdout.fnmatch_lines(["*HELD [] 3*"])
     assert TEST_KEY not in result.stdout.str()
+
+
+def test_a_run_without_a_writable_temporary_folder_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    run = Run(RunOptions())
+    with pytest.raises(RunError, match=r"^cannot write the run's question results to a temporary file in .*missing "
+                                       r"\(.*\); set TMPDIR to a writable folder$"):
+        run.add({"name": "demo"}, {"suite": "demo", "id": "q-0000", "index": 0})
