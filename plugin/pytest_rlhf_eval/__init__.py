@@ -118,6 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Pushed before the cleanups of pytest's own plugins (ours configures first), so it runs after them
     config.add_cleanup(lambda: _after_session(config))
     if _is_xdist_worker(config):
+        config.pluginmanager.register(WorkerReports(), "rlhf-eval-worker-reports")
         return
     config.pluginmanager.register(ReportPlugin(config), "rlhf-eval-report")
     if config.getoption("--rlhf-compare") or config.getoption("--rlhf-compare-fail"):
@@ -556,6 +557,16 @@ def pytest_rlhf_refuse_unwritable(item: pytest.Item) -> None:
     message = item.config.stash.get(_unwritable_key, None)
     if message and isinstance(item, QuestionItem):
         raise ItemError(message)
+
+
+class WorkerReports:
+    """On an xdist worker: a question's call report, once sent to the controller (xdist's own
+    logreport hook), keeps no result; the worker's terminal would hold every one to the end."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" and any(key == RESULT_KEY for key, _ in report.user_properties):
+            report.user_properties = _without_result(report.user_properties)
 
 
 class ReportPlugin:
