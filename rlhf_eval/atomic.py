@@ -7,6 +7,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Iterable, Iterator, TextIO
 
 from .paths import shown_path
 
@@ -21,16 +22,31 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     A path that is a device or a pipe (`/dev/stdout`, `/dev/null`) is written in place: renaming
     a file over it would replace the device. Raises OSError (a file in the way of the folder is
     NotADirectoryError naming it)."""
+    atomic_write_chunks(path, (text,))
+
+
+def atomic_write_chunks(path: str | Path, chunks: Iterable[str]) -> None:
+    """`atomic_write_text` of the concatenated `chunks`, written as they come (a large report is
+    never whole in memory); an exception raised by the iterator leaves `path` as it was too."""
+    with atomic_writer(path) as f:
+        f.writelines(chunks)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[TextIO]:
+    """A text file (UTF-8) whose content replaces `path` when the block ends, as `atomic_write_text`
+    does; when the block raises, the temp file is removed, `path` is left as it was, and the
+    exception propagates. Raises OSError."""
     path = Path(path)
     if _is_special(path):
         with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+            yield f
         return
     make_directory(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; cassettes and reports are meant to be shared

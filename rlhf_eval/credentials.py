@@ -13,7 +13,7 @@ import re
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from .paths import shown_path
@@ -237,3 +237,46 @@ def write_without_secrets(path: str | Path, text: str) -> None:
 
     refuse_secrets(path, text)
     atomic_write_text(path, text)
+
+
+def write_chunks_without_secrets(path: str | Path, chunks: Iterable[str]) -> None:
+    """`write_without_secrets` for a text made piece by piece (a report too large to hold), each
+    piece checked before it is written (`CheckedWriter`). Raises `SecretInOutput` (nothing
+    written) or OSError."""
+    from .atomic import atomic_writer
+
+    with atomic_writer(path) as f:
+        out = CheckedWriter(path, f)
+        for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+
+
+class CheckedWriter:
+    """Writes text to `file` in chunks of about `chunk` characters, each checked for the run's
+    secrets first (`refuse_secrets`) together with the `overlap` characters before it, so a secret
+    cut by a chunk's boundary is found too. Call `flush` at the end. `write` and `flush` raise
+    `SecretInOutput` (the caller then discards the file: see atomic.atomic_writer)."""
+
+    def __init__(self, path: str | Path, file: Any, chunk: int = 1 << 20, overlap: int = 4096) -> None:
+        self._path, self._file, self._chunk, self._overlap = path, file, chunk, overlap
+        self._pieces: list[str] = []
+        self._size = 0
+        self._tail = ""
+
+    def write(self, text: str) -> None:
+        self._pieces.append(text)
+        self._size += len(text)
+        if self._size >= self._chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        text = "".join(self._pieces)
+        self._pieces.clear()
+        self._size = 0
+        if not text:
+            return
+        checked = self._tail + text
+        refuse_secrets(self._path, checked)
+        self._tail = checked[-self._overlap:]  # the last `overlap` characters, however small the chunks
+        self._file.write(text)

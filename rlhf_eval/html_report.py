@@ -15,15 +15,17 @@ The page is built with list appends and one join, so it stays linear in the size
 from __future__ import annotations
 
 import html
+from array import array
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 import numpy as np
 
-from .credentials import write_without_secrets
+from .atomic import atomic_writer
+from .credentials import CheckedWriter, write_without_secrets
 from .compare import one_sided_lines
 from .report_model import MetricChange, Question, QuestionComparison, Report, Suite
 from .rewards import DEFAULT_REWARD
@@ -504,13 +506,35 @@ def _cell(c: Cell, intervals: dict | None, changes: dict[str, MetricChange] | No
     return f"{c.prefix}{text}{zero}{_interval(intervals, c.metric)}{_delta(changes, c.metric, digits)}"
 
 
-def _model_versions(suite: Suite) -> list[str]:
-    seen: dict[str, None] = {}
-    for q in suite.questions:
+class _SuiteFacts:
+    """What the page's header and plots show of a suite's questions, gathered in one pass: a few
+    values a question (the questions themselves may be read from disk one at a time)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.fail: list[bool] = []
+        self.acc: list[Any] = []
+        self.spread: list[Any] = []
+        self.acc_iv: list[tuple[float, float] | None] = []
+        self.spr_iv: list[tuple[float, float] | None] = []
+        self.margins = array("d")  # scored pairs' margins, in order
+        self.versions: dict[str, None] = {}  # the model versions of the traces, in order of appearance
+        self.traces = 0
+        self.pairs = 0
+
+    def add(self, q: Question) -> None:
+        self.ids.append(q.id)
+        self.fail.append(_failed(q))
+        self.acc.append(q.metrics.accuracy if q.metrics else None)
+        self.spread.append(q.metrics.spread if q.metrics else None)
+        self.acc_iv.append(_interval_values(q.intervals, "accuracy"))
+        self.spr_iv.append(_interval_values(q.intervals, "spread"))
+        self.margins.extend(float(p.margin) for p in q.pairs if is_number(p.margin))
         for t in q.traces:
             if t.model_version:
-                seen.setdefault(str(t.model_version), None)
-    return list(seen)
+                self.versions.setdefault(str(t.model_version), None)
+        self.traces += len(q.traces)
+        self.pairs += len(q.pairs)
 
 
 def _failed(q: Question) -> bool:
@@ -530,13 +554,20 @@ class _Page:
         # anchors, computed once so the table, the plots and the sections agree
         self.q_anchor: dict[tuple[int, int], str] = {}
         self.s_anchor: dict[int, str] = {}
+        # What the header and the plots show of each question, in one pass over the questions
+        # (a report too large for memory reads them from disk: rlhf_eval.spool); the summary
+        # table and the sections read them once more each.
+        self.facts: list[_SuiteFacts] = []
+        has_maj = False
         for si, s in enumerate(self.suites):
             self.s_anchor[si] = _anchor("s-", s.name, taken=self.taken)
+            facts = _SuiteFacts()
             for qi, q in enumerate(s.questions):
                 self.q_anchor[si, qi] = _anchor("q-", s.name, q.id, taken=self.taken)
-        self.has_maj = any(q.metrics is not None and "maj_at_k" in q.metrics.model_fields_set
-                           for s in self.suites for q in s.questions) or \
-            any("maj_at_k" in s.aggregates.model_fields_set for s in self.suites)
+                facts.add(q)
+                has_maj = has_maj or (q.metrics is not None and "maj_at_k" in q.metrics.model_fields_set)
+            self.facts.append(facts)
+        self.has_maj = has_maj or any("maj_at_k" in s.aggregates.model_fields_set for s in self.suites)
 
     # -- comparison look-ups
     def cmp_suite_metrics(self, suite: Suite) -> dict[str, MetricChange] | None:
@@ -550,7 +581,11 @@ class _Page:
     # -- the page
     def render(self) -> str:
         out: list[str] = []
-        w = out.append
+        self.render_to(out.append)
+        return "".join(out)
+
+    def render_to(self, w: Callable[[str], Any]) -> None:
+        """Write the page, piece by piece, with `w`."""
         w(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
           f'<meta name="viewport" content="width=device-width,initial-scale=1">'
           f'<title>{_esc(self.title)}</title><style>{_CSS}</style></head><body>')
@@ -567,14 +602,12 @@ class _Page:
           'loaded from anywhere; the page reads with JavaScript off (the script only adds filtering and '
           'expand/collapse).</footer>')
         w(f"<script>{_SCRIPT}</script></body></html>\n")
-        return "".join(out)
 
     def header(self, w) -> None:
-        questions = [q for s in self.suites for q in s.questions]
-        n_q = len(questions)
-        n_failed = sum(1 for q in questions if _failed(q))
-        n_t = sum(len(q.traces) for q in questions)
-        n_p = sum(len(q.pairs) for q in questions)
+        n_q = sum(len(f.ids) for f in self.facts)
+        n_failed = sum(sum(f.fail) for f in self.facts)
+        n_t = sum(f.traces for f in self.facts)
+        n_p = sum(f.pairs for f in self.facts)
         suite_fail = [s for s in self.suites if s.threshold_failures]
         cmp_fail = list(self.cmp.failures) if self.cmp else []
         failed = bool(n_failed or suite_fail or cmp_fail)
@@ -587,8 +620,8 @@ class _Page:
           '(their verdicts, rewards and log-probabilities), computed by the harness; nothing here was '
           're-sampled, and no metric is filled in where the report has none.</p>')
         versions: list[str] = []
-        for s in self.suites:
-            versions.extend(v for v in _model_versions(s) if v not in versions)
+        for f in self.facts:
+            versions.extend(v for v in f.versions if v not in versions)
         emu = [v for v in versions if v.endswith("-emulator")]
         if emu:
             w('<div class="banner emu"><b>Emulator traces.</b> These traces come from rlhf-eval\'s Gemini '
@@ -598,7 +631,7 @@ class _Page:
             self.comparison_banner(w)
         for si, s in enumerate(self.suites):
             a = s.aggregates
-            vs = _model_versions(s)
+            vs = list(self.facts[si].versions)
             ver = f' (model version {", ".join(_esc(v) for v in vs)})' if vs else ""
             n_questions = a.questions if "questions" in a.model_fields_set else len(s.questions)
             bits = [f'<a href="#{self.s_anchor[si]}"><b>{_esc(s.name)}</b></a>',
@@ -684,14 +717,10 @@ class _Page:
 
     def plots(self, w) -> None:
         for si, s in enumerate(self.suites):
-            qs = s.questions
-            labels = [q.id for q in qs]
+            f = self.facts[si]
+            labels, fail, acc, spread, acc_iv, spr_iv = f.ids, f.fail, f.acc, f.spread, f.acc_iv, f.spr_iv
+            qs = labels  # one per question
             hrefs = [self.q_anchor[si, qi] for qi in range(len(qs))]
-            fail = [_failed(q) for q in qs]
-            acc = [q.metrics.accuracy if q.metrics else None for q in qs]
-            spread = [q.metrics.spread if q.metrics else None for q in qs]
-            acc_iv = [_interval_values(q.intervals, "accuracy") for q in qs]
-            spr_iv = [_interval_values(q.intervals, "spread") for q in qs]
             smax = max([float(v) for v in spread if is_number(v)] + [hi for iv in spr_iv if iv for hi in iv[1:]]
                        + [0.0])
             w(f'<figure><figcaption><a href="#{self.s_anchor[si]}">{_esc(s.name)}</a> <span class="muted">'
@@ -704,7 +733,7 @@ class _Page:
             if s.aggregates.pass_at:
                 w(_pass_curve(s.aggregates.pass_at, s.aggregates.pass_hat or []))
             unavailable = s.aggregates.dpo_unavailable
-            margins = np.fromiter((p.margin for q in qs for p in q.pairs if is_number(p.margin)), dtype=float)
+            margins = np.frombuffer(f.margins, dtype=float) if len(f.margins) else np.zeros(0)
             if unavailable:
                 w(f'<div class="unavail">DPO margin distribution unavailable: {_esc(unavailable)}</div>')
             elif not len(margins):
@@ -918,5 +947,16 @@ def render_html(report: Report | dict, *, title: str = "rlhf-eval report") -> st
 
 def write_html(report: Report | dict, path: str | Path, *, title: str = "rlhf-eval report") -> None:
     """Render and write atomically, so a reader never sees half a page. Raises OSError, or
-    SecretInOutput (and writes nothing) if the page would contain one of the run's secrets."""
-    write_without_secrets(path, render_html(report, title=title))
+    SecretInOutput (and writes nothing) if the page would contain one of the run's secrets.
+
+    A report whose questions are on disk (`Report.streamed`: a run of many questions, see
+    rlhf_eval.spool) is written as it is rendered, a piece at a time: the same complete page,
+    never whole in memory."""
+    report = Report.of(report)
+    if not report.streamed:
+        write_without_secrets(path, render_html(report, title=title))
+        return
+    with atomic_writer(path) as f:
+        out = CheckedWriter(path, f)
+        _Page(report, title).render_to(out.write)
+        out.flush()

@@ -7,7 +7,7 @@ the settings used, so every number can be recomputed from the file alone (tests/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Collection, Iterable
+from typing import Any, Collection, Iterable, Sequence
 
 import numpy as np
 from pydantic import ValidationError
@@ -22,9 +22,12 @@ from .prices import suite_price
 from .report_model import (REPORT_VERSION, Comparison, Question, Report, ReportError, Suite, SuiteAggregates,
                            problem_line)
 from .suite import Bound
+from .spool import QuestionSpool
+from .tally import SuiteTally
 from .thresholds import check_thresholds
 
-__all__ = ["REPORT_VERSION", "Report", "ReportError", "build_report", "load_report", "render_comparison",
+__all__ = ["REPORT_VERSION", "Report", "ReportError", "aggregates_of", "build_report", "build_streamed_report",
+           "load_report", "report_question", "render_comparison",
            "render_table", "report_lines", "suite_aggregates", "suite_intervals", "suite_settings", "summary_lines",
            "usage_line", "write_json"]
 
@@ -47,31 +50,37 @@ def suite_settings(suite) -> dict[str, Any]:
 def suite_aggregates(questions: list[Question], dpo: dict, settings: dict | None = None) -> SuiteAggregates:
     """Suite-level metrics over the questions that ran (pooled over traces and pairs); `settings`
     (`suite_settings`) gives the price for the cost."""
+    tally = SuiteTally(dpo)
+    for q in questions:
+        tally.add(q)
+    return aggregates_of(tally, dpo, settings)
+
+
+def aggregates_of(tally: SuiteTally, dpo: dict, settings: dict | None = None) -> SuiteAggregates:
+    """`suite_aggregates` from a `SuiteTally` of the suite's questions (added in report order): what
+    a run that streams its questions to disk (rlhf_eval.spool) keeps instead of the questions."""
     settings = settings or {}
-    scored = [q for q in questions if q.metrics]
-    metrics = [q.metrics for q in scored if q.metrics]  # theirs (the same test, for the type checker)
-    traces = [t for q in scored for t in q.traces]
-    n = len(traces)
-    correct = sum(t.verdict == "correct" for t in traces)
-    margins = np.array([p.margin for q in scored for p in q.pairs if p.margin is not None], float)
-    unavailable = [q for q in scored if q.dpo_unavailable]
+    scored = tally.scored
+    n = tally.traces
+    correct = tally.correct
+    margins = np.frombuffer(tally.margins, dtype=float) if len(tally.margins) else np.zeros(0)
     out: dict[str, Any] = {
-        "questions": len(questions),
-        "questions_failed": sum(not q.passed for q in questions),
+        "questions": tally.questions,
+        "questions_failed": tally.failed,
         "traces": n,
         "accuracy": correct / n if n else None,
-        "pass_at_k": _mean(m.pass_at_k for m in metrics),
-        "unparsable_rate": sum(t.verdict == "unparsable" for t in traces) / n if n else None,
-        "pairs": sum(m.pairs or 0 for m in metrics),
-        "mean_spread": _mean(m.spread for m in metrics),
-        "frac_zero_spread": obj.frac_zero_spread([m.spread for m in metrics]) if scored else None,
+        "pass_at_k": _mean(tally.pass_at_k),
+        "unparsable_rate": tally.unparsable / n if n else None,
+        "pairs": tally.pairs,
+        "mean_spread": _mean(tally.spreads),
+        "frac_zero_spread": obj.frac_zero_spread(tally.spreads) if scored else None,
         # answer and reasoning tokens apart, over the traces whose API reported them
-        "mean_tokens": _mean(t.token_count for t in traces),
-        "mean_reasoning_tokens": _mean(t.reasoning_tokens for t in traces),
-        "dpo_unavailable": (unavailable[0].dpo_unavailable if scored and len(unavailable) == len(scored)
+        "mean_tokens": _mean(tally.token_counts),
+        "mean_reasoning_tokens": _mean(tally.reasoning_tokens),
+        "dpo_unavailable": (tally.dpo_unavailable if scored and tally.dpo_unavailable_count == scored
                             else None),
     }
-    out["maj_at_k"] = _mean(m.maj_at_k for m in metrics)
+    out["maj_at_k"] = _mean(tally.maj_at_k)
     if out["dpo_unavailable"] or not len(margins):
         out.update({"mean_margin": None, "reward_accuracy": None, "dpo_loss": None})
     else:
@@ -79,17 +88,18 @@ def suite_aggregates(questions: list[Question], dpo: dict, settings: dict | None
         out["reward_accuracy"] = obj.reward_accuracy(margins)
         out["dpo_loss"] = (obj.simpo_loss(margins, dpo["simpo_gamma"]) if dpo["length_normalized"]
                            else obj.dpo_loss(margins, dpo["loss_type"], dpo["label_smoothing"], beta=dpo["beta"]))
-    out["unique_traces"] = sum(m.unique_traces or 0 for m in metrics) if scored else None
+    out["unique_traces"] = tally.unique_traces if scored else None
     for curve in ("pass_at", "pass_hat"):
-        curves = [getattr(m, curve) for m in metrics if getattr(m, curve)]
-        out[curve] = [float(np.mean(ks)) for ks in zip(*curves)] if curves else None  # k up to the shortest
-    out.update(_usage_and_cost(traces, settings))
-    out.update(_length_bias(scored, dpo, with_margins=out["mean_margin"] is not None))
-    out["intervals"] = suite_intervals(scored, with_margins=out["mean_margin"] is not None)
+        out[curve] = tally.curve(curve)  # k up to the shortest
+    out.update(_usage_and_cost(tally, settings))
+    out.update(_length_bias(tally, with_margins=out["mean_margin"] is not None))
+    out["intervals"] = stats.cluster_bootstrap_intervals(
+        tally.n_traces, tally.n_correct, tally.spreads, tally.question_margins(),
+        with_margins=out["mean_margin"] is not None)
     return SuiteAggregates.model_validate(out, strict=False)
 
 
-def _usage_and_cost(traces: list, settings: dict) -> dict[str, Any]:
+def _usage_and_cost(tally: SuiteTally, settings: dict) -> dict[str, Any]:
     """The suite's token totals (`evaluate.token_usage` over all its traces) and their cost at the
     suite's price (`settings["price"]`, from `suite_settings`), with why there is no cost."""
     from .evaluate import token_usage  # evaluate imports the backends: only when a report is built
@@ -97,40 +107,28 @@ def _usage_and_cost(traces: list, settings: dict) -> dict[str, Any]:
 
     raw = settings.get("price")
     price = Price(float(raw["input"]), float(raw["output"]), str(raw.get("source", ""))) if raw else None
-    out: dict[str, Any] = token_usage(traces, price)
+    out: dict[str, Any] = token_usage([tally.usage()], price)  # the suite's sums: one trace's worth
     if out["cost_usd"] is None:
-        missing = sum(t.prompt_tokens is None or t.output_tokens is None for t in traces)
+        traces = tally.traces
         if price is None:
             out["cost_unavailable"] = suite_price(settings.get("model") or {})[1]
         elif not traces:
             out["cost_unavailable"] = "no trace was scored"
         else:
-            out["cost_unavailable"] = (f"{missing} of {len(traces)} traces came from requests whose response "
-                                       "reported no token usage")
+            out["cost_unavailable"] = (f"{tally.usage_missing} of {traces} traces came from requests whose "
+                                       "response reported no token usage")
     return out
 
 
-def _length_bias(scored: list[Question], dpo: dict, *, with_margins: bool) -> dict[str, Any]:
+def _length_bias(tally: SuiteTally, *, with_margins: bool) -> dict[str, Any]:
     """margin_per_token over every scored pair of the suite, and the correlation of pair margins
     with their token-length difference (rlhf_eval.length_bias), with why there is none."""
-    from .length_bias import pearson, per_token_margins
+    from .length_bias import pearson
 
     if not with_margins:
         return {"margin_per_token": None, "margin_length_corr": None}
-    beta, with_reference = float(dpo.get("beta", 0.1)), dpo.get("reference", "none") != "none"
-    chosen, rejected, margins, length_diffs = [], [], [], []
-    for q in scored:
-        for p in q.pairs:
-            if p.margin is None:
-                continue
-            w, lo = q.traces[p.chosen], q.traces[p.rejected]
-            chosen.append((w.logp, w.ref_logp, w.token_count))
-            rejected.append((lo.logp, lo.ref_logp, lo.token_count))
-            if w.token_count is not None and lo.token_count is not None:
-                margins.append(p.margin)
-                length_diffs.append(w.token_count - lo.token_count)
-    per_token = per_token_margins(chosen, rejected, beta, with_reference)
-    corr, why = pearson(margins, length_diffs)
+    per_token = np.frombuffer(tally.per_token, dtype=float) if len(tally.per_token) else np.zeros(0)
+    corr, why = pearson(tally.bias_margins, tally.length_diffs)
     return {"margin_per_token": float(per_token.mean()) if len(per_token) else None,
             "margin_length_corr": corr, "margin_length_corr_unavailable": why}
 
@@ -160,19 +158,45 @@ def build_report(questions: Iterable[dict | Question], suites: dict[str, dict]) 
     `suite_settings(suite)`. Raises ReportError for a question dict that does not fit the model (a bug)."""
     by_suite: dict[str, list[Question]] = {}
     for q in questions:
-        q = q if isinstance(q, Question) else _question(q)
+        q = q if isinstance(q, Question) else report_question(q)
         by_suite.setdefault(q.suite, []).append(q)
     out_suites = []
     for name in sorted(by_suite):
         qs = sorted(by_suite[name], key=lambda q: q.index)
         settings = suites.get(name, {})
-        aggregates = suite_aggregates(qs, settings.get("dpo", {}), settings)
-        suite = Suite.model_validate({**settings, "name": name, "questions": []}, strict=False)
-        suite.aggregates = aggregates
-        suite.threshold_failures = suite_threshold_failures(aggregates, settings)
-        suite.questions = qs  # validated already: not again
-        out_suites.append(suite)
+        out_suites.append(_report_suite(name, settings, suite_aggregates(qs, settings.get("dpo", {}), settings), qs))
     return Report(version=REPORT_VERSION, suites=out_suites)
+
+
+def build_streamed_report(spool: QuestionSpool, suites: dict[str, dict]) -> Report:
+    """`build_report` of the questions in `spool`, which stay there: each suite's `questions` is a
+    `SpooledQuestions` (read from disk, one question at a time), its aggregates come from a
+    `SuiteTally` of one pass over them. The same report, byte for byte in its JSON, as
+    `build_report` of the same questions; its memory does not grow with the questions."""
+    out_suites = []
+    for name in sorted(spool.suites()):
+        qs = spool.questions(name)
+        settings = suites.get(name, {})
+        dpo = settings.get("dpo", {})
+        tally = SuiteTally(dpo)
+        for q in qs:
+            tally.add(q)
+        out_suites.append(_report_suite(name, settings, aggregates_of(tally, dpo, settings), qs))
+    return Report(version=REPORT_VERSION, suites=out_suites)
+
+
+def _report_suite(name: str, settings: dict, aggregates: SuiteAggregates, questions: Sequence[Question]) -> Suite:
+    suite = Suite.model_validate({**settings, "name": name, "questions": []}, strict=False)
+    suite.aggregates = aggregates
+    suite.threshold_failures = suite_threshold_failures(aggregates, settings)
+    suite.questions = questions  # type: ignore[assignment]  # validated already (a list, or read from disk)
+    return suite
+
+
+def report_question(data: dict) -> Question:
+    """A `QuestionResult.to_dict()` dict as the report's `Question` (ReportError, one line, for one
+    that does not fit: a bug)."""
+    return _question(data)
 
 
 def _question(data: dict) -> Question:
@@ -241,15 +265,20 @@ def suite_notes(suite: Suite) -> list[tuple[str, str]]:
     lines = [("text", line) for line in rows_.dpo_unavailable_lines(suite)]
     usage = usage_line(suite)
     lines += [("text", usage)] if usage else []
-    failing = [(q, reason) for q in suite.questions if (reason := rows_.question_reason(q)) is not None]
-    said = {q.dpo_unavailable for q in suite.questions if q.dpo_unavailable}  # by the DPO line(s) above
+    failing, said = [], set()  # (result, id, reason), not the questions: a large report reads them from disk
+    for q in suite.questions:
+        if (reason := rows_.question_reason(q)) is not None:
+            failing.append((q.result, q.id, reason))
+        if q.dpo_unavailable:
+            said.add(q.dpo_unavailable)  # by the DPO line(s) above
 
     def once(reason: str) -> str:  # a gate on a DPO metric names the line that says why, not the reason again
         for why in said:
             reason = reason.replace(f" is unavailable: {why}", " is unavailable (see DPO metrics unavailable above)")
         return reason
 
-    lines += [("fail", f"{q.result} {suite.name}::{q.id}: {once(reason)}") for q, reason in failing[:MAX_REASONS]]
+    lines += [("fail", f"{result} {suite.name}::{qid}: {once(reason)}")
+              for result, qid, reason in failing[:MAX_REASONS]]
     if len(failing) > MAX_REASONS:
         lines.append(("fail", f"… and {len(failing) - MAX_REASONS} more failing questions of {suite.name} "
                               "(each one's reason is in the JSON report: questions[].failures and .error)"))
@@ -304,13 +333,18 @@ def usage_line(suite: Suite) -> str | None:
     token usage)`, never a partial sum."""
     a = suite.aggregates
     if a.total_tokens is None:
-        traces = [t for q in suite.questions for t in q.traces]
-        missing = sum(t.prompt_tokens is None or t.output_tokens is None for t in traces)
+        missing = n = 0
+        kept = False  # counted, not held: a large report reads its questions from disk one at a time
+        for q in suite.questions:
+            for t in q.traces:
+                n += 1
+                missing += t.prompt_tokens is None or t.output_tokens is None
+                kept = kept or "prompt_tokens" in t.model_fields_set
         # nothing scored (see the errors), traces left out, or a report from before usage was kept
-        if not missing or not any("prompt_tokens" in t.model_fields_set for t in traces):
+        if not missing or not kept:
             return None
         no_cost = ", so no cost" if suite.price else ""
-        return (f"tokens: none ({missing} of {len(traces)} traces came from requests whose response "
+        return (f"tokens: none ({missing} of {n} traces came from requests whose response "
                 f"reported no token usage){no_cost}")
     thinking = f" ({a.thinking_tokens:,} thinking)" if a.thinking_tokens else ""
     cost = f"; cost ${a.cost_usd:,.4f}" if a.cost_usd is not None else ""

@@ -29,12 +29,12 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError, PydanticSerializationError
 
-from .credentials import write_without_secrets
+from .credentials import write_chunks_without_secrets, write_without_secrets
 from .paths import FOLDER_NAME_RE, FOLDER_NAME_RULE
 
 # The shape of the written JSON. Bump it only when a key changes meaning or goes away (and keep
@@ -432,13 +432,49 @@ class Report(_Model):
     def to_dict(self) -> dict[str, Any]:
         """The report as the JSON `dump` writes holds it, as Python values (fields never set left
         out, unknown ones kept, tuples as lists)."""
+        if self.streamed:  # its questions are on disk (rlhf_eval.spool): as its JSON holds them
+            return json.loads(self.to_json())
         return self.model_dump(mode="json", exclude_unset=True, fallback=_jsonable)
+
+    @property
+    def streamed(self) -> bool:
+        """A suite's questions are a sequence read from disk (rlhf_eval.spool), not a list in memory."""
+        return any(not isinstance(s.questions, list) for s in self.suites)
+
+    def json_chunks(self) -> Iterator[str]:
+        """The text `to_json` gives, in pieces: the report without its questions, each question's
+        own text nested at its place (a question read from disk at a time, for a streamed report).
+        A secret inside a string is whole within one piece. Raises ValueError as `to_json` does."""
+        suites = self.suites
+        skeleton = self.model_copy(update={"suites": [s.model_copy(update={"questions": []}) for s in suites]})
+        # each suite's `"questions": []` is a line of its own, at the suite's key depth (3): the
+        # questions go there; no other line of the report is one (strings hold no newline)
+        parts = _QUESTIONS_LINE.split(skeleton.to_json())
+        if len(parts) != 2 * len(suites) + 1:
+            raise AssertionError(f"{len(parts)} parts for {len(suites)} suites")  # a bug: the layout changed
+        for n, suite in enumerate(suites):
+            yield parts[2 * n]
+            comma = parts[2 * n + 1]
+            texts = suite.questions.json_texts() if hasattr(suite.questions, "json_texts") else (
+                _question_text(q) for q in suite.questions)
+            first = next(texts, None)
+            if first is None:
+                yield f'   "questions": []{comma}'
+                continue
+            yield '   "questions": [\n'
+            yield _nested(first, suite, 0)
+            for j, text in enumerate(texts, 1):
+                yield ",\n" + _nested(text, suite, j)
+            yield f"\n   ]{comma}"
+        yield parts[-1]
 
     def to_json(self) -> str:
         """The report as `dump` writes it: the bytes `json.dumps(self.to_dict(), indent=1,
         ensure_ascii=False)` gives (as reports were written before these models), made by pydantic's
         serializer, 3-4× faster than the json module's indenting encoder (pure Python). Raises
         ValueError for a NaN or infinite number, which JSON cannot hold (naming its field)."""
+        if self.streamed:
+            return "".join(self.json_chunks())
         try:
             try:
                 text = self.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
@@ -454,8 +490,12 @@ class Report(_Model):
 
     def dump(self, path: str | Path) -> None:
         """Write atomically, so a reader never sees half a report. Raises OSError, or SecretInOutput
-        (and writes nothing) if the report would contain one of the run's secrets."""
-        write_without_secrets(path, self.to_json())
+        (and writes nothing) if the report would contain one of the run's secrets. A streamed
+        report is written a piece at a time (`json_chunks`), never whole in memory."""
+        if self.streamed:
+            write_chunks_without_secrets(path, self.json_chunks())
+        else:
+            write_without_secrets(path, self.to_json())
 
     # -- look-ups
 
@@ -586,6 +626,26 @@ def _python_numbers(text: str) -> str:
         last = lines[start]
     out.append(text[last:])
     return "".join(out)
+
+
+# a suite's (empty) questions in the report written without them, and the comma after it
+_QUESTIONS_LINE = re.compile(r'^   "questions": \[\](,?)$', re.MULTILINE)
+
+
+def _question_text(q: Question) -> str:
+    from .spool import question_json
+
+    return question_json(q)
+
+
+def _nested(text: str, suite: Suite, j: int) -> str:
+    """A question's own JSON text (`spool.question_json`) as the report holds it: indented to its
+    depth (4), numbers written as Python writes them. ValueError (naming it) for a NaN or infinity."""
+    try:
+        text = _python_numbers(text)
+    except ValueError as e:
+        raise ValueError(f"{e} (suites.{suite.name}.questions[{j}])") from None
+    return "    " + text.replace("\n", "\n    ")
 
 
 FILE_FIX = "fix that field, or write the report again with pytest --rlhf-report-json=PATH"

@@ -245,17 +245,20 @@ def suite_label(s: Suite) -> str:
 def dpo_unavailable_lines(s: Suite) -> list[str]:
     """Why the suite's DPO metrics are unavailable, once per distinct reason (not once per question):
     "DPO metrics unavailable: <reason>", naming the questions when only some of them have it."""
-    scored = [q for q in s.questions if q.metrics is not None]
+    scored = 0  # counted, not held: a large report reads its questions from disk one at a time
     by_reason: dict[str, list[str]] = {}
-    for q in scored:
+    for q in s.questions:
+        if q.metrics is None:
+            continue
+        scored += 1
         if q.dpo_unavailable:
             by_reason.setdefault(q.dpo_unavailable, []).append(q.id)
     lines = []
     for reason, ids in by_reason.items():
-        if len(ids) == len(scored):
+        if len(ids) == scored:
             lines.append(f"DPO metrics unavailable: {reason}")
         else:
-            lines.append(f"DPO metrics unavailable for {len(ids)} of {len(scored)} questions "
+            lines.append(f"DPO metrics unavailable for {len(ids)} of {scored} questions "
                          f"({_ids(ids)}): {reason}")
     return lines
 

@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import shlex
+import tempfile
 import threading
 from concurrent.futures import Future, wait as futures_wait
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ from .provenance import provenance
 from .record_modes import RECORD_MODES
 from .registry import suggest
 from .recording import CassetteProblem, cassette_path, hold_patch, release_patch
-from .report import Report, ReportError, build_report, load_report, suite_settings, summary_lines
+from .report import (Report, ReportError, build_report, build_streamed_report, load_report, report_question,
+                     suite_settings, summary_lines)
 from .report_model import Question as ReportQuestion, ShardSpec
 from .sampling import SamplingError
+from .spool import QuestionSpool
 from .suite import Question, Suite, SuiteError, load_suite
 from .throttle import DaemonPool, RequestPolicy, RetryPolicy
 from .types import Trace
@@ -46,6 +49,9 @@ from .verify import VerifierError
 # How long an interrupted run waits for the questions still running: one whose last answer is
 # arriving writes its cassette; a long generation is abandoned (its question then writes nothing).
 INTERRUPT_GRACE = 1.0
+# A run of at most this many questions builds its report in memory (about 60 KB a question of k = 8);
+# a larger one leaves the questions in its spool on disk and reads them one at a time.
+IN_MEMORY_QUESTIONS = 1000
 
 Key = tuple[str, str]  # (suite file, question id): one question of a run
 Rerecord = Callable[[Suite, Question, str], str]
@@ -237,7 +243,10 @@ class Run:
         self._settings: dict[str, dict] = {}  # suite file -> its settings, as the report holds them
         self._patch_held = False
         self._frozen = False
-        self.results: list[dict | ReportQuestion] = []
+        self._spool: QuestionSpool | None = None  # the questions gathered, on disk (rlhf_eval.spool)
+        # a report of at most this many questions holds them in memory (`report.suites[].questions`
+        # lists); a larger one reads them from the spool as it is shown and written
+        self.in_memory_questions = IN_MEMORY_QUESTIONS
         self.suites: dict[str, dict] = {}  # suite name -> its settings
         # suite name -> how many questions its file has: a shard's report records them, so the merge
         # can tell whether the shard ran every question dealt to it (whoever runs the suites sets them)
@@ -375,13 +384,26 @@ class Run:
 
     def add(self, settings: dict[str, Any], result: dict[str, Any] | ReportQuestion) -> None:
         """Gather one question's result (an `Outcome`'s, possibly from another process; or a
-        report's question, as rlhf_eval.merge gathers the shards')."""
-        self.results.append(result)
+        report's question, as rlhf_eval.merge gathers the shards'). It is written to the run's
+        spool (a temporary file) at once: memory does not grow with the questions. Raises
+        ReportError for a result that does not fit the report (a bug); RunError (one line) when no
+        temporary file can be made, OSError when the disk fills."""
+        question = result if isinstance(result, ReportQuestion) else report_question(result)
+        if self._spool is None:
+            try:
+                self._spool = QuestionSpool()
+            except OSError as exc:
+                from .atomic import os_reason
+
+                raise RunError(f"cannot write the run's question results to a temporary file in "
+                               f"{tempfile.gettempdir()} ({os_reason(exc)}); set TMPDIR to a writable folder") from None
+        self._spool.add(question)
         self.suites.setdefault(settings["name"], settings)
-        if self._frozen:
-            # The results live to the end of the run too: frozen with the rest, a full collection
-            # does not walk every result gathered so far (it took 0.15 s at the 1,000th question).
-            gc.freeze()
+
+    @property
+    def results(self) -> int:
+        """How many question results were gathered (`add`)."""
+        return len(self._spool) if self._spool is not None else 0
 
     # ------------------------------------------------------------------------ vcrpy's patch, stops
 
@@ -446,7 +468,13 @@ class Run:
         replaces the provenance of this process (rlhf_eval.merge gives the shards')."""
         from .compare import compare_reports, regressions
 
-        report = self.report = build_report(self.results, self.suites)
+        spool = self._spool or QuestionSpool()
+        if len(spool) <= self.in_memory_questions:
+            report = build_report([q for name in spool.suites() for q in spool.questions(name)], self.suites)
+            spool.close()
+        else:
+            report = build_streamed_report(spool, self.suites)
+        self.report = report
         report.provenance = provenance_ or provenance(
             {name: s["path"] for name, s in self.suites.items() if s.get("path")}, self.command_line)
         if self.options.shard is not None:
@@ -506,11 +534,16 @@ class Run:
         o = self.options
         for settings in self.suites.values():  # under xdist, this process built no backend
             watch_settings(settings)
-        # The JSON report and the baseline are the same text: serialized once (~0.7 s for 1,000 x 8).
-        json_text = report.to_json() if o.report_json is not None or o.save is not None else ""
+        # The JSON report and the baseline are the same text: serialized once (~0.7 s for 1,000 x 8),
+        # unless the questions are on disk: then each file is written a question at a time.
+        json_text = (report.to_json() if (o.report_json is not None or o.save is not None) and not report.streamed
+                     else "")
 
         def json_file(path: Path) -> None:
-            write_without_secrets(path, json_text)
+            if report.streamed:
+                report.dump(path)
+            else:
+                write_without_secrets(path, json_text)
 
         outputs: list[tuple[str, Path | None, Callable[[Path], None]]] = [
             ("the JSON report", o.report_json, json_file), ("the HTML report", o.html, partial(_write_html, report))]

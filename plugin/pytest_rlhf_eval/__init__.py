@@ -128,6 +128,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Pushed before the cleanups of pytest's own plugins (ours configures first), so it runs after them
     config.add_cleanup(lambda: _after_session(config))
     if _is_xdist_worker(config):
+        config.pluginmanager.register(WorkerReports(), "rlhf-eval-worker-reports")
         return
     config.pluginmanager.register(ReportPlugin(config), "rlhf-eval-report")
     if config.getoption("--rlhf-compare") or config.getoption("--rlhf-compare-fail"):
@@ -510,6 +511,21 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
             run.release_patch()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """The call's report carries the question's result (to the xdist controller too); the item,
+    which lives to the end of the session, and its teardown report then hold it no more."""
+    yield
+    if call.when == "call" and isinstance(item, QuestionItem):
+        item.user_properties = _without_result(item.user_properties)
+
+
+def _without_result(properties: list) -> list:
+    """`properties` without the question's result and settings: once gathered (or sent to the
+    xdist controller), holding them to the end of the session would grow memory with the questions."""
+    return [p for p in properties if p[0] not in (RESULT_KEY, SETTINGS_KEY)]
+
+
 class Progress:
     """A progress line while recording, at most every few seconds and once at the end: questions
     done of the questions collected (other tests are not counted), requests sent, retries, and an
@@ -588,6 +604,16 @@ def pytest_rlhf_refuse_unwritable(item: pytest.Item) -> None:
         raise ItemError(message)
 
 
+class WorkerReports:
+    """On an xdist worker: a question's call report, once sent to the controller (xdist's own
+    logreport hook), keeps no result; the worker's terminal would hold every one to the end."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" and any(key == RESULT_KEY for key, _ in report.user_properties):
+            report.user_properties = _without_result(report.user_properties)
+
+
 class ReportPlugin:
     """Gathers question results and prints the report; registered only where every report arrives
     (the xdist controller, or the single process) — never on an xdist worker."""
@@ -595,8 +621,17 @@ class ReportPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
 
+    @pytest.hookimpl(trylast=True)  # after other readers of the report (junitxml, the terminal)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
+            if report.passed and Path(report.location[0]).suffix in SUITE_SUFFIXES:  # a question's
+                # pytest's terminal keeps every report to the end, a passed setup's and teardown's
+                # too (under the category "", which it never shows): 2 of the 3 reports a question
+                # leaves, ~3 KB of the run's memory a question of a suite of 50,000
+                terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+                kept = terminal.stats.get("") if terminal is not None else None
+                if kept and kept[-1] is report:
+                    kept.pop()
             return
         props: dict[str, Any] = dict(report.user_properties)
         if RESULT_KEY in props:
@@ -604,6 +639,8 @@ class ReportPlugin:
             run.add(props[SETTINGS_KEY], props[RESULT_KEY])
             if SIZE_KEY in props:
                 run.suite_sizes[props[SETTINGS_KEY]["name"]] = props[SIZE_KEY]
+            # pytest keeps every report to the end (the terminal's stats): the run's spool has it now
+            report.user_properties = _without_result(report.user_properties)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
