@@ -68,6 +68,14 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
 
 
+@pytest.fixture
+def hf_offline(monkeypatch):
+    """Hugging Face libraries as the torch/TRL tests need them: nothing fetched from the Hub (the
+    tiny models are built in the test), no progress bars in the output."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def emulator():
     """A real local Gemini emulator (HTTP on 127.0.0.1, free port) for the whole test session."""

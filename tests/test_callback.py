@@ -19,6 +19,9 @@ WORDS = "A: 7 3 9 <think> </think> so the answer is".split()  # what the tiny mo
 SUITE = "trl_watch"
 
 
+pytestmark = pytest.mark.usefixtures("hf_offline")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _libraries():
     """torch, transformers and trl load when these tests run, not while pytest collects."""
@@ -29,12 +32,6 @@ def _libraries():
     datasets = pytest.importorskip("datasets")
     pytest.importorskip("tokenizers")
     from rlhf_eval.callback import LOGGED_METRICS, RLHFEvalCallback, StopRuleError, step_metrics
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def _suite_file(folder, **extra):

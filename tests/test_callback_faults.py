@@ -13,6 +13,9 @@ import yaml
 WORDS = "A: 7 3 9 so the answer is".split()
 
 
+pytestmark = pytest.mark.usefixtures("hf_offline")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _libraries():
     global torch, transformers, datasets, RLHFEvalCallback, RLHFEvalError, StopRuleError
@@ -21,12 +24,6 @@ def _libraries():
     datasets = pytest.importorskip("datasets")
     pytest.importorskip("tokenizers")
     from rlhf_eval.callback import RLHFEvalCallback, RLHFEvalError, StopRuleError
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")

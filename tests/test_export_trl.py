@@ -13,6 +13,9 @@ from rlhf_eval.report_model import Report
 from tiny_lm import trl_bpe_tokenizer, trl_gpt2, trl_gpt2_config
 
 
+pytestmark = pytest.mark.usefixtures("hf_offline")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _libraries():
     """torch, transformers and trl load when these tests run, not while pytest collects."""
@@ -55,12 +58,6 @@ def _load(exported, fmt, name):
                                    cache_dir=str(exported / "cache"))
     assert list(loaded) == ["train"] and len(loaded["train"]) > 0
     return loaded["train"]
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def _trains(trainer):

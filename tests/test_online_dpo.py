@@ -24,6 +24,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "online_dpo.py"
 QUESTIONS = [("fire", "is fire hot?", "yes"), ("ice", "is ice hot?", "no"), ("sky", "is the sky green?", "no")]
 
 
+pytestmark = pytest.mark.usefixtures("hf_offline")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _libraries():
     """torch, transformers, trl and datasets load when these tests run, not while pytest collects."""
@@ -33,12 +36,6 @@ def _libraries():
     pytest.importorskip("trl")
     pytest.importorskip("datasets")
     pytest.importorskip("tokenizers")
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")

@@ -161,8 +161,9 @@ def test_the_suite_dataset_is_the_exports_grpo_prompts_without_a_run(shipped_rep
 
 # ------------------------------------------------------------------------------ GRPOTrainer
 
+@pytest.mark.usefixtures("hf_offline")
 @pytest.mark.parametrize("conversational", [False, True])
-def test_grpo_trainer_trains_two_steps_and_logs_the_evals_rewards(tmp_path, monkeypatch, conversational):
+def test_grpo_trainer_trains_two_steps_and_logs_the_evals_rewards(tmp_path, conversational):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("tokenizers")
@@ -171,8 +172,6 @@ def test_grpo_trainer_trains_two_steps_and_logs_the_evals_rewards(tmp_path, monk
 
     from tiny_lm import trl_gpt2, word_tokenizer
 
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = _suite_file(tmp_path, **({"system_instruction": "Answer briefly."} if conversational else {}))
     suite = load_suite(path)
     tokenizer = word_tokenizer(WORDS)
