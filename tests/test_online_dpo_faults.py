@@ -16,7 +16,8 @@ import tiny_lm
 from test_online_dpo import _main, _suite
 
 # test_online_dpo's fixtures: the libraries, the script as a module, the fitted tiny policy
-_libraries, _quiet, example, start_policy = base._libraries, base._quiet, base.example, base.start_policy
+_libraries, example, start_policy = base._libraries, base.example, base.start_policy
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 ROUNDS_ARGS = ["--rounds", 2, "--dpo-steps", 1, "--reward-steps", 1, "--batch-size", 4, "--max-length", 64,
                "--device", "cpu"]
