@@ -149,8 +149,9 @@ provider("gemini-legacy", key_envs=_GOOGLE_KEYS, needs="google.generativeai",
 PROVIDERS.register("openai", Provider("openai", sampler=_openai_sampler, scorer=_openai_scorer,
                                       key_envs=("OPENAI_API_KEY",), needs="openai", install="rlhf-eval[openai]",
                                       request_seed=_openai_seed))
-PROVIDERS.register("hf", Provider("hf", sampler=_hf_sampler, scorer=_hf, needs="transformers", install="rlhf-eval[hf]",
-                                  request_seed=_hf_seed))
+# No `needs` either: a replay reads the cassette without transformers or torch; recording without
+# them is one line (`rlhf_eval.backends.hf.NOT_INSTALLED`).
+PROVIDERS.register("hf", Provider("hf", sampler=_hf_sampler, scorer=_hf, request_seed=_hf_seed))
 # No `needs`: a replay reads the cassette without vLLM (or the server); recording without vLLM is
 # the sampler's one line (`rlhf_eval.backends.vllm_sampler.NOT_INSTALLED`).
 provider("vllm", request_seed=_vllm_seed)(_vllm_sampler)

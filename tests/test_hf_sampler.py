@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -145,11 +147,34 @@ def test_a_suite_records_and_replays_with_the_checkpoint_deleted(model, tok, tmp
     shutil.rmtree(checkpoint)
     replayed = run_suites([suite], cassette_dir=cassettes, rootdir=tmp_path).to_dict()
     assert replayed["suites"][0]["questions"] == questions
+    # ... and where neither torch nor transformers can be imported (a CI that replays only)
+    assert _questions_without_torch(suite, cassettes, tmp_path, "none") == json.loads(json.dumps(questions))
 
     stale = run_suites([_suite(suite, checkpoint, temperature=0.7)], cassette_dir=cassettes,
                        rootdir=tmp_path).to_dict()
     errors = [q.get("error") for q in stale["suites"][0]["questions"]]
     assert all(e.startswith("stale cassette") and "temperature: 1.0 → 0.7" in e for e in errors), errors
+
+
+def _questions_without_torch(suite, cassettes, rootdir, record_mode):
+    """`run_suites` in a Python where importing torch or transformers fails: the questions, as JSON."""
+    script = ("import json, sys; sys.modules.update(torch=None, transformers=None); "
+              "from rlhf_eval import run_suites; "
+              f"r = run_suites([{str(suite)!r}], record_mode={record_mode!r}, cassette_dir={str(cassettes)!r}, "
+              f"rootdir={str(rootdir)!r}).to_dict(); "
+              "print(json.dumps(r['suites'][0]['questions']))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_recording_without_transformers_is_one_line(tmp_path):
+    suite = _suite(tmp_path / "tiny.yaml", tmp_path / "policy", reference=False)
+    questions = _questions_without_torch(suite, tmp_path / "cassettes", tmp_path, "once")
+    assert [q["error"] for q in questions] == [
+        "hf sampler: recording needs transformers and torch, which are not installed here: "
+        "pip install 'rlhf-eval[hf]'; replaying (--rlhf-record-mode=none) needs neither"] * 2
+    assert not (tmp_path / "cassettes" / "tiny_hf" / "add.yaml").exists()
 
 
 def test_a_missing_checkpoint_is_one_line_when_recording(tmp_path):

@@ -17,13 +17,29 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import torch
-
 from ..recording.local import local_request, record, replayed
 from ..sampling import MalformedBody, Prompt, Score, ScoringError, checking_replay
 from ..suite import ScorerConfig
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+NOT_INSTALLED = ("{who}: recording needs transformers and torch, which are not installed here: "
+                 "pip install 'rlhf-eval[hf]'; replaying (--rlhf-record-mode=none) needs neither")
+
+
+def _torch():
+    """torch, imported when a checkpoint is loaded or scored: a replay reads the cassette without it."""
+    try:
+        import torch
+    except ImportError:
+        raise ScoringError(NOT_INSTALLED.format(who="hf scorer")) from None
+    return torch
+
+
+def _dtype(name: str):
+    """The torch dtype a suite's `dtype` setting ("float32", "float16", "bfloat16") names."""
+    return getattr(_torch(), name)
+
+
 _BOUNDARY_HINT = ("make the context end at a token boundary, e.g. end the template with a newline "
                   "(a trailing space usually merges into the completion's first token), "
                   "or start the completions with their separator")
@@ -43,14 +59,17 @@ def _short(text: str, limit: int = 40) -> str:
 def _load(config: ScorerConfig, what: str, who: str = "hf scorer"):
     """`AutoModelForCausalLM`/`AutoTokenizer.from_pretrained(config.name, local_files_only=True)`;
     ScoringError (one line, naming `who`) when it cannot be loaded."""
-    import transformers
+    try:
+        import transformers
+    except ImportError:
+        raise ScoringError(NOT_INSTALLED.format(who=who)) from None
 
     name = config.name
     kwargs: dict[str, Any] = {"local_files_only": True}
     if what == "model":
         # transformers ≥ 4.56 spells it `dtype`; older versions only know `torch_dtype`.
         major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
-        kwargs["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = _DTYPES[config.dtype]
+        kwargs["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = _dtype(config.dtype)
         loader: Any = transformers.AutoModelForCausalLM
     else:
         loader = transformers.AutoTokenizer
@@ -103,7 +122,7 @@ class HFScorer:
         self.name = f"hf:{config.name}"
         self.batch_size = config.batch_size
         self._as_is = as_is and model is not None
-        self.device = next(model.parameters()).device if self._as_is else torch.device(config.device)
+        self.device = next(model.parameters()).device if self._as_is else None  # set when the checkpoint loads
         self._loading = threading.Lock()
         self._loaded = False
         self._given = (model, tokenizer)
@@ -121,8 +140,10 @@ class HFScorer:
 
     def _attach(self, model, tokenizer) -> None:
         config = self.config
+        if not self._as_is:
+            self.device = _torch().device(config.device)
         self.tokenizer = tokenizer
-        self.model = model if self._as_is else model.to(device=self.device, dtype=_DTYPES[config.dtype]).eval()
+        self.model = model if self._as_is else model.to(device=self.device, dtype=_dtype(config.dtype)).eval()
 
         tok = self.tokenizer
         self._fast = bool(getattr(tok, "is_fast", False))
@@ -262,6 +283,7 @@ class HFScorer:
         return results  # type: ignore[return-value]
 
     def _score_batch(self, batch: list[_Seq]) -> list[tuple[float, int]]:
+        torch = _torch()
         width = max(len(s.ids) for s in batch)
         input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
