@@ -6,6 +6,7 @@ only successful exchanges.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
 import threading
@@ -14,7 +15,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
-from .recording import bind, current_cassette
+from .recording import before_network, bind, current_cassette
 from .sampling import SamplingError
 
 T = TypeVar("T")
@@ -176,13 +177,22 @@ class RequestPolicy:
         for attempt in range(1, self.retry.attempts + 1):
             with self._slots:
                 self._refuse_if_stopped()  # it may have waited for the slot while the run stopped
+                # Recording into a cassette, the token is taken only if the request leaves for the
+                # network (what the cassette or a batch answer plays costs none); else before it.
+                gate = contextlib.nullcontext()
                 if self.limiter:
-                    self.limiter.acquire()
+                    if current_cassette() is None:
+                        self.limiter.acquire()
+                    else:
+                        gate = before_network(self.limiter.acquire)
                 with self._lock:
                     self.requests += 1
                 try:
-                    return send()
+                    with gate:
+                        return send()
                 except SamplingError as exc:
+                    if self._stopping.is_set():  # e.g. an SDK's connection error around a stopped wait
+                        raise Stopped("the run is stopping; the request was not sent") from None
                     last = exc
                     if not exc.retryable or attempt == self.retry.attempts:
                         raise

@@ -204,3 +204,27 @@ def test_a_killed_recording_leaves_whole_cassettes_or_none(project, live):
     run(project, *record).assert_outcomes(passed=12)
     assert len(live.requests) - requests_before == 4 * (12 - len(after))
     assert len(cassettes(project.path / "cassettes")) == 12
+
+
+def test_only_a_request_that_goes_to_the_network_takes_a_rate_limit_token(live, tmp_path):
+    """What a cassette plays (a replay, or a batch job's answer) is not sent, so it takes no token:
+    replaying a question recorded at one request a second waits nothing."""
+    from rlhf_eval.backends import make_sampler
+    from rlhf_eval.recording import use_cassette
+    from rlhf_eval.suite import ModelConfig
+
+    t = FakeTime()
+    policy = RequestPolicy(rate_limit_rpm=60, retry=RetryPolicy(attempts=1), sleep=t.sleep, clock=t.clock)
+    sampler = make_sampler(ModelConfig(name="gemini-2.0-flash"), policy=policy)  # one token a second, a burst of 1
+    path = tmp_path / "q.yaml"
+
+    def sample(mode, seed):
+        with use_cassette(path, mode):
+            return [tr.text for tr in sampler.sample("What is 2+3?", 3, seed)]
+
+    recorded = sample("once", 0)
+    assert t.sleeps == [1.0, 1.0] and policy.requests == 3  # the first token is there; two more a second apart
+    assert sample("once", 0) == recorded and sample("new_episodes", 0) == recorded
+    assert t.sleeps == [1.0, 1.0] and policy.requests == 9  # six requests played, none waited
+    sample("new_episodes", 7)  # three new ones go to the network: each waits its token
+    assert t.sleeps == [1.0, 1.0, 1.0, 1.0, 1.0]

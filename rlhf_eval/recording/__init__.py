@@ -35,13 +35,14 @@ from .explain import explain_mismatch, find_cassette_mismatch, json_diff
 from .faults import forget_replayed, replay_fault
 from .matching import SECRET_HEADERS, SECRET_QUERY, json_body
 from .problems import CassetteProblem, CassetteWriteError, ReplayFault, SecretInCassette, rerecord_advice
-from .router import RETRYABLE_STATUS, ROUTER, bind, current_cassette, hold_patch, release_patch
+from .router import RETRYABLE_STATUS, ROUTER, before_network, bind, current_cassette, hold_patch, release_patch
 
 __all__ = [
     "RECORD_MODES", "RETRYABLE_STATUS", "SECRET_HEADERS", "SECRET_QUERY",
     "CassetteProblem", "CassetteWriteError", "ReplayFault", "SecretInCassette",
     "CompactJSONSerializer", "IndexedCassette", "ROUTER",
-    "bind", "cassette_path", "current_cassette", "explain_mismatch", "find_cassette_mismatch", "forget_replayed",
+    "before_network", "bind", "cassette_path", "current_cassette", "explain_mismatch", "find_cassette_mismatch",
+    "forget_replayed",
     "hold_patch", "json_body", "json_diff", "loads_json", "open_cassette", "release_patch", "replay_fault",
     "rerecord_advice", "use_cassette",
 ]

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from contextvars import ContextVar
+from typing import Callable, Iterator
 
 from .vcr_adapter import AdaptedCassette, PatchTarget, install_patches
+
+# What this thread waits for before its request leaves for the network (`RequestPolicy.call`
+# sets it to a rate-limit token): only a request the cassette cannot play, nor a batch answer
+# (rlhf_eval.recording.answers), costs one, so a replay or a batch-recorded run never waits.
+_BEFORE_NETWORK: ContextVar[Callable[[], None] | None] = ContextVar("rlhf_eval_before_network", default=None)
 
 # Statuses a request is retried on (RequestPolicy): such an exchange is never kept in a cassette.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -35,6 +41,13 @@ class Router(PatchTarget):
 
     def lock(self, cassette) -> threading.Lock:
         return self._cassette_locks.setdefault(id(cassette), threading.Lock())
+
+    def can_play_response_for(self, request) -> bool:
+        playable = super().can_play_response_for(request)
+        # vcrpy sends a request it cannot play unless the cassette refuses to record it
+        if not playable and not self.write_protected and (wait := _BEFORE_NETWORK.get()) is not None:
+            wait()  # outside the cassette's lock: the other threads of the question go on meanwhile
+        return playable
 
     def keeps(self, response: dict) -> bool:
         """An attempt that will be retried is not kept: only the final exchange of a request is."""
@@ -87,6 +100,17 @@ def release_patch() -> None:
 def bind(cassette: AdaptedCassette | None):
     """For a worker thread: send its HTTP to `cassette` (the one its caller is recording into)."""
     return ROUTER.bound(cassette) if cassette is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def before_network(wait: Callable[[], None]) -> Iterator[None]:
+    """Inside the block, a request of this thread that goes to the network (not played from its
+    cassette or a batch answer) calls `wait()` first; `wait` may raise to stop it being sent."""
+    token = _BEFORE_NETWORK.set(wait)
+    try:
+        yield
+    finally:
+        _BEFORE_NETWORK.reset(token)
 
 
 def current_cassette() -> AdaptedCassette | None:
