@@ -179,7 +179,7 @@ class RequestPolicy:
                 self._refuse_if_stopped()  # it may have waited for the slot while the run stopped
                 # Recording into a cassette, the token is taken only if the request leaves for the
                 # network (what the cassette or a batch answer plays costs none); else before it.
-                gate = contextlib.nullcontext()
+                gate: contextlib.AbstractContextManager = contextlib.nullcontext()
                 if self.limiter:
                     if current_cassette() is None:
                         self.limiter.acquire()
