@@ -184,6 +184,26 @@ def test_dtype_from_config(model, tok):
         assert math.isfinite(g.logp) and g.logp == pytest.approx(w.logp, rel=0.05, abs=0.5)
 
 
+def test_a_model_scored_as_it_is_records_its_own_dtype(model, tok, tmp_path):
+    """A trainer's live bfloat16 reference (the callback's, scored as it is) is recorded as bfloat16, not as
+    the suite's float32, and replaying it as float32 says which dtype to set."""
+    from rlhf_eval.recording import CassetteProblem, use_cassette
+
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    config = ScorerConfig(provider="hf", name="tiny", template=TEMPLATE)  # dtype float32 by default
+    path = tmp_path / "q.yaml"
+    with use_cassette(path, "once"):
+        HFScorer(config, model=half, tokenizer=tok, as_is=True).score(PROMPTS[0], COMPLETIONS[:2])
+    body = yaml.safe_load(path.read_text())["interactions"][0]["request"]["body"]
+    assert '"dtype": "bfloat16"' in body or '"dtype":"bfloat16"' in body
+    assert next(half.parameters()).dtype == torch.bfloat16  # not cast in place
+    with pytest.raises(CassetteProblem) as e, use_cassette(path, "none", rerecord_hint="pytest q"):
+        HFScorer(config, replay=True).score(PROMPTS[0], COMPLETIONS[:2])
+    assert ("its scores were computed in bfloat16 and this run asks for float32: set the scorer's dtype "
+            "(dpo.reference or model.scorer): bfloat16 in the suite to replay them, or re-record in float32"
+            ) in str(e.value)
+
+
 def test_save_and_load_round_trip(model, tok, tmp_path):
     from rlhf_eval.backends import make_scorer
 

@@ -249,11 +249,17 @@ class HFScorer:
             text = prompt
         return self.config.template.replace("{prompt}", text)
 
+    def _dtype(self) -> str:
+        """The dtype scores are computed in: the setting, or that of a model used as it is given."""
+        if self._as_is:
+            return str(next(self._given[0].parameters()).dtype).removeprefix("torch.")
+        return self.config.dtype
+
     def score(self, prompt: Prompt, completions: Sequence[str]) -> list[Score]:
         if isinstance(completions, str):
             raise TypeError("completions must be a sequence of strings, not one string")
         c = self.config
-        request = local_request("hf", "score", {"model": c.name, "template": c.template, "dtype": c.dtype,
+        request = local_request("hf", "score", {"model": c.name, "template": c.template, "dtype": self._dtype(),
                                                 "prompt": prompt, "completions": list(completions)})
         found = checking_replay(lambda: _recorded_scores(replayed(request), len(completions)))
         if found is not None:

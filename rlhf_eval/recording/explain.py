@@ -65,9 +65,13 @@ def explain_mismatch(new, recorded: list, path: Path, hint: str) -> str:
             and isinstance(old_body, dict) and isinstance(old_body.get("dtype"), str)):
         # A training run's live model (the callback's, the online loop's) records its own dtype;
         # re-recording would sample the checkpoint on disk instead of the weights that answered.
-        return (f"stale cassette {shown}: its traces were drawn in {old_body['dtype']} and this run asks for "
-                f"{new_body.get('dtype')}: set model.dtype: {old_body['dtype']} in the suite to replay them, or "
-                f"re-record in {new_body.get('dtype')}{': ' + hint if hint else ''}")
+        was, now = old_body["dtype"], new_body.get("dtype")
+        if new.uri.endswith("/score"):
+            what, setting = "its scores were computed", "the scorer's dtype (dpo.reference or model.scorer)"
+        else:
+            what, setting = "its traces were drawn", "model.dtype"
+        return (f"stale cassette {shown}: {what} in {was} and this run asks for {now}: set {setting}: {was} in the "
+                f"suite to replay them, or re-record in {now}{': ' + hint if hint else ''}")
     changes = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
     return f"stale cassette {shown}: the suite changed since it was recorded: {changes}{fix}"
 
