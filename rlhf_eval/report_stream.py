@@ -84,7 +84,8 @@ class _Text:
     def more(self) -> bool:
         """Read the next chunk onto `buf`; False at the end of the file."""
         if not self.eof:
-            chunk = self.f.read(_CHUNK)
+            # as much as is held: a value cut by the end of the text read is read again a few times, not once a chunk
+            chunk = self.f.read(max(_CHUNK, len(self.buf)))
             self.buf += chunk
             self.eof = not chunk
         return not self.eof

@@ -113,8 +113,9 @@ class SpooledQuestions(Sequence[Question]):
         text = self.json_text(i)
         try:
             return Question.model_validate_json(text, strict=True)
-        except ValidationError:  # written from a valid question: only strictness (a number's type) can differ
-            return Question.model_validate_json(text, strict=False)
+        except ValidationError:  # written from a valid question: only strictness (a number's type) can differ,
+            # or a lone surrogate (a hand-edited report's "\ud800"), which pydantic's JSON parser refuses
+            return Question.model_validate(json.loads(text), strict=False)
 
     def __iter__(self) -> Iterator[Question]:
         for i in range(len(self)):
