@@ -34,7 +34,7 @@ import json
 import re
 import tempfile
 from array import array
-from json.decoder import JSONDecodeError, scanstring
+from json.decoder import JSONDecodeError, scanstring  # type: ignore[attr-defined]  # json's own, since 2.6
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -330,7 +330,7 @@ class _Loader:
         check_version(data.get("version", REPORT_VERSION), source)
         try:
             report = Report.model_validate(data, strict=True)
-            problems: list[dict] = []
+            problems: list[Any] = []
         except ValidationError as e:
             problems = e.errors(include_url=False)
         errors = [(_order(p["loc"]), -1, p) for p in problems] + self.errors
