@@ -11,6 +11,10 @@ merged report is the single run's, byte for byte (tests/test_shard_merge.py).
     from rlhf_eval.merge import merge_reports
     report = merge_reports(["shard-1.json", "shard-2.json", "shard-3.json"])
 
+Each shard report is read streamed (rlhf_eval.report_stream), one after the other: its questions
+wait in a temporary file and are read back one at a time into the run, so merging the shards of a
+50,000-question run does not hold their questions in memory.
+
 Refused, in one line each (`MergeError`): a file that is not a report; shards of different runs
 (a different shard count, a shard given twice or missing); a shard that holds fewer questions of a
 suite than were dealt to it (interrupted, or run with -k/--lf: its report records each suite's size,

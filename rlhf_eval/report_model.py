@@ -18,6 +18,10 @@ Loading also refuses what the writer never writes and a reader would trip on: a 
 a folder name (it names the export's folder: "../x" would write outside it), a pair index that is not
 one of the question's traces, a NaN or infinite number (JSON has none; 1e400 parses as infinity).
 
+A file above `report_stream.STREAM_ABOVE_BYTES` is read a piece at a time (rlhf_eval.report_stream):
+its suites' questions are then a sequence read from disk (rlhf_eval.spool), the rest as here; the same
+Report and the same errors.
+
 Errors: `Report.load` raises `ReportError` (one line: file, field path, what is wrong, what to do);
 `Report.dump` raises OSError, ValueError (a NaN or infinite number, which JSON cannot hold; the
 message names its field), or `credentials.SecretInOutput` (and writes nothing).
