@@ -201,6 +201,7 @@ SYNTAX = {  # (text of the shipped report) -> a broken text
     "a bare word mid-question": lambda t: t[:_mid_question(t)] + '"verdict": correct' + t[
         t.index("\n", _mid_question(t)):],
     "a missing comma between questions": lambda t: t.replace("\n    },\n    {", "\n    }\n    {", 1),
+    "a word after a question, on its line": lambda t: t.replace("\n    },\n    {", "\n    } x,\n    {", 3),
     "a trailing comma in the questions": lambda t: t.replace("\n    }\n   ]", "\n    },\n   ]", 1),
     "a trailing comma in the report": lambda t: t[:t.rindex("\n}")] + ",\n}\n",
     "a missing colon after a suite key": lambda t: t.replace('"samples": ', '"samples" ', 1),
@@ -237,6 +238,19 @@ def test_the_line_of_an_error_mid_question_is_its_line_in_the_file(shipped, tmp_
     word = at + len('"verdict": ')  # where `correct` starts
     assert line == (f"error: {path}:{text.count(chr(10), 0, at) + 1}: not valid JSON: Expecting value "
                     f"(column {word - text.rfind(chr(10), 0, word)})")
+
+
+def test_the_column_of_an_error_on_a_long_line_is_the_whole_loads(shipped, tmp_path, monkeypatch):
+    """A report written on one line: the error's column counts the text read before it in earlier chunks."""
+    text = json.dumps(shipped)
+    at = 0
+    for _ in range(40):
+        at = text.index('"verdict": "', at + 1)
+    path = tmp_path / "compact.json"
+    path.write_text(text[:at] + '"verdict": x' + text[at + len('"verdict": '):], encoding="utf-8")
+    line = same_both_ways(path, 100, monkeypatch)
+    column = at + len('"verdict": ') + 1  # of the x, counted from 1
+    assert line == f"error: {path}:1: not valid JSON: Expecting value (column {column})"
 
 
 def test_a_report_cut_anywhere_is_the_whole_loads_line(shipped, tmp_path, monkeypatch):
