@@ -143,6 +143,13 @@ BAD = {  # a change to the shipped report -> what the (whole and streamed) load 
         _break(lambda d: (_q(d, 1, 4)["traces"][0].update(logp="x"), d["suites"][1].update(samples="8"),
                           _q(d, 0, 2).update(passed="yes"), d.update(comparison={"suites": 3}))),
         "suites[0].questions[2].passed: should be a valid boolean, got 'yes' (and 3 more problems)"),
+    "a suite's setting before its questions, a suite before the next": (
+        _break(lambda d: (d["suites"][0].update(samples="8"), _q(d, 0, 5).update(passed="yes"),
+                          _q(d, 1, 1).update(passed="no"))),
+        "suites[0].samples: should be a valid integer, got '8' (and 2 more problems)"),
+    "a question before the next suite's": (
+        _break(lambda d: (_q(d, 0, 5).update(passed="yes"), _q(d, 1, 1).update(passed="no"))),
+        "suites[0].questions[5].passed: should be a valid boolean, got 'yes' (and 1 more problem)"),
     "a suite that is no object": (_break(lambda d: d["suites"].insert(1, "x")), "suites[1]: should be a valid"),
     "a suite without questions": (_break(lambda d: d["suites"][0].pop("questions")), "suites[0].questions: is missing"),
     "questions that are no list": (_break(lambda d: d["suites"][0].update(questions={})), "suites[0].questions: "),
