@@ -11,6 +11,10 @@ merged report is the single run's, byte for byte (tests/test_shard_merge.py).
     from rlhf_eval.merge import merge_reports
     report = merge_reports(["shard-1.json", "shard-2.json", "shard-3.json"])
 
+Each shard report is read streamed (rlhf_eval.report_stream), one after the other: its questions
+wait in a temporary file and are read back one at a time into the run, so merging the shards of a
+50,000-question run does not hold their questions in memory.
+
 Refused, in one line each (`MergeError`): a file that is not a report; shards of different runs
 (a different shard count, a shard given twice or missing); a shard that holds fewer questions of a
 suite than were dealt to it (interrupted, or run with -k/--lf: its report records each suite's size,
@@ -83,24 +87,28 @@ def merged_run(paths: Iterable[str | Path], *, command_line: Sequence[str] | Non
             raise MergeError(f"{output}: is a report being merged; write the merged report to another file")
     for path in files:
         try:
+            # streamed, whatever its size: each report's questions wait in a temporary file, not in memory
             reports.append((str(path), load_report(path, "shard report", "write one with pytest --rlhf-shard I/N "
-                                                                          f"--rlhf-report-json={path}")))
+                                                                          f"--rlhf-report-json={path}", stream=True)))
         except ReportError as exc:
             raise MergeError(str(exc)) from None
     _check_shards(reports)
     merged_provenance = _provenance(reports, command_line)
     settings = _check_suites(reports)
     owner: dict[tuple[str, str], str] = {}  # (suite, question id) -> the report it came from
+    held: dict[tuple[str, str], list[str]] = {}  # (report, suite) -> its question ids, for _check_complete
     for source, report in reports:
         for suite in report.suites:
-            for question in suite.questions:
+            ids = held.setdefault((source, suite.name), [])
+            for question in suite.questions:  # read from disk one at a time
                 key = (suite.name, question.id)
                 other = owner.setdefault(key, source)
                 if other != source:
                     raise MergeError(f"{suite.name}::{question.id} is in both {other} and {source}: a question "
                                      "belongs to one shard; merge the reports of one sharded run")
+                ids.append(question.id)
                 run.add(settings[suite.name], question)
-    _check_complete(reports)
+    _check_complete(reports, held)
     run.finish(merged_provenance)
     return run
 
@@ -136,11 +144,13 @@ def _check_shards(reports: list[tuple[str, Report]]) -> None:
                          f"of all {first.count} shards (got {got})")
 
 
-def _check_complete(reports: list[tuple[str, Report]]) -> None:
+def _check_complete(reports: list[tuple[str, Report]], ids: dict[tuple[str, str], list[str]]) -> None:
     """Every shard holds each question dealt to it (`Shard.dealt`, from the suite sizes the shards
     recorded), and each is in the shard SHA-256 deals it to: else the merge would be a report of
     part of the run, or of questions moved by hand. Suites no report gives a size of (reports of
-    rlhf-eval before shards recorded them) are not checked."""
+    rlhf-eval before shards recorded them) are not checked. `ids`: (report, suite) -> the ids of
+    the suite's questions in that report (gathered as they were merged: a report's questions are
+    read from disk)."""
     sharded = [(source, r.shard, r) for source, r in reports if r.shard is not None]
     sizes: dict[str, tuple[int, str]] = {}  # suite -> (how many questions its file has, the report saying so)
     for source, shard, _ in sharded:
@@ -150,7 +160,7 @@ def _check_complete(reports: list[tuple[str, Report]]) -> None:
                 raise MergeError(f"suite {name} has {size} questions in {source} but {known[0]} in {known[1]}: "
                                  "run every shard on the same suite files")
     for name, (size, _) in sorted(sizes.items()):
-        held = {source: [q.id for s in r.suites if s.name == name for q in s.questions] for source, _, r in sharded}
+        held = {source: ids.get((source, name), []) for source, _, _ in sharded}
         count = sharded[0][1].count
         for source, shard, _ in sharded:
             want, got = Shard(shard.index, count).dealt(name, size), len(held[source])

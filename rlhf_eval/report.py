@@ -145,10 +145,12 @@ def suite_intervals(questions: list[Question], *, with_margins: bool, n_resample
         with_margins=with_margins, n_resamples=n_resamples, seed=seed)
 
 
-def load_report(path: str | Path, what: str = "report", hint: str | None = None) -> Report:
+def load_report(path: str | Path, what: str = "report", hint: str | None = None, *,
+                stream: bool | None = None) -> Report:
     """Read a JSON report written by ``pytest --rlhf-report-json`` (`Report.load`); any problem is a
-    one-line ReportError."""
-    return Report.load(path, what, hint)
+    one-line ReportError. A file over `report_stream.STREAM_ABOVE_BYTES` (or any, with `stream`) is
+    read a piece at a time, its questions kept on disk (rlhf_eval.report_stream)."""
+    return Report.load(path, what, hint, stream=stream)
 
 
 def build_report(questions: Iterable[dict | Question], suites: dict[str, dict]) -> Report:

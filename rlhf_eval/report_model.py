@@ -18,6 +18,10 @@ Loading also refuses what the writer never writes and a reader would trip on: a 
 a folder name (it names the export's folder: "../x" would write outside it), a pair index that is not
 one of the question's traces, a NaN or infinite number (JSON has none; 1e400 parses as infinity).
 
+A file above `report_stream.STREAM_ABOVE_BYTES` is read a piece at a time (rlhf_eval.report_stream):
+its suites' questions are then a sequence read from disk (rlhf_eval.spool), the rest as here; the same
+Report and the same errors.
+
 Errors: `Report.load` raises `ReportError` (one line: file, field path, what is wrong, what to do);
 `Report.dump` raises OSError, ValueError (a NaN or infinite number, which JSON cannot hold; the
 message names its field), or `credentials.SecretInOutput` (and writes nothing).
@@ -362,21 +366,32 @@ class Report(_Model):
     # -- reading
 
     @classmethod
-    def load(cls, path: str | Path, what: str = "report", hint: str | None = None) -> Report:
-        """Read a JSON report written by ``pytest --rlhf-report-json``; any problem is a one-line ReportError."""
+    def load(cls, path: str | Path, what: str = "report", hint: str | None = None, *,
+             stream: bool | None = None) -> Report:
+        """Read a JSON report written by ``pytest --rlhf-report-json``; any problem is a one-line ReportError.
+
+        A file larger than `report_stream.STREAM_ABOVE_BYTES` (16 MiB, about 1,000 questions of
+        k = 8), or any file with `stream=True`, is read a piece at a time: its suites' questions go
+        to a temporary file (rlhf_eval.spool) and are read back one at a time, so the memory does
+        not grow with them (rlhf_eval.report_stream). Either way the same Report (`to_json` gives
+        the same bytes) and the same errors."""
         if not isinstance(path, (str, Path)) or not str(path):
             raise ReportError(f"no {what} file given (expected a path, got {_clip(path)}); "
                               + (hint or WRITE_HINT))
         p = Path(path)
+        from . import report_stream  # it reads Question and the checks from this module
+
+        if stream is None:
+            try:
+                stream = p.is_file() and p.stat().st_size > report_stream.STREAM_ABOVE_BYTES
+            except OSError:
+                stream = False  # read_text says why below
         try:
+            if stream:
+                return report_stream.load_streamed(p, str(path), what)
             text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            how = hint or WRITE_HINT.replace("PATH", str(path))
-            raise ReportError(f"{path}: no such {what} file ({how})") from None
-        except IsADirectoryError:
-            raise ReportError(f"{path}: is a directory, not a JSON {what}") from None
         except (OSError, UnicodeDecodeError) as e:
-            raise ReportError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}") from None
+            raise read_error(path, what, hint, e) from None
         non_finite: list[str] = []  # the tokens of NaN / ±Infinity / 1e400: then find their field
         try:
             note = functools.partial(_float_noting_overflow, non_finite)
@@ -402,13 +417,7 @@ class Report(_Model):
         the parse whether there is one, and skips the walk, a quarter of the load time, when not)."""
         if not isinstance(data, dict) or not isinstance(data.get("suites"), list):
             raise ReportError(f"{source}: not an rlhf-eval report (no 'suites' list); {WRITE_HINT}")
-        version = data.get("version", REPORT_VERSION)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ReportError(f"{source}: version: expected a report version (a whole number ≥ 1), got "
-                              f"{_clip(version)}; {WRITE_HINT}")
-        if version > REPORT_VERSION:
-            raise ReportError(f"{source}: version: the report is version {_clip(version)}, this rlhf-eval reads up "
-                              f"to {REPORT_VERSION}; upgrade rlhf-eval (pip install -U rlhf-eval) to read it")
+        check_version(data.get("version", REPORT_VERSION), source)
         try:
             report = cls.model_validate(data, strict=strict)
         except ValidationError as e:
@@ -513,6 +522,26 @@ def _clip(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def read_error(path: str | Path, what: str, hint: str | None, e: OSError | UnicodeDecodeError) -> ReportError:
+    """The one line for a report file that cannot be read (missing, a folder, not UTF-8...)."""
+    if isinstance(e, FileNotFoundError):
+        how = hint or WRITE_HINT.replace("PATH", str(path))
+        return ReportError(f"{path}: no such {what} file ({how})")
+    if isinstance(e, IsADirectoryError):
+        return ReportError(f"{path}: is a directory, not a JSON {what}")
+    return ReportError(f"{path}: cannot read the {what}: {getattr(e, 'strerror', None) or e}")
+
+
+def check_version(version: Any, source: str) -> None:
+    """ReportError unless `version` is a report version this rlhf-eval reads."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ReportError(f"{source}: version: expected a report version (a whole number ≥ 1), got "
+                          f"{_clip(version)}; {WRITE_HINT}")
+    if version > REPORT_VERSION:
+        raise ReportError(f"{source}: version: the report is version {_clip(version)}, this rlhf-eval reads up "
+                          f"to {REPORT_VERSION}; upgrade rlhf-eval (pip install -U rlhf-eval) to read it")
+
+
 def _float_noting_overflow(noted: list[str], token: str) -> float:
     """json.loads's parser of floats and of NaN / Infinity that notes a value JSON cannot hold (NaN,
     infinity, or a number too large for a float: 1e400 becomes inf)."""
@@ -531,14 +560,21 @@ def _bad_pair_index(report: Report) -> str | None:
     would silently pick a trace from the end), as "field.path: what is wrong"."""
     for i, suite in enumerate(report.suites):
         for j, q in enumerate(suite.questions):
-            n = len(q.traces)
-            for k, pair in enumerate(q.pairs):
-                for side in ("chosen", "rejected"):
-                    index = getattr(pair, side)
-                    if not 0 <= index < n:
-                        which = f"0 to {n - 1}" if n else "it has none"
-                        return (f"suites[{i}].questions[{j}].pairs[{k}].{side}: {_clip(index)} is not the index of "
-                                f"one of the question's traces ({which})")
+            if problem := bad_pair(q, f"suites[{i}].questions[{j}]"):
+                return problem
+    return None
+
+
+def bad_pair(q: Question, where: str) -> str | None:
+    """`_bad_pair_index` of one question, whose field path is `where`."""
+    n = len(q.traces)
+    for k, pair in enumerate(q.pairs):
+        for side in ("chosen", "rejected"):
+            index = getattr(pair, side)
+            if not 0 <= index < n:
+                which = f"0 to {n - 1}" if n else "it has none"
+                return (f"{where}.pairs[{k}].{side}: {_clip(index)} is not the index of "
+                        f"one of the question's traces ({which})")
     return None
 
 
@@ -553,32 +589,45 @@ def _bad_curve(report: Report) -> str | None:
         held += [(f"suites[{i}].questions[{j}].metrics", q.metrics, q.metrics.k)
                  for j, q in enumerate(suite.questions) if q.metrics is not None]
         for where, metrics, k in held:
-            curves = {name: getattr(metrics, name) for name in ("pass_at", "pass_hat")}
-            for name, curve in curves.items():
-                for index, value in enumerate(curve or ()):
-                    if not 0.0 <= value <= 1.0:
-                        return f"{where}.{name}[{index}]: {_clip(value)} is not a probability (0 to 1)"
-                if curve and k is not None and len(curve) != k:
-                    return f"{where}.{name}: {len(curve)} values for k = {k}; it holds one per budget 1..k"
-            at, hat = curves["pass_at"], curves["pass_hat"]
-            if at and hat and len(at) != len(hat):
-                return (f"{where}: pass_at has {len(at)} value{'s' * (len(at) != 1)} and pass_hat {len(hat)}; "
-                        "both hold one per budget k")
-            unique = metrics.unique_traces
-            if unique is not None and not 0 <= unique <= (k if k is not None else unique):
-                return (f"{where}.unique_traces: {_clip(unique)} distinct answers "
-                        + (f"among k = {k} traces" if k is not None else "is negative"))
+            if problem := bad_curve(where, metrics, k):
+                return problem
+    return None
+
+
+def bad_curve(where: str, metrics: SuiteAggregates | QuestionMetrics, k: int | None) -> str | None:
+    """`_bad_curve` of one question's metrics (`k` its k) or a suite's aggregates (`k` None)."""
+    curves = {name: getattr(metrics, name) for name in ("pass_at", "pass_hat")}
+    for name, curve in curves.items():
+        for index, value in enumerate(curve or ()):
+            if not 0.0 <= value <= 1.0:
+                return f"{where}.{name}[{index}]: {_clip(value)} is not a probability (0 to 1)"
+        if curve and k is not None and len(curve) != k:
+            return f"{where}.{name}: {len(curve)} values for k = {k}; it holds one per budget 1..k"
+    at, hat = curves["pass_at"], curves["pass_hat"]
+    if at and hat and len(at) != len(hat):
+        return (f"{where}: pass_at has {len(at)} value{'s' * (len(at) != 1)} and pass_hat {len(hat)}; "
+                "both hold one per budget k")
+    unique = metrics.unique_traces
+    if unique is not None and not 0 <= unique <= (k if k is not None else unique):
+        return (f"{where}.unique_traces: {_clip(unique)} distinct answers "
+                + (f"among k = {k} traces" if k is not None else "is negative"))
     return None
 
 
 def _non_finite(data: Any) -> tuple[str, float] | None:
     """The field path and value of the first NaN or infinite number in `data` (parsed JSON), or None.
     Iterative, so any depth json.loads gave is walked."""
-    stack: list[tuple[tuple, Any]] = [((), data)]
+    found = non_finite_at(data)
+    return (_path(found[0]), found[1]) if found else None
+
+
+def non_finite_at(data: Any, at: tuple = ()) -> tuple[tuple, float] | None:
+    """`_non_finite` as (location, value), the location under `at`."""
+    stack: list[tuple[tuple, Any]] = [(at, data)]
     while stack:
         loc, value = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
-            return _path(loc), value
+            return loc, value
         if isinstance(value, dict):
             stack += reversed([((*loc, k), v) for k, v in value.items()])
         elif isinstance(value, list):
@@ -653,7 +702,11 @@ FILE_FIX = "fix that field, or write the report again with pytest --rlhf-report-
 
 def problem_line(source: str, error: ValidationError, fix: str = FILE_FIX) -> str:
     """The first validation problem as one line: source: field.path: what is wrong; what to do."""
-    first = error.errors(include_url=False)[0]
+    return problem_of(source, error.errors(include_url=False)[0], error.error_count(), fix)
+
+
+def problem_of(source: str, first: Any, count: int, fix: str = FILE_FIX) -> str:
+    """`problem_line` of a validation error's first problem (pydantic's error dict) of `count`."""
     loc = _path(first["loc"])
     if first["type"] == "missing":
         what = "is missing"
@@ -662,6 +715,6 @@ def problem_line(source: str, error: ValidationError, fix: str = FILE_FIX) -> st
         what = msg[len("Input "):] if msg.startswith("Input ") else msg[0].lower() + msg[1:]
         got = repr(first.get("input"))
         what += f", got {got if len(got) <= 60 else got[:57] + '...'}"
-    more = error.error_count() - 1
+    more = count - 1
     tail = f" (and {more} more problem{'s' * (more != 1)})" if more else ""
     return f"{source}: {loc}: {what}{tail}; {fix}"

@@ -55,8 +55,9 @@ class QuestionSpool:
         # suite -> (question index, offset, length) of each question, in arrival order
         self._where: dict[str, tuple[array, array, array]] = {}
 
-    def add(self, q: Question) -> None:
-        """Write question `q` (a validated report question) to the spool."""
+    def add(self, q: Question) -> tuple[int, int]:
+        """Write question `q` (a validated report question) to the spool; returns where it is,
+        (offset, length), for a `SpooledQuestions` of questions in an order of the caller's."""
         data = question_json(q).encode(*ENCODING)
         with self._lock:
             offset = self._end
@@ -66,6 +67,7 @@ class QuestionSpool:
             index.append(q.index)
             offsets.append(offset)
             lengths.append(len(data))
+        return offset, len(data)
 
     def __len__(self) -> int:
         return sum(len(w[0]) for w in self._where.values())
@@ -111,8 +113,9 @@ class SpooledQuestions(Sequence[Question]):
         text = self.json_text(i)
         try:
             return Question.model_validate_json(text, strict=True)
-        except ValidationError:  # written from a valid question: only strictness (a number's type) can differ
-            return Question.model_validate_json(text, strict=False)
+        except ValidationError:  # written from a valid question: only strictness (a number's type) can differ,
+            # or a lone surrogate (a hand-edited report's "\ud800"), which pydantic's JSON parser refuses
+            return Question.model_validate(json.loads(text), strict=False)
 
     def __iter__(self) -> Iterator[Question]:
         for i in range(len(self)):

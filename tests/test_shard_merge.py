@@ -8,16 +8,19 @@ import os
 import shutil
 import subprocess
 import sys
+import tracemalloc
 
 import pytest
 
 from conftest import TEST_KEY
 from test_plugin import suite_yaml
 
-from rlhf_eval import RunError, run_suites
+from rlhf_eval import RunError, report_stream, run_suites
 from rlhf_eval.cli import main
 from rlhf_eval.merge import MergeError, merge_reports, merged_run
 from rlhf_eval.report import report_lines
+from rlhf_eval.report_model import Report, ReportError
+from rlhf_eval.runner import Run, RunOptions
 from rlhf_eval.shard import Shard, assign
 
 SIZES = {"demo": 8, "other": 5}  # questions per suite
@@ -542,3 +545,65 @@ def test_a_shard_stopped_by_x_records_the_suites_it_never_reached(sharded_projec
     result.stdout.fnmatch_lines(["rlhf-eval: shard 1/3 ran * of the * questions of suite * dealt to it (interrupted "
                                  "by Ctrl-C or -x, or -k, --lf, --deselect): rlhf-eval merge refuses this report; "
                                  "run the whole shard before merging"])
+
+
+# ------------------------------------------------------------ large shards: read a piece at a time
+
+def test_the_merge_reads_each_shard_a_piece_at_a_time_to_the_same_report(here, runs, monkeypatch):
+    """Every shard report is read streamed (rlhf_eval.report_stream), whatever its size or layout:
+    here in chunks of 256 characters, one shard written without indentation."""
+    monkeypatch.setattr(report_stream, "_CHUNK", 256)
+    _copy(here, "shard-2.json", "compact-2.json")
+    (here / "compact-2.json").write_text(json.dumps(json.loads((here / "shard-2.json").read_text())))
+    merged = merge_reports(["shard-1.json", "compact-2.json", "shard-3.json"])
+    assert comparable(merged.to_dict()) == comparable(json.loads((here / "whole.json").read_text()))
+
+
+def test_a_bad_question_in_a_shard_is_the_whole_loads_line(here, runs):
+    def bad(data):
+        _suite(data, "demo")["questions"][1]["traces"][2]["verdict"] = 5
+
+    _edit(here, "shard-2.json", "bad-2.json", bad)
+    with pytest.raises(ReportError) as whole:
+        Report.load("bad-2.json", "shard report", stream=False)
+    with pytest.raises(MergeError) as info:
+        merge_reports(["shard-1.json", "bad-2.json", "shard-3.json"])
+    assert str(info.value) == str(whole.value)
+    assert str(info.value).startswith("bad-2.json: suites[0].questions[1].traces[2].verdict: should be a valid string")
+
+
+def _generated_reports(shipped, root, parts, size):
+    """`parts` reports of `size` questions each, no question in two: the shipped questions under new ids."""
+    report = Report.from_data(shipped)
+    questions = [(s, q) for s in report.suites for q in s.questions]
+    settings = {s.name: s.model_dump(mode="json", exclude_unset=True,
+                                     exclude={"aggregates", "threshold_failures", "questions"}) for s in report.suites}
+    paths = []
+    for part in range(parts):
+        run = Run(RunOptions(report_json=root / f"part-{part}.json"))
+        run.in_memory_questions = 0
+        for i in range(part * size, (part + 1) * size):
+            suite, q = questions[i % len(questions)]
+            run.add(settings[suite.name], q.model_copy(update={"id": f"{q.id}-{i}", "index": i}))
+        run.finish({"time": "then"})
+        paths.append(root / f"part-{part}.json")
+    return paths
+
+
+def test_merging_large_reports_holds_no_report_whole(shipped_report, tmp_path):
+    """Three reports of 600 questions (~5.5 MB each), merged: Python's heap at its peak stays far
+    below what holding the three reports loaded whole takes, as the merge did before it streamed them."""
+    paths = _generated_reports(shipped_report[0], tmp_path, 3, 600)
+    tracemalloc.start()
+    try:
+        held = [Report.load(p, stream=False) for p in paths]
+        whole = tracemalloc.get_traced_memory()[1]
+        del held
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        merged = merge_reports(paths, command_line=["rlhf-eval", "merge"])
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert sum(len(s.questions) for s in merged.suites) == 1800 and merged.streamed
+    assert peak * 3 < whole, (peak, whole)  # measured: 19 MB against 85 MB
