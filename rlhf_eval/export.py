@@ -62,6 +62,9 @@ COLUMNS = {
                     "advantages", "rewards_by_function", "logps"),
     "sft": ("prompt", "completion", "question_id", "pass_rate", "reward", "rewards_by_function", "logp"),
 }
+# A lone surrogate (a dataset's or an API's "\ud800", which json reads as one): a dataset row holds
+# U+FFFD, the replacement character, in its place, as the HTML page shows it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # GRPO rows carry the question's columns too (after `answer`), except one of these names: ours wins.
 _OWN_COLUMNS = frozenset(COLUMNS["grpo_groups"])
 
@@ -416,6 +419,9 @@ def build_export(report: Report | dict, directory: str | Path, *, pass_rate: Any
         exports.append(one)
         for name, rows in one.records.items():
             text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            if _LONE_SURROGATE.search(text):  # UTF-8 (and so a trainer's loader) cannot hold one
+                text = _LONE_SURROGATE.sub("\ufffd", text)
+                rows = [json.loads(line) for line in text.splitlines()]
             path = directory / suite.name / f"{name}.{format}"
             data: str | bytes = text if format == "jsonl" else _parquet(rows, COLUMNS[name])
             files.append(ExportFile(path, data, text))

@@ -456,6 +456,11 @@ def pytest_runtestloop(session: pytest.Session):
     run = the_run(config)
     from rlhf_eval.runner import Interrupted, RunError
 
+    if not _is_xdist_worker(config) and not config.option.collectonly:
+        try:  # where results are gathered: a temporary folder that cannot take them stops the run now
+            run.open_spool()
+        except RunError as exc:
+            raise pytest.UsageError(f"rlhf-eval: {exc}; no question was sampled") from None
     try:
         run.start(rows, prefetch=not _distributed(config) and not config.option.collectonly)
     except RunError as exc:  # recording by batch could not start
@@ -620,6 +625,25 @@ class ReportPlugin:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.session: pytest.Session | None = None
+        self.stopped: str | None = None  # why the run stopped gathering results (its spool failed)
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+
+    def _stop(self, problem: str) -> None:
+        """Results can no longer be gathered (the run's temporary file could not be made or written):
+        stop the run after the question running now, as -x does, with one line; every cassette
+        already written stays (each is written whole, before its result is gathered)."""
+        line = f"rlhf-eval stopped: {problem}"
+        if record_mode(self.config) != "none":
+            line += "; every cassette recorded so far is kept"
+        self.stopped = line
+        dsession = self.config.pluginmanager.get_plugin("dsession")  # the xdist controller stops its workers
+        if dsession is not None:
+            dsession.shouldstop = line
+        elif self.session is not None:
+            self.session.shouldstop = line
 
     @pytest.hookimpl(trylast=True)  # after other readers of the report (junitxml, the terminal)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -635,8 +659,14 @@ class ReportPlugin:
             return
         props: dict[str, Any] = dict(report.user_properties)
         if RESULT_KEY in props:
+            from rlhf_eval.runner import RunError
+
             run = the_run(self.config)
-            run.add(props[SETTINGS_KEY], props[RESULT_KEY])
+            try:
+                if self.stopped is None:  # else an xdist worker's question that ran on as the run stopped
+                    run.add(props[SETTINGS_KEY], props[RESULT_KEY])
+            except RunError as exc:
+                self._stop(str(exc))
             if SIZE_KEY in props:
                 run.suite_sizes[props[SETTINGS_KEY]["name"]] = props[SIZE_KEY]
             # pytest keeps every report to the end (the terminal's stats): the run's spool has it now

@@ -1,0 +1,129 @@
+"""Faults of a large run's path (rlhf_eval.spool, rlhf_eval.tally, the streamed outputs), as a user
+with a big suite meets them: a temporary folder that cannot take the run's spool, a disk that fills
+while the run goes, odd texts in a dataset, ... Each through real pytest runs (or `run_suites`),
+with the spooled path forced by a lowered `runner.IN_MEMORY_QUESTIONS` where it matters."""
+import json
+import tempfile
+
+import pytest
+import yaml
+
+from conftest import TEST_KEY
+from test_plugin import suite_yaml
+
+from rlhf_eval import runner
+from rlhf_eval.report import load_report
+from rlhf_eval.runner import RunError, run_suites
+
+# A conftest that points Python's temporary folder at one that does not exist (as when TMPDIR names
+# a folder since removed and the usual fallbacks are read-only: tempfile then has nowhere to go).
+NO_TEMP_FOLDER = """
+import tempfile
+tempfile.tempdir = {folder!r}
+"""
+# A conftest that caps the size of any file the run writes (RLIMIT_FSIZE), as a disk that fills
+# does: the write crossing the cap writes what fits, the next one fails (EFBIG, "File too large").
+FILE_SIZE_CAP = """
+import resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails instead of killing the run
+resource.setrlimit(resource.RLIMIT_FSIZE, ({cap}, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+"""
+STREAMED = "from rlhf_eval import runner\nrunner.IN_MEMORY_QUESTIONS = 0\n"
+
+
+def recorded(project) -> dict[str, bytes]:
+    """The cassettes under cassettes/, each checked whole: it loads, one exchange a trace, no key."""
+    found = {p.relative_to(project.path / "cassettes").as_posix(): p.read_bytes()
+             for p in sorted((project.path / "cassettes").rglob("*.yaml"))}
+    for name, data in found.items():
+        assert TEST_KEY.encode() not in data, name
+        assert all(i["response"]["status"]["code"] == 200 for i in yaml.safe_load(data)["interactions"]), name
+    return found
+
+
+def test_a_temporary_folder_that_cannot_take_the_spool_stops_the_run_before_anything_is_sampled(project, live):
+    """Was an INTERNALERROR traceback after the first question had been sampled (and paid for)."""
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=3))
+    project.makeconftest(NO_TEMP_FOLDER.format(folder=str(project.path / "gone")))
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--rlhf-record-mode=once")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+    assert "INTERNALERROR" not in out and "Traceback" not in out, out[-3000:]
+    result.stderr.fnmatch_lines(["ERROR: rlhf-eval: cannot write the run's question results to a temporary file "
+                                 f"in {project.path / 'gone'} (*); set TMPDIR to a writable folder; no question "
+                                 "was sampled"])
+    assert not (project.path / "cassettes").exists()  # nothing sampled, nothing paid for
+
+
+def test_run_suites_without_a_usable_temporary_folder_raises_before_anything_is_sampled(project, live, monkeypatch):
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=2))
+    monkeypatch.setattr(tempfile, "tempdir", str(project.path / "gone"))
+    with pytest.raises(RunError, match=r"^cannot write the run's question results to a temporary file in .*gone "):
+        run_suites([project.path / "demo.yaml"], record_mode="once", cassette_dir=project.path / "cassettes")
+    assert not (project.path / "cassettes").exists()
+
+
+def test_under_xdist_a_temporary_folder_that_cannot_take_the_spool_stops_the_run_in_one_line(project, live):
+    """The controller gathers the results: it stops the workers at the first one, in one line;
+    what the workers recorded is kept, whole."""
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=4))
+    project.makeconftest(NO_TEMP_FOLDER.format(folder=str(project.path / "gone")))
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--rlhf-record-mode=once", "-n", "2")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED, out[-3000:]
+    assert "INTERNALERROR" not in out and "Traceback" not in out, out[-3000:]
+    result.stdout.fnmatch_lines(["*Interrupted: rlhf-eval stopped: cannot write the run's question results to a "
+                                 f"temporary file in {project.path / 'gone'} (*); set TMPDIR to a writable folder; "
+                                 "every cassette recorded so far is kept*"])
+    assert recorded(project)  # loadable and whole, whichever questions ran
+
+
+def test_a_disk_that_fills_while_the_run_goes_stops_it_in_one_line_and_keeps_what_was_recorded(project, live):
+    """The spool's write that crosses the cap is cut short: it was taken as written (the question's
+    text cut, and the report built from it a traceback); now the next write's error stops the run."""
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=20))
+    project.makeconftest(FILE_SIZE_CAP.format(cap=40_000) + STREAMED)
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--rlhf-record-mode=once",
+                                          "--rlhf-report-json=out/report.json")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED, out[-3000:]
+    assert "INTERNALERROR" not in out and "Traceback" not in out, out[-3000:]
+    result.stdout.fnmatch_lines(["*Interrupted: rlhf-eval stopped: cannot write the run's question results to a "
+                                 "temporary file in * (File too large); free space there or set TMPDIR to a folder "
+                                 "with room; every cassette recorded so far is kept*"])
+    # the results gathered before the disk filled are read back whole (the table), and the report
+    # file, under the same cap, is one line too
+    result.stdout.fnmatch_lines(["demo · gemini-2.0-flash · k = 2 · * questions",
+                                 "rlhf-eval: could not write the JSON report to out/report.json (File too large); "
+                                 "choose a writable path"])
+    shown = int(result.stdout.str().split("k = 2 · ")[1].split(" questions")[0])
+    assert 0 < shown < 20
+    assert len(recorded(project)) > shown  # every question that ran (or was prefetched) kept, whole
+
+
+ODD = ["What is 2+3? \ud800 a lone surrogate from a scraped page", "What is 3+4? a NUL \x00 here",
+       "What is 1+1? 😀 𝔘 outside the BMP", "What is 2+2? " + "long " * 20_000]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["held", "streamed"])
+def test_odd_texts_in_a_dataset_reach_every_output_and_read_back(project, live, monkeypatch, streamed):
+    """A lone surrogate in a dataset's question (json reads "\\ud800" as one) made the run end in an
+    INTERNALERROR, held or streamed: pydantic's JSON parser refuses it, and UTF-8 cannot encode it."""
+    with open(project.path / "q.jsonl", "w", encoding="utf-8") as f:
+        for i, text in enumerate(ODD):
+            f.write(json.dumps({"question": text, "answer": f"#### {[5, 7, 2, 4][i]}"}) + "\n")
+    project.makefile(".yaml", demo=suite_yaml(samples=2, questions={"source": "q.jsonl", "id_prefix": "q",
+                                                                    "answer_regex": r"####\s*(.+)$"}))
+    monkeypatch.setattr(runner, "IN_MEMORY_QUESTIONS", 0 if streamed else 10**9)
+    result = project.runpytest("-p", "no:cacheprovider", "--rlhf-record-mode=once", "--rlhf-report-json=r.json",
+                               "--rlhf-html=r.html", "--rlhf-export=exp")
+    out = result.stdout.str()
+    assert result.ret == 0, out[-3000:]
+    assert "INTERNALERROR" not in out
+    report = load_report(project.path / "r.json")
+    prompts = [q.prompt for q in report.suites[0].questions]
+    assert [any(text in p for text in ODD) for p in prompts] == [True] * 4
+    assert "\ud800" in prompts[0] and "\x00" in prompts[1]  # kept as they were: JSON escapes both
+    rows = [json.loads(line) for line in (project.path / "exp" / "demo" / "grpo_prompts.jsonl").open()]
+    assert "\ufffd a lone surrogate" in rows[0]["prompt"]  # a dataset for training: valid text
+    assert "\ufffd a lone surrogate" in (project.path / "r.html").read_text(encoding="utf-8")
