@@ -564,8 +564,13 @@ class Run:
         if o.export is not None:
             from .export import build_export
 
-            export = build_export(report, o.export, pass_rate=o.export_pass_rate,
-                                  nonzero_spread=o.export_nonzero_spread, format=o.export_format)
+            try:
+                export = build_export(report, o.export, pass_rate=o.export_pass_rate,
+                                      nonzero_spread=o.export_nonzero_spread, format=o.export_format)
+            except OSError as exc:  # a report read from disk gathers its rows in TMPDIR first
+                problem = _spool_problem(exc, "set TMPDIR to a folder with room", "the export's rows")
+                self.problems.append(f"rlhf-eval: {problem}; nothing was exported to {shown_path(o.export)}")
+                return
             written, problems = len(self.written), len(self.problems)
             for f in export.files:
                 if not self._write("the export", f.path, f.write):
@@ -590,15 +595,16 @@ class Run:
         return True
 
 
-def _spool_problem(exc: OSError, fix: str) -> str:
-    """The one line for a spool that could not be made or written (`exc`), ending with `fix`."""
+def _spool_problem(exc: OSError, fix: str, what: str = "the run's question results") -> str:
+    """The one line for a temporary file of `what` that could not be made or written (`exc`),
+    ending with `fix`."""
     from .atomic import os_reason
 
     try:
         folder = tempfile.gettempdir()
     except OSError:  # none of TMPDIR, /tmp, /var/tmp, ... is usable: `exc` lists them
         folder = "the temporary folder"
-    return f"cannot write the run's question results to a temporary file in {folder} ({os_reason(exc)}); {fix}"
+    return f"cannot write {what} to a temporary file in {folder} ({os_reason(exc)}); {fix}"
 
 
 def _write_html(report: Report, path: Path) -> None:

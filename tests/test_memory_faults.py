@@ -4,6 +4,7 @@ while the run goes, odd texts in a dataset, ... Each through real pytest runs (o
 with the spooled path forced by a lowered `runner.IN_MEMORY_QUESTIONS` where it matters."""
 import json
 import tempfile
+import tracemalloc
 
 import pytest
 import yaml
@@ -12,8 +13,9 @@ from conftest import TEST_KEY
 from test_plugin import suite_yaml
 
 from rlhf_eval import runner
+from rlhf_eval.export import export_report
 from rlhf_eval.report import load_report
-from rlhf_eval.runner import RunError, run_suites
+from rlhf_eval.runner import Run, RunError, RunOptions, run_suites
 
 # A conftest that points Python's temporary folder at one that does not exist (as when TMPDIR names
 # a folder since removed and the usual fallbacks are read-only: tempfile then has nowhere to go).
@@ -127,3 +129,73 @@ def test_odd_texts_in_a_dataset_reach_every_output_and_read_back(project, live, 
     rows = [json.loads(line) for line in (project.path / "exp" / "demo" / "grpo_prompts.jsonl").open()]
     assert "\ufffd a lone surrogate" in rows[0]["prompt"]  # a dataset for training: valid text
     assert "\ufffd a lone surrogate" in (project.path / "r.html").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory, emulator):
+    """A report of 3 questions × 4 traces recorded through the emulator (its questions are copied
+    into larger reports below), with each suite's settings as a run holds them."""
+    root = tmp_path_factory.mktemp("small")
+    (root / "demo.yaml").write_text(suite_yaml(samples=4, limit=3))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RLHF_EVAL_GEMINI_BASE_URL", emulator.base_url)
+        mp.setenv("GEMINI_API_KEY", TEST_KEY)
+        report = run_suites([root / "demo.yaml"], record_mode="once", cassette_dir=root / "cassettes")
+    suite = report.suites[0]
+    settings = suite.model_dump(mode="json", exclude_unset=True, exclude={"aggregates", "threshold_failures",
+                                                                          "questions"})
+    return settings, list(suite.questions)
+
+
+def gathered(small_report, n: int, in_memory: int, filler: int = 0, **options) -> Run:
+    """A run that gathered `n` copies of the small report's questions, each trace's text its own
+    (so no row is a duplicate of another; `filler` characters longer), ready to `finish`."""
+    settings, questions = small_report
+    run = Run(RunOptions(**options))
+    run.in_memory_questions = in_memory
+    for i in range(n):
+        q = questions[i % len(questions)]
+        traces = [t.model_copy(update={"text": f"{t.text} (copy {i}.{j})" + "x" * filler})
+                  for j, t in enumerate(q.traces)]
+        run.add(settings, q.model_copy(update={"id": f"{q.id}-{i}", "index": i, "traces": traces}))
+    return run
+
+
+def test_the_export_of_a_streamed_report_holds_no_question(small_report, tmp_path):
+    """The export gathered every row of a suite (and a copy of its texts as the dedupe key) before
+    writing a file: ~68 KB a question of k = 8, 3.4 GB at 50,000. Now a streamed report's rows go
+    to temporary files a question at a time: its peak grows by under 1 KB a question (a digest
+    of each DPO and SFT row's texts, to tell a duplicate)."""
+    def peak(n: int) -> int:
+        run = gathered(small_report, n, 0, filler=2000)
+        run.finish({"time": "then"})
+        assert run.report.streamed
+        tracemalloc.start()
+        try:
+            export = export_report(run.report, tmp_path / f"exp-{n}")
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert export.summary()["totals"]["kept"] == n
+
+    # both large enough that every file is read and checked in pieces of their full size (1 MB)
+    small, large = peak(400), peak(1200)
+    assert (large - small) / 800 < 1024, (small, large)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_streamed_export_is_the_held_ones_bytes(small_report, tmp_path, fmt):
+    if fmt == "parquet":
+        pytest.importorskip("datasets")
+    files = {}
+    for in_memory in (0, 10**9):
+        out = tmp_path / str(in_memory)
+        run = gathered(small_report, 60, in_memory, export=out, export_format=fmt)
+        run.finish({"time": "then"})
+        assert not run.problems and run.report.streamed == (in_memory == 0)
+        files[in_memory] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+                            if p.is_file()}
+        assert run.export_line.replace(str(out), "OUT") == files.setdefault("line", run.export_line.replace(
+            str(out), "OUT"))
+    assert sorted(files[0]) == sorted(files[10**9]) and len(files[0]) == 5
+    assert files[0] == files[10**9]
