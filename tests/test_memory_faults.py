@@ -199,3 +199,17 @@ def test_a_streamed_export_is_the_held_ones_bytes(small_report, tmp_path, fmt):
             str(out), "OUT"))
     assert sorted(files[0]) == sorted(files[10**9]) and len(files[0]) == 5
     assert files[0] == files[10**9]
+
+
+def test_a_streamed_export_whose_temporary_folder_went_away_is_one_line_and_the_rest_is_written(
+        small_report, tmp_path, monkeypatch):
+    """A streamed report's export gathers its rows in TMPDIR first: a folder that cannot take them
+    then is the export's one line; the JSON report is written all the same."""
+    run = gathered(small_report, 20, 0, export=tmp_path / "exp", report_json=tmp_path / "report.json")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    run.finish({"time": "then"})
+    assert run.problems == [f"rlhf-eval: cannot write the export's rows to a temporary file in {tmp_path / 'gone'} "
+                            f"(No such file or directory); set TMPDIR to a folder with room; nothing was exported "
+                            f"to {tmp_path / 'exp'}"]
+    assert load_report(tmp_path / "report.json").suites[0].aggregates.questions == 20
+    assert not (tmp_path / "exp").exists() and run.export_line is None
