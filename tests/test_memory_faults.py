@@ -13,6 +13,7 @@ from conftest import TEST_KEY
 from test_plugin import suite_yaml
 
 from rlhf_eval import runner
+from rlhf_eval.emulator import Emulator
 from rlhf_eval.export import export_report
 from rlhf_eval.report import load_report
 from rlhf_eval.runner import Run, RunError, RunOptions, run_suites
@@ -213,3 +214,22 @@ def test_a_streamed_export_whose_temporary_folder_went_away_is_one_line_and_the_
                             f"to {tmp_path / 'exp'}"]
     assert load_report(tmp_path / "report.json").suites[0].aggregates.questions == 20
     assert not (tmp_path / "exp").exists() and run.export_line is None
+
+
+def test_a_disk_that_fills_while_recording_keeps_the_answers_already_on_their_way(project, monkeypatch):
+    """Stopping for the spool abandoned the questions sampling ahead (the prefetcher): requests
+    paid for whose answers then went nowhere. Now they finish their cassettes: every request the
+    API answered is in one."""
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=30))
+    project.makeconftest(FILE_SIZE_CAP.format(cap=40_000) + STREAMED)
+    with Emulator(port=0, latency_ms=500) as emu:
+        monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", emu.base_url)
+        monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+        result = project.runpytest_subprocess("-p", "no:cacheprovider", "--rlhf-record-mode=once",
+                                              "--rlhf-concurrency=8")
+        answered = emu.stats["requests"]
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED and "rlhf-eval stopped: cannot write" in out, out[-3000:]
+    kept = recorded(project)
+    assert len(kept) < 30  # stopped part way: the questions not started never will be
+    assert sum(len(yaml.safe_load(data)["interactions"]) for data in kept.values()) == answered

@@ -476,6 +476,9 @@ def pytest_runtestloop(session: pytest.Session):
             run.close()  # a Ctrl-C while it waits for the started questions stops at once too
             return result
         except session.Interrupted:
+            reports = config.pluginmanager.get_plugin("rlhf-eval-report")
+            if reports is not None and reports.stopped:  # results can no longer be gathered, but the
+                run.close()  # questions sampling ahead were paid for: they finish their cassettes
             raise  # pytest's own stop (collection errors, -x): not a signal, its message stands
         except KeyboardInterrupt as exc:
             raise _stopped(session, exc) from None
