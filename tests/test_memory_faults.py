@@ -108,18 +108,28 @@ ODD = ["What is 2+3? \ud800 a lone surrogate from a scraped page", "What is 3+4?
        "What is 1+1? 😀 𝔘 outside the BMP", "What is 2+2? " + "long " * 20_000]
 
 
-@pytest.mark.parametrize("streamed", [False, True], ids=["held", "streamed"])
-def test_odd_texts_in_a_dataset_reach_every_output_and_read_back(project, live, monkeypatch, streamed):
-    """A lone surrogate in a dataset's question (json reads "\\ud800" as one) made the run end in an
-    INTERNALERROR, held or streamed: pydantic's JSON parser refuses it, and UTF-8 cannot encode it."""
+def odd_suite(project) -> None:
     with open(project.path / "q.jsonl", "w", encoding="utf-8") as f:
         for i, text in enumerate(ODD):
             f.write(json.dumps({"question": text, "answer": f"#### {[5, 7, 2, 4][i]}"}) + "\n")
     project.makefile(".yaml", demo=suite_yaml(samples=2, questions={"source": "q.jsonl", "id_prefix": "q",
                                                                     "answer_regex": r"####\s*(.+)$"}))
-    monkeypatch.setattr(runner, "IN_MEMORY_QUESTIONS", 0 if streamed else 10**9)
-    result = project.runpytest("-p", "no:cacheprovider", "--rlhf-record-mode=once", "--rlhf-report-json=r.json",
-                               "--rlhf-html=r.html", "--rlhf-export=exp")
+
+
+@pytest.mark.parametrize("streamed", [False, True, "xdist"], ids=["held", "streamed", "streamed-under-xdist"])
+def test_odd_texts_in_a_dataset_reach_every_output_and_read_back(project, live, monkeypatch, streamed):
+    """A lone surrogate in a dataset's question (json reads "\\ud800" as one) made the run end in an
+    INTERNALERROR, held or streamed: pydantic's JSON parser refuses it, and UTF-8 cannot encode it;
+    under xdist, the worker could not send the question's result to the controller (execnet
+    carries UTF-8)."""
+    odd_suite(project)
+    outputs = ("--rlhf-record-mode=once", "--rlhf-report-json=r.json", "--rlhf-html=r.html", "--rlhf-export=exp")
+    if streamed == "xdist":
+        project.makeconftest(STREAMED)
+        result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", *outputs)
+    else:
+        monkeypatch.setattr(runner, "IN_MEMORY_QUESTIONS", 0 if streamed else 10**9)
+        result = project.runpytest("-p", "no:cacheprovider", *outputs)
     out = result.stdout.str()
     assert result.ret == 0, out[-3000:]
     assert "INTERNALERROR" not in out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import json
 import sys
 import time
 from pathlib import Path
@@ -362,7 +363,10 @@ class QuestionItem(pytest.Item):
 
     def runtest(self) -> None:
         outcome = the_run(self.config).evaluate(self.suite, self.question)
-        self.user_properties += [(SETTINGS_KEY, outcome.settings), (RESULT_KEY, outcome.result)]
+        result: dict | str = outcome.result
+        if _is_xdist_worker(self.config):
+            result = _as_json(result)
+        self.user_properties += [(SETTINGS_KEY, outcome.settings), (RESULT_KEY, result)]
         if self.config.stash.get(shard_key, None) is not None:  # under xdist, the only way to the controller
             self.user_properties.append((SIZE_KEY, len(self.suite.questions)))
         if outcome.error is not None:
@@ -528,6 +532,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         item.user_properties = _without_result(item.user_properties)
 
 
+def _as_json(result: dict) -> str:
+    """A question's result as the text an xdist worker sends its controller: execnet carries only
+    valid UTF-8, and a dataset's or an API's lone surrogate ("\\ud800", which json reads as one)
+    is not; its JSON escape is. The controller reads it back with `json.loads`."""
+    from rlhf_eval.report_model import _jsonable, escape_lone_surrogates
+
+    return escape_lone_surrogates(json.dumps(result, ensure_ascii=False, default=_jsonable))
+
+
 def _without_result(properties: list) -> list:
     """`properties` without the question's result and settings: once gathered (or sent to the
     xdist controller), holding them to the end of the session would grow memory with the questions."""
@@ -667,7 +680,8 @@ class ReportPlugin:
             run = the_run(self.config)
             try:
                 if self.stopped is None:  # else an xdist worker's question that ran on as the run stopped
-                    run.add(props[SETTINGS_KEY], props[RESULT_KEY])
+                    result = props[RESULT_KEY]
+                    run.add(props[SETTINGS_KEY], json.loads(result) if isinstance(result, str) else result)
             except RunError as exc:
                 self._stop(str(exc))
             if SIZE_KEY in props:
