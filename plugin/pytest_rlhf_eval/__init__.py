@@ -363,9 +363,7 @@ class QuestionItem(pytest.Item):
 
     def runtest(self) -> None:
         outcome = the_run(self.config).evaluate(self.suite, self.question)
-        result: dict | str = outcome.result
-        if _is_xdist_worker(self.config):
-            result = _as_json(result)
+        result: dict | str = _as_json(outcome.result) if _is_xdist_worker(self.config) else outcome.result
         self.user_properties += [(SETTINGS_KEY, outcome.settings), (RESULT_KEY, result)]
         if self.config.stash.get(shard_key, None) is not None:  # under xdist, the only way to the controller
             self.user_properties.append((SIZE_KEY, len(self.suite.questions)))
