@@ -745,6 +745,9 @@ def _run_questions(run: Run, questions: list[tuple[Suite, Question]]) -> Report:
                 outcome = run.evaluate(suite, question)
                 run.add(outcome.settings, outcome.result)
             run.close()
+        except RunError:  # results can no longer be gathered (the spool's disk is full): the questions
+            run.close()  # sampling ahead were paid for, so they finish their cassettes
+            raise
         except KeyboardInterrupt as exc:
             cause = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting for requests

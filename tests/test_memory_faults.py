@@ -3,6 +3,9 @@ with a big suite meets them: a temporary folder that cannot take the run's spool
 while the run goes, odd texts in a dataset, ... Each through real pytest runs (or `run_suites`),
 with the spooled path forced by a lowered `runner.IN_MEMORY_QUESTIONS` where it matters."""
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import tracemalloc
 
@@ -242,4 +245,26 @@ def test_a_disk_that_fills_while_recording_keeps_the_answers_already_on_their_wa
     assert result.ret == pytest.ExitCode.INTERRUPTED and "rlhf-eval stopped: cannot write" in out, out[-3000:]
     kept = recorded(project)
     assert len(kept) < 30  # stopped part way: the questions not started never will be
+    assert sum(len(yaml.safe_load(data)["interactions"]) for data in kept.values()) == answered
+
+
+def test_rlhf_eval_run_on_a_disk_that_fills_says_so_in_one_line_and_keeps_the_answers_on_their_way(project,
+                                                                                                   monkeypatch):
+    """`rlhf-eval run` (run_suites) stopped by its spool: one line, and the questions sampling
+    ahead finish their cassettes (they were abandoned, paid for)."""
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=30))
+    script = FILE_SIZE_CAP.format(cap=40_000) + STREAMED + (
+        "import sys\nfrom rlhf_eval.cli import main\n"
+        "sys.exit(main(['run', 'demo.yaml', '--record-mode', 'once', '--concurrency', '8']))\n")
+    with Emulator(port=0, latency_ms=500) as emu:
+        env = {**os.environ, "RLHF_EVAL_GEMINI_BASE_URL": emu.base_url, "GEMINI_API_KEY": TEST_KEY}
+        proc = subprocess.run([sys.executable, "-c", script], cwd=project.path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        answered = emu.stats["requests"]
+    assert proc.returncode not in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "rlhf-eval: cannot write the run's question results to a temporary file in "
+        f"{tempfile.gettempdir()} (File too large); free space there or set TMPDIR to a folder with room"]
+    kept = recorded(project)
+    assert len(kept) < 30
     assert sum(len(yaml.safe_load(data)["interactions"]) for data in kept.values()) == answered
