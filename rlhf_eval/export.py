@@ -27,6 +27,7 @@ instruction, are conversational (lists of messages, TRL's "conversational" forma
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -36,9 +37,9 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from .credentials import refuse_secrets, write_without_secrets
+from .credentials import CheckedWriter, refuse_secrets, write_chunks_without_secrets, write_without_secrets
 from .objectives import ZERO_TOL
 from .paths import FOLDER_NAME_RE, FOLDER_NAME_RULE, shown_path
 from .report_model import Question, Report, ReportError, Suite
@@ -62,6 +63,9 @@ COLUMNS = {
                     "advantages", "rewards_by_function", "logps"),
     "sft": ("prompt", "completion", "question_id", "pass_rate", "reward", "rewards_by_function", "logp"),
 }
+# A lone surrogate (a dataset's or an API's "\ud800", which json reads as one): a dataset row holds
+# U+FFFD, the replacement character, in its place, as the HTML page shows it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # GRPO rows carry the question's columns too (after `answer`), except one of these names: ours wins.
 _OWN_COLUMNS = frozenset(COLUMNS["grpo_groups"])
 
@@ -208,12 +212,16 @@ def _prompt(suite: Suite, question: Question) -> Any:
     return trl_prompt(question.prompt, _system(suite))
 
 
-def _completion(suite: Suite, text: str) -> Any:
-    """A completion in the format of the suite's prompts: `[{"role": "assistant", ...}]` when they
-    are conversational (a chat prompt, or a system instruction), else the text."""
-    # A suite's prompts are all text or all chats: the first recorded prompt says which.
+def _conversational(suite: Suite) -> bool:
+    """Whether the suite's completions are `[{"role": "assistant", ...}]` (its prompts are chats, or it
+    has a system instruction) rather than text. A suite's prompts are all text or all chats: the
+    first recorded prompt says which."""
     first = next((q.prompt for q in suite.questions if q.prompt is not None), None)
-    conversational = isinstance(first, list) or bool(_system(suite))
+    return isinstance(first, list) or bool(_system(suite))
+
+
+def _completion(conversational: bool, text: str) -> Any:
+    """A completion in the format of the suite's prompts (`_conversational`)."""
     return [{"role": "assistant", "content": text}] if conversational else text
 
 
@@ -230,25 +238,46 @@ class SuiteExport:
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("errored", "below", "above",
                                                                              "zero_spread"), 0))
-    records: dict[str, list[dict]] = field(default_factory=dict)
+    records: dict[str, list[dict]] = field(default_factory=dict)  # by `suite_records`; empty when streamed
+    rows: dict[str, int] = field(default_factory=dict)  # how many rows each dataset has
     duplicates: dict[str, int] = field(default_factory=dict)  # rows removed as identical to an earlier one
     unanswered: dict[str, int] = field(default_factory=lambda: {"dpo": 0})  # pairs with an UNANSWERED trace
 
     def summary(self) -> dict[str, Any]:
         return {"questions": self.questions, "kept": self.kept, "dropped": self.dropped,
-                "rows": {k: len(v) for k, v in self.records.items()}, "duplicates_removed": self.duplicates,
+                "rows": dict(self.rows), "duplicates_removed": self.duplicates,
                 "unanswered_removed": self.unanswered}
 
 
 def suite_records(suite: Suite, keep: ExportFilter | None = None) -> SuiteExport:
     """The four datasets of one suite from its report section, from the questions `keep` keeps
     (all scored ones by default), identical DPO and SFT rows removed (the first is kept)."""
-    keep = keep or ExportFilter()
     out = SuiteExport(suite.name, questions=len(suite.questions))
-    dpo: dict[str, dict] = {}
-    sft: dict[str, dict] = {}
-    prompts, groups = [], []
+    out.records = {name: [] for name in DATASETS}
+    for name, row in suite_rows(suite, keep, out):
+        out.records[name].append(row)
+    return out
+
+
+def suite_rows(suite: Suite, keep: ExportFilter | None, out: SuiteExport) -> Iterator[tuple[str, dict]]:
+    """`suite_records`'s rows one at a time, as (dataset, row), in its order; `out`'s counts are
+    complete once they are all read. Holds no row it has yielded: identical rows are told by a
+    digest of their texts (16 bytes a row), so a suite read from disk (rlhf_eval.spool) is
+    exported a question at a time."""
+    keep = keep or ExportFilter()
+    conversational = _conversational(suite)
+    seen: set[bytes] = set()  # digests of the DPO and SFT rows' texts (`_key`)
+    rows = dict.fromkeys(DATASETS, 0)
+    out.rows = rows
     pairs_seen = sft_seen = 0
+
+    def first(*texts: Any) -> bool:
+        digest = hashlib.blake2b(_key(*texts).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if digest in seen:
+            return False
+        seen.add(digest)
+        return True
+
     for q in suite.questions:
         reason = keep.drop_reason(q)
         if reason:
@@ -265,32 +294,36 @@ def suite_records(suite: Suite, keep: ExportFilter | None = None) -> SuiteExport
                 out.unanswered["dpo"] += 1
                 continue
             pairs_seen += 1
-            row = {"prompt": prompt, "chosen": _completion(suite, w.text), "rejected": _completion(suite, lo.text)}
-            dpo.setdefault(_key(row["prompt"], row["chosen"], row["rejected"]), {
-                **row, **common, "dpo_margin": p.margin, "chosen_logps": w.logp, "rejected_logps": lo.logp,
-                "chosen_ref_logps": w.ref_logp, "rejected_ref_logps": lo.ref_logp,
-                "chosen_reward": w.reward, "rejected_reward": lo.reward,
-                "chosen_rewards_by_function": w.rewards_by_function,
-                "rejected_rewards_by_function": lo.rewards_by_function})
-        prompts.append(grpo_prompt_row(prompt, q.answer, q.columns, q.id, m.accuracy, m.spread))
+            row = {"prompt": prompt, "chosen": _completion(conversational, w.text),
+                   "rejected": _completion(conversational, lo.text)}
+            if first("dpo", row["prompt"], row["chosen"], row["rejected"]):
+                rows["dpo"] += 1
+                yield "dpo", {
+                    **row, **common, "dpo_margin": p.margin, "chosen_logps": w.logp, "rejected_logps": lo.logp,
+                    "chosen_ref_logps": w.ref_logp, "rejected_ref_logps": lo.ref_logp,
+                    "chosen_reward": w.reward, "rejected_reward": lo.reward,
+                    "chosen_rewards_by_function": w.rewards_by_function,
+                    "rejected_rewards_by_function": lo.rewards_by_function}
+        rows["grpo_prompts"] += 1
+        yield "grpo_prompts", grpo_prompt_row(prompt, q.answer, q.columns, q.id, m.accuracy, m.spread)
         columns = {k: v for k, v in q.columns.items() if k not in _OWN_COLUMNS}
         names = sorted({name for t in traces for name in (t.rewards_by_function or {})})
-        groups.append({"prompt": prompt, "answer": q.answer, **columns, **common, "spread": m.spread,
-                       "completions": [_completion(suite, t.text) for t in traces],
-                       "rewards": [t.reward for t in traces], "advantages": [t.advantage for t in traces],
-                       "rewards_by_function": ({n: [(t.rewards_by_function or {}).get(n) for t in traces]
-                                                for n in names} or None),
-                       "logps": [t.logp for t in traces]})
+        rows["grpo_groups"] += 1
+        yield "grpo_groups", {"prompt": prompt, "answer": q.answer, **columns, **common, "spread": m.spread,
+                              "completions": [_completion(conversational, t.text) for t in traces],
+                              "rewards": [t.reward for t in traces], "advantages": [t.advantage for t in traces],
+                              "rewards_by_function": ({n: [(t.rewards_by_function or {}).get(n) for t in traces]
+                                                       for n in names} or None),
+                              "logps": [t.logp for t in traces]}
         for t in traces:
             if t.verdict == "correct":
                 sft_seen += 1
-                row = {"prompt": prompt, "completion": _completion(suite, t.text)}
-                sft.setdefault(_key(row["prompt"], row["completion"]), {
-                    **row, **common, "reward": t.reward, "rewards_by_function": t.rewards_by_function,
-                    "logp": t.logp})
-    out.records = {"dpo": list(dpo.values()), "grpo_prompts": prompts, "grpo_groups": groups, "sft": list(sft.values())}
-    out.duplicates = {"dpo": pairs_seen - len(dpo), "sft": sft_seen - len(sft)}
-    return out
+                row = {"prompt": prompt, "completion": _completion(conversational, t.text)}
+                if first("sft", row["prompt"], row["completion"]):
+                    rows["sft"] += 1
+                    yield "sft", {**row, **common, "reward": t.reward, "rewards_by_function": t.rewards_by_function,
+                                  "logp": t.logp}
+    out.duplicates = {"dpo": pairs_seen - rows["dpo"], "sft": sft_seen - rows["sft"]}
 
 
 # ------------------------------------------------------------------------------------------ the files
@@ -306,6 +339,9 @@ class ExportFile:
     # A file an earlier export into the same folder wrote (by its summary.json) that this one does
     # not: `write` removes it, so a glob over DIR/*/dpo.* never mixes two exports.
     stale: bool = False
+    # A suite read from disk (rlhf_eval.spool): its JSON lines wait in a temporary file, `text`
+    # and (jsonl) `data` are empty, and the file is checked and written a piece at a time.
+    lines: SpooledLines | None = None
 
     def write(self) -> None:
         """Atomically; raises SecretInOutput (nothing written) or OSError."""
@@ -314,11 +350,53 @@ class ExportFile:
             with contextlib.suppress(OSError):  # the suite's folder, if nothing else is in it
                 self.path.parent.rmdir()
             return
-        if isinstance(self.data, str):
+        if self.lines is not None and isinstance(self.data, str):
+            write_chunks_without_secrets(self.path, self.lines.chunks())
+        elif isinstance(self.data, str):
             write_without_secrets(self.path, self.data)
         else:
-            refuse_secrets(self.path, self.text)
+            if self.lines is not None:
+                checked = CheckedWriter(self.path, _Discard())
+                for chunk in self.lines.chunks():
+                    checked.write(chunk)
+                checked.flush()
+            else:
+                refuse_secrets(self.path, self.text)
             _write_bytes(self.path, self.data)
+
+    def content(self) -> str | bytes:
+        """What `write` writes: the text (jsonl) or the parquet bytes."""
+        return "".join(self.lines.chunks()) if self.lines is not None and isinstance(self.data, str) else self.data
+
+
+class _Discard:
+    """A file that keeps nothing: what `CheckedWriter` writes to when it only checks."""
+
+    def write(self, text: str) -> None:
+        pass
+
+
+class SpooledLines:
+    """A dataset's JSON lines in an anonymous temporary file (in TMPDIR; gone when closed or
+    collected): an export of a suite too large to hold. Raises OSError when TMPDIR cannot take it."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="rlhf-eval-export-")
+
+    def add(self, line: str) -> None:
+        self._file.write(line)
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[str]:
+        self._file.flush()
+        self._file.seek(0)
+        while chunk := self._file.read(size):
+            yield chunk
+
+    def rows(self) -> Iterator[dict]:
+        self._file.flush()
+        self._file.seek(0)
+        for line in self._file:
+            yield json.loads(line)
 
 
 @dataclass
@@ -412,12 +490,23 @@ def build_export(report: Report | dict, directory: str | Path, *, pass_rate: Any
     directory = Path(directory)
     exports, files = [], []
     for suite in suites:
+        if not isinstance(suite.questions, list):  # read from disk: so are its rows, to be written
+            one, spooled = _spooled_records(suite, keep)
+            exports.append(one)
+            for name, lines in spooled.items():
+                path = directory / suite.name / f"{name}.{format}"
+                data: str | bytes = "" if format == "jsonl" else _parquet(list(lines.rows()), COLUMNS[name])
+                files.append(ExportFile(path, data, "", lines=lines))
+            continue
         one = suite_records(suite, keep)
         exports.append(one)
         for name, rows in one.records.items():
-            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            text = "".join(_json_line(r) for r in rows)
+            if _LONE_SURROGATE.search(text):  # UTF-8 (and so a trainer's loader) cannot hold one
+                text = _LONE_SURROGATE.sub("\ufffd", text)
+                rows = [json.loads(line) for line in text.splitlines()]
             path = directory / suite.name / f"{name}.{format}"
-            data: str | bytes = text if format == "jsonl" else _parquet(rows, COLUMNS[name])
+            data = text if format == "jsonl" else _parquet(rows, COLUMNS[name])
             files.append(ExportFile(path, data, text))
     written = {f.path for f in files}
     files += [ExportFile(path, "", "", stale=True) for path in _earlier_files(directory) if path not in written]
@@ -425,6 +514,24 @@ def build_export(report: Report | dict, directory: str | Path, *, pass_rate: Any
     summary = json.dumps(export.summary(), indent=1, ensure_ascii=False) + "\n"
     files.append(ExportFile(directory / "summary.json", summary, summary))
     return export
+
+
+def _json_line(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def _spooled_records(suite: Suite, keep: ExportFilter) -> tuple[SuiteExport, dict[str, SpooledLines]]:
+    """A suite read from disk, exported in one pass over its questions: its counts, and each
+    dataset's JSON lines in a temporary file (what `suite_records` would hold). OSError when TMPDIR
+    cannot take them."""
+    one = SuiteExport(suite.name, questions=len(suite.questions))
+    spooled = {name: SpooledLines() for name in DATASETS}
+    for name, row in suite_rows(suite, keep, one):
+        line = _json_line(row)
+        if _LONE_SURROGATE.search(line):  # as a held suite's rows (see build_export)
+            line = _LONE_SURROGATE.sub("\ufffd", line)
+        spooled[name].add(line)
+    return one, spooled
 
 
 def _earlier_files(directory: Path) -> list[Path]:
@@ -449,7 +556,7 @@ def _earlier_files(directory: Path) -> list[Path]:
 
 def export_files(report: Report | dict, directory: str | Path, **options: Any) -> dict[Path, str | bytes]:
     """The files `export_report` writes: path → text (bytes for parquet). Options as `build_export`."""
-    return {f.path: f.data for f in build_export(report, directory, **options).files if not f.stale}
+    return {f.path: f.content() for f in build_export(report, directory, **options).files if not f.stale}
 
 
 def export_report(report: Report | dict, directory: str | Path, **options: Any) -> Export:

@@ -488,8 +488,8 @@ class Report(_Model):
             try:
                 text = self.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
             except PydanticSerializationError:  # e.g. a lone surrogate in a text: let the json module decide
-                return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False,
-                                  default=_jsonable) + "\n"
+                return escape_lone_surrogates(json.dumps(self.to_dict(), indent=1, ensure_ascii=False,
+                                                         allow_nan=False, default=_jsonable)) + "\n"
             return _python_numbers(text) + "\n"
         except ValueError as e:
             bad = _non_finite(self.to_dict())  # walked on this error path only
@@ -633,6 +633,16 @@ def non_finite_at(data: Any, at: tuple = ()) -> tuple[tuple, float] | None:
         elif isinstance(value, list):
             stack += reversed([((*loc, i), v) for i, v in enumerate(value)])
     return None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_lone_surrogates(text: str) -> str:
+    """JSON text with each lone surrogate (a dataset's or an API's "\\ud800", which json reads as
+    one) written as its escape, as UTF-8 cannot encode it: `json.loads` reads the same string back.
+    Outside strings JSON has no such character, so only strings change."""
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _jsonable(value: Any) -> Any:

@@ -210,8 +210,10 @@ def summary_columns(maj_at_k: bool = False) -> tuple[Column, ...]:
 def has_maj_at_k(suites: list[Suite]) -> bool:
     """Whether any question or suite of `suites` has maj@k measured (a report written before it
     existed, or a verifier with no extracted answers, has none: its column is left out)."""
-    return any(q.metrics is not None and q.metrics.maj_at_k is not None for s in suites for q in s.questions) \
-        or any(s.aggregates.maj_at_k is not None for s in suites)
+    # the suites' aggregates first: they answer without a pass over the questions (read from disk
+    # one at a time in a large report, rlhf_eval.spool)
+    return any(s.aggregates.maj_at_k is not None for s in suites) \
+        or any(q.metrics is not None and q.metrics.maj_at_k is not None for s in suites for q in s.questions)
 
 
 def question_cells(q: Question, maj_at_k: bool = False) -> list[Cell]:
@@ -276,7 +278,9 @@ def suite_failure_reasons(s: Suite) -> list[str]:
     """Why a suite's row says FAIL, one line each: every breached suite threshold, and how many of its
     questions failed (naming the first few). Empty when it passed."""
     reasons = list(s.threshold_failures)
-    failed = [q.id for q in s.questions if q.result != "pass"]
+    # A suite streamed from disk counted its failed questions (an ERROR is not passed): none, no pass over them
+    none_failed = not isinstance(s.questions, list) and not s.aggregates.questions_failed
+    failed = [] if none_failed else [q.id for q in s.questions if q.result != "pass"]
     if failed:
         reasons.append(f"{len(failed)} of {len(s.questions)} question{'s' * (len(s.questions) != 1)} "
                        f"failed: {_ids(failed)}")

@@ -389,16 +389,23 @@ class Run:
         ReportError for a result that does not fit the report (a bug); RunError (one line) when no
         temporary file can be made, OSError when the disk fills."""
         question = result if isinstance(result, ReportQuestion) else report_question(result)
+        spool = self.open_spool()
+        try:
+            spool.add(question)
+        except OSError as exc:  # the disk filled (or went read-only) under the run
+            raise RunError(_spool_problem(exc, "free space there or set TMPDIR to a folder with room")) from None
+        self.suites.setdefault(settings["name"], settings)
+
+    def open_spool(self) -> QuestionSpool:
+        """The run's spool (rlhf_eval.spool), made on first use. Call it before sampling anything,
+        so a temporary folder that cannot take the file stops the run before a request is paid for.
+        Raises RunError (one line) when no temporary file can be made."""
         if self._spool is None:
             try:
                 self._spool = QuestionSpool()
             except OSError as exc:
-                from .atomic import os_reason
-
-                raise RunError(f"cannot write the run's question results to a temporary file in "
-                               f"{tempfile.gettempdir()} ({os_reason(exc)}); set TMPDIR to a writable folder") from None
-        self._spool.add(question)
-        self.suites.setdefault(settings["name"], settings)
+                raise RunError(_spool_problem(exc, "set TMPDIR to a writable folder")) from None
+        return self._spool
 
     @property
     def results(self) -> int:
@@ -468,8 +475,10 @@ class Run:
         replaces the provenance of this process (rlhf_eval.merge gives the shards')."""
         from .compare import compare_reports, regressions
 
-        spool = self._spool or QuestionSpool()
-        if len(spool) <= self.in_memory_questions:
+        spool = self._spool
+        if spool is None:  # no result gathered (a shard dealt no question): no temporary file needed
+            report = build_report([], self.suites)
+        elif len(spool) <= self.in_memory_questions:
             report = build_report([q for name in spool.suites() for q in spool.questions(name)], self.suites)
             spool.close()
         else:
@@ -555,8 +564,13 @@ class Run:
         if o.export is not None:
             from .export import build_export
 
-            export = build_export(report, o.export, pass_rate=o.export_pass_rate,
-                                  nonzero_spread=o.export_nonzero_spread, format=o.export_format)
+            try:
+                export = build_export(report, o.export, pass_rate=o.export_pass_rate,
+                                      nonzero_spread=o.export_nonzero_spread, format=o.export_format)
+            except OSError as exc:  # a report read from disk gathers its rows in TMPDIR first
+                problem = _spool_problem(exc, "set TMPDIR to a folder with room", "the export's rows")
+                self.problems.append(f"rlhf-eval: {problem}; nothing was exported to {shown_path(o.export)}")
+                return
             written, problems = len(self.written), len(self.problems)
             for f in export.files:
                 if not self._write("the export", f.path, f.write):
@@ -579,6 +593,18 @@ class Run:
             return False
         self.written.append(str(path))
         return True
+
+
+def _spool_problem(exc: OSError, fix: str, what: str = "the run's question results") -> str:
+    """The one line for a temporary file of `what` that could not be made or written (`exc`),
+    ending with `fix`."""
+    from .atomic import os_reason
+
+    try:
+        folder = tempfile.gettempdir()
+    except OSError:  # none of TMPDIR, /tmp, /var/tmp, ... is usable: `exc` lists them
+        folder = "the temporary folder"
+    return f"cannot write {what} to a temporary file in {folder} ({os_reason(exc)}); {fix}"
 
 
 def _write_html(report: Report, path: Path) -> None:
@@ -702,6 +728,7 @@ def finished_run(paths: Iterable[str | Path], *, record_mode: str = "none", cass
     problem = run.unwritable_cassette_folder(questions)
     if problem:
         raise RunError(problem)
+    run.open_spool()  # a temporary folder that cannot take the results stops the run before any request
     run.start([questions])
     try:
         _run_questions(run, questions)
@@ -718,6 +745,9 @@ def _run_questions(run: Run, questions: list[tuple[Suite, Question]]) -> Report:
                 outcome = run.evaluate(suite, question)
                 run.add(outcome.settings, outcome.result)
             run.close()
+        except RunError:  # results can no longer be gathered (the spool's disk is full): the questions
+            run.close()  # sampling ahead were paid for, so they finish their cassettes
+            raise
         except KeyboardInterrupt as exc:
             cause = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting for requests

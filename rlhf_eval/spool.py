@@ -15,6 +15,7 @@ text: the same bytes as the report built in memory.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -25,7 +26,7 @@ from typing import Iterator, Sequence, overload
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from .report_model import Question, _jsonable
+from .report_model import Question, _jsonable, escape_lone_surrogates
 
 ENCODING = ("utf-8", "surrogatepass")  # a lone surrogate in a model's text survives the spool
 
@@ -36,8 +37,8 @@ def question_json(q: Question) -> str:
     try:
         return q.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
     except PydanticSerializationError:  # e.g. a lone surrogate in a text: the json module writes it, as to_json does
-        return json.dumps(q.model_dump(mode="json", exclude_unset=True, fallback=_jsonable), indent=1,
-                          ensure_ascii=False, default=_jsonable)
+        return escape_lone_surrogates(json.dumps(q.model_dump(mode="json", exclude_unset=True, fallback=_jsonable),
+                                                 indent=1, ensure_ascii=False, default=_jsonable))
 
 
 class QuestionSpool:
@@ -61,8 +62,13 @@ class QuestionSpool:
         data = question_json(q).encode(*ENCODING)
         with self._lock:
             offset = self._end
-            os.pwrite(self._fd, data, offset)
-            self._end += len(data)
+            view, written = memoryview(data), 0
+            while written < len(data):  # a write that meets a full disk writes what fits and says so
+                n = os.pwrite(self._fd, view[written:], offset + written)
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
+            self._end += len(data)  # only now: a question cut short is never read back
             index, offsets, lengths = self._where.setdefault(q.suite, (array("q"), array("q"), array("q")))
             index.append(q.index)
             offsets.append(offset)
@@ -113,8 +119,11 @@ class SpooledQuestions(Sequence[Question]):
         text = self.json_text(i)
         try:
             return Question.model_validate_json(text, strict=True)
-        except ValidationError:  # written from a valid question: only strictness (a number's type) can differ,
-            # or a lone surrogate (a hand-edited report's "\ud800"), which pydantic's JSON parser refuses
+        except ValidationError:  # written from a valid question: only strictness (a number's type) can differ
+            pass
+        try:
+            return Question.model_validate_json(text, strict=False)
+        except ValidationError:  # a lone surrogate's "\ud800" escape: pydantic's parser refuses it, json's reads it
             return Question.model_validate(json.loads(text), strict=False)
 
     def __iter__(self) -> Iterator[Question]:

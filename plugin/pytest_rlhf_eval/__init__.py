@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import json
 import sys
 import time
 from pathlib import Path
@@ -362,7 +363,8 @@ class QuestionItem(pytest.Item):
 
     def runtest(self) -> None:
         outcome = the_run(self.config).evaluate(self.suite, self.question)
-        self.user_properties += [(SETTINGS_KEY, outcome.settings), (RESULT_KEY, outcome.result)]
+        result: dict | str = _as_json(outcome.result) if _is_xdist_worker(self.config) else outcome.result
+        self.user_properties += [(SETTINGS_KEY, outcome.settings), (RESULT_KEY, result)]
         if self.config.stash.get(shard_key, None) is not None:  # under xdist, the only way to the controller
             self.user_properties.append((SIZE_KEY, len(self.suite.questions)))
         if outcome.error is not None:
@@ -456,6 +458,11 @@ def pytest_runtestloop(session: pytest.Session):
     run = the_run(config)
     from rlhf_eval.runner import Interrupted, RunError
 
+    if not _is_xdist_worker(config) and not config.option.collectonly:
+        try:  # where results are gathered: a temporary folder that cannot take them stops the run now
+            run.open_spool()
+        except RunError as exc:
+            raise pytest.UsageError(f"rlhf-eval: {exc}; no question was sampled") from None
     try:
         run.start(rows, prefetch=not _distributed(config) and not config.option.collectonly)
     except RunError as exc:  # recording by batch could not start
@@ -471,6 +478,9 @@ def pytest_runtestloop(session: pytest.Session):
             run.close()  # a Ctrl-C while it waits for the started questions stops at once too
             return result
         except session.Interrupted:
+            reports = config.pluginmanager.get_plugin("rlhf-eval-report")
+            if reports is not None and reports.stopped:  # results can no longer be gathered, but the
+                run.close()  # questions sampling ahead were paid for: they finish their cassettes
             raise  # pytest's own stop (collection errors, -x): not a signal, its message stands
         except KeyboardInterrupt as exc:
             raise _stopped(session, exc) from None
@@ -518,6 +528,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     yield
     if call.when == "call" and isinstance(item, QuestionItem):
         item.user_properties = _without_result(item.user_properties)
+
+
+def _as_json(result: dict) -> str:
+    """A question's result as the text an xdist worker sends its controller: execnet carries only
+    valid UTF-8, and a dataset's or an API's lone surrogate ("\\ud800", which json reads as one)
+    is not; its JSON escape is. The controller reads it back with `json.loads`."""
+    from rlhf_eval.report_model import _jsonable, escape_lone_surrogates
+
+    return escape_lone_surrogates(json.dumps(result, ensure_ascii=False, default=_jsonable))
 
 
 def _without_result(properties: list) -> list:
@@ -620,6 +639,25 @@ class ReportPlugin:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.session: pytest.Session | None = None
+        self.stopped: str | None = None  # why the run stopped gathering results (its spool failed)
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+
+    def _stop(self, problem: str) -> None:
+        """Results can no longer be gathered (the run's temporary file could not be made or written):
+        stop the run after the question running now, as -x does, with one line; every cassette
+        already written stays (each is written whole, before its result is gathered)."""
+        line = f"rlhf-eval stopped: {problem}"
+        if record_mode(self.config) != "none":
+            line += "; every cassette recorded so far is kept"
+        self.stopped = line
+        dsession = self.config.pluginmanager.get_plugin("dsession")  # the xdist controller stops its workers
+        if dsession is not None:
+            dsession.shouldstop = line
+        elif self.session is not None:
+            self.session.shouldstop = line
 
     @pytest.hookimpl(trylast=True)  # after other readers of the report (junitxml, the terminal)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -635,8 +673,15 @@ class ReportPlugin:
             return
         props: dict[str, Any] = dict(report.user_properties)
         if RESULT_KEY in props:
+            from rlhf_eval.runner import RunError
+
             run = the_run(self.config)
-            run.add(props[SETTINGS_KEY], props[RESULT_KEY])
+            try:
+                if self.stopped is None:  # else an xdist worker's question that ran on as the run stopped
+                    result = props[RESULT_KEY]
+                    run.add(props[SETTINGS_KEY], json.loads(result) if isinstance(result, str) else result)
+            except RunError as exc:
+                self._stop(str(exc))
             if SIZE_KEY in props:
                 run.suite_sizes[props[SETTINGS_KEY]["name"]] = props[SIZE_KEY]
             # pytest keeps every report to the end (the terminal's stats): the run's spool has it now
