@@ -445,7 +445,8 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
             notes.append(f"suite {s.name}: prompt changed on {len(cs.prompts_changed)} of the {both} questions "
                          f"both runs have ({_first(cs.prompts_changed)})")
         for ids, what in ((cs.only_in_baseline, f"of baseline {baseline_name} did not run"),
-                          (cs.only_in_current, f"are not in baseline {baseline_name}")):
+                          (cs.only_in_current, f"{'is' if len(cs.only_in_current) == 1 else 'are'} not in "
+                                               f"baseline {baseline_name}")):
             if ids:
                 notes.append(f"suite {s.name}: {len(ids)} question{'s' * (len(ids) != 1)} {what} ({_first(ids)})")
         if (cs.only_in_baseline or cs.only_in_current) and both:
