@@ -11,6 +11,11 @@ a significant improvement.
 Besides the deltas, a comparison lists what else changed and may explain them, as notes: the
 model version, each suite setting (temperature, system instruction, verifier, rewards, samples,
 DPO and GRPO settings, ...), the prompts, and the suites that ran in only one of the two reports.
+
+Memory: each side's questions are walked one question at a time (a list, or a sequence read from
+disk: rlhf_eval.spool), keeping a few numbers a question (`_Side`), so comparing two runs of 50,000
+questions holds neither; the numbers are those of the lists held in memory, bit for bit. The
+per-question entries of a run read from disk are kept on disk (rlhf_eval.comparison_spool).
 """
 from __future__ import annotations
 
@@ -174,8 +179,8 @@ class _Side:
         self.margins = array("d")  # scored pairs' margins (margin set), in order ...
         self.margin_counts = array("q")  # ... and how many each question has
         self.pairs = 0  # preference pairs of the scored questions (margin set or not)
-        self.versions: set[str] = set()  # model_version and system_fingerprint of every trace
-        self.fingerprints: set[str] = set()
+        self.versions: set[str] = set()  # the model_version of every trace ...
+        self.fingerprints: set[str] = set()  # ... and its system_fingerprint
 
     def add(self, q: Question) -> None:
         """Count question `q`, the next one in report order."""
@@ -199,7 +204,7 @@ class _Side:
         self.n_unparsable.append(sum(t.verdict == "unparsable" for t in q.traces))
         self.zero_spread.append(is_zero_spread(m.spread))
         margins = [p.margin for p in q.pairs if p.margin is not None]
-        self.margins.extend(margins)  # type: ignore[arg-type]
+        self.margins.extend(margins)
         self.margin_counts.append(len(margins))
         self.pairs += len(q.pairs)
 

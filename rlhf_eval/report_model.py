@@ -689,7 +689,7 @@ def _with_compared_questions(tail: str, comparison: Comparison | None) -> Iterat
     for n, cs in enumerate(lined):
         yield parts[2 * n]
         comma = parts[2 * n + 1]
-        items = iter(()) if isinstance(cs.questions, dict) else cs.questions.json_items()  # type: ignore[attr-defined]
+        items = iter(()) if isinstance(cs.questions, dict) else cs.questions.json_items()
         first = next(items, None)
         if first is None:
             yield f'    "questions": {{}}{comma}'

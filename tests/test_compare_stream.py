@@ -18,7 +18,6 @@ import pytest
 from rlhf_eval import stats
 from rlhf_eval.compare import compare_reports
 from rlhf_eval.comparison_spool import SpooledComparisons
-from rlhf_eval.html_report import render_html
 from rlhf_eval.report import build_report, build_streamed_report, render_comparison
 from rlhf_eval.report_model import Question, Report
 from rlhf_eval.runner import Run, RunOptions
@@ -120,7 +119,8 @@ def test_two_spooled_reports_compare_to_the_bytes_of_the_same_reports_held(gener
     assert {e.grpo_signal.split(":")[0] for e in entries.values() if e.grpo_signal} == {"lost", "gained"}
     assert any(m.significant for e in entries.values() for m in e.metrics.values())
     notes = "\n".join(c.notes)
-    for said in ("model version changed", "model.temperature changed: 0.7 → 1.0", "prompt changed on 98 of the 1080 questions both runs have",
+    for said in ("model version changed", "model.temperature changed: 0.7 → 1.0",
+                 "prompt changed on 98 of the 1080 questions both runs have",
                  "20 questions of baseline base did not run", "20 questions are not in baseline base",
                  "suite retired of baseline base did not run", "suite gsm8k_reference is not in baseline base"):
         assert said in notes, said
@@ -151,7 +151,8 @@ def test_a_run_compared_with_a_baseline_writes_the_same_files_streamed_or_held(g
 
     def written(in_memory: int):
         out = tmp_path / str(in_memory)
-        run = Run(RunOptions(report_json=out / "report.json", html=out / "report.html", baseline=tmp_path / "base.json"))
+        run = Run(RunOptions(report_json=out / "report.json", html=out / "report.html",
+                             baseline=tmp_path / "base.json"))
         run.load_baseline()
         run.in_memory_questions = in_memory
         for name, qs in current.items():
