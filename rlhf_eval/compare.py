@@ -11,16 +11,23 @@ a significant improvement.
 Besides the deltas, a comparison lists what else changed and may explain them, as notes: the
 model version, each suite setting (temperature, system instruction, verifier, rewards, samples,
 DPO and GRPO settings, ...), the prompts, and the suites that ran in only one of the two reports.
+
+Memory: each side's questions are walked one question at a time (a list, or a sequence read from
+disk: rlhf_eval.spool), keeping a few numbers a question (`_Side`), so comparing two runs of 50,000
+questions holds neither; the numbers are those of the lists held in memory, bit for bit. The
+per-question entries of a run read from disk are kept on disk (rlhf_eval.comparison_spool).
 """
 from __future__ import annotations
 
 import json
 import math
+from array import array
 from typing import Any
 
 import numpy as np
 
 from . import stats
+from .comparison_spool import SpooledComparisons
 from .provenance import package_changes
 from .report_model import (
     Comparison,
@@ -32,6 +39,7 @@ from .report_model import (
     Report,
     SettingChange,
     Suite,
+    SuiteAggregates,
     SuiteComparison,
 )
 from .rows import fmt, higher_is_better, is_number, is_zero_spread
@@ -45,10 +53,6 @@ def _m(q: Question) -> QuestionMetrics:
     """The metrics of a scored question (only those are compared)."""
     assert q.metrics is not None
     return q.metrics
-
-
-def _traces(questions: list[Question]):
-    return [t for q in questions for t in q.traces]
 
 
 def _margins(questions: list[Question]) -> np.ndarray:
@@ -72,19 +76,57 @@ def _proportion(metric, x1, n1, x2, n2):
 def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
     """Suite-level deltas with tests, and per-question deltas with drift. When the two ran different
     questions (`-k`, `--lf`, a changed `limit`), the suite metrics of both are taken over the questions
-    both ran, so a subset is not compared with the whole (a question that errored still counts as run)."""
-    cq, bq = _shared_questions(cur, base), _shared_questions(base, cur)
-    cq = [q for q in cq if q.metrics]
-    bq = [q for q in bq if q.metrics]
-    ct, bt = _traces(cq), _traces(bq)
-    cm, bm = _margins(cq), _margins(bq)
+    both ran, so a subset is not compared with the whole (a question that errored still counts as run).
+
+    Each side's `questions` is walked one question at a time (a list, or a sequence read from disk:
+    rlhf_eval.spool), keeping a few numbers a question; the per-question entries of a suite whose
+    questions are read from disk are written to disk too (`comparison_spool.SpooledComparisons`),
+    so comparing two runs of 50,000 questions holds neither run."""
+    return _compare_suite(cur, base)[0]
+
+
+def _compare_suite(cur: Suite, base: Suite) -> tuple[SuiteComparison, _Side, _Side]:
+    """`compare_suite`, with what it gathered from the baseline's questions and the current ones."""
+    b = _Side(base.aggregates)
+    for q in base.questions:
+        b.add(q)
+    c = _Side(cur.aggregates)
+    entries: dict[str, QuestionComparison] | SpooledComparisons = (
+        {} if isinstance(cur.questions, list) else SpooledComparisons())
+    in_base = array("b")
+    b_spread, c_spread = array("d"), array("d")  # the questions both scored, in this run's order
+    only_in_current, prompts_changed = [], []
+    base_questions = base.questions
+    for q in cur.questions:
+        c.add(q)
+        j_prompt = b.last.get(q.id)  # the baseline's question of that id (its last, as a dict keeps)
+        in_base.append(j_prompt is not None)
+        if j_prompt is None:
+            only_in_current.append(q.id)
+            continue
+        j = b.last_scored.get(q.id) if q.metrics else None
+        bq = None
+        if j is not None:
+            bq = base_questions[j]
+            b_spread.append(_spread(bq))
+            c_spread.append(_spread(q))
+            entries[q.id] = compare_question(q, bq)
+        if q.prompt is not None:
+            was = _as_sent((bq if j == j_prompt else base_questions[j_prompt]).prompt)  # type: ignore[union-attr]
+            if was is not None and _as_sent(q.prompt) != was:
+                prompts_changed.append(q.id)
+    # Over the questions both ran; over all of each side's when they share none (nothing else to compare).
+    if any(in_base):
+        cur_shared = np.array(in_base, dtype=bool)
+        base_shared = np.fromiter((i in c.last for i in b.ids), dtype=bool, count=len(b.ids))
+    else:
+        cur_shared, base_shared = np.ones(len(c.ids), bool), np.ones(len(b.ids), bool)
+    cx, cu, cn, cz, cnq, cm = c.compared(cur_shared)
+    bx, bu, bn, bz, bnq, bm = b.compared(base_shared)
     aggregates = {
-        "accuracy": _proportion("accuracy", sum(t.verdict == "correct" for t in bt), len(bt),
-                                sum(t.verdict == "correct" for t in ct), len(ct)),
-        "unparsable_rate": _proportion("unparsable_rate", sum(t.verdict == "unparsable" for t in bt), len(bt),
-                                       sum(t.verdict == "unparsable" for t in ct), len(ct)),
-        "frac_zero_spread": _proportion("frac_zero_spread", sum(is_zero_spread(_m(q).spread) for q in bq), len(bq),
-                                        sum(is_zero_spread(_m(q).spread) for q in cq), len(cq)),
+        "accuracy": _proportion("accuracy", bx, bn, cx, cn),
+        "unparsable_rate": _proportion("unparsable_rate", bu, bn, cu, cn),
+        "frac_zero_spread": _proportion("frac_zero_spread", bz, bnq, cz, cnq),
         "reward_accuracy": _proportion("reward_accuracy", int((bm > 0).sum()), len(bm), int((cm > 0).sum()), len(cm)),
     }
     if len(bm) > 1 and len(cm) > 1:
@@ -93,32 +135,101 @@ def compare_suite(cur: Suite, base: Suite) -> SuiteComparison:
     else:
         aggregates["mean_margin"] = _entry("mean_margin", float(bm.mean()) if len(bm) else None,
                                            float(cm.mean()) if len(cm) else None, None, None)
-    base_by_id = {q.id: q for q in bq}
-    shared = [(base_by_id[q.id], q) for q in cq if q.id in base_by_id]
-    if len(shared) > 1:
-        b_spread = np.array([_m(b).spread for b, _ in shared], float)
-        c_spread = np.array([_m(c).spread for _, c in shared], float)
-        aggregates["mean_spread"] = _entry("mean_spread", float(np.mean(b_spread)), float(np.mean(c_spread)),
-                                           stats.paired_bootstrap_test(b_spread, c_spread),
-                                           "paired bootstrap over questions")
+    if len(b_spread) > 1:
+        bs, cs_ = np.array(b_spread, float), np.array(c_spread, float)
+        aggregates["mean_spread"] = _entry("mean_spread", float(np.mean(bs)), float(np.mean(cs_)),
+                                           stats.paired_bootstrap_test(bs, cs_), "paired bootstrap over questions")
     for metric in COMPARED_METRICS:
         e = aggregates.get(metric)
         change = _measured_on_one_side(e.baseline if e else base.aggregates.get(metric),
                                        e.current if e else cur.aggregates.get(metric),
-                                       lambda suite, metric=metric: _why_unmeasured(metric, suite),
-                                       base, cur)
+                                       lambda side, metric=metric: side.why_unmeasured(metric),
+                                       b, c)
         if change is not None:
             aggregates[metric] = change
-    questions = {c.id: compare_question(c, b) for b, c in shared}
-    base_prompts = {q.id: _as_sent(q.prompt) for q in base.questions}
-    ran = {q.id for q in cur.questions}
-    return SuiteComparison(name=cur.name, aggregates=aggregates, questions=questions,
-                           only_in_baseline=[q.id for q in base.questions if q.id not in ran],  # did not run
-                           only_in_current=[q.id for q in cur.questions if q.id not in base_prompts],
-                           settings_changed=settings_changed(cur, base),
-                           prompts_changed=[q.id for q in cur.questions
-                                            if base_prompts.get(q.id) is not None and q.prompt is not None
-                                            and _as_sent(q.prompt) != base_prompts[q.id]])
+    out = SuiteComparison(name=cur.name, aggregates=aggregates,
+                          questions=entries if isinstance(entries, dict) else {},
+                          only_in_baseline=[i for i in b.ids if i not in c.last],  # did not run
+                          only_in_current=only_in_current,
+                          settings_changed=settings_changed(cur, base), prompts_changed=prompts_changed)
+    if not isinstance(entries, dict):
+        out.questions = entries  # type: ignore[assignment]  # validated as they were written
+    return out, b, c
+
+
+def _spread(q: Question) -> float:
+    spread = _m(q).spread
+    return math.nan if spread is None else spread  # as np.array([None], float) holds it
+
+
+class _Side:
+    """What a comparison reads from one suite's questions, gathered one question at a time: a few
+    numbers a question (its id, counts, spread, scored-pair margins), never the question."""
+
+    def __init__(self, aggregates: SuiteAggregates) -> None:
+        self.aggregates = aggregates  # the suite's own (why a metric has no value)
+        self.ids: list[str] = []  # every question's id, in report order
+        self.last: dict[str, int] = {}  # id -> position of its last question (a dict keeps the last)
+        self.last_scored: dict[str, int] = {}  # id -> position of its last scored question
+        self.scored = array("b")
+        self.n_traces = array("q")  # per question (0 for one not scored)
+        self.n_correct = array("q")
+        self.n_unparsable = array("q")
+        self.zero_spread = array("b")
+        self.margins = array("d")  # scored pairs' margins (margin set), in order ...
+        self.margin_counts = array("q")  # ... and how many each question has
+        self.pairs = 0  # preference pairs of the scored questions (margin set or not)
+        self.versions: set[str] = set()  # the model_version of every trace ...
+        self.fingerprints: set[str] = set()  # ... and its system_fingerprint
+
+    def add(self, q: Question) -> None:
+        """Count question `q`, the next one in report order."""
+        i = len(self.ids)
+        self.ids.append(q.id)
+        self.last[q.id] = i
+        for t in q.traces:
+            if v := t.model_version:
+                self.versions.add(str(v))
+            if v := t.system_fingerprint:
+                self.fingerprints.add(str(v))
+        m = q.metrics
+        self.scored.append(bool(m))
+        if not m:
+            for a in (self.n_traces, self.n_correct, self.n_unparsable, self.zero_spread, self.margin_counts):
+                a.append(0)
+            return
+        self.last_scored[q.id] = i
+        self.n_traces.append(len(q.traces))
+        self.n_correct.append(sum(t.verdict == "correct" for t in q.traces))
+        self.n_unparsable.append(sum(t.verdict == "unparsable" for t in q.traces))
+        self.zero_spread.append(is_zero_spread(m.spread))
+        margins = [p.margin for p in q.pairs if p.margin is not None]
+        self.margins.extend(margins)
+        self.margin_counts.append(len(margins))
+        self.pairs += len(q.pairs)
+
+    def compared(self, shared: np.ndarray) -> tuple[int, int, int, int, int, np.ndarray]:
+        """(correct, unparsable, traces, zero-spread questions, questions, margins in order) over the
+        scored questions where `shared` (a bool per question) is set: what the suite metrics compare."""
+        mask = np.array(self.scored, dtype=bool) & shared
+        n_correct, n_unparsable, n_traces = (np.array(a, dtype=np.int64)[mask] for a in
+                                             (self.n_correct, self.n_unparsable, self.n_traces))
+        margins = np.array(self.margins, dtype=float)[np.repeat(mask, np.array(self.margin_counts, dtype=np.int64))]
+        return (int(n_correct.sum()), int(n_unparsable.sum()), int(n_traces.sum()),
+                int(np.array(self.zero_spread, dtype=bool)[mask].sum()), int(mask.sum()), margins)
+
+    def why_unmeasured(self, metric: str) -> str:
+        """Why the suite has no value of a compared metric, in words."""
+        if not self.last_scored:
+            n = len(self.ids)
+            return f"none of its {n} question{'s' * (n != 1)} was scored"
+        if metric in ("reward_accuracy", "mean_margin"):
+            if self.aggregates.dpo_unavailable:
+                return f"DPO metrics unavailable: {self.aggregates.dpo_unavailable}"
+            if not self.pairs:
+                return "no preference pairs: each question's traces were all correct or all not correct"
+            return f"none of its {self.pairs} preference pairs has a margin (no log-probabilities)"
+        return "no value in the report"
 
 
 def _as_sent(prompt: Any) -> Any:
@@ -128,13 +239,6 @@ def _as_sent(prompt: Any) -> Any:
             and prompt[0].get("role") == "user" and set(prompt[0]) <= {"role", "content"}:
         return prompt[0].get("content")
     return prompt
-
-
-def _shared_questions(suite: Suite, other: Suite) -> list[Question]:
-    """`suite`'s questions that `other` ran too; all of them when the two share none (nothing else to compare)."""
-    ids = {q.id for q in other.questions}
-    shared = [q for q in suite.questions if q.id in ids]
-    return shared or suite.questions
 
 
 def _measured_on_one_side(base_value, cur_value, why, base, cur) -> MetricChange | None:
@@ -148,22 +252,6 @@ def _measured_on_one_side(base_value, cur_value, why, base, cur) -> MetricChange
         return MetricChange(baseline=None, current=cur_value, significant=True, worse=False,
                             reason=f"not measured in the baseline: {why(base)}")
     return None
-
-
-def _why_unmeasured(metric: str, suite: Suite) -> str:
-    """Why `suite` (a report's) has no value of a compared metric, in words."""
-    scored = [q for q in suite.questions if q.metrics]
-    if not scored:
-        n = len(suite.questions)
-        return f"none of its {n} question{'s' * (n != 1)} was scored"
-    if metric in ("reward_accuracy", "mean_margin"):
-        if suite.aggregates.dpo_unavailable:
-            return f"DPO metrics unavailable: {suite.aggregates.dpo_unavailable}"
-        pairs = sum(len(q.pairs) for q in scored)
-        if not pairs:
-            return "no preference pairs: each question's traces were all correct or all not correct"
-        return f"none of its {pairs} preference pairs has a margin (no log-probabilities)"
-    return "no value in the report"
 
 
 # The suite settings whose changes are listed (the report's Suite fields); `path` and `description`
@@ -333,10 +421,6 @@ def preference_flips(cur: Question, base: Question) -> list[PreferenceFlip]:
     return flips
 
 
-def _versions(suite: Suite, key: str = "model_version") -> list[str]:
-    return sorted({str(v) for q in suite.questions for t in q.traces if (v := getattr(t, key, None))})
-
-
 def compare_reports(current: Report | dict, baseline: Report | dict, baseline_name: str) -> Comparison:
     """This run against `baseline` (its suites matched by name); `failures` is left empty for
     `regressions` to fill. A report dict is validated into a Report first (ReportError if it does not fit)."""
@@ -349,16 +433,16 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
         if b is None:
             notes.append(f"suite {s.name} is not in baseline {baseline_name} (new): nothing to compare it with")
             continue
-        was, now = _versions(b), _versions(s)
+        cs, was_side, now_side = _compare_suite(s, b)
+        was, now = sorted(was_side.versions), sorted(now_side.versions)
         if was and now and was != now:  # a side with no trace (every question errored) has no version to compare
             changed = True
             notes.append(f"suite {s.name}: model version changed: {', '.join(was)} → {', '.join(now)}")
         # A server build or cache id (system_fingerprint) changes without the model changing.
-        fp_was, fp_now = _versions(b, "system_fingerprint"), _versions(s, "system_fingerprint")
+        fp_was, fp_now = sorted(was_side.fingerprints), sorted(now_side.fingerprints)
         if fp_was and fp_now and fp_was != fp_now:
             notes.append(f"suite {s.name}: backend fingerprint changed ({', '.join(fp_was)} → {', '.join(fp_now)}); "
                          "the model is the same")
-        cs = compare_suite(s, b)
         notes += [f"suite {s.name}: {key} changed: {show_setting(c.baseline)} → {show_setting(c.current)}"
                   for key, c in cs.settings_changed.items()]
         both = len(s.questions) - len(cs.only_in_current)  # the questions both runs have
@@ -366,7 +450,8 @@ def compare_reports(current: Report | dict, baseline: Report | dict, baseline_na
             notes.append(f"suite {s.name}: prompt changed on {len(cs.prompts_changed)} of the {both} questions "
                          f"both runs have ({_first(cs.prompts_changed)})")
         for ids, what in ((cs.only_in_baseline, f"of baseline {baseline_name} did not run"),
-                          (cs.only_in_current, f"are not in baseline {baseline_name}")):
+                          (cs.only_in_current, f"{'is' if len(cs.only_in_current) == 1 else 'are'} not in "
+                                               f"baseline {baseline_name}")):
             if ids:
                 notes.append(f"suite {s.name}: {len(ids)} question{'s' * (len(ids) != 1)} {what} ({_first(ids)})")
         if (cs.only_in_baseline or cs.only_in_current) and both:

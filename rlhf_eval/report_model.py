@@ -35,7 +35,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError, PydanticSerializationError
 
 from .credentials import write_chunks_without_secrets, write_without_secrets
@@ -307,6 +308,13 @@ class SuiteComparison(_Model):
     settings_changed: dict[str, SettingChange] = Field(default_factory=dict)
     prompts_changed: list[str] = Field(default_factory=list)
 
+    @field_serializer("questions", mode="wrap")
+    def _questions_read_whole(self, questions: Any, handler: Any) -> Any:
+        # A comparison of a run whose questions are on disk keeps these on disk too
+        # (rlhf_eval.comparison_spool): `Report.to_json` streams them; a dump of this model alone
+        # reads them all.
+        return handler(questions if isinstance(questions, dict) else dict(questions.items()))
+
 
 class Comparison(_Model):
     """This run against a baseline report (rlhf_eval.compare.compare_reports)."""
@@ -447,8 +455,13 @@ class Report(_Model):
 
     @property
     def streamed(self) -> bool:
-        """A suite's questions are a sequence read from disk (rlhf_eval.spool), not a list in memory."""
-        return any(not isinstance(s.questions, list) for s in self.suites)
+        """A suite's questions are a sequence read from disk (rlhf_eval.spool), not a list in memory
+        (or the comparison's entries of a suite are: rlhf_eval.comparison_spool)."""
+        return any(not isinstance(s.questions, list) for s in self.suites) or bool(self._spooled_comparisons())
+
+    def _spooled_comparisons(self) -> list[SuiteComparison]:
+        c = self.comparison
+        return [cs for cs in c.suites if not isinstance(cs.questions, dict)] if c is not None else []
 
     def json_chunks(self) -> Iterator[str]:
         """The text `to_json` gives, in pieces: the report without its questions, each question's
@@ -456,6 +469,11 @@ class Report(_Model):
         A secret inside a string is whole within one piece. Raises ValueError as `to_json` does."""
         suites = self.suites
         skeleton = self.model_copy(update={"suites": [s.model_copy(update={"questions": []}) for s in suites]})
+        if self._spooled_comparisons():  # their entries are nested below, like the questions
+            c = self.comparison
+            assert c is not None
+            skeleton.comparison = c.model_copy(update={"suites": [
+                cs if isinstance(cs.questions, dict) else cs.model_copy(update={"questions": {}}) for cs in c.suites]})
         # each suite's `"questions": []` is a line of its own, at the suite's key depth (3): the
         # questions go there; no other line of the report is one (strings hold no newline)
         parts = _QUESTIONS_LINE.split(skeleton.to_json())
@@ -475,7 +493,7 @@ class Report(_Model):
             for j, text in enumerate(texts, 1):
                 yield ",\n" + _nested(text, suite, j)
             yield f"\n   ]{comma}"
-        yield parts[-1]
+        yield from _with_compared_questions(parts[-1], self.comparison)
 
     def to_json(self) -> str:
         """The report as `dump` writes it: the bytes `json.dumps(self.to_dict(), indent=1,
@@ -705,6 +723,52 @@ def _nested(text: str, suite: Suite, j: int) -> str:
     except ValueError as e:
         raise ValueError(f"{e} (suites.{suite.name}.questions[{j}])") from None
     return "    " + text.replace("\n", "\n    ")
+
+
+# a comparison suite's (empty) per-question entries in the report written without them, and the comma after it
+_COMPARED_LINE = re.compile(r'^    "questions": \{\}(,?)$', re.MULTILINE)
+
+
+def _with_compared_questions(tail: str, comparison: Comparison | None) -> Iterator[str]:
+    """The report's text after its last question (`tail`), with the per-question entries of the
+    comparison's suites that are read from disk (rlhf_eval.comparison_spool) nested where the
+    report written without them has `"questions": {}`: the text the dict of them gives."""
+    suites = comparison.suites if comparison is not None else []
+    if all(isinstance(cs.questions, dict) for cs in suites):
+        yield tail
+        return
+    # the suites whose line that is: those spooled, and those held with no entry
+    lined = [cs for cs in suites if "questions" in cs.model_fields_set
+             and not (isinstance(cs.questions, dict) and cs.questions)]
+    start = tail.index('\n "comparison": {\n')  # a top-level key: a line of its own, once
+    parts = _COMPARED_LINE.split(tail[start:])
+    if len(parts) != 2 * len(lined) + 1:
+        raise AssertionError(f"{len(parts)} parts for {len(lined)} comparisons")  # a bug: the layout changed
+    yield tail[:start]
+    for n, cs in enumerate(lined):
+        yield parts[2 * n]
+        comma = parts[2 * n + 1]
+        items = iter(()) if isinstance(cs.questions, dict) else cs.questions.json_items()
+        first = next(items, None)
+        if first is None:
+            yield f'    "questions": {{}}{comma}'
+            continue
+        yield '    "questions": {\n'
+        yield _nested_entry(*first, cs)
+        for item in items:
+            yield ",\n" + _nested_entry(*item, cs)
+        yield f"\n    }}{comma}"
+    yield parts[-1]
+
+
+def _nested_entry(question_id: str, text: str, cs: SuiteComparison) -> str:
+    """A comparison entry's own JSON text (`comparison_spool.comparison_json`) as the report holds
+    it under its question id: indented to its depth (5), numbers as Python writes them."""
+    try:
+        text = _python_numbers(text)
+    except ValueError as e:
+        raise ValueError(f"{e} (comparison.suites.{cs.name}.questions.{question_id})") from None
+    return f"     {json.dumps(question_id, ensure_ascii=False)}: " + text.replace("\n", "\n     ")
 
 
 FILE_FIX = "fix that field, or write the report again with pytest --rlhf-report-json=PATH"
