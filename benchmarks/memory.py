@@ -15,8 +15,9 @@ Then it runs, in a subprocess each:
 
 (0) `pytest suites --collect-only`: the floor every run of N questions pays (pytest, the plugin,
     the suite and N test items), before anything is replayed;
-(1) `pytest suites -n W --rlhf-report-json=... [--rlhf-html=...]`: the replay, writing the JSON
-    report (and the HTML page with --html).
+(1) `pytest suites -n W --rlhf-report-json=... [--rlhf-html=...] [--rlhf-compare=BASELINE]`: the
+    replay, writing the JSON report (and the HTML page with --html; compared with the report of
+    an earlier run of the same N with --compare, e.g. one without -n: a baseline as large as the run).
 
 Peak RSS is each process's high-water mark (VmHWM in /proc, sampled every 0.2 s; for a process that
 exits between samples, its last sample), for the pytest process and, under xdist (`--workers W`),
@@ -156,6 +157,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8, help="k of the source suite (default 8)")
     parser.add_argument("--workers", type=int, default=0, help="pytest-xdist workers (-n; default 0: one process)")
     parser.add_argument("--html", action="store_true", help="also write the HTML report")
+    parser.add_argument("--compare", action="store_true",
+                        help="compare with the report an earlier run of the same N left (OUT/N/report.json)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rlhf-memory"))
     parser.add_argument("--no-floor", action="store_true", help="skip the --collect-only floor")
     args = parser.parse_args()
@@ -170,7 +173,15 @@ def main() -> None:
             print(f"  N = {n:6d}: (0) collect only:   peak RSS {floor['rss']:5d} MB, {floor['seconds']:7.1f} s",
                   flush=True)
         report = out / "report.json"
+        if args.compare:  # the earlier run's report is the baseline; this run writes beside it
+            baseline = out / "baseline.json"
+            if not report.exists():
+                raise SystemExit(f"{report}: no earlier report of {n} questions to compare with; "
+                                 "run once without --compare")
+            report.replace(baseline)
         cmd = [*base, "-n", str(args.workers), f"--rlhf-report-json={report}"]
+        if args.compare:
+            cmd.append(f"--rlhf-compare={baseline}")
         if args.html:
             cmd.append(f"--rlhf-html={out / 'report.html'}")
         run = measured(cmd, out)
@@ -181,10 +192,11 @@ def main() -> None:
         workers = (f", largest worker {run['worker_rss']} MB, sum {run['sum_rss']} MB"
                    if args.workers and run["worker_rss"] else "")
         html = f", HTML {(out / 'report.html').stat().st_size / 1e6:.0f} MB" if args.html else ""
+        html += f", compared with a baseline of {baseline.stat().st_size / 1e6:.0f} MB" if args.compare else ""
         print(f"  N = {n:6d}: (1) replay, k = {args.samples}: peak RSS {run['rss']:5d} MB{workers}, "
               f"{run['seconds']:7.1f} s wall ({run['seconds'] / n * 1000:.1f} ms/question); "
               f"report {check_report(report, n, args.samples)}{html}; pytest: {tail[-1].strip('= ')}", flush=True)
-        print(json.dumps({"questions": n, "samples": args.samples, "workers": args.workers,
+        print(json.dumps({"questions": n, "samples": args.samples, "workers": args.workers, "compare": args.compare,
                           "floor_rss_mb": None if args.no_floor else floor["rss"], "rss_mb": run["rss"],
                           "worker_rss_mb": run["worker_rss"], "sum_rss_mb": run["sum_rss"],
                           "seconds": round(run["seconds"], 1)}), flush=True)
