@@ -181,8 +181,11 @@ def build_streamed_report(spool: QuestionSpool, suites: dict[str, dict]) -> Repo
         settings = suites.get(name, {})
         dpo = settings.get("dpo", {})
         tally = SuiteTally(dpo)
+        digest = rows_.SuiteDigest(MAX_REASONS)  # what the terminal summary shows: no pass of its own
         for q in qs:
             tally.add(q)
+            digest.add(q)
+        rows_.remember_digest(qs, digest)
         out_suites.append(_report_suite(name, settings, aggregates_of(tally, dpo, settings), qs))
     return Report(version=REPORT_VERSION, suites=out_suites)
 
@@ -233,10 +236,11 @@ SUITE_ROW = "(suite)"  # the suite row's label: parentheses are never in a quest
 MAX_REASONS = 10  # FAIL / ERROR lines of questions shown per suite; the rest are counted
 
 
-def suite_rows(suite: Suite, maj_at_k: bool = False) -> list[list[str]]:
+def suite_rows(suite: Suite, maj_at_k: bool = False, digest: rows_.SuiteDigest | None = None) -> list[list[str]]:
     """A suite's rows of the terminal table (`columns(maj_at_k)` without the suite): one per
-    question, then the suite's (labelled SUITE_ROW)."""
-    rows = [[q.id, *(c.text for c in rows_.question_cells(q, maj_at_k)), q.result] for q in suite.questions]
+    question, then the suite's (labelled SUITE_ROW). `digest`: `rows_.suite_digest(suite)`, when
+    the caller has it."""
+    rows = (digest or rows_.suite_digest(suite, MAX_REASONS)).table_rows(maj_at_k)
     rows.append([SUITE_ROW, *(rows_.cells_text(c) for c in rows_.suite_cells(suite, maj_at_k)),
                  rows_.suite_result(suite)])
     return rows
@@ -260,31 +264,28 @@ def suite_heading(suite: Suite) -> str:
             f"{n} question{'s' * (n != 1)}")
 
 
-def suite_notes(suite: Suite) -> list[tuple[str, str]]:
+def suite_notes(suite: Suite, digest: rows_.SuiteDigest | None = None) -> list[tuple[str, str]]:
     """The lines under a suite's table, each with its style ("text" or "fail"): why its DPO metrics
     are unavailable (once), why each FAIL or ERROR question row failed (the first MAX_REASONS), and
-    why the suite's row says FAIL."""
-    lines = [("text", line) for line in rows_.dpo_unavailable_lines(suite)]
-    usage = usage_line(suite)
+    why the suite's row says FAIL. `digest`: `rows_.suite_digest(suite)`, when the caller has it
+    (all of it comes from that one pass over the questions: a large report reads them from disk)."""
+    d = digest if digest is not None and digest.reasons == MAX_REASONS else rows_.suite_digest(suite, MAX_REASONS)
+    lines = [("text", line) for line in rows_.dpo_unavailable_lines(suite, d)]
+    usage = usage_line(suite, d)
     lines += [("text", usage)] if usage else []
-    failing, said = [], set()  # (result, id, reason), not the questions: a large report reads them from disk
-    for q in suite.questions:
-        if (reason := rows_.question_reason(q)) is not None:
-            failing.append((q.result, q.id, reason))
-        if q.dpo_unavailable:
-            said.add(q.dpo_unavailable)  # by the DPO line(s) above
+    said = d.dpo_unavailable_said  # by the DPO line(s) above
 
     def once(reason: str) -> str:  # a gate on a DPO metric names the line that says why, not the reason again
         for why in said:
             reason = reason.replace(f" is unavailable: {why}", " is unavailable (see DPO metrics unavailable above)")
         return reason
 
-    lines += [("fail", f"{result} {suite.name}::{qid}: {once(reason)}")
-              for result, qid, reason in failing[:MAX_REASONS]]
-    if len(failing) > MAX_REASONS:
-        lines.append(("fail", f"… and {len(failing) - MAX_REASONS} more failing questions of {suite.name} "
+    lines += [("fail", f"{result} {suite.name}::{qid}: {once(reason)}") for result, qid, reason in d.failing]
+    if d.failing_count > len(d.failing):
+        lines.append(("fail", f"… and {d.failing_count - len(d.failing)} more failing questions of {suite.name} "
                               "(each one's reason is in the JSON report: questions[].failures and .error)"))
-    lines += [("fail", f"FAIL suite {suite.name}: {once(reason)}") for reason in rows_.suite_failure_reasons(suite)]
+    lines += [("fail", f"FAIL suite {suite.name}: {once(reason)}")
+              for reason in rows_.suite_failure_reasons(suite, d)]
     return lines
 
 
@@ -293,19 +294,23 @@ def report_lines(report: Report | dict, maj_at_k: bool | None = None) -> list[tu
     the suite's row) and `suite_notes`; style "fail" for a failure's line, else "text". Numbers are
     right-aligned, and the columns line up across suites. maj@k is shown when the report has it."""
     report = Report.of(report)
-    maj = rows_.has_maj_at_k(report.suites) if maj_at_k is None else maj_at_k
+    # one pass over each suite's questions gives its rows and its notes (rows_.SuiteDigest; none
+    # at all for a report a run built from its spool: gathered then)
+    digests = [rows_.suite_digest(s, MAX_REASONS) for s in report.suites]
+    maj = (any(s.aggregates.maj_at_k is not None for s in report.suites) or any(d.has_maj_at_k for d in digests)
+           if maj_at_k is None else maj_at_k)  # rows_.has_maj_at_k, from the digests
     headers = columns(maj)[1:]
-    blocks = [(s, suite_rows(s, maj)) for s in report.suites]
+    blocks = [(s, d, suite_rows(s, maj, d)) for s, d in zip(report.suites, digests)]
     # one alignment for every suite's rows, so the columns line up from one suite to the next
-    head, rule, *body = aligned(headers, [r for _, rows in blocks for r in rows], left=(0, len(headers) - 1))
+    head, rule, *body = aligned(headers, [r for _, _, rows in blocks for r in rows], left=(0, len(headers) - 1))
     out: list[tuple[str, str]] = []
-    for n, (s, rows) in enumerate(blocks):
+    for n, (s, d, rows) in enumerate(blocks):
         if n:
             out.append(("text", ""))
         out += [("text", suite_heading(s)), ("text", head), ("text", rule)]
         out += [("text", line) for line in body[:len(rows)]]
         del body[:len(rows)]
-        out += suite_notes(s)
+        out += suite_notes(s, d)
     return out
 
 
@@ -326,22 +331,17 @@ def render_table(report: Report | dict, maj_at_k: bool | None = None) -> str:
     return "\n".join(text for _, text in report_lines(report, maj_at_k))
 
 
-def usage_line(suite: Suite) -> str | None:
+def usage_line(suite: Suite, digest: rows_.SuiteDigest | None = None) -> str | None:
     """What a suite's requests were billed, in one line under its table (None when no trace was
     scored): `tokens: 4,692 prompt + 6,815 output (4,232 thinking) = 11,507; cost $0.0210` (the
     thinking count when there was thinking, the cost when the suite has a price; how many questions
     that errored are not counted, when some did), or, when a response
     reported no usage, `tokens: none (3 of 32 traces came from requests whose response reported no
-    token usage)`, never a partial sum."""
+    token usage)`, never a partial sum. `digest`: `rows_.suite_digest(suite)`, when the caller has it."""
     a = suite.aggregates
+    d = digest or rows_.suite_digest(suite, MAX_REASONS)
     if a.total_tokens is None:
-        missing = n = 0
-        kept = False  # counted, not held: a large report reads its questions from disk one at a time
-        for q in suite.questions:
-            for t in q.traces:
-                n += 1
-                missing += t.prompt_tokens is None or t.output_tokens is None
-                kept = kept or "prompt_tokens" in t.model_fields_set
+        missing, n, kept = d.usage_missing, d.traces, d.usage_kept
         # nothing scored (see the errors), traces left out, or a report from before usage was kept
         if not missing or not kept:
             return None
@@ -351,7 +351,7 @@ def usage_line(suite: Suite) -> str | None:
     thinking = f" ({a.thinking_tokens:,} thinking)" if a.thinking_tokens else ""
     cost = f"; cost ${a.cost_usd:,.4f}" if a.cost_usd is not None else ""
     # the totals are over the scored questions' traces: a question that errored has none, whatever it sent
-    errored = sum(q.metrics is None for q in suite.questions)
+    errored = d.errored
     left_out = (f" (the scored questions' requests; {errored} question{'s' * (errored != 1)} that errored "
                 "not counted)") if errored else ""
     return (f"tokens: {a.prompt_tokens:,} prompt + {a.output_tokens:,} output{thinking} "

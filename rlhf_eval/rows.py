@@ -9,6 +9,7 @@ HTML report escapes these strings and sets minus signs typographically (`typogra
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeGuard
 
@@ -244,24 +245,117 @@ def suite_label(s: Suite) -> str:
     return f"(suite: {s.aggregates.questions} questions)"
 
 
-def dpo_unavailable_lines(s: Suite) -> list[str]:
-    """Why the suite's DPO metrics are unavailable, once per distinct reason (not once per question):
-    "DPO metrics unavailable: <reason>", naming the questions when only some of them have it."""
-    scored = 0  # counted, not held: a large report reads its questions from disk one at a time
-    by_reason: dict[str, list[str]] = {}
-    for q in s.questions:
-        if q.metrics is None:
-            continue
-        scored += 1
+class SuiteDigest:
+    """What the terminal report shows of a suite's questions, gathered in one pass over them
+    (`add` each, in report order): its table rows, and the counts and first few ids and reasons
+    its notes name. A report of many questions reads them from disk, ~1 ms each
+    (rlhf_eval.spool): the table and every note come from this one pass, not one pass each.
+
+    Holds a row of strings a question (~0.5 KB), and at most `reasons` failing questions' reasons
+    and `FIRST_IDS` ids per note, whatever the number of questions."""
+
+    FIRST_IDS = 5  # ids a note names before "… (N more)"
+
+    def __init__(self, reasons: int = 10) -> None:
+        self.reasons = reasons
+        # (id, cells of summary_columns(maj_at_k=True)..., result), a question each, in order
+        self.rows: list[tuple[str, ...]] = []
+        self.has_maj_at_k = False  # a question has maj@k measured
+        self.questions = 0
+        self.scored = 0
+        self.errored = 0  # questions without metrics (not scored)
+        # scored questions' DPO reasons: reason -> [how many, their first ids], in order of appearance
+        self.dpo_reasons: dict[str, list] = {}
+        self.dpo_unavailable_said: set[str] = set()  # every question's DPO reason (a gate naming one is shortened)
+        # traces' usage: how many, how many from a request without usage, whether any kept usage at all
+        self.traces = 0
+        self.usage_missing = 0
+        self.usage_kept = False
+        self.failing: list[tuple[str, str, str]] = []  # (result, id, reason): the first `reasons`
+        self.failing_count = 0
+        self.failed_ids: list[str] = []  # questions whose result is not "pass": the first FIRST_IDS
+        self.failed_count = 0
+
+    def add(self, q: Question) -> None:
+        """Count question `q` (the next one in report order)."""
+        m, result = q.metrics, q.result
+        self.rows.append((q.id, *(c.text for c in question_cells(q, True)), result))
+        self.has_maj_at_k = self.has_maj_at_k or (m is not None and m.maj_at_k is not None)
+        self.questions += 1
+        if m is None:
+            self.errored += 1
+        else:
+            self.scored += 1
+            if q.dpo_unavailable:
+                seen = self.dpo_reasons.setdefault(q.dpo_unavailable, [0, []])
+                seen[0] += 1
+                if len(seen[1]) < self.FIRST_IDS:
+                    seen[1].append(q.id)
         if q.dpo_unavailable:
-            by_reason.setdefault(q.dpo_unavailable, []).append(q.id)
+            self.dpo_unavailable_said.add(q.dpo_unavailable)
+        for t in q.traces:
+            self.traces += 1
+            self.usage_missing += t.prompt_tokens is None or t.output_tokens is None
+            self.usage_kept = self.usage_kept or "prompt_tokens" in t.model_fields_set
+        if (reason := question_reason(q)) is not None:
+            self.failing_count += 1
+            if len(self.failing) < self.reasons:
+                self.failing.append((result, q.id, reason))
+        if result != "pass":
+            self.failed_count += 1
+            if len(self.failed_ids) < self.FIRST_IDS:
+                self.failed_ids.append(q.id)
+
+    def table_rows(self, maj_at_k: bool = False) -> list[list[str]]:
+        """The questions' rows: id, the cells of `summary_columns(maj_at_k)`, the result."""
+        if maj_at_k:
+            return [list(row) for row in self.rows]
+        maj = 1 + SUMMARY_COLUMNS.index(_MAJ_COLUMN)  # after the id
+        return [[*row[:maj], *row[maj + 1:]] for row in self.rows]
+
+
+_MAJ_COLUMN = next(c for c in SUMMARY_COLUMNS if c.question == "maj_at_k")
+
+
+def suite_digest(s: Suite, reasons: int = 10) -> SuiteDigest:
+    """`s`'s `SuiteDigest`: the one gathered when its report was built from a spool
+    (`remember_digest`), else one pass over its questions."""
+    try:
+        known = _DIGESTS.get(s.questions)  # type: ignore[arg-type]
+    except TypeError:  # a list: not remembered (held in memory, a pass is cheap)
+        known = None
+    if known is not None and known.reasons == reasons:
+        return known
+    digest = SuiteDigest(reasons)
+    for q in s.questions:
+        digest.add(q)
+    return digest
+
+
+def remember_digest(questions: Any, digest: SuiteDigest) -> None:
+    """Keep `digest` (gathered over every question of `questions`) for `suite_digest` of a suite
+    holding `questions`, as long as they live: a read-only sequence read from disk
+    (rlhf_eval.spool.SpooledQuestions), never a list (which can change)."""
+    if not isinstance(questions, list):
+        _DIGESTS[questions] = digest
+
+
+# questions (a SpooledQuestions) -> their digest; weak: it goes when the report does
+_DIGESTS: weakref.WeakKeyDictionary[Any, SuiteDigest] = weakref.WeakKeyDictionary()
+
+
+def dpo_unavailable_lines(s: Suite, digest: SuiteDigest | None = None) -> list[str]:
+    """Why the suite's DPO metrics are unavailable, once per distinct reason (not once per question):
+    "DPO metrics unavailable: <reason>", naming the questions when only some of them have it.
+    `digest`: `suite_digest(s)`, when the caller has it."""
+    d = digest or suite_digest(s)
     lines = []
-    for reason, ids in by_reason.items():
-        if len(ids) == scored:
+    for reason, (count, ids) in d.dpo_reasons.items():
+        if count == d.scored:
             lines.append(f"DPO metrics unavailable: {reason}")
         else:
-            lines.append(f"DPO metrics unavailable for {len(ids)} of {scored} questions "
-                         f"({_ids(ids)}): {reason}")
+            lines.append(f"DPO metrics unavailable for {count} of {d.scored} questions "
+                         f"({_ids(ids, count=count)}): {reason}")
     return lines
 
 
@@ -274,23 +368,27 @@ def question_reason(q: Question) -> str | None:
     return None
 
 
-def suite_failure_reasons(s: Suite) -> list[str]:
+def suite_failure_reasons(s: Suite, digest: SuiteDigest | None = None) -> list[str]:
     """Why a suite's row says FAIL, one line each: every breached suite threshold, and how many of its
-    questions failed (naming the first few). Empty when it passed."""
+    questions failed (naming the first few). Empty when it passed. `digest`: `suite_digest(s)`,
+    when the caller has it."""
     reasons = list(s.threshold_failures)
     # A suite streamed from disk counted its failed questions (an ERROR is not passed): none, no pass over them
     none_failed = not isinstance(s.questions, list) and not s.aggregates.questions_failed
-    failed = [] if none_failed else [q.id for q in s.questions if q.result != "pass"]
-    if failed:
-        reasons.append(f"{len(failed)} of {len(s.questions)} question{'s' * (len(s.questions) != 1)} "
-                       f"failed: {_ids(failed)}")
+    d = None if none_failed else digest or suite_digest(s)
+    if d is not None and d.failed_count:
+        n = d.questions
+        reasons.append(f"{d.failed_count} of {n} question{'s' * (n != 1)} "
+                       f"failed: {_ids(d.failed_ids, count=d.failed_count)}")
     elif s.aggregates.questions_failed:  # a report whose questions were left out
         reasons.append(f"{s.aggregates.questions_failed} of {s.aggregates.questions} questions failed")
     return reasons
 
 
-def _ids(ids: list[str], most: int = 5) -> str:
-    return ", ".join(ids[:most]) + (f", … ({len(ids) - most} more)" if len(ids) > most else "")
+def _ids(ids: list[str], most: int = 5, count: int | None = None) -> str:
+    """The first `most` of `ids`, and how many more of `count` (default: all of `ids`) there are."""
+    count = len(ids) if count is None else count
+    return ", ".join(ids[:most]) + (f", … ({count - most} more)" if count > most else "")
 
 
 def suite_result(s: Suite) -> str:
