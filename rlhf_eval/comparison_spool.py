@@ -12,6 +12,7 @@ at its place: the same bytes as the dict gives.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -41,7 +42,8 @@ class SpooledComparisons(Mapping[str, QuestionComparison]):
 
     Setting an id again replaces its entry and keeps its place (as a dict does). The file is
     deleted when `close` is called or the object is garbage collected. Raises OSError when the
-    temporary folder (TMPDIR) cannot take the file."""
+    temporary folder (TMPDIR) cannot take the file, or when setting an entry meets a full disk
+    (the entry is then not set: a cut entry is never read back)."""
 
     def __init__(self, directory: str | None = None) -> None:
         self._file = tempfile.TemporaryFile(prefix="rlhf-eval-comparisons-", dir=directory)
@@ -53,7 +55,12 @@ class SpooledComparisons(Mapping[str, QuestionComparison]):
 
     def __setitem__(self, question_id: str, entry: QuestionComparison) -> None:
         data = comparison_json(entry).encode(*ENCODING)
-        os.pwrite(self._fd, data, self._end)
+        view, written = memoryview(data), 0
+        while written < len(data):  # a write that meets a full disk writes what fits and says so
+            n = os.pwrite(self._fd, view[written:], self._end + written)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written += n
         i = self._position.setdefault(question_id, len(self._offsets))
         if i == len(self._offsets):
             self._offsets.append(self._end)
@@ -77,6 +84,20 @@ class SpooledComparisons(Mapping[str, QuestionComparison]):
 
     def __len__(self) -> int:
         return len(self._position)
+
+    def reserve(self, question_id: str) -> int:
+        """Give `question_id` its place (as a dict's key set first) without an entry yet: a reader
+        that meets a bad entry keeps its key's place for a good one given later under the same key.
+        Until one is set, reading it is an error. Returns the place."""
+        i = self._position.setdefault(question_id, len(self._offsets))
+        if i == len(self._offsets):
+            self._offsets.append(0)
+            self._lengths.append(0)
+        return i
+
+    def position(self, question_id: str) -> int:
+        """The place of `question_id`'s entry (0 for the first added); KeyError when it has none."""
+        return self._position[question_id]
 
     def json_items(self) -> Iterator[tuple[str, str]]:
         """(question id, its entry's text as `comparison_json` wrote it), in order."""

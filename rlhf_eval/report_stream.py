@@ -40,9 +40,10 @@ from typing import Any, Callable, TextIO
 
 from pydantic import ValidationError
 
-from .report_model import (FILE_FIX, REPORT_VERSION, WRITE_HINT, Question, Report, ReportError, Suite,
-                           _float_noting_overflow, _path, bad_curve, bad_pair, check_version, non_finite_at,
-                           problem_of)
+from .comparison_spool import SpooledComparisons
+from .report_model import (FILE_FIX, REPORT_VERSION, WRITE_HINT, Comparison, Question, QuestionComparison, Report,
+                           ReportError, Suite, SuiteComparison, _float_noting_overflow, _path, bad_curve, bad_pair,
+                           check_version, non_finite_at, problem_of)
 from .spool import QuestionSpool, SpooledQuestions
 
 __all__ = ["STREAM_ABOVE_BYTES", "load_streamed"]
@@ -56,6 +57,8 @@ _NEAR_END = 16  # an error this close to the end of the text read may be a token
 _WS = re.compile(r"[ \t\n\r]*")  # json's whitespace
 _REPORT_FIELDS = list(Report.model_fields)
 _SUITE_FIELDS = list(Suite.model_fields)
+_COMPARISON_FIELDS = list(Comparison.model_fields)
+_COMPARED_FIELDS = list(SuiteComparison.model_fields)
 
 
 def load_streamed(path: Path, source: str, what: str = "report") -> Report:
@@ -177,6 +180,10 @@ class _Loader:
         self.pair: str | None = None  # the first bad pair index
         self.curves: dict[int, str] = {}  # suite -> its first question whose curve is bad
         self.non_finite: tuple[int, tuple, float] | None = None  # (offset, location, value) of the first
+        # the comparison's per-question entries (~6 KB each as models, one per question of a run
+        # compared with a baseline): validated one at a time and kept on disk, by comparison suite
+        self.compared: dict[int, SpooledComparisons] = {}
+        self.entry_errors: dict[tuple[int, str], tuple[tuple, dict, int]] = {}  # (order, first error, count)
 
     # ------------------------------------------------------------------------------ the walk
 
@@ -255,6 +262,11 @@ class _Loader:
             self.where = []
             report[key] = suites
             return self.array(i, lambda n, j: self.suite(suites, n, j))
+        if key == "comparison" and self.text.char(i) == "{":
+            comparison: dict[str, Any] = {}
+            report[key] = comparison
+            self._forget_entries()  # a second "comparison" key replaces the first, as in json
+            return self.object(i, lambda k, j: self.comparison_member(comparison, k, j))
         report[key], end = self.value(i, (key,))
         if key == "version" and "suites" not in report:
             # before any question: a report of a newer version is not read on (its fields may mean other things)
@@ -302,21 +314,89 @@ class _Loader:
                                                                                   q.metrics.k)):
             self.curves[n] = curve
         offsets, lengths = self.where[n]
-        offset, length = self._spool().add(q)
+        spool = self._spool()
+        try:
+            offset, length = spool.add(q)
+        except OSError as exc:  # else worded as the report file's: "cannot read the report: File too large"
+            raise _spool_full(self.source, "its questions", exc) from None
         offsets.append(offset)
         lengths.append(length)
         return end
 
+    def comparison_member(self, comparison: dict, key: str, i: int) -> int:
+        if key == "suites" and self.text.char(i) == "[":
+            suites: list[Any] = []
+            comparison[key] = suites
+            self._forget_entries()
+            return self.array(i, lambda n, j: self.compared_suite(suites, n, j))
+        comparison[key], end = self.value(i, ("comparison", key))
+        return end
+
+    def compared_suite(self, suites: list, n: int, i: int) -> int:
+        if self.text.char(i) != "{":
+            value, end = self.value(i, ("comparison", "suites", n))
+            suites.append(value)
+            return end
+        suite: dict[str, Any] = {}
+        suites.append(suite)
+
+        def member(key: str, j: int) -> int:
+            if key == "questions" and self.text.char(j) == "{":
+                suite[key] = {}  # validated with the report; its entries are in `compared[n]`
+                self._forget_entries(n)
+                return self.object(j, lambda question_id, k: self.entry(n, question_id, k))
+            suite[key], end = self.value(j, ("comparison", "suites", n, key))
+            return end
+
+        return self.object(i, member)
+
+    def entry(self, n: int, question_id: str, i: int) -> int:
+        """The comparison entry of question `question_id` of comparison suite n, at `i`: validated
+        and spooled, or its problem noted. A key given twice keeps its first place and its last
+        value, as a dict of json's does."""
+        at = ("comparison", "suites", n, "questions", question_id)
+        data, end = self.value(i, at)
+        spool = self.compared.get(n)
+        if spool is None:
+            spool = self.compared[n] = self._temporary(SpooledComparisons, "its comparison's entries")
+        try:
+            entry = QuestionComparison.model_validate(data, strict=True)
+        except ValidationError as e:
+            errors = e.errors(include_url=False)
+            order = (_REPORT_FIELDS.index("comparison"), _COMPARISON_FIELDS.index("suites"), n,
+                     _COMPARED_FIELDS.index("questions"), spool.reserve(question_id))
+            self.entry_errors[(n, question_id)] = (order, {**errors[0], "loc": (*at, *errors[0]["loc"])}, len(errors))
+            return end
+        self.entry_errors.pop((n, question_id), None)  # a good entry replaces a bad one of its key
+        if self.errors:  # the load fails (a question's problem): its entries are only counted
+            spool.reserve(question_id)
+            return end
+        try:
+            spool[question_id] = entry
+        except OSError as exc:
+            raise _spool_full(self.source, "its comparison's entries", exc) from None
+        return end
+
+    def _forget_entries(self, n: int | None = None) -> None:
+        """The entries of comparison suite n (of every one: None) read so far are replaced."""
+        for k in [k for k in self.compared if n is None or k == n]:
+            self.compared.pop(k).close()
+        for key in [key for key in self.entry_errors if n is None or key[0] == n]:
+            del self.entry_errors[key]
+
+    def _temporary(self, make: Callable[[], Any], what: str) -> Any:
+        """`make()`: a spool's temporary file; one that cannot be made is a ReportError."""
+        try:
+            return make()
+        except OSError as exc:
+            from .atomic import os_reason
+
+            raise ReportError(f"{self.source}: cannot write {what} to a temporary file in {_temp_folder()} "
+                              f"({os_reason(exc)}); set TMPDIR to a writable folder") from None
+
     def _spool(self) -> QuestionSpool:
         if self.spool is None:
-            try:
-                self.spool = QuestionSpool()
-            except OSError as exc:
-                from .atomic import os_reason
-
-                raise ReportError(f"{self.source}: cannot write its questions to a temporary file in "
-                                  f"{tempfile.gettempdir()} ({os_reason(exc)}); set TMPDIR to a writable folder"
-                                  ) from None
+            self.spool = self._temporary(QuestionSpool, "its questions")
         return self.spool
 
     # ------------------------------------------------------------------------------ the checks
@@ -333,10 +413,12 @@ class _Loader:
             problems: list[Any] = []
         except ValidationError as e:
             problems = e.errors(include_url=False)
-        errors = [(_order(p["loc"]), -1, p) for p in problems] + self.errors
+        errors = [(_order(p["loc"]), -1, p) for p in problems] + self.errors + [
+            (order, 0, first) for order, first, _ in self.entry_errors.values()]
         if errors:
             first = min(errors, key=lambda e: (e[0], e[1]))[2]
-            raise ReportError(problem_of(source, first, len(problems) + self.error_count))
+            count = len(problems) + self.error_count + sum(c for _, _, c in self.entry_errors.values())
+            raise ReportError(problem_of(source, first, count))
         problem = self.pair
         for n, suite in enumerate(report.suites):
             if problem:
@@ -350,13 +432,38 @@ class _Loader:
         spool = self.spool or QuestionSpool()
         for suite, (offsets, lengths) in zip(report.suites, self.where):
             suite.questions = SpooledQuestions(spool, offsets, lengths)  # type: ignore[assignment]
+        if report.comparison is not None:
+            for n, entries in self.compared.items():
+                report.comparison.suites[n].questions = entries  # type: ignore[assignment]  # validated as read
         return report
+
+
+def _temp_folder() -> str:
+    try:
+        return tempfile.gettempdir()
+    except OSError:  # none of TMPDIR, /tmp, /var/tmp, ... is usable
+        return "the temporary folder"
+
+
+def _spool_full(source: str, what: str, exc: OSError) -> ReportError:
+    """The one line for a spool's temporary file that a write failed on (a full disk, a size cap)."""
+    from .atomic import os_reason
+
+    return ReportError(f"{source}: cannot write {what} to a temporary file in {_temp_folder()} ({os_reason(exc)}); "
+                       "free space there or set TMPDIR to a folder with room")
 
 
 def _order(loc: tuple) -> tuple:
     """Where pydantic lists a problem of the report without its questions among a whole load's
-    problems: by field (a suite's questions are its last field) and item."""
+    problems: by field (a suite's questions are its last field) and item; in the comparison, by its
+    field, suite, the suite's field (its per-question entries are read on their own) and entry."""
     top = _REPORT_FIELDS.index(loc[0]) if loc and loc[0] in _REPORT_FIELDS else len(_REPORT_FIELDS)
+    if loc and loc[0] == "comparison":
+        field = _COMPARISON_FIELDS.index(loc[1]) if len(loc) >= 2 and loc[1] in _COMPARISON_FIELDS else -1
+        if len(loc) >= 3 and loc[1] == "suites" and isinstance(loc[2], int):
+            sub = _COMPARED_FIELDS.index(loc[3]) if len(loc) >= 4 and loc[3] in _COMPARED_FIELDS else -1
+            return top, field, loc[2], sub, -1
+        return top, field, -1, -1, -1
     if len(loc) >= 2 and loc[0] == "suites":
         field = _SUITE_FIELDS.index(loc[2]) if len(loc) >= 3 and loc[2] in _SUITE_FIELDS else -1
         return top, loc[1], field, -1
