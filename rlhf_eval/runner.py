@@ -205,9 +205,17 @@ class Prefetcher:
         future = self._futures.pop(_key(suite, question), None)
         return future.result() if future else self._sample(suite, question)
 
-    def close(self) -> None:
-        """The run ended (or stopped at -x): a started question finishes its cassette."""
+    def in_flight(self) -> int:
+        """How many questions are sampling now (their requests sent or about to be)."""
+        return sum(f.running() for f in self._futures.values())
+
+    def close(self) -> int:
+        """The run ended, or stopped early without a signal (-x, --maxfail, a session stop): no
+        question starts any more; a started one finishes its cassette (its requests were paid for).
+        Returns how many were still running and then finished without an error."""
+        running = [f for f in self._futures.values() if f.running()]
         self._pool.shutdown(wait=True, cancel_futures=True)
+        return sum(not f.cancelled() and f.exception() is None for f in running)
 
     def abandon(self, grace: float) -> None:
         """The run was interrupted: questions not started never will be; started ones get `grace`
@@ -259,6 +267,9 @@ class Run:
         self.export_line: str | None = None  # what the export wrote, in one line
         self.problems: list[str] = []  # outputs that could not be written, one line each
         self.batch: Any = None  # a rlhf_eval.batch.BatchRecording while recording by batch
+        # questions sampling ahead that were still running when the run was closed, and finished
+        self.finished_ahead = 0
+        self.stop_note: str | None = None  # why the run stopped early and what it kept (`stopped_early_line`)
 
     @property
     def recording(self) -> bool:
@@ -442,16 +453,36 @@ class Run:
             self._frozen = False
             gc.unfreeze()
 
+    @property
+    def in_flight(self) -> int:
+        """How many questions sampling ahead are running now (what `close` waits for)."""
+        return self.prefetch.in_flight() if self.prefetch is not None else 0
+
     def close(self) -> None:
-        """Every question was asked for: wait for the prefetched ones still writing their cassettes."""
+        """Every question was asked for, or the run ended early without a signal (-x, --maxfail, a
+        session stop, its spool's disk full, an error): wait for the questions sampling ahead that
+        had started, so every request paid for ends in a cassette; none starts any more. A Ctrl-C
+        meanwhile (KeyboardInterrupt) cuts the wait short: then call `stop`."""
         if self.prefetch is not None:
-            self.prefetch.close()
+            self.finished_ahead += self.prefetch.close()
         if self.batch is not None:
             self.batch.finish()
 
     def interrupted_line(self, questions: Iterable[tuple[Suite, Question]], cause: str) -> str | None:
         """What an interrupted recording left: complete cassettes kept, questions still to record
         (None when replaying or when the run had no question)."""
+        return self._left_line(questions, f"stopped on {cause};")
+
+    def stopped_early_line(self, questions: Iterable[tuple[Suite, Question]], why: str,
+                           rerun: str = "run the same command again to record them") -> str | None:
+        """What a recording that ended early without a signal (`why`: pytest's "stopping after 1
+        failures", a plugin's stop) kept, after `close`: the complete cassettes, how many of them
+        questions sampling ahead finished, the questions still to record and how (`rerun`). None
+        when replaying or when the run had no question."""
+        return self._left_line(questions, f"stopped early ({why});", rerun, self.finished_ahead)
+
+    def _left_line(self, questions: Iterable[tuple[Suite, Question]], stopped: str,
+                   rerun: str = "run the same command again to record them", ahead: int = 0) -> str | None:
         if not self.recording:
             return None
         root = self.options.cassette_dir
@@ -462,10 +493,10 @@ class Run:
         folders = {p.parent for p in paths}
         where = shown_path(folders.pop() if len(folders) == 1 else root) + "/"
         if kept == len(paths):
-            return f"rlhf-eval stopped on {cause}; every question's cassette is complete under {where}"
-        return (f"rlhf-eval stopped on {cause}; kept {kept} complete cassette{'s' * (kept != 1)} under {where}, "
-                f"{len(paths) - kept} question{'s' * (len(paths) - kept != 1)} not recorded — "
-                "run the same command again to record them")
+            return f"rlhf-eval {stopped} every question's cassette is complete under {where}"
+        finished = f" ({ahead} finished by questions sampling ahead of the stop)" if ahead else ""
+        return (f"rlhf-eval {stopped} kept {kept} complete cassette{'s' * (kept != 1)} under {where}{finished}, "
+                f"{len(paths) - kept} question{'s' * (len(paths) - kept != 1)} not recorded — {rerun}")
 
     # -------------------------------------------------------------------------------- the report
 
@@ -511,9 +542,10 @@ class Run:
         """The closing lines, each with its style: "title" and "section" (a separator line with
         the text), "text", or "fail" (shown red)."""
         report = self.report
+        stopped = [("text", self.stop_note)] if self.stop_note else []
         if report is None:
-            return []
-        lines = summary_lines(report)
+            return stopped
+        lines = summary_lines(report) + stopped
         if self.options.shard is not None:
             n = sum(len(s.questions) for s in report.suites)
             lines.append(("text", f"rlhf-eval: shard {self.options.shard}: {n} question{'s' * (n != 1)}; suite "
@@ -744,19 +776,27 @@ def _run_questions(run: Run, questions: list[tuple[Suite, Question]]) -> Report:
             for suite, question in questions:
                 outcome = run.evaluate(suite, question)
                 run.add(outcome.settings, outcome.result)
-            run.close()
-        except RunError:  # results can no longer be gathered (the spool's disk is full): the questions
-            run.close()  # sampling ahead were paid for, so they finish their cassettes
-            raise
+            run.close()  # a Ctrl-C while it waits for the questions sampling ahead stops at once too
         except KeyboardInterrupt as exc:
-            cause = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting for requests
-                run.stop(INTERRUPT_GRACE)
-            raise Interrupted(run.interrupted_line(questions, cause) or f"stopped on {cause}") from None
+            raise _interrupted(run, questions, exc) from None
+        except Exception:  # results can no longer be gathered (RunError: the spool's disk is full), or a
+            try:  # bug: the questions sampling ahead were paid for, so they finish their cassettes
+                run.close()
+            except KeyboardInterrupt as exc:  # ... unless Ctrl-C says not to wait
+                raise _interrupted(run, questions, exc) from None
+            raise
         finally:
             run.stop(0)
             run.release_patch()
     return run.finish()
+
+
+def _interrupted(run: Run, questions: list[tuple[Suite, Question]], exc: KeyboardInterrupt) -> Interrupted:
+    """Stop an interrupted run now (the questions in flight get `INTERRUPT_GRACE`); what to raise."""
+    cause = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting for requests
+        run.stop(INTERRUPT_GRACE)
+    return Interrupted(run.interrupted_line(questions, cause) or f"stopped on {cause}")
 
 
 __all__ = ["Interrupted", "Outcome", "Prefetcher", "Run", "RunError", "RunOptions", "run_suites"]

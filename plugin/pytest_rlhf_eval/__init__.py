@@ -477,16 +477,49 @@ def pytest_runtestloop(session: pytest.Session):
             result = yield
             run.close()  # a Ctrl-C while it waits for the started questions stops at once too
             return result
-        except session.Interrupted:
-            reports = config.pluginmanager.get_plugin("rlhf-eval-report")
-            if reports is not None and reports.stopped:  # results can no longer be gathered, but the
-                run.close()  # questions sampling ahead were paid for: they finish their cassettes
-            raise  # pytest's own stop (collection errors, -x): not a signal, its message stands
+        except session.Interrupted as exc:  # pytest's own stop (a plugin's, or the run's spool failed):
+            _finish_started(session, exc)  # not a signal, so its message stands
+            raise
         except KeyboardInterrupt as exc:
             raise _stopped(session, exc) from None
+        except Exception as exc:  # -x / --maxfail (session.Failed), pytest.exit, an error
+            _finish_started(session, exc)
+            raise
         finally:
             run.stop(0)  # after any other error too: nothing may keep running behind it
             run.release_patch()  # the run stopped early (-x, ^C) inside a row of questions
+
+
+def _finish_started(session: pytest.Session, exc: Exception | KeyboardInterrupt) -> None:
+    """The run ended early without a signal (`exc`: -x, --maxfail, a plugin's session stop,
+    pytest.exit, an error): the questions sampling ahead whose requests were sent (paid for) finish
+    their cassettes, none starts, and the closing lines say what was kept. A Ctrl-C while they
+    finish stops the run as Ctrl-C does (raises session.Interrupted)."""
+    config = session.config
+    run = the_run(config)
+    reports = config.pluginmanager.get_plugin("rlhf-eval-report")
+    if isinstance(exc, session.Failed):
+        why, rerun = str(exc), "run again without -x / --maxfail to record them"
+    elif reports is not None and reports.stopped:
+        why, rerun = "its question results could not be gathered", "run the same command again to record them"
+    elif isinstance(exc, session.Interrupted):
+        why, rerun = str(exc), "run the same command again to record them"
+    else:
+        why = f"pytest.exit: {exc.msg}" if isinstance(exc, pytest.exit.Exception) else f"an error: {type(exc).__name__}"
+        rerun = "run the same command again to record them"
+    waiting = run.in_flight
+    writer = config.pluginmanager.get_plugin("terminalreporter")
+    if waiting and writer is not None:
+        writer.ensure_newline()
+        them = ("s", "their cassettes", "them") if waiting != 1 else ("", "its cassette", "it")
+        writer.write_line(f"rlhf-eval: the run stopped early; waiting for the {waiting} question{them[0]} already "
+                          f"sampling to write {them[1]} (Ctrl-C abandons {them[2]})")
+    try:
+        run.close()
+    except KeyboardInterrupt as second:
+        raise _stopped(session, second) from None
+    if not _is_xdist_worker(config):
+        run.stop_note = run.stopped_early_line(_questions(session.items), why, rerun)
 
 
 def _stopped(session: pytest.Session, exc: KeyboardInterrupt) -> KeyboardInterrupt:
