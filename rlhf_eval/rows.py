@@ -321,7 +321,7 @@ def suite_digest(s: Suite, reasons: int = 10) -> SuiteDigest:
     """`s`'s `SuiteDigest`: the one gathered when its report was built from a spool
     (`remember_digest`), else one pass over its questions."""
     try:
-        known = _DIGESTS.get(s.questions)  # type: ignore[arg-type]
+        known = _DIGESTS.get(s.questions)
     except TypeError:  # a list: not remembered (held in memory, a pass is cheap)
         known = None
     if known is not None and known.reasons == reasons:

@@ -16,7 +16,7 @@ from test_compare_stream import BIG, _report, generated
 from rlhf_eval import report_stream
 from rlhf_eval.compare import compare_reports
 from rlhf_eval.comparison_spool import SpooledComparisons
-from rlhf_eval.report_model import Question, Report, ReportError
+from rlhf_eval.report_model import Report, ReportError
 
 # A prelude that caps the size of any file the process writes (RLIMIT_FSIZE), as a disk that fills
 # does (tests/test_memory_faults.py): the write crossing the cap writes what fits, the next fails.
