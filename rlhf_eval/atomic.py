@@ -38,7 +38,7 @@ def atomic_writer(path: str | Path) -> Iterator[TextIO]:
     does; when the block raises, the temp file is removed, `path` is left as it was, and the
     exception propagates. Raises OSError."""
     path = Path(path)
-    if _is_special(path):
+    if is_special(path):
         with open(path, "w", encoding="utf-8") as f:
             yield f
         return
@@ -106,7 +106,7 @@ def _file_in_the_way(directory: Path) -> Path | None:
     return None
 
 
-def _is_special(path: Path) -> bool:
+def is_special(path: Path) -> bool:
     """A device, pipe or socket (after symlinks): never to be replaced by a rename."""
     try:
         mode = path.stat().st_mode

@@ -9,11 +9,12 @@ through `redact_url`.
 """
 from __future__ import annotations
 
-import re
+import contextlib
 import os
+import re
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from .paths import shown_path
@@ -40,11 +41,19 @@ _url_secrets: dict[str, str] = {}  # a credential found in a configured base URL
 
 class SecretInOutput(Exception):
     """A file about to be written contains a secret; it is not written. `what` says which secret
-    (never its value)."""
+    (never its value). `partial`: the target is a pipe or device (`-` / /dev/stdout) that had
+    already taken the text before the secret, which cannot be withdrawn (none of it holds a secret)."""
 
-    def __init__(self, path: str | Path, what: str) -> None:
-        super().__init__(f"refusing to write {shown_path(path)}: it would contain {what}; nothing was written")
-        self.path, self.what = path, what
+    def __init__(self, path: str | Path, what: str, partial: bool = False) -> None:
+        super().__init__(_refusal(f"{shown_path(path)}", what, partial))
+        self.path, self.what, self.partial = path, what, partial
+
+
+def _refusal(target: str, what: str, partial: bool) -> str:
+    if partial:
+        return (f"stopped writing {target}: the rest would contain {what}; what it already took (a pipe or "
+                "device cannot take it back) is incomplete and holds no secret")
+    return f"refusing to write {target}: it would contain {what}; nothing was written"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +232,7 @@ def write_problem(label: str, path: str | Path, exc: SecretInOutput | OSError) -
     """The one line for output `label` that `write_without_secrets` could not write to `path`:
     `exc` is its SecretInOutput or OSError."""
     if isinstance(exc, SecretInOutput):
-        return f"refusing to write {label} {shown_path(path)}: it would contain {exc.what}; nothing was written"
+        return _refusal(f"{label} {shown_path(path)}", exc.what, exc.partial)
     from .atomic import os_reason
 
     return f"could not write {label} to {shown_path(path)} ({os_reason(exc)}); choose a writable path"
@@ -242,27 +251,45 @@ def write_without_secrets(path: str | Path, text: str) -> None:
 def write_chunks_without_secrets(path: str | Path, chunks: Iterable[str]) -> None:
     """`write_without_secrets` for a text made piece by piece (a report too large to hold), each
     piece checked before it is written (`CheckedWriter`). Raises `SecretInOutput` (nothing
-    written) or OSError."""
-    from .atomic import atomic_writer
+    written, but to a pipe or device: see its `partial`) or OSError."""
+    with checked_writer(path) as write:
+        for chunk in chunks:
+            write(chunk)
+
+
+@contextlib.contextmanager
+def checked_writer(path: str | Path) -> Iterator[Callable[[str], None]]:
+    """A `write(text)` whose pieces replace `path` atomically when the block ends, each checked
+    for the run's secrets before it is written (`CheckedWriter`). Raises `SecretInOutput`: a
+    file is then left as it was; a pipe or device keeps what it took (`partial`)."""
+    from .atomic import atomic_writer, is_special
 
     with atomic_writer(path) as f:
         out = CheckedWriter(path, f)
-        for chunk in chunks:
-            out.write(chunk)
-        out.flush()
+        try:
+            yield out.write
+            out.flush()
+        except SecretInOutput as exc:
+            if out.written and is_special(Path(path)):
+                exc.partial = True
+                exc.args = (_refusal(shown_path(path), exc.what, True),)
+            raise
 
 
 class CheckedWriter:
     """Writes text to `file` in chunks of about `chunk` characters, each checked for the run's
-    secrets first (`refuse_secrets`) together with the `overlap` characters before it, so a secret
-    cut by a chunk's boundary is found too. Call `flush` at the end. `write` and `flush` raise
-    `SecretInOutput` (the caller then discards the file: see atomic.atomic_writer)."""
+    secrets first (`refuse_secrets`) together with the characters before it that a secret cut by
+    the chunk's boundary could start in (`overlap`, or the longest secret's length if more), so
+    such a secret is found too. Call `flush` at the end. `write` and `flush` raise
+    `SecretInOutput` (the caller then discards the file: see atomic.atomic_writer). `written`:
+    the characters written to `file` so far."""
 
     def __init__(self, path: str | Path, file: Any, chunk: int = 1 << 20, overlap: int = 4096) -> None:
         self._path, self._file, self._chunk, self._overlap = path, file, chunk, overlap
         self._pieces: list[str] = []
         self._size = 0
         self._tail = ""
+        self.written = 0
 
     def write(self, text: str) -> None:
         self._pieces.append(text)
@@ -278,5 +305,9 @@ class CheckedWriter:
             return
         checked = self._tail + text
         refuse_secrets(self._path, checked)
-        self._tail = checked[-self._overlap:]  # the last `overlap` characters, however small the chunks
+        # the patterns' matches are found by their first few dozen characters; a variable's value
+        # (a service account's key, a JWT) only whole: it may be longer than `overlap`
+        keep = max(self._overlap, max(map(len, _all_secrets(None).values()), default=0))
+        self._tail = checked[-keep:]  # however small the chunks
         self._file.write(text)
+        self.written += len(text)

@@ -24,8 +24,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .atomic import atomic_writer
-from .credentials import CheckedWriter, write_without_secrets
+from .credentials import checked_writer, write_without_secrets
 from .compare import one_sided_lines
 from .report_model import MetricChange, Question, QuestionComparison, Report, Suite
 from .rewards import DEFAULT_REWARD
@@ -947,7 +946,8 @@ def render_html(report: Report | dict, *, title: str = "rlhf-eval report") -> st
 
 def write_html(report: Report | dict, path: str | Path, *, title: str = "rlhf-eval report") -> None:
     """Render and write atomically, so a reader never sees half a page. Raises OSError, or
-    SecretInOutput (and writes nothing) if the page would contain one of the run's secrets.
+    SecretInOutput (and writes nothing, but to a pipe: see its `partial`) if the page would
+    contain one of the run's secrets.
 
     A report whose questions are on disk (`Report.streamed`: a run of many questions, see
     rlhf_eval.spool) is written as it is rendered, a piece at a time: the same complete page,
@@ -956,7 +956,5 @@ def write_html(report: Report | dict, path: str | Path, *, title: str = "rlhf-ev
     if not report.streamed:
         write_without_secrets(path, render_html(report, title=title))
         return
-    with atomic_writer(path) as f:
-        out = CheckedWriter(path, f)
-        _Page(report, title).render_to(out.write)
-        out.flush()
+    with checked_writer(path) as write:
+        _Page(report, title).render_to(write)

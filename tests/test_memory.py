@@ -5,8 +5,12 @@ export, terminal table and comparison are what the report held in memory gives, 
 
 The 50,000-question figure is a benchmark (benchmarks/memory.py), not a test."""
 import json
+import os
+import random
 import re
+import string
 import tempfile
+import threading
 import tracemalloc
 
 import numpy as np
@@ -17,7 +21,7 @@ from test_plugin import suite_yaml
 
 from rlhf_eval import runner, stats
 from rlhf_eval.atomic import atomic_writer
-from rlhf_eval.credentials import CheckedWriter, SecretInOutput, write_chunks_without_secrets
+from rlhf_eval.credentials import CheckedWriter, SecretInOutput, write_chunks_without_secrets, write_problem
 from rlhf_eval.report import load_report
 from rlhf_eval.runner import Run, RunError, RunOptions, finished_run
 
@@ -185,3 +189,33 @@ def test_a_run_without_a_writable_temporary_folder_says_so_in_one_line(tmp_path,
     with pytest.raises(RunError, match=r"^cannot write the run's question results to a temporary file in .*missing "
                                        r"\(.*\); set TMPDIR to a writable folder$"):
         run.add({"name": "demo"}, {"suite": "demo", "id": "q-0000", "index": 0})
+
+
+def test_a_secret_longer_than_the_look_back_is_found_across_a_chunks_boundary(tmp_path, monkeypatch):
+    """A variable's value is found only whole: one longer than the 4,096 characters kept from the
+    previous chunk (a service account's key, a JWT) and cut by a 1 MiB boundary was written."""
+    secret = "".join(random.Random(3).choices(string.ascii_letters + string.digits, k=6000))
+    monkeypatch.setenv("MY_SERVICE_TOKEN", secret)
+    path = tmp_path / "out.json"
+    with pytest.raises(SecretInOutput, match=r"\$MY_SERVICE_TOKEN; nothing was written$"):
+        write_chunks_without_secrets(path, ["a" * (1 << 20) + secret[:5000], secret[5000:] + "b"])
+    assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_pipe_that_took_the_text_before_a_secret_is_told_so(tmp_path, monkeypatch):
+    """`--rlhf-report-json /dev/stdout` of a report written a piece at a time: the pieces before
+    the one holding the key were already in the pipe, so "nothing was written" was untrue."""
+    monkeypatch.setenv("MY_API_KEY", "k3y-" + "x" * 20)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    taken: list[bytes] = []
+    reader = threading.Thread(target=lambda: taken.append(fifo.read_bytes()))
+    reader.start()
+    first = "a" * (1 << 20)
+    with pytest.raises(SecretInOutput) as e:
+        write_chunks_without_secrets(fifo, [first, "then k3y-" + "x" * 20])
+    reader.join(timeout=30)
+    assert taken == [first.encode()] and e.value.partial
+    assert write_problem("the JSON report", fifo, e.value) == (
+        f"stopped writing the JSON report {fifo}: the rest would contain the value of $MY_API_KEY; what it "
+        "already took (a pipe or device cannot take it back) is incomplete and holds no secret")
