@@ -31,6 +31,7 @@ import pytest
 from filelock import FileLock
 
 from rlhf_eval.emulator import Emulator
+from rlhf_eval.report_model import Report
 
 pytest_plugins = ["pytester"]
 # pytester's in-process runs drop the modules first imported inside them. A C extension such as
@@ -194,3 +195,13 @@ def fixed_body():
     server = FixedBody()
     yield server
     server.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def shipped_questions(shipped_report):
+    """The shipped report's questions and the suites' settings: ({suite: [Question]}, {suite: settings})."""
+    report = Report.of(shipped_report[0])
+    settings = {s.name: s.model_dump(mode="json", exclude_unset=True,
+                                     exclude={"aggregates", "threshold_failures", "questions"})
+                for s in report.suites}
+    return {s.name: list(s.questions) for s in report.suites}, settings

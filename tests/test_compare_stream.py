@@ -26,15 +26,6 @@ from rlhf_eval.spool import QuestionSpool
 BIG = "gsm8k_smoke"  # 30 questions x 8 traces, cloned past runner.IN_MEMORY_QUESTIONS
 
 
-@pytest.fixture(scope="module")
-def source(shipped_report):
-    report = Report.of(shipped_report[0])
-    settings = {s.name: s.model_dump(mode="json", exclude_unset=True,
-                                     exclude={"aggregates", "threshold_failures", "questions"})
-                for s in report.suites}
-    return {s.name: list(s.questions) for s in report.suites}, settings
-
-
 def _negated(q: Question) -> Question:
     """`q` with every pair's margin of the other sign: each answer pair's preference flips."""
     pairs = [p.model_copy(update={"margin": None if p.margin is None else -p.margin}) for p in q.pairs]
@@ -88,8 +79,8 @@ def _report(questions: dict[str, list[Question]], settings: dict, streamed: bool
 
 
 @pytest.fixture(scope="module")
-def generated_1100(source):
-    return generated(source, 1100)
+def generated_1100(shipped_questions):
+    return generated(shipped_questions, 1100)
 
 
 def test_two_spooled_reports_compare_to_the_bytes_of_the_same_reports_held(generated_1100):
@@ -169,7 +160,7 @@ def test_a_run_compared_with_a_baseline_writes_the_same_files_streamed_or_held(g
     assert b"now rejected" in held[0][1]  # the HTML shows the flips
 
 
-def test_comparing_two_spooled_reports_holds_a_few_bytes_a_question(source, monkeypatch):
+def test_comparing_two_spooled_reports_holds_a_few_bytes_a_question(shipped_questions, monkeypatch):
     """The mechanism: comparing two reports whose questions are on disk grows, at its peak, by under
     1 KB for each question of the two runs (ids, counts, margins; measured: ~0.4 KB), where a
     question of 8 traces is ~10 KB as JSON and more as models; the comparison it returns keeps its
@@ -178,7 +169,7 @@ def test_comparing_two_spooled_reports_holds_a_few_bytes_a_question(source, monk
     monkeypatch.setattr(stats, "_BLOCK", 1 << 12)
 
     def measured(n: int) -> tuple[int, int, int]:
-        current, baseline, settings, base_settings = generated(source, n)
+        current, baseline, settings, base_settings = generated(shipped_questions, n)
         cur, base = _report(current, settings, True), _report(baseline, base_settings, True)
         tracemalloc.start()
         try:
@@ -192,7 +183,7 @@ def test_comparing_two_spooled_reports_holds_a_few_bytes_a_question(source, monk
 
     (n1, peak1, kept1), (n2, peak2, kept2) = measured(200), measured(800)
     grown, kept = (peak2 - peak1) / (n2 - n1), (kept2 - kept1) / (n2 - n1)
-    question = len(json.dumps(source[0][BIG][0].model_dump(mode="json")))
+    question = len(json.dumps(shipped_questions[0][BIG][0].model_dump(mode="json")))
     assert grown < 1024 < question and kept < 200, (grown, kept, question)
 
 

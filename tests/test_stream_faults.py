@@ -1,8 +1,8 @@
 """Faults of reading and comparing large reports (rlhf_eval.report_stream, rlhf_eval.compare,
 rlhf_eval.comparison_spool, rlhf_eval.merge), as a user meets them: a compared report whose
-per-question comparison entries would be held whole, a disk that fills or a temporary folder that
-goes away while a spool is written, a report file replaced while its load is in use, many loads in
-one process. Real files, real subprocesses for the size cap; no mock of rlhf-eval's own code."""
+per-question comparison entries would be held whole, bad or repeated entries, a disk that fills or a
+temporary folder that is gone while a spool is written. Real files, real subprocesses for the size
+cap; no mock of rlhf-eval's own code."""
 import json
 import os
 import subprocess
@@ -27,15 +27,6 @@ resource.setrlimit(resource.RLIMIT_FSIZE, ({cap}, resource.getrlimit(resource.RL
 """
 
 
-@pytest.fixture(scope="module")
-def source(shipped_report):
-    report = Report.of(shipped_report[0])
-    settings = {s.name: s.model_dump(mode="json", exclude_unset=True,
-                                     exclude={"aggregates", "threshold_failures", "questions"})
-                for s in report.suites}
-    return {s.name: list(s.questions) for s in report.suites}, settings
-
-
 def compared_file(source, path, n: int) -> str:
     """A report of a run compared with a baseline (n questions in BIG, ~n entries), written to `path`."""
     current, baseline, settings, base_settings = generated(source, n)
@@ -46,9 +37,9 @@ def compared_file(source, path, n: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def compared(source, tmp_path_factory):
+def compared(shipped_questions, tmp_path_factory):
     path = tmp_path_factory.mktemp("compared") / "report.json"
-    return path, compared_file(source, path, 300)
+    return path, compared_file(shipped_questions, path, 300)
 
 
 def outcome(path, stream):
@@ -76,14 +67,14 @@ def test_a_streamed_load_keeps_the_reports_comparison_entries_on_disk_and_writes
     assert report.to_dict() == whole.to_dict()
 
 
-def test_a_streamed_load_of_a_compared_report_holds_no_comparison_entry(source, tmp_path):
+def test_a_streamed_load_of_a_compared_report_holds_no_comparison_entry(shipped_questions, tmp_path):
     """What a streamed load of a compared report keeps (and its peak) grows by well under 1 KB an
     entry, not by the entry's models. Measured: held, the loaded report kept 6 KB more an entry
     (1.3 MB at 166 entries, 4.6 MB at 720: 300 MB at 50,000); spooled, nothing grows (0.25 MB and
     0.22 MB kept; the peak, 8.5 MB, is the text read and one question)."""
     def measured(n: int) -> tuple[int, int, int]:
         path = tmp_path / f"r{n}.json"
-        compared_file(source, path, n)
+        compared_file(shipped_questions, path, n)
         tracemalloc.start()
         try:
             report = Report.load(path, stream=True)
@@ -211,10 +202,10 @@ def test_a_temporary_folder_gone_before_a_large_report_is_read_is_one_line(compa
                             "(No such file or directory); set TMPDIR to a writable folder")
 
 
-def test_a_spooled_comparison_entry_cut_by_a_full_disk_is_never_read_back(source, tmp_path):
+def test_a_spooled_comparison_entry_cut_by_a_full_disk_is_never_read_back(shipped_questions, tmp_path):
     """`SpooledComparisons` wrote with one `pwrite` and took it as whole: a write cut by a full disk
     left an entry whose text was cut (a JSON error, or another entry's bytes, when read back)."""
-    current, baseline, settings, base_settings = generated(source, 40)
+    current, baseline, settings, base_settings = generated(shipped_questions, 40)
     report = _report(current, settings, False)
     entries = compare_reports(report, _report(baseline, base_settings, False), "base").suite(BIG).questions
     script = FILE_SIZE_CAP.format(cap=5_000) + (
