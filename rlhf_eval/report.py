@@ -7,7 +7,7 @@ the settings used, so every number can be recomputed from the file alone (tests/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Collection, Iterable, Sequence
+from typing import Any, Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 from pydantic import ValidationError
@@ -181,11 +181,8 @@ def build_streamed_report(spool: QuestionSpool, suites: dict[str, dict]) -> Repo
         settings = suites.get(name, {})
         dpo = settings.get("dpo", {})
         tally = SuiteTally(dpo)
-        digest = rows_.SuiteDigest(MAX_REASONS)  # what the terminal summary shows: no pass of its own
         for q in qs:
             tally.add(q)
-            digest.add(q)
-        rows_.remember_digest(qs, digest)
         out_suites.append(_report_suite(name, settings, aggregates_of(tally, dpo, settings), qs))
     return Report(version=REPORT_VERSION, suites=out_suites)
 
@@ -236,14 +233,12 @@ SUITE_ROW = "(suite)"  # the suite row's label: parentheses are never in a quest
 MAX_REASONS = 10  # FAIL / ERROR lines of questions shown per suite; the rest are counted
 
 
-def suite_rows(suite: Suite, maj_at_k: bool = False, digest: rows_.SuiteDigest | None = None) -> list[list[str]]:
+def suite_rows(suite: Suite, maj_at_k: bool = False, digest: rows_.SuiteDigest | None = None) -> Iterator[list[str]]:
     """A suite's rows of the terminal table (`columns(maj_at_k)` without the suite): one per
-    question, then the suite's (labelled SUITE_ROW). `digest`: `rows_.suite_digest(suite)`, when
-    the caller has it."""
-    rows = (digest or rows_.suite_digest(suite, MAX_REASONS)).table_rows(maj_at_k)
-    rows.append([SUITE_ROW, *(rows_.cells_text(c) for c in rows_.suite_cells(suite, maj_at_k)),
-                 rows_.suite_result(suite)])
-    return rows
+    question, then the suite's (labelled SUITE_ROW), made one at a time. `digest`:
+    `rows_.suite_digest(suite)`, when the caller has it."""
+    yield from (digest or rows_.suite_digest(suite, MAX_REASONS)).table_rows(maj_at_k)
+    yield [SUITE_ROW, *(rows_.cells_text(c) for c in rows_.suite_cells(suite, maj_at_k)), rows_.suite_result(suite)]
 
 
 def report_rows(report: Report, maj_at_k: bool | None = None) -> list[list[str]]:
@@ -294,22 +289,22 @@ def report_lines(report: Report | dict, maj_at_k: bool | None = None) -> list[tu
     the suite's row) and `suite_notes`; style "fail" for a failure's line, else "text". Numbers are
     right-aligned, and the columns line up across suites. maj@k is shown when the report has it."""
     report = Report.of(report)
-    # one pass over each suite's questions gives its rows and its notes (rows_.SuiteDigest; none
-    # at all for a report a run built from its spool: gathered then)
+    # one pass over each suite's questions gives its rows and its notes (rows_.SuiteDigest)
     digests = [rows_.suite_digest(s, MAX_REASONS) for s in report.suites]
     maj = (any(s.aggregates.maj_at_k is not None for s in report.suites) or any(d.has_maj_at_k for d in digests)
            if maj_at_k is None else maj_at_k)  # rows_.has_maj_at_k, from the digests
     headers = columns(maj)[1:]
-    blocks = [(s, d, suite_rows(s, maj, d)) for s, d in zip(report.suites, digests)]
-    # one alignment for every suite's rows, so the columns line up from one suite to the next
-    head, rule, *body = aligned(headers, [r for _, _, rows in blocks for r in rows], left=(0, len(headers) - 1))
+    # one alignment for every suite's rows, so the columns line up from one suite to the next; the
+    # rows are made twice (widths, then lines) rather than held: 0.5 KB a question as lists of strings
+    left = (0, len(headers) - 1)
+    widths = column_widths(headers, (r for s, d in zip(report.suites, digests) for r in suite_rows(s, maj, d)))
+    head, rule = table_line(headers, widths, left), table_line(["-" * w for w in widths], widths, left)
     out: list[tuple[str, str]] = []
-    for n, (s, d, rows) in enumerate(blocks):
+    for n, (s, d) in enumerate(zip(report.suites, digests)):
         if n:
             out.append(("text", ""))
         out += [("text", suite_heading(s)), ("text", head), ("text", rule)]
-        out += [("text", line) for line in body[:len(rows)]]
-        del body[:len(rows)]
+        out += [("text", table_line(row, widths, left)) for row in suite_rows(s, maj, d)]
         out += suite_notes(s, d)
     return out
 
@@ -416,10 +411,18 @@ def render_comparison(comparison: Comparison, max_drift: int = 10) -> str:
 def aligned(headers: list[str], rows: list[list[str]], left: Collection[int] = (0,)) -> list[str]:
     """A plain table: the header, a rule, the rows; columns in `left` left-aligned (names, words),
     the others right-aligned (numbers); no trailing spaces."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    widths = column_widths(headers, rows)
+    return [table_line(r, widths, left) for r in (headers, ["-" * w for w in widths], *rows)]
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+def column_widths(headers: list[str], rows: Iterable[list[str]]) -> list[int]:
+    """Each column's width in `aligned`: its longest cell or header (`rows` read once)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    return widths
+
+
+def table_line(cells: list[str], widths: list[int], left: Collection[int] = (0,)) -> str:
+    """One line of `aligned`'s table."""
+    return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
