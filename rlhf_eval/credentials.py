@@ -209,21 +209,23 @@ def _all_secrets(extra: dict[str, str] | None) -> dict[str, str]:
     return found
 
 
-def find_secret(text: str, extra: dict[str, str] | None = None) -> str | None:
-    """What secret `text` contains (never the secret itself), or None. `extra`: more variables, name → value."""
+def find_secret(text: str, extra: dict[str, str] | None = None, start: int = 0) -> str | None:
+    """What secret `text` contains (never the secret itself), or None. `extra`: more variables, name → value.
+    `start`: the shapes (SECRET_PATTERNS) are looked for from there on, `text[start - 1]` read as
+    the character before (a `\\b` of "sk-..." is then no word boundary after a letter)."""
     for what, value in _all_secrets(extra).items():
         if len(value) >= MIN_SECRET_LENGTH and value in text:
             return what
     for what, pattern in SECRET_PATTERNS.items():
-        if pattern.search(text):
+        if pattern.search(text, start):
             return what
     return None
 
 
-def refuse_secrets(path: str | Path, text: str) -> None:
+def refuse_secrets(path: str | Path, text: str, start: int = 0) -> None:
     """Raises `SecretInOutput` (naming the file and which secret, never its value) if `text`,
-    about to be written to `path`, contains one of the run's secrets."""
-    leaked = find_secret(text)
+    about to be written to `path`, contains one of the run's secrets (see `find_secret`'s `start`)."""
+    leaked = find_secret(text, start=start)
     if leaked:
         raise SecretInOutput(path, leaked)
 
@@ -289,6 +291,7 @@ class CheckedWriter:
         self._pieces: list[str] = []
         self._size = 0
         self._tail = ""
+        self._cut = 0  # 1: `_tail` was cut from a longer text (its first character is context)
         self.written = 0
 
     def write(self, text: str) -> None:
@@ -304,10 +307,13 @@ class CheckedWriter:
         if not text:
             return
         checked = self._tail + text
-        refuse_secrets(self._path, checked)
+        # a tail cut from the text keeps one character more, only read as the one before the rest:
+        # "ta|sk-..." cut there is no OpenAI-style key (`\\b`), as the whole text is not
+        refuse_secrets(self._path, checked, start=self._cut)
         # the patterns' matches are found by their first few dozen characters; a variable's value
         # (a service account's key, a JWT) only whole: it may be longer than `overlap`
         keep = max(self._overlap, max(map(len, _all_secrets(None).values()), default=0))
-        self._tail = checked[-keep:]  # however small the chunks
+        self._cut = int(len(checked) > keep + 1)
+        self._tail = checked[-(keep + 1):]  # however small the chunks
         self._file.write(text)
         self.written += len(text)

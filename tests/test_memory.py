@@ -21,7 +21,8 @@ from test_plugin import suite_yaml
 
 from rlhf_eval import runner, stats
 from rlhf_eval.atomic import atomic_writer
-from rlhf_eval.credentials import CheckedWriter, SecretInOutput, write_chunks_without_secrets, write_problem
+from rlhf_eval.credentials import (CheckedWriter, SecretInOutput, write_chunks_without_secrets, write_problem,
+                                   write_without_secrets)
 from rlhf_eval.report import load_report
 from rlhf_eval.runner import Run, RunError, RunOptions, finished_run
 
@@ -200,6 +201,22 @@ def test_a_secret_longer_than_the_look_back_is_found_across_a_chunks_boundary(tm
     with pytest.raises(SecretInOutput, match=r"\$MY_SERVICE_TOKEN; nothing was written$"):
         write_chunks_without_secrets(path, ["a" * (1 << 20) + secret[:5000], secret[5000:] + "b"])
     assert not path.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("before", ["ta", " "])
+def test_a_chunks_boundary_makes_no_key_of_a_word_and_hides_none(tmp_path, before):
+    """The look-back kept from the previous chunk began mid-word: "ta|sk-..." (a task id) cut
+    there read as an OpenAI-style key (`\\bsk-`), and a report the whole check wrote was refused.
+    After a space it is one, cut or not."""
+    text = "y" * (1 << 20) + before + "sk-" + "abcdefghijklmnopqrstuvwxyz" + "z" * (4096 - 29)
+    path = tmp_path / "out.json"
+    if before == "ta":
+        write_without_secrets(tmp_path / "whole.json", text + "}")
+        write_chunks_without_secrets(path, [text, "}"])
+        assert path.read_text() == text + "}"
+    else:
+        with pytest.raises(SecretInOutput, match="an OpenAI-style key; nothing was written$"):
+            write_chunks_without_secrets(path, [text, "}"])
 
 
 def test_a_pipe_that_took_the_text_before_a_secret_is_told_so(tmp_path, monkeypatch):
