@@ -162,7 +162,9 @@ class Question(_Model):
     """One question's result; `metrics` is None (and `error` set) when it errored before scoring."""
     suite: str = ""
     id: str
-    index: int = 0
+    # its place in the suite's file; a 64-bit number, as the spool of a large report keeps it (a
+    # file's 10**23 was an OverflowError traceback read streamed, not one line)
+    index: int = Field(default=0, ge=-2**63, le=2**63 - 1)
     passed: bool = True
     # As sent: text, or a chat — TRL's conversational prompt, [{"role": ..., "content": ...}, ...]
     prompt: str | list[dict[str, Any]] | None = None
