@@ -232,7 +232,29 @@ def test_a_pipe_that_took_the_text_before_a_secret_is_told_so(tmp_path, monkeypa
     with pytest.raises(SecretInOutput) as e:
         write_chunks_without_secrets(fifo, [first, "then k3y-" + "x" * 20])
     reader.join(timeout=30)
-    assert taken == [first.encode()] and e.value.partial
+    # the pipe took the first chunk but its last 4,096 characters, held for the check of the next
+    assert taken == [first[:-4096].encode()] and e.value.partial
     assert write_problem("the JSON report", fifo, e.value) == (
         f"stopped writing the JSON report {fifo}: the rest would contain the value of $MY_API_KEY; what it "
         "already took (a pipe or device cannot take it back) is incomplete and holds no secret")
+
+
+def test_a_pipe_takes_no_part_of_a_secret_cut_by_a_chunks_boundary(tmp_path, monkeypatch):
+    """A key whose first characters end a chunk and whose rest starts the next: the first chunk
+    was checked (no key in it yet) and written whole, so a pipe the refusal said "holds no secret"
+    held the key's first 20 characters."""
+    secret = "k3y-" + "x" * 20 + "0123456789"
+    monkeypatch.setenv("MY_API_KEY", secret)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    taken: list[bytes] = []
+    reader = threading.Thread(target=lambda: taken.append(fifo.read_bytes()))
+    reader.start()
+    with pytest.raises(SecretInOutput) as e:
+        write_chunks_without_secrets(fifo, ["a" * (1 << 20) + secret[:24], secret[24:] + "b"])
+    reader.join(timeout=30)
+    assert e.value.partial and taken and taken[0] and b"k3y-" not in taken[0]
+    path = tmp_path / "out.json"  # and a text without a secret is written whole, its held end too
+    monkeypatch.delenv("MY_API_KEY")
+    write_chunks_without_secrets(path, ["a" * (1 << 20) + secret[:24], secret[24:] + "b"])
+    assert path.read_text() == "a" * (1 << 20) + secret + "b"
