@@ -13,16 +13,14 @@ at its place: the same bytes as the dict gives.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import tempfile
 from array import array
 from typing import Iterator, Mapping
 
 from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError
 
-from .report_model import QuestionComparison, _jsonable
+from .report_model import QuestionComparison, model_json
 
 ENCODING = ("utf-8", "surrogatepass")  # a lone surrogate in an answer (a flip's) survives the file
 
@@ -30,11 +28,7 @@ ENCODING = ("utf-8", "surrogatepass")  # a lone surrogate in an answer (a flip's
 def comparison_json(entry: QuestionComparison) -> str:
     """`entry` as the report's JSON holds it, at the top level (indent 1; NaN kept as a token:
     writing the report refuses it)."""
-    try:
-        return entry.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
-    except PydanticSerializationError:  # e.g. a lone surrogate in an answer: the json module writes it, as to_json does
-        return json.dumps(entry.model_dump(mode="json", exclude_unset=True, fallback=_jsonable), indent=1,
-                          ensure_ascii=False, default=_jsonable)
+    return model_json(entry)[0]  # a lone surrogate in an answer or an id: the json module writes it, as to_json does
 
 
 class SpooledComparisons(Mapping[str, QuestionComparison]):

@@ -209,21 +209,23 @@ def _all_secrets(extra: dict[str, str] | None) -> dict[str, str]:
     return found
 
 
-def find_secret(text: str, extra: dict[str, str] | None = None) -> str | None:
-    """What secret `text` contains (never the secret itself), or None. `extra`: more variables, name → value."""
+def find_secret(text: str, extra: dict[str, str] | None = None, start: int = 0) -> str | None:
+    """What secret `text` contains (never the secret itself), or None. `extra`: more variables, name → value.
+    `start`: the shapes (SECRET_PATTERNS) are looked for from there on, `text[start - 1]` read as
+    the character before (a `\\b` of "sk-..." is then no word boundary after a letter)."""
     for what, value in _all_secrets(extra).items():
         if len(value) >= MIN_SECRET_LENGTH and value in text:
             return what
     for what, pattern in SECRET_PATTERNS.items():
-        if pattern.search(text):
+        if pattern.search(text, start):
             return what
     return None
 
 
-def refuse_secrets(path: str | Path, text: str) -> None:
+def refuse_secrets(path: str | Path, text: str, start: int = 0) -> None:
     """Raises `SecretInOutput` (naming the file and which secret, never its value) if `text`,
-    about to be written to `path`, contains one of the run's secrets."""
-    leaked = find_secret(text)
+    about to be written to `path`, contains one of the run's secrets (see `find_secret`'s `start`)."""
+    leaked = find_secret(text, start=start)
     if leaked:
         raise SecretInOutput(path, leaked)
 
@@ -268,7 +270,7 @@ def checked_writer(path: str | Path) -> Iterator[Callable[[str], None]]:
         out = CheckedWriter(path, f)
         try:
             yield out.write
-            out.flush()
+            out.flush(final=True)
         except SecretInOutput as exc:
             if out.written and is_special(Path(path)):
                 exc.partial = True
@@ -280,34 +282,51 @@ class CheckedWriter:
     """Writes text to `file` in chunks of about `chunk` characters, each checked for the run's
     secrets first (`refuse_secrets`) together with the characters before it that a secret cut by
     the chunk's boundary could start in (`overlap`, or the longest secret's length if more), so
-    such a secret is found too. Call `flush` at the end. `write` and `flush` raise
-    `SecretInOutput` (the caller then discards the file: see atomic.atomic_writer). `written`:
-    the characters written to `file` so far."""
+    such a secret is found too. The last of those characters are written only with the next
+    chunk, once it is checked: a pipe that took the text before a secret holds no part of it.
+    Call `flush` at the end. `write` and `flush` raise `SecretInOutput` (the caller then
+    discards the file: see atomic.atomic_writer). `written`: the characters written to `file`
+    so far."""
 
     def __init__(self, path: str | Path, file: Any, chunk: int = 1 << 20, overlap: int = 4096) -> None:
         self._path, self._file, self._chunk, self._overlap = path, file, chunk, overlap
         self._pieces: list[str] = []
         self._size = 0
         self._tail = ""
+        self._cut = 0  # 1: `_tail` was cut from a longer text (its first character is context)
+        self._held = ""  # checked, not yet written: where a secret cut by the last chunk's end may start
         self.written = 0
 
     def write(self, text: str) -> None:
         self._pieces.append(text)
         self._size += len(text)
         if self._size >= self._chunk:
-            self.flush()
+            self.flush(final=False)
 
-    def flush(self) -> None:
+    def flush(self, final: bool = True) -> None:
+        """Check and write what `write` was given; all of it when `final` (the end of the text),
+        else all but the characters a secret the next chunk completes may start in."""
         text = "".join(self._pieces)
         self._pieces.clear()
         self._size = 0
         if not text:
+            if final and self._held:
+                self._file.write(self._held)
+                self.written += len(self._held)
+                self._held = ""
             return
         checked = self._tail + text
-        refuse_secrets(self._path, checked)
+        # a tail cut from the text keeps one character more, only read as the one before the rest:
+        # "ta|sk-..." cut there is no OpenAI-style key (`\\b`), as the whole text is not
+        refuse_secrets(self._path, checked, start=self._cut)
         # the patterns' matches are found by their first few dozen characters; a variable's value
         # (a service account's key, a JWT) only whole: it may be longer than `overlap`
         keep = max(self._overlap, max(map(len, _all_secrets(None).values()), default=0))
-        self._tail = checked[-keep:]  # however small the chunks
-        self._file.write(text)
-        self.written += len(text)
+        self._cut = int(len(checked) > keep + 1)
+        self._tail = checked[-(keep + 1):]  # however small the chunks
+        out = self._held + text
+        # what --rlhf-report-json /dev/stdout took before a refusal held the key's first characters
+        self._held = "" if final else out[len(out) - min(keep, len(out)):]
+        out = out[:len(out) - len(self._held)]
+        self._file.write(out)
+        self.written += len(out)

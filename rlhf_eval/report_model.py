@@ -162,7 +162,9 @@ class Question(_Model):
     """One question's result; `metrics` is None (and `error` set) when it errored before scoring."""
     suite: str = ""
     id: str
-    index: int = 0
+    # its place in the suite's file; a 64-bit number, as the spool of a large report keeps it (a
+    # file's 10**23 was an OverflowError traceback read streamed, not one line)
+    index: int = Field(default=0, ge=-2**63, le=2**63 - 1)
     passed: bool = True
     # As sent: text, or a chat — TRL's conversational prompt, [{"role": ..., "content": ...}, ...]
     prompt: str | list[dict[str, Any]] | None = None
@@ -503,12 +505,8 @@ class Report(_Model):
         if self.streamed:
             return "".join(self.json_chunks())
         try:
-            try:
-                text = self.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
-            except PydanticSerializationError:  # e.g. a lone surrogate in a text: let the json module decide
-                return escape_lone_surrogates(json.dumps(self.to_dict(), indent=1, ensure_ascii=False,
-                                                         allow_nan=False, default=_jsonable)) + "\n"
-            return _python_numbers(text) + "\n"
+            text, by_pydantic = model_json(self, allow_nan=False)
+            return (_python_numbers(text) if by_pydantic else text) + "\n"
         except ValueError as e:
             bad = _non_finite(self.to_dict())  # walked on this error path only
             if bad is None:
@@ -656,6 +654,23 @@ def non_finite_at(data: Any, at: tuple = ()) -> tuple[tuple, float] | None:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def model_json(model: BaseModel, allow_nan: bool = True) -> tuple[str, bool]:
+    """`model`'s JSON text (indent 1, the fields set) and whether pydantic's serializer wrote it (its
+    numbers are then Rust's: see `_python_numbers`). The json module writes it where pydantic cannot
+    write it faithfully: a lone surrogate in a text, which it refuses, or in a dict's key (a
+    comparison's question id, a dataset's column), which it writes as U+FFFD (in mode="json" too),
+    changing the id without a word; a text with a real U+FFFD goes that way too, to the same bytes.
+    ValueError for a NaN or infinity unless `allow_nan`."""
+    try:
+        text = model.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
+        if "\ufffd" not in text:
+            return text, True
+    except PydanticSerializationError:
+        pass
+    return escape_lone_surrogates(json.dumps(model.model_dump(exclude_unset=True), indent=1, ensure_ascii=False,
+                                             allow_nan=allow_nan, default=_jsonable)), False
+
+
 def escape_lone_surrogates(text: str) -> str:
     """JSON text with each lone surrogate (a dataset's or an API's "\\ud800", which json reads as
     one) written as its escape, as UTF-8 cannot encode it: `json.loads` reads the same string back.
@@ -768,7 +783,8 @@ def _nested_entry(question_id: str, text: str, cs: SuiteComparison) -> str:
         text = _python_numbers(text)
     except ValueError as e:
         raise ValueError(f"{e} (comparison.suites.{cs.name}.questions.{question_id})") from None
-    return f"     {json.dumps(question_id, ensure_ascii=False)}: " + text.replace("\n", "\n     ")
+    key = escape_lone_surrogates(json.dumps(question_id, ensure_ascii=False))  # UTF-8 has no lone surrogate
+    return f"     {key}: " + text.replace("\n", "\n     ")
 
 
 FILE_FIX = "fix that field, or write the report again with pytest --rlhf-report-json=PATH"

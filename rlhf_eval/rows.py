@@ -358,9 +358,11 @@ def suite_failure_reasons(s: Suite, digest: SuiteDigest | None = None) -> list[s
     questions failed (naming the first few). Empty when it passed. `digest`: `suite_digest(s)`,
     when the caller has it."""
     reasons = list(s.threshold_failures)
-    # A suite streamed from disk counted its failed questions (an ERROR is not passed): none, no pass over them
+    # A suite streamed from disk counted its failed questions (an ERROR is not passed): none, no pass over them.
+    # A digest at hand is read even then: a file's aggregates may say 0 of questions that failed (a
+    # hand-edited file), and the held report's lines name them.
     none_failed = not isinstance(s.questions, list) and not s.aggregates.questions_failed
-    d = None if none_failed else digest or suite_digest(s)
+    d = digest if digest is not None else None if none_failed else suite_digest(s)
     if d is not None and d.failed_count:
         n = d.questions
         reasons.append(f"{d.failed_count} of {n} question{'s' * (n != 1)} "

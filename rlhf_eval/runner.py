@@ -20,6 +20,7 @@ import signal
 import shlex
 import tempfile
 import threading
+import time
 from concurrent.futures import Future, wait as futures_wait
 from dataclasses import dataclass
 from functools import partial
@@ -270,6 +271,7 @@ class Run:
         # questions sampling ahead that were still running when the run was closed, and finished
         self.finished_ahead = 0
         self.stop_note: str | None = None  # why the run stopped early and what it kept (`stopped_early_line`)
+        self.started_at: float | None = None  # time.time() when sampling started (`start`)
 
     @property
     def recording(self) -> bool:
@@ -313,6 +315,7 @@ class Run:
         """When recording `rows` (runs of consecutive questions) with `prefetch`, sample ahead
         within each row. Recording by batch, first sends every request through the batch API
         (rlhf_eval.batch; RunError for what stops it, `Interrupted` on Ctrl-C while it waits)."""
+        self.started_at = time.time()
         if self.recording and self.options.record_via == "batch":
             from .batch import record_by_batch
 
@@ -489,7 +492,10 @@ class Run:
         paths = [cassette_path(root, s.name, q.id) for s, q in questions]
         if not paths:
             return None
-        kept = sum(p.is_file() for p in paths)  # written whole or not at all: any file is complete
+        # written whole or not at all: any file is complete; re-recording (all, rewrite), a file of
+        # before the run is not what it kept (it said "every question's cassette is complete")
+        since = self.started_at if self.options.record_mode in ("all", "rewrite") else None
+        kept = sum(_recorded_since(p, since) for p in paths)
         folders = {p.parent for p in paths}
         where = shown_path(folders.pop() if len(folders) == 1 else root) + "/"
         if kept == len(paths):
@@ -797,6 +803,15 @@ def _interrupted(run: Run, questions: list[tuple[Suite, Question]], exc: Keyboar
     with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting for requests
         run.stop(INTERRUPT_GRACE)
     return Interrupted(run.interrupted_line(questions, cause) or f"stopped on {cause}")
+
+
+def _recorded_since(path: Path, since: float | None) -> bool:
+    """Whether the cassette `path` exists (and was written at `since` or later, when given; a
+    file's time lags the clock by up to a tick of the kernel's)."""
+    try:
+        return path.is_file() and (since is None or path.stat().st_mtime >= since - 0.1)
+    except OSError:
+        return False
 
 
 __all__ = ["Interrupted", "Outcome", "Prefetcher", "Run", "RunError", "RunOptions", "run_suites"]

@@ -24,9 +24,8 @@ from array import array
 from typing import Iterator, Sequence, overload
 
 from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError
 
-from .report_model import Question, _jsonable, escape_lone_surrogates
+from .report_model import Question, model_json
 
 ENCODING = ("utf-8", "surrogatepass")  # a lone surrogate in a model's text survives the spool
 
@@ -34,11 +33,7 @@ ENCODING = ("utf-8", "surrogatepass")  # a lone surrogate in a model's text surv
 def question_json(q: Question) -> str:
     """`q` as the report's JSON holds it, at the top level (indent 1): the text `Report.to_json`
     nests at its place (NaN and infinities are kept as tokens here: writing the report refuses them)."""
-    try:
-        return q.model_dump_json(indent=1, exclude_unset=True, fallback=_jsonable)
-    except PydanticSerializationError:  # e.g. a lone surrogate in a text: the json module writes it, as to_json does
-        return escape_lone_surrogates(json.dumps(q.model_dump(mode="json", exclude_unset=True, fallback=_jsonable),
-                                                 indent=1, ensure_ascii=False, default=_jsonable))
+    return model_json(q)[0]  # a lone surrogate in a text or a key: the json module writes it, as to_json does
 
 
 class QuestionSpool:

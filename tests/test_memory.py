@@ -21,7 +21,8 @@ from test_plugin import suite_yaml
 
 from rlhf_eval import runner, stats
 from rlhf_eval.atomic import atomic_writer
-from rlhf_eval.credentials import CheckedWriter, SecretInOutput, write_chunks_without_secrets, write_problem
+from rlhf_eval.credentials import (CheckedWriter, SecretInOutput, write_chunks_without_secrets, write_problem,
+                                   write_without_secrets)
 from rlhf_eval.report import load_report
 from rlhf_eval.runner import Run, RunError, RunOptions, finished_run
 
@@ -202,6 +203,22 @@ def test_a_secret_longer_than_the_look_back_is_found_across_a_chunks_boundary(tm
     assert not path.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("before", ["ta", " "])
+def test_a_chunks_boundary_makes_no_key_of_a_word_and_hides_none(tmp_path, before):
+    """The look-back kept from the previous chunk began mid-word: "ta|sk-..." (a task id) cut
+    there read as an OpenAI-style key (`\\bsk-`), and a report the whole check wrote was refused.
+    After a space it is one, cut or not."""
+    text = "y" * (1 << 20) + before + "sk-" + "abcdefghijklmnopqrstuvwxyz" + "z" * (4096 - 29)
+    path = tmp_path / "out.json"
+    if before == "ta":
+        write_without_secrets(tmp_path / "whole.json", text + "}")
+        write_chunks_without_secrets(path, [text, "}"])
+        assert path.read_text() == text + "}"
+    else:
+        with pytest.raises(SecretInOutput, match="an OpenAI-style key; nothing was written$"):
+            write_chunks_without_secrets(path, [text, "}"])
+
+
 def test_a_pipe_that_took_the_text_before_a_secret_is_told_so(tmp_path, monkeypatch):
     """`--rlhf-report-json /dev/stdout` of a report written a piece at a time: the pieces before
     the one holding the key were already in the pipe, so "nothing was written" was untrue."""
@@ -215,7 +232,29 @@ def test_a_pipe_that_took_the_text_before_a_secret_is_told_so(tmp_path, monkeypa
     with pytest.raises(SecretInOutput) as e:
         write_chunks_without_secrets(fifo, [first, "then k3y-" + "x" * 20])
     reader.join(timeout=30)
-    assert taken == [first.encode()] and e.value.partial
+    # the pipe took the first chunk but its last 4,096 characters, held for the check of the next
+    assert taken == [first[:-4096].encode()] and e.value.partial
     assert write_problem("the JSON report", fifo, e.value) == (
         f"stopped writing the JSON report {fifo}: the rest would contain the value of $MY_API_KEY; what it "
         "already took (a pipe or device cannot take it back) is incomplete and holds no secret")
+
+
+def test_a_pipe_takes_no_part_of_a_secret_cut_by_a_chunks_boundary(tmp_path, monkeypatch):
+    """A key whose first characters end a chunk and whose rest starts the next: the first chunk
+    was checked (no key in it yet) and written whole, so a pipe the refusal said "holds no secret"
+    held the key's first 20 characters."""
+    secret = "k3y-" + "x" * 20 + "0123456789"
+    monkeypatch.setenv("MY_API_KEY", secret)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    taken: list[bytes] = []
+    reader = threading.Thread(target=lambda: taken.append(fifo.read_bytes()))
+    reader.start()
+    with pytest.raises(SecretInOutput) as e:
+        write_chunks_without_secrets(fifo, ["a" * (1 << 20) + secret[:24], secret[24:] + "b"])
+    reader.join(timeout=30)
+    assert e.value.partial and taken and taken[0] and b"k3y-" not in taken[0]
+    path = tmp_path / "out.json"  # and a text without a secret is written whole, its held end too
+    monkeypatch.delenv("MY_API_KEY")
+    write_chunks_without_secrets(path, ["a" * (1 << 20) + secret[:24], secret[24:] + "b"])
+    assert path.read_text() == "a" * (1 << 20) + secret + "b"

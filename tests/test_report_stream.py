@@ -139,6 +139,9 @@ BAD = {  # a change to the shipped report -> what the (whole and streamed) load 
     "a question that is no object": (
         _break(lambda d: d["suites"][1]["questions"].insert(2, 5)), "suites[1].questions[2]: should be a valid"),
     "a missing field": (_break(lambda d: _q(d, 1, 3).pop("id")), "suites[1].questions[3].id: is missing"),
+    "an index of over 64 bits (the spool's OverflowError traceback)": (
+        _break(lambda d: _q(d, 1, 3).update(index=10**23)),
+        "suites[1].questions[3].index: should be less than or equal to 9223372036854775807, got 1000"),
     "several problems, in and out of the questions": (
         _break(lambda d: (_q(d, 1, 4)["traces"][0].update(logp="x"), d["suites"][1].update(samples="8"),
                           _q(d, 0, 2).update(passed="yes"), d.update(comparison={"suites": 3}))),

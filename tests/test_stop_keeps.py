@@ -73,6 +73,55 @@ def test_a_run_ended_early_keeps_the_answers_already_on_their_way(project, monke
     assert TEST_KEY not in out
 
 
+def test_a_conftests_pytest_exit_with_its_own_status_still_says_what_was_kept(project, monkeypatch):
+    """pytest shows no terminal summary for an exit status of a plugin's own: the closing line of
+    what the stopped recording kept was lost with it (only the wait for the questions ahead showed)."""
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=12))
+    project.makeconftest("""
+import pytest
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        pytest.exit("budget spent", returncode=7)
+""")
+    with Emulator(port=0, latency_ms=300) as emu:
+        monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", emu.base_url)
+        monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+        result = project.runpytest_subprocess("-p", "no:cacheprovider", "--rlhf-record-mode=once",
+                                              "--rlhf-concurrency=4")
+    out = result.stdout.str()
+    assert result.ret == 7 and "Traceback" not in out, out[-3000:]
+    kept = len(recorded(project))
+    lines = [text for text in out.splitlines() if text.startswith("rlhf-eval stopped early")]
+    assert len(lines) == 1 and lines[0].startswith(
+        f"rlhf-eval stopped early (pytest.exit: budget spent); kept {kept} complete cassettes under cassettes/demo/"), \
+        out[-3000:]
+    assert lines[0].endswith(f"{12 - kept} questions not recorded — run the same command again to record them")
+
+
+@pytest.mark.parametrize("mode", ["all", "rewrite"])
+def test_a_rerecording_ended_early_counts_only_the_cassettes_it_wrote(project, monkeypatch, mode):
+    """Re-recording (all, rewrite) over cassettes of an earlier run, -x stopped it after a few
+    questions: the line said "every question's cassette is complete", counting the old files."""
+    project.makefile(".yaml", demo=suite_yaml(samples=2, limit=12, thresholds={"pairs": {"min": 1000}}))
+    with Emulator(port=0, latency_ms=300) as emu:
+        monkeypatch.setenv("RLHF_EVAL_GEMINI_BASE_URL", emu.base_url)
+        monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+        args = ("-p", "no:cacheprovider", "--rlhf-concurrency=4")
+        first = project.runpytest_subprocess(*args, "--rlhf-record-mode=once")
+        assert len(recorded(project)) == 12, first.stdout.str()[-3000:]
+        before = {p: p.stat().st_mtime_ns for p in (project.path / "cassettes").rglob("*.yaml")}
+        result = project.runpytest_subprocess(*args, f"--rlhf-record-mode={mode}", "-x")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and "Traceback" not in out, out[-3000:]
+    redone = sum(p.stat().st_mtime_ns != ns for p, ns in before.items())
+    assert 0 < redone < 12
+    line = next(text for text in out.splitlines() if text.startswith("rlhf-eval stopped early"))
+    assert line.startswith(f"rlhf-eval stopped early (stopping after 1 failures); kept {redone} complete "
+                           "cassettes under cassettes/demo/"), line
+    assert f", {12 - redone} questions not recorded — " in line, line
+
+
 def test_ctrl_c_while_a_stopped_run_waits_for_the_questions_in_flight_ends_it_at_once(project, live):
     """Waiting for the questions in flight is bounded by the user: the line says Ctrl-C abandons
     them, and Ctrl-C then stops the run within seconds (as it does any recording), with its line

@@ -157,6 +157,26 @@ def test_a_question_id_given_twice_in_the_comparison_keeps_its_first_place_and_l
         assert streamed == whole and not whole.startswith("error"), (name, whole[:300])
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_lone_surrogate_in_a_compared_question_id_or_answer_is_written_back_as_read(compared, tmp_path, stream):
+    """A dataset's id or a model's answer may hold a lone surrogate ("\\ud800", which JSON can
+    escape and UTF-8 cannot encode). As a comparison entry's key pydantic wrote it as U+FFFD (the
+    held report's id changed without a word); spooled, the key and a flip's answer went raw to the
+    file: `dump` failed with a UnicodeEncodeError traceback."""
+    data = json.loads(compared[1])
+    entries = data["comparison"]["suites"][0]["questions"]
+    flipped = next(k for k, v in entries.items() if v["flips"])
+    entries[flipped]["flips"][0]["chosen"] = "\ud800x"
+    entries["q-\udc80"] = entries.pop(next(iter(entries)))
+    path, out = tmp_path / "odd.json", tmp_path / "out.json"
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")  # ASCII: the surrogates escaped
+    report = Report.load(path, stream=stream)
+    report.dump(out)
+    written = json.loads(out.read_text(encoding="utf-8"))["comparison"]["suites"][0]["questions"]
+    assert list(written) == list(entries) and written[flipped]["flips"][0]["chosen"] == "\ud800x"
+    assert report.to_json() == Report.load(path, stream=not stream).to_json() == out.read_text(encoding="utf-8")
+
+
 # ------------------------------------------------------------------ a disk that fills, a folder that goes
 
 def _cli(cwd, script: str) -> subprocess.CompletedProcess:

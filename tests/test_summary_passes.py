@@ -7,6 +7,7 @@ the usage line, the failing questions' reasons, the suite's failed ids) come fro
 shows, and each row as a short text.
 The seconds are a benchmark (benchmarks/summary_passes.py)."""
 import copy
+import json
 import tracemalloc
 from collections.abc import Sequence
 
@@ -130,3 +131,18 @@ def test_the_digest_keeps_only_the_reasons_and_ids_the_summary_shows(reports):
     (count, ids), = d.dpo_reasons.values()
     assert count == sum(1 for i in range(len(smoke.questions)) if i % 5 == 0 and i % 13) and len(ids) == 5
     assert d.errored == sum(1 for i in range(len(smoke.questions)) if i % 13 == 0)
+
+
+def test_a_file_whose_aggregates_count_no_failed_question_sums_up_as_held(shipped_report, tmp_path):
+    """A streamed suite whose aggregates say no question failed skipped its questions for the
+    "FAIL suite ...: 1 of 20 questions failed" line, even with their digest at hand: a file saying 0
+    of a question that failed (hand-edited, or merged by hand) lost the line streamed, not held."""
+    data = copy.deepcopy(shipped_report[0])
+    for s in data["suites"]:
+        s["questions"][0]["passed"] = False
+        s["aggregates"]["questions_failed"] = 0
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    lines = summary_lines(Report.load(path, stream=False))
+    assert any(text.startswith("FAIL suite gsm8k_smoke: 1 of 30 questions failed") for _, text in lines)
+    assert summary_lines(Report.load(path, stream=True)) == lines

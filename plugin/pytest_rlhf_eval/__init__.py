@@ -674,6 +674,7 @@ class ReportPlugin:
         self.config = config
         self.session: pytest.Session | None = None
         self.stopped: str | None = None  # why the run stopped gathering results (its spool failed)
+        self.summarized = False  # pytest asked for the terminal summary
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
@@ -735,7 +736,18 @@ class ReportPlugin:
         if not run.passed:
             session.testsfailed += 1  # like --cov-fail-under: the run fails after every item ran
 
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # around the terminal's, which shows the summary
+    def pytest_sessionfinish(self, session: pytest.Session):
+        yield
+        # pytest shows no summary for an exit status of a plugin's own (pytest.exit("...",
+        # returncode=7) from a conftest): what the stopped recording kept is still said
+        run = self.config.stash.get(run_key, None)
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if not self.summarized and run is not None and run.stop_note and terminal is not None:
+            terminal.write_line(run.stop_note)
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        self.summarized = True
         run = self.config.stash.get(run_key, None)
         for style, text in run.summary() if run is not None else []:
             if style in ("title", "section"):
