@@ -32,7 +32,6 @@ class Router(PatchTarget):
         self._install_lock = threading.Lock()
         self._users = 0
         self._patches: contextlib.ExitStack | None = None
-        self._cassette_locks: dict[int, threading.Lock] = {}
 
     def target(self) -> AdaptedCassette | None:
         return getattr(self._local, "cassette", None)
@@ -40,7 +39,9 @@ class Router(PatchTarget):
     current = property(target, doc="The cassette this thread is bound to, or None.")
 
     def lock(self, cassette) -> threading.Lock:
-        return self._cassette_locks.setdefault(id(cassette), threading.Lock())
+        # kept on the cassette, so it goes with it: a dict of locks by id() grew by ~3 locks a
+        # question for the process's life (and an id can be reused by a later cassette)
+        return cassette.__dict__.setdefault("_rlhf_eval_lock", threading.Lock())
 
     def can_play_response_for(self, request) -> bool:
         playable = super().can_play_response_for(request)
