@@ -251,9 +251,10 @@ class SuiteDigest:
     its notes name. A report of many questions reads them from disk, ~1 ms each
     (rlhf_eval.spool): the table and every note come from this one pass, not one pass each.
 
-    Holds a question's row as one JSON text (0.13 KB at k = 8, against 0.5 KB as strings: 25 MB at
-    50,000 questions, which pushed a run's peak past 400 MB), and at most `reasons` failing
-    questions' reasons and `FIRST_IDS` ids per note, whatever the number of questions."""
+    Holds a question's row as one JSON text (0.13 KB at k = 8, against 0.5 KB as a list of
+    strings: 25 MB at 50,000 questions), and at most `reasons` failing questions' reasons and
+    `FIRST_IDS` ids per note, whatever the number of questions. Made for one summary, not kept:
+    held through a run's outputs, the rows took the 50,000-question replay past 400 MB."""
 
     FIRST_IDS = 5  # ids a note names before "… (N more)"
 
