@@ -291,8 +291,7 @@ def report_lines(report: Report | dict, maj_at_k: bool | None = None) -> list[tu
     report = Report.of(report)
     # one pass over each suite's questions gives its rows and its notes (rows_.SuiteDigest)
     digests = [rows_.suite_digest(s, MAX_REASONS) for s in report.suites]
-    maj = (any(s.aggregates.maj_at_k is not None for s in report.suites) or any(d.has_maj_at_k for d in digests)
-           if maj_at_k is None else maj_at_k)  # rows_.has_maj_at_k, from the digests
+    maj = rows_.has_maj_at_k(report.suites, digests) if maj_at_k is None else maj_at_k
     headers = columns(maj)[1:]
     # one alignment for every suite's rows, so the columns line up from one suite to the next; the
     # rows are made twice (widths, then lines) rather than held: 0.5 KB a question as lists of strings

@@ -208,13 +208,17 @@ def summary_columns(maj_at_k: bool = False) -> tuple[Column, ...]:
     return SUMMARY_COLUMNS if maj_at_k else _WITHOUT_MAJ
 
 
-def has_maj_at_k(suites: list[Suite]) -> bool:
+def has_maj_at_k(suites: list[Suite], digests: list[SuiteDigest] | None = None) -> bool:
     """Whether any question or suite of `suites` has maj@k measured (a report written before it
-    existed, or a verifier with no extracted answers, has none: its column is left out)."""
+    existed, or a verifier with no extracted answers, has none: its column is left out).
+    `digests`: the suites' `suite_digest`s, when the caller has them (no pass over the questions)."""
     # the suites' aggregates first: they answer without a pass over the questions (read from disk
     # one at a time in a large report, rlhf_eval.spool)
-    return any(s.aggregates.maj_at_k is not None for s in suites) \
-        or any(q.metrics is not None and q.metrics.maj_at_k is not None for s in suites for q in s.questions)
+    if any(s.aggregates.maj_at_k is not None for s in suites):
+        return True
+    if digests is not None:
+        return any(d.has_maj_at_k for d in digests)
+    return any(q.metrics is not None and q.metrics.maj_at_k is not None for s in suites for q in s.questions)
 
 
 def question_cells(q: Question, maj_at_k: bool = False) -> list[Cell]:
